@@ -1,0 +1,58 @@
+# The README's two commands are `make local` (synthesize every region, then run
+# the local sandbox) and `make test` (every quality gate). Both install what
+# they need on a fresh machine: a Python venv and the pinned CDK CLI.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(CURDIR)/$(VENV)/bin/python
+CDK := npx --no-install cdk
+CDK_OUT ?= cdk.out
+# Extra CDK arguments, e.g. make synth CDK_ARGS="-c regions=us-east-1,eu-west-1"
+CDK_ARGS ?=
+SANDBOX_ARGS ?=
+PYTEST_ARGS ?=
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: setup synth local lint test test-fast bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+synth: setup
+	$(CDK) synth --quiet -o $(CDK_OUT) $(CDK_ARGS)
+
+local: synth
+	$(PY) -m sandbox --cdk-out $(CDK_OUT) $(SANDBOX_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy app.py stacks lambdas sandbox clients
+
+# pytest exits 5 when it collected nothing: for this project that means a
+# broken suite (a bad marker or path), never a pass, so it is named and failed.
+test: lint
+	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$status
+
+# Everything but the sandbox and browser tests: the quick loop while editing.
+test-fast: setup
+	$(PY) -m pytest -m "not e2e and not browser and not slow" $(PYTEST_ARGS)
+
+bench: synth
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(CDK_OUT) .pytest_cache .mypy_cache .ruff_cache
