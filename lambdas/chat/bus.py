@@ -1,0 +1,67 @@
+"""Publishing chat events to the region's EventBridge bus.
+
+A ``send`` is acknowledged only once its event is accepted by the bus
+(docs/protocol.md, "Delivery guarantees"). PutEvents can succeed as a call yet
+reject individual entries (``FailedEntryCount``); those entries are retried
+with backoff, a bounded number of times. A call that raises has already been
+retried by botocore (standard mode) and is not retried again here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chat import clients, config, retry
+from chat.observability import logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+
+__all__ = ["MESSAGE_DETAIL_TYPE", "PublishError", "publish"]
+
+MESSAGE_DETAIL_TYPE = "chat.message"
+PUBLISH_ATTEMPTS = 3
+
+
+class PublishError(Exception):
+    """The event could not be put on the bus; the request must not be acknowledged."""
+
+
+def publish(detail_type: str, detail: dict[str, Any]) -> None:
+    """Put one chat event on the bus or raise PublishError."""
+    settings = config.get_settings()
+    entries: list[PutEventsRequestEntryTypeDef] = [
+        {
+            "Source": settings.source,
+            "DetailType": detail_type,
+            "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
+            "EventBusName": settings.bus_name,
+        }
+    ]
+    events = clients.events()
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        try:
+            response = events.put_events(Entries=entries)
+        except (ClientError, BotoCoreError) as error:
+            raise PublishError(f"PutEvents failed: {type(error).__name__}") from error
+        if not response.get("FailedEntryCount"):
+            return
+        results = response.get("Entries", [])
+        failed = [
+            entry
+            for entry, result in zip(entries, results, strict=False)
+            if result.get("ErrorCode") or not result.get("EventId")
+        ]
+        # A response without per-entry results leaves nothing to match: retry all.
+        entries = failed or entries
+        codes = sorted({r.get("ErrorCode", "?") for r in results if r.get("ErrorCode")})
+        logger.warning(
+            "PutEvents rejected entries",
+            extra={"attempt": attempt, "failed": len(entries), "errorCodes": codes},
+        )
+        if attempt < PUBLISH_ATTEMPTS:
+            retry.pause(attempt)
+    raise PublishError(f"PutEvents rejected {len(entries)} entries {PUBLISH_ATTEMPTS} times")

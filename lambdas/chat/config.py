@@ -1,0 +1,100 @@
+"""Typed settings of the runtime, read once from the environment.
+
+The names are the ones in ``docs/contracts.md``. Table, bus and source names
+have no sensible default and are required only when first used, so that a
+handler that never touches (say) the bus does not need its variable.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+__all__ = ["Settings", "get_settings", "reset"]
+
+
+class ConfigError(RuntimeError):
+    """A required environment variable is missing or malformed."""
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Runtime configuration (one instance per container)."""
+
+    region: str
+    connections_table_name: str
+    messages_table_name: str
+    event_bus_name: str
+    event_source: str
+    callback_url: str
+    max_body_bytes: int
+    history_retention_seconds: int
+    connection_ttl_seconds: int
+    fanout_concurrency: int
+
+    @staticmethod
+    def from_env() -> Settings:
+        return Settings(
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "",
+            connections_table_name=os.environ.get("CONNECTIONS_TABLE", ""),
+            messages_table_name=os.environ.get("MESSAGES_TABLE", ""),
+            event_bus_name=os.environ.get("EVENT_BUS_NAME", ""),
+            event_source=os.environ.get("EVENT_SOURCE", ""),
+            callback_url=os.environ.get("CALLBACK_URL", ""),
+            max_body_bytes=_int("MAX_BODY_BYTES", 16384),
+            history_retention_seconds=_int("HISTORY_RETENTION_SECONDS", 86400),
+            connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 10800),
+            fanout_concurrency=_int("FANOUT_CONCURRENCY", 16),
+        )
+
+    # Accessors for the values without defaults: fail loudly, naming the variable.
+    @property
+    def connections_table(self) -> str:
+        return _required("CONNECTIONS_TABLE", self.connections_table_name)
+
+    @property
+    def messages_table(self) -> str:
+        return _required("MESSAGES_TABLE", self.messages_table_name)
+
+    @property
+    def bus_name(self) -> str:
+        return _required("EVENT_BUS_NAME", self.event_bus_name)
+
+    @property
+    def source(self) -> str:
+        return _required("EVENT_SOURCE", self.event_source)
+
+    @property
+    def callback_endpoint(self) -> str:
+        return _required("CALLBACK_URL", self.callback_url)
+
+
+def _required(name: str, value: str) -> str:
+    if not value:
+        raise ConfigError(f"environment variable {name} is not set")
+    return value
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The settings of this container (read from the environment on first use)."""
+    return Settings.from_env()
+
+
+def reset() -> None:
+    """Forget the cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

@@ -1,0 +1,175 @@
+"""Every client action (handler ``client_message_handler.handler``).
+
+Invoked for the ``join``, ``leave``, ``send``, ``history``, ``presence``,
+``ping`` and ``$default`` routes, all with route responses: the returned
+``{"statusCode": 200, "body": <frame>}`` is sent back to the client as the
+direct reply. The frame's own ``action`` selects the operation (it equals the
+route key, except on ``$default``, where it is unknown, missing or the body
+is not JSON), so the function behaves the same behind any route.
+
+The handler never raises and never closes the connection: protocol errors
+become ``error`` frames with their code, anything unexpected becomes an
+``internal`` error frame (logged with the exception, never with the body).
+
+A connection without a META item (it never completed ``$connect``, or was
+cleaned up after a 410 / expired) cannot ``join`` or ``ping``: the reply is
+``internal`` with the message "connection is not registered; reconnect",
+because the client did nothing wrong and the only remedy is a new connection
+(``bad_request`` would blame the frame). ``send``/``history``/``presence``
+only need the membership, ``leave`` works either way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chat import bus, config, protocol, store
+from chat.ids import id_timestamp_ms, iso_from_ms, new_id
+from chat.observability import count, logger, metrics, tracer
+from chat.protocol import (
+    INTERNAL,
+    NOT_MEMBER,
+    ChatMessage,
+    History,
+    Join,
+    Leave,
+    Ping,
+    Presence,
+    ProtocolError,
+    Request,
+    Send,
+    frame,
+)
+
+MAX_MISSED = 100
+UNREGISTERED = "connection is not registered; reconnect"
+
+
+def _not_member(room: str, ref: str | None) -> ProtocolError:
+    return ProtocolError(NOT_MEMBER, f"not a member of room {room!r}; join it first", ref)
+
+
+def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
+    try:
+        store.join_room(connection_id, request.room)
+    except store.UnknownConnectionError:
+        count("UnknownConnections")
+        raise ProtocolError(INTERNAL, UNREGISTERED, ref) from None
+    missed: list[dict[str, Any]] = []
+    more = False
+    if request.after is not None:
+        missed, more = store.query_messages(request.room, request.after, MAX_MISSED)
+    members = store.room_members(request.room)
+    return frame("joined", ref, room=request.room, members=members, missed=missed, more=more)
+
+
+def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any]:
+    if not store.leave_room(connection_id, request.room):
+        raise _not_member(request.room, ref)
+    return frame("left", ref, room=request.room)
+
+
+def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
+    sender = store.get_membership(connection_id, request.room)
+    if sender is None:
+        raise _not_member(request.room, ref)
+    message_id = new_id()
+    message = ChatMessage(
+        room=request.room,
+        id=message_id,
+        sender=sender,
+        body=request.body,
+        sent_at=iso_from_ms(id_timestamp_ms(message_id)),
+        origin_region=config.get_settings().region,
+    )
+    try:
+        bus.publish(bus.MESSAGE_DETAIL_TYPE, message.detail())
+    except bus.PublishError:
+        # Never acknowledge what the bus did not accept (docs/protocol.md).
+        logger.exception("message not published", extra={"room": request.room, "id": message_id})
+        count("PublishFailures")
+        raise ProtocolError(INTERNAL, "message not accepted; please retry", ref) from None
+    logger.info("message accepted", extra={"room": request.room, "id": message_id})
+    count("MessagesAccepted")
+    return frame("ack", ref, room=request.room, id=message_id)
+
+
+def _history(connection_id: str, request: History, ref: str | None) -> dict[str, Any]:
+    if store.get_membership(connection_id, request.room) is None:
+        raise _not_member(request.room, ref)
+    messages, more = store.query_messages(request.room, request.after, request.limit)
+    return frame("history", ref, room=request.room, messages=messages, more=more)
+
+
+def _presence(connection_id: str, request: Presence, ref: str | None) -> dict[str, Any]:
+    if store.get_membership(connection_id, request.room) is None:
+        raise _not_member(request.room, ref)
+    return frame("presence", ref, room=request.room, members=store.room_members(request.room))
+
+
+def _ping(connection_id: str, ref: str | None) -> dict[str, Any]:
+    try:
+        store.refresh_connection(connection_id)
+    except store.UnknownConnectionError:
+        count("UnknownConnections")
+        raise ProtocolError(INTERNAL, UNREGISTERED, ref) from None
+    return frame("pong", ref)
+
+
+def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str, Any]:
+    """Run one validated request; returns the reply frame or raises ProtocolError."""
+    match request:
+        case Join():
+            return _join(connection_id, request, ref)
+        case Leave():
+            return _leave(connection_id, request, ref)
+        case Send():
+            return _send(connection_id, request, ref)
+        case History():
+            return _history(connection_id, request, ref)
+        case Presence():
+            return _presence(connection_id, request, ref)
+        case Ping():
+            return _ping(connection_id, ref)
+    raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
+
+
+def _response(reply: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"))}
+
+
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+)
+@tracer.capture_lambda_handler(capture_response=False)  # replies carry message bodies
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ref: str | None = None
+    count("Requests")
+    try:
+        request_context = event.get("requestContext") or {}
+        connection_id = request_context.get("connectionId")
+        logger.append_keys(connectionId=connection_id, routeKey=request_context.get("routeKey"))
+        if not isinstance(connection_id, str) or not connection_id:
+            raise RuntimeError("event without requestContext.connectionId")
+        request, ref = protocol.parse_client_frame(
+            event.get("body"),
+            max_body_bytes=config.get_settings().max_body_bytes,
+            is_base64=bool(event.get("isBase64Encoded")),
+        )
+        action = type(request).__name__.lower()
+        logger.append_keys(action=action)
+        reply = dispatch(connection_id, request, ref)
+    except ProtocolError as error:
+        logger.info("request answered with an error", extra={"code": error.code})
+        count("ClientErrors" if error.code != INTERNAL else "InternalErrors")
+        reply = error.to_frame()
+    except Exception:
+        logger.exception("request failed")
+        count("InternalErrors")
+        reply = protocol.error_frame(INTERNAL, "internal error", ref)
+    return _response(reply)

@@ -1,0 +1,312 @@
+"""Fixtures for the handler unit tests: moto-backed AWS, handler drivers, metrics.
+
+The environment is set here, before any handler module is imported, because
+Powertools reads its service name and metrics namespace when ``chat.observability``
+is first imported. boto3 clients are built lazily by ``chat.clients``; the
+``aws`` fixture resets them inside ``mock_aws`` so no client outlives its mock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+TEST_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "CONNECTIONS_TABLE": "chat-test-connections",
+    "MESSAGES_TABLE": "chat-test-messages",
+    "EVENT_BUS_NAME": "chat-test-chat-bus",
+    "EVENT_SOURCE": "chat.chat",
+    "CALLBACK_URL": "https://abc123.execute-api.us-east-1.amazonaws.com/test",
+    "MAX_BODY_BYTES": "16384",
+    "HISTORY_RETENTION_SECONDS": "86400",
+    "CONNECTION_TTL_SECONDS": "10800",
+    "FANOUT_CONCURRENCY": "4",
+    "POWERTOOLS_SERVICE_NAME": "chat-test",
+    "POWERTOOLS_METRICS_NAMESPACE": "ChatTest",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+os.environ.update(TEST_ENV)
+for _name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == "AWS_PROFILE"]:
+    del os.environ[_name]
+
+import client_message_handler  # noqa: E402
+import connection_handler  # noqa: E402
+import event_bus_message_handler  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from chat import clients, observability, retry  # noqa: E402
+
+ACCOUNT = "123456789012"
+REGION = TEST_ENV["AWS_REGION"]
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "chat-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:chat-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+def create_tables() -> None:
+    """Both tables exactly as docs/contracts.md describes them."""
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    for name, (hash_key, range_key) in {
+        TEST_ENV["CONNECTIONS_TABLE"]: ("pk", "sk"),
+        TEST_ENV["MESSAGES_TABLE"]: ("room", "id"),
+    }.items():
+        ddb.create_table(
+            TableName=name,
+            AttributeDefinitions=[
+                {"AttributeName": hash_key, "AttributeType": "S"},
+                {"AttributeName": range_key, "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": hash_key, "KeyType": "HASH"},
+                {"AttributeName": range_key, "KeyType": "RANGE"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+        )
+
+
+@pytest.fixture(autouse=True)
+def _test_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fresh env, settings and metrics per test."""
+    for name, value in TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    # in case another test package imported the handlers before this env was set
+    monkeypatch.setattr(
+        observability.metrics, "namespace", TEST_ENV["POWERTOOLS_METRICS_NAMESPACE"]
+    )
+    clients.reset()
+    observability.metrics.clear_metrics()
+    yield
+    clients.reset()
+    observability.metrics.clear_metrics()
+
+
+@pytest.fixture(autouse=True)
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retries never really sleep; the delays asked for are recorded here, in order."""
+    recorded: list[float] = []
+    monkeypatch.setattr(retry, "sleep", recorded.append)
+    return recorded
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto for every AWS service, with both tables and the chat bus."""
+    with mock_aws():
+        clients.reset()
+        create_tables()
+        boto3.client("events", region_name=REGION).create_event_bus(Name=TEST_ENV["EVENT_BUS_NAME"])
+        yield
+        clients.reset()
+
+
+@pytest.fixture(scope="module")
+def module_aws() -> Iterator[None]:
+    """Like ``aws`` but shared by a whole module (for tests that write little or nothing).
+
+    A module using it must not also use ``aws``: moto mocks do not nest.
+    """
+    with mock_aws():
+        clients.reset()
+        create_tables()
+        boto3.client("events", region_name=REGION).create_event_bus(Name=TEST_ENV["EVENT_BUS_NAME"])
+        yield
+        clients.reset()
+
+
+@pytest.fixture
+def context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+class Chat:
+    """Drives the handlers the way API Gateway and EventBridge invoke them."""
+
+    def __init__(self, context: FakeLambdaContext) -> None:
+        self.context = context
+
+    def connect(
+        self,
+        connection_id: str,
+        user_id: str | None = "alice",
+        name: str | None = None,
+        *,
+        query: dict[str, str] | None = None,
+        authorizer: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if query is None:
+            query = {}
+            if user_id is not None:
+                query["userId"] = user_id
+            if name is not None:
+                query["name"] = name
+        request_context: dict[str, Any] = {
+            "routeKey": "$connect",
+            "eventType": "CONNECT",
+            "connectionId": connection_id,
+            "requestId": f"req-{connection_id}",
+            "stage": "test",
+        }
+        if authorizer is not None:
+            request_context["authorizer"] = authorizer
+        event = {"requestContext": request_context, "queryStringParameters": query or None}
+        return connection_handler.handler(event, self.context)
+
+    def disconnect(self, connection_id: str) -> dict[str, Any]:
+        event = {
+            "requestContext": {
+                "routeKey": "$disconnect",
+                "eventType": "DISCONNECT",
+                "connectionId": connection_id,
+                "requestId": f"req-{connection_id}",
+            }
+        }
+        return connection_handler.handler(event, self.context)
+
+    def raw(self, connection_id: str, body: str | None, route: str = "$default") -> dict[str, Any]:
+        """Send a raw text frame; returns the handler's full route response."""
+        event = {
+            "requestContext": {
+                "routeKey": route,
+                "eventType": "MESSAGE",
+                "connectionId": connection_id,
+                "requestId": "req-1",
+                "stage": "test",
+            },
+            "body": body,
+            "isBase64Encoded": False,
+        }
+        response = client_message_handler.handler(event, self.context)
+        assert response["statusCode"] == 200
+        return response
+
+    def send(self, connection_id: str, frame: Any) -> dict[str, Any]:
+        """Send a frame (a dict is JSON-encoded); returns the decoded reply frame."""
+        if isinstance(frame, str):
+            body, route = frame, "$default"
+        else:
+            body = json.dumps(frame)
+            action = frame.get("action") if isinstance(frame, dict) else None
+            route = (
+                action
+                if action in {"join", "leave", "send", "history", "presence", "ping"}
+                else "$default"
+            )
+        reply = json.loads(self.raw(connection_id, body, route)["body"])
+        assert isinstance(reply, dict)
+        return reply
+
+    def deliver(self, detail: dict[str, Any], detail_type: str = "chat.message") -> dict[str, Any]:
+        event = {
+            "version": "0",
+            "id": "event-1",
+            "detail-type": detail_type,
+            "source": TEST_ENV["EVENT_SOURCE"],
+            "account": ACCOUNT,
+            "time": "2026-11-21T23:59:59Z",
+            "region": REGION,
+            "resources": [],
+            "detail": detail,
+        }
+        return event_bus_message_handler.handler(event, self.context)
+
+
+@pytest.fixture
+def chat(aws: None, context: FakeLambdaContext) -> Chat:
+    return Chat(context)
+
+
+@pytest.fixture
+def chat_shared(module_aws: None, context: FakeLambdaContext) -> Chat:
+    """A Chat driver on the module-wide moto instance."""
+    return Chat(context)
+
+
+@pytest.fixture
+def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> Callable[[], dict[str, float]]:
+    """Sum of every EMF metric printed so far (by name)."""
+
+    def read() -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for line in capsys.readouterr().out.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or "_aws" not in record:
+                continue
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = record[metric["Name"]]
+                    values = value if isinstance(value, list) else [value]
+                    totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(values)
+        return totals
+
+    return read
+
+
+def _connection_items(connection_id: str) -> list[dict[str, Any]]:
+    table = boto3.resource("dynamodb", region_name=REGION).Table(TEST_ENV["CONNECTIONS_TABLE"])
+    items = table.scan()["Items"]
+    return [
+        i for i in items if i["pk"] == f"CONN#{connection_id}" or i["sk"] == f"CONN#{connection_id}"
+    ]
+
+
+def _posted_frames(connection_id: str) -> list[dict[str, Any]]:
+    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+
+    backend = apigatewaymanagementapi_backends[ACCOUNT][REGION]
+    if connection_id not in backend.connections:
+        return []
+    data = backend.connections[connection_id].data.decode("utf-8")
+    decoder, frames, index = json.JSONDecoder(), [], 0
+    while index < len(data):
+        frame, index = decoder.raw_decode(data, index)
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture
+def items_of(aws: None) -> Callable[[str], list[dict[str, Any]]]:
+    """Every connections-table item (resource form) that belongs to a connection id."""
+    return _connection_items
+
+
+@pytest.fixture
+def posted(aws: None) -> Callable[[str], list[dict[str, Any]]]:
+    """The frames moto's @connections API received for a connection id, in order."""
+    return _posted_frames
+
+
+@pytest.fixture
+def tables(aws: None) -> Any:
+    """boto3 Table resources: ``tables.connections`` and ``tables.messages``."""
+    resource = boto3.resource("dynamodb", region_name=REGION)
+
+    class Tables:
+        connections = resource.Table(TEST_ENV["CONNECTIONS_TABLE"])
+        messages = resource.Table(TEST_ENV["MESSAGES_TABLE"])
+
+    return Tables
