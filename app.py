@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""CDK entry point: one ChatRegionStack per configured region.
+
+Run by the CDK CLI (``npx cdk synth``, see cdk.json). A bad context value
+prints one line naming the key and exits 1, instead of a jsii stack trace; an
+unacknowledged cdk-nag finding prints the validation report and exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aws_cdk import App, Environment
+
+from stacks.checks import acknowledge_findings, enable_nag
+from stacks.config import ChatConfig, ConfigError
+from stacks.region_stack import ChatRegionStack
+
+
+def build_app(app: App | None = None) -> App:
+    """Add the regional stacks (and cdk-nag) to ``app``, a new ``App()`` by default."""
+    app = app if app is not None else App()
+    config = ChatConfig.from_context(app.node)
+    for region in config.regions:
+        stack = ChatRegionStack(
+            app,
+            config.stack_name(region),
+            config=config,
+            region=region,
+            env=Environment(region=region),
+        )
+        acknowledge_findings(stack)
+    enable_nag(app)
+    return app
+
+
+def main() -> int:
+    try:
+        app = build_app()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+    try:
+        app.synth()
+    except RuntimeError as error:
+        # Policy validation (cdk-nag, CloudFormation rules) failed: the message
+        # is the whole report; the jsii stack trace under it adds nothing.
+        if not str(error).startswith("ValidationFailed"):
+            raise
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Infrastructure of the multi-region chat: config, constructs and the regional stack."""

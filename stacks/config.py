@@ -1,0 +1,344 @@
+"""The app's one typed, validated configuration.
+
+Values come from CDK context: the ``context`` block of ``cdk.json`` provides
+defaults and ``cdk synth -c key=value`` overrides any of them. Context from the
+command line always arrives as a string, context from ``cdk.json`` keeps its
+JSON type, so every parser here accepts both (``"3"`` and ``3``,
+``"us-east-1,eu-west-1"`` and ``["us-east-1", "eu-west-1"]``).
+
+A bad value raises :class:`ConfigError` whose message is one line naming the
+key, the offending value and what is accepted; ``app.py`` prints exactly that
+line and exits, so a typo never surfaces as a jsii stack trace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+__all__ = [
+    "CLOUDWATCH_LOG_RETENTION_DAYS",
+    "COMMERCIAL_REGIONS",
+    "CONTEXT_KEYS",
+    "ChatConfig",
+    "ConfigError",
+]
+
+# Regions of the commercial `aws` partition (the ones both botocore's endpoint
+# data and CDK's RegionInfo know). China, GovCloud, ISO and the European
+# Sovereign Cloud are separate partitions: a cross-region EventBridge mesh
+# cannot span partitions, so they are deliberately not accepted here.
+COMMERCIAL_REGIONS: tuple[str, ...] = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+)
+
+# The only retention periods CloudWatch Logs accepts (PutRetentionPolicy).
+CLOUDWATCH_LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+
+# Every context key the config reads, in the order of the dataclass fields.
+CONTEXT_KEYS: tuple[str, ...] = (
+    "appName",
+    "stage",
+    "regions",
+    "maxBodyBytes",
+    "historyRetentionHours",
+    "connectionTtlHours",
+    "throttleRateLimit",
+    "throttleBurstLimit",
+    "logRetentionDays",
+    "removalPolicy",
+    "fanoutConcurrency",
+    "alarmEmail",
+    "apiGatewayAccountRole",
+)
+
+_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
+_STAGE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+# Deliberately loose: SNS confirms the address anyway; this only catches typos
+# such as a missing "@" or stray spaces/commas from a shell.
+_EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
+
+# API Gateway closes every WebSocket connection after 2 hours; connection and
+# membership items must outlive that or a live connection loses its records.
+_API_GATEWAY_MAX_CONNECTION_HOURS = 2
+
+# The event envelope (ids, sender, room, JSON framing) needs room next to the
+# body inside EventBridge's 256 KiB entry limit and API Gateway's 128 KiB frame
+# limit, hence a cap well below 128 KiB.
+_MAX_BODY_BYTES_LIMIT = 100_000
+
+
+class ConfigError(ValueError):
+    """A context value is invalid. ``str(error)`` is one printable line."""
+
+    def __init__(self, key: str, value: object, problem: str, accepted: str) -> None:
+        self.key = key
+        self.value = value
+        super().__init__(
+            f"Invalid context value for {key!r}: {_show(value)} {problem}; accepted: {accepted}"
+        )
+
+
+class _Node(Protocol):
+    """The part of ``constructs.Node`` the config needs (keeps this module jsii-free)."""
+
+    def try_get_context(self, key: str) -> Any: ...
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+T = TypeVar("T")
+
+
+def _string(key: str, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(key, raw, "is not a string", "a string")
+    return raw.strip()
+
+
+def _integer(key: str, raw: object, lo: int, hi: int) -> int:
+    accepted = f"an integer from {lo} to {hi}"
+    if isinstance(raw, bool):  # bool is an int subclass; "true" is no number
+        raise ConfigError(key, raw, "is not an integer", accepted)
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+        value = int(raw)
+    else:
+        raise ConfigError(key, raw, "is not an integer", accepted)
+    if not lo <= value <= hi:
+        raise ConfigError(key, raw, "is out of range", accepted)
+    return value
+
+
+def _boolean(key: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
+    raise ConfigError(key, raw, "is not a boolean", "true, false")
+
+
+def _regions(key: str, raw: object) -> tuple[str, ...]:
+    accepted = ", ".join(COMMERCIAL_REGIONS)
+    if isinstance(raw, str):
+        items: list[object] = [part.strip() for part in raw.split(",")] if raw.strip() else []
+    elif isinstance(raw, list | tuple):
+        items = [item.strip() if isinstance(item, str) else item for item in raw]
+    else:
+        raise ConfigError(key, raw, "is not a list of regions", accepted)
+    if not items:
+        raise ConfigError(key, raw, "is empty", f"one or more of {accepted}")
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, str) or item not in COMMERCIAL_REGIONS:
+            raise ConfigError(key, item, "is not an AWS region", accepted)
+        if item in seen:
+            raise ConfigError(key, item, "is listed twice", "each region at most once")
+        seen.add(item)
+    return tuple(items)  # type: ignore[arg-type]  # every item was checked to be a str
+
+
+def _matching(key: str, raw: object, pattern: re.Pattern[str], accepted: str) -> str:
+    value = _string(key, raw)
+    if not pattern.fullmatch(value):
+        raise ConfigError(key, raw, f"does not match {pattern.pattern}", accepted)
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatConfig:
+    """Everything the stacks need to know about one deployment of the app.
+
+    Build it with :meth:`from_context` (inside a CDK app) or
+    :meth:`from_mapping` (tests, tools); both validate every field.
+    """
+
+    app_name: str = "chat"
+    stage: str = "prod"
+    regions: tuple[str, ...] = ("us-east-1", "eu-west-1", "ap-northeast-1")
+    max_body_bytes: int = 16384
+    history_retention_hours: int = 24
+    connection_ttl_hours: int = 3
+    throttle_rate_limit: int = 100
+    throttle_burst_limit: int = 200
+    log_retention_days: int = 30
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    fanout_concurrency: int = 16
+    alarm_email: str | None = None
+    # AWS::ApiGateway::Account is one setting per account and region: exactly
+    # one stack per account-region may own it (see ChatWebSocketApi).
+    api_gateway_account_role: bool = True
+
+    # ---- construction -------------------------------------------------
+    @classmethod
+    def from_context(cls, node: _Node) -> ChatConfig:
+        """Read every key from CDK context (cdk.json, then ``-c`` overrides)."""
+        values = {key: node.try_get_context(key) for key in CONTEXT_KEYS}
+        return cls.from_mapping({k: v for k, v in values.items() if v is not None})
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> ChatConfig:
+        """Validate context-style values (camelCase keys); missing keys take defaults."""
+
+        def get(key: str, parse: Callable[[str, object], T], default: T) -> T:
+            raw = values.get(key)
+            # An empty string from `-c key=` means "use the default", except
+            # for regions where an empty list is an error worth reporting.
+            if raw is None or (raw == "" and key != "regions"):
+                return default
+            return parse(key, raw)
+
+        defaults = cls()
+        stage = get(
+            "stage",
+            lambda k, v: _matching(k, v, _STAGE, "1-16 lowercase letters/digits, letter first"),
+            defaults.stage,
+        )
+
+        def removal(key: str, raw: object) -> Literal["retain", "destroy"]:
+            value = _string(key, raw).lower()
+            if value == "retain":
+                return "retain"
+            if value == "destroy":
+                return "destroy"
+            raise ConfigError(key, raw, "is not a removal policy", "retain, destroy")
+
+        def retention(key: str, raw: object) -> int:
+            days = _integer(key, raw, 1, CLOUDWATCH_LOG_RETENTION_DAYS[-1])
+            if days not in CLOUDWATCH_LOG_RETENTION_DAYS:
+                raise ConfigError(
+                    key,
+                    raw,
+                    "is not a CloudWatch Logs retention period",
+                    ", ".join(map(str, CLOUDWATCH_LOG_RETENTION_DAYS)),
+                )
+            return days
+
+        def email(key: str, raw: object) -> str:
+            return _matching(key, raw, _EMAIL, "an e-mail address")
+
+        return cls(
+            app_name=get(
+                "appName",
+                lambda k, v: _matching(
+                    k, v, _APP_NAME, "2-21 lowercase letters/digits/hyphens, letter first"
+                ),
+                defaults.app_name,
+            ),
+            stage=stage,
+            regions=get("regions", _regions, defaults.regions),
+            max_body_bytes=get(
+                "maxBodyBytes",
+                lambda k, v: _integer(k, v, 1, _MAX_BODY_BYTES_LIMIT),
+                defaults.max_body_bytes,
+            ),
+            history_retention_hours=get(
+                "historyRetentionHours",
+                lambda k, v: _integer(k, v, 1, 24 * 365),
+                defaults.history_retention_hours,
+            ),
+            connection_ttl_hours=get(
+                "connectionTtlHours",
+                lambda k, v: _integer(k, v, _API_GATEWAY_MAX_CONNECTION_HOURS + 1, 24 * 7),
+                defaults.connection_ttl_hours,
+            ),
+            throttle_rate_limit=get(
+                "throttleRateLimit",
+                lambda k, v: _integer(k, v, 1, 10_000),
+                defaults.throttle_rate_limit,
+            ),
+            throttle_burst_limit=get(
+                "throttleBurstLimit",
+                lambda k, v: _integer(k, v, 1, 5_000),
+                defaults.throttle_burst_limit,
+            ),
+            log_retention_days=get("logRetentionDays", retention, defaults.log_retention_days),
+            # Production data survives a stack deletion by default; any other
+            # stage is disposable unless the context says otherwise.
+            removal_policy=get(
+                "removalPolicy", removal, "retain" if stage == "prod" else "destroy"
+            ),
+            fanout_concurrency=get(
+                "fanoutConcurrency",
+                lambda k, v: _integer(k, v, 1, 64),
+                defaults.fanout_concurrency,
+            ),
+            alarm_email=get("alarmEmail", email, defaults.alarm_email),
+            api_gateway_account_role=get(
+                "apiGatewayAccountRole", _boolean, defaults.api_gateway_account_role
+            ),
+        )
+
+    # ---- derived names ------------------------------------------------
+    def stack_name(self, region: str) -> str:
+        """CloudFormation stack name (and construct id) of ``region``'s stack."""
+        return f"{self.app_name}-{self.stage}-{region}"
+
+    @property
+    def bus_name(self) -> str:
+        """Name of the chat bus; identical in every region so ARNs are predictable."""
+        return f"{self.app_name}-{self.stage}-chat-bus"
+
+    @property
+    def event_source(self) -> str:
+        """``source`` of every chat event (what the rules match)."""
+        return f"{self.app_name}.chat"
+
+    @property
+    def metrics_namespace(self) -> str:
+        """CloudWatch namespace of the runtime's Powertools metrics."""
+        return f"{self.app_name}/{self.stage}"
+
+    @property
+    def history_retention_seconds(self) -> int:
+        return self.history_retention_hours * 3600
+
+    @property
+    def connection_ttl_seconds(self) -> int:
+        return self.connection_ttl_hours * 3600
+
+    def other_regions(self, region: str) -> tuple[str, ...]:
+        """Every configured region except ``region`` (the forwarding targets)."""
+        return tuple(r for r in self.regions if r != region)

@@ -1,0 +1,255 @@
+"""The three Lambda functions of a region, each with its own least-privilege role.
+
+Handler strings, environment variable names and the metrics namespace are the
+contract in ``docs/contracts.md``. The code is the plain ``lambdas/`` folder
+(no bundling: the runtime imports only the standard library, boto3 and
+Powertools, which comes from the public Powertools layer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from stacks.config import ChatConfig
+from stacks.storage import dead_letter_queue
+
+__all__ = [
+    "LAMBDAS_DIR",
+    "POWERTOOLS_LAYER_PARAMETER",
+    "SERVICE_NAME",
+    "ChatFunctions",
+]
+
+LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
+
+# Published by the Powertools team in every commercial region; resolving it as
+# a template parameter (not a synth-time lookup) keeps synth offline and picks
+# up the newest layer on each deploy.
+POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/python3.14/latest"
+
+# Powertools' default `service` dimension: one value for every function so the
+# alarms in monitoring.py have one dimension set to match.
+SERVICE_NAME = "chat"
+
+# Exactly the DynamoDB actions each handler calls (docs/contracts.md, "IAM the
+# handlers need"), spelled out: grant_read_write_data() would add Scan,
+# BatchGetItem, ConditionCheckItem, DescribeTable and more.
+CONNECTION_HANDLER_CONNECTIONS_ACTIONS = (
+    "dynamodb:PutItem",  # $connect: META
+    "dynamodb:GetItem",  # $disconnect: META's room list
+    "dynamodb:BatchWriteItem",  # $disconnect: memberships
+    "dynamodb:DeleteItem",  # $disconnect: META
+)
+CLIENT_HANDLER_CONNECTIONS_ACTIONS = (
+    "dynamodb:GetItem",  # membership checks
+    "dynamodb:PutItem",  # join: membership
+    "dynamodb:UpdateItem",  # join/leave/ping: META rooms and expiry
+    "dynamodb:DeleteItem",  # leave: membership
+    "dynamodb:Query",  # presence: the room partition
+)
+CLIENT_HANDLER_MESSAGES_ACTIONS = ("dynamodb:Query",)  # history, join's `missed`
+BUS_HANDLER_MESSAGES_ACTIONS = ("dynamodb:PutItem",)  # conditional history write
+BUS_HANDLER_CONNECTIONS_ACTIONS = (
+    "dynamodb:Query",  # fan-out: the room's connections
+    "dynamodb:GetItem",  # 410 Gone cleanup: META
+    "dynamodb:BatchWriteItem",  # 410 Gone cleanup: memberships
+    "dynamodb:DeleteItem",  # 410 Gone cleanup: META
+)
+
+_ASSET_EXCLUDES = [
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.pytest_cache",
+    "**/.mypy_cache",
+    "**/.ruff_cache",
+]
+
+
+class ChatFunctions(Construct):
+    """ConnectionHandler, ClientMessageHandler and EventBusMessageHandler.
+
+    Each function has an explicit role with no managed policies: it may write
+    to its own log group, send X-Ray traces, and use exactly the table actions
+    listed above. The stack adds what depends on other constructs
+    (``CALLBACK_URL`` and the ``@connections`` permission) through
+    :meth:`allow_manage_connections` and ``add_environment``.
+
+    Attributes:
+        connection_handler: ``$connect`` / ``$disconnect``.
+        client_message_handler: every client action (route responses).
+        event_bus_message_handler: the delivery rule's target (history + fan-out).
+        async_failure_queue: where Lambda puts EventBusMessageHandler invocations
+            that still fail after its async retries (on-failure destination).
+        log_groups: each function's log group, by logical name.
+        functions: the three functions, by logical name.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ChatConfig,
+        connections_table: dynamodb.ITable,
+        messages_table: dynamodb.ITable,
+        event_bus: events.IEventBus,
+        removal_policy: RemovalPolicy,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._removal_policy = removal_policy
+        self._log_retention = log_retention
+
+        self.environment: dict[str, str] = {
+            "CONNECTIONS_TABLE": connections_table.table_name,
+            "MESSAGES_TABLE": messages_table.table_name,
+            # The literal name, not a Ref: it is the same in every region and
+            # the local sandbox reads it straight from the template.
+            "EVENT_BUS_NAME": config.bus_name,
+            "EVENT_SOURCE": config.event_source,
+            "MAX_BODY_BYTES": str(config.max_body_bytes),
+            "HISTORY_RETENTION_SECONDS": str(config.history_retention_seconds),
+            "CONNECTION_TTL_SECONDS": str(config.connection_ttl_seconds),
+            "FANOUT_CONCURRENCY": str(config.fanout_concurrency),
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "PowertoolsLayer",
+            ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
+        )
+        self._code = lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=_ASSET_EXCLUDES)
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        self.functions: dict[str, lambda_.Function] = {}
+
+        self.connection_handler = self._function(
+            "ConnectionHandler",
+            handler="connection_handler.handler",
+            description="WebSocket $connect/$disconnect: connection records",
+            memory_size=256,
+            timeout=Duration.seconds(10),
+        )
+        connections_table.grant(self.connection_handler, *CONNECTION_HANDLER_CONNECTIONS_ACTIONS)
+
+        self.client_message_handler = self._function(
+            "ClientMessageHandler",
+            handler="client_message_handler.handler",
+            description="WebSocket client actions; replies through route responses",
+            # The sender waits for the ack: more memory buys CPU for cold starts.
+            memory_size=512,
+            timeout=Duration.seconds(10),
+        )
+        connections_table.grant(self.client_message_handler, *CLIENT_HANDLER_CONNECTIONS_ACTIONS)
+        messages_table.grant(self.client_message_handler, *CLIENT_HANDLER_MESSAGES_ACTIONS)
+        event_bus.grant_put_events_to(self.client_message_handler)
+
+        # EventBridge invokes this function asynchronously. Lambda retries a
+        # failed invocation twice, then hands the event (with the error) to the
+        # on-failure queue: a replicated message never vanishes silently.
+        self.async_failure_queue = dead_letter_queue(
+            self, "EventBusMessageHandlerFailures", removal_policy=removal_policy
+        )
+        self.event_bus_message_handler = self._function(
+            "EventBusMessageHandler",
+            handler="event_bus_message_handler.handler",
+            description="Chat bus events: history write, then fan-out to local connections",
+            # Fan-out posts to many connections through a thread pool.
+            memory_size=512,
+            timeout=Duration.seconds(30),
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+            on_failure=destinations.SqsDestination(self.async_failure_queue),
+        )
+        messages_table.grant(self.event_bus_message_handler, *BUS_HANDLER_MESSAGES_ACTIONS)
+        connections_table.grant(self.event_bus_message_handler, *BUS_HANDLER_CONNECTIONS_ACTIONS)
+
+    # ---- wiring done by the stack ---------------------------------------
+    def allow_manage_connections(self, manage_connections_arn: str) -> None:
+        """Let EventBusMessageHandler post to ``@connections`` (and nothing else).
+
+        ``manage_connections_arn`` should name one API, one stage and the POST
+        method only, e.g. ``ChatWebSocketApi.manage_connections_arn``.
+        """
+        self.event_bus_message_handler.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["execute-api:ManageConnections"],
+                resources=[manage_connections_arn],
+            )
+        )
+
+    # ---- helpers --------------------------------------------------------
+    def _function(
+        self,
+        name: str,
+        *,
+        handler: str,
+        description: str,
+        memory_size: int,
+        timeout: Duration,
+        retry_attempts: int | None = None,
+        max_event_age: Duration | None = None,
+        on_failure: lambda_.IDestination | None = None,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{name}LogGroup",
+            retention=self._log_retention,
+            removal_policy=self._removal_policy,
+        )
+        # An explicit role instead of the default one: the default attaches
+        # AWSLambdaBasicExecutionRole, which may write to *every* log group.
+        role = iam.Role(
+            self,
+            f"{name}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{name}: own log group, X-Ray, and the table actions it uses",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                # The log group's Arn attribute ends in ":*", i.e. its streams.
+                resources=[log_group.log_group_arn],
+            )
+        )
+        function = lambda_.Function(
+            self,
+            name,
+            code=self._code,
+            handler=handler,
+            description=description,
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            architecture=lambda_.Architecture.ARM_64,
+            memory_size=memory_size,
+            timeout=timeout,
+            role=role,
+            log_group=log_group,
+            layers=[self.powertools_layer],
+            # Adds xray:PutTraceSegments/PutTelemetryRecords on "*" to the
+            # role: X-Ray has no resource-level permissions.
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=dict(self.environment),
+            retry_attempts=retry_attempts,
+            max_event_age=max_event_age,
+            on_failure=on_failure,
+        )
+        # CDK renders its construct dependency on the role as DependsOn next to
+        # the Role GetAtt; cfn-lint flags the redundant half (W3005). Silenced
+        # here, on this resource only: the policy half of DependsOn matters.
+        cfn_function = function.node.default_child
+        assert isinstance(cfn_function, lambda_.CfnFunction)
+        cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        self.log_groups[name] = log_group
+        self.functions[name] = function
+        return function

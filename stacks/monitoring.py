@@ -1,0 +1,140 @@
+"""Alarms of one region and the SNS topic they notify.
+
+What is alarmed and why:
+
+* each function's ``Errors`` and ``Throttles``: a handler failing or being
+  throttled means refused connections, lost acks or undelivered frames;
+* each dead-letter queue holding a message: something was not delivered and
+  needs a look (and a redrive);
+* the WebSocket API's ``ExecutionError`` (API Gateway could not call the
+  integration) and a burst of ``IntegrationError`` (the integration answered
+  4XX/5XX; a few are normal, e.g. refused ``$connect`` requests);
+* the runtime's ``FailedDeliveries`` and ``PublishFailures`` (names in
+  docs/contracts.md, "Metrics").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+__all__ = ["ALARMED_CUSTOM_METRICS", "INTEGRATION_ERROR_THRESHOLD", "ChatMonitoring"]
+
+# Runtime metrics that must stay at zero (docs/contracts.md, "Metrics").
+ALARMED_CUSTOM_METRICS: tuple[str, ...] = ("FailedDeliveries", "PublishFailures")
+
+# IntegrationError counts every 4XX the handlers return on purpose (a refused
+# $connect, for one): alarm on a burst, not on the first one.
+INTEGRATION_ERROR_THRESHOLD = 10
+
+_PERIOD = Duration.minutes(5)
+
+
+class ChatMonitoring(Construct):
+    """An encrypted SNS topic and every alarm of the region, all notifying the topic.
+
+    Attributes:
+        topic: the alarm topic (SSE with the AWS-managed ``alias/aws/sns`` key).
+        alarms: every alarm, by construct id.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: Mapping[str, lambda_.IFunction],
+        queues: Mapping[str, sqs.IQueue],
+        api_id: str,
+        api_stage_name: str,
+        metrics_namespace: str,
+        service_name: str,
+        alarm_email: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name="Chat alarms",
+            master_key=kms.Alias.from_alias_name(self, "SnsManagedKey", "alias/aws/sns"),
+            enforce_ssl=True,
+        )
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self._action = cw_actions.SnsAction(self.topic)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+
+        for name, function in functions.items():
+            self._alarm(
+                f"{name}Errors",
+                function.metric_errors(period=_PERIOD, statistic="Sum"),
+                f"{name} invocations failed",
+            )
+            self._alarm(
+                f"{name}Throttles",
+                function.metric_throttles(period=_PERIOD, statistic="Sum"),
+                f"{name} invocations were throttled",
+            )
+        for name, queue in queues.items():
+            self._alarm(
+                f"{name}NotEmpty",
+                queue.metric_approximate_number_of_messages_visible(
+                    period=_PERIOD, statistic="Maximum"
+                ),
+                f"{name} holds undelivered events: inspect and redrive",
+            )
+
+        api_dimensions = {"ApiId": api_id, "Stage": api_stage_name}
+        self._alarm(
+            "WebSocketExecutionErrors",
+            self._metric("AWS/ApiGateway", "ExecutionError", api_dimensions),
+            "API Gateway could not invoke a WebSocket integration",
+        )
+        self._alarm(
+            "WebSocketIntegrationErrors",
+            self._metric("AWS/ApiGateway", "IntegrationError", api_dimensions),
+            f"At least {INTEGRATION_ERROR_THRESHOLD} WebSocket integration 4XX/5XX in 5 min",
+            threshold=INTEGRATION_ERROR_THRESHOLD,
+        )
+        for metric_name in ALARMED_CUSTOM_METRICS:
+            self._alarm(
+                metric_name,
+                self._metric(metrics_namespace, metric_name, {"service": service_name}),
+                f"Runtime reported {metric_name}",
+            )
+
+    @staticmethod
+    def _metric(namespace: str, name: str, dimensions: Mapping[str, str]) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=namespace,
+            metric_name=name,
+            dimensions_map=dict(dimensions),
+            period=_PERIOD,
+            statistic="Sum",
+        )
+
+    def _alarm(
+        self, construct_id: str, metric: cloudwatch.IMetric, description: str, threshold: int = 1
+    ) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            # No data means nothing happened: not an alarm.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(self._action)
+        self.alarms[construct_id] = alarm

@@ -1,0 +1,155 @@
+"""One region's deployment: composes the constructs and wires them together.
+
+The constructs never reach into each other; every cross-construct reference
+(table names, bus ARN, callback URL, the ``@connections`` permission, the
+delivery target, what to alarm) is made here, in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.config import ChatConfig
+from stacks.functions import SERVICE_NAME, ChatFunctions
+from stacks.monitoring import ChatMonitoring
+from stacks.replication import ChatReplication
+from stacks.storage import ChatStorage
+from stacks.websocket_api import ChatWebSocketApi
+
+__all__ = ["ChatRegionStack", "log_retention"]
+
+_RETENTION_DAYS: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """The ``RetentionDays`` member for ``days`` (validated by ChatConfig)."""
+    return _RETENTION_DAYS[days]
+
+
+class ChatRegionStack(Stack):
+    """Everything one region runs: API, functions, tables, bus, rules, alarms.
+
+    Attributes:
+        config, region: what the stack was built from.
+        storage, functions, api, replication, monitoring: the constructs.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ChatConfig,
+        region: str,
+        **kwargs: Any,
+    ) -> None:
+        if region not in config.regions:
+            raise ValueError(f"{region} is not one of the configured regions {config.regions}")
+        # Region only: the account stays a deploy-time value (env-agnostic on
+        # the account axis), so synth needs no credentials.
+        kwargs.setdefault("env", Environment(region=region))
+        kwargs.setdefault("stack_name", config.stack_name(region))
+        kwargs.setdefault(
+            "description", f"Multi-region chat '{config.app_name}' ({config.stage}) in {region}"
+        )
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self.region_name = region
+        Tags.of(self).add("app", config.app_name)
+        Tags.of(self).add("stage", config.stage)
+
+        removal = (
+            RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
+        )
+        retention = log_retention(config.log_retention_days)
+
+        self.storage = ChatStorage(self, "Storage", removal_policy=removal)
+        self.replication = ChatReplication(
+            self,
+            "Replication",
+            bus_name=config.bus_name,
+            event_source=config.event_source,
+            region=region,
+            other_regions=config.other_regions(region),
+            removal_policy=removal,
+        )
+        self.functions = ChatFunctions(
+            self,
+            "Functions",
+            config=config,
+            connections_table=self.storage.connections_table,
+            messages_table=self.storage.messages_table,
+            event_bus=self.replication.event_bus,
+            removal_policy=removal,
+            log_retention=retention,
+        )
+        self.api = ChatWebSocketApi(
+            self,
+            "WebSocket",
+            api_name=f"{config.app_name}-{config.stage}-websocket",
+            connection_handler=self.functions.connection_handler,
+            client_message_handler=self.functions.client_message_handler,
+            stage_name=config.stage,
+            throttle_rate_limit=config.throttle_rate_limit,
+            throttle_burst_limit=config.throttle_burst_limit,
+            log_retention=retention,
+            removal_policy=removal,
+            manage_account_role=config.api_gateway_account_role,
+        )
+
+        # Fan-out: EventBusMessageHandler posts to this API's connections.
+        bus_handler = self.functions.event_bus_message_handler
+        bus_handler.add_environment("CALLBACK_URL", self.api.callback_url)
+        self.functions.allow_manage_connections(self.api.manage_connections_arn)
+        self.replication.add_delivery_target(bus_handler)
+
+        self.monitoring = ChatMonitoring(
+            self,
+            "Monitoring",
+            functions=self.functions.functions,
+            queues={
+                "ReplicationDeadLetterQueue": self.replication.dead_letter_queue,
+                "EventBusMessageHandlerFailureQueue": self.functions.async_failure_queue,
+            },
+            api_id=self.api.api.api_id,
+            api_stage_name=config.stage,
+            metrics_namespace=config.metrics_namespace,
+            service_name=SERVICE_NAME,
+            alarm_email=config.alarm_email,
+        )
+
+        CfnOutput(self, "WebSocketUrl", value=self.api.url, description="Clients connect here")
+        CfnOutput(
+            self, "CallbackUrl", value=self.api.callback_url, description="@connections endpoint"
+        )
+        CfnOutput(self, "BusName", value=self.replication.event_bus.event_bus_name)
+        CfnOutput(self, "ConnectionsTableName", value=self.storage.connections_table.table_name)
+        CfnOutput(self, "MessagesTableName", value=self.storage.messages_table.table_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)

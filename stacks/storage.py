@@ -1,0 +1,96 @@
+"""Durable state of one region: the DynamoDB tables and the dead-letter queues.
+
+Item layouts are in ``docs/contracts.md``. Tables get no physical names: the
+functions receive the generated names through their environment, so two
+stages (or two apps) can share an account and region.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+__all__ = ["TTL_ATTRIBUTE", "ChatStorage", "dead_letter_queue"]
+
+# Epoch seconds; DynamoDB's TTL deletes expired connections, memberships,
+# remote presence and history for free (no sweeper function).
+TTL_ATTRIBUTE = "expiresAt"
+
+
+def _table(
+    scope: Construct,
+    construct_id: str,
+    *,
+    partition_key: str,
+    sort_key: str,
+    removal_policy: RemovalPolicy,
+) -> dynamodb.Table:
+    retained = removal_policy == RemovalPolicy.RETAIN
+    return dynamodb.Table(
+        scope,
+        construct_id,
+        partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING),
+        # Chat traffic is spiky and idle most of the time: on-demand costs
+        # nothing at rest and needs no capacity planning per region.
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        time_to_live_attribute=TTL_ATTRIBUTE,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        encryption=dynamodb.TableEncryption.AWS_MANAGED,
+        # A retained table is production data: also refuse console/API deletes.
+        deletion_protection=retained,
+        removal_policy=removal_policy,
+    )
+
+
+class ChatStorage(Construct):
+    """The connections table and the messages (history) table of one region.
+
+    Attributes:
+        connections_table: ``pk``/``sk`` strings; connection, membership and
+            remote-presence items.
+        messages_table: pk ``room``, sk ``id``; one item per message, the
+            conditional write that de-duplicates replicated events.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.connections_table = _table(
+            self,
+            "ConnectionsTable",
+            partition_key="pk",
+            sort_key="sk",
+            removal_policy=removal_policy,
+        )
+        self.messages_table = _table(
+            self,
+            "MessagesTable",
+            partition_key="room",
+            sort_key="id",
+            removal_policy=removal_policy,
+        )
+
+
+def dead_letter_queue(
+    scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy
+) -> sqs.Queue:
+    """A queue that keeps what could not be delivered, for inspection and redrive.
+
+    SQS-managed encryption (no KMS key to grant to EventBridge or Lambda),
+    TLS-only access, and the longest retention SQS offers so a failure found
+    after a long weekend can still be replayed.
+    """
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+        removal_policy=removal_policy,
+    )

@@ -1,0 +1,1 @@
+"""Infrastructure tests: synthesized templates, config, cfn-lint, replication in moto."""

@@ -1,0 +1,176 @@
+"""ChatConfig: defaults, parsing of CLI strings, one-line errors naming the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks.config import (
+    CLOUDWATCH_LOG_RETENTION_DAYS,
+    COMMERCIAL_REGIONS,
+    CONTEXT_KEYS,
+    ChatConfig,
+    ConfigError,
+)
+
+from .helpers import CDK_JSON_CONTEXT
+
+
+def test_defaults() -> None:
+    config = ChatConfig.from_mapping({})
+    assert config == ChatConfig()
+    assert config.regions == ("us-east-1", "eu-west-1", "ap-northeast-1")
+    assert config.stage == "prod"
+    assert config.removal_policy == "retain"
+    assert config.stack_name("eu-west-1") == "chat-prod-eu-west-1"
+    assert config.bus_name == "chat-prod-chat-bus"
+    assert config.event_source == "chat.chat"
+    assert config.metrics_namespace == "chat/prod"
+    assert config.connection_ttl_seconds == 3 * 3600 > 7200
+    assert config.history_retention_seconds == 86400
+    assert config.other_regions("eu-west-1") == ("us-east-1", "ap-northeast-1")
+
+
+def test_cdk_json_context_matches_defaults() -> None:
+    """cdk.json spells the defaults out; both must agree."""
+    assert ChatConfig.from_mapping(CDK_JSON_CONTEXT) == ChatConfig()
+    assert set(CONTEXT_KEYS) >= {key for key in CDK_JSON_CONTEXT if not key.startswith("@")}
+
+
+def test_cli_strings_are_parsed() -> None:
+    """`cdk synth -c key=value` always passes strings."""
+    config = ChatConfig.from_mapping(
+        {
+            "appName": "talk",
+            "stage": "dev",
+            "regions": " us-west-2 , eu-central-1 ",
+            "maxBodyBytes": "2048",
+            "historyRetentionHours": "48",
+            "connectionTtlHours": "4",
+            "throttleRateLimit": "50",
+            "throttleBurstLimit": "75",
+            "logRetentionDays": "14",
+            "fanoutConcurrency": "8",
+            "alarmEmail": "ops@example.com",
+            "apiGatewayAccountRole": "false",
+        }
+    )
+    assert config == ChatConfig(
+        app_name="talk",
+        stage="dev",
+        regions=("us-west-2", "eu-central-1"),
+        max_body_bytes=2048,
+        history_retention_hours=48,
+        connection_ttl_hours=4,
+        throttle_rate_limit=50,
+        throttle_burst_limit=75,
+        log_retention_days=14,
+        removal_policy="destroy",  # derived: stage is not prod
+        fanout_concurrency=8,
+        alarm_email="ops@example.com",
+        api_gateway_account_role=False,
+    )
+    assert config.bus_name == "talk-dev-chat-bus"
+    assert config.event_source == "talk.chat"
+
+
+def test_removal_policy_override() -> None:
+    assert ChatConfig.from_mapping({"stage": "dev", "removalPolicy": "retain"}).removal_policy == (
+        "retain"
+    )
+    assert ChatConfig.from_mapping({"removalPolicy": "DESTROY"}).removal_policy == "destroy"
+
+
+def test_region_list_is_complete() -> None:
+    assert len(COMMERCIAL_REGIONS) >= 25
+    assert len(set(COMMERCIAL_REGIONS)) == len(COMMERCIAL_REGIONS)
+    assert ChatConfig.from_mapping({"regions": list(COMMERCIAL_REGIONS)}).regions == (
+        COMMERCIAL_REGIONS
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("regions", "us-east-1,xx-fake-1", "'xx-fake-1' is not an AWS region; accepted: us-east-1"),
+        ("regions", "us-east-1,eu-west-1,us-east-1", "'us-east-1' is listed twice"),
+        ("regions", "", "'' is empty"),
+        ("regions", [], "[] is empty"),
+        ("regions", "cn-north-1", "is not an AWS region"),
+        ("regions", 42, "is not a list of regions"),
+        ("stage", "Prod", "does not match"),
+        ("stage", "pr-od", "does not match"),
+        ("stage", "a" * 17, "does not match"),
+        ("appName", "Chat", "does not match"),
+        ("appName", "x", "does not match"),
+        ("maxBodyBytes", "abc", "'abc' is not an integer; accepted: an integer from 1 to"),
+        ("maxBodyBytes", "-5", "'-5' is out of range"),
+        ("maxBodyBytes", "200000", "is out of range"),
+        ("maxBodyBytes", "1.5", "is not an integer"),
+        ("maxBodyBytes", True, "is not an integer"),
+        ("historyRetentionHours", "0", "is out of range"),
+        ("connectionTtlHours", "2", "'2' is out of range; accepted: an integer from 3 to"),
+        ("throttleRateLimit", "-1", "is out of range"),
+        ("throttleBurstLimit", "lots", "is not an integer"),
+        ("logRetentionDays", "31", "is not a CloudWatch Logs retention period; accepted: 1, 3"),
+        ("logRetentionDays", "-30", "is out of range"),
+        ("fanoutConcurrency", "0", "is out of range"),
+        ("fanoutConcurrency", "65", "is out of range"),
+        ("removalPolicy", "snapshot", "is not a removal policy; accepted: retain, destroy"),
+        ("alarmEmail", "not-an-email", "does not match"),
+        ("apiGatewayAccountRole", "yes", "is not a boolean; accepted: true, false"),
+    ],
+)
+def test_bad_values_name_the_key(key: str, value: Any, fragment: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ChatConfig.from_mapping({key: value})
+    message = str(raised.value)
+    assert message.startswith(f"Invalid context value for {key!r}: ")
+    assert fragment in message
+    assert "\n" not in message
+    assert raised.value.key == key
+
+
+def test_every_retention_value_is_accepted() -> None:
+    for days in CLOUDWATCH_LOG_RETENTION_DAYS:
+        assert ChatConfig.from_mapping({"logRetentionDays": days}).log_retention_days == days
+
+
+def _run_app(
+    repo_root: Path, context: dict[str, Any], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run app.py the way the CDK CLI does: context in CDK_CONTEXT_JSON."""
+    env = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "CDK_OUTDIR": str(tmp_path),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    return subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_app_prints_one_line_for_a_bad_region(repo_root: Path, tmp_path: Path) -> None:
+    result = _run_app(repo_root, {**CDK_JSON_CONTEXT, "regions": "us-east-1,xx-fake-1"}, tmp_path)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "Invalid context value for 'regions': 'xx-fake-1' is not an AWS region; accepted: "
+        + ", ".join(COMMERCIAL_REGIONS)
+    ]
+    assert "jsii" not in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))

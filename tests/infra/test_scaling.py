@@ -1,0 +1,157 @@
+"""App shapes: 1, 3, 10 and 20 regions; stages side by side; cdk-nag gating synth."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aws_cdk import aws_sqs as sqs
+
+from app import build_app
+from stacks.region_stack import ChatRegionStack
+
+from .conftest import TWENTY_REGIONS
+from .helpers import (
+    ACCOUNT,
+    SynthResult,
+    forwarding_rules,
+    make_app,
+    only,
+    resolve,
+    resources,
+    role_statements,
+    synth,
+)
+
+TEN_REGIONS = (
+    "us-east-1,us-east-2,us-west-2,eu-west-1,eu-central-1,"
+    "ap-northeast-1,ap-southeast-2,ap-south-1,sa-east-1,ca-central-1"
+)
+
+
+@pytest.fixture(scope="module")
+def app1_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult]:
+    """One region, a non-prod stage, account logging role owned elsewhere."""
+    yield synth(
+        {"regions": "eu-west-1", "stage": "dev", "apiGatewayAccountRole": "false"},
+        tmp_path_factory.mktemp("app1"),
+    )
+
+
+@pytest.fixture(scope="module")
+def app10(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult]:
+    yield synth({"regions": TEN_REGIONS}, tmp_path_factory.mktemp("app10"))
+
+
+def _check_mesh(result: SynthResult, expected_regions: list[str]) -> None:
+    assert sorted(result.stacks) == sorted(expected_regions)
+    assert sorted(stack.stack_name for stack in result.stacks.values()) == sorted(
+        f"chat-prod-{region}" for region in expected_regions
+    )
+    n = len(expected_regions)
+    for region in expected_regions:
+        template = result.template_json(region)
+        rules = forwarding_rules(template)
+        assert len(rules) == math.ceil((n - 1) / 5), region
+        targets = [
+            resolve(target["Arn"], region=region)
+            for rule in rules.values()
+            for target in rule["Properties"]["Targets"]
+        ]
+        assert all(len(rule["Properties"]["Targets"]) <= 5 for rule in rules.values())
+        expected = sorted(
+            f"arn:aws:events:{other}:{ACCOUNT}:event-bus/chat-prod-chat-bus"
+            for other in expected_regions
+            if other != region
+        )
+        assert sorted(targets) == expected
+        for rule in rules.values():
+            assert rule["Properties"]["EventPattern"]["detail"] == {"originRegion": [region]}
+            for target in rule["Properties"]["Targets"]:
+                assert "RetryPolicy" in target and "DeadLetterConfig" in target
+        # One forwarding role for all rules, scoped to exactly the other buses.
+        (role_id,) = {
+            target["RoleArn"]["Fn::GetAtt"][0]
+            for rule in rules.values()
+            for target in rule["Properties"]["Targets"]
+        }
+        (statement,) = role_statements(template, role_id)
+        assert sorted(resolve(statement["Resource"], region=region)) == expected
+
+
+def test_one_region_has_no_forwarding(app1_dev: SynthResult) -> None:
+    assert list(app1_dev.stacks) == ["eu-west-1"]
+    stack = app1_dev.stacks["eu-west-1"]
+    assert stack.stack_name == "chat-dev-eu-west-1"
+    template = app1_dev.template_json("eu-west-1")
+    assert forwarding_rules(template) == {}
+    assert stack.replication.forwarding_role is None
+    # Only the delivery rule, and no role for EventBridge at all.
+    assert len(resources(template, "AWS::Events::Rule")) == 1
+    principals = [
+        role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
+        for role in resources(template, "AWS::IAM::Role").values()
+    ]
+    assert "events.amazonaws.com" not in principals
+    # apiGatewayAccountRole=false: the account setting is owned elsewhere.
+    assert resources(template, "AWS::ApiGateway::Account") == {}
+    assert "apigateway.amazonaws.com" not in principals
+
+
+def test_dev_stage_is_disposable(app1_dev: SynthResult) -> None:
+    template = app1_dev.template_json("eu-west-1")
+    for table in resources(template, "AWS::DynamoDB::Table").values():
+        assert table["DeletionPolicy"] == "Delete"
+        assert table["Properties"]["DeletionProtectionEnabled"] is False
+    for log_group in resources(template, "AWS::Logs::LogGroup").values():
+        assert log_group["DeletionPolicy"] == "Delete"
+    _, bus = only(template, "AWS::Events::EventBus")
+    assert bus["Properties"]["Name"] == "chat-dev-chat-bus"
+
+
+def test_three_regions(app3: SynthResult) -> None:
+    _check_mesh(app3, ["us-east-1", "eu-west-1", "ap-northeast-1"])
+
+
+def test_ten_regions(app10: SynthResult) -> None:
+    _check_mesh(app10, TEN_REGIONS.split(","))
+
+
+def test_twenty_regions(app20: SynthResult) -> None:
+    _check_mesh(app20, TWENTY_REGIONS.split(","))
+
+
+def test_stages_side_by_side_do_not_collide() -> None:
+    """prod and dev in one account: disjoint stack names, buses and sources."""
+    prod = build_app(make_app({"stage": "prod"}))
+    dev = build_app(make_app({"stage": "dev", "apiGatewayAccountRole": "false"}))
+
+    def stacks(app: object) -> list[ChatRegionStack]:
+        return [c for c in app.node.children if isinstance(c, ChatRegionStack)]  # type: ignore[attr-defined]
+
+    prod_stacks, dev_stacks = stacks(prod), stacks(dev)
+    assert len(prod_stacks) == len(dev_stacks) == 3
+    assert not {s.stack_name for s in prod_stacks} & {s.stack_name for s in dev_stacks}
+    assert not {s.node.id for s in prod_stacks} & {s.node.id for s in dev_stacks}
+    assert prod_stacks[0].config.bus_name != dev_stacks[0].config.bus_name
+
+
+def test_unacknowledged_nag_finding_fails_synth(tmp_path: Path) -> None:
+    """cdk-nag gates synth: a finding nobody acknowledged is an error, not a warning."""
+    app = build_app(make_app({"regions": "us-east-1"}, tmp_path))
+    (stack,) = [c for c in app.node.children if isinstance(c, ChatRegionStack)]
+    sqs.Queue(stack, "Unreviewed")  # no TLS enforcement, not a DLQ, no DLQ
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    violations = {
+        violation["ruleName"]: {c["constructPath"] for c in violation["violatingConstructs"]}
+        for plugin in report["pluginReports"]
+        for violation in plugin["violations"]
+    }
+    assert {"AwsSolutions-SQS3", "AwsSolutions-SQS4"} <= set(violations)
+    # Nothing else: every finding of the real app is acknowledged.
+    assert set().union(*violations.values()) == {"chat-prod-us-east-1/Unreviewed/Resource"}

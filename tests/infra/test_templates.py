@@ -1,0 +1,516 @@
+"""Assertions on each regional template of the default (3-region) app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from stacks.functions import POWERTOOLS_LAYER_PARAMETER
+from stacks.websocket_api import CLIENT_ROUTE_KEYS, CONNECTION_ROUTE_KEYS
+
+from .helpers import (
+    ACCOUNT,
+    JsonDict,
+    SynthResult,
+    as_list,
+    delivery_rule,
+    forwarding_rules,
+    function_by_handler,
+    getatt_id,
+    only,
+    resolve,
+    resources,
+    role_statements,
+)
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
+CONTRACT_ENV = {
+    "CONNECTIONS_TABLE",
+    "MESSAGES_TABLE",
+    "EVENT_BUS_NAME",
+    "EVENT_SOURCE",
+    "MAX_BODY_BYTES",
+    "HISTORY_RETENTION_SECONDS",
+    "CONNECTION_TTL_SECONDS",
+    "FANOUT_CONCURRENCY",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+HANDLERS = {
+    "ConnectionHandler": "connection_handler.handler",
+    "ClientMessageHandler": "client_message_handler.handler",
+    "EventBusMessageHandler": "event_bus_message_handler.handler",
+}
+XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+
+
+@pytest.fixture(scope="module", params=REGIONS)
+def region(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.fixture(scope="module")
+def template(app3: SynthResult, region: str) -> JsonDict:
+    return app3.template_json(region)
+
+
+def table_ids(template: JsonDict) -> dict[str, str]:
+    """{"connections": logical id, "messages": logical id} by key schema."""
+    ids = {}
+    for logical_id, table in resources(template, "AWS::DynamoDB::Table").items():
+        hash_key = table["Properties"]["KeySchema"][0]["AttributeName"]
+        ids[{"pk": "connections", "room": "messages"}[hash_key]] = logical_id
+    return ids
+
+
+# ---- tables ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("hash_key", "range_key"),
+    [("pk", "sk"), ("room", "id")],
+    ids=["connections", "messages"],
+)
+def test_tables(app3: SynthResult, region: str, hash_key: str, range_key: str) -> None:
+    app3.template(region).has_resource(
+        "AWS::DynamoDB::Table",
+        {
+            "Properties": {
+                "KeySchema": [
+                    {"AttributeName": hash_key, "KeyType": "HASH"},
+                    {"AttributeName": range_key, "KeyType": "RANGE"},
+                ],
+                "AttributeDefinitions": Match.array_with(
+                    [
+                        {"AttributeName": hash_key, "AttributeType": "S"},
+                        {"AttributeName": range_key, "AttributeType": "S"},
+                    ]
+                ),
+                "BillingMode": "PAY_PER_REQUEST",
+                "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                "SSESpecification": {"SSEEnabled": True},
+                "DeletionProtectionEnabled": True,
+            },
+            # stage "prod" => retain
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+        },
+    )
+
+
+def test_two_tables_without_names(template: JsonDict) -> None:
+    tables = resources(template, "AWS::DynamoDB::Table")
+    assert len(tables) == 2
+    assert set(table_ids(template)) == {"connections", "messages"}
+
+
+# ---- WebSocket API -----------------------------------------------------------
+def test_api_and_routes(template: JsonDict) -> None:
+    api_id, api = only(template, "AWS::ApiGatewayV2::Api")
+    assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
+    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.action"
+
+    routes = {
+        route["Properties"]["RouteKey"]: (logical_id, route["Properties"])
+        for logical_id, route in resources(template, "AWS::ApiGatewayV2::Route").items()
+    }
+    assert sorted(routes) == sorted((*CONNECTION_ROUTE_KEYS, *CLIENT_ROUTE_KEYS))
+    assert len(routes) == 9
+
+    integrations = resources(template, "AWS::ApiGatewayV2::Integration")
+    connection_fn, _ = function_by_handler(template, HANDLERS["ConnectionHandler"])
+    client_fn, _ = function_by_handler(template, HANDLERS["ClientMessageHandler"])
+
+    def integrated_function(route: JsonDict) -> str:
+        integration_id = route["Target"]["Fn::Join"][1][1]["Ref"]
+        uri = integrations[integration_id]["Properties"]["IntegrationUri"]
+        return getatt_id(uri["Fn::Join"][1][1])
+
+    response_routes = {
+        response["Properties"]["RouteId"]["Ref"]
+        for response in resources(template, "AWS::ApiGatewayV2::RouteResponse").values()
+        if response["Properties"]["RouteResponseKey"] == "$default"
+    }
+    for key in CONNECTION_ROUTE_KEYS:
+        logical_id, route = routes[key]
+        assert integrated_function(route) == connection_fn
+        assert "RouteResponseSelectionExpression" not in route
+        assert logical_id not in response_routes
+    for key in CLIENT_ROUTE_KEYS:
+        logical_id, route = routes[key]
+        assert integrated_function(route) == client_fn
+        # return_response=True: the handler's return value is the direct reply.
+        assert route["RouteResponseSelectionExpression"] == "$default"
+        assert logical_id in response_routes
+    assert all(route["ApiId"] == {"Ref": api_id} for _, route in routes.values())
+
+
+def test_stage(app3: SynthResult, template: JsonDict) -> None:
+    config = app3.config
+    _, stage = only(template, "AWS::ApiGatewayV2::Stage")
+    props = stage["Properties"]
+    assert props["StageName"] == config.stage
+    assert props["AutoDeploy"] is True
+    assert props["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": config.throttle_rate_limit,
+        "ThrottlingBurstLimit": config.throttle_burst_limit,
+        "LoggingLevel": "ERROR",
+        "DataTraceEnabled": False,
+    }
+    log_group_id = getatt_id(props["AccessLogSettings"]["DestinationArn"])
+    log_group = template["Resources"][log_group_id]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
+    log_format = props["AccessLogSettings"]["Format"]
+    assert "$context.requestId" in log_format and "$context.connectionId" in log_format
+    # The account-level logging role exists before the stage is created.
+    account_id, account = only(template, "AWS::ApiGateway::Account")
+    assert account_id in stage["DependsOn"]
+    role = template["Resources"][getatt_id(account["Properties"]["CloudWatchRoleArn"])]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "apigateway.amazonaws.com"
+    }
+    assert role["DeletionPolicy"] == "Retain"
+
+
+# ---- functions ---------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(HANDLERS))
+def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
+    config = app3.config
+    _, function = function_by_handler(template, HANDLERS[name])
+    props = function["Properties"]
+    assert props["Runtime"] == "python3.14"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert "ReservedConcurrentExecutions" not in props
+    assert "FunctionName" not in props
+
+    # Powertools: the layer ARN is an SSM parameter resolved at deploy time.
+    (layer,) = props["Layers"]
+    parameter = template["Parameters"][layer["Ref"]]
+    assert parameter == {
+        "Type": "AWS::SSM::Parameter::Value<String>",
+        "Default": POWERTOOLS_LAYER_PARAMETER,
+    }
+
+    env = props["Environment"]["Variables"]
+    expected_keys = CONTRACT_ENV | ({"CALLBACK_URL"} if name == "EventBusMessageHandler" else set())
+    assert set(env) == expected_keys
+    tables = table_ids(template)
+    assert env["CONNECTIONS_TABLE"] == {"Ref": tables["connections"]}
+    assert env["MESSAGES_TABLE"] == {"Ref": tables["messages"]}
+    assert env["EVENT_BUS_NAME"] == config.bus_name == "chat-prod-chat-bus"
+    assert env["EVENT_SOURCE"] == "chat.chat"
+    assert env["MAX_BODY_BYTES"] == "16384"
+    assert env["HISTORY_RETENTION_SECONDS"] == "86400"
+    assert env["CONNECTION_TTL_SECONDS"] == "10800"
+    assert int(env["CONNECTION_TTL_SECONDS"]) > 7200
+    assert env["FANOUT_CONCURRENCY"] == "16"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "chat"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "chat/prod"
+
+    log_group = template["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
+    assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
+
+
+def test_callback_url(template: JsonDict, region: str) -> None:
+    _, function = function_by_handler(template, HANDLERS["EventBusMessageHandler"])
+    api_id, _ = only(template, "AWS::ApiGatewayV2::Api")
+    url = resolve(
+        function["Properties"]["Environment"]["Variables"]["CALLBACK_URL"],
+        region=region,
+        refs={api_id: "abc123"},
+    )
+    assert url == f"https://abc123.execute-api.{region}.amazonaws.com/prod"
+
+
+def test_bus_handler_async_failures_are_kept(template: JsonDict) -> None:
+    function_id, _ = function_by_handler(template, HANDLERS["EventBusMessageHandler"])
+    _, config = only(template, "AWS::Lambda::EventInvokeConfig")
+    props = config["Properties"]
+    assert props["FunctionName"] == {"Ref": function_id}
+    assert props["MaximumRetryAttempts"] == 2
+    queue_id = getatt_id(props["DestinationConfig"]["OnFailure"]["Destination"])
+    assert template["Resources"][queue_id]["Type"] == "AWS::SQS::Queue"
+
+
+# ---- IAM: exactly as narrow as intended --------------------------------------
+def _normalized(statements: list[JsonDict]) -> list[tuple[tuple[str, ...], str]]:
+    """(sorted actions, resource as JSON-ish string) for each Allow statement."""
+    out = []
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        assert "Condition" not in statement
+        for resource in as_list(statement["Resource"]):
+            out.append((tuple(sorted(as_list(statement["Action"]))), _resource_key(resource)))
+    return sorted(out)
+
+
+def _resource_key(resource: Any) -> str:
+    if resource == "*":
+        return "*"
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        return f"GetAtt:{getatt_id(resource)}"
+    return f"Other:{resource}"
+
+
+def _function_role(template: JsonDict, name: str) -> tuple[str, JsonDict]:
+    _, function = function_by_handler(template, HANDLERS[name])
+    role_id = getatt_id(function["Properties"]["Role"])
+    return role_id, function
+
+
+@pytest.mark.parametrize("name", sorted(HANDLERS))
+def test_function_role_exact_permissions(template: JsonDict, region: str, name: str) -> None:
+    role_id, function = _function_role(template, name)
+    role = template["Resources"][role_id]
+    assert "ManagedPolicyArns" not in role["Properties"]  # no AWSLambdaBasicExecutionRole
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+        }
+    ]
+    tables = table_ids(template)
+    connections = f"GetAtt:{tables['connections']}"
+    messages = f"GetAtt:{tables['messages']}"
+    own_log_group = f"GetAtt:{function['Properties']['LoggingConfig']['LogGroup']['Ref']}"
+    logs = (("logs:CreateLogStream", "logs:PutLogEvents"), own_log_group)
+    xray = (tuple(XRAY_ACTIONS), "*")
+
+    def ddb(*actions: str) -> tuple[str, ...]:
+        return tuple(sorted(f"dynamodb:{action}" for action in actions))
+
+    statements = role_statements(template, role_id)
+    if name == "ConnectionHandler":
+        expected = [
+            logs,
+            xray,
+            (
+                ddb("PutItem", "GetItem", "BatchWriteItem", "DeleteItem"),
+                connections,
+            ),
+        ]
+    elif name == "ClientMessageHandler":
+        bus_id, _ = only(template, "AWS::Events::EventBus")
+        expected = [
+            logs,
+            xray,
+            (
+                ddb("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"),
+                connections,
+            ),
+            (ddb("Query"), messages),
+            (("events:PutEvents",), f"GetAtt:{bus_id}"),
+        ]
+    else:
+        _, invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")
+        failure_queue = getatt_id(
+            invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+        )
+        manage = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
+        assert len(manage) == 1
+        api_id, _ = only(template, "AWS::ApiGatewayV2::Api")
+        assert resolve(manage[0]["Resource"], region=region, refs={api_id: "abc123"}) == (
+            f"arn:aws:execute-api:{region}:{ACCOUNT}:abc123/prod/POST/@connections/*"
+        )
+        expected = [
+            logs,
+            xray,
+            # Lambda's SqsDestination grant: send, plus two read-only calls on this queue.
+            (
+                ("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"),
+                f"GetAtt:{failure_queue}",
+            ),
+            (ddb("PutItem"), messages),
+            (ddb("Query", "GetItem", "BatchWriteItem", "DeleteItem"), connections),
+            (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
+        ]
+    assert _normalized(statements) == sorted(expected)
+
+
+def test_no_wildcards_except_xray(template: JsonDict) -> None:
+    for logical_id, policy in resources(template, "AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = as_list(statement["Action"])
+            assert not any(action.endswith(":*") or action == "*" for action in actions), (
+                logical_id,
+                actions,
+            )
+            if "*" in as_list(statement["Resource"]):
+                assert sorted(actions) == XRAY_ACTIONS, (logical_id, statement)
+
+
+def test_no_physical_names(template: JsonDict) -> None:
+    """Generated names only (two stages/apps share an account), except the bus by design."""
+    name_props = {"RoleName", "TableName", "QueueName", "TopicName", "FunctionName", "Name"}
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        # A literal string is a physical name; a Ref/GetAtt merely points at one.
+        literal = {key for key in name_props & set(props) if isinstance(props[key], str)}
+        if resource["Type"] in ("AWS::Events::EventBus", "AWS::ApiGatewayV2::Api"):
+            literal -= {"Name"}  # the bus name is the design; API names need not be unique
+        assert not literal, (logical_id, literal)
+    assert not {"RoleName", "TableName"} & _all_keys(template["Resources"])
+
+
+def _all_keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value).union(*(_all_keys(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_all_keys(item) for item in value))
+    return set()
+
+
+def test_only_the_account_logging_role_uses_a_managed_policy(template: JsonDict) -> None:
+    with_managed = [
+        role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        for role in resources(template, "AWS::IAM::Role").values()
+        if "ManagedPolicyArns" in role["Properties"]
+    ]
+    assert with_managed == [{"Service": "apigateway.amazonaws.com"}]
+
+
+# ---- replication -------------------------------------------------------------
+def test_bus_name_identical_across_regions(app3: SynthResult) -> None:
+    names = {
+        only(app3.template_json(region), "AWS::Events::EventBus")[1]["Properties"]["Name"]
+        for region in REGIONS
+    }
+    assert names == {"chat-prod-chat-bus"}
+
+
+def test_delivery_rule(template: JsonDict) -> None:
+    bus_id, _ = only(template, "AWS::Events::EventBus")
+    _, rule = delivery_rule(template)
+    props = rule["Properties"]
+    assert props["EventBusName"] == {"Ref": bus_id}
+    assert props["EventPattern"] == {"source": ["chat.chat"]}
+    (target,) = props["Targets"]
+    function_id, _ = function_by_handler(template, HANDLERS["EventBusMessageHandler"])
+    assert getatt_id(target["Arn"]) == function_id
+
+
+def test_forwarding_rules(template: JsonDict, region: str) -> None:
+    bus_id, _ = only(template, "AWS::Events::EventBus")
+    rules = forwarding_rules(template)
+    assert len(rules) == 1  # two other regions fit in one rule
+    forwarded_to = []
+    role_ids = set()
+    for rule in rules.values():
+        props = rule["Properties"]
+        assert props["EventBusName"] == {"Ref": bus_id}
+        # Only events accepted in this region are forwarded: no loops.
+        assert props["EventPattern"] == {
+            "source": ["chat.chat"],
+            "detail": {"originRegion": [region]},
+        }
+        assert len(props["Targets"]) <= 5
+        for target in props["Targets"]:
+            forwarded_to.append(resolve(target["Arn"], region=region))
+            role_ids.add(getatt_id(target["RoleArn"]))
+    expected = [
+        f"arn:aws:events:{other}:{ACCOUNT}:event-bus/chat-prod-chat-bus"
+        for other in REGIONS
+        if other != region
+    ]
+    assert sorted(forwarded_to) == sorted(expected)
+    # One shared role, allowed to put events on exactly those buses.
+    assert len(role_ids) == 1
+    (role_id,) = role_ids
+    (statement,) = role_statements(template, role_id)
+    assert statement["Action"] == "events:PutEvents"
+    assert sorted(resolve(as_list(statement["Resource"]), region=region)) == sorted(expected)
+    trust = template["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
+
+
+def test_every_target_has_retry_policy_and_dlq(template: JsonDict) -> None:
+    queue_policies = resources(template, "AWS::SQS::QueuePolicy")
+    for rule_id, rule in resources(template, "AWS::Events::Rule").items():
+        for target in rule["Properties"]["Targets"]:
+            assert target["RetryPolicy"] == {
+                "MaximumEventAgeInSeconds": 86400,
+                "MaximumRetryAttempts": 185,
+            }
+            queue_id = getatt_id(target["DeadLetterConfig"]["Arn"])
+            queue = template["Resources"][queue_id]
+            assert queue["Properties"]["SqsManagedSseEnabled"] is True
+            assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+            # EventBridge may send to the DLQ only on behalf of this rule.
+            statements = [
+                statement
+                for policy in queue_policies.values()
+                if policy["Properties"]["Queues"] == [{"Ref": queue_id}]
+                for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            ]
+            rule_arn = {"Fn::GetAtt": [rule_id, "Arn"]}
+            assert any(
+                s["Effect"] == "Allow"
+                and s["Principal"] == {"Service": "events.amazonaws.com"}
+                and s["Action"] == "sqs:SendMessage"
+                and s["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+                for s in statements
+            ), rule_id
+
+
+def test_queues_enforce_tls(template: JsonDict) -> None:
+    queues = resources(template, "AWS::SQS::Queue")
+    assert len(queues) == 2
+    for queue_id, queue in queues.items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+        policies = [
+            policy
+            for policy in resources(template, "AWS::SQS::QueuePolicy").values()
+            if policy["Properties"]["Queues"] == [{"Ref": queue_id}]
+        ]
+        (policy,) = policies
+        assert {
+            "Action": "sqs:*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+        } in policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+# ---- monitoring and outputs --------------------------------------------------
+def test_alarms(template: JsonDict) -> None:
+    topic_id, topic = only(template, "AWS::SNS::Topic")
+    assert resolve(topic["Properties"]["KmsMasterKeyId"], region="r").endswith(":alias/aws/sns")
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    # 3 functions x (Errors, Throttles) + 2 DLQs + 2 API metrics + 2 custom metrics
+    assert len(alarms) == 12
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+    metrics = sorted(
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
+    )
+    assert metrics == sorted(
+        [("AWS/Lambda", "Errors")] * 3
+        + [("AWS/Lambda", "Throttles")] * 3
+        + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 2
+        + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
+        + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
+    )
+    for alarm in alarms.values():
+        if alarm["Properties"]["Namespace"] == "chat/prod":
+            assert alarm["Properties"]["Dimensions"] == [{"Name": "service", "Value": "chat"}]
+
+
+def test_outputs(app3: SynthResult, region: str) -> None:
+    template = app3.template(region)
+    for name in (
+        "WebSocketUrl",
+        "CallbackUrl",
+        "BusName",
+        "ConnectionsTableName",
+        "MessagesTableName",
+        "AlarmTopicArn",
+    ):
+        template.has_output(name, {})
