@@ -17,6 +17,11 @@ cleaned up after a 410 / expired) cannot ``join`` or ``ping``: the reply is
 because the client did nothing wrong and the only remedy is a new connection
 (``bad_request`` would blame the frame). ``send``/``history``/``presence``
 only need the membership, ``leave`` works either way.
+
+``join`` and ``leave`` publish ``chat.presence`` events on the user's
+presence transitions in this region, and ``ping`` renews the announcement
+when it is due (:mod:`chat.presence`); presence publishing never changes the
+reply.
 """
 
 from __future__ import annotations
@@ -27,13 +32,11 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, protocol, store
-from chat.ids import id_timestamp_ms, iso_from_ms, new_id
+from chat import bus, config, presence, protocol, store
 from chat.observability import count, logger, metrics, tracer
 from chat.protocol import (
     INTERNAL,
     NOT_MEMBER,
-    ChatMessage,
     History,
     Join,
     Leave,
@@ -55,10 +58,11 @@ def _not_member(room: str, ref: str | None) -> ProtocolError:
 
 def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
     try:
-        store.join_room(connection_id, request.room)
+        joined = store.join_room(connection_id, request.room)
     except store.UnknownConnectionError:
         count("UnknownConnections")
         raise ProtocolError(INTERNAL, UNREGISTERED, ref) from None
+    presence.after_join(connection_id, request.room, joined)
     missed: list[dict[str, Any]] = []
     more = False
     if request.after is not None:
@@ -68,8 +72,10 @@ def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
 
 
 def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any]:
-    if not store.leave_room(connection_id, request.room):
+    member = store.leave_room(connection_id, request.room)
+    if member is None:
         raise _not_member(request.room, ref)
+    presence.after_leave(request.room, member)
     return frame("left", ref, room=request.room)
 
 
@@ -77,25 +83,12 @@ def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
     sender = store.get_membership(connection_id, request.room)
     if sender is None:
         raise _not_member(request.room, ref)
-    message_id = new_id()
-    message = ChatMessage(
-        room=request.room,
-        id=message_id,
-        sender=sender,
-        body=request.body,
-        sent_at=iso_from_ms(id_timestamp_ms(message_id)),
-        origin_region=config.get_settings().region,
-    )
     try:
-        bus.publish(bus.MESSAGE_DETAIL_TYPE, message.detail())
+        message = bus.publish_message(request.room, sender, request.body)
     except bus.PublishError:
         # Never acknowledge what the bus did not accept (docs/protocol.md).
-        logger.exception("message not published", extra={"room": request.room, "id": message_id})
-        count("PublishFailures")
         raise ProtocolError(INTERNAL, "message not accepted; please retry", ref) from None
-    logger.info("message accepted", extra={"room": request.room, "id": message_id})
-    count("MessagesAccepted")
-    return frame("ack", ref, room=request.room, id=message_id)
+    return frame("ack", ref, room=request.room, id=message.id)
 
 
 def _history(connection_id: str, request: History, ref: str | None) -> dict[str, Any]:
@@ -113,10 +106,11 @@ def _presence(connection_id: str, request: Presence, ref: str | None) -> dict[st
 
 def _ping(connection_id: str, ref: str | None) -> dict[str, Any]:
     try:
-        store.refresh_connection(connection_id)
+        _, due = store.refresh_connection(connection_id)
     except store.UnknownConnectionError:
         count("UnknownConnections")
         raise ProtocolError(INTERNAL, UNREGISTERED, ref) from None
+    presence.renew(connection_id, due)
     return frame("pong", ref)
 
 

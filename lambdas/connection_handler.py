@@ -8,7 +8,10 @@ most 64; empty counts as absent). Anything invalid refuses the handshake with
 by ``join`` and ``ping``.
 
 ``$disconnect`` deletes the connection's memberships and META (idempotent: a
-connection already cleaned up, e.g. by the fan-out's 410 handling, is fine).
+connection already cleaned up, e.g. by the fan-out's 410 handling, is fine),
+then publishes a ``chat.presence`` "left" for every room where that was the
+user's last connection in this region (:mod:`chat.presence`; a failed
+publish is logged and counted, never fails the disconnect).
 
 The handler never raises: a storage failure at ``$connect`` returns 500 (the
 client may retry the handshake); at ``$disconnect`` it is logged and TTL
@@ -22,30 +25,22 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import store
+from chat import presence, store
+from chat.identity import (
+    MAX_NAME_CHARS,
+    MAX_USER_ID_CHARS,
+    InvalidIdentityError,
+    resolve,
+)
 from chat.observability import count, logger, metrics, tracer
 
-MAX_USER_ID_CHARS = 128
-MAX_NAME_CHARS = 64
-
-
-class InvalidIdentityError(ValueError):
-    """The connect request does not name a valid user."""
+__all__ = ["MAX_NAME_CHARS", "MAX_USER_ID_CHARS", "InvalidIdentityError", "handler", "identity"]
 
 
 def identity(event: dict[str, Any]) -> tuple[str, str | None]:
     """``(userId, name)`` of a ``$connect`` event, or InvalidIdentityError."""
-    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-    if isinstance(authorizer, dict) and authorizer.get("userId") is not None:
-        source = authorizer
-    else:
-        source = event.get("queryStringParameters") or {}
-    user_id, name = source.get("userId"), source.get("name")
-    if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
-        raise InvalidIdentityError(f"userId must be 1-{MAX_USER_ID_CHARS} characters")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
-        raise InvalidIdentityError(f"name must be at most {MAX_NAME_CHARS} characters")
-    return user_id, name or None
+    authorizer = (event.get("requestContext") or {}).get("authorizer")
+    return resolve(authorizer, event.get("queryStringParameters"))
 
 
 def _connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
@@ -62,8 +57,8 @@ def _connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
 
 
 def _disconnect(connection_id: str) -> dict[str, Any]:
-    deleted = store.delete_connection_records(connection_id)
-    logger.info("disconnected", extra={"deletedItems": deleted})
+    cleanup = presence.cleanup_connection(connection_id)
+    logger.info("disconnected", extra={"deletedItems": cleanup.deleted})
     count("Disconnections")
     return {"statusCode": 200}
 

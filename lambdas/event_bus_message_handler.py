@@ -5,8 +5,8 @@ forwarded from another region. For ``chat.message``:
 
 1. Validate the detail. A malformed event is logged (without its body),
    counted (``MalformedEvents``) and dropped; raising would only make
-   EventBridge retry an event that can never succeed. Other detail types
-   (e.g. the later ``chat.presence``) are counted as ``IgnoredEvents``.
+   EventBridge retry an event that can never succeed. Detail types other
+   than ``chat.message`` and ``chat.presence`` are counted as ``IgnoredEvents``.
 2. Write the message to this region's history with
    ``attribute_not_exists(id)``. This write is the de-duplication point: if
    the id is already there the event is a duplicate (an EventBridge retry or a
@@ -22,6 +22,27 @@ gets it by re-joining with ``after`` = the last id it saw, and the ``id``
 lets it de-duplicate. Raising would not help anyway: the retried event would
 find the history item and be discarded as a duplicate. Failures show up as
 ``FailedDeliveries`` (and ``FanoutErrors`` if the member query broke off).
+
+For ``chat.presence`` (:mod:`chat.presence` publishes it):
+
+1. Validate (``MalformedEvents``). An event older than
+   ``CONNECTION_TTL_SECONDS`` is dropped as stale (``StalePresenceEvents``):
+   any tombstone that could refuse it may have expired.
+2. From another region: record it in the ``REMOTE#<region>#<userId>`` item
+   (:func:`chat.store.apply_remote_presence`, conditional on ``updatedAt <
+   at``). A refused (older or duplicate) event stops here
+   (``StalePresenceEvents``); an applied event that changes nothing visible
+   (a lease renewal, a repeated "left") stops here too. A failing write
+   raises, like the history write, so the event is retried.
+   From this region: nothing is written (the local memberships are the truth)
+   and renewals (``refresh``) stop here.
+3. Push a ``member`` frame to every local connection in the room (the same
+   fan-out, 410 cleanup and metrics as messages; ``PresenceEvents`` counts
+   the valid events, ``PresenceFrames`` those that were pushed). The frame
+   describes the user as ``presence`` now shows them
+   (:func:`chat.store.member_presence`): "joined" with the merged entry while
+   the user is present anywhere (so a "left" from one region of a user still
+   connected in another becomes "joined" with that region), else "left".
 """
 
 from __future__ import annotations
@@ -30,22 +51,98 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import fanout, store
-from chat.bus import MESSAGE_DETAIL_TYPE
+from chat import config, fanout, store
+from chat.bus import MESSAGE_DETAIL_TYPE, PRESENCE_DETAIL_TYPE
 from chat.ids import id_timestamp_ms, now_ms
 from chat.observability import MetricUnit, count, logger, metrics, tracer
-from chat.protocol import ChatMessage, compact_json
+from chat.protocol import ChatMessage, PresenceEvent, compact_json
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if not isinstance(event, dict) or event.get("detail-type") != MESSAGE_DETAIL_TYPE:
-        detail_type = event.get("detail-type") if isinstance(event, dict) else None
-        logger.info("event ignored", extra={"detailType": str(detail_type)[:64]})
-        count("IgnoredEvents")
-        return {"status": "ignored"}
+    detail_type = event.get("detail-type") if isinstance(event, dict) else None
+    if detail_type == MESSAGE_DETAIL_TYPE:
+        return _message(event)
+    if detail_type == PRESENCE_DETAIL_TYPE:
+        return _presence(event)
+    logger.info("event ignored", extra={"detailType": str(detail_type)[:64]})
+    count("IgnoredEvents")
+    return {"status": "ignored"}
+
+
+def _fanout(room: str, frame: dict[str, Any]) -> dict[str, Any]:
+    """Post ``frame`` to the room's local connections; the handler's summary."""
+    data = compact_json(frame).encode("utf-8")
+    try:
+        result = fanout.deliver(room, data)
+    except Exception:
+        logger.exception("fan-out aborted")
+        count("FanoutErrors")
+        return {"status": "fanout_error"}
+    count("DeliveredMessages", result.delivered)
+    count("GoneConnections", result.gone)
+    count("FailedDeliveries", result.failed)
+    count("DeliveryRetries", result.retries)
+    logger.info(
+        "frame delivered",
+        extra={
+            "frameType": frame.get("type"),
+            "delivered": result.delivered,
+            "gone": result.gone,
+            "failed": result.failed,
+            "retries": result.retries,
+        },
+    )
+    return {
+        "status": "delivered",
+        "delivered": result.delivered,
+        "gone": result.gone,
+        "failed": result.failed,
+    }
+
+
+def _presence(event: dict[str, Any]) -> dict[str, Any]:
+    try:
+        presence = PresenceEvent.from_detail(event.get("detail"))
+    except ValueError as error:
+        logger.warning(
+            "malformed presence event dropped",
+            extra={"reason": str(error), "eventId": event.get("id")},
+        )
+        count("MalformedEvents")
+        return {"status": "malformed"}
+    logger.append_keys(
+        room=presence.room, presenceEvent=presence.event, originRegion=presence.origin_region
+    )
+    count("PresenceEvents")
+    settings = config.get_settings()
+    if now_ms() - presence.at > settings.connection_ttl_seconds * 1000:
+        logger.info("presence event too old; dropped")
+        count("StalePresenceEvents")
+        return {"status": "stale"}
+    if presence.origin_region != settings.region:
+        try:
+            outcome = store.apply_remote_presence(presence)
+        except Exception:
+            logger.exception("remote presence write failed; raising so the event is retried")
+            count("PresenceWriteFailures")
+            raise
+        if outcome is store.RemotePresenceOutcome.STALE:
+            logger.info("presence event older than the stored state; dropped")
+            count("StalePresenceEvents")
+            return {"status": "stale"}
+        if outcome is store.RemotePresenceOutcome.UNCHANGED:
+            return {"status": "unchanged"}
+    elif presence.refresh:
+        return {"status": "unchanged"}
+    current = store.member_presence(presence.room, presence.member.user_id)
+    count("PresenceFrames")
+    return _fanout(presence.room, presence.to_frame(current))
+
+
+def _message(event: dict[str, Any]) -> dict[str, Any]:
     try:
         message = ChatMessage.from_detail(event.get("detail"))
     except ValueError as error:
@@ -72,29 +169,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         value=max(0, now_ms() - id_timestamp_ms(message.id)),
     )
 
-    data = compact_json(message.to_frame()).encode("utf-8")
-    try:
-        result = fanout.deliver(message.room, data)
-    except Exception:
-        logger.exception("fan-out aborted; the message stays in history")
-        count("FanoutErrors")
-        return {"status": "fanout_error"}
-    count("DeliveredMessages", result.delivered)
-    count("GoneConnections", result.gone)
-    count("FailedDeliveries", result.failed)
-    count("DeliveryRetries", result.retries)
-    logger.info(
-        "message delivered",
-        extra={
-            "delivered": result.delivered,
-            "gone": result.gone,
-            "failed": result.failed,
-            "retries": result.retries,
-        },
-    )
-    return {
-        "status": "delivered",
-        "delivered": result.delivered,
-        "gone": result.gone,
-        "failed": result.failed,
-    }
+    summary = _fanout(message.room, message.to_frame())
+    if summary["status"] == "fanout_error":
+        logger.warning("the message stays in history for clients that resume")
+    return summary

@@ -15,14 +15,23 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chat import clients, config, retry
-from chat.observability import logger
+from chat.ids import id_timestamp_ms, iso_from_ms, new_id
+from chat.observability import count, logger
+from chat.protocol import ChatMessage, Sender
 
 if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
-__all__ = ["MESSAGE_DETAIL_TYPE", "PublishError", "publish"]
+__all__ = [
+    "MESSAGE_DETAIL_TYPE",
+    "PRESENCE_DETAIL_TYPE",
+    "PublishError",
+    "publish",
+    "publish_message",
+]
 
 MESSAGE_DETAIL_TYPE = "chat.message"
+PRESENCE_DETAIL_TYPE = "chat.presence"
 PUBLISH_ATTEMPTS = 3
 
 
@@ -65,3 +74,31 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
         if attempt < PUBLISH_ATTEMPTS:
             retry.pause(attempt)
     raise PublishError(f"PutEvents rejected {len(entries)} entries {PUBLISH_ATTEMPTS} times")
+
+
+def publish_message(room: str, sender: Sender, body: Any) -> ChatMessage:
+    """Accept a validated message: mint its id and publish ``chat.message``.
+
+    Shared by the WebSocket ``send`` and ``POST /rooms/{room}/messages``: the
+    id's timestamp is ``sentAt``, the origin is this region. Counts
+    ``MessagesAccepted``, or ``PublishFailures`` and raises PublishError (the
+    caller must then not acknowledge).
+    """
+    message_id = new_id()
+    message = ChatMessage(
+        room=room,
+        id=message_id,
+        sender=sender,
+        body=body,
+        sent_at=iso_from_ms(id_timestamp_ms(message_id)),
+        origin_region=config.get_settings().region,
+    )
+    try:
+        publish(MESSAGE_DETAIL_TYPE, message.detail())
+    except PublishError:
+        logger.exception("message not published", extra={"room": room, "id": message_id})
+        count("PublishFailures")
+        raise
+    logger.info("message accepted", extra={"room": room, "id": message_id})
+    count("MessagesAccepted")
+    return message

@@ -45,6 +45,7 @@ class Settings:
     history_retention_seconds: int
     connection_ttl_seconds: int
     fanout_concurrency: int
+    http_poll_interval_ms: int = 250
 
     @staticmethod
     def from_env() -> Settings:
@@ -59,7 +60,14 @@ class Settings:
             history_retention_seconds=_int("HISTORY_RETENTION_SECONDS", 86400),
             connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 10800),
             fanout_concurrency=_int("FANOUT_CONCURRENCY", 16),
+            http_poll_interval_ms=_int("HTTP_POLL_INTERVAL_MS", 250),
         )
+
+    @property
+    def presence_refresh_seconds(self) -> int:
+        """How old a connection's last presence announcement may get before a
+        ``ping`` renews it (a third of the lease ``CONNECTION_TTL_SECONDS``)."""
+        return max(1, self.connection_ttl_seconds // 3)
 
     # Accessors for the values without defaults: fail loudly, naming the variable.
     @property

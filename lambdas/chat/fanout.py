@@ -7,8 +7,9 @@ one management API client whose HTTP pool has the same size
 
 * success -> delivered;
 * 410 ``GoneException`` -> the connection is dead: its records are removed
-  with :func:`chat.store.delete_connection_records` (the ``$disconnect``
-  cleanup; the room is passed as a hint so an orphaned membership goes too);
+  with :func:`chat.presence.cleanup_connection` (the ``$disconnect`` cleanup,
+  "left" presence events included; the room is passed as a hint so an
+  orphaned membership goes too);
 * throttling (``LimitExceededException``, ``TooManyRequestsException``,
   ``ThrottlingException``, HTTP 429) or a failure to even connect -> retried
   with exponential backoff and full jitter, at most ``POST_ATTEMPTS`` times.
@@ -30,7 +31,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
 )
 
-from chat import clients, config, retry, store
+from chat import clients, config, presence, retry, store
 from chat.observability import logger
 
 __all__ = ["FanoutResult", "deliver"]
@@ -68,7 +69,7 @@ def _error_info(error: ClientError) -> tuple[str, int]:
 
 def _cleanup(connection_id: str, room: str) -> None:
     try:
-        store.delete_connection_records(connection_id, rooms_hint=(room,))
+        presence.cleanup_connection(connection_id, rooms_hint=(room,))
     except Exception:  # a failed cleanup must not fail the delivery of the others
         logger.exception(
             "cleanup of a gone connection failed", extra={"connectionId": connection_id}

@@ -13,6 +13,34 @@ that timestamp and increments the random part by one, as the ULID spec's
 "monotonic" mode does. Should the 80 random bits overflow, the timestamp moves
 one millisecond forward instead of failing.
 
+Ordering across regions and the clock assumption
+-----------------------------------------------
+
+An id is minted by the region that accepts the message, from that region's
+clock. Ids therefore sort by (accepting region's clock in ms, 80 random bits):
+one total order, the same for every client in every region, because every
+region stores and sorts the same ids. Within one process ids are strictly
+increasing (see below), so one sender's messages through one container keep
+their order.
+
+The regions' clocks are assumed NTP-synchronised (Lambda hosts use the Amazon
+Time Sync Service; skew is typically well under 1 ms). Under a skew of ``d``
+ms a message accepted in one region up to ``d`` ms *after* a message in
+another region may sort *before* it. The order is still total and identical
+everywhere; it is "time order" only up to the skew.
+
+Limit (stated honestly): resuming with ``after`` = the last id a client saw
+returns only ids *greater* than it. A message that becomes visible in a
+region's history *after* the client saw a later id - because it was
+replicated late (cross-region delivery takes ~0.1-1 s, longer under
+EventBridge retries) or minted on a skewed clock - has a *smaller* id and is
+not returned by that resume. The window is the replication delay plus the
+skew. Mitigation: clients resume from :func:`resume_after` (the last id's
+timestamp minus a safety window, 5 s by default) and de-duplicate by id, so
+anything that arrived up to the window late is still caught. Events delayed
+beyond the window (EventBridge retrying for minutes) are the residual risk; a
+client can widen the window or page history from an older id to re-check.
+
 Written by hand on purpose: the Lambda asset is deployed unbundled and may
 import only the standard library, boto3/botocore and Powertools, so a ULID
 package from PyPI is not available at runtime.
@@ -34,7 +62,10 @@ __all__ = [
     "iso_from_ms",
     "new_id",
     "now_ms",
+    "resume_after",
 ]
+
+DEFAULT_RESUME_WINDOW_MS = 5_000
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ID_LENGTH = 26
@@ -116,3 +147,22 @@ def id_timestamp_ms(value: str) -> int:
 def id_datetime(value: str) -> dt.datetime:
     """The UTC datetime encoded in an id."""
     return dt.datetime.fromtimestamp(id_timestamp_ms(value) / 1000, tz=dt.UTC)
+
+
+def resume_after(last_id: str, window_ms: int = DEFAULT_RESUME_WINDOW_MS) -> str:
+    """The ``after`` to resume from when ``last_id`` is the newest id seen.
+
+    Returns the greatest possible id of the millisecond before
+    ``timestamp(last_id) - window_ms``, so that ``id > resume_after(...)``
+    selects exactly every message whose id timestamp is at least
+    ``timestamp(last_id) - window_ms``. The client gets some messages again
+    (it de-duplicates by id) and, in exchange, also those that reached this
+    region's history late with an id below ``last_id`` (see the module
+    docstring). ValueError for a malformed id or a negative window.
+    """
+    if isinstance(window_ms, bool) or not isinstance(window_ms, int) or window_ms < 0:
+        raise ValueError("window_ms must be a non-negative integer")
+    start = id_timestamp_ms(last_id) - window_ms
+    if start <= 0:
+        return ALPHABET[0] * ID_LENGTH  # the smallest id: everything after it
+    return _encode(start - 1, _TIME_CHARS) + ALPHABET[-1] * (ID_LENGTH - _TIME_CHARS)

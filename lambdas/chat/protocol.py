@@ -33,12 +33,14 @@ from chat.ids import is_valid_id
 
 __all__ = [
     "ACTIONS",
+    "PRESENCE_EVENTS",
     "ChatMessage",
     "History",
     "Join",
     "Leave",
     "Ping",
     "Presence",
+    "PresenceEvent",
     "ProtocolError",
     "Request",
     "Send",
@@ -47,6 +49,7 @@ __all__ = [
     "error_frame",
     "frame",
     "parse_client_frame",
+    "parse_http_post",
     "valid_room",
 ]
 
@@ -55,6 +58,8 @@ MAX_REF_CHARS: Final = 64
 DEFAULT_HISTORY_LIMIT: Final = 50
 MAX_HISTORY_LIMIT: Final = 100
 ACTIONS: Final = frozenset({"join", "leave", "send", "history", "presence", "ping"})
+PRESENCE_EVENTS: Final = frozenset({"joined", "left"})
+MAX_USER_ID_CHARS: Final = 128
 
 # Error codes (docs/protocol.md)
 BAD_REQUEST: Final = "bad_request"
@@ -141,9 +146,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _decode(raw: str | bytes | None, is_base64: bool) -> Any:
+def _decode(raw: str | bytes | None, is_base64: bool, what: str = "frame") -> Any:
     if raw is None:
-        raise ProtocolError(BAD_REQUEST, "frame is empty; expected a JSON object")
+        raise ProtocolError(BAD_REQUEST, f"{what} is empty; expected a JSON object")
     try:
         if is_base64:
             raw = base64.b64decode(raw, validate=True)
@@ -152,7 +157,7 @@ def _decode(raw: str | bytes | None, is_base64: bool) -> Any:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, binascii.Error, RecursionError):
         # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
-        raise ProtocolError(BAD_REQUEST, "frame is not valid JSON") from None
+        raise ProtocolError(BAD_REQUEST, f"{what} is not valid JSON") from None
 
 
 class _Fields:
@@ -251,6 +256,23 @@ def parse_client_frame(
     return request, ref
 
 
+def parse_http_post(
+    raw: str | bytes | None, *, room: object, max_body_bytes: int, is_base64: bool = False
+) -> Send:
+    """Validate ``POST /rooms/{room}/messages``: the room, then ``{"body": ...}``.
+
+    The same rules (and error codes) as the ``send`` frame: bad room, not
+    JSON, not an object or no ``body`` -> ``bad_request``; a body whose compact
+    encoding exceeds ``max_body_bytes`` -> ``too_large``. Other keys are ignored.
+    """
+    fields = _Fields({"room": room}, None)
+    checked_room = fields.room()
+    obj = _decode(raw, is_base64, what="request body")
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_REQUEST, "request body must be a JSON object")
+    return Send(room=checked_room, body=_Fields(obj, None).body(max_body_bytes))
+
+
 # --- chat messages (bus events, history, ``message`` frames) -----------------
 
 
@@ -337,4 +359,83 @@ class ChatMessage:
             body=detail["body"],
             sent_at=sent_at,
             origin_region=origin,
+        )
+
+
+# --- presence (``chat.presence`` bus events, ``member`` frames) --------------
+
+
+def _ms(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise ValueError("detail.at must be epoch milliseconds (a non-negative integer)")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """A user's presence transition in one region, as published on the bus.
+
+    ``refresh`` marks a lease renewal (``ping``): remote regions extend the
+    user's presence item; it causes a ``member`` frame only where the user
+    was not shown (its "joined" was lost), never in the origin region.
+    """
+
+    origin_region: str
+    room: str
+    event: str  # "joined" | "left"
+    member: Sender
+    at: int  # epoch ms in the origin region: orders events of one user
+    refresh: bool = False
+
+    def detail(self) -> dict[str, Any]:
+        """The ``detail`` of the ``chat.presence`` bus event (docs/contracts.md)."""
+        out: dict[str, Any] = {
+            "originRegion": self.origin_region,
+            "room": self.room,
+            "event": self.event,
+            "member": self.member.to_dict(),
+            "at": self.at,
+        }
+        if self.refresh:
+            out["refresh"] = True
+        return out
+
+    def to_frame(self, current: dict[str, str] | None = None) -> dict[str, Any]:
+        """The ``member`` frame pushed to the room's connections.
+
+        ``current`` is how ``presence`` shows the user *after* the event: if
+        the user is still (or again) present - e.g. a "left" from one region
+        while connected in another - the frame is "joined" with that entry, so
+        the frames always describe changes of the ``presence`` list (one
+        entry per user). None: the user is gone, "left" with the event's member.
+        """
+        if current is not None:
+            return frame("member", room=self.room, event="joined", member=current)
+        return frame("member", room=self.room, event="left", member=self.member.to_dict())
+
+    @staticmethod
+    def from_detail(detail: object) -> PresenceEvent:
+        """Validate a ``chat.presence`` event detail; ValueError says what is wrong."""
+        if not isinstance(detail, dict):
+            raise ValueError("detail must be an object")
+        room, event, origin = detail.get("room"), detail.get("event"), detail.get("originRegion")
+        if not isinstance(origin, str) or not origin:
+            raise ValueError("detail.originRegion must be a non-empty string")
+        if not valid_room(room):
+            raise ValueError("detail.room is not a valid room name")
+        if event not in PRESENCE_EVENTS:
+            raise ValueError("detail.event must be 'joined' or 'left'")
+        member = Sender.from_dict(detail.get("member"))
+        if len(member.user_id) > MAX_USER_ID_CHARS:
+            raise ValueError("detail.member.userId is too long")
+        refresh = detail.get("refresh", False)
+        if not isinstance(refresh, bool):
+            raise ValueError("detail.refresh must be a boolean")
+        return PresenceEvent(
+            origin_region=origin,
+            room=str(room),
+            event=str(event),
+            member=member,
+            at=_ms(detail.get("at")),
+            refresh=refresh,
         )

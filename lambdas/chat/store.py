@@ -3,8 +3,10 @@
 Item layout (docs/contracts.md)::
 
     connections  CONN#<id>   / META                userId, name?, rooms (SS), connectedAt, expiresAt
-                 ROOM#<room> / CONN#<id>           connectionId, userId, name?, joinedAt, expiresAt
-                 ROOM#<room> / REMOTE#<region>#<u> userId, name?, region, expiresAt
+                 ROOM#<room> / CONN#<id>           connectionId, userId, name?, joinedAt,
+                                                   presenceAt?, expiresAt
+                 ROOM#<room> / REMOTE#<region>#<u> userId, name?, region, state, updatedAt,
+                                                   expiresAt
     messages     <room>      / <id>                sender (M), body (JSON string), sentAt,
                                                    originRegion, expiresAt
 
@@ -18,7 +20,13 @@ Consistency choices:
 * Every update of META is conditional on META existing: an UpdateItem never
   resurrects a connection that ``$disconnect`` removed.
 * Membership checks read with ``ConsistentRead`` so ``send`` right after
-  ``join`` never sees a stale "not a member".
+  ``join`` never sees a stale "not a member"; so do the presence look-ups
+  (:func:`user_connections`), which always run *after* the caller's own
+  write (see :mod:`chat.presence` for why that order matters).
+* Remote presence items are leases with a state: ``state = "left"`` is a
+  tombstone that keeps ``updatedAt`` so a late ``joined`` cannot resurrect a
+  user (:func:`apply_remote_presence`). Readers skip tombstones and items
+  whose ``expiresAt`` has passed (DynamoDB's TTL deletes lazily).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -34,25 +43,34 @@ from botocore.exceptions import ClientError
 from chat import clients, config, retry
 from chat.ids import epoch_seconds, iso_from_ms, now_ms
 from chat.observability import logger
-from chat.protocol import ChatMessage, Sender, compact_json
+from chat.protocol import ChatMessage, PresenceEvent, Sender, compact_json
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 __all__ = [
+    "CleanupResult",
     "Connection",
+    "JoinResult",
+    "MembershipLease",
+    "RemotePresenceOutcome",
     "UnknownConnectionError",
+    "apply_remote_presence",
+    "clear_presence_mark",
     "delete_connection_records",
     "get_connection",
     "get_membership",
     "iter_room_connection_ids",
     "join_room",
     "leave_room",
+    "member_presence",
     "put_connection",
     "put_message",
     "query_messages",
     "refresh_connection",
     "room_members",
+    "set_presence_mark",
+    "user_connections",
 ]
 
 META = "META"
@@ -75,6 +93,45 @@ class Connection:
     rooms: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    """What ``join`` did: ``created`` is False when the membership already existed."""
+
+    connection: Connection
+    created: bool
+    joined_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipLease:
+    """A membership whose presence announcement is due for renewal (``ping``)."""
+
+    room: str
+    user_id: str
+    name: str | None
+
+
+@dataclass(slots=True)
+class CleanupResult:
+    """What a connection cleanup removed.
+
+    ``deleted`` counts applied deletes (as before); ``removed_rooms`` are the
+    rooms whose membership of this connection is now gone, with the user's
+    identity (from META, else from the membership items) for presence.
+    """
+
+    deleted: int = 0
+    user_id: str | None = None
+    name: str | None = None
+    removed_rooms: list[str] = field(default_factory=list)
+
+
+class RemotePresenceOutcome(Enum):
+    CHANGED = "changed"  # applied, and the user's visibility from that region changed
+    UNCHANGED = "unchanged"  # applied (lease renewed / tombstone kept), nothing visible changed
+    STALE = "stale"  # refused: not newer than what is stored (a duplicate or out of order)
+
+
 def conn_pk(connection_id: str) -> str:
     return f"CONN#{connection_id}"
 
@@ -86,6 +143,21 @@ def room_pk(room: str) -> str:
 def _s(item: Mapping[str, Any], key: str) -> str | None:
     value = item.get(key)
     return value.get("S") if value else None
+
+
+def _n(item: Mapping[str, Any], key: str) -> int | None:
+    value = item.get(key)
+    raw = value.get("N") if value else None
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _expired(item: Mapping[str, Any], now: int) -> bool:
+    """True when the item's lease (``expiresAt``) has passed (TTL deletion lags)."""
+    expires = _n(item, "expiresAt")
+    return expires is not None and expires < now
 
 
 def _is_conditional_failure(error: ClientError) -> bool:
@@ -136,11 +208,18 @@ def get_connection(connection_id: str) -> Connection | None:
     return _connection_from_item(connection_id, item) if item else None
 
 
-def join_room(connection_id: str, room: str) -> Connection:
-    """Add the membership (idempotent); raises UnknownConnectionError without META."""
+def join_room(connection_id: str, room: str) -> JoinResult:
+    """Add the membership (idempotent); raises UnknownConnectionError without META.
+
+    A new membership is written with ``presenceAt`` (epoch s) on the
+    assumption that it is announced; :func:`clear_presence_mark` undoes that
+    when it is not. Re-joining keeps the existing item (``joinedAt`` included)
+    and only pushes its expiry back.
+    """
     table, expires = _table(), _expires_at()
+    ddb = clients.dynamodb()
     try:
-        response = clients.dynamodb().update_item(
+        response = ddb.update_item(
             TableName=table,
             Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}},
             UpdateExpression="SET expiresAt = :exp ADD rooms :rooms",
@@ -153,22 +232,46 @@ def join_room(connection_id: str, room: str) -> Connection:
             raise UnknownConnectionError(connection_id) from None
         raise
     connection = _connection_from_item(connection_id, response.get("Attributes", {}))
+    joined_at = iso_from_ms(now_ms())
+    key: Item = {"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}}
     item: Item = {
-        "pk": {"S": room_pk(room)},
-        "sk": {"S": conn_pk(connection_id)},
+        **key,
         "connectionId": {"S": connection_id},
         "userId": {"S": connection.user_id},
-        "joinedAt": {"S": iso_from_ms(now_ms())},
+        "joinedAt": {"S": joined_at},
+        "presenceAt": {"N": str(epoch_seconds())},
         "expiresAt": {"N": str(expires)},
     }
     if connection.name:
         item["name"] = {"S": connection.name}
-    clients.dynamodb().put_item(TableName=table, Item=item)
-    return connection
+    try:
+        ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return JoinResult(connection=connection, created=True, joined_at=joined_at)
+    except ClientError as error:
+        if not _is_conditional_failure(error):
+            raise
+    try:  # already a member: keep the item, push its expiry back
+        response = ddb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET expiresAt = :exp",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":exp": {"N": str(expires)}},
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if not _is_conditional_failure(error):
+            raise
+        # deleted in between (a concurrent leave): it is a new membership after all
+        ddb.put_item(TableName=table, Item=item)
+        return JoinResult(connection=connection, created=True, joined_at=joined_at)
+    old_joined = _s(response.get("Attributes", {}), "joinedAt") or joined_at
+    return JoinResult(connection=connection, created=False, joined_at=old_joined)
 
 
-def leave_room(connection_id: str, room: str) -> bool:
-    """Remove the membership; False when the connection was not a member."""
+def leave_room(connection_id: str, room: str) -> Sender | None:
+    """Remove the membership; returns who it was (as a sender of this region),
+    or None when the connection was not a member."""
     table = _table()
     response = clients.dynamodb().delete_item(
         TableName=table,
@@ -186,7 +289,12 @@ def leave_room(connection_id: str, room: str) -> bool:
     except ClientError as error:
         if not _is_conditional_failure(error):
             raise
-    return bool(response.get("Attributes"))
+    old = response.get("Attributes")
+    if not old:
+        return None
+    return Sender(
+        user_id=_s(old, "userId") or "", name=_s(old, "name"), region=config.get_settings().region
+    )
 
 
 def get_membership(connection_id: str, room: str) -> Sender | None:
@@ -206,9 +314,14 @@ def get_membership(connection_id: str, room: str) -> Sender | None:
     )
 
 
-def refresh_connection(connection_id: str) -> Connection:
-    """Push back the expiry of META and of every membership (``ping``)."""
-    table, expires = _table(), _expires_at()
+def refresh_connection(connection_id: str) -> tuple[Connection, list[MembershipLease]]:
+    """Push back the expiry of META and of every membership (``ping``).
+
+    Also returns the memberships whose presence announcement is older than
+    ``presence_refresh_seconds`` (or was never made): the caller renews them.
+    """
+    settings = config.get_settings()
+    table, expires, now = _table(), _expires_at(), epoch_seconds()
     ddb = clients.dynamodb()
     try:
         response = ddb.update_item(
@@ -224,27 +337,61 @@ def refresh_connection(connection_id: str) -> Connection:
             raise UnknownConnectionError(connection_id) from None
         raise
     connection = _connection_from_item(connection_id, response.get("Attributes", {}))
+    due: list[MembershipLease] = []
     for room in sorted(connection.rooms):
         try:
-            ddb.update_item(
+            response = ddb.update_item(
                 TableName=table,
                 Key={"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}},
                 UpdateExpression="SET expiresAt = :exp",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":exp": {"N": str(expires)}},
+                ReturnValues="ALL_NEW",
             )
         except ClientError as error:
             if not _is_conditional_failure(error):
                 raise
-    return connection
+            continue
+        item = response.get("Attributes", {})
+        announced = _n(item, "presenceAt")
+        if announced is None or now - announced >= settings.presence_refresh_seconds:
+            due.append(MembershipLease(room, _s(item, "userId") or "", _s(item, "name")))
+    return connection, due
 
 
-def _batch_delete(keys: list[Item]) -> int:
+def set_presence_mark(connection_id: str, room: str) -> None:
+    """Record that this membership's presence was just announced (``presenceAt``)."""
+    _update_presence_mark(connection_id, room, "SET presenceAt = :now", epoch_seconds())
+
+
+def clear_presence_mark(connection_id: str, room: str) -> None:
+    """Forget the announcement (not made, or failed): the next ``ping`` makes it."""
+    _update_presence_mark(connection_id, room, "REMOVE presenceAt", None)
+
+
+def _update_presence_mark(connection_id: str, room: str, expression: str, now: int | None) -> None:
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "Key": {"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}},
+        "UpdateExpression": expression,
+        "ConditionExpression": "attribute_exists(pk)",  # never recreate a left membership
+    }
+    if now is not None:
+        kwargs["ExpressionAttributeValues"] = {":now": {"N": str(now)}}
+    try:
+        clients.dynamodb().update_item(**kwargs)
+    except ClientError as error:
+        if not _is_conditional_failure(error):
+            raise
+
+
+def _batch_delete(keys: list[Item]) -> list[Item]:
     """Delete ``keys`` with BatchWriteItem, retrying UnprocessedItems with backoff.
 
-    Returns how many keys could not be deleted after the bounded retries.
+    Returns the keys that could not be deleted after the bounded retries.
     """
-    table, ddb, left = _table(), clients.dynamodb(), 0
+    table, ddb = _table(), clients.dynamodb()
+    left: list[Item] = []
     for start in range(0, len(keys), BATCH_SIZE):
         pending: list[Any] = [
             {"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_SIZE]
@@ -256,36 +403,62 @@ def _batch_delete(keys: list[Item]) -> int:
                 break
             if attempt < BATCH_ATTEMPTS:
                 retry.pause(attempt)
-        left += len(pending)
+        left.extend(request["DeleteRequest"]["Key"] for request in pending)
     return left
 
 
-def delete_connection_records(connection_id: str, rooms_hint: Iterable[str] = ()) -> int:
+def _orphan_memberships(connection_id: str, rooms: Iterable[str]) -> list[Item]:
+    """The existing memberships of a connection without META, in ``rooms``."""
+    found = []
+    for room in sorted(set(rooms)):
+        response = clients.dynamodb().get_item(
+            TableName=_table(),
+            Key={"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}},
+            ConsistentRead=True,
+        )
+        if item := response.get("Item"):
+            found.append(item)
+    return found
+
+
+def delete_connection_records(connection_id: str, rooms_hint: Iterable[str] = ()) -> CleanupResult:
     """Delete a connection's memberships, then its META (``$disconnect``, 410 Gone).
 
     Idempotent: with META already gone only the memberships in ``rooms_hint``
-    (e.g. the room a 410 came from) are deleted. META is deleted only once all
-    memberships are, so a partial failure keeps the room list for the next
-    attempt (TTL is the final backstop). Returns how many deletes were applied
-    (keys that were already gone count too).
+    (e.g. the room a 410 came from) are looked up and deleted. META is deleted
+    only once all memberships are, so a partial failure keeps the room list
+    for the next attempt (TTL is the final backstop). ``deleted`` counts the
+    deletes applied (keys that were already gone count too); the result also
+    names the user and the rooms whose membership is now gone.
     """
     connection = get_connection(connection_id)
-    rooms = set(rooms_hint) | (set(connection.rooms) if connection else set())
+    result = CleanupResult()
+    if connection is not None:
+        rooms = set(rooms_hint) | set(connection.rooms)
+        result.user_id, result.name = connection.user_id, connection.name
+    else:
+        orphans = _orphan_memberships(connection_id, rooms_hint)
+        rooms = {(_s(i, "pk") or "").removeprefix("ROOM#") for i in orphans}
+        if orphans:
+            result.user_id, result.name = _s(orphans[0], "userId"), _s(orphans[0], "name")
     sk = {"S": conn_pk(connection_id)}
     memberships: list[Item] = [{"pk": {"S": room_pk(r)}, "sk": sk} for r in sorted(rooms)]
-    left = _batch_delete(memberships)
-    if left:
+    undeleted = _batch_delete(memberships)
+    kept = {(_s(key, "pk") or "").removeprefix("ROOM#") for key in undeleted}
+    result.removed_rooms = sorted(rooms - kept)
+    result.deleted = len(memberships) - len(undeleted)
+    if undeleted:
         logger.warning(
             "memberships not deleted; META kept for a later cleanup",
-            extra={"connectionId": connection_id, "undeleted": left},
+            extra={"connectionId": connection_id, "undeleted": len(undeleted)},
         )
-        return len(memberships) - left
-    if connection is None:
-        return len(memberships)
-    clients.dynamodb().delete_item(
-        TableName=_table(), Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}}
-    )
-    return len(memberships) + 1
+        return result
+    if connection is not None:
+        clients.dynamodb().delete_item(
+            TableName=_table(), Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}}
+        )
+        result.deleted += 1
+    return result
 
 
 # --- room partitions ------------------------------------------------------------
@@ -302,32 +475,25 @@ def _query_pages(**kwargs: Any) -> Iterator[list[Item]]:
         kwargs["ExclusiveStartKey"] = last
 
 
-def room_members(room: str) -> list[dict[str, str]]:
-    """Presence of ``room``: ``[{userId, name?, region}]``, each user once, by userId.
+def _merge_presence(items: Iterable[Item]) -> list[dict[str, str]]:
+    """``[{userId, name?, region}]`` from a room's items, each user once, by userId.
 
     Local connections (``CONN#`` items) carry this region; ``REMOTE#<region>#``
     items carry theirs. A user present locally is shown with this region;
-    otherwise with the alphabetically first remote region.
+    otherwise with the alphabetically first remote region. Tombstones
+    (``state = "left"``) and items past their ``expiresAt`` are skipped.
     """
-    local = config.get_settings().region
+    local, now = config.get_settings().region, epoch_seconds()
     entries: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
-    pages = _query_pages(
-        TableName=_table(),
-        KeyConditionExpression="pk = :pk",
-        ProjectionExpression="sk, userId, #n, #r",
-        ExpressionAttributeNames={"#n": "name", "#r": "region"},
-        ExpressionAttributeValues={":pk": {"S": room_pk(room)}},
-    )
-    for page in pages:
-        for item in page:
-            sk, user_id = _s(item, "sk") or "", _s(item, "userId")
-            if not user_id:
-                continue
-            if sk.startswith("CONN#"):
-                entries[user_id].append((0, local, _s(item, "name")))
-            elif sk.startswith("REMOTE#"):
-                region = _s(item, "region") or sk.split("#")[1]
-                entries[user_id].append((1, region, _s(item, "name")))
+    for item in items:
+        sk, user_id = _s(item, "sk") or "", _s(item, "userId")
+        if not user_id or _expired(item, now) or _s(item, "state") == "left":
+            continue
+        if sk.startswith("CONN#"):
+            entries[user_id].append((0, local, _s(item, "name")))
+        elif sk.startswith("REMOTE#"):
+            region = _s(item, "region") or sk.split("#")[1]
+            entries[user_id].append((1, region, _s(item, "name")))
     members = []
     for user_id in sorted(entries):
         found = entries[user_id]
@@ -340,6 +506,34 @@ def room_members(room: str) -> list[dict[str, str]]:
         member["region"] = region
         members.append(member)
     return members
+
+
+def _presence_items(room: str, user_id: str | None = None) -> Iterator[Item]:
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "KeyConditionExpression": "pk = :pk",
+        "ProjectionExpression": "sk, userId, #n, #r, #s, expiresAt",
+        "ExpressionAttributeNames": {"#n": "name", "#r": "region", "#s": "state"},
+        "ExpressionAttributeValues": {":pk": {"S": room_pk(room)}},
+    }
+    if user_id is not None:
+        kwargs["FilterExpression"] = "userId = :user"
+        kwargs["ExpressionAttributeValues"][":user"] = {"S": user_id}
+        kwargs["ConsistentRead"] = True  # right after our own write
+    for page in _query_pages(**kwargs):
+        yield from page
+
+
+def room_members(room: str) -> list[dict[str, str]]:
+    """Presence of ``room``: ``[{userId, name?, region}]``, each user once, by userId
+    (the merge rules are :func:`_merge_presence`'s)."""
+    return _merge_presence(_presence_items(room))
+
+
+def member_presence(room: str, user_id: str) -> dict[str, str] | None:
+    """How ``presence`` shows ``user_id`` in ``room`` now (None: not present)."""
+    found = _merge_presence(_presence_items(room, user_id))
+    return found[0] if found else None
 
 
 def iter_room_connection_ids(room: str, page_size: int | None = None) -> Iterator[list[str]]:
@@ -355,6 +549,88 @@ def iter_room_connection_ids(room: str, page_size: int | None = None) -> Iterato
         kwargs["Limit"] = limit
     for page in _query_pages(**kwargs):
         yield [cid for item in page if (cid := _s(item, "connectionId"))]
+
+
+def user_connections(room: str, user_id: str) -> list[tuple[str, str]]:
+    """``(joinedAt, connectionId)`` of every live local membership of ``user_id``
+    in ``room`` (consistent read; memberships past ``expiresAt`` are skipped).
+
+    Reads the room's ``CONN#`` items with a filter on ``userId``, projected:
+    the cost grows with the room's local size (the item layout has no
+    per-user key), which is acceptable for joins and leaves.
+    """
+    now = epoch_seconds()
+    found: list[tuple[str, str]] = []
+    pages = _query_pages(
+        TableName=_table(),
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
+        FilterExpression="userId = :user",
+        ProjectionExpression="connectionId, joinedAt, expiresAt",
+        ExpressionAttributeValues={
+            ":pk": {"S": room_pk(room)},
+            ":conn": {"S": "CONN#"},
+            ":user": {"S": user_id},
+        },
+        ConsistentRead=True,
+    )
+    for page in pages:
+        for item in page:
+            connection_id = _s(item, "connectionId")
+            if connection_id and not _expired(item, now):
+                found.append((_s(item, "joinedAt") or "", connection_id))
+    return found
+
+
+def apply_remote_presence(event: PresenceEvent) -> RemotePresenceOutcome:
+    """Record another region's presence event in ``ROOM#<room>/REMOTE#<region>#<userId>``.
+
+    One conditional UpdateItem (``attribute_not_exists(pk) OR updatedAt < :at``):
+    an event not newer than the stored one changes nothing (STALE). "joined"
+    stores ``state = "joined"``; "left" keeps the item as a tombstone
+    (``state = "left"``) so that an older "joined" arriving later is refused.
+    Both set ``expiresAt = now + CONNECTION_TTL_SECONDS``: a joined item is a
+    lease that the origin renews (``ping``); without renewal it lapses.
+    """
+    settings = config.get_settings()
+    region, user = event.origin_region, event.member
+    names = {"#s": "state", "#r": "region", "#n": "name"}
+    values: dict[str, AttributeValueTypeDef] = {
+        ":at": {"N": str(event.at)},
+        ":state": {"S": event.event},
+        ":user": {"S": user.user_id},
+        ":region": {"S": region},
+        ":exp": {"N": str(epoch_seconds() + settings.connection_ttl_seconds)},
+    }
+    expression = "SET #s = :state, userId = :user, #r = :region, updatedAt = :at, expiresAt = :exp"
+    if user.name:
+        expression += ", #n = :name"
+        values[":name"] = {"S": user.name}
+    elif event.event == "joined":
+        expression += " REMOVE #n"
+    else:
+        del names["#n"]  # DynamoDB rejects unused placeholders
+    try:
+        response = clients.dynamodb().update_item(
+            TableName=_table(),
+            Key={"pk": {"S": room_pk(event.room)}, "sk": {"S": f"REMOTE#{region}#{user.user_id}"}},
+            UpdateExpression=expression,
+            ConditionExpression="attribute_not_exists(pk) OR updatedAt < :at",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
+        )
+    except ClientError as error:
+        if _is_conditional_failure(error):
+            return RemotePresenceOutcome.STALE
+        raise
+    old = response.get("Attributes") or {}
+    was_visible = bool(old) and _s(old, "state") != "left" and not _expired(old, epoch_seconds())
+    is_visible = event.event == "joined"
+    return (
+        RemotePresenceOutcome.CHANGED
+        if was_visible != is_visible
+        else RemotePresenceOutcome.UNCHANGED
+    )
 
 
 # --- history --------------------------------------------------------------------
@@ -410,7 +686,9 @@ def _message_from_item(item: Item) -> dict[str, Any]:
     }
 
 
-def query_messages(room: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+def query_messages(
+    room: str, after: str | None, limit: int, *, consistent: bool = False
+) -> tuple[list[dict[str, Any]], bool]:
     """Up to ``limit`` messages of ``room`` with id > ``after``, oldest first, and
     whether more follow. Pages past DynamoDB's 1 MB responses as needed."""
     key = "#room = :room"
@@ -428,6 +706,7 @@ def query_messages(room: str, after: str | None, limit: int) -> tuple[list[dict[
         ExpressionAttributeValues=values,
         ScanIndexForward=True,
         Limit=limit + 1,
+        ConsistentRead=consistent,
     )
     for page in pages:
         items.extend(page)

@@ -45,9 +45,10 @@ for _name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == 
 import client_message_handler  # noqa: E402
 import connection_handler  # noqa: E402
 import event_bus_message_handler  # noqa: E402
+import http_handler  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chat import clients, observability, retry  # noqa: E402
+from chat import clients, observability, presence, retry  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = TEST_ENV["AWS_REGION"]
@@ -61,9 +62,9 @@ class FakeLambdaContext:
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
 
 
-def create_tables() -> None:
+def create_tables(region: str = REGION) -> None:
     """Both tables exactly as docs/contracts.md describes them."""
-    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb = boto3.client("dynamodb", region_name=region)
     for name, (hash_key, range_key) in {
         TEST_ENV["CONNECTIONS_TABLE"]: ("pk", "sk"),
         TEST_ENV["MESSAGES_TABLE"]: ("room", "id"),
@@ -95,6 +96,7 @@ def _test_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(
         observability.metrics, "namespace", TEST_ENV["POWERTOOLS_METRICS_NAMESPACE"]
     )
+    monkeypatch.setattr(presence, "_last_at", 0)
     clients.reset()
     observability.metrics.clear_metrics()
     yield
@@ -231,6 +233,53 @@ class Chat:
         }
         return event_bus_message_handler.handler(event, self.context)
 
+    def http(
+        self,
+        method: str,
+        room: str | None = "lobby",
+        *,
+        query: dict[str, str] | None = None,
+        body: str | None = None,
+        is_base64: bool = False,
+        authorizer: dict[str, Any] | None = None,
+        route_key: str | None = None,
+        raw_path: str | None = None,
+        context: Any = None,
+    ) -> dict[str, Any]:
+        """Invoke HttpHandler with an HTTP API payload 2.0 event; returns the response
+        with ``json`` (the decoded body) added."""
+        path = raw_path or f"/rooms/{room}/messages"
+        request_context: dict[str, Any] = {
+            "accountId": ACCOUNT,
+            "apiId": "http123",
+            "domainName": "http123.execute-api.us-east-1.amazonaws.com",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1"},
+            "requestId": "http-req-1",
+            "routeKey": route_key or f"{method} /rooms/{{room}}/messages",
+            "stage": "$default",
+        }
+        if authorizer is not None:
+            request_context["authorizer"] = {"lambda": authorizer}
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": request_context["routeKey"],
+            "rawPath": path,
+            "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+            "headers": {"content-type": "application/json"},
+            "requestContext": request_context,
+            "isBase64Encoded": is_base64,
+        }
+        if query:
+            event["queryStringParameters"] = query
+        if room is not None and route_key is None:
+            event["pathParameters"] = {"room": room}
+        if body is not None:
+            event["body"] = body
+        response = http_handler.handler(event, context or self.context)
+        assert isinstance(response, dict)
+        assert response["headers"]["content-type"] == "application/json"
+        return {**response, "json": json.loads(response["body"])}
+
 
 @pytest.fixture
 def chat(aws: None, context: FakeLambdaContext) -> Chat:
@@ -310,3 +359,34 @@ def tables(aws: None) -> Any:
         messages = resource.Table(TEST_ENV["MESSAGES_TABLE"])
 
     return Tables
+
+
+@dataclass
+class PublishedEvent:
+    detail_type: str
+    detail: dict[str, Any]
+    source: str
+    bus: str
+
+
+@pytest.fixture
+def published(aws: None, monkeypatch: pytest.MonkeyPatch) -> list[PublishedEvent]:
+    """Every entry put on the bus (in order), recorded before moto accepts it."""
+    recorded: list[PublishedEvent] = []
+    events = clients.events()
+    real = events.put_events
+
+    def recording(**kwargs: Any) -> Any:
+        for entry in kwargs["Entries"]:
+            recorded.append(
+                PublishedEvent(
+                    detail_type=entry["DetailType"],
+                    detail=json.loads(entry["Detail"]),
+                    source=entry["Source"],
+                    bus=entry["EventBusName"],
+                )
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(events, "put_events", recording)
+    return recorded

@@ -283,7 +283,7 @@ def test_other_detail_types_and_non_events_are_ignored(
     chat: Any, context: Any, emitted_metrics: Any
 ) -> None:
     emitted_metrics()
-    assert chat.deliver(detail(), detail_type="chat.presence") == {"status": "ignored"}
+    assert chat.deliver(detail(), detail_type="chat.other") == {"status": "ignored"}
     assert event_bus_message_handler.handler({}, context) == {"status": "ignored"}
     assert event_bus_message_handler.handler([], context) == {"status": "ignored"}  # type: ignore[arg-type]
     assert emitted_metrics()["IgnoredEvents"] == 3

@@ -36,11 +36,14 @@ def captured(aws: None) -> Any:
     )
     events.put_targets(Rule="capture", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
 
-    def read() -> list[dict[str, Any]]:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+    def read(detail_type: str | None = "chat.message") -> list[dict[str, Any]]:
+        """The captured events of ``detail_type`` (None: all), oldest first."""
+        events_: list[dict[str, Any]] = []
+        while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
             "Messages", []
-        )
-        return [json.loads(m["Body"]) for m in messages]
+        ):
+            events_.extend(json.loads(m["Body"]) for m in batch)
+        return [e for e in events_ if detail_type is None or e["detail-type"] == detail_type]
 
     return read
 

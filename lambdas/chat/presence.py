@@ -1,0 +1,158 @@
+"""Presence transitions in this region, published as ``chat.presence`` bus events.
+
+A user's presence in a room *in this region* is the set of its local
+memberships (``ROOM#<room>/CONN#<id>`` items). Transitions are published:
+
+* "joined" when a connection's new membership is the user's first in the room
+  here (``join``);
+* "left" when the user's last membership in the room here goes (``leave``,
+  ``$disconnect``, the fan-out's 410 Gone cleanup);
+* "joined" with ``refresh: true`` from ``ping`` once the membership's last
+  announcement is older than a third of ``CONNECTION_TTL_SECONDS``: other
+  regions keep a user's presence as a lease of that length, so a long-lived
+  user does not lapse there, and an announcement that failed is repaired.
+
+Deciding "first" / "last" reads the room's memberships of that user
+(:func:`chat.store.user_connections`, a consistent Query) *after* writing
+our own membership change. Write-then-read on both sides means that of two
+concurrent changes at least one sees the other:
+
+* join vs. leave of the same user: never a "left" without a later "joined"
+  for a user who stays, at worst a duplicate "joined";
+* two first joins at once: each computes the earliest ``(joinedAt,
+  connectionId)`` among what it sees and only that one announces, at worst
+  both do (a duplicate "joined").
+
+Duplicates are harmless: other regions apply events idempotently and ordered
+by ``at``; the origin region may push a duplicate ``member`` frame.
+Publishing never breaks the client's request: a failure (after the bus
+module's retries of rejected entries) is logged and counted as
+``PresencePublishFailures``; a failed "joined" is retried by the next
+``ping``, a failed "left" lapses with the lease in the other regions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from chat import bus, config, store
+from chat.ids import now_ms
+from chat.observability import count, logger
+from chat.protocol import PresenceEvent, Sender
+
+__all__ = [
+    "PRESENCE_DETAIL_TYPE",
+    "after_join",
+    "after_leave",
+    "announce",
+    "cleanup_connection",
+    "renew",
+]
+
+PRESENCE_DETAIL_TYPE = bus.PRESENCE_DETAIL_TYPE
+FAILURE_METRIC = "PresencePublishFailures"
+
+_lock = threading.Lock()
+_last_at = 0
+
+
+def _next_at() -> int:
+    """Epoch ms, strictly increasing within the process (two events of one user
+    in the same millisecond still order)."""
+    global _last_at
+    with _lock:
+        _last_at = max(now_ms(), _last_at + 1)
+        return _last_at
+
+
+def _member(user_id: str, name: str | None) -> Sender:
+    return Sender(user_id=user_id, name=name, region=config.get_settings().region)
+
+
+def announce(room: str, event: str, member: Sender, *, refresh: bool = False) -> bool:
+    """Publish one presence event; False (logged, counted) if it could not be."""
+    detail = PresenceEvent(
+        origin_region=config.get_settings().region,
+        room=room,
+        event=event,
+        member=member,
+        at=_next_at(),
+        refresh=refresh,
+    ).detail()
+    try:
+        bus.publish(PRESENCE_DETAIL_TYPE, detail)
+    except Exception:
+        logger.exception(
+            "presence event not published",
+            extra={"room": room, "event": event, "userId": member.user_id},
+        )
+        count(FAILURE_METRIC)
+        return False
+    logger.info(
+        "presence published",
+        extra={"room": room, "event": event, "userId": member.user_id, "refresh": refresh},
+    )
+    return True
+
+
+def after_join(connection_id: str, room: str, joined: store.JoinResult) -> None:
+    """Announce "joined" if this new membership is the user's first here. Never raises."""
+    connection = joined.connection
+    if not joined.created or not connection.user_id:
+        return  # a re-join of the same connection is no transition
+    announced = False
+    try:
+        mine = (joined.joined_at, connection_id)
+        first = min([mine, *store.user_connections(room, connection.user_id)])
+        announced = first == mine and announce(
+            room, "joined", _member(connection.user_id, connection.name)
+        )
+    except Exception:
+        logger.exception("presence check after join failed", extra={"room": room})
+        count(FAILURE_METRIC)
+    if announced:
+        return
+    try:  # join_room marked it announced; let the next ping (re)announce instead
+        store.clear_presence_mark(connection_id, room)
+    except Exception:
+        logger.exception("could not clear the presence mark", extra={"room": room})
+
+
+def after_leave(room: str, member: Sender) -> None:
+    """Announce "left" if ``member`` has no membership left in ``room`` here. Never raises."""
+    if not member.user_id:
+        return
+    try:
+        if store.user_connections(room, member.user_id):
+            return
+        announce(room, "left", member)
+    except Exception:
+        logger.exception("presence check after leave failed", extra={"room": room})
+        count(FAILURE_METRIC)
+
+
+def cleanup_connection(connection_id: str, rooms_hint: Iterable[str] = ()) -> store.CleanupResult:
+    """Delete a connection's records (:func:`chat.store.delete_connection_records`),
+    then announce "left" where it was the user's last membership.
+
+    Storage errors of the delete propagate (as before); presence never raises.
+    """
+    result = store.delete_connection_records(connection_id, rooms_hint=rooms_hint)
+    if result.user_id:
+        member = _member(result.user_id, result.name)
+        for room in result.removed_rooms:
+            after_leave(room, member)
+    return result
+
+
+def renew(connection_id: str, leases: Iterable[store.MembershipLease]) -> None:
+    """Re-announce "joined" (``refresh``) for memberships whose lease is due. Never raises."""
+    for lease in leases:
+        try:
+            member = _member(lease.user_id, lease.name)
+            if announce(lease.room, "joined", member, refresh=True):
+                store.set_presence_mark(connection_id, lease.room)
+        except Exception:
+            logger.exception("presence renewal failed", extra={"room": lease.room})
+            count(FAILURE_METRIC)

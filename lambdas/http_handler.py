@@ -1,0 +1,224 @@
+"""HTTP fallback (handler ``http_handler.handler``): API Gateway HTTP API, payload 2.0.
+
+Routes (docs/protocol.md, "HTTP fallback"):
+
+* ``POST /rooms/{room}/messages`` with ``{"body": <any JSON>}`` -> 202 ``{"id"}``.
+  Validated like the WebSocket ``send`` (same rules, same codes; ``too_large``
+  is 413) and published exactly like it (:func:`chat.bus.publish_message`:
+  same event, sender region = this region). There is no connection, so no
+  membership is required. The sender is the authorizer's user
+  (``requestContext.authorizer.lambda.userId``/``name``) or, until an
+  authorizer exists, the query parameters ``userId`` (required, 1-128 chars)
+  and ``name`` (optional, up to 64), the same rules as ``$connect``.
+* ``GET /rooms/{room}/messages?after=<id>&limit=<1-100>&wait=<0-20>`` -> 200
+  ``{"messages": [...], "more": bool}``; messages are shaped like ``history``
+  entries. With ``wait`` > 0 and nothing after ``after`` it long-polls: a
+  consistent Query every ``HTTP_POLL_INTERVAL_MS`` until something arrives or
+  ``wait`` seconds (bounded by the invocation's remaining time minus
+  ``LONG_POLL_MARGIN_MS``) pass. No identity is needed to read.
+
+Dispatch uses ``requestContext.http.method`` and ``pathParameters.room``; when
+the route is ``$default`` (a catch-all integration) the room comes from the
+path ``.../rooms/<room>/messages``. Unknown path: 404, known path with another
+method: 405 (``Allow: GET, POST``); both with code ``bad_request`` so that
+clients only ever see the protocol's error codes. Errors are
+``{"code", "message"}``; the handler never raises (unexpected -> 500
+``internal``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chat import bus, config, protocol, store
+from chat.identity import InvalidIdentityError, resolve
+from chat.ids import is_valid_id
+from chat.observability import count, logger, metrics, tracer
+from chat.protocol import (
+    BAD_REQUEST,
+    DEFAULT_HISTORY_LIMIT,
+    INTERNAL,
+    MAX_HISTORY_LIMIT,
+    TOO_LARGE,
+    ProtocolError,
+    Sender,
+)
+
+__all__ = ["LONG_POLL_MARGIN_MS", "MAX_WAIT_SECONDS", "handler"]
+
+MAX_WAIT_SECONDS = 20
+LONG_POLL_MARGIN_MS = 1500  # kept free of the invocation's time to answer
+_PATH = re.compile(r"(?:^|/)rooms/([^/]+)/messages/?$")
+_LIMIT = re.compile(r"[0-9]{1,3}")
+_WAIT = re.compile(r"[0-9]{1,2}(?:\.[0-9]{1,3})?")
+STATUS = {BAD_REQUEST: 400, TOO_LARGE: 413, INTERNAL: 500}
+
+# Looked up at call time so tests can replace them.
+sleep = time.sleep
+monotonic = time.monotonic
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+
+def _response(
+    status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {
+            "content-type": "application/json",
+            "cache-control": "no-store",
+            **(headers or {}),
+        },
+        "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+        "isBase64Encoded": False,
+    }
+
+
+def _route(event: dict[str, Any]) -> tuple[str, str]:
+    """``(method, raw room)`` of a messages request, or HttpError 404/405."""
+    request_context = event.get("requestContext") or {}
+    route_key = event.get("routeKey") or ""
+    method = ((request_context.get("http") or {}).get("method") or "").upper()
+    if not method and " " in route_key:
+        method = route_key.split(" ", 1)[0].upper()
+    room = (event.get("pathParameters") or {}).get("room")
+    if room is None:
+        path = event.get("rawPath") or (request_context.get("http") or {}).get("path") or ""
+        found = _PATH.search(path)
+        if not found:
+            raise HttpError(404, BAD_REQUEST, "no such resource; use /rooms/{room}/messages")
+        room = found.group(1)
+    if method not in ("GET", "POST"):
+        raise HttpError(
+            405, BAD_REQUEST, "method not allowed; use GET or POST", {"allow": "GET, POST"}
+        )
+    # A valid room never contains '%', so decoding cannot turn a bad name into a good one
+    # that was not meant; it only undoes clients that percent-encode ':'.
+    return method, unquote(room) if isinstance(room, str) else room
+
+
+def _post(event: dict[str, Any], room: object) -> dict[str, Any]:
+    settings = config.get_settings()
+    authorizer = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda")
+    try:
+        user_id, name = resolve(authorizer, event.get("queryStringParameters"))
+    except InvalidIdentityError as error:
+        raise ProtocolError(BAD_REQUEST, str(error)) from None
+    request = protocol.parse_http_post(
+        event.get("body"),
+        room=room,
+        max_body_bytes=settings.max_body_bytes,
+        is_base64=bool(event.get("isBase64Encoded")),
+    )
+    sender = Sender(user_id=user_id, name=name, region=settings.region)
+    try:
+        message = bus.publish_message(request.room, sender, request.body)
+    except bus.PublishError:
+        raise ProtocolError(INTERNAL, "message not accepted; please retry") from None
+    return _response(202, {"id": message.id})
+
+
+def _query_param(query: dict[str, Any], name: str) -> str | None:
+    value = query.get(name)
+    if value is None or value == "":
+        return None  # an empty parameter counts as absent
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_REQUEST, f"'{name}' must be a string")
+    return value
+
+
+def _get_params(event: dict[str, Any]) -> tuple[str | None, int, float]:
+    query = event.get("queryStringParameters") or {}
+    after = _query_param(query, "after")
+    if after is not None and not is_valid_id(after):
+        raise ProtocolError(
+            BAD_REQUEST, "'after' must be a message id (26 Crockford base32 characters)"
+        )
+    raw_limit = _query_param(query, "limit")
+    limit = DEFAULT_HISTORY_LIMIT
+    if raw_limit is not None:
+        if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
+            raise ProtocolError(
+                BAD_REQUEST, f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}"
+            )
+        limit = int(raw_limit)
+    raw_wait = _query_param(query, "wait")
+    wait = 0.0
+    if raw_wait is not None:
+        if not _WAIT.fullmatch(raw_wait) or float(raw_wait) > MAX_WAIT_SECONDS:
+            raise ProtocolError(
+                BAD_REQUEST, f"'wait' must be a number of seconds from 0 to {MAX_WAIT_SECONDS}"
+            )
+        wait = float(raw_wait)
+    return after, limit, wait
+
+
+def _wait_budget(wait: float, context: LambdaContext) -> float:
+    """Seconds the long poll may last: ``wait``, capped by the invocation's time left."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return wait
+    return max(0.0, min(wait, (remaining() - LONG_POLL_MARGIN_MS) / 1000))
+
+
+def _get(event: dict[str, Any], room: object, context: LambdaContext) -> dict[str, Any]:
+    if not protocol.valid_room(room):
+        raise ProtocolError(BAD_REQUEST, "room must match ^[A-Za-z0-9_.:-]{1,64}$")
+    assert isinstance(room, str)
+    after, limit, wait = _get_params(event)
+    deadline = monotonic() + _wait_budget(wait, context)
+    interval = config.get_settings().http_poll_interval_ms / 1000
+    polls = 1
+    messages, more = store.query_messages(room, after, limit, consistent=True)
+    while not messages and (left := deadline - monotonic()) > 0:
+        sleep(min(interval, left))
+        polls += 1
+        messages, more = store.query_messages(room, after, limit, consistent=True)
+    if wait:
+        logger.info("long poll answered", extra={"polls": polls, "messages": len(messages)})
+    return _response(200, {"messages": messages, "more": more})
+
+
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
+)
+@tracer.capture_lambda_handler(capture_response=False)  # responses carry message bodies
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    count("HttpRequests")
+    try:
+        if not isinstance(event, dict):
+            raise HttpError(404, BAD_REQUEST, "not an HTTP API request")
+        method, room = _route(event)
+        logger.append_keys(method=method, room=str(room)[:64])
+        if method == "POST":
+            return _post(event, room)
+        return _get(event, room, context)
+    except HttpError as error:
+        count("ClientErrors")
+        return _response(
+            error.status, {"code": error.code, "message": error.message}, error.headers
+        )
+    except ProtocolError as error:
+        logger.info("request answered with an error", extra={"code": error.code})
+        count("ClientErrors" if error.code != INTERNAL else "InternalErrors")
+        return _response(
+            STATUS.get(error.code, 400), {"code": error.code, "message": error.message}
+        )
+    except Exception:
+        logger.exception("request failed")
+        count("InternalErrors")
+        return _response(500, {"code": INTERNAL, "message": "internal error"})

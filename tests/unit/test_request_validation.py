@@ -1,0 +1,120 @@
+"""Request validation of the HTTP fallback and of presence events.
+
+Every case here is rejected before any write, so the module shares one moto
+instance (``chat_shared``) instead of building tables for every case.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from chat import clients, ids
+from tests.unit.conftest import TEST_ENV
+from tests.unit.test_presence import remote
+
+
+@pytest.fixture
+def no_publish(module_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any PutEvents fails the request (and so the test's status assertion)."""
+
+    def refuse(**kwargs: Any) -> Any:
+        raise AssertionError("nothing may be published")
+
+    monkeypatch.setattr(clients.events(), "put_events", refuse)
+
+
+@pytest.mark.parametrize(
+    ("room", "query", "body", "status", "code"),
+    [
+        ("lobby", {}, '{"body": 1}', 400, "bad_request"),  # no userId
+        ("lobby", {"userId": ""}, '{"body": 1}', 400, "bad_request"),
+        ("lobby", {"userId": "u" * 129}, '{"body": 1}', 400, "bad_request"),
+        ("lobby", {"userId": "a", "name": "n" * 65}, '{"body": 1}', 400, "bad_request"),
+        ("lobby", {"userId": "a"}, None, 400, "bad_request"),  # no request body
+        ("lobby", {"userId": "a"}, "not json", 400, "bad_request"),
+        ("lobby", {"userId": "a"}, "[1, 2]", 400, "bad_request"),
+        ("lobby", {"userId": "a"}, '{"text": 1}', 400, "bad_request"),  # missing body
+        ("lobby", {"userId": "a"}, '{"body": NaN}', 400, "bad_request"),
+        ("lobby", {"userId": "a"}, '{"body": "\\ud800"}', 400, "bad_request"),
+        ("bad room", {"userId": "a"}, '{"body": 1}', 400, "bad_request"),
+        ("r" * 65, {"userId": "a"}, '{"body": 1}', 400, "bad_request"),
+        ("lobby", {"userId": "a"}, json.dumps({"body": list(range(5000))}), 413, "too_large"),
+    ],
+)
+def test_post_validation(
+    chat_shared: Any,
+    no_publish: None,
+    room: str,
+    query: dict[str, str],
+    body: str | None,
+    status: int,
+    code: str,
+) -> None:
+    response = chat_shared.http("POST", room, query=query, body=body)
+    assert (response["statusCode"], response["json"]["code"]) == (status, code)
+    assert isinstance(response["json"]["message"], str)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"after": "not-an-id"},
+        {"after": "0" * 25},
+        {"after": "8" + "0" * 25},  # beyond 48 bits
+        {"after": ids.new_id().lower()},
+        {"limit": "0"},
+        {"limit": "101"},
+        {"limit": "abc"},
+        {"limit": "1.5"},
+        {"limit": "-1"},
+        {"limit": " 5"},
+        {"wait": "-1"},
+        {"wait": "21"},
+        {"wait": "20.5"},
+        {"wait": "abc"},
+        {"wait": "1e1"},
+        {"wait": "nan"},
+    ],
+)
+def test_get_bad_parameters(chat_shared: Any, query: dict[str, str]) -> None:
+    response = chat_shared.http("GET", query=query)
+    assert response["statusCode"] == 400
+    assert response["json"]["code"] == "bad_request"
+
+
+def test_get_bad_room(chat_shared: Any) -> None:
+    response = chat_shared.http("GET", "bad%20room")
+    assert (response["statusCode"], response["json"]["code"]) == (400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        [],
+        {},
+        {**remote(), "event": "entered"},
+        {**remote(), "room": "bad room"},
+        {**remote(), "originRegion": ""},
+        {**remote(), "member": {"userId": "", "region": "eu-west-1"}},
+        {**remote(), "member": {"userId": "u" * 129, "region": "eu-west-1"}},
+        {**remote(), "member": {"userId": "dave"}},
+        {**remote(), "member": "dave"},
+        {**remote(), "at": "1700000000000"},
+        {**remote(), "at": True},
+        {**remote(), "at": -1},
+        {**remote(), "refresh": "yes"},
+    ],
+)
+def test_malformed_presence_events_are_dropped(
+    chat_shared: Any, bad: Any, emitted_metrics: Any
+) -> None:
+    emitted_metrics()
+    assert chat_shared.deliver(bad, "chat.presence") == {"status": "malformed"}
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(TEST_ENV["CONNECTIONS_TABLE"])
+    assert table.scan()["Items"] == []
+    assert emitted_metrics()["MalformedEvents"] == 1
