@@ -36,6 +36,11 @@ _ROUTE_AFTER_CONNECT = (
     "accepted connection with the identity recorded at $connect; the $connect authorizer "
     "arrives in a later issue"
 )
+_HTTP_ROUTE_AUTHORIZER = (
+    "The HTTP fallback's authorizer arrives in a later issue together with the WebSocket "
+    "$connect authorizer; until then a POST names its sender in the userId query parameter, "
+    "validated by HttpHandler with the same rules as $connect (the same interim identity)"
+)
 
 
 def enable_nag(app: App) -> None:
@@ -92,6 +97,9 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
     _ack(api.node.find_child("$connect-Route"), "APIG4", _CONNECT_AUTHORIZER)
     for route_key in ("$disconnect", *CLIENT_ROUTE_KEYS):
         _ack(api.node.find_child(f"{route_key}-Route"), "APIG4", _ROUTE_AFTER_CONNECT)
+
+    for route in stack.http_api.routes.values():
+        _ack(route, "APIG4", _HTTP_ROUTE_AUTHORIZER)
 
     # SQS3: these queues *are* dead-letter queues, just not SQS redrive targets.
     _ack(

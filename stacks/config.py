@@ -88,6 +88,7 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "fanoutConcurrency",
     "alarmEmail",
     "apiGatewayAccountRole",
+    "httpCorsOrigins",
 )
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
@@ -95,6 +96,12 @@ _STAGE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 # Deliberately loose: SNS confirms the address anyway; this only catches typos
 # such as a missing "@" or stray spaces/commas from a shell.
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
+# A browser origin as the Origin header spells it: scheme, host, optional port;
+# no path, no trailing slash (API Gateway compares origins literally).
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+_ORIGINS_ACCEPTED = (
+    '"*" (any origin) or a comma-separated list of origins like https://chat.example.com'
+)
 
 # API Gateway closes every WebSocket connection after 2 hours; connection and
 # membership items must outlive that or a live connection loses its records.
@@ -180,6 +187,29 @@ def _regions(key: str, raw: object) -> tuple[str, ...]:
     return tuple(items)  # type: ignore[arg-type]  # every item was checked to be a str
 
 
+def _origins(key: str, raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items: list[object] = [part.strip() for part in raw.split(",")]
+    elif isinstance(raw, list | tuple):
+        items = [item.strip() if isinstance(item, str) else item for item in raw]
+    else:
+        raise ConfigError(key, raw, "is not a list of origins", _ORIGINS_ACCEPTED)
+    if not items or items == [""]:
+        raise ConfigError(key, raw, "is empty", _ORIGINS_ACCEPTED)
+    if "*" in items and len(items) > 1:
+        raise ConfigError(key, raw, 'mixes "*" with origins', _ORIGINS_ACCEPTED)
+    seen: set[str] = set()
+    for item in items:
+        if item == "*":
+            continue
+        if not isinstance(item, str) or not _ORIGIN.fullmatch(item):
+            raise ConfigError(key, item, "is not an origin", _ORIGINS_ACCEPTED)
+        if item in seen:
+            raise ConfigError(key, item, "is listed twice", "each origin at most once")
+        seen.add(item)
+    return tuple(items)  # type: ignore[arg-type]  # every item was checked to be a str
+
+
 def _matching(key: str, raw: object, pattern: re.Pattern[str], accepted: str) -> str:
     value = _string(key, raw)
     if not pattern.fullmatch(value):
@@ -210,6 +240,8 @@ class ChatConfig:
     # AWS::ApiGateway::Account is one setting per account and region: exactly
     # one stack per account-region may own it (see ChatWebSocketApi).
     api_gateway_account_role: bool = True
+    # Origins allowed to call the HTTP fallback API from a browser (CORS).
+    http_cors_origins: tuple[str, ...] = ("*",)
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -309,6 +341,7 @@ class ChatConfig:
             api_gateway_account_role=get(
                 "apiGatewayAccountRole", _boolean, defaults.api_gateway_account_role
             ),
+            http_cors_origins=get("httpCorsOrigins", _origins, defaults.http_cors_origins),
         )
 
     # ---- derived names ------------------------------------------------

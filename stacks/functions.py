@@ -1,4 +1,4 @@
-"""The three Lambda functions of a region, each with its own least-privilege role.
+"""The four Lambda functions of a region, each with its own least-privilege role.
 
 Handler strings, environment variable names and the metrics namespace are the
 contract in ``docs/contracts.md``. The code is the plain ``lambdas/`` folder
@@ -49,22 +49,28 @@ CONNECTION_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:GetItem",  # $disconnect: META's room list
     "dynamodb:BatchWriteItem",  # $disconnect: memberships
     "dynamodb:DeleteItem",  # $disconnect: META
+    "dynamodb:Query",  # $disconnect: was it the user's last membership in the room?
 )
 CLIENT_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:GetItem",  # membership checks
     "dynamodb:PutItem",  # join: membership
     "dynamodb:UpdateItem",  # join/leave/ping: META rooms and expiry
     "dynamodb:DeleteItem",  # leave: membership
-    "dynamodb:Query",  # presence: the room partition
+    "dynamodb:Query",  # presence: the room partition; first/last membership of a user
 )
 CLIENT_HANDLER_MESSAGES_ACTIONS = ("dynamodb:Query",)  # history, join's `missed`
 BUS_HANDLER_MESSAGES_ACTIONS = ("dynamodb:PutItem",)  # conditional history write
 BUS_HANDLER_CONNECTIONS_ACTIONS = (
-    "dynamodb:Query",  # fan-out: the room's connections
+    "dynamodb:Query",  # fan-out: the room's connections; 410 cleanup: last membership?
     "dynamodb:GetItem",  # 410 Gone cleanup: META
+    "dynamodb:UpdateItem",  # chat.presence: REMOTE#<region>#<userId> (conditional upsert)
     "dynamodb:BatchWriteItem",  # 410 Gone cleanup: memberships
     "dynamodb:DeleteItem",  # 410 Gone cleanup: META
 )
+HTTP_HANDLER_MESSAGES_ACTIONS = ("dynamodb:Query",)  # GET: history page / long-poll
+
+# HttpHandler polls the messages table while a long-poll GET waits (docs/contracts.md).
+HTTP_POLL_INTERVAL_MS = 250
 
 _ASSET_EXCLUDES = [
     "**/__pycache__",
@@ -76,11 +82,13 @@ _ASSET_EXCLUDES = [
 
 
 class ChatFunctions(Construct):
-    """ConnectionHandler, ClientMessageHandler and EventBusMessageHandler.
+    """ConnectionHandler, ClientMessageHandler, EventBusMessageHandler and HttpHandler.
 
     Each function has an explicit role with no managed policies: it may write
-    to its own log group, send X-Ray traces, and use exactly the table actions
-    listed above. The stack adds what depends on other constructs
+    to its own log group, send X-Ray traces, use exactly the table actions
+    listed above (docs/contracts.md, "IAM the handlers need") and put events
+    on the region's chat bus (every function publishes messages or presence).
+    The stack adds what depends on other constructs
     (``CALLBACK_URL`` and the ``@connections`` permission) through
     :meth:`allow_manage_connections` and ``add_environment``.
 
@@ -88,10 +96,11 @@ class ChatFunctions(Construct):
         connection_handler: ``$connect`` / ``$disconnect``.
         client_message_handler: every client action (route responses).
         event_bus_message_handler: the delivery rule's target (history + fan-out).
+        http_handler: the HTTP fallback API's routes (send, history long-poll).
         async_failure_queue: where Lambda puts EventBusMessageHandler invocations
             that still fail after its async retries (on-failure destination).
         log_groups: each function's log group, by logical name.
-        functions: the three functions, by logical name.
+        functions: every function, by logical name.
     """
 
     def __init__(
@@ -142,6 +151,8 @@ class ChatFunctions(Construct):
             timeout=Duration.seconds(10),
         )
         connections_table.grant(self.connection_handler, *CONNECTION_HANDLER_CONNECTIONS_ACTIONS)
+        # Presence: "left" when $disconnect removed the user's last membership.
+        event_bus.grant_put_events_to(self.connection_handler)
 
         self.client_message_handler = self._function(
             "ClientMessageHandler",
@@ -153,6 +164,7 @@ class ChatFunctions(Construct):
         )
         connections_table.grant(self.client_message_handler, *CLIENT_HANDLER_CONNECTIONS_ACTIONS)
         messages_table.grant(self.client_message_handler, *CLIENT_HANDLER_MESSAGES_ACTIONS)
+        # send; presence "joined"/"left" from join, leave and ping.
         event_bus.grant_put_events_to(self.client_message_handler)
 
         # EventBridge invokes this function asynchronously. Lambda retries a
@@ -174,6 +186,24 @@ class ChatFunctions(Construct):
         )
         messages_table.grant(self.event_bus_message_handler, *BUS_HANDLER_MESSAGES_ACTIONS)
         connections_table.grant(self.event_bus_message_handler, *BUS_HANDLER_CONNECTIONS_ACTIONS)
+        # Presence: "left" when a 410 Gone cleanup removed the user's last membership.
+        event_bus.grant_put_events_to(self.event_bus_message_handler)
+
+        self.http_handler = self._function(
+            "HttpHandler",
+            handler="http_handler.handler",
+            description="HTTP fallback API: send a message, read or long-poll history",
+            memory_size=256,
+            # HTTP API gives up on an integration after 30 s and a long-poll GET
+            # waits up to 20 s: end the function first so the client gets the
+            # handler's answer (or a clean 5xx), never a hung request.
+            timeout=Duration.seconds(29),
+            extra_environment={"HTTP_POLL_INTERVAL_MS": str(HTTP_POLL_INTERVAL_MS)},
+        )
+        messages_table.grant(self.http_handler, *HTTP_HANDLER_MESSAGES_ACTIONS)
+        # POST: publishes the message exactly like `send`. No connections
+        # table: there is no connection, so no membership check.
+        event_bus.grant_put_events_to(self.http_handler)
 
     # ---- wiring done by the stack ---------------------------------------
     def allow_manage_connections(self, manage_connections_arn: str) -> None:
@@ -201,6 +231,7 @@ class ChatFunctions(Construct):
         retry_attempts: int | None = None,
         max_event_age: Duration | None = None,
         on_failure: lambda_.IDestination | None = None,
+        extra_environment: dict[str, str] | None = None,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
@@ -239,7 +270,7 @@ class ChatFunctions(Construct):
             # Adds xray:PutTraceSegments/PutTelemetryRecords on "*" to the
             # role: X-Ray has no resource-level permissions.
             tracing=lambda_.Tracing.ACTIVE,
-            environment=dict(self.environment),
+            environment={**self.environment, **(extra_environment or {})},
             retry_attempts=retry_attempts,
             max_event_age=max_event_age,
             on_failure=on_failure,

@@ -9,6 +9,8 @@ What is alarmed and why:
 * the WebSocket API's ``ExecutionError`` (API Gateway could not call the
   integration) and a burst of ``IntegrationError`` (the integration answered
   4XX/5XX; a few are normal, e.g. refused ``$connect`` requests);
+* the HTTP API's ``5xx`` (HttpHandler failed or timed out, or API Gateway
+  could not call it; 4xx are the clients' own errors and are not alarmed);
 * the runtime's ``FailedDeliveries`` and ``PublishFailures`` (names in
   docs/contracts.md, "Metrics").
 """
@@ -56,6 +58,8 @@ class ChatMonitoring(Construct):
         queues: Mapping[str, sqs.IQueue],
         api_id: str,
         api_stage_name: str,
+        http_api_id: str,
+        http_api_stage_name: str,
         metrics_namespace: str,
         service_name: str,
         alarm_email: str | None = None,
@@ -104,6 +108,13 @@ class ChatMonitoring(Construct):
             self._metric("AWS/ApiGateway", "IntegrationError", api_dimensions),
             f"At least {INTEGRATION_ERROR_THRESHOLD} WebSocket integration 4XX/5XX in 5 min",
             threshold=INTEGRATION_ERROR_THRESHOLD,
+        )
+        self._alarm(
+            "HttpApiServerErrors",
+            self._metric(
+                "AWS/ApiGateway", "5xx", {"ApiId": http_api_id, "Stage": http_api_stage_name}
+            ),
+            "The HTTP fallback API answered 5xx (HttpHandler failed or timed out)",
         )
         for metric_name in ALARMED_CUSTOM_METRICS:
             self._alarm(

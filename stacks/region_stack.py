@@ -15,6 +15,7 @@ from constructs import Construct
 
 from stacks.config import ChatConfig
 from stacks.functions import SERVICE_NAME, ChatFunctions
+from stacks.http_api import ChatHttpApi
 from stacks.monitoring import ChatMonitoring
 from stacks.replication import ChatReplication
 from stacks.storage import ChatStorage
@@ -58,7 +59,8 @@ class ChatRegionStack(Stack):
 
     Attributes:
         config, region: what the stack was built from.
-        storage, functions, api, replication, monitoring: the constructs.
+        storage, functions, api (WebSocket), http_api, replication, monitoring:
+            the constructs.
     """
 
     def __init__(
@@ -124,6 +126,18 @@ class ChatRegionStack(Stack):
             manage_account_role=config.api_gateway_account_role,
         )
 
+        self.http_api = ChatHttpApi(
+            self,
+            "Http",
+            api_name=f"{config.app_name}-{config.stage}-http",
+            http_handler=self.functions.http_handler,
+            cors_origins=config.http_cors_origins,
+            throttle_rate_limit=config.throttle_rate_limit,
+            throttle_burst_limit=config.throttle_burst_limit,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+
         # Fan-out: EventBusMessageHandler posts to this API's connections.
         bus_handler = self.functions.event_bus_message_handler
         bus_handler.add_environment("CALLBACK_URL", self.api.callback_url)
@@ -140,12 +154,20 @@ class ChatRegionStack(Stack):
             },
             api_id=self.api.api.api_id,
             api_stage_name=config.stage,
+            http_api_id=self.http_api.api.api_id,
+            http_api_stage_name=self.http_api.stage.stage_name,
             metrics_namespace=config.metrics_namespace,
             service_name=SERVICE_NAME,
             alarm_email=config.alarm_email,
         )
 
         CfnOutput(self, "WebSocketUrl", value=self.api.url, description="Clients connect here")
+        CfnOutput(
+            self,
+            "HttpUrl",
+            value=self.http_api.url,
+            description="HTTP fallback API base URL (append rooms/<room>/messages)",
+        )
         CfnOutput(
             self, "CallbackUrl", value=self.api.callback_url, description="@connections endpoint"
         )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-import jsii
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -13,6 +10,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from stacks.access_logs import json_access_logs
 
 __all__ = ["CLIENT_ROUTE_KEYS", "CONNECTION_ROUTE_KEYS", "ChatWebSocketApi"]
 
@@ -46,25 +45,6 @@ _ACCESS_LOG_FIELDS = {
     "errorMessage": "$context.error.message",
     "errorType": "$context.error.responseType",
 }
-
-
-@jsii.implements(apigwv2.IAccessLogSettings)
-class _AccessLogSettings:
-    """``IAccessLogSettings`` is a jsii interface, not a struct: Python implements it."""
-
-    def __init__(
-        self, destination: apigwv2.IAccessLogDestination, log_format: apigateway.AccessLogFormat
-    ) -> None:
-        self._destination = destination
-        self._format = log_format
-
-    @property
-    def destination(self) -> apigwv2.IAccessLogDestination:
-        return self._destination
-
-    @property
-    def format(self) -> apigateway.AccessLogFormat:
-        return self._format
 
 
 class ChatWebSocketApi(Construct):
@@ -145,10 +125,7 @@ class ChatWebSocketApi(Construct):
             throttle=apigwv2.ThrottleSettings(
                 rate_limit=throttle_rate_limit, burst_limit=throttle_burst_limit
             ),
-            access_log_settings=_AccessLogSettings(
-                apigwv2.LogGroupLogDestination(self.access_log_group),
-                apigateway.AccessLogFormat.custom(json.dumps(_ACCESS_LOG_FIELDS)),
-            ),
+            access_log_settings=json_access_logs(self.access_log_group, _ACCESS_LOG_FIELDS),
         )
         # Execution logs for errors only (integration failures, throttling):
         # the L2 stage has no prop for the logging level.

@@ -78,6 +78,26 @@ def only(template: JsonDict, resource_type: str) -> tuple[str, JsonDict]:
     return next(iter(found.items()))
 
 
+def api(template: JsonDict, protocol: str) -> tuple[str, JsonDict]:
+    """The one ``AWS::ApiGatewayV2::Api`` of ``protocol`` ("WEBSOCKET" or "HTTP")."""
+    found = {
+        logical_id: resource
+        for logical_id, resource in resources(template, "AWS::ApiGatewayV2::Api").items()
+        if resource["Properties"]["ProtocolType"] == protocol
+    }
+    assert len(found) == 1, f"expected one {protocol} API, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def of_api(template: JsonDict, resource_type: str, api_id: str) -> dict[str, JsonDict]:
+    """The ``AWS::ApiGatewayV2::*`` resources of ``resource_type`` that belong to ``api_id``."""
+    return {
+        logical_id: resource
+        for logical_id, resource in resources(template, resource_type).items()
+        if resource["Properties"]["ApiId"] == {"Ref": api_id}
+    }
+
+
 def getatt_id(value: Any) -> str:
     """Logical id of a ``{"Fn::GetAtt": [id, attr]}``."""
     assert isinstance(value, dict) and "Fn::GetAtt" in value, value

@@ -59,6 +59,7 @@ def test_cli_strings_are_parsed() -> None:
             "fanoutConcurrency": "8",
             "alarmEmail": "ops@example.com",
             "apiGatewayAccountRole": "false",
+            "httpCorsOrigins": " https://chat.example.com , http://localhost:8080 ",
         }
     )
     assert config == ChatConfig(
@@ -75,6 +76,7 @@ def test_cli_strings_are_parsed() -> None:
         fanout_concurrency=8,
         alarm_email="ops@example.com",
         api_gateway_account_role=False,
+        http_cors_origins=("https://chat.example.com", "http://localhost:8080"),
     )
     assert config.bus_name == "talk-dev-chat-bus"
     assert config.event_source == "talk.chat"
@@ -125,6 +127,14 @@ def test_region_list_is_complete() -> None:
         ("removalPolicy", "snapshot", "is not a removal policy; accepted: retain, destroy"),
         ("alarmEmail", "not-an-email", "does not match"),
         ("apiGatewayAccountRole", "yes", "is not a boolean; accepted: true, false"),
+        ("httpCorsOrigins", "chat.example.com", "'chat.example.com' is not an origin; accepted"),
+        ("httpCorsOrigins", "https://chat.example.com/", "is not an origin"),
+        ("httpCorsOrigins", "https://a.example.com/app", "is not an origin"),
+        ("httpCorsOrigins", "*,https://a.example.com", 'mixes "*" with origins'),
+        ("httpCorsOrigins", ",", "is not an origin"),
+        ("httpCorsOrigins", [], "[] is empty"),
+        ("httpCorsOrigins", "https://a.io,https://a.io", "'https://a.io' is listed twice"),
+        ("httpCorsOrigins", 7, "is not a list of origins"),
     ],
 )
 def test_bad_values_name_the_key(key: str, value: Any, fragment: str) -> None:
@@ -135,6 +145,14 @@ def test_bad_values_name_the_key(key: str, value: Any, fragment: str) -> None:
     assert fragment in message
     assert "\n" not in message
     assert raised.value.key == key
+
+
+def test_cors_origins() -> None:
+    assert ChatConfig().http_cors_origins == ("*",)
+    assert ChatConfig.from_mapping({"httpCorsOrigins": "*"}).http_cors_origins == ("*",)
+    assert ChatConfig.from_mapping(
+        {"httpCorsOrigins": ["https://chat.example.com", "http://127.0.0.1:8000"]}
+    ).http_cors_origins == ("https://chat.example.com", "http://127.0.0.1:8000")
 
 
 def test_every_retention_value_is_accepted() -> None:

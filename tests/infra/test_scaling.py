@@ -17,6 +17,7 @@ from .conftest import TWENTY_REGIONS
 from .helpers import (
     ACCOUNT,
     SynthResult,
+    api,
     forwarding_rules,
     make_app,
     only,
@@ -34,9 +35,14 @@ TEN_REGIONS = (
 
 @pytest.fixture(scope="module")
 def app1_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult]:
-    """One region, a non-prod stage, account logging role owned elsewhere."""
+    """One region, a non-prod stage, account logging role owned elsewhere, own CORS origins."""
     yield synth(
-        {"regions": "eu-west-1", "stage": "dev", "apiGatewayAccountRole": "false"},
+        {
+            "regions": "eu-west-1",
+            "stage": "dev",
+            "apiGatewayAccountRole": "false",
+            "httpCorsOrigins": "https://chat.example.com,http://localhost:8080",
+        },
         tmp_path_factory.mktemp("app1"),
     )
 
@@ -99,6 +105,16 @@ def test_one_region_has_no_forwarding(app1_dev: SynthResult) -> None:
     # apiGatewayAccountRole=false: the account setting is owned elsewhere.
     assert resources(template, "AWS::ApiGateway::Account") == {}
     assert "apigateway.amazonaws.com" not in principals
+
+
+def test_http_api_cors_origins_from_config(app1_dev: SynthResult) -> None:
+    template = app1_dev.template_json("eu-west-1")
+    _, http = api(template, "HTTP")
+    assert http["Properties"]["CorsConfiguration"]["AllowOrigins"] == [
+        "https://chat.example.com",
+        "http://localhost:8080",
+    ]
+    assert http["Properties"]["Name"] == "chat-dev-http"
 
 
 def test_dev_stage_is_disposable(app1_dev: SynthResult) -> None:

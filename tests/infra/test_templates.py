@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
 
 from stacks.functions import POWERTOOLS_LAYER_PARAMETER
+from stacks.http_api import HTTP_ROUTE_KEYS
 from stacks.websocket_api import CLIENT_ROUTE_KEYS, CONNECTION_ROUTE_KEYS
 
 from .helpers import (
     ACCOUNT,
     JsonDict,
     SynthResult,
+    api,
     as_list,
     delivery_rule,
     forwarding_rules,
     function_by_handler,
     getatt_id,
+    of_api,
     only,
     resolve,
     resources,
@@ -43,8 +47,39 @@ HANDLERS = {
     "ConnectionHandler": "connection_handler.handler",
     "ClientMessageHandler": "client_message_handler.handler",
     "EventBusMessageHandler": "event_bus_message_handler.handler",
+    "HttpHandler": "http_handler.handler",
+}
+# Per function: (memory MB, timeout s, variables beyond CONTRACT_ENV).
+FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
+    "ConnectionHandler": (256, 10, set()),
+    "ClientMessageHandler": (512, 10, set()),
+    "EventBusMessageHandler": (512, 30, {"CALLBACK_URL"}),
+    # HTTP API's integration limit is 30 s; a long-poll GET waits up to 20 s.
+    "HttpHandler": (256, 29, {"HTTP_POLL_INTERVAL_MS"}),
 }
 XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+# docs/contracts.md, "IAM the handlers need", spelled out independently of
+# stacks/functions.py: DynamoDB actions per table, and PutEvents on the bus.
+CONTRACT_IAM: dict[str, dict[str, Any]] = {
+    "ConnectionHandler": {
+        "connections": ("PutItem", "GetItem", "DeleteItem", "BatchWriteItem", "Query"),
+        "bus": True,
+    },
+    "ClientMessageHandler": {
+        "connections": ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"),
+        "messages": ("Query",),
+        "bus": True,
+    },
+    "EventBusMessageHandler": {
+        "connections": ("Query", "GetItem", "UpdateItem", "DeleteItem", "BatchWriteItem"),
+        "messages": ("PutItem",),
+        "bus": True,
+    },
+    "HttpHandler": {
+        "messages": ("Query",),
+        "bus": True,
+    },
+}
 
 
 @pytest.fixture(scope="module", params=REGIONS)
@@ -109,18 +144,17 @@ def test_two_tables_without_names(template: JsonDict) -> None:
 
 # ---- WebSocket API -----------------------------------------------------------
 def test_api_and_routes(template: JsonDict) -> None:
-    api_id, api = only(template, "AWS::ApiGatewayV2::Api")
-    assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
-    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.action"
+    api_id, websocket = api(template, "WEBSOCKET")
+    assert websocket["Properties"]["RouteSelectionExpression"] == "$request.body.action"
 
     routes = {
         route["Properties"]["RouteKey"]: (logical_id, route["Properties"])
-        for logical_id, route in resources(template, "AWS::ApiGatewayV2::Route").items()
+        for logical_id, route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).items()
     }
     assert sorted(routes) == sorted((*CONNECTION_ROUTE_KEYS, *CLIENT_ROUTE_KEYS))
     assert len(routes) == 9
 
-    integrations = resources(template, "AWS::ApiGatewayV2::Integration")
+    integrations = of_api(template, "AWS::ApiGatewayV2::Integration", api_id)
     connection_fn, _ = function_by_handler(template, HANDLERS["ConnectionHandler"])
     client_fn, _ = function_by_handler(template, HANDLERS["ClientMessageHandler"])
 
@@ -150,7 +184,8 @@ def test_api_and_routes(template: JsonDict) -> None:
 
 def test_stage(app3: SynthResult, template: JsonDict) -> None:
     config = app3.config
-    _, stage = only(template, "AWS::ApiGatewayV2::Stage")
+    api_id, _ = api(template, "WEBSOCKET")
+    (stage,) = of_api(template, "AWS::ApiGatewayV2::Stage", api_id).values()
     props = stage["Properties"]
     assert props["StageName"] == config.stage
     assert props["AutoDeploy"] is True
@@ -176,6 +211,86 @@ def test_stage(app3: SynthResult, template: JsonDict) -> None:
     assert role["DeletionPolicy"] == "Retain"
 
 
+# ---- HTTP fallback API -------------------------------------------------------
+def test_http_api_routes(template: JsonDict, region: str) -> None:
+    api_id, http = api(template, "HTTP")
+    props = http["Properties"]
+    assert "RouteSelectionExpression" not in props
+    assert props["CorsConfiguration"] == {
+        "AllowOrigins": ["*"],  # cdk.json's httpCorsOrigins
+        "AllowMethods": ["GET", "POST", "OPTIONS"],
+        "AllowHeaders": ["Authorization", "Content-Type"],
+        "MaxAge": 3600,
+    }
+    routes = {
+        route["Properties"]["RouteKey"]: route["Properties"]
+        for route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).values()
+    }
+    assert HTTP_ROUTE_KEYS == ("GET /rooms/{room}/messages", "POST /rooms/{room}/messages")
+    assert sorted(routes) == sorted(HTTP_ROUTE_KEYS)
+    # No authorizer yet (acknowledged in stacks/checks.py, APIG4).
+    assert {route["AuthorizationType"] for route in routes.values()} == {"NONE"}
+    assert of_api(template, "AWS::ApiGatewayV2::RouteResponse", api_id) == {}
+
+    handler_id, _ = function_by_handler(template, HANDLERS["HttpHandler"])
+    integrations = of_api(template, "AWS::ApiGatewayV2::Integration", api_id)
+    for route in routes.values():
+        integration = integrations[route["Target"]["Fn::Join"][1][1]["Ref"]]["Properties"]
+        assert integration["IntegrationType"] == "AWS_PROXY"
+        assert integration["PayloadFormatVersion"] == "2.0"
+        assert getatt_id(integration["IntegrationUri"]) == handler_id
+        # No explicit timeout: HTTP API's default (and maximum) of 30 s applies.
+        assert "TimeoutInMillis" not in integration
+
+    # API Gateway may invoke HttpHandler only for this API's message routes.
+    permissions = [
+        permission["Properties"]
+        for permission in resources(template, "AWS::Lambda::Permission").values()
+        if permission["Properties"]["FunctionName"] == {"Fn::GetAtt": [handler_id, "Arn"]}
+    ]
+    assert permissions
+    for permission in permissions:
+        assert permission["Principal"] == "apigateway.amazonaws.com"
+        assert resolve(permission["SourceArn"], region=region, refs={api_id: "http123"}) == (
+            f"arn:aws:execute-api:{region}:{ACCOUNT}:http123/*/*/rooms/{{room}}/messages"
+        )
+
+
+def test_http_api_construct_attributes(app3: SynthResult, region: str) -> None:
+    http_api = app3.stacks[region].http_api
+    assert sorted(http_api.routes) == sorted(HTTP_ROUTE_KEYS)
+    assert http_api.stage.stage_name == "$default"
+    assert http_api.url == http_api.stage.url
+
+
+def test_http_stage(app3: SynthResult, template: JsonDict) -> None:
+    config = app3.config
+    api_id, _ = api(template, "HTTP")
+    (stage,) = of_api(template, "AWS::ApiGatewayV2::Stage", api_id).values()
+    props = stage["Properties"]
+    # One auto-deployed $default stage: the URL has no stage segment.
+    assert props["StageName"] == "$default"
+    assert props["AutoDeploy"] is True
+    assert props["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": config.throttle_rate_limit,
+        "ThrottlingBurstLimit": config.throttle_burst_limit,
+    }
+    log_group = template["Resources"][getatt_id(props["AccessLogSettings"]["DestinationArn"])]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
+    fields = json.loads(props["AccessLogSettings"]["Format"])
+    assert {"requestId", "routeKey", "status", "integrationError"} <= set(fields)
+    # Never the query string, headers (Authorization) or bodies.
+    assert not any(
+        word in variable
+        for variable in fields.values()
+        for word in ("querystring", "header", "authorizer", "body")
+    ), fields
+    # HTTP API access logs go through API Gateway's service-linked role: the
+    # stage does not wait for the account-level CloudWatch role.
+    assert "DependsOn" not in stage
+
+
 # ---- functions ---------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(HANDLERS))
 def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
@@ -196,9 +311,12 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
         "Default": POWERTOOLS_LAYER_PARAMETER,
     }
 
+    memory, timeout, extra_env = FUNCTION_SHAPES[name]
+    assert props["MemorySize"] == memory
+    assert props["Timeout"] == timeout
+
     env = props["Environment"]["Variables"]
-    expected_keys = CONTRACT_ENV | ({"CALLBACK_URL"} if name == "EventBusMessageHandler" else set())
-    assert set(env) == expected_keys
+    assert set(env) == CONTRACT_ENV | extra_env
     tables = table_ids(template)
     assert env["CONNECTIONS_TABLE"] == {"Ref": tables["connections"]}
     assert env["MESSAGES_TABLE"] == {"Ref": tables["messages"]}
@@ -211,6 +329,8 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert env["FANOUT_CONCURRENCY"] == "16"
     assert env["POWERTOOLS_SERVICE_NAME"] == "chat"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "chat/prod"
+    if name == "HttpHandler":
+        assert env["HTTP_POLL_INTERVAL_MS"] == "250"
 
     log_group = template["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
     assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
@@ -218,7 +338,7 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
 
 def test_callback_url(template: JsonDict, region: str) -> None:
     _, function = function_by_handler(template, HANDLERS["EventBusMessageHandler"])
-    api_id, _ = only(template, "AWS::ApiGatewayV2::Api")
+    api_id, _ = api(template, "WEBSOCKET")
     url = resolve(
         function["Properties"]["Environment"]["Variables"]["CALLBACK_URL"],
         region=region,
@@ -285,49 +405,33 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
     def ddb(*actions: str) -> tuple[str, ...]:
         return tuple(sorted(f"dynamodb:{action}" for action in actions))
 
+    bus_id, _ = only(template, "AWS::Events::EventBus")
+    grants = CONTRACT_IAM[name]
+    expected = [logs, xray]
+    for table, resource in (("connections", connections), ("messages", messages)):
+        if grants.get(table):
+            expected.append((ddb(*grants[table]), resource))
+    if grants.get("bus"):
+        expected.append((("events:PutEvents",), f"GetAtt:{bus_id}"))
+
     statements = role_statements(template, role_id)
-    if name == "ConnectionHandler":
-        expected = [
-            logs,
-            xray,
-            (
-                ddb("PutItem", "GetItem", "BatchWriteItem", "DeleteItem"),
-                connections,
-            ),
-        ]
-    elif name == "ClientMessageHandler":
-        bus_id, _ = only(template, "AWS::Events::EventBus")
-        expected = [
-            logs,
-            xray,
-            (
-                ddb("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"),
-                connections,
-            ),
-            (ddb("Query"), messages),
-            (("events:PutEvents",), f"GetAtt:{bus_id}"),
-        ]
-    else:
+    if name == "EventBusMessageHandler":
         _, invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")
         failure_queue = getatt_id(
             invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
         )
         manage = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
         assert len(manage) == 1
-        api_id, _ = only(template, "AWS::ApiGatewayV2::Api")
+        api_id, _ = api(template, "WEBSOCKET")
         assert resolve(manage[0]["Resource"], region=region, refs={api_id: "abc123"}) == (
             f"arn:aws:execute-api:{region}:{ACCOUNT}:abc123/prod/POST/@connections/*"
         )
-        expected = [
-            logs,
-            xray,
+        expected += [
             # Lambda's SqsDestination grant: send, plus two read-only calls on this queue.
             (
                 ("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"),
                 f"GetAtt:{failure_queue}",
             ),
-            (ddb("PutItem"), messages),
-            (ddb("Query", "GetItem", "BatchWriteItem", "DeleteItem"), connections),
             (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
         ]
     assert _normalized(statements) == sorted(expected)
@@ -483,8 +587,8 @@ def test_alarms(template: JsonDict) -> None:
     topic_id, topic = only(template, "AWS::SNS::Topic")
     assert resolve(topic["Properties"]["KmsMasterKeyId"], region="r").endswith(":alias/aws/sns")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # 3 functions x (Errors, Throttles) + 2 DLQs + 2 API metrics + 2 custom metrics
-    assert len(alarms) == 12
+    # 4 functions x (Errors, Throttles) + 2 DLQs + 2 WebSocket + 1 HTTP API + 2 custom
+    assert len(alarms) == 15
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -492,21 +596,43 @@ def test_alarms(template: JsonDict) -> None:
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
     )
     assert metrics == sorted(
-        [("AWS/Lambda", "Errors")] * 3
-        + [("AWS/Lambda", "Throttles")] * 3
+        [("AWS/Lambda", "Errors")] * 4
+        + [("AWS/Lambda", "Throttles")] * 4
         + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 2
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
+        + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
     )
+    functions = {function_by_handler(template, handler)[0] for handler in HANDLERS.values()}
+    alarmed_functions = set()
+    websocket_id, _ = api(template, "WEBSOCKET")
+    http_id, _ = api(template, "HTTP")
     for alarm in alarms.values():
-        if alarm["Properties"]["Namespace"] == "chat/prod":
-            assert alarm["Properties"]["Dimensions"] == [{"Name": "service", "Value": "chat"}]
+        props = alarm["Properties"]
+        if props["Namespace"] == "chat/prod":
+            assert props["Dimensions"] == [{"Name": "service", "Value": "chat"}]
+        elif props["Namespace"] == "AWS/Lambda":
+            (dimension,) = props["Dimensions"]
+            alarmed_functions.add(dimension["Value"]["Ref"])
+        elif props["MetricName"] == "5xx":
+            assert props["Dimensions"] == [
+                {"Name": "ApiId", "Value": {"Ref": http_id}},
+                {"Name": "Stage", "Value": "$default"},
+            ]
+            assert props["Threshold"] == 1
+        elif props["Namespace"] == "AWS/ApiGateway":
+            assert props["Dimensions"] == [
+                {"Name": "ApiId", "Value": {"Ref": websocket_id}},
+                {"Name": "Stage", "Value": "prod"},
+            ]
+    assert alarmed_functions == functions
 
 
 def test_outputs(app3: SynthResult, region: str) -> None:
     template = app3.template(region)
     for name in (
         "WebSocketUrl",
+        "HttpUrl",
         "CallbackUrl",
         "BusName",
         "ConnectionsTableName",
@@ -514,3 +640,10 @@ def test_outputs(app3: SynthResult, region: str) -> None:
         "AlarmTopicArn",
     ):
         template.has_output(name, {})
+
+
+def test_http_url_output(template: JsonDict, region: str) -> None:
+    api_id, _ = api(template, "HTTP")
+    url = resolve(template["Outputs"]["HttpUrl"]["Value"], region=region, refs={api_id: "h1"})
+    # The $default stage: no stage segment, clients append rooms/<room>/messages.
+    assert url == f"https://h1.execute-api.{region}.amazonaws.com/"
