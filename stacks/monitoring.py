@@ -32,7 +32,11 @@ from constructs import Construct
 __all__ = ["ALARMED_CUSTOM_METRICS", "INTEGRATION_ERROR_THRESHOLD", "ChatMonitoring"]
 
 # Runtime metrics that must stay at zero (docs/contracts.md, "Metrics").
-ALARMED_CUSTOM_METRICS: tuple[str, ...] = ("FailedDeliveries", "PublishFailures")
+ALARMED_CUSTOM_METRICS: tuple[str, ...] = (
+    "FailedDeliveries",
+    "PublishFailures",
+    "PresencePublishFailures",
+)
 
 # IntegrationError counts every 4XX the handlers return on purpose (a refused
 # $connect, for one): alarm on a burst, not on the first one.

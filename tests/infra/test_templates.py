@@ -587,8 +587,8 @@ def test_alarms(template: JsonDict) -> None:
     topic_id, topic = only(template, "AWS::SNS::Topic")
     assert resolve(topic["Properties"]["KmsMasterKeyId"], region="r").endswith(":alias/aws/sns")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # 4 functions x (Errors, Throttles) + 2 DLQs + 2 WebSocket + 1 HTTP API + 2 custom
-    assert len(alarms) == 15
+    # 4 functions x (Errors, Throttles) + 2 DLQs + 2 WebSocket + 1 HTTP API + 3 custom
+    assert len(alarms) == 16
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -602,6 +602,7 @@ def test_alarms(template: JsonDict) -> None:
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
         + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
+        + [("chat/prod", "PresencePublishFailures")]
     )
     functions = {function_by_handler(template, handler)[0] for handler in HANDLERS.values()}
     alarmed_functions = set()
