@@ -1,0 +1,190 @@
+"""The moto server (DynamoDB, Secrets Manager, SSM of every region) and what the templates put
+in it: tables (keys, indexes, streams, TTL), secrets (given or generated), SSM parameters.
+
+moto runs in its own process (``python -m sandbox.aws_local --port N``) so the handlers' database
+calls do not compete with the sandbox's event loop for one interpreter lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import string
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from sandbox.errors import SandboxError
+from sandbox.model import RegionModel, SecretSpec
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "sandbox",
+    "AWS_SECRET_ACCESS_KEY": "sandbox",
+    "AWS_SESSION_TOKEN": "sandbox",
+}
+
+
+class MotoProcess:
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._log_path = log_path
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._log_path.open("wb") as sink:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sandbox.aws_local", "--port", str(self.port),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=sink,
+                cwd=str(Path(__file__).resolve().parent.parent),
+                start_new_session=True,
+            )  # fmt: skip
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+        except TimeoutError:
+            line = b""
+        text = line.decode(errors="replace").strip()
+        if text != "READY":
+            detail = self._log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise SandboxError(
+                f"the moto server (DynamoDB) did not start on 127.0.0.1:{self.port}: "
+                f"{detail[0] if detail else text or 'no answer'} (see {self._log_path})"
+            )
+
+    def kill_now(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, sig)
+            try:
+                await asyncio.wait_for(process.wait(), 3.0)
+                return
+            except TimeoutError:
+                continue
+
+
+def generate_secret(spec: SecretSpec) -> str:
+    """A SecretString, given or generated like GenerateSecretString."""
+    if spec.secret_string is not None:
+        return str(spec.secret_string)
+    options = spec.generate or {}
+    alphabet = ""
+    if not options.get("ExcludeLowercase"):
+        alphabet += string.ascii_lowercase
+    if not options.get("ExcludeUppercase"):
+        alphabet += string.ascii_uppercase
+    if not options.get("ExcludeNumbers"):
+        alphabet += string.digits
+    if not options.get("ExcludePunctuation"):
+        alphabet += "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    if options.get("IncludeSpace"):
+        alphabet += " "
+    excluded = set(str(options.get("ExcludeCharacters", "")))
+    alphabet = "".join(c for c in alphabet if c not in excluded) or string.ascii_letters
+    length = int(options.get("PasswordLength", 32))
+    value = "".join(secrets.choice(alphabet) for _ in range(length))
+    template = options.get("SecretStringTemplate")
+    key = options.get("GenerateStringKey")
+    if template and key:
+        document = json.loads(template)
+        document[key] = value
+        return json.dumps(document)
+    return value
+
+
+def provision(model: RegionModel, endpoint: str, secret_values: dict[str, str]) -> None:
+    """Create the region's tables, secrets and parameters in moto (blocking; run in a thread)."""
+    import boto3
+
+    session = boto3.session.Session(region_name=model.region, **_credential_kwargs())
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    for table in model.tables:
+        try:
+            dynamodb.create_table(**table.create_args)
+        except dynamodb.exceptions.ResourceInUseException:
+            continue
+        except Exception as exc:
+            raise SandboxError(
+                f"stack {model.stack.name} ({model.region}) resource {table.logical_id}: "
+                f"moto refused the table definition: {exc}"
+            ) from exc
+        if table.ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=table.name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+            )
+    if model.secrets:
+        manager = session.client("secretsmanager", endpoint_url=endpoint)
+        for secret in model.secrets:
+            manager.create_secret(Name=secret.name, SecretString=secret_values[secret.arn])
+    if model.parameters:
+        ssm = session.client("ssm", endpoint_url=endpoint)
+        for parameter in model.parameters:
+            ssm.put_parameter(
+                Name=parameter.name, Value=parameter.value, Type=parameter.kind, Overwrite=True
+            )
+
+
+def _credential_kwargs() -> dict[str, Any]:
+    return {
+        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "aws_session_token": FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="sandbox.aws_local")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    try:
+        server = make_server(
+            "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+    except (OSError, SystemExit) as exc:
+        sys.stderr.write(f"port {args.port}: {exc}\n")
+        sys.exit(1)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+
+    def exit_when_parent_goes() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=exit_when_parent_goes, daemon=True).start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    main()

@@ -1,0 +1,157 @@
+"""``python -m sandbox``: run every region of the synthesized app locally (see docs/sandbox.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+from sandbox.runtime import Options, Sandbox
+
+log = logging.getLogger("sandbox")
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Run every region of the synthesized chat app on this machine: WebSocket "
+        "APIs, @connections, EventBridge rules, DynamoDB (moto) and the real handlers.",
+    )
+    parser.add_argument(
+        "--cdk-out",
+        type=Path,
+        default=Path("cdk.out"),
+        help="the cloud assembly to run (default: cdk.out)",
+    )
+    parser.add_argument(
+        "--regions",
+        default="",
+        help="comma-separated subset of the assembly's regions (default: all)",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=8700,
+        help="web page at this port, moto at +1, then 4 ports per region "
+        "(WebSocket, HTTP API, @connections, EventBridge); default 8700",
+    )
+    parser.add_argument(
+        "--endpoints-file",
+        type=Path,
+        default=Path("sandbox-endpoints.json"),
+        help="where to write the endpoints JSON when ready (default: sandbox-endpoints.json)",
+    )
+    parser.add_argument(
+        "--mgmt-latency-ms",
+        type=float,
+        default=0.0,
+        help="delay added to every @connections call (for benchmarks)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".sandbox"),
+        help="handler logs and inline code (default: .sandbox)",
+    )
+    parser.add_argument(
+        "--handler-logs",
+        choices=("file", "stderr"),
+        default="file",
+        help="'file': <state-dir>/logs/<region>/<function>.log only; "
+        "'stderr': also on this terminal",
+    )
+    parser.add_argument(
+        "--signing-secret",
+        default=None,
+        help="token signing secret to use instead of a generated one",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    args = parser.parse_args(argv)  # fmt: skip
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="sandbox: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    regions = [r.strip() for r in args.regions.split(",") if r.strip()] or None
+    return Options(
+        cdk_out=args.cdk_out,
+        regions=regions,
+        port_base=args.port_base,
+        endpoints_file=args.endpoints_file,
+        mgmt_latency_ms=args.mgmt_latency_ms,
+        state_dir=args.state_dir,
+        handler_logs=args.handler_logs,
+        signing_secret=args.signing_secret,
+    )
+
+
+def ready_lines(sandbox: Sandbox) -> list[str]:
+    lines = []
+    width = max(len(r.region) for r in sandbox.regions)
+    for runtime in sandbox.regions:
+        urls = runtime.urls()
+        parts = [f"{key} {value}" for key, value in urls.items()]
+        lines.append(f"{runtime.region:<{width}}  " + "  ".join(parts))
+    lines.append(f"web page  http://127.0.0.1:{sandbox.web_port}/")
+    lines.append(
+        f"ready in {sandbox.ready_seconds:.2f}s; endpoints in {sandbox.options.endpoints_file}; "
+        "Ctrl-C stops"
+    )
+    return lines
+
+
+async def run(options: Options) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+    sandbox = Sandbox(options)
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second signal: killing the workers and exiting now")
+            sandbox.kill_now()
+            os._exit(130)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        start = asyncio.ensure_future(sandbox.start())
+        waiter = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if start not in done:
+            start.cancel()
+            await asyncio.gather(start, return_exceptions=True)
+            return 130
+        waiter.cancel()
+        start.result()
+        for line in ready_lines(sandbox):
+            print(line, flush=True)
+        await stop.wait()
+        log.info("stopping")
+        return 0
+    finally:
+        await asyncio.shield(sandbox.stop())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        return asyncio.run(run(options))
+    except SandboxError as error:
+        print(f"sandbox: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

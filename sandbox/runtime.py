@@ -1,0 +1,449 @@
+"""Starts and stops the whole sandbox: moto, workers, and each region's local services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from sandbox.assembly import load_stacks
+from sandbox.aws_local import FAKE_CREDENTIALS, MotoProcess, generate_secret, provision
+from sandbox.errors import SandboxError
+from sandbox.eventbus import RegionBus
+from sandbox.events_api import events_app
+from sandbox.http_api import HttpApi
+from sandbox.management import ManagementApi
+from sandbox.model import FunctionSpec, RegionModel, build_models
+from sandbox.resolver import URL_SUFFIX
+from sandbox.websocket_api import WebSocketApi
+from sandbox.workers import InvokeResult, Worker
+
+log = logging.getLogger("sandbox")
+
+HOST = "127.0.0.1"
+PORTS_PER_REGION = 4
+
+
+@dataclass
+class Options:
+    cdk_out: Path = Path("cdk.out")
+    regions: list[str] | None = None
+    port_base: int = 8700
+    endpoints_file: Path = Path("sandbox-endpoints.json")
+    mgmt_latency_ms: float = 0.0
+    state_dir: Path = Path(".sandbox")
+    handler_logs: str = "file"  # file, or stderr (also mirrored to the sandbox's stderr)
+    signing_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class RegionPorts:
+    websocket: int
+    http: int
+    management: int
+    events: int
+
+
+def plan_ports(port_base: int, count: int) -> tuple[int, int, list[RegionPorts]]:
+    """Web page at port-base, moto at port-base+1, then 4 consecutive ports per region."""
+    last = port_base + 1 + PORTS_PER_REGION * count
+    if port_base < 1024 or last > 65535:
+        raise SandboxError(f"--port-base {port_base}: the ports {port_base}-{last} are not usable")
+    regions = []
+    for index in range(count):
+        first = port_base + 2 + PORTS_PER_REGION * index
+        regions.append(RegionPorts(first, first + 1, first + 2, first + 3))
+    return port_base, port_base + 1, regions
+
+
+@dataclass
+class RegionRuntime:
+    model: RegionModel
+    ports: RegionPorts
+    workers: dict[str, Worker] = field(default_factory=dict)
+    websocket: WebSocketApi | None = None
+    management: ManagementApi | None = None
+    http: HttpApi | None = None
+    bus: RegionBus | None = None
+
+    @property
+    def region(self) -> str:
+        return self.model.region
+
+    def urls(self) -> dict[str, str]:
+        stage = self.model.websocket.stage if self.model.websocket else ""
+        urls = {
+            "websocket": f"ws://{HOST}:{self.ports.websocket}/{stage}",
+            "http": f"http://{HOST}:{self.ports.http}",
+            "management": f"http://{HOST}:{self.ports.management}/{stage}",
+            "events": f"http://{HOST}:{self.ports.events}",
+        }
+        http_api = self.model.http
+        if http_api is not None and http_api.stage != "$default":
+            urls["http"] += f"/{http_api.stage}"
+        if self.model.websocket is None:
+            del urls["websocket"], urls["management"]
+        return urls
+
+
+class Sandbox:
+    def __init__(self, options: Options, echo: TextIO | None = None) -> None:
+        self.options = options
+        self._echo = echo if echo is not None else sys.stderr
+        self.regions: list[RegionRuntime] = []
+        self.web_port = 0
+        self._moto: MotoProcess | None = None
+        self._runners: list[web.AppRunner] = []
+        self._secret_values: dict[str, str] = {}
+        self.signing_secret: str | None = None
+        self.started_at = 0.0
+        self.ready_seconds = 0.0
+        self._endpoints_written = False
+
+    # ----------------------------------------------------------------- start
+
+    async def start(self) -> None:
+        self.started_at = time.perf_counter()
+        options = self.options
+        models = build_models(load_stacks(options.cdk_out), options.regions)
+        for model in models:
+            for warning in model.warnings:
+                log.warning("%s", warning)
+        local = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        runtimes = sorted({f.runtime for m in models for f in m.functions.values()} - {local})
+        if runtimes:
+            log.info("handlers declare %s; they run here on %s", ", ".join(runtimes), local)
+        self.web_port, moto_port, ports = plan_ports(options.port_base, len(models))
+        self.regions = [RegionRuntime(m, p) for m, p in zip(models, ports, strict=True)]
+        _remove_stale(options.endpoints_file)
+        logs = options.state_dir / "logs"
+        self._moto = MotoProcess(moto_port, logs / "moto.log")
+        await self._moto.start()
+        self._prepare_secrets()
+        workers = []
+        for runtime in self.regions:
+            for spec in runtime.model.functions.values():
+                worker = Worker(
+                    spec,
+                    self._environment(runtime, spec),
+                    self._code_dir(spec),
+                    logs / runtime.region / f"{spec.logical_id}.log",
+                    self._echo if options.handler_logs == "stderr" else None,
+                )
+                runtime.workers[spec.logical_id] = worker
+                workers.append(worker)
+        await asyncio.gather(self._moto.wait_ready(), *(w.start() for w in workers))
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(provision, r.model, self._moto.url, self._secret_values)
+                for r in self.regions
+            )
+        )
+        for runtime in self.regions:
+            await self._start_region(runtime)
+        await self._start_web()
+        self.ready_seconds = time.perf_counter() - self.started_at
+        self._write_endpoints()
+
+    def _prepare_secrets(self) -> None:
+        """Secret values; the authorizers' signing secret gets one value in every region."""
+        signing_arns = set()
+        for runtime in self.regions:
+            model = runtime.model
+            for authorizer in model.authorizers:
+                spec = model.functions.get(authorizer.function)
+                values = set(spec.environment.values()) if spec else set()
+                for secret in model.secrets:
+                    if secret.arn in values or secret.name in values:
+                        signing_arns.add(secret.arn)
+        shared = self.options.signing_secret
+        for runtime in self.regions:
+            for secret in runtime.model.secrets:
+                if secret.arn in signing_arns:
+                    if shared is None:
+                        shared = generate_secret(secret)
+                    self._secret_values[secret.arn] = shared
+                else:
+                    self._secret_values[secret.arn] = generate_secret(secret)
+        if signing_arns:
+            self.signing_secret = shared
+        elif any(r.model.authorizers for r in self.regions):
+            self.signing_secret = self.options.signing_secret
+
+    def _code_dir(self, spec: FunctionSpec) -> Path:
+        if spec.code_dir is not None:
+            return spec.code_dir
+        folder = (self.options.state_dir / "inline" / spec.region / spec.logical_id).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        module = spec.handler.rpartition(".")[0]
+        (folder / f"{module}.py").write_text(spec.inline_code or "", encoding="utf-8")
+        return folder
+
+    def local_url(self, value: str) -> str:
+        """Map AWS URLs of the app's own APIs to their local endpoints (see docs/sandbox.md)."""
+        table: dict[str, tuple[str, str]] = {}
+        for runtime in self.regions:
+            ws_api, http_api = runtime.model.websocket, runtime.model.http
+            if ws_api is not None:
+                table[ws_api.api_id] = (
+                    f"http://{HOST}:{runtime.ports.management}",
+                    f"ws://{HOST}:{runtime.ports.websocket}",
+                )
+            if http_api is not None:
+                table[http_api.api_id] = (f"http://{HOST}:{runtime.ports.http}", "")
+
+        def replace(match: re.Match[str]) -> str:
+            local = table.get(match.group("api"))
+            if local is None:
+                return match.group(0)
+            https, wss = local
+            chosen = wss if match.group("scheme") == "wss" else https
+            return chosen or match.group(0)
+
+        return re.sub(
+            rf"(?P<scheme>https|wss)://(?P<api>[a-z0-9]{{10}})\.execute-api\.[a-z0-9-]+\."
+            rf"{re.escape(URL_SUFFIX)}",
+            replace,
+            value,
+        )
+
+    def _environment(self, runtime: RegionRuntime, spec: FunctionSpec) -> dict[str, str]:
+        assert self._moto is not None
+        environment = {k: self.local_url(v) for k, v in spec.environment.items()}
+        code_dir = str(self._code_dir(spec))
+        management = runtime.urls().get("management", "")
+        environment.update(
+            {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "LANG": "C.UTF-8",
+                "TZ": "UTC",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1",  # leave cdk.out's asset folders as they are
+                "AWS_REGION": runtime.region,
+                "AWS_DEFAULT_REGION": runtime.region,
+                **FAKE_CREDENTIALS,
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                # Every service reaches moto unless a local endpoint of its own is set below:
+                # nothing a handler does can reach AWS.
+                "AWS_ENDPOINT_URL": self._moto.url,
+                "AWS_ENDPOINT_URL_DYNAMODB": self._moto.url,
+                "AWS_ENDPOINT_URL_EVENTBRIDGE": f"http://{HOST}:{runtime.ports.events}",
+                "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": management,
+                "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": "local/[$LATEST]sandbox",
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+                "LAMBDA_TASK_ROOT": code_dir,
+                "_HANDLER": spec.handler,
+                "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+            }
+        )
+        if not management:
+            del environment["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"]
+        return environment
+
+    async def _listen(self, app: web.Application, port: int, what: str) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, HOST, port, reuse_address=True, shutdown_timeout=1.0)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise _port_error(port, what, exc) from exc
+
+    async def _start_region(self, runtime: RegionRuntime) -> None:
+        region = runtime.region
+
+        def invoker(default_timeout: float | None = None) -> Any:
+            async def invoke(
+                function: str, event: Any, timeout: float | None = default_timeout
+            ) -> InvokeResult:
+                worker = runtime.workers[function]
+                limit = (
+                    worker.spec.timeout if timeout is None else min(timeout, worker.spec.timeout)
+                )
+                return await worker.invoke(event, limit)
+
+            return invoke
+
+        invoke = invoker()
+
+        async def invoke_async(function: str, event: Any) -> tuple[bool, str]:
+            result = await invoke(function, event)
+            return result.ok, f"{result.error_type}: {result.error_message}"
+
+        runtime.bus = RegionBus(runtime.model, invoke_async, self._forward)
+        await self._listen(events_app(runtime.bus), runtime.ports.events, f"{region} events")
+        runtime.http = HttpApi(region, runtime.model.http, invoke)
+        await self._listen(runtime.http.app(), runtime.ports.http, f"{region} HTTP API")
+        if runtime.model.websocket is not None:
+            runtime.websocket = WebSocketApi(region, runtime.model.websocket, invoke)
+            runtime.management = ManagementApi(runtime.websocket, self.options.mgmt_latency_ms)
+            await self._listen(
+                runtime.management.app(), runtime.ports.management, f"{region} management API"
+            )
+            try:
+                await runtime.websocket.start(HOST, runtime.ports.websocket)
+            except OSError as exc:
+                raise _port_error(runtime.ports.websocket, f"{region} WebSocket API", exc) from exc
+
+    async def _forward(
+        self, region: str, bus: str, event: dict[str, Any], source_arn: str
+    ) -> str | None:
+        for runtime in self.regions:
+            if runtime.region == region and runtime.bus is not None:
+                if bus not in runtime.bus.buses:
+                    return f"no event bus {bus} in {region}"
+                runtime.bus.dispatch(bus, dict(event), arrived_from=source_arn)
+                return None
+        return f"region {region} is not running in this sandbox (--regions)"
+
+    async def _start_web(self) -> None:
+        from sandbox.web import web_app
+
+        await self._listen(web_app(self), self.web_port, "web page")
+
+    # ----------------------------------------------------------------- endpoints
+
+    def endpoints(self) -> dict[str, Any]:
+        assert self._moto is not None
+        document: dict[str, Any] = {
+            "regions": {r.region: r.urls() for r in self.regions},
+            "web": f"http://{HOST}:{self.web_port}/",
+            "dynamodb": self._moto.url,
+            "pid": os.getpid(),
+        }
+        if self.signing_secret is not None:
+            document["signingSecret"] = self.signing_secret
+        return document
+
+    def _write_endpoints(self) -> None:
+        path = self.options.endpoints_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".endpoints-")
+        with os.fdopen(handle, "w", encoding="utf-8") as sink:
+            json.dump(self.endpoints(), sink, indent=2)
+            sink.write("\n")
+        os.replace(temporary, path)
+        self._endpoints_written = True
+
+    def stats(self) -> dict[str, Any]:
+        regions: dict[str, Any] = {}
+        for runtime in self.regions:
+            counters: dict[str, Any] = {}
+            for name, source in (
+                ("websocket", runtime.websocket),
+                ("management", runtime.management),
+                ("http", runtime.http),
+                ("events", runtime.bus),
+            ):
+                if source is not None:
+                    counters[name] = dict(source.counters)
+            counters["functions"] = {
+                logical_id: {"invocations": w.invocations, "errors": w.errors}
+                for logical_id, w in runtime.workers.items()
+            }
+            regions[runtime.region] = counters
+        total: Counter[str] = Counter()
+        for runtime in self.regions:
+            if runtime.bus is not None:
+                total.update(runtime.bus.counters)
+        return {
+            "regions": regions,
+            "droppedCrossBusEvents": total["dropped_cross_bus"],
+            "deadLetteredEvents": total["dead_lettered"],
+            "eventsInFlight": sum(r.bus.in_flight for r in self.regions if r.bus),
+        }
+
+    # ----------------------------------------------------------------- stop
+
+    def kill_now(self) -> None:
+        """Kill every child at once (a second Ctrl-C); the endpoints file goes too."""
+        for runtime in self.regions:
+            for worker in runtime.workers.values():
+                worker.kill_now()
+        if self._moto is not None:
+            self._moto.kill_now()
+        if self._endpoints_written:
+            _remove_stale(self.options.endpoints_file, only_pid=os.getpid())
+
+    async def stop(self) -> None:
+        stats = self.stats() if self.regions else {}
+        if stats.get("droppedCrossBusEvents") or stats.get("deadLetteredEvents"):
+            log.warning(
+                "events: %d dropped by the one-hop rule, %d dead-lettered (see above)",
+                stats["droppedCrossBusEvents"],
+                stats["deadLetteredEvents"],
+            )
+        for runtime in self.regions:
+            if runtime.websocket is not None:
+                for connection in runtime.websocket.connections.values():
+                    connection.skip_disconnect = True  # no $disconnect storm at shutdown
+                await runtime.websocket.stop()
+        for runtime in self.regions:
+            if runtime.bus is not None:
+                await runtime.bus.drain(1.0)
+                await runtime.bus.cancel()
+        for runner in reversed(self._runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        self._runners.clear()
+        await asyncio.gather(
+            *(w.stop() for r in self.regions for w in r.workers.values()),
+            return_exceptions=True,
+        )
+        if self._moto is not None:
+            await self._moto.stop()
+        if self._endpoints_written:
+            _remove_stale(self.options.endpoints_file, only_pid=os.getpid())
+            self._endpoints_written = False
+
+
+def _port_error(port: int, what: str, exc: OSError) -> SandboxError:
+    return SandboxError(
+        f"cannot listen on {HOST}:{port} ({what}): {exc.strerror or exc}; is another sandbox "
+        "running? Stop it or choose another --port-base"
+    )
+
+
+def _remove_stale(path: Path, only_pid: int | None = None) -> None:
+    """Remove an endpoints file: ours at exit, or a dead run's at start (never a live one's)."""
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8")).get("pid")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        owner = None
+    if only_pid is not None and owner != only_pid:
+        return
+    if only_pid is None and isinstance(owner, int) and owner != os.getpid() and _alive(owner):
+        return  # another sandbox is running with this file; ours overwrites it when ready
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

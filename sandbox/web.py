@@ -1,0 +1,78 @@
+"""The sandbox's own page at ``http://127.0.0.1:<port-base>/``: the chat web page (clients/web),
+``/endpoints.json`` (the endpoints file without the signing secret) and a few ``/_sandbox/``
+helpers: stats, connections, dropping a connection without ``$disconnect``, and (when the app
+has auth) a development token for the web page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from clients.tokens import mint_token
+
+if TYPE_CHECKING:
+    from sandbox.runtime import Sandbox
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "clients" / "web"
+STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+
+
+def web_app(sandbox: Sandbox) -> web.Application:
+    async def page(request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("name") or "index.html"
+        if name not in STATIC:
+            raise web.HTTPNotFound()
+        return web.FileResponse(
+            WEB_ROOT / name, headers={"Content-Type": STATIC[name], "Cache-Control": "no-store"}
+        )
+
+    async def endpoints(_: web.Request) -> web.Response:
+        document = sandbox.endpoints()
+        document["auth"] = document.pop("signingSecret", None) is not None
+        return web.json_response(document, headers={"Cache-Control": "no-store"})
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response(sandbox.stats())
+
+    async def connections(_: web.Request) -> web.Response:
+        return web.json_response(
+            {r.region: r.websocket.describe() if r.websocket else [] for r in sandbox.regions}
+        )
+
+    async def drop(request: web.Request) -> web.Response:
+        region = request.match_info["region"]
+        connection_id = request.query.get("connectionId", "")
+        for runtime in sandbox.regions:
+            if runtime.region == region and runtime.websocket is not None:
+                if await runtime.websocket.drop(connection_id):
+                    return web.json_response({"dropped": connection_id})
+                return web.json_response({"message": "no such connection"}, status=404)
+        return web.json_response({"message": f"no region {region}"}, status=404)
+
+    async def token(request: web.Request) -> web.Response:
+        if sandbox.signing_secret is None:
+            return web.json_response({"message": "this app has no auth"}, status=404)
+        sub = request.query.get("sub", "")
+        if not 1 <= len(sub) <= 128:
+            return web.json_response({"message": "sub must be 1-128 characters"}, status=400)
+        rooms = request.query.get("rooms")
+        value = mint_token(
+            sandbox.signing_secret,
+            sub,
+            name=request.query.get("name") or None,
+            rooms=rooms.split(",") if rooms else None,
+        )
+        return web.json_response({"token": value})
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    app.router.add_get("/endpoints.json", endpoints)
+    app.router.add_get("/_sandbox/stats", stats)
+    app.router.add_get("/_sandbox/connections", connections)
+    app.router.add_post("/_sandbox/regions/{region}/drop", drop)
+    app.router.add_get("/_sandbox/token", token)
+    app.router.add_get("/{name}", page)
+    return app

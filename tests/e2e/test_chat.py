@@ -1,0 +1,420 @@
+"""The chat protocol end to end: real WebSocket clients, 3 regions of the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from .harness import REGIONS, Client, SandboxProcess, room_name
+
+SETTLE = 1.0  # how long "nothing more arrives" is watched for
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def clients_in_every_region(sandbox: SandboxProcess, room: str) -> dict[str, Client]:
+    clients = {}
+    for index, region in enumerate(REGIONS):
+        client = await Client.open(sandbox.url(region), f"user{index}", f"User {index}")
+        await client.join(room)
+        clients[region] = client
+    return clients
+
+
+async def close_all(clients: dict[str, Client]) -> None:
+    await asyncio.gather(*(c.close() for c in clients.values()))
+
+
+def test_endpoints_file_and_ready_lines(sandbox: SandboxProcess) -> None:
+    regions = sandbox.endpoints["regions"]
+    assert list(regions) == list(REGIONS)
+    for region in REGIONS:
+        urls = regions[region]
+        assert urls["websocket"].startswith("ws://127.0.0.1:") and urls["websocket"].endswith(
+            "/prod"
+        )
+        assert urls["http"].startswith("http://127.0.0.1:")
+        assert urls["management"].startswith("http://127.0.0.1:")
+        assert f"{region}" in sandbox.stdout() and urls["websocket"] in sandbox.stdout()
+    assert "signingSecret" not in sandbox.endpoints  # no auth in the app yet
+
+
+def test_send_in_one_region_arrives_in_all(sandbox: SandboxProcess) -> None:
+    room = room_name()
+
+    async def scenario() -> None:
+        clients = await clients_in_every_region(sandbox, room)
+        sender = clients["eu-west-1"]
+        try:
+            ack = await sender.request({"action": "send", "room": room, "body": {"text": "hi"}})
+            assert ack["type"] == "ack" and ack["room"] == room
+            for region, client in clients.items():
+                message = await client.wait_for(
+                    lambda f: f.get("type") == "message" and f.get("id") == ack["id"]
+                )
+                assert message["body"] == {"text": "hi"}, region
+                assert message["sender"] == {
+                    "userId": "user1",
+                    "name": "User 1",
+                    "region": "eu-west-1",
+                }
+            await asyncio.sleep(SETTLE)
+            for region, client in clients.items():
+                assert len(client.messages(room)) == 1, f"{region} got a duplicate"
+            # The sender got exactly one ack, and its own message (in either order: the
+            # protocol lets clients match them by id).
+            assert [f["id"] for f in sender.frames if f.get("type") == "ack"] == [ack["id"]]
+        finally:
+            await close_all(clients)
+
+    run(scenario())
+
+
+def test_cross_region_round_trip(sandbox: SandboxProcess, record_property: Any) -> None:
+    room = room_name()
+
+    async def scenario() -> list[float]:
+        clients = await clients_in_every_region(sandbox, room)
+        sender, receiver = clients["us-east-1"], clients["ap-northeast-1"]
+        timings = []
+        try:
+            for n in range(5):
+                started = time.perf_counter()
+                ack = await sender.request({"action": "send", "room": room, "body": n})
+                await receiver.wait_for(lambda f, i=ack["id"]: f.get("id") == i)
+                timings.append((time.perf_counter() - started) * 1000)
+        finally:
+            await close_all(clients)
+        return timings
+
+    timings = run(scenario())
+    record_property("cross_region_round_trip_ms", timings)
+    print(
+        f"\ncross-region round trip us-east-1 -> ap-northeast-1 (ms): "
+        f"{', '.join(f'{t:.0f}' for t in timings)}"
+    )
+    assert sorted(timings)[len(timings) // 2] < 2000
+
+
+def test_leave_stops_delivery(sandbox: SandboxProcess) -> None:
+    room = room_name()
+
+    async def scenario() -> None:
+        clients = await clients_in_every_region(sandbox, room)
+        try:
+            left = await clients["ap-northeast-1"].request({"action": "leave", "room": room})
+            assert left == {"type": "left", "room": room, "ref": left["ref"]}
+            ack = await clients["us-east-1"].request(
+                {"action": "send", "room": room, "body": "after leave"}
+            )
+            await clients["eu-west-1"].wait_for(lambda f: f.get("id") == ack["id"])
+            await clients["us-east-1"].wait_for(lambda f: f.get("id") == ack["id"])
+            await asyncio.sleep(SETTLE)
+            assert clients["ap-northeast-1"].messages(room) == []
+            # Not a member any more: sending there is refused, the connection stays up.
+            refused = await clients["ap-northeast-1"].request(
+                {"action": "send", "room": room, "body": "x"}
+            )
+            assert refused["type"] == "error" and refused["code"] == "not_member"
+        finally:
+            await close_all(clients)
+
+    run(scenario())
+
+
+BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
+    ("not json", "hello", "bad_request"),
+    ("not an object", "[1, 2]", "bad_request"),
+    ("no action", '{"room": "lobby"}', "bad_request"),
+    ("action not a string", '{"action": 5}', "bad_request"),
+    ("unknown action", '{"action": "dance"}', "unknown_action"),
+    ("bad room name", '{"action": "join", "room": "no spaces"}', "bad_request"),
+    ("room too long", json.dumps({"action": "join", "room": "r" * 65}), "bad_request"),
+    ("missing body", '{"action": "send", "room": "lobby"}', "bad_request"),
+    (
+        "body too large",
+        json.dumps({"action": "send", "room": "lobby", "body": "x" * 17000}),
+        "too_large",
+    ),
+    ("send without join", '{"action": "send", "room": "elsewhere", "body": 1}', "not_member"),
+    ("history without join", '{"action": "history", "room": "elsewhere"}', "not_member"),
+    ("limit out of range", '{"action": "history", "room": "lobby", "limit": 500}', "bad_request"),
+]
+
+
+def test_each_bad_frame_gets_its_error_and_the_connection_stays_up(
+    sandbox: SandboxProcess,
+) -> None:
+    async def scenario() -> None:
+        client = await Client.open(sandbox.url("us-east-1"), "mallory")
+        try:
+            for label, frame, code in BAD_FRAMES:
+                seen = len(client.frames)
+                await client.send_raw(frame)
+                error = await client.wait_for(lambda f: f.get("type") == "error", start=seen)
+                assert error["code"] == code, f"{label}: {error}"
+                assert isinstance(error["message"], str) and error["message"]
+                pong = await client.request({"action": "ping"})
+                assert pong["type"] == "pong", f"{label}: connection unusable after the error"
+            # ref is echoed in errors
+            error = await client.request({"action": "dance"})
+            assert error["code"] == "unknown_action" and error["ref"].startswith("mallory-")
+        finally:
+            await client.close()
+
+    run(scenario())
+
+
+def test_connect_needs_a_user_and_the_right_stage(sandbox: SandboxProcess) -> None:
+    async def scenario() -> None:
+        with pytest.raises(InvalidStatus) as no_user:
+            async with connect(sandbox.url("eu-west-1")):
+                pass
+        assert no_user.value.response.status_code == 400
+        wrong_stage = sandbox.url("eu-west-1").rsplit("/", 1)[0] + "/dev?userId=a"
+        with pytest.raises(InvalidStatus) as stage:
+            async with connect(wrong_stage):
+                pass
+        assert stage.value.response.status_code == 403
+
+    run(scenario())
+
+
+def test_rejoin_with_after_receives_what_was_missed(sandbox: SandboxProcess) -> None:
+    room = room_name()
+
+    async def scenario() -> None:
+        writer = await Client.open(sandbox.url("eu-west-1"), "writer")
+        reader = await Client.open(sandbox.url("ap-northeast-1"), "reader")
+        try:
+            await writer.join(room)
+            await reader.join(room)
+            first = await writer.request({"action": "send", "room": room, "body": "one"})
+            await reader.wait_for(lambda f: f.get("id") == first["id"])
+            await reader.close()
+            later = [
+                (await writer.request({"action": "send", "room": room, "body": text}))["id"]
+                for text in ("two", "three")
+            ]
+            await writer.wait_for(lambda f: f.get("id") == later[-1])
+            # History is replicated: the reader's region has both before it comes back.
+            back = await Client.open(sandbox.url("ap-northeast-1"), "reader")
+            deadline = time.monotonic() + 15
+            while True:
+                joined = await back.request({"action": "join", "room": room, "after": first["id"]})
+                if len(joined["missed"]) == 2 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert [m["id"] for m in joined["missed"]] == later
+            assert [m["body"] for m in joined["missed"]] == ["two", "three"]
+            await back.close()
+        finally:
+            await writer.close()
+
+    run(scenario())
+
+
+async def _connection_id(sandbox: SandboxProcess, region: str, user: str) -> str:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{sandbox.web}_sandbox/connections") as answer,
+    ):
+        listing = await answer.json()
+    (found,) = [c["connectionId"] for c in listing[region] if c["query"].get("userId") == user]
+    return str(found)
+
+
+def _connections_table(sandbox: SandboxProcess, region: str) -> tuple[Any, str]:
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=sandbox.endpoints["dynamodb"],
+        region_name=region,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    (table,) = [t for t in dynamodb.list_tables()["TableNames"] if "Connections" in t]
+    return dynamodb, table
+
+
+def test_gone_connection_is_cleaned_up_after_410(sandbox: SandboxProcess) -> None:
+    """A client that vanished without $disconnect: the fan-out's 410 removes its records."""
+    room = room_name()
+    region = "eu-west-1"
+
+    async def scenario() -> None:
+        ghost = await Client.open(sandbox.url(region), "ghost")
+        sender = await Client.open(sandbox.url("us-east-1"), "sender")
+        witness = await Client.open(sandbox.url(region), "witness")
+        try:
+            for client in (ghost, sender, witness):
+                await client.join(room)
+            ghost_id = await _connection_id(sandbox, region, "ghost")
+            dynamodb, table = _connections_table(sandbox, region)
+            member_key = {"pk": {"S": f"ROOM#{room}"}, "sk": {"S": f"CONN#{ghost_id}"}}
+            assert "Item" in dynamodb.get_item(TableName=table, Key=member_key)
+            async with aiohttp.ClientSession() as http:
+                dropped = await http.post(
+                    f"{sandbox.web}_sandbox/regions/{region}/drop",
+                    params={"connectionId": ghost_id},
+                )
+                assert dropped.status == 200
+            # Its records are still there: no $disconnect ran.
+            await asyncio.sleep(0.3)
+            assert "Item" in dynamodb.get_item(TableName=table, Key=member_key)
+            ack = await sender.request({"action": "send", "room": room, "body": "anyone?"})
+            await witness.wait_for(lambda f: f.get("id") == ack["id"])
+            deadline = time.monotonic() + 10
+            while "Item" in dynamodb.get_item(TableName=table, Key=member_key):
+                assert time.monotonic() < deadline, "membership of the gone connection remains"
+                await asyncio.sleep(0.1)
+            meta = {"pk": {"S": f"CONN#{ghost_id}"}, "sk": {"S": "META"}}
+            assert "Item" not in dynamodb.get_item(TableName=table, Key=meta)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{sandbox.web}_sandbox/stats") as answer,
+            ):
+                stats = await answer.json()
+            assert stats["regions"][region]["management"]["post_gone"] >= 1
+            # The next message reaches the others without trying the gone one again.
+            ack = await sender.request({"action": "send", "room": room, "body": "again"})
+            await witness.wait_for(lambda f: f.get("id") == ack["id"])
+        finally:
+            for client in (sender, witness):
+                await client.close()
+
+    run(scenario())
+
+
+def test_management_api_with_boto3(sandbox: SandboxProcess) -> None:
+    region = "ap-northeast-1"
+
+    async def scenario() -> None:
+        client = await Client.open(sandbox.url(region), "managed")
+        try:
+            connection_id = await _connection_id(sandbox, region, "managed")
+            api = boto3.client(
+                "apigatewaymanagementapi",
+                endpoint_url=sandbox.url(region, "management"),
+                region_name=region,
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+            )
+            await asyncio.to_thread(
+                api.post_to_connection, ConnectionId=connection_id, Data=b'{"type":"pong"}'
+            )
+            await client.wait_for(lambda f: f == {"type": "pong"})
+            info = await asyncio.to_thread(api.get_connection, ConnectionId=connection_id)
+            assert info["Identity"]["SourceIp"] == "127.0.0.1"
+            assert info["ConnectedAt"] <= info["LastActiveAt"]
+            with pytest.raises(api.exceptions.PayloadTooLargeException):
+                await asyncio.to_thread(
+                    api.post_to_connection, ConnectionId=connection_id, Data=b"x" * 131073
+                )
+            await asyncio.to_thread(api.delete_connection, ConnectionId=connection_id)
+            await asyncio.wait_for(client.ws.wait_closed(), 5)
+            with pytest.raises(api.exceptions.GoneException):
+                await asyncio.to_thread(
+                    api.post_to_connection, ConnectionId=connection_id, Data=b"x"
+                )
+        finally:
+            await client.close()
+
+    run(scenario())
+
+
+def test_put_events_endpoint_applies_the_rules(sandbox: SandboxProcess) -> None:
+    """An event put on a region's bus (as boto3 would) is delivered in every region."""
+    room = room_name()
+
+    async def scenario() -> None:
+        clients = await clients_in_every_region(sandbox, room)
+        try:
+            events = boto3.client(
+                "events",
+                endpoint_url=sandbox.url("eu-west-1", "events"),
+                region_name="eu-west-1",
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+            )
+            detail = {
+                "originRegion": "eu-west-1",
+                "room": room,
+                "id": "01M80000000000000000000001",
+                "sender": {"userId": "bot", "region": "eu-west-1"},
+                "body": "from the bus",
+                "sentAt": "2026-11-21T00:00:00.000Z",
+            }
+            answer = await asyncio.to_thread(
+                events.put_events,
+                Entries=[
+                    {
+                        "Source": "chat.chat",
+                        "DetailType": "chat.message",
+                        "EventBusName": "chat-prod-chat-bus",
+                        "Detail": json.dumps(detail),
+                    },
+                    {
+                        "Source": "chat.chat",
+                        "DetailType": "chat.message",
+                        "EventBusName": "no-such-bus",
+                        "Detail": "{}",
+                    },
+                ],
+            )
+            assert answer["FailedEntryCount"] == 1
+            assert answer["Entries"][1]["ErrorCode"] == "ResourceNotFoundException"
+            for client in clients.values():
+                await client.wait_for(lambda f: f.get("id") == detail["id"])
+        finally:
+            await close_all(clients)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{sandbox.web}_sandbox/stats") as reply,
+        ):
+            stats = await reply.json()
+        # The app's forwarding rules never rely on EventBridge's one-hop limit.
+        assert stats["droppedCrossBusEvents"] == 0
+        assert stats["deadLetteredEvents"] == 0
+
+    run(scenario())
+
+
+def test_http_fallback_posts_and_reads_across_regions(sandbox: SandboxProcess) -> None:
+    """POST in one region, receive on a WebSocket in another, read history in a third."""
+    room = room_name()
+
+    async def scenario() -> None:
+        listener = await Client.open(sandbox.url("eu-west-1"), "listener")
+        try:
+            await listener.join(room)
+            async with aiohttp.ClientSession() as http:
+                post_url = f"{sandbox.url('us-east-1', 'http')}/rooms/{room}/messages"
+                async with http.post(
+                    post_url, params={"userId": "poster"}, json={"body": "over http"}
+                ) as answer:
+                    assert answer.status == 202, await answer.text()
+                    message_id = (await answer.json())["id"]
+                message = await listener.wait_for(lambda f: f.get("id") == message_id)
+                assert message["sender"]["region"] == "us-east-1"
+                read_url = f"{sandbox.url('ap-northeast-1', 'http')}/rooms/{room}/messages"
+                async with http.get(read_url, params={"wait": "10"}) as answer:
+                    assert answer.status == 200
+                    page = await answer.json()
+                assert [m["id"] for m in page["messages"]] == [message_id]
+                async with http.post(post_url, json={"body": "x"}) as answer:
+                    assert answer.status in (400, 401)  # no identity
+                    assert (await answer.json())["code"]
+        finally:
+            await listener.close()
+
+    run(scenario())

@@ -1,0 +1,166 @@
+"""The HTTP API emulation (the fallback API) against a scripted integration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sandbox_templates import free_port
+
+from sandbox.http_api import HttpApi
+from sandbox.model import ApiSpec, AuthorizerSpec, RouteSpec
+from sandbox.workers import InvokeResult
+
+
+def http_spec(authorizer: AuthorizerSpec | None) -> ApiSpec:
+    api = ApiSpec(
+        "Http",
+        "httpapi123",
+        "http",
+        "HTTP",
+        "$default",
+        "https://httpapi123.execute-api.eu-west-1.amazonaws.com",
+        "",
+    )
+    for key in ("POST /rooms/{room}/messages", "GET /rooms/{room}/messages", "$default"):
+        api.routes[key] = RouteSpec(
+            key,
+            f"R{len(api.routes)}",
+            "Fn",
+            "I",
+            False,
+            authorizer if key != "$default" else None,
+            "2.0",
+        )
+    return api
+
+
+def test_routes_events_authorizer_and_responses() -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    authorizer = AuthorizerSpec(
+        "Auth",
+        "AuthFn",
+        "REQUEST",
+        ("$request.header.Authorization",),
+        simple_responses=True,
+        payload_version="2.0",
+    )
+
+    async def invoke(function: str, event: Any, timeout: float | None = None) -> InvokeResult:
+        calls.append((function, event))
+        if function == "AuthFn":
+            ok = event["headers"].get("authorization") == "Bearer good"
+            return InvokeResult(True, {"isAuthorized": ok, "context": {"userId": "alice"}})
+        if event["routeKey"] == "$default":
+            return InvokeResult(True, {"plain": True})  # 2.0 without statusCode: 200 JSON
+        return InvokeResult(
+            True, {"statusCode": 202, "headers": {"X-Id": "1"}, "body": json.dumps({"id": "1"})}
+        )
+
+    async def scenario() -> dict[str, Any]:
+        api = HttpApi("eu-west-1", http_spec(authorizer), invoke)
+        runner = web.AppRunner(api.app())
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        base = f"http://127.0.0.1:{port}"
+        results: dict[str, Any] = {}
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                    f"{base}/rooms/lobby/messages?x=1&x=2",
+                    json={"body": "hi"},
+                    headers={"Authorization": "Bearer good"},
+                ) as answer:
+                    results["post"] = (
+                        answer.status,
+                        await answer.json(),
+                        answer.headers.get("X-Id"),
+                    )
+                async with http.post(f"{base}/rooms/lobby/messages") as answer:
+                    results["no_token"] = answer.status
+                async with http.post(
+                    f"{base}/rooms/lobby/messages", headers={"Authorization": "Bearer bad"}
+                ) as answer:
+                    results["bad_token"] = answer.status
+                async with http.get(f"{base}/anything/else") as answer:
+                    results["default"] = (answer.status, await answer.json())
+        finally:
+            await runner.cleanup()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results["post"] == (202, {"id": "1"}, "1")
+    assert results["no_token"] == 401 and results["bad_token"] == 403
+    assert results["default"] == (200, {"plain": True})
+    event = next(e for f, e in calls if f == "Fn" and e["routeKey"].startswith("POST"))
+    assert event["version"] == "2.0"
+    assert event["pathParameters"] == {"room": "lobby"}
+    assert event["queryStringParameters"] == {"x": "1,2"}
+    assert json.loads(event["body"]) == {"body": "hi"}
+    assert event["requestContext"]["http"]["method"] == "POST"
+    assert event["requestContext"]["authorizer"] == {"lambda": {"userId": "alice"}}
+
+
+def test_no_http_api_answers_404() -> None:
+    async def invoke(function: str, event: Any, timeout: float | None = None) -> InvokeResult:
+        raise AssertionError("not called")
+
+    async def scenario() -> int:
+        api = HttpApi("eu-west-1", None, invoke)
+        runner = web.AppRunner(api.app())
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/rooms") as answer,
+            ):
+                return answer.status
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()) == 404
+
+
+def test_cors_preflight_and_headers() -> None:
+    async def invoke(function: str, event: Any, timeout: float | None = None) -> InvokeResult:
+        return InvokeResult(True, {"statusCode": 200, "body": "{}"})
+
+    async def scenario() -> dict[str, Any]:
+        spec = http_spec(None)
+        spec.cors = {
+            "AllowOrigins": ["*"],
+            "AllowMethods": ["GET", "POST"],
+            "AllowHeaders": ["Authorization"],
+            "MaxAge": 3600,
+        }
+        api = HttpApi("eu-west-1", spec, invoke)
+        runner = web.AppRunner(api.app())
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/rooms/lobby/messages"
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.options(
+                    url, headers={"Origin": "http://page", "Access-Control-Request-Method": "POST"}
+                ) as pre:
+                    preflight = (pre.status, dict(pre.headers))
+                async with http.get(url, headers={"Origin": "http://page"}) as answer:
+                    simple = dict(answer.headers)
+        finally:
+            await runner.cleanup()
+        return {"preflight": preflight, "simple": simple}
+
+    result = asyncio.run(scenario())
+    status, headers = result["preflight"]
+    assert status == 204
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers["Access-Control-Allow-Methods"] == "GET,POST"
+    assert headers["Access-Control-Max-Age"] == "3600"
+    assert result["simple"]["Access-Control-Allow-Origin"] == "*"
