@@ -184,6 +184,28 @@ def _expires_at() -> int:
 # --- connections --------------------------------------------------------------
 
 
+def _extend_expiry(key: Item, expires: int) -> Item | None:
+    """Push back ``expiresAt`` of an existing item; its new attributes, or None if it is gone.
+
+    Conditional on the item existing, so a refresh never recreates an item a
+    concurrent leave, disconnect or clean-up has just deleted.
+    """
+    try:
+        response = clients.dynamodb().update_item(
+            TableName=_table(),
+            Key=key,
+            UpdateExpression="SET expiresAt = :exp",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":exp": {"N": str(expires)}},
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if _is_conditional_failure(error):
+            return None
+        raise
+    return dict(response.get("Attributes", {}))
+
+
 def put_connection(connection_id: str, user_id: str, name: str | None) -> None:
     """Register a new connection (``$connect``)."""
     item: Item = {
@@ -250,22 +272,12 @@ def join_room(connection_id: str, room: str) -> JoinResult:
     except ClientError as error:
         if not _is_conditional_failure(error):
             raise
-    try:  # already a member: keep the item, push its expiry back
-        response = ddb.update_item(
-            TableName=table,
-            Key=key,
-            UpdateExpression="SET expiresAt = :exp",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":exp": {"N": str(expires)}},
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as error:
-        if not _is_conditional_failure(error):
-            raise
+    existing = _extend_expiry(key, expires)  # already a member: keep the item
+    if existing is None:
         # deleted in between (a concurrent leave): it is a new membership after all
         ddb.put_item(TableName=table, Item=item)
         return JoinResult(connection=connection, created=True, joined_at=joined_at)
-    old_joined = _s(response.get("Attributes", {}), "joinedAt") or joined_at
+    old_joined = _s(existing, "joinedAt") or joined_at
     return JoinResult(connection=connection, created=False, joined_at=old_joined)
 
 
@@ -321,38 +333,18 @@ def refresh_connection(connection_id: str) -> tuple[Connection, list[MembershipL
     ``presence_refresh_seconds`` (or was never made): the caller renews them.
     """
     settings = config.get_settings()
-    table, expires, now = _table(), _expires_at(), epoch_seconds()
-    ddb = clients.dynamodb()
-    try:
-        response = ddb.update_item(
-            TableName=table,
-            Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}},
-            UpdateExpression="SET expiresAt = :exp",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":exp": {"N": str(expires)}},
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as error:
-        if _is_conditional_failure(error):
-            raise UnknownConnectionError(connection_id) from None
-        raise
-    connection = _connection_from_item(connection_id, response.get("Attributes", {}))
+    expires, now = _expires_at(), epoch_seconds()
+    meta = _extend_expiry({"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}}, expires)
+    if meta is None:
+        raise UnknownConnectionError(connection_id)
+    connection = _connection_from_item(connection_id, meta)
     due: list[MembershipLease] = []
     for room in sorted(connection.rooms):
-        try:
-            response = ddb.update_item(
-                TableName=table,
-                Key={"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}},
-                UpdateExpression="SET expiresAt = :exp",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":exp": {"N": str(expires)}},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
+        item = _extend_expiry(
+            {"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}}, expires
+        )
+        if item is None:  # left or cleaned up meanwhile
             continue
-        item = response.get("Attributes", {})
         announced = _n(item, "presenceAt")
         if announced is None or now - announced >= settings.presence_refresh_seconds:
             due.append(MembershipLease(room, _s(item, "userId") or "", _s(item, "name")))
