@@ -1,18 +1,39 @@
 """Command-line chat client.
 
-``python -m clients.chat --region us-east-1 --room lobby --user alice [--name Alice]``
+``python -m clients.chat --region us-east-1 --room lobby --user alice [--name Alice] [--http]``
 
-Joins the room, prints frames as they arrive and sends each line you type. The WebSocket URL
-comes from the sandbox's endpoints file (``--endpoints-file``, default
-``sandbox-endpoints.json``) or ``--url`` (any deployment). Identity goes on the connect URL:
-a token minted with the endpoints file's ``signingSecret`` when the app has auth (or
-``--token``), else ``?userId=&name=`` (docs/contracts.md).
+Joins the room, prints frames as they arrive and sends each line you type. The URL comes from
+the sandbox's endpoints file (``--endpoints-file``, default ``sandbox-endpoints.json``) or
+``--url`` (any deployment). Identity goes on the connect URL: a token minted with the endpoints
+file's ``signingSecret`` when the app has auth (or ``--token``), else ``?userId=&name=``
+(docs/protocol.md).
 
 Commands: ``/join ROOM``, ``/leave [ROOM]``, ``/history [N]``, ``/who``, ``/ping``,
-``/raw JSON`` (send a frame as is), ``/quit``; anything else is sent to the current room.
-At the end of input the client waits for the acks of what it sent, then exits. If the
-connection drops it reconnects and rejoins with ``after`` = the last message id it saw, so
-nothing is missed or shown twice.
+``/raw JSON`` (send a frame as is), ``/quit``; anything else is sent to the current room. At
+the end of input the client waits (bounded) for the replies to what it sent and for its own
+messages to come back, then exits.
+
+Continuity (docs/protocol.md, "Resuming after a disconnect"):
+
+- When the connection drops, the client reconnects with exponential backoff and jitter
+  (``--reconnect-attempts`` failures in a row, then it gives up with status 1). With several
+  ``--region`` values (``a,b``) a region that cannot be reached is skipped for the next.
+- It re-joins every room with ``after`` = the resume point ``--resume-window-ms`` (5 s) before
+  the newest id it saw (``chat.ids.resume_after``, loaded from ``lambdas/chat/ids.py``), pages
+  on with ``history`` while ``more``, and prints every message it had not seen once, in id
+  order. Live messages that arrive meanwhile are held back and merged in.
+- It pings every ``--ping-interval`` seconds (default 5 minutes: API Gateway closes idle
+  connections after 10, and ``ping`` renews the user's presence in the other regions); a ping
+  without ``pong`` drops the connection and reconnects.
+- Presence: the members are printed on join, then every ``member`` frame; the client keeps
+  them as a map by ``userId`` (``ChatSession.presence``).
+
+``--http`` uses the HTTP fallback instead (for networks that block WebSockets): a line is a
+``POST``; each joined room is read with long-poll ``GET``s (``after`` = the newest id seen,
+``wait`` = ``--poll-wait``). Output is the same. No presence, no ``ping``. While the newest
+message is younger than the resume window the client also looks back from the resume point,
+so a message that reached the region late (with a smaller id) is still shown. It starts with
+the room's last 5 s.
 """
 
 from __future__ import annotations
@@ -22,34 +43,89 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import sys
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
+import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.protocol import State
 
+from clients.resume import (
+    RESUME_WINDOW_MS,
+    id_timestamp_ms,
+    is_valid_id,
+    resume_after,
+    resume_from_now,
+)
 from clients.tokens import mint_token
 
 HELP = (
     "commands: /join ROOM  /leave [ROOM]  /history [N]  /who  /ping  /raw JSON  /quit;"
     " other lines are sent to the current room"
 )
-MAX_RECONNECTS = 5
 DRAIN_SECONDS = 5.0
 REPLY_SECONDS = 10.0
+PING_SECONDS = 300.0  # API Gateway closes a connection idle for 10 minutes
+READY_SECONDS = 60.0  # how long a typed line waits for a reconnect before it is dropped
+HISTORY_PAGE = 100
+MAX_CATCH_UP_PAGES = 200  # 20,000 messages per catch-up; beyond that, /history
+POLL_WAIT_SECONDS = 20.0  # the protocol's maximum long poll
+LOOK_BACK_MARGIN_MS = 1000  # HTTP: keep looking back this long beyond the resume window
+LOOK_BACK_POLL_SECONDS = 1.0  # HTTP: long-poll slice while looking back
+
+Message = dict[str, Any]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class ClientError(Exception):
     """A problem the CLI reports in one line (exit status 2)."""
 
 
-def endpoint_url(endpoints_file: Path, region: str) -> tuple[str, str | None]:
-    """The region's WebSocket URL and the signing secret (if any) from the endpoints file."""
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect delays: exponential from ``base`` to ``cap`` seconds, with equal jitter.
+
+    ``attempts`` failed attempts in a row (connecting, or a connection that dropped before it
+    was usable) make the client give up.
+    """
+
+    attempts: int = 8
+    base: float = 0.5
+    cap: float = 15.0
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds before attempt ``attempt`` (1, 2, ...): half the step fixed, half random."""
+        step = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        return step / 2 + rng() * step / 2
+
+
+@dataclass
+class ClientOptions:
+    http: bool = False  # the HTTP fallback instead of WebSocket
+    verbose: bool = False  # also show acks
+    drain_seconds: float = DRAIN_SECONDS
+    reply_seconds: float = REPLY_SECONDS
+    ping_seconds: float = PING_SECONDS
+    ready_seconds: float = READY_SECONDS
+    backoff: Backoff = field(default_factory=Backoff)
+    resume_window_ms: int = RESUME_WINDOW_MS
+    poll_wait: float = POLL_WAIT_SECONDS
+    sleep: Sleep = asyncio.sleep  # the backoff's waits (a test can hold one to widen a gap)
+
+
+def endpoint_url(
+    endpoints_file: Path, region: str, kind: str = "websocket"
+) -> tuple[str, str | None]:
+    """The region's ``kind`` URL and the signing secret (if any) from the endpoints file."""
     try:
         document = json.loads(endpoints_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -61,7 +137,9 @@ def endpoint_url(endpoints_file: Path, region: str) -> tuple[str, str | None]:
     regions = document.get("regions") or {}
     if region not in regions:
         raise ClientError(f"region {region} is not in {endpoints_file} (has: {', '.join(regions)})")
-    return str(regions[region]["websocket"]), document.get("signingSecret")
+    if not regions[region].get(kind):
+        raise ClientError(f"region {region} has no {kind} URL in {endpoints_file}")
+    return str(regions[region][kind]), document.get("signingSecret")
 
 
 def connect_url(
@@ -80,6 +158,10 @@ def connect_url(
         query = {"userId": user, **({"name": name} if name else {})}
     separator = "&" if "?" in base else "?"
     return f"{base}{separator}{urlencode(query)}"
+
+
+def _public(url: str) -> str:
+    return url.split("?")[0]
 
 
 def _clock(sent_at: str | None) -> str:
@@ -112,7 +194,7 @@ def render(frame: Any, verbose: bool = False) -> str | None:
     if kind == "joined":
         members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
         lines = [f"* joined #{room}; here: {members}"]
-        lines += [render(m) or "" for m in frame.get("missed") or []]
+        lines += [_render_entry(m) for m in frame.get("missed") or []]
         if frame.get("more"):
             lines.append("* (more were missed than shown; /history for older ones)")
         return "\n".join(lines)
@@ -124,7 +206,7 @@ def render(frame: Any, verbose: bool = False) -> str | None:
         members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
         return f"* in #{room}: {members}"
     if kind == "history":
-        lines = [render(m) or "" for m in frame.get("messages") or []]
+        lines = [_render_entry(m) for m in frame.get("messages") or []]
         return "\n".join(lines) if lines else f"* no history in #{room}"
     if kind == "error":
         return f"! {frame.get('code')}: {frame.get('message')}"
@@ -137,20 +219,43 @@ def render(frame: Any, verbose: bool = False) -> str | None:
     return f"? {json.dumps(frame)}"
 
 
-class ChatSession:
-    """The client's state across reconnects: current room, last id, pending refs."""
+def _render_entry(message: Any) -> str:
+    """A ``joined.missed`` / ``history`` entry: a ``message`` frame without ``type``."""
+    return render({**message, "type": "message"} if isinstance(message, dict) else message) or ""
 
-    def __init__(self, room: str, out: TextIO, verbose: bool = False) -> None:
+
+def _members_by_user(members: Any) -> dict[str, dict[str, Any]]:
+    return {str(m["userId"]): m for m in members or [] if isinstance(m, dict) and m.get("userId")}
+
+
+class ChatSession:
+    """What the client knows across reconnects, and the WebSocket requests.
+
+    ``rooms`` are re-joined after a reconnect; ``last_id`` is the newest id seen per room (the
+    resume point's base); ``seen`` de-duplicates; ``presence`` is a map by ``userId`` per room
+    (``joined.members``, ``presence`` replies and ``member`` frames).
+    """
+
+    def __init__(self, room: str, out: TextIO, options: ClientOptions | None = None) -> None:
+        self.options = options or ClientOptions()
         self.room = room
         self.out = out
-        self.verbose = verbose
-        self.joined: set[str] = set()
+        self.rooms: dict[str, None] = {room: None}  # ordered set
+        self.joined: set[str] = set()  # on the current connection
         self.last_id: dict[str, str] = {}
         self.seen: set[str] = set()
-        self.pending: set[str] = set()
+        self.presence: dict[str, dict[str, dict[str, Any]]] = {}
         self.unechoed: set[str] = set()  # acked ids whose message has not arrived yet
-        self._refs = itertools.count(1)
+        self.held: dict[str, list[Message]] = {}  # live messages held back while catching up
+        self.waiting: dict[str, asyncio.Future[Message | None]] = {}
+        self.quiet: set[str] = set()  # refs whose reply the requester shows itself
+        self.ready = asyncio.Event()  # connected and every room re-joined
         self.ws: ClientConnection | None = None
+        self._refs = itertools.count(1)
+
+    @property
+    def verbose(self) -> bool:
+        return self.options.verbose
 
     def emit(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -159,53 +264,13 @@ class ChatSession:
     def next_ref(self) -> str:
         return f"c{next(self._refs)}"
 
-    async def send(self, frame: dict[str, Any], wait: float = REPLY_SECONDS) -> None:
-        """Send ``frame`` and wait (bounded) for its direct reply.
+    # --------------------------------------------------------------- messages and state
 
-        API Gateway runs the integrations of one connection's frames concurrently, so a
-        ``send`` typed right after ``join`` could overtake it: one request at a time keeps
-        the order the user typed.
-        """
-        ref = self.next_ref()
-        frame = {**frame, "ref": ref}
-        self.pending.add(ref)
-        if self.ws is None:
-            raise ConnectionClosed(None, None)
-        await self.ws.send(json.dumps(frame))
-        deadline = asyncio.get_running_loop().time() + wait
-        while ref in self.pending and asyncio.get_running_loop().time() < deadline:
-            if self.ws is None:
-                return
-            await asyncio.sleep(0.01)
-
-    def receive(self, raw: str | bytes) -> None:
-        try:
-            frame = json.loads(raw)
-        except ValueError:
-            self.emit(f"? {raw!r}")
-            return
-        if isinstance(frame, dict):
-            self.pending.discard(str(frame.get("ref")))
-            kind = frame.get("type")
-            if kind == "ack" and str(frame.get("id")) not in self.seen:
-                self.unechoed.add(str(frame.get("id")))
-            elif kind == "message":
-                self.unechoed.discard(str(frame.get("id")))
-            if kind == "joined":
-                self.joined.add(str(frame.get("room")))
-                frame = dict(
-                    frame, missed=[m for m in frame.get("missed") or [] if self._first_time(m)]
-                )
-            elif kind == "left":
-                self.joined.discard(str(frame.get("room")))
-            elif kind == "message" and not self._first_time(frame):
-                return
-        line = render(frame, self.verbose)
-        if line:
-            self.emit(line)
-
-    def _first_time(self, message: dict[str, Any]) -> bool:
-        message_id = str(message.get("id"))
+    def _first_time(self, message: Message) -> bool:
+        message_id = message.get("id")
+        if not isinstance(message_id, str):
+            return True
+        self.unechoed.discard(message_id)
         if message_id in self.seen:
             return False
         self.seen.add(message_id)
@@ -214,13 +279,223 @@ class ChatSession:
             self.last_id[room] = message_id
         return True
 
+    def show(self, messages: Iterable[Message]) -> None:
+        """Print the messages not seen before, each once, in id order."""
+        for message in sorted(messages, key=lambda m: str(m.get("id", ""))):
+            if self._first_time(message):
+                self.emit(_render_entry(message))
+
+    def members(self, room: str) -> list[dict[str, Any]]:
+        """The room's presence as this client knows it, sorted by userId."""
+        by_user = self.presence.get(room, {})
+        return [by_user[user] for user in sorted(by_user)]
+
+    def _apply_member(self, frame: Message) -> None:
+        member = frame.get("member")
+        if not isinstance(member, dict) or not member.get("userId"):
+            return
+        by_user = self.presence.setdefault(str(frame.get("room")), {})
+        if frame.get("event") == "left":
+            by_user.pop(str(member["userId"]), None)
+        else:
+            by_user[str(member["userId"])] = member
+
+    def receive(self, raw: str | bytes) -> None:
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            self.emit(f"? {raw!r}")
+            return
+        self.receive_frame(frame)
+
+    def receive_frame(self, frame: Any) -> None:
+        """Take in one server frame: state, replies to requests, output."""
+        if not isinstance(frame, dict):
+            self.emit(render(frame) or "")
+            return
+        kind = frame.get("type")
+        room = str(frame.get("room"))
+        ref = frame.get("ref")
+        quiet = isinstance(ref, str) and ref in self.quiet
+        if kind == "ack":
+            if str(frame.get("id")) not in self.seen:
+                self.unechoed.add(str(frame.get("id")))
+        elif kind == "message":
+            if room in self.held:
+                self.held[room].append(frame)
+                return
+            if not self._first_time(frame):
+                return
+        elif kind == "member":
+            self._apply_member(frame)
+        elif kind == "presence":
+            self.presence[room] = _members_by_user(frame.get("members"))
+        elif kind == "left":
+            self.joined.discard(room)
+            self.rooms.pop(room, None)
+            self.presence.pop(room, None)
+        elif kind == "joined" and not quiet:
+            self.joined.add(room)
+            self.presence[room] = _members_by_user(frame.get("members"))
+            missed = [m for m in frame.get("missed") or [] if self._first_time(m)]
+            frame = dict(frame, missed=missed)
+        if isinstance(ref, str):
+            future = self.waiting.pop(ref, None)
+            if future is not None and not future.done():
+                future.set_result(frame)
+        if quiet:
+            return
+        line = render(frame, self.verbose)
+        if line:
+            self.emit(line)
+
+    # ------------------------------------------------------------------ the connection
+
+    def attach(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.joined = set()
+
+    def detach(self) -> None:
+        """The connection is gone: fail what waits for a reply on it."""
+        self.ws = None
+        self.ready.clear()
+        self.joined = set()
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_result(None)
+        self.waiting.clear()
+        self.quiet.clear()
+
+    async def drop_connection(self) -> None:
+        """Close the connection (the reconnect loop opens a new one)."""
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+    async def request(self, frame: Message, *, quiet: bool = False) -> Message | None:
+        """Send ``frame`` with a fresh ref; its direct reply, None without one (bounded)."""
+        ws = self.ws
+        if ws is None:
+            return None
+        ref = self.next_ref()
+        future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
+        self.waiting[ref] = future
+        if quiet:
+            self.quiet.add(ref)
+        try:
+            await ws.send(json.dumps({**frame, "ref": ref}))
+            return await asyncio.wait_for(future, self.options.reply_seconds)
+        except (ConnectionClosed, TimeoutError):
+            return None
+        finally:
+            self.waiting.pop(ref, None)
+            self.quiet.discard(ref)
+
+    async def join_room(self, room: str) -> bool:
+        """Join ``room``; when it was seen before, catch up from the resume point.
+
+        ``joined.missed``, then ``history`` pages while ``more``, and the live messages held
+        back meanwhile are printed together: each new one once, in id order.
+        """
+        frame: Message = {"action": "join", "room": room}
+        last = self.last_id.get(room)
+        if last is not None and is_valid_id(last):
+            frame["after"] = resume_after(last, self.options.resume_window_ms)
+        held = self.held.setdefault(room, [])
+        caught_up: list[Message] = []
+        complete = False
+        try:
+            reply = await self.request(frame, quiet=True)
+            if reply is None:
+                return False
+            if reply.get("type") != "joined":
+                self.emit(render(reply, self.verbose) or "")
+                if reply.get("code") == "internal":  # the server lost the connection: reconnect
+                    await self.drop_connection()
+                else:
+                    self.rooms.pop(room, None)
+                return False
+            self.joined.add(room)
+            self.rooms[room] = None
+            self.presence[room] = _members_by_user(reply.get("members"))
+            self.emit(render({**reply, "missed": [], "more": False}) or "")
+            caught_up += reply.get("missed") or []
+            more = bool(reply.get("more"))
+            for _ in range(MAX_CATCH_UP_PAGES):
+                if not (more and caught_up):
+                    break
+                page = await self.request(
+                    {
+                        "action": "history",
+                        "room": room,
+                        "after": caught_up[-1]["id"],
+                        "limit": HISTORY_PAGE,
+                    },
+                    quiet=True,
+                )
+                if page is None or page.get("type") != "history":
+                    if page is not None:
+                        self.emit(render(page, self.verbose) or "")
+                    break
+                messages = page.get("messages") or []
+                caught_up += messages
+                more = bool(page.get("more")) and bool(messages)
+            else:
+                self.emit(f"* (stopped catching up in #{room}; /history for the rest)")
+            complete = not more
+            return True
+        finally:
+            if self.held.get(room) is held:
+                del self.held[room]
+            if not complete:
+                # Interrupted: show no live message newer than what was caught up, so the next
+                # resume point stays before the messages not fetched yet (they come again).
+                limit = max([self.last_id.get(room, ""), *(str(m["id"]) for m in caught_up)])
+                held = [m for m in held if str(m.get("id", "")) <= limit]
+            self.show(caught_up + held)
+
+    async def rejoin(self) -> None:
+        """Join every room (after a reconnect: from the resume point)."""
+        for room in list(self.rooms):
+            if self.ws is None:
+                return
+            await self.join_room(room)
+
+    async def keepalive(self) -> None:
+        """Ping every ``ping_seconds``; no pong: drop the connection (a reconnect follows)."""
+        while self.ws is not None:
+            await asyncio.sleep(self.options.ping_seconds)
+            reply = await self.request({"action": "ping"}, quiet=True)
+            if reply is not None and reply.get("type") == "pong":
+                continue
+            if self.ws is not None:
+                reason = render(reply) if reply is not None else "no reply"
+                self.emit(f"! ping failed ({reason}); reconnecting")
+                await self.drop_connection()
+            return
+
+    async def wait_ready(self) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), self.options.ready_seconds)
+        return self.ready.is_set()
+
+    async def user_request(self, frame: Message) -> None:
+        """A request the user typed: waits (bounded) for a connection, then for the reply."""
+        if not await self.wait_ready():
+            self.emit("! not connected; line dropped")
+            return
+        if await self.request(frame) is None:
+            self.emit(f"! no reply to {frame['action']} (connection lost or too slow)")
+
+    # -------------------------------------------------------------------- commands
+
     async def command(self, line: str) -> bool:
         """Handle one input line; False to quit."""
         line = line.rstrip("\n")
         if not line.strip():
             return True
         if not line.startswith("/"):
-            await self.send({"action": "send", "room": self.room, "body": line})
+            await self.user_request({"action": "send", "room": self.room, "body": line})
             return True
         verb, _, argument = line[1:].partition(" ")
         argument = argument.strip()
@@ -228,33 +503,31 @@ class ChatSession:
             return False
         if verb == "join" and argument:
             self.room = argument
-            await self.send({"action": "join", "room": argument})
+            self.rooms[argument] = None  # joined now, or when reconnected
+            if await self.wait_ready():
+                await self.join_room(argument)
         elif verb == "leave":
-            await self.send({"action": "leave", "room": argument or self.room})
+            await self.user_request({"action": "leave", "room": argument or self.room})
         elif verb == "history":
-            frame: dict[str, Any] = {"action": "history", "room": self.room}
+            frame: Message = {"action": "history", "room": self.room}
             if argument.isdigit():
                 frame["limit"] = int(argument)
-            await self.send(frame)
+            await self.user_request(frame)
         elif verb in ("who", "presence"):
-            await self.send({"action": "presence", "room": self.room})
+            await self.user_request({"action": "presence", "room": self.room})
         elif verb == "ping":
-            await self.send({"action": "ping"})
+            await self.user_request({"action": "ping"})
         elif verb == "raw" and argument:
-            if self.ws is not None:
-                await self.ws.send(argument)
+            if await self.wait_ready() and self.ws is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await self.ws.send(argument)
         else:
             self.emit(HELP)
         return True
 
-    async def rejoin(self) -> None:
-        rooms = self.joined | {self.room}
-        self.joined = set()
-        for room in sorted(rooms):
-            frame: dict[str, Any] = {"action": "join", "room": room}
-            if room in self.last_id:
-                frame["after"] = self.last_id[room]
-            await self.send(frame)
+    def busy(self) -> bool:
+        """Replies or own messages still expected."""
+        return bool(self.waiting or self.unechoed or self.held)
 
 
 async def _stdin_lines() -> AsyncIterator[str]:
@@ -271,78 +544,121 @@ async def _stdin_lines() -> AsyncIterator[str]:
         yield line
 
 
+async def _until(done: asyncio.Event, work: Awaitable[Any]) -> None:
+    """Await ``work`` unless ``done`` is set first."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(done.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, waiter):
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+
+
+async def _drain(session: ChatSession, seconds: float) -> None:
+    """End of input: wait (bounded) for replies and our own messages, then for stragglers."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while session.busy() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(min(0.3, seconds))
+
+
 async def run_client(
-    url: str,
+    url: str | Sequence[str],
     room: str,
     lines: AsyncIterator[str],
     out: TextIO,
-    *,
-    verbose: bool = False,
-    drain_seconds: float = DRAIN_SECONDS,
+    options: ClientOptions | None = None,
 ) -> int:
-    """Join ``room`` at ``url``, send ``lines``, write what arrives to ``out``; the exit status."""
-    session = ChatSession(room, out, verbose)
+    """Join ``room``, send ``lines``, write what arrives to ``out``; the exit status.
+
+    ``url``: a WebSocket URL with identity (:func:`connect_url`), or several to fail over
+    between; with ``options.http`` the HTTP API's base URL(s) instead, identity in the query.
+    0 when the input ran out (or ``/quit``), 1 when the client gave up or was refused.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("no URL")
+    session = ChatSession(room, out, options)
+    if session.options.http:
+        async with aiohttp.ClientSession() as http:
+            return await HttpChat(session, urls, http).run(lines)
+    return await _run_websocket(session, urls, lines)
+
+
+async def _run_websocket(session: ChatSession, urls: list[str], lines: AsyncIterator[str]) -> int:
+    options = session.options
     done = asyncio.Event()
     input_task: asyncio.Task[None] | None = None
 
     async def read_input() -> None:
         try:
             async for line in lines:
-                try:
-                    if not await session.command(line):
-                        break
-                except ConnectionClosed:
-                    session.emit("! not connected; line dropped")
-            # End of input: wait (bounded) for the replies and for our own messages to come
-            # back through the bus, then a moment for anything else in flight.
-            deadline = asyncio.get_running_loop().time() + drain_seconds
-            while (session.pending or session.unechoed) and (
-                asyncio.get_running_loop().time() < deadline
-            ):
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(min(0.3, drain_seconds))
+                if not await session.command(line):
+                    break
+            await _drain(session, options.drain_seconds)
         finally:
             done.set()
 
-    attempts = 0
+    attempt = 0
+    index = 0
     while not done.is_set():
+        url = urls[index]
+        opened = False
         try:
             async with connect(url, open_timeout=10, max_size=2**20) as ws:
-                session.ws = ws
-                attempts = 0
+                opened = True
+                session.attach(ws)
                 receiver = asyncio.create_task(_receive(ws, session))
                 if input_task is None:
-                    session.emit(f"* connected to {url.split('?')[0]}; /help for commands")
+                    session.emit(f"* connected to {_public(url)}; /help for commands")
+                else:
+                    session.emit(f"* reconnected to {_public(url)}")
                 await session.rejoin()
+                if ws.state is State.OPEN:
+                    attempt = 0
+                    session.ready.set()
+                pinger = asyncio.create_task(session.keepalive())
                 if input_task is None:
                     input_task = asyncio.create_task(read_input())
                 waiter = asyncio.create_task(done.wait())
                 await asyncio.wait({receiver, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if not receiver.done():
-                    receiver.cancel()
+                for task in (waiter, pinger, receiver):
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await receiver
+                        await task
+                if not done.is_set():
+                    session.emit(f"! connection lost (code {ws.close_code})")
         except InvalidStatus as refused:
-            session.emit(f"! connection refused: HTTP {refused.response.status_code}")
-            break
+            status = refused.response.status_code
+            session.emit(f"! connection refused: HTTP {status}")
+            if status < 500 and status != 429:
+                break  # the request is wrong (identity, stage): retrying cannot help
         except (OSError, WebSocketException, TimeoutError) as exc:
-            session.emit(f"! connection lost: {exc}")
+            what = "connection lost" if opened else f"cannot connect to {_public(url)}"
+            session.emit(f"! {what}: {exc}")
         finally:
-            session.ws = None
+            session.detach()
         if done.is_set():
             break
-        attempts += 1
-        if attempts > MAX_RECONNECTS:
-            session.emit("! giving up")
+        if not opened:
+            index = (index + 1) % len(urls)  # try the next region
+        attempt += 1
+        if attempt > options.backoff.attempts:
+            session.emit(f"! giving up after {options.backoff.attempts} attempts")
             break
-        await asyncio.sleep(min(0.25 * 2**attempts, 5.0))
-    if input_task is not None:
+        delay = options.backoff.delay(attempt)
+        session.emit(
+            f"* reconnecting in {delay:.1f}s (attempt {attempt} of {options.backoff.attempts})"
+        )
+        await _until(done, options.sleep(delay))
+    if input_task is not None and not input_task.done():
         input_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await input_task
-        return 0
-    return 1
+    return 0 if done.is_set() else 1
 
 
 async def _receive(ws: ClientConnection, session: ChatSession) -> None:
@@ -351,30 +667,320 @@ async def _receive(ws: ClientConnection, session: ChatSession) -> None:
             session.receive(raw)
 
 
+class HttpError(Exception):
+    def __init__(self, status: int, document: Any) -> None:
+        self.status = status
+        self.document = document
+        if isinstance(document, dict) and "code" in document:
+            text = f"{document.get('code')}: {document.get('message')}"
+        else:
+            text = json.dumps(document)[:200]
+        super().__init__(f"HTTP {status} {text}")
+
+
+class HttpChat:
+    """The same client over the HTTP fallback: POST to send, long-poll GET per room."""
+
+    def __init__(self, session: ChatSession, urls: list[str], http: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.http = http
+        self.bases: list[str] = []
+        self.identity: dict[str, str] = {}
+        self.headers: dict[str, str] = {}
+        for url in urls:
+            base, _, query = url.partition("?")
+            self.bases.append(base.rstrip("/"))
+            self.identity = dict(parse_qsl(query))
+        token = self.identity.pop("token", None)
+        if token:
+            self.headers["authorization"] = f"Bearer {token}"
+        self.index = 0
+        self.pollers: dict[str, asyncio.Task[None]] = {}
+        self.gave_up = asyncio.Event()
+        self.started_ms = int(time.time() * 1000)
+
+    @property
+    def options(self) -> ClientOptions:
+        return self.session.options
+
+    def _url(self, room: str) -> str:
+        return f"{self.bases[self.index]}/rooms/{quote(room, safe='')}/messages"
+
+    async def _call(
+        self,
+        method: str,
+        room: str,
+        params: dict[str, str],
+        timeout: float,
+        body: Any = None,
+    ) -> tuple[int, Any]:
+        async with self.http.request(
+            method,
+            self._url(room),
+            params=params,
+            json=body,
+            headers=self.headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as answer:
+            try:
+                document = await answer.json(content_type=None)
+            except ValueError:
+                document = await answer.text()
+            return answer.status, document
+
+    async def post(self, room: str, text: str) -> None:
+        try:
+            status, document = await self._call(
+                "POST", room, self.identity, self.options.reply_seconds, body={"body": text}
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.session.emit(f"! not sent: {exc or type(exc).__name__}")
+            self._next_base()
+            return
+        if status == 202 and isinstance(document, dict) and isinstance(document.get("id"), str):
+            message_id = document["id"]
+            if message_id not in self.session.seen:
+                self.session.unechoed.add(message_id)
+            if self.options.verbose:
+                self.session.emit(f"  (sent {message_id})")
+        else:
+            self.session.emit(f"! {HttpError(status, document)}")
+
+    async def read(self, room: str, after: str | None, wait: float = 0.0) -> list[Message]:
+        """Messages after ``after`` (all pages, bounded); long-polls ``wait`` s for the first."""
+        collected: list[Message] = []
+        for _ in range(MAX_CATCH_UP_PAGES):
+            params = {"limit": str(HISTORY_PAGE), "wait": f"{wait:g}"}
+            if after:
+                params["after"] = after
+            status, document = await self._call(
+                "GET", room, params, wait + self.options.reply_seconds
+            )
+            if status != 200 or not isinstance(document, dict):
+                raise HttpError(status, document)
+            messages = [m for m in document.get("messages") or [] if isinstance(m, dict)]
+            collected += messages
+            if not (document.get("more") and messages):
+                break
+            after, wait = str(messages[-1]["id"]), 0.0
+        return collected
+
+    def _next_base(self) -> None:
+        self.index = (self.index + 1) % len(self.bases)
+
+    def _looking_back(self, room: str) -> bool:
+        """True while a message could still reach the region late (inside the resume window)."""
+        last = self.session.last_id.get(room)
+        newest_ms = id_timestamp_ms(last) if last else self.started_ms
+        age_ms = time.time() * 1000 - newest_ms
+        return age_ms < self.options.resume_window_ms + LOOK_BACK_MARGIN_MS
+
+    async def poll(self, room: str) -> None:
+        session = self.session
+        window = self.options.resume_window_ms
+        cursor = session.last_id.get(room) or resume_from_now(window)
+        session.emit(f"* joined #{room} over HTTP (no presence)")
+        failures = 0
+        while True:  # until /leave, the end of input, or too many failures in a row
+            looking_back = self._looking_back(room)
+            wait = self.options.poll_wait
+            if looking_back:
+                wait = min(wait, LOOK_BACK_POLL_SECONDS)
+            try:
+                got = await self.read(room, cursor, wait)
+                last = session.last_id.get(room)
+                if looking_back and last:
+                    got += await self.read(room, resume_after(last, window))
+            except (aiohttp.ClientError, TimeoutError, HttpError) as exc:
+                failures += 1
+                if failures > self.options.backoff.attempts:
+                    session.emit(f"! #{room}: giving up after {failures - 1} retries: {exc}")
+                    self.gave_up.set()
+                    return
+                delay = self.options.backoff.delay(failures)
+                session.emit(f"! #{room}: {exc or type(exc).__name__}; retrying in {delay:.1f}s")
+                self._next_base()
+                await self.options.sleep(delay)
+                continue
+            failures = 0
+            session.show(got)
+            cursor = max([cursor, *(str(m.get("id", "")) for m in got)])
+
+    def follow(self, room: str) -> None:
+        if room not in self.pollers or self.pollers[room].done():
+            self.pollers[room] = asyncio.create_task(self.poll(room))
+
+    async def unfollow(self, room: str) -> None:
+        task = self.pollers.pop(room, None)
+        if task is None:
+            self.session.emit(f"! not_member: not polling #{room}")
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.session.emit(f"* left #{room}")
+
+    async def command(self, line: str) -> bool:
+        session = self.session
+        line = line.rstrip("\n")
+        if not line.strip():
+            return True
+        if not line.startswith("/"):
+            await self.post(session.room, line)
+            return True
+        verb, _, argument = line[1:].partition(" ")
+        argument = argument.strip()
+        if verb in ("quit", "exit"):
+            return False
+        if verb == "join" and argument:
+            session.room = argument
+            self.follow(argument)
+        elif verb == "leave":
+            await self.unfollow(argument or session.room)
+        elif verb == "history":
+            try:
+                status, document = await self._call(
+                    "GET",
+                    session.room,
+                    {"limit": argument if argument.isdigit() else "50"},
+                    self.options.reply_seconds,
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                session.emit(f"! history: {exc or type(exc).__name__}")
+                return True
+            if status == 200 and isinstance(document, dict):
+                frame = {"type": "history", "room": session.room, **document}
+                session.emit(render(frame) or "")
+            else:
+                session.emit(f"! {HttpError(status, document)}")
+        elif verb in ("who", "presence", "ping", "raw"):
+            session.emit(f"! /{verb} is not available over HTTP")
+        else:
+            session.emit(HELP)
+        return True
+
+    async def run(self, lines: AsyncIterator[str]) -> int:
+        session = self.session
+        session.emit(f"* using the HTTP API at {self.bases[0]}; /help for commands")
+        self.follow(session.room)
+        finished = False
+
+        async def read_input() -> None:
+            nonlocal finished
+            async for line in lines:
+                if not await self.command(line):
+                    break
+            await _drain(session, self.options.drain_seconds)
+            finished = True
+
+        reader = asyncio.create_task(read_input())
+        await _until(self.gave_up, reader)
+        for task in self.pollers.values():
+            task.cancel()
+        for task in self.pollers.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return 0 if finished else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m clients.chat",
         description="Chat from the terminal (see the module docstring).",
     )
-    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument(
+        "--region",
+        default="us-east-1",
+        help="region in the endpoints file; several (a,b) to fail over when one is unreachable",
+    )
     parser.add_argument("--room", default="lobby")
     parser.add_argument("--user", required=True, help="user id (1-128 characters)")
     parser.add_argument("--name", default=None, help="display name")
     parser.add_argument("--endpoints-file", type=Path, default=Path("sandbox-endpoints.json"))
-    parser.add_argument("--url", default=None, help="WebSocket URL (instead of the endpoints file)")
+    parser.add_argument(
+        "--url",
+        action="append",
+        default=None,
+        help="WebSocket URL, or with --http the HTTP API's URL (instead of the endpoints file;"
+        " repeat to fail over)",
+    )
     parser.add_argument("--token", default=None, help="JWT to connect with (when the app has auth)")
+    parser.add_argument(
+        "--http", action="store_true", help="use the HTTP fallback API instead of WebSocket"
+    )
     parser.add_argument("--verbose", action="store_true", help="also show acks")
+    parser.add_argument(
+        "--ping-interval",
+        type=float,
+        default=PING_SECONDS,
+        metavar="SECONDS",
+        help="seconds between pings (default 300)",
+    )
+    parser.add_argument(
+        "--reconnect-attempts",
+        type=int,
+        default=Backoff.attempts,
+        metavar="N",
+        help="failed reconnects in a row before giving up (default 8)",
+    )
+    parser.add_argument(
+        "--backoff",
+        type=float,
+        default=Backoff.base,
+        metavar="SECONDS",
+        help="first reconnect delay, doubled each attempt, with jitter (default 0.5)",
+    )
+    parser.add_argument(
+        "--backoff-max",
+        type=float,
+        default=Backoff.cap,
+        metavar="SECONDS",
+        help="longest reconnect delay (default 15)",
+    )
+    parser.add_argument(
+        "--resume-window-ms",
+        type=int,
+        default=RESUME_WINDOW_MS,
+        metavar="MS",
+        help="resume this long before the newest id seen (default 5000)",
+    )
+    parser.add_argument(
+        "--poll-wait",
+        type=float,
+        default=POLL_WAIT_SECONDS,
+        metavar="SECONDS",
+        help="--http: long-poll wait, 0-20 (default 20)",
+    )
     args = parser.parse_args(argv)
+    if args.ping_interval <= 0 or args.reconnect_attempts < 0 or args.backoff < 0:
+        parser.error("--ping-interval must be > 0; --reconnect-attempts, --backoff >= 0")
+    if not 0 <= args.poll_wait <= 20 or args.resume_window_ms < 0:
+        parser.error("--poll-wait must be 0-20; --resume-window-ms >= 0")
+    options = ClientOptions(
+        http=args.http,
+        verbose=args.verbose,
+        ping_seconds=args.ping_interval,
+        backoff=Backoff(args.reconnect_attempts, args.backoff, max(args.backoff, args.backoff_max)),
+        resume_window_ms=args.resume_window_ms,
+        poll_wait=args.poll_wait,
+    )
+    kind = "http" if args.http else "websocket"
     try:
         secret = None
         if args.url:
-            base = args.url
+            bases = list(args.url)
         else:
-            base, secret = endpoint_url(args.endpoints_file, args.region)
-        url = connect_url(base, args.user, args.name, token=args.token, secret=secret)
-        return asyncio.run(
-            run_client(url, args.room, _stdin_lines(), sys.stdout, verbose=args.verbose)
-        )
+            bases = []
+            for region in (r.strip() for r in args.region.split(",") if r.strip()):
+                base, secret = endpoint_url(args.endpoints_file, region, kind)
+                bases.append(base)
+            if not bases:
+                raise ClientError("--region names no region")
+        urls = [
+            connect_url(base, args.user, args.name, token=args.token, secret=secret)
+            for base in bases
+        ]
+        return asyncio.run(run_client(urls, args.room, _stdin_lines(), sys.stdout, options))
     except ClientError as error:
         print(f"chat: {error}", file=sys.stderr)
         return 2

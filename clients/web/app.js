@@ -1,9 +1,64 @@
 // The sandbox's chat page: one pane per region, each its own WebSocket connection.
 // Plain browser JavaScript, no build step. Protocol: docs/protocol.md.
+//
+// Continuity, as the CLI client (clients/chat.py) does it: a connection that drops is reopened
+// with exponential backoff and jitter (bounded attempts), the room is joined again with
+// `after` = the resume point 5 s before the newest id seen, `history` is paged while `more`,
+// and messages are de-duplicated by id and shown in id order. The pane pings every 5 minutes
+// and keeps a presence list (`joined.members`, then `member` frames, as a map by userId).
+// The page's query string can change the timings: ?ping=SECONDS&backoff=SECONDS&attempts=N.
 "use strict";
 
 const state = { endpoints: null, panes: 0 };
 const USERS = ["alice", "bob", "carol", "dave", "erin", "frank"];
+const params = new URLSearchParams(location.search);
+const CONFIG = {
+  pingMs: 1000 * Number(params.get("ping") || 300), // API Gateway closes idle connections at 10 min
+  backoffMs: 1000 * Number(params.get("backoff") || 0.5),
+  backoffCapMs: 15000,
+  attempts: Number(params.get("attempts") || 8),
+  replyMs: 10000,
+  resumeWindowMs: 5000,
+  historyPage: 100,
+  maxPages: 200,
+};
+
+// Message ids (lambdas/chat/ids.py): 26 Crockford base32 characters, the first 10 a 48-bit
+// millisecond timestamp (exact in a JavaScript number).
+const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const TIME_CHARS = 10;
+const ID_LENGTH = 26;
+
+function idTimestampMs(id) {
+  let ms = 0;
+  for (const char of id.slice(0, TIME_CHARS)) {
+    const digit = ALPHABET.indexOf(char);
+    if (digit < 0) throw new Error(`not a message id: ${id}`);
+    ms = ms * 32 + digit;
+  }
+  return ms;
+}
+
+// Port of chat.ids.resume_after (lambdas/chat/ids.py, the one implementation the CLI loads):
+// the greatest id of the millisecond before (timestamp(lastId) - windowMs), so that
+// `id > resumeAfter(...)` selects every message from that instant on.
+function resumeAfter(lastId, windowMs = CONFIG.resumeWindowMs) {
+  const start = idTimestampMs(lastId) - windowMs;
+  if (start <= 0) return ALPHABET[0].repeat(ID_LENGTH);
+  let value = start - 1;
+  let chars = "";
+  for (let i = 0; i < TIME_CHARS; i += 1) {
+    chars = ALPHABET[value % 32] + chars;
+    value = Math.floor(value / 32);
+  }
+  return chars + ALPHABET[31].repeat(ID_LENGTH - TIME_CHARS);
+}
+
+function backoffDelayMs(attempt) {
+  // Exponential, capped, with equal jitter: half the step fixed, half random.
+  const step = Math.min(CONFIG.backoffCapMs, CONFIG.backoffMs * 2 ** Math.max(0, attempt - 1));
+  return step / 2 + (Math.random() * step) / 2;
+}
 
 function el(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
@@ -31,7 +86,7 @@ class Pane {
     this.root.dataset.testid = `pane-${index}`;
     this.q = (selector) => this.root.querySelector(selector);
     for (const name of ["region", "state", "user", "name", "room", "connect", "disconnect",
-                        "messages", "text", "send"]) {
+                        "presence", "messages", "text", "send"]) {
       this.q(`.${name}`).dataset.testid = `${name}-${index}`;
     }
     const select = this.q(".region");
@@ -41,9 +96,16 @@ class Pane {
     select.value = region;
     this.q(".user").value = USERS[index % USERS.length];
     this.ws = null;
+    this.wanted = false; // the user wants to be connected: reconnect when the socket drops
+    this.attempt = 0;
+    this.timers = { reconnect: null, ping: null };
     this.seen = new Set();
-    this.lastId = "";
+    this.lastIds = {}; // room -> newest id seen (the resume point's base)
+    this.presence = new Map(); // userId -> member
+    this.waiting = new Map(); // ref -> resolve
     this.refs = 0;
+    this.reconnects = 0;
+    this.resuming = false; // the next join follows a reconnect
     this.q(".identity").addEventListener("submit", (event) => {
       event.preventDefault();
       this.connect();
@@ -60,6 +122,10 @@ class Pane {
     document.getElementById("panes").append(this.root);
   }
 
+  get room() {
+    return this.q(".room").value.trim();
+  }
+
   setState(text, connected = false) {
     const node = this.q(".state");
     node.textContent = text;
@@ -67,31 +133,66 @@ class Pane {
     this.root.dataset.state = text;
   }
 
-  line(text, kind = "system") {
-    const item = el("li", { class: kind }, text);
-    this.append(item);
+  setControls(connected) {
+    for (const name of [".text", ".send"]) this.q(name).disabled = !connected;
+    this.q(".disconnect").disabled = !this.wanted;
+    this.q(".connect").disabled = this.wanted;
   }
 
-  append(item) {
+  line(text, kind = "system") {
+    this.append(el("li", { class: kind }, text));
+  }
+
+  append(item, before = null) {
     const list = this.q(".messages");
     const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
-    list.append(item);
+    list.insertBefore(item, before);
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
   showMessage(message) {
-    if (this.seen.has(message.id)) return;
+    if (!message || typeof message.id !== "string" || this.seen.has(message.id)) return;
     this.seen.add(message.id);
-    if (message.id > this.lastId) this.lastId = message.id;
+    const room = message.room;
+    if (!this.lastIds[room] || message.id > this.lastIds[room]) this.lastIds[room] = message.id;
     const sender = message.sender || {};
     const own = sender.userId === this.q(".user").value.trim();
     const item = el("li", { class: own ? "message own" : "message" });
     item.dataset.id = message.id;
-    item.append(el("span", { class: "meta" }, `${clock(message.sentAt)} #${message.room}`));
+    item.append(el("span", { class: "meta" }, `${clock(message.sentAt)} #${room}`));
     item.append(el("span", { class: "who" }, `${who(sender)}: `));
     const body = typeof message.body === "string" ? message.body : JSON.stringify(message.body);
     item.append(el("span", { class: "body" }, body));
-    this.append(item);
+    // In id order: before the first message with a greater id (ids sort as strings). Most
+    // messages are the newest yet: check the last one first.
+    const shown = this.q(".messages").querySelectorAll("li.message");
+    const last = shown[shown.length - 1];
+    const later = !last || last.dataset.id < message.id
+      ? null
+      : [...shown].find((li) => li.dataset.id > message.id);
+    this.append(item, later || null);
+  }
+
+  renderPresence() {
+    const list = this.q(".presence");
+    list.replaceChildren(...[...this.presence.keys()].sort().map((user) => {
+      const item = el("li", {}, who(this.presence.get(user)));
+      item.dataset.user = user;
+      return item;
+    }));
+  }
+
+  setMembers(members) {
+    this.presence = new Map((members || []).map((member) => [member.userId, member]));
+    this.renderPresence();
+  }
+
+  applyMember(frame) {
+    const member = frame.member || {};
+    if (!member.userId || frame.room !== this.room) return;
+    if (frame.event === "left") this.presence.delete(member.userId);
+    else this.presence.set(member.userId, member);
+    this.renderPresence();
   }
 
   async url() {
@@ -101,9 +202,9 @@ class Pane {
     const name = this.q(".name").value.trim();
     const query = new URLSearchParams();
     if (state.endpoints.auth) {
-      const params = new URLSearchParams({ sub: user });
-      if (name) params.set("name", name);
-      const answer = await fetch(`/_sandbox/token?${params}`);
+      const tokenParams = new URLSearchParams({ sub: user });
+      if (name) tokenParams.set("name", name);
+      const answer = await fetch(`/_sandbox/token?${tokenParams}`);
       if (!answer.ok) throw new Error(`token: HTTP ${answer.status}`);
       query.set("token", (await answer.json()).token);
     } else {
@@ -116,61 +217,175 @@ class Pane {
   send(frame) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
       this.line("not connected", "error");
-      return;
+      return null;
     }
-    this.ws.send(JSON.stringify({ ...frame, ref: `p${this.index}-${++this.refs}` }));
+    const ref = `p${this.index}-${++this.refs}`;
+    this.ws.send(JSON.stringify({ ...frame, ref }));
+    return ref;
   }
 
-  async connect() {
-    this.disconnect();
-    const room = this.q(".room").value.trim();
+  // Send a frame and resolve with its direct reply (null: no reply in time, or the socket went).
+  request(frame) {
+    const ref = this.send(frame);
+    if (ref === null) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.settle(ref, null), CONFIG.replyMs);
+      this.waiting.set(ref, (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+    });
+  }
+
+  settle(ref, reply) {
+    const resolve = this.waiting.get(ref);
+    if (!resolve) return false;
+    this.waiting.delete(ref);
+    resolve(reply);
+    return true;
+  }
+
+  connect() {
+    this.wanted = true;
+    this.resuming = false;
+    this.attempt = 0;
+    this.open();
+  }
+
+  async open() {
+    clearTimeout(this.timers.reconnect);
+    this.closeSocket();
     let url;
     try {
       url = await this.url();
     } catch (error) {
       this.line(String(error), "error");
+      this.scheduleReconnect();
       return;
     }
+    if (!this.wanted) return;
     this.setState("connecting…");
+    this.setControls(false);
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.addEventListener("open", () => {
+      if (this.ws !== ws) return;
       this.setState(`connected to ${this.q(".region").value}`, true);
-      for (const name of [".disconnect", ".text", ".send"]) this.q(name).disabled = false;
-      this.q(".connect").disabled = true;
-      const join = { action: "join", room };
-      if (this.lastId) join.after = this.lastId;
-      this.send(join);
+      this.setControls(true);
+      this.joinRoom(ws);
+      clearInterval(this.timers.ping);
+      this.timers.ping = setInterval(() => this.ping(ws), CONFIG.pingMs);
     });
-    ws.addEventListener("message", (event) => this.receive(event.data));
+    ws.addEventListener("message", (event) => {
+      if (this.ws === ws) this.receive(event.data);
+    });
     ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.dropped();
       this.setState(`disconnected (${event.code})`);
-      for (const name of [".disconnect", ".text", ".send"]) this.q(name).disabled = true;
-      this.q(".connect").disabled = false;
-      this.root.dataset.joined = "";
+      if (this.wanted) this.line(`connection lost (${event.code})`, "error");
+      this.scheduleReconnect();
     });
-    ws.addEventListener("error", () => this.line("connection failed or refused", "error"));
+    ws.addEventListener("error", () => {
+      if (this.ws === ws) this.line("connection failed or lost", "error");
+    });
   }
 
-  disconnect() {
+  // Join (again) with after = the resume point, then page `history` while `more`.
+  async joinRoom(ws) {
+    const room = this.room;
+    const join = { action: "join", room };
+    if (this.lastIds[room]) join.after = resumeAfter(this.lastIds[room]);
+    const joined = await this.request(join);
+    if (this.ws !== ws || !joined) return;
+    if (joined.type !== "joined") {
+      this.line(`error ${joined.code}: ${joined.message}`, "error");
+      // `internal` means the server no longer knows this connection: only a new one helps.
+      if (joined.code === "internal") ws.close(4000, "reconnect");
+      return;
+    }
+    if (this.resuming) this.line(`reconnected to ${this.q(".region").value}`);
+    this.resuming = false;
+    this.attempt = 0;
+    this.root.dataset.joined = room;
+    this.setMembers(joined.members);
+    this.line(`joined #${room}; here: ${(joined.members || []).map(who).join(", ") || "nobody"}`);
+    let messages = joined.missed || [];
+    messages.forEach((message) => this.showMessage(message));
+    let more = joined.more;
+    for (let page = 0; more && messages.length && page < CONFIG.maxPages; page += 1) {
+      const after = messages[messages.length - 1].id;
+      const reply = await this.request({ action: "history", room, after, limit: CONFIG.historyPage });
+      if (this.ws !== ws || !reply || reply.type !== "history") return;
+      messages = reply.messages || [];
+      messages.forEach((message) => this.showMessage(message));
+      more = reply.more;
+    }
+    this.root.dataset.synced = room;
+  }
+
+  async ping(ws) {
+    const reply = await this.request({ action: "ping" });
+    if (this.ws === ws && (!reply || reply.type !== "pong")) {
+      this.line("ping failed; reconnecting", "error");
+      ws.close(4000, "no pong");
+    }
+  }
+
+  scheduleReconnect() {
+    if (!this.wanted) return;
+    this.attempt += 1;
+    if (this.attempt > CONFIG.attempts) {
+      this.wanted = false;
+      this.setControls(false);
+      this.setState(`disconnected (gave up after ${CONFIG.attempts} attempts)`);
+      return;
+    }
+    const delay = backoffDelayMs(this.attempt);
+    this.setState(`reconnecting in ${(delay / 1000).toFixed(1)}s ` +
+      `(attempt ${this.attempt} of ${CONFIG.attempts})`);
+    this.timers.reconnect = setTimeout(() => {
+      this.reconnects += 1;
+      this.resuming = true;
+      this.root.dataset.reconnects = String(this.reconnects);
+      this.open();
+    }, delay);
+  }
+
+  // The socket is gone: fail what waits for a reply, stop the ping timer.
+  dropped() {
+    clearInterval(this.timers.ping);
+    for (const ref of [...this.waiting.keys()]) this.settle(ref, null);
+    this.root.dataset.joined = "";
+    this.root.dataset.synced = "";
+    this.setControls(false);
+  }
+
+  closeSocket() {
     if (this.ws) {
       const ws = this.ws;
       this.ws = null;
       ws.close(1000);
-      this.setState("disconnected");
-      for (const name of [".disconnect", ".text", ".send"]) this.q(name).disabled = true;
-      this.q(".connect").disabled = false;
-      this.root.dataset.joined = "";
+      this.dropped();
     }
+  }
+
+  disconnect() {
+    this.wanted = false;
+    clearTimeout(this.timers.reconnect);
+    this.closeSocket();
+    this.setState("disconnected");
+    this.setControls(false);
+    this.presence.clear();
+    this.renderPresence();
   }
 
   sendText() {
     const input = this.q(".text");
     const text = input.value;
     if (!text.trim()) return;
-    this.send({ action: "send", room: this.q(".room").value.trim(), body: text });
+    this.send({ action: "send", room: this.room, body: text });
     input.value = "";
     input.focus();
   }
@@ -183,35 +398,28 @@ class Pane {
       this.line(`? ${data}`, "error");
       return;
     }
+    // Replies to requests (join, history, ping) go to whoever waits for them.
+    if (frame.ref && this.settle(frame.ref, frame)) return;
     switch (frame.type) {
       case "message":
         this.showMessage(frame);
         break;
-      case "joined": {
-        this.root.dataset.joined = frame.room;
-        const members = (frame.members || []).map(who).join(", ") || "nobody";
-        this.line(`joined #${frame.room}; here: ${members}`);
-        for (const message of frame.missed || []) this.showMessage(message);
-        break;
-      }
-      case "left":
-        this.root.dataset.joined = "";
-        this.line(`left #${frame.room}`);
-        break;
       case "member":
+        this.applyMember(frame);
         this.line(`${who(frame.member || {})} ${frame.event} #${frame.room}`);
         break;
       case "presence":
+        this.setMembers(frame.members);
         this.line(`in #${frame.room}: ${(frame.members || []).map(who).join(", ")}`);
-        break;
-      case "history":
-        for (const message of frame.messages || []) this.showMessage(message);
         break;
       case "error":
         this.line(`error ${frame.code}: ${frame.message}`, "error");
         break;
       case "ack":
       case "pong":
+      case "joined":
+      case "left":
+      case "history":
         break;
       default:
         this.line(frame.message ? `gateway: ${frame.message}` : `? ${data}`, "error");
@@ -229,13 +437,13 @@ async function main() {
     return;
   }
   const regions = Object.keys(state.endpoints.regions);
-  regions.forEach((region, index) => new Pane(index, region));
+  state.paneList = regions.map((region, index) => new Pane(index, region));
   state.panes = regions.length;
   status.textContent = `${regions.length} regions: ${regions.join(", ")}` +
     (state.endpoints.auth ? " (tokens from the sandbox)" : "");
   document.body.dataset.ready = "true";
   document.getElementById("add-pane").addEventListener("click", () => {
-    new Pane(state.panes, regions[state.panes % regions.length]);
+    state.paneList.push(new Pane(state.panes, regions[state.panes % regions.length]));
     state.panes += 1;
   });
 }

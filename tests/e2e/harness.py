@@ -13,11 +13,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,9 +57,28 @@ def ports_free(base: int, count: int) -> bool:
     return True
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections and ``bind(0)``."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port_base(count: int = PORTS_NEEDED) -> int:
+    """A free range of ``count`` ports outside the ephemeral range, so that no outgoing
+    connection (or ``bind(0)``) of any process can take a port the sandbox freed, for example
+    between a crash and the restart on the same ports."""
+    low, high = ephemeral_port_range()
+    if low - count > 20000:
+        span = (20000, low - count)
+    elif high + 1 < 65536 - count:
+        span = (high + 1, 65536 - count)
+    else:
+        span = (20000, 60000 - count)
     for _ in range(200):
-        base = random.randrange(20000, 60000 - count)
+        base = random.randrange(*span)
         if ports_free(base, count):
             return base
     raise RuntimeError("no free port range")
@@ -86,6 +106,7 @@ class SandboxProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoints: dict[str, Any] = {}
         self.wall_seconds = 0.0
+        self.start_failures: list[str] = []  # stderr of starts that found a port taken
 
     def command(self) -> list[str]:
         assert self.port_base is not None
@@ -121,6 +142,7 @@ class SandboxProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 if "cannot listen" in self.stderr():
+                    self.start_failures.append(f"--port-base {self.port_base}: {self.stderr()}")
                     return False
                 raise RuntimeError(
                     f"the sandbox exited ({self.process.returncode}):\n{self.stderr()}"
@@ -243,3 +265,60 @@ class Client:
         await self.ws.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._reader, 5)
+
+
+async def wait_until(
+    condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition"
+) -> Any:
+    """Poll ``condition`` until it is truthy (bounded); its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def sandbox_get(sandbox: SandboxProcess, path: str) -> Any:
+    """JSON of one of the sandbox's helpers, e.g. ``_sandbox/stats``."""
+    async with aiohttp.ClientSession() as http, http.get(f"{sandbox.web}{path}") as answer:
+        return await answer.json()
+
+
+async def connection_id(sandbox: SandboxProcess, region: str, user: str) -> str:
+    """The id of ``user``'s one open WebSocket connection in ``region``."""
+    listing = await sandbox_get(sandbox, "_sandbox/connections")
+    (found,) = [c["connectionId"] for c in listing[region] if c["query"].get("userId") == user]
+    return str(found)
+
+
+async def drop_connection(sandbox: SandboxProcess, region: str, user: str) -> str:
+    """Lose ``user``'s connection like a vanished client (no ``$disconnect``); its id."""
+    found = await connection_id(sandbox, region, user)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{sandbox.web}_sandbox/regions/{region}/drop", params={"connectionId": found}
+        ) as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+    return found
+
+
+class Lines:
+    """Input lines for ``clients.chat.run_client`` that a test feeds while it runs."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def put(self, line: str) -> None:
+        self._queue.put_nowait(line + "\n")
+
+    def end(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def stream(self) -> AsyncIterator[str]:
+        while (line := await self._queue.get()) is not None:
+            yield line

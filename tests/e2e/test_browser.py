@@ -1,4 +1,5 @@
-"""The sandbox's web page in headless Chromium: type in one region's pane, read in another's."""
+"""The sandbox's web page in headless Chromium: type in one region's pane, read in another's;
+presence lists across regions; a pane that loses its connection resumes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from clients.resume import resume_after
+
 from .cdp import Browser, Page, chromium_path
-from .harness import SandboxProcess, room_name
+from .harness import Client, SandboxProcess, drop_connection, room_name, sandbox_get
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +36,8 @@ def test_message_typed_in_one_region_appears_in_another(
         page = await Page.open(browser.page_ws_url())
         try:
             await page.send("Page.enable")
-            await page.send("Page.navigate", url=sandbox.web)
+            # Short timers: first reconnect after 1-2 s, a ping every second.
+            await page.send("Page.navigate", url=f"{sandbox.web}?backoff=2&ping=1")
             await page.wait_until("document.body && document.body.dataset.ready === 'true'")
             regions = await page.evaluate(
                 "[...document.querySelectorAll('.pane .region')].map(s => s.value)"
@@ -68,6 +72,46 @@ def test_message_typed_in_one_region_appears_in_another(
                 )
                 == 0
             )
+            # Presence: each pane lists the user who joined in the other region.
+            for index, user, region in ((2, "alice", "us-east-1"), (0, "carol", "ap-northeast-1")):
+                shown = await page.wait_until(
+                    f"document.querySelector('[data-testid=presence-{index}] "
+                    f"li[data-user={user}]')?.textContent"
+                )
+                assert shown == f"{user}@{region}"
+            # The page's port of resume_after agrees with the one implementation.
+            for message_id in ("01M80BAD5QET6J63GD4WN9REGA", "00000000050000000000000000"):
+                ported = await page.evaluate(f"resumeAfter({json.dumps(message_id)}, 5000)")
+                assert ported == resume_after(message_id, 5000), message_id
+            # Pane 2's connection vanishes; messages are sent meanwhile; it reconnects and
+            # shows each once, in id order.
+            pings = await _pings(sandbox, "ap-northeast-1")
+            talker = await Client.open(sandbox.url("eu-west-1"), "talker")
+            try:
+                await talker.join(room)
+                await drop_connection(sandbox, "ap-northeast-1", "carol")
+                sent = []
+                for n in range(3):
+                    ack = await talker.request({"action": "send", "room": room, "body": f"gap {n}"})
+                    sent.append(ack["id"])
+            finally:
+                await talker.close()
+            pane2 = "document.querySelector('[data-testid=pane-2]')"
+            await page.wait_until(f"{pane2}.dataset.reconnects === '1'")
+            await page.wait_until(f"{pane2}.dataset.synced === {json.dumps(room)}")
+            ids_js = (
+                "[...document.querySelectorAll('[data-testid=messages-2] li.message')]"
+                ".map(li => li.dataset.id)"
+            )
+            await page.wait_until(f"{json.dumps(sent)}.every(id => {ids_js}.includes(id))")
+            ids = await page.evaluate(ids_js)
+            assert ids == sorted(ids) and len(ids) == len(set(ids)) == 4, ids
+            assert ids[1:] == sorted(sent)
+            # The panes ping on their timer.
+            deadline = asyncio.get_running_loop().time() + 15
+            while await _pings(sandbox, "ap-northeast-1") <= pings:
+                assert asyncio.get_running_loop().time() < deadline, "the page did not ping"
+                await asyncio.sleep(0.1)
             shot = Path(os.environ.get("SANDBOX_SCREENSHOT", tmp_path / "page.png"))
             await page.screenshot(shot)
         finally:
@@ -77,3 +121,8 @@ def test_message_typed_in_one_region_appears_in_another(
         asyncio.run(scenario())
     finally:
         browser.close()
+
+
+async def _pings(sandbox: SandboxProcess, region: str) -> int:
+    stats = await sandbox_get(sandbox, "_sandbox/stats")
+    return int(stats["regions"][region]["websocket"].get("route:ping", 0))

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from .harness import REGIONS, Client, SandboxProcess, room_name
+from .harness import REGIONS, Client, SandboxProcess, connection_id, room_name
 
 SETTLE = 1.0  # how long "nothing more arrives" is watched for
 
@@ -224,16 +224,6 @@ def test_rejoin_with_after_receives_what_was_missed(sandbox: SandboxProcess) -> 
     run(scenario())
 
 
-async def _connection_id(sandbox: SandboxProcess, region: str, user: str) -> str:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{sandbox.web}_sandbox/connections") as answer,
-    ):
-        listing = await answer.json()
-    (found,) = [c["connectionId"] for c in listing[region] if c["query"].get("userId") == user]
-    return str(found)
-
-
 def _connections_table(sandbox: SandboxProcess, region: str) -> tuple[Any, str]:
     dynamodb = boto3.client(
         "dynamodb",
@@ -258,7 +248,7 @@ def test_gone_connection_is_cleaned_up_after_410(sandbox: SandboxProcess) -> Non
         try:
             for client in (ghost, sender, witness):
                 await client.join(room)
-            ghost_id = await _connection_id(sandbox, region, "ghost")
+            ghost_id = await connection_id(sandbox, region, "ghost")
             dynamodb, table = _connections_table(sandbox, region)
             member_key = {"pk": {"S": f"ROOM#{room}"}, "sk": {"S": f"CONN#{ghost_id}"}}
             assert "Item" in dynamodb.get_item(TableName=table, Key=member_key)
@@ -301,7 +291,7 @@ def test_management_api_with_boto3(sandbox: SandboxProcess) -> None:
     async def scenario() -> None:
         client = await Client.open(sandbox.url(region), "managed")
         try:
-            connection_id = await _connection_id(sandbox, region, "managed")
+            managed_id = await connection_id(sandbox, region, "managed")
             api = boto3.client(
                 "apigatewaymanagementapi",
                 endpoint_url=sandbox.url(region, "management"),
@@ -310,22 +300,20 @@ def test_management_api_with_boto3(sandbox: SandboxProcess) -> None:
                 aws_secret_access_key="x",
             )
             await asyncio.to_thread(
-                api.post_to_connection, ConnectionId=connection_id, Data=b'{"type":"pong"}'
+                api.post_to_connection, ConnectionId=managed_id, Data=b'{"type":"pong"}'
             )
             await client.wait_for(lambda f: f == {"type": "pong"})
-            info = await asyncio.to_thread(api.get_connection, ConnectionId=connection_id)
+            info = await asyncio.to_thread(api.get_connection, ConnectionId=managed_id)
             assert info["Identity"]["SourceIp"] == "127.0.0.1"
             assert info["ConnectedAt"] <= info["LastActiveAt"]
             with pytest.raises(api.exceptions.PayloadTooLargeException):
                 await asyncio.to_thread(
-                    api.post_to_connection, ConnectionId=connection_id, Data=b"x" * 131073
+                    api.post_to_connection, ConnectionId=managed_id, Data=b"x" * 131073
                 )
-            await asyncio.to_thread(api.delete_connection, ConnectionId=connection_id)
+            await asyncio.to_thread(api.delete_connection, ConnectionId=managed_id)
             await asyncio.wait_for(client.ws.wait_closed(), 5)
             with pytest.raises(api.exceptions.GoneException):
-                await asyncio.to_thread(
-                    api.post_to_connection, ConnectionId=connection_id, Data=b"x"
-                )
+                await asyncio.to_thread(api.post_to_connection, ConnectionId=managed_id, Data=b"x")
         finally:
             await client.close()
 

@@ -88,35 +88,42 @@ def test_the_real_templates_map_to_the_expected_services(cdk_out: Path) -> None:
 def test_ctrl_c_stops_everything_and_a_crash_does_not_block_a_restart(
     cdk_out: Path, tmp_path: Path
 ) -> None:
-    first = SandboxProcess(cdk_out, tmp_path / "first", regions=TWO).start()
-    print(f"\nsandbox start (2 regions): {first.ready_seconds():.2f}s to ready")
-    _chat_works(first)
-    assert first.process is not None
-    pid = first.process.pid
-    children = _children(pid)
-    assert len(children) >= 7  # moto + 3 functions x 2 regions
-    # A crash: the sandbox process dies at once, without cleaning up.
-    first.kill()
-    assert first.endpoints_file.exists()  # stale now
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
-        time.sleep(0.1)  # workers notice their parent is gone (stdin closes) and exit
-    assert not [c for c in children if Path(f"/proc/{c}").exists()], "orphans left behind"
-    # A second start on the same ports works and overwrites the stale endpoints file.
-    second = SandboxProcess(
-        cdk_out, tmp_path / "first", regions=TWO, port_base=first.port_base
-    ).start()
-    assert second.port_base == first.port_base
-    assert json.loads(second.endpoints_file.read_text())["pid"] != pid
-    _chat_works(second)
-    assert second.process is not None
-    children = _children(second.process.pid)
-    # Ctrl-C: everything stops, the endpoints file goes, the ports are free again.
-    assert second.stop() == 0
-    assert not second.endpoints_file.exists()
-    assert not [c for c in children if Path(f"/proc/{c}").exists()]
-    assert second.port_base is not None and ports_free(second.port_base, 2 + 4 * len(TWO))
-    assert "stopping" in second.stderr()
+    first = SandboxProcess(cdk_out, tmp_path / "first", regions=TWO)
+    second: SandboxProcess | None = None
+    try:
+        first.start()
+        print(f"\nsandbox start (2 regions): {first.ready_seconds():.2f}s to ready")
+        _chat_works(first)
+        assert first.process is not None
+        pid = first.process.pid
+        children = _children(pid)
+        assert len(children) >= 7  # moto + 3 functions x 2 regions
+        # A crash: the sandbox process dies at once, without cleaning up.
+        first.kill()
+        assert first.endpoints_file.exists()  # stale now
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)  # workers notice their parent is gone (stdin closes) and exit
+        assert not [c for c in children if Path(f"/proc/{c}").exists()], "orphans left behind"
+        # A second start on the same ports works and overwrites the stale endpoints file.
+        second = SandboxProcess(cdk_out, tmp_path / "first", regions=TWO, port_base=first.port_base)
+        second.start()
+        assert second.port_base == first.port_base, second.start_failures
+        assert json.loads(second.endpoints_file.read_text())["pid"] != pid
+        _chat_works(second)
+        assert second.process is not None
+        children = _children(second.process.pid)
+        # Ctrl-C: everything stops, the endpoints file goes, the ports are free again.
+        assert second.stop() == 0
+        assert not second.endpoints_file.exists()
+        assert not [c for c in children if Path(f"/proc/{c}").exists()]
+        assert second.port_base is not None and ports_free(second.port_base, 2 + 4 * len(TWO))
+        assert "stopping" in second.stderr()
+    finally:
+        # A failed assertion must not leave a sandbox running.
+        for process in (first, second):
+            if process is not None and process.process is not None:
+                process.stop()
 
 
 def _run_sandbox(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
