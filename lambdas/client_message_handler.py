@@ -18,6 +18,11 @@ because the client did nothing wrong and the only remedy is a new connection
 (``bad_request`` would blame the frame). ``send``/``history``/``presence``
 only need the membership, ``leave`` works either way.
 
+``join`` of a room the connection's token does not allow (its ``rooms``
+patterns, kept in META as ``allowedRooms``) answers ``forbidden``; the
+connection stays up. ``send``/``history``/``presence`` need a membership, which
+only an allowed ``join`` creates.
+
 ``join`` and ``leave`` publish ``chat.presence`` events on the user's
 presence transitions in this region, and ``ping`` renews the announcement
 when it is due (:mod:`chat.presence`); presence publishing never changes the
@@ -35,6 +40,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chat import bus, config, presence, protocol, store
 from chat.observability import count, logger, metrics, tracer
 from chat.protocol import (
+    FORBIDDEN,
     INTERNAL,
     NOT_MEMBER,
     History,
@@ -47,6 +53,7 @@ from chat.protocol import (
     Send,
     frame,
 )
+from chat.tokens import room_allowed
 
 MAX_MISSED = 100
 UNREGISTERED = "connection is not registered; reconnect"
@@ -57,6 +64,14 @@ def _not_member(room: str, ref: str | None) -> ProtocolError:
 
 
 def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
+    # The token's rooms (META ``allowedRooms``) decide; one consistent read.
+    connection = store.get_connection(connection_id)
+    if connection is None:
+        count("UnknownConnections")
+        raise ProtocolError(INTERNAL, UNREGISTERED, ref)
+    if not room_allowed(connection.allowed_rooms, request.room):
+        count("ForbiddenRequests")
+        raise ProtocolError(FORBIDDEN, f"your token does not allow room {request.room!r}", ref)
     try:
         joined = store.join_room(connection_id, request.room)
     except store.UnknownConnectionError:

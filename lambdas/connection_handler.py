@@ -1,11 +1,12 @@
 """WebSocket ``$connect`` / ``$disconnect`` (handler ``connection_handler.handler``).
 
-``$connect`` names the user (docs/contracts.md, "Identity at $connect"): the
-``$connect`` authorizer's context wins when it carries ``userId``; otherwise
-the query string's ``userId`` (1-128 characters) and optional ``name`` (at
-most 64; empty counts as absent). Anything invalid refuses the handshake with
-400. The connection's META item lives ``CONNECTION_TTL_SECONDS``, refreshed
-by ``join`` and ``ping``.
+``$connect`` runs only after the token authorizer accepted the handshake; the
+user is the authorizer's context (docs/contracts.md, "Identity"): ``userId``,
+optional ``name`` and ``rooms`` (the token's room patterns, stored in META as
+``allowedRooms`` for ``join`` to check). There is no query-string identity: a
+``$connect`` without a valid authorizer context is refused with 400. The
+connection's META item lives ``CONNECTION_TTL_SECONDS``, refreshed by ``join``
+and ``ping``.
 
 ``$disconnect`` deletes the connection's memberships and META (idempotent: a
 connection already cleaned up, e.g. by the fan-out's 410 handling, is fine),
@@ -29,6 +30,7 @@ from chat import presence, store
 from chat.identity import (
     MAX_NAME_CHARS,
     MAX_USER_ID_CHARS,
+    Identity,
     InvalidIdentityError,
     resolve,
 )
@@ -37,21 +39,20 @@ from chat.observability import count, logger, metrics, tracer
 __all__ = ["MAX_NAME_CHARS", "MAX_USER_ID_CHARS", "InvalidIdentityError", "handler", "identity"]
 
 
-def identity(event: dict[str, Any]) -> tuple[str, str | None]:
-    """``(userId, name)`` of a ``$connect`` event, or InvalidIdentityError."""
-    authorizer = (event.get("requestContext") or {}).get("authorizer")
-    return resolve(authorizer, event.get("queryStringParameters"))
+def identity(event: dict[str, Any]) -> Identity:
+    """The authorizer's identity of a ``$connect`` event, or InvalidIdentityError."""
+    return resolve((event.get("requestContext") or {}).get("authorizer"))
 
 
 def _connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
     try:
-        user_id, name = identity(event)
+        who = identity(event)
     except InvalidIdentityError as error:
         logger.info("connection refused", extra={"reason": str(error)})
         count("RefusedConnections")
         return {"statusCode": 400}
-    store.put_connection(connection_id, user_id, name)
-    logger.info("connected", extra={"userId": user_id})
+    store.put_connection(connection_id, who.user_id, who.name, who.rooms)
+    logger.info("connected", extra={"userId": who.user_id})
     count("Connections")
     return {"statusCode": 200}
 

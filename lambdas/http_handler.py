@@ -6,16 +6,19 @@ Routes (docs/protocol.md, "HTTP fallback"):
   Validated like the WebSocket ``send`` (same rules, same codes; ``too_large``
   is 413) and published exactly like it (:func:`chat.bus.publish_message`:
   same event, sender region = this region). There is no connection, so no
-  membership is required. The sender is the authorizer's user
-  (``requestContext.authorizer.lambda.userId``/``name``) or, until an
-  authorizer exists, the query parameters ``userId`` (required, 1-128 chars)
-  and ``name`` (optional, up to 64), the same rules as ``$connect``.
+  membership is required. The sender is the token authorizer's user
+  (``requestContext.authorizer.lambda``: ``userId``, ``name``, ``rooms``;
+  docs/contracts.md, "Identity"); there is no query-string identity.
 * ``GET /rooms/{room}/messages?after=<id>&limit=<1-100>&wait=<0-20>`` -> 200
   ``{"messages": [...], "more": bool}``; messages are shaped like ``history``
   entries. With ``wait`` > 0 and nothing after ``after`` it long-polls: a
   consistent Query every ``HTTP_POLL_INTERVAL_MS`` until something arrives or
   ``wait`` seconds (bounded by the invocation's remaining time minus
-  ``LONG_POLL_MARGIN_MS``) pass. No identity is needed to read.
+  ``LONG_POLL_MARGIN_MS``) pass.
+
+Both routes run behind the authorizer: a request without its identity is 400
+``bad_request``; a room the token's ``rooms`` do not allow is 403
+``forbidden`` (checked right after the room name).
 
 Dispatch uses ``requestContext.http.method`` and ``pathParameters.room``; when
 the route is ``$default`` (a catch-all integration) the room comes from the
@@ -38,18 +41,20 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import bus, config, protocol, store
-from chat.identity import InvalidIdentityError, resolve
+from chat.identity import Identity, InvalidIdentityError, resolve
 from chat.ids import is_valid_id
 from chat.observability import count, logger, metrics, tracer
 from chat.protocol import (
     BAD_REQUEST,
     DEFAULT_HISTORY_LIMIT,
+    FORBIDDEN,
     INTERNAL,
     MAX_HISTORY_LIMIT,
     TOO_LARGE,
     ProtocolError,
     Sender,
 )
+from chat.tokens import room_allowed
 
 __all__ = ["LONG_POLL_MARGIN_MS", "MAX_WAIT_SECONDS", "handler"]
 
@@ -58,7 +63,7 @@ LONG_POLL_MARGIN_MS = 1500  # kept free of the invocation's time to answer
 _PATH = re.compile(r"(?:^|/)rooms/([^/]+)/messages/?$")
 _LIMIT = re.compile(r"[0-9]{1,3}")
 _WAIT = re.compile(r"[0-9]{1,2}(?:\.[0-9]{1,3})?")
-STATUS = {BAD_REQUEST: 400, TOO_LARGE: 413, INTERNAL: 500}
+STATUS = {BAD_REQUEST: 400, FORBIDDEN: 403, TOO_LARGE: 413, INTERNAL: 500}
 
 # Looked up at call time so tests can replace them.
 sleep = time.sleep
@@ -110,20 +115,32 @@ def _route(event: dict[str, Any]) -> tuple[str, str]:
     return method, unquote(room) if isinstance(room, str) else room
 
 
-def _post(event: dict[str, Any], room: object) -> dict[str, Any]:
-    settings = config.get_settings()
+def _identity(event: dict[str, Any]) -> Identity:
     authorizer = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda")
     try:
-        user_id, name = resolve(authorizer, event.get("queryStringParameters"))
+        return resolve(authorizer)
     except InvalidIdentityError as error:
         raise ProtocolError(BAD_REQUEST, str(error)) from None
+
+
+def _check_room(who: Identity, room: object) -> None:
+    """403 when the room is valid but the token does not allow it (invalid: left to the caller)."""
+    if protocol.valid_room(room) and not room_allowed(who.rooms, str(room)):
+        count("ForbiddenRequests")
+        raise ProtocolError(FORBIDDEN, f"your token does not allow room {room!r}")
+
+
+def _post(event: dict[str, Any], room: object) -> dict[str, Any]:
+    settings = config.get_settings()
+    who = _identity(event)
+    _check_room(who, room)
     request = protocol.parse_http_post(
         event.get("body"),
         room=room,
         max_body_bytes=settings.max_body_bytes,
         is_base64=bool(event.get("isBase64Encoded")),
     )
-    sender = Sender(user_id=user_id, name=name, region=settings.region)
+    sender = Sender(user_id=who.user_id, name=who.name, region=settings.region)
     try:
         message = bus.publish_message(request.room, sender, request.body)
     except bus.PublishError:
@@ -175,9 +192,11 @@ def _wait_budget(wait: float, context: LambdaContext) -> float:
 
 
 def _get(event: dict[str, Any], room: object, context: LambdaContext) -> dict[str, Any]:
+    who = _identity(event)
     if not protocol.valid_room(room):
         raise ProtocolError(BAD_REQUEST, "room must match ^[A-Za-z0-9_.:-]{1,64}$")
     assert isinstance(room, str)
+    _check_room(who, room)
     after, limit, wait = _get_params(event)
     deadline = monotonic() + _wait_budget(wait, context)
     interval = config.get_settings().http_poll_interval_ms / 1000

@@ -1,36 +1,62 @@
-"""Who is calling: the user named by an authorizer, or (until one exists) the query string.
+"""Who is calling: the user the token authorizer vouched for, and nothing else.
 
-Shared by ``$connect`` (ConnectionHandler) and the HTTP fallback (HttpHandler),
-so both accept exactly the same identities (docs/contracts.md, "Identity at
-``$connect``"): the authorizer's context wins when it carries ``userId``
-(1-128 characters) and optionally ``name`` (at most 64; empty counts as
-absent); otherwise the query parameters ``userId`` and ``name`` are used.
+Every entry point that names a user runs behind the token authorizer
+(``lambdas/authorizer.py``): the WebSocket ``$connect`` route and both HTTP
+API routes. So identity comes only from the authorizer's context
+(docs/contracts.md, "Identity"): ``userId`` (1-128 characters), optional
+``name`` (at most 64; empty counts as absent) and ``rooms``, a JSON string
+holding the token's list of room patterns or ``null`` (every room). There is
+no query-string fallback: a request without that context (an API deployed
+without the authorizer, a hand-made event) is refused.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
-from chat.protocol import MAX_USER_ID_CHARS
+from chat.tokens import MAX_NAME_CHARS, MAX_ROOM_PATTERNS, MAX_USER_ID_CHARS, valid_pattern
 
-__all__ = ["MAX_NAME_CHARS", "MAX_USER_ID_CHARS", "InvalidIdentityError", "resolve"]
-
-MAX_NAME_CHARS = 64
+__all__ = ["MAX_NAME_CHARS", "MAX_USER_ID_CHARS", "Identity", "InvalidIdentityError", "resolve"]
 
 
 class InvalidIdentityError(ValueError):
-    """The request does not name a valid user."""
+    """The request carries no valid authorizer identity."""
 
 
-def resolve(authorizer: Any, query: Any) -> tuple[str, str | None]:
-    """``(userId, name)`` from an authorizer context or a query-string mapping."""
-    if isinstance(authorizer, dict) and authorizer.get("userId") is not None:
-        source = authorizer
-    else:
-        source = query if isinstance(query, dict) else {}
-    user_id, name = source.get("userId"), source.get("name")
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    name: str | None
+    rooms: tuple[str, ...] | None  # room patterns; None = every room
+
+
+def _rooms(raw: object) -> tuple[str, ...] | None:
+    if not isinstance(raw, str):
+        raise InvalidIdentityError("authorizer context has no rooms")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidIdentityError("authorizer rooms is not JSON") from None
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ROOM_PATTERNS
+        or not all(valid_pattern(p) for p in value)
+    ):
+        raise InvalidIdentityError("authorizer rooms is not a list of room patterns")
+    return tuple(value)
+
+
+def resolve(authorizer: Any) -> Identity:
+    """The identity in an authorizer context, or InvalidIdentityError."""
+    if not isinstance(authorizer, dict):
+        raise InvalidIdentityError("no authorizer identity")
+    user_id, name = authorizer.get("userId"), authorizer.get("name")
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
         raise InvalidIdentityError(f"userId must be 1-{MAX_USER_ID_CHARS} characters")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
         raise InvalidIdentityError(f"name must be at most {MAX_NAME_CHARS} characters")
-    return user_id, name or None
+    return Identity(user_id=user_id, name=name or None, rooms=_rooms(authorizer.get("rooms")))

@@ -2,7 +2,8 @@
 
 Item layout (docs/contracts.md)::
 
-    connections  CONN#<id>   / META                userId, name?, rooms (SS), connectedAt, expiresAt
+    connections  CONN#<id>   / META                userId, name?, rooms (SS), allowedRooms (L)?,
+                                                   connectedAt, expiresAt
                  ROOM#<room> / CONN#<id>           connectionId, userId, name?, joinedAt,
                                                    presenceAt?, expiresAt
                  ROOM#<room> / REMOTE#<region>#<u> userId, name?, region, state, updatedAt,
@@ -91,6 +92,8 @@ class Connection:
     user_id: str
     name: str | None
     rooms: frozenset[str]
+    # The token's room patterns (``allowedRooms``); None: every room.
+    allowed_rooms: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,11 @@ def _connection_from_item(connection_id: str, item: Item) -> Connection:
         user_id=_s(item, "userId") or "",
         name=_s(item, "name"),
         rooms=frozenset(item.get("rooms", {}).get("SS", [])),
+        allowed_rooms=(
+            tuple(value.get("S", "") for value in item["allowedRooms"].get("L", []))
+            if "allowedRooms" in item
+            else None
+        ),
     )
 
 
@@ -206,8 +214,13 @@ def _extend_expiry(key: Item, expires: int) -> Item | None:
     return dict(response.get("Attributes", {}))
 
 
-def put_connection(connection_id: str, user_id: str, name: str | None) -> None:
-    """Register a new connection (``$connect``)."""
+def put_connection(
+    connection_id: str,
+    user_id: str,
+    name: str | None,
+    allowed_rooms: tuple[str, ...] | None = None,
+) -> None:
+    """Register a new connection (``$connect``); ``allowed_rooms``: the token's room patterns."""
     item: Item = {
         "pk": {"S": conn_pk(connection_id)},
         "sk": {"S": META},
@@ -217,6 +230,8 @@ def put_connection(connection_id: str, user_id: str, name: str | None) -> None:
     }
     if name:
         item["name"] = {"S": name}
+    if allowed_rooms is not None:
+        item["allowedRooms"] = {"L": [{"S": pattern} for pattern in allowed_rooms]}
     clients.dynamodb().put_item(TableName=_table(), Item=item)
 
 

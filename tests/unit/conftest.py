@@ -142,6 +142,21 @@ def context() -> FakeLambdaContext:
     return FakeLambdaContext()
 
 
+def authorizer_context(
+    user_id: str, name: str | None = None, rooms: list[str] | None = None
+) -> dict[str, Any]:
+    """``requestContext.authorizer`` of a connection whose token had these claims."""
+    context: dict[str, Any] = {
+        "userId": user_id,
+        "rooms": json.dumps(rooms),
+        "principalId": user_id,
+        "integrationLatency": 0,
+    }
+    if name:
+        context["name"] = name
+    return context
+
+
 class Chat:
     """Drives the handlers the way API Gateway and EventBridge invoke them."""
 
@@ -154,15 +169,18 @@ class Chat:
         user_id: str | None = "alice",
         name: str | None = None,
         *,
+        rooms: list[str] | None = None,
         query: dict[str, str] | None = None,
         authorizer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        if query is None:
-            query = {}
-            if user_id is not None:
-                query["userId"] = user_id
-            if name is not None:
-                query["name"] = name
+        """``$connect`` as API Gateway sends it after the token authorizer allowed it.
+
+        Unless ``authorizer`` is given, the context is the one ``authorizer.handler``
+        produces for a token with ``sub=user_id``, ``name`` and ``rooms`` (None: every
+        room); ``user_id=None`` sends no authorizer context at all.
+        """
+        if authorizer is None and user_id is not None:
+            authorizer = authorizer_context(user_id, name, rooms)
         request_context: dict[str, Any] = {
             "routeKey": "$connect",
             "eventType": "CONNECT",
@@ -241,13 +259,22 @@ class Chat:
         query: dict[str, str] | None = None,
         body: str | None = None,
         is_base64: bool = False,
+        user: str | None = "alice",
+        name: str | None = None,
+        rooms: list[str] | None = None,
         authorizer: dict[str, Any] | None = None,
         route_key: str | None = None,
         raw_path: str | None = None,
         context: Any = None,
     ) -> dict[str, Any]:
         """Invoke HttpHandler with an HTTP API payload 2.0 event; returns the response
-        with ``json`` (the decoded body) added."""
+        with ``json`` (the decoded body) added. The authorizer context is the one
+        ``authorizer.handler`` gives a token for ``user``/``name``/``rooms`` unless
+        ``authorizer`` is given; ``user=None`` sends none."""
+        if authorizer is None and user is not None:
+            authorizer = {
+                k: v for k, v in authorizer_context(user, name, rooms).items() if k != "principalId"
+            }
         path = raw_path or f"/rooms/{room}/messages"
         request_context: dict[str, Any] = {
             "accountId": ACCOUNT,

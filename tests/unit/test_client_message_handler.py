@@ -198,6 +198,42 @@ def test_leave_without_join_is_not_member(chat: Any, alice: str) -> None:
     assert (reply["code"], reply["ref"]) == ("not_member", "x")
 
 
+def test_join_outside_the_token_rooms_is_forbidden(
+    chat: Any, tables: Any, published: list[Any], emitted_metrics: Any
+) -> None:
+    chat.connect("c-team", "tess", rooms=["team-*", "x.y"])
+    published.clear()
+    emitted_metrics()
+    for room in ("lobby", "team", "xzy"):
+        reply = chat.send("c-team", {"action": "join", "room": room, "ref": "r1"})
+        assert reply == {
+            "type": "error",
+            "code": "forbidden",
+            "message": f"your token does not allow room {room!r}",
+            "ref": "r1",
+        }
+        assert "Item" not in tables.connections.get_item(
+            Key={"pk": f"ROOM#{room}", "sk": "CONN#c-team"}
+        )
+    assert published == []  # no presence for a refused join
+    assert emitted_metrics()["ForbiddenRequests"] == 3
+    meta = tables.connections.get_item(Key={"pk": "CONN#c-team", "sk": "META"})["Item"]
+    assert "rooms" not in meta
+    # the connection stays usable: allowed rooms work, and so does ping
+    assert chat.send("c-team", {"action": "join", "room": "team-a"})["type"] == "joined"
+    assert chat.send("c-team", {"action": "join", "room": "x.y"})["type"] == "joined"
+    assert chat.send("c-team", {"action": "send", "room": "team-a", "body": 1})["type"] == "ack"
+    assert chat.send("c-team", {"action": "ping"})["type"] == "pong"
+    # a room never joined stays not_member for the other actions
+    reply = chat.send("c-team", {"action": "send", "room": "lobby", "body": 1})
+    assert reply["code"] == "not_member"
+
+
+def test_empty_rooms_claim_allows_no_room(chat: Any) -> None:
+    chat.connect("c-none", "nora", rooms=[])
+    assert chat.send("c-none", {"action": "join", "room": "lobby"})["code"] == "forbidden"
+
+
 def test_join_and_ping_on_unregistered_connection_are_internal(chat: Any, tables: Any) -> None:
     reply = chat.send("ghost", {"action": "join", "room": "lobby", "ref": "g"})
     assert (reply["type"], reply["code"], reply["ref"]) == ("error", "internal", "g")

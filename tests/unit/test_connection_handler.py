@@ -26,20 +26,25 @@ def test_connect_without_name(chat: Any, tables: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "query",
+    "authorizer",
     [
-        None,
+        None,  # no authorizer ran: no identity
         {},
-        {"name": "Nobody"},
-        {"userId": ""},
-        {"userId": "u" * 129},
-        {"userId": "alice", "name": "n" * 65},
+        {"principalId": "x", "rooms": "null"},
+        {"userId": "", "rooms": "null"},
+        {"userId": "u" * 129, "rooms": "null"},
+        {"userId": "alice", "name": "n" * 65, "rooms": "null"},
+        {"userId": "alice"},  # rooms missing: not our authorizer's context
+        {"userId": "alice", "rooms": "not json"},
+        {"userId": "alice", "rooms": '"lobby"'},
+        {"userId": "alice", "rooms": '["bad/room"]'},
     ],
 )
-def test_connect_refuses_invalid_identity(chat: Any, tables: Any, query: Any) -> None:
-    response = (
-        chat.connect("c1", query=query or {}) if query is not None else chat.connect("c1", None)
-    )
+def test_connect_refuses_invalid_identity(chat: Any, tables: Any, authorizer: Any) -> None:
+    if authorizer is None:
+        response = chat.connect("c1", None)
+    else:
+        response = chat.connect("c1", authorizer=authorizer)
     assert response == {"statusCode": 400}
     assert "Item" not in tables.connections.get_item(Key={"pk": "CONN#c1", "sk": "META"})
 
@@ -48,21 +53,25 @@ def test_connect_limits_are_inclusive(chat: Any) -> None:
     assert chat.connect("c1", "u" * 128, "n" * 64)["statusCode"] == 200
 
 
-def test_authorizer_context_wins_over_query(chat: Any, tables: Any) -> None:
-    response = chat.connect(
-        "c1",
-        query={"userId": "mallory", "name": "Mallory"},
-        authorizer={"userId": "alice", "name": "Alice", "principalId": "alice"},
-    )
+def test_query_string_identity_is_ignored(chat: Any, tables: Any) -> None:
+    """Identity comes only from the authorizer: ?userId= neither names nor overrides."""
+    assert chat.connect("c1", None, query={"userId": "mallory"}) == {"statusCode": 400}
+    response = chat.connect("c2", "alice", "Alice", query={"userId": "mallory", "name": "M"})
     assert response["statusCode"] == 200
-    item = tables.connections.get_item(Key={"pk": "CONN#c1", "sk": "META"})["Item"]
+    item = tables.connections.get_item(Key={"pk": "CONN#c2", "sk": "META"})["Item"]
     assert (item["userId"], item["name"]) == ("alice", "Alice")
 
 
-def test_authorizer_without_user_falls_back_to_query(chat: Any, tables: Any) -> None:
-    assert chat.connect("c1", "bob", authorizer={"principalId": "x"})["statusCode"] == 200
+def test_connect_stores_the_token_rooms(chat: Any, tables: Any) -> None:
+    assert chat.connect("c1", "alice", rooms=["team-*", "lobby"])["statusCode"] == 200
     item = tables.connections.get_item(Key={"pk": "CONN#c1", "sk": "META"})["Item"]
-    assert item["userId"] == "bob"
+    assert item["allowedRooms"] == ["team-*", "lobby"]
+    assert chat.connect("c2", "bob", rooms=[])["statusCode"] == 200
+    item = tables.connections.get_item(Key={"pk": "CONN#c2", "sk": "META"})["Item"]
+    assert item["allowedRooms"] == []
+    chat.connect("c3", "carol")  # no rooms claim: every room, nothing stored
+    item = tables.connections.get_item(Key={"pk": "CONN#c3", "sk": "META"})["Item"]
+    assert "allowedRooms" not in item
 
 
 def test_disconnect_removes_meta_and_memberships(chat: Any, items_of: Any) -> None:

@@ -64,9 +64,7 @@ class ContextWithDeadline:
 def test_post_publishes_like_send(chat: Any, published: list[Any], emitted_metrics: Any) -> None:
     emitted_metrics()
     before = ids.now_ms()
-    response = chat.http(
-        "POST", query={"userId": "alice", "name": "Alice"}, body='{"body": {"text": "hé"}}'
-    )
+    response = chat.http("POST", user="alice", name="Alice", body='{"body": {"text": "hé"}}')
     assert response["statusCode"] == 202
     assert set(response["json"]) == {"id"}
     message_id = response["json"]["id"]
@@ -95,7 +93,7 @@ def test_posted_message_reaches_websocket_members(
     chat.connect("c1", "bob")
     chat.send("c1", {"action": "join", "room": "lobby"})
     published.clear()
-    message_id = chat.http("POST", query={"userId": "alice"}, body='{"body": 1}')["json"]["id"]
+    message_id = chat.http("POST", user="alice", body='{"body": 1}')["json"]["id"]
     (event,) = published
     assert chat.deliver(event.detail)["delivered"] == 1
     frame = posted("c1")[-1]
@@ -103,11 +101,11 @@ def test_posted_message_reaches_websocket_members(
     assert frame["sender"] == {"userId": "alice", "region": "us-east-1"}
 
 
-def test_authorizer_context_wins_over_query(chat: Any, published: list[Any]) -> None:
+def test_identity_comes_from_the_authorizer_only(chat: Any, published: list[Any]) -> None:
     response = chat.http(
         "POST",
         query={"userId": "mallory"},
-        authorizer={"userId": "alice", "name": "Alice"},
+        authorizer={"userId": "alice", "name": "Alice", "rooms": "null"},
         body='{"body": null}',
     )
     assert response["statusCode"] == 202
@@ -117,17 +115,31 @@ def test_authorizer_context_wins_over_query(chat: Any, published: list[Any]) -> 
         "region": "us-east-1",
     }
     assert published[0].detail["body"] is None
+    refused = chat.http("POST", query={"userId": "mallory"}, user=None, body='{"body": 1}')
+    assert (refused["statusCode"], refused["json"]["code"]) == (400, "bad_request")
+    assert len(published) == 1
+
+
+def test_rooms_of_the_token_limit_post_and_get(chat: Any, published: list[Any]) -> None:
+    allowed = chat.http("POST", "team-a", rooms=["team-*"], body='{"body": 1}')
+    assert allowed["statusCode"] == 202
+    refused = chat.http("POST", "lobby", rooms=["team-*"], body='{"body": 1}')
+    assert refused["statusCode"] == 403
+    assert refused["json"]["code"] == "forbidden" and set(refused["json"]) == {"code", "message"}
+    assert len(published) == 1
+    assert chat.http("GET", "lobby", rooms=["team-*"])["statusCode"] == 403
+    assert chat.http("GET", "team-a", rooms=["team-*"])["statusCode"] == 200
+    assert chat.http("GET", "lobby", rooms=[])["statusCode"] == 403
 
 
 def test_post_body_limits_and_encodings(chat: Any, published: list[Any]) -> None:
-    user = {"userId": "alice"}
     at_limit = json.dumps({"body": "x" * (MAX - 2)})
-    assert chat.http("POST", query=user, body=at_limit)["statusCode"] == 202
-    over = chat.http("POST", query=user, body=json.dumps({"body": "x" * (MAX - 1)}))
+    assert chat.http("POST", body=at_limit)["statusCode"] == 202
+    over = chat.http("POST", body=json.dumps({"body": "x" * (MAX - 1)}))
     assert over["statusCode"] == 413 and over["json"]["code"] == "too_large"
     assert set(over["json"]) == {"code", "message"}
     encoded = base64.b64encode(b'{"body": "b64", "extra": 1}').decode()
-    assert chat.http("POST", query=user, body=encoded, is_base64=True)["statusCode"] == 202
+    assert chat.http("POST", body=encoded, is_base64=True)["statusCode"] == 202
     assert [e.detail["body"] for e in published] == ["x" * (MAX - 2), "b64"]
 
 
@@ -135,7 +147,7 @@ def test_post_publish_failure_is_500_internal(chat: Any, emitted_metrics: Any) -
     emitted_metrics()
     with Stubber(clients.events()) as events:
         events.add_client_error("put_events", "AccessDeniedException", http_status_code=400)
-        response = chat.http("POST", query={"userId": "alice"}, body='{"body": 1}')
+        response = chat.http("POST", user="alice", body='{"body": 1}')
     assert response["statusCode"] == 500
     assert response["json"]["code"] == "internal"
     assert emitted_metrics()["PublishFailures"] == 1
@@ -147,7 +159,6 @@ def test_percent_encoded_room_and_catch_all_route(chat: Any, published: list[Any
         None,
         route_key="$default",
         raw_path="/prod/rooms/team%3Aa/messages",
-        query={"userId": "alice"},
         body='{"body": 1}',
     )
     assert response["statusCode"] == 202

@@ -27,34 +27,42 @@ def no_publish(module_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clients.events(), "put_events", refuse)
 
 
+A = {"userId": "a", "rooms": "null"}  # the authorizer's context for a token without rooms
+TEAM_A = {"userId": "a", "rooms": '["team-a"]'}
+
+
 @pytest.mark.parametrize(
-    ("room", "query", "body", "status", "code"),
+    ("room", "who", "body", "status", "code"),
     [
-        ("lobby", {}, '{"body": 1}', 400, "bad_request"),  # no userId
-        ("lobby", {"userId": ""}, '{"body": 1}', 400, "bad_request"),
-        ("lobby", {"userId": "u" * 129}, '{"body": 1}', 400, "bad_request"),
-        ("lobby", {"userId": "a", "name": "n" * 65}, '{"body": 1}', 400, "bad_request"),
-        ("lobby", {"userId": "a"}, None, 400, "bad_request"),  # no request body
-        ("lobby", {"userId": "a"}, "not json", 400, "bad_request"),
-        ("lobby", {"userId": "a"}, "[1, 2]", 400, "bad_request"),
-        ("lobby", {"userId": "a"}, '{"text": 1}', 400, "bad_request"),  # missing body
-        ("lobby", {"userId": "a"}, '{"body": NaN}', 400, "bad_request"),
-        ("lobby", {"userId": "a"}, '{"body": "\\ud800"}', 400, "bad_request"),
-        ("bad room", {"userId": "a"}, '{"body": 1}', 400, "bad_request"),
-        ("r" * 65, {"userId": "a"}, '{"body": 1}', 400, "bad_request"),
-        ("lobby", {"userId": "a"}, json.dumps({"body": list(range(5000))}), 413, "too_large"),
+        ("lobby", None, '{"body": 1}', 400, "bad_request"),  # no authorizer identity
+        ("lobby", {"userId": "", "rooms": "null"}, '{"body": 1}', 400, "bad_request"),
+        ("lobby", {"userId": "u" * 129, "rooms": "null"}, '{"body": 1}', 400, "bad_request"),
+        ("lobby", {**A, "name": "n" * 65}, '{"body": 1}', 400, "bad_request"),
+        ("lobby", {"userId": "a"}, '{"body": 1}', 400, "bad_request"),  # no rooms
+        ("lobby", A, None, 400, "bad_request"),  # no request body
+        ("lobby", A, "not json", 400, "bad_request"),
+        ("lobby", A, "[1, 2]", 400, "bad_request"),
+        ("lobby", A, '{"text": 1}', 400, "bad_request"),  # missing body
+        ("lobby", A, '{"body": NaN}', 400, "bad_request"),
+        ("lobby", A, '{"body": "\\ud800"}', 400, "bad_request"),
+        ("bad room", A, '{"body": 1}', 400, "bad_request"),
+        ("r" * 65, A, '{"body": 1}', 400, "bad_request"),
+        ("lobby", A, json.dumps({"body": list(range(5000))}), 413, "too_large"),
+        ("lobby", TEAM_A, '{"body": 1}', 403, "forbidden"),
+        ("team-b", TEAM_A, json.dumps({"body": list(range(5000))}), 403, "forbidden"),
+        ("bad room", TEAM_A, '{"body": 1}', 400, "bad_request"),  # the name is checked first
     ],
 )
 def test_post_validation(
     chat_shared: Any,
     no_publish: None,
     room: str,
-    query: dict[str, str],
+    who: dict[str, str] | None,
     body: str | None,
     status: int,
     code: str,
 ) -> None:
-    response = chat_shared.http("POST", room, query=query, body=body)
+    response = chat_shared.http("POST", room, user=None, authorizer=who, body=body)
     assert (response["statusCode"], response["json"]["code"]) == (status, code)
     assert isinstance(response["json"]["message"], str)
 
@@ -89,6 +97,14 @@ def test_get_bad_parameters(chat_shared: Any, query: dict[str, str]) -> None:
 def test_get_bad_room(chat_shared: Any) -> None:
     response = chat_shared.http("GET", "bad%20room")
     assert (response["statusCode"], response["json"]["code"]) == (400, "bad_request")
+
+
+def test_get_needs_identity_and_an_allowed_room(chat_shared: Any) -> None:
+    response = chat_shared.http("GET", user=None)
+    assert (response["statusCode"], response["json"]["code"]) == (400, "bad_request")
+    response = chat_shared.http("GET", "lobby", rooms=["team-*"])
+    assert (response["statusCode"], response["json"]["code"]) == (403, "forbidden")
+    assert chat_shared.http("GET", "team-x", rooms=["team-*"])["statusCode"] == 200
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,323 @@
+"""The token authorizer (``authorizer.handler``) and ``chat.tokens``: verification and rooms."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import authorizer
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from chat import tokens
+from chat.tokens import InvalidTokenError, room_allowed, verify
+from clients.tokens import mint_token
+from tests.unit.conftest import REGION, FakeLambdaContext
+
+SECRET = "test-signing-secret-0123456789abcdef"
+SECRET_NAME = "chat/test/token-signing-secret"
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"
+ROUTE_ARN = "arn:aws:execute-api:us-east-1:123456789012:http123/$default/POST/rooms/lobby/messages"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(
+    claims: dict[str, Any],
+    *,
+    header: dict[str, Any] | None = None,
+    secret: str = SECRET,
+    digest: Any = hashlib.sha256,
+) -> str:
+    """A JWT with any header and claims, signed with HMAC ``digest``."""
+    head = b64(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), f"{head}.{body}".encode(), digest).digest()
+    return f"{head}.{body}.{b64(signature)}"
+
+
+def good(**extra: Any) -> dict[str, Any]:
+    return {"sub": "alice", "exp": int(time.time()) + 600, **extra}
+
+
+@pytest.fixture
+def secret_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("SIGNING_SECRET_NAME", SECRET_NAME)
+    parameters.clear_caches()
+    with mock_aws():
+        manager = boto3.client("secretsmanager", region_name=REGION)
+        manager.create_secret(Name=SECRET_NAME, SecretString=SECRET)
+        yield manager
+    parameters.clear_caches()
+
+
+def ws_event(token: str | None) -> dict[str, Any]:
+    return {
+        "type": "REQUEST",
+        "methodArn": METHOD_ARN,
+        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "queryStringParameters": {"token": token} if token is not None else None,
+        "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": "c1"},
+    }
+
+
+def http_event(authorization: str | None) -> dict[str, Any]:
+    headers = {"content-type": "application/json"}
+    if authorization is not None:
+        headers["authorization"] = authorization
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": ROUTE_ARN,
+        "identitySource": [authorization] if authorization else [],
+        "routeKey": "POST /rooms/{room}/messages",
+        "headers": headers,
+        "requestContext": {"http": {"method": "POST"}},
+    }
+
+
+def invoke(event: Any) -> Any:
+    return authorizer.handler(event, FakeLambdaContext())
+
+
+# --- chat.tokens.verify ---------------------------------------------------------------
+
+
+def test_minted_token_verifies() -> None:
+    now = time.time()
+    token = mint_token(SECRET, "alice", name="Alice", rooms=["team-*"], now=now)
+    claims = verify(token, SECRET, now)
+    assert (claims.user_id, claims.name, claims.rooms) == ("alice", "Alice", ("team-*",))
+    assert verify(mint_token(SECRET, "bob"), SECRET.encode(), now).rooms is None
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (forge(good(exp=int(time.time()) - 31)), "expired"),
+        (forge(good(), secret="another-secret"), "bad signature"),
+        (forge(good(), header={"alg": "none"}), "alg"),
+        (forge(good(), header={"alg": "HS512"}, digest=hashlib.sha512), "alg"),
+        (forge(good(), header={"alg": "RS256"}), "alg"),
+        (forge(good(), header={"alg": "hs256"}), "alg"),
+        (forge(good(), header={"typ": "JWT"}), "alg"),
+        (forge(good(), header={"alg": "HS256", "crit": ["x"]}), "crit"),
+        (forge({"exp": int(time.time()) + 60}), "sub"),
+        (forge(good(sub="")), "sub"),
+        (forge(good(sub="u" * 129)), "sub"),
+        (forge(good(sub=42)), "sub"),
+        (forge({"sub": "alice"}), "exp"),
+        (forge(good(exp="9999999999")), "exp"),
+        (forge(good(exp=True)), "exp"),
+        (forge(good(exp=1.5e12)), "exp"),
+        (forge(good(nbf=int(time.time()) + 120)), "not valid yet"),
+        (forge(good(name="n" * 65)), "name"),
+        (forge(good(name=7)), "name"),
+        (forge(good(rooms="lobby")), "rooms"),
+        (forge(good(rooms={"lobby": True})), "rooms"),
+        (forge(good(rooms=[1])), "rooms"),
+        (forge(good(rooms=["bad room"])), "rooms"),
+        (forge(good(rooms=["a/b"])), "rooms"),
+        (forge(good(rooms=["r" * 65])), "rooms"),
+        (forge(good(rooms=["x"] * 51)), "rooms"),
+        ("", "no token"),
+        ("abc", "three"),
+        ("a.b", "three"),
+        ("a.b.c.d", "three"),
+        ("..", "base64url"),
+        (b64(b'{"alg":"HS256"}') + ".e30.", "base64url"),  # empty signature
+        (b64(b'{"alg":"HS256"}') + ".e30.ab=c", "base64url"),
+        ("e30=.e30.abc", "base64url"),
+        ("e+0.e30.abc", "base64url"),
+        ("a.e30.abc", "base64url"),
+        (b64(b"not json") + ".e30.abc", "JSON"),
+        (b64(b"[1]") + ".e30.abc", "object"),
+        ("x" * 4097, "longer"),
+    ],
+)
+def test_invalid_tokens_are_refused(token: str, reason: str) -> None:
+    with pytest.raises(InvalidTokenError, match=reason):
+        verify(token, SECRET, time.time())
+
+
+def test_payload_that_is_not_an_object_is_refused_after_the_signature() -> None:
+    head = b64(b'{"alg":"HS256"}')
+    body = b64(b'"alice"')
+    sig = b64(hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    with pytest.raises(InvalidTokenError, match="object"):
+        verify(f"{head}.{body}.{sig}", SECRET, time.time())
+    # a tampered payload fails on the signature before its content is read
+    with pytest.raises(InvalidTokenError, match="bad signature"):
+        verify(f"{head}.{b64(b'{}')}.{sig}", SECRET, time.time())
+
+
+def test_expiry_leeway_is_at_most_30_seconds() -> None:
+    now = time.time()
+    assert verify(forge(good(exp=int(now) - 29)), SECRET, now).user_id == "alice"
+    with pytest.raises(InvalidTokenError, match="expired"):
+        verify(forge(good(exp=int(now) - 30)), SECRET, now)
+
+
+def test_limits_are_inclusive_and_empty_name_is_absent() -> None:
+    claims = verify(forge(good(sub="u" * 128, name="n" * 64, rooms=["x"] * 50)), SECRET, 0)
+    assert len(claims.user_id) == 128 and claims.name == "n" * 64
+    assert verify(forge(good(name="")), SECRET, 0).name is None
+    assert verify(forge(good(rooms=[])), SECRET, 0).rooms == ()
+
+
+def test_a_huge_but_well_formed_token_is_refused_before_any_work() -> None:
+    token = forge(good(pad="x" * 5000))
+    with pytest.raises(InvalidTokenError, match="longer"):
+        verify(token, SECRET, time.time())
+
+
+# --- room patterns ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patterns", "room", "allowed"),
+    [
+        (None, "anything", True),
+        ([], "lobby", False),
+        (["lobby"], "lobby", True),
+        (["lobby"], "lobby2", False),
+        (["lobby"], "Lobby", False),
+        (["*"], "x", True),
+        (["team-*"], "team-a", True),
+        (["team-*"], "team-", True),  # * may match nothing
+        (["team-*"], "team", False),
+        (["team-*"], "xteam-a", False),
+        (["*-ops"], "eu-ops", True),
+        (["*-ops"], "eu-ops-x", False),
+        (["a*b"], "ab", True),
+        (["a*b"], "a.x.b", True),
+        (["a*b"], "ba", False),
+        (["a*b*c"], "abc", True),
+        (["a*b*c"], "axbyc", True),
+        (["a*b*c"], "acb", False),
+        (["a**b"], "ab", True),
+        (["ab*ab"], "ab", False),  # prefix and suffix may not overlap
+        (["ab*ab"], "abab", True),
+        (["x.y"], "x.y", True),
+        (["x.y"], "xzy", False),  # "." is a dot, not "any character"
+        (["x.*"], "x.1", True),
+        (["x.*"], "xy1", False),
+        (["a:b-c_d"], "a:b-c_d", True),
+        (["lobby", "team-*"], "team-b", True),
+        (["lobby", "team-*"], "other", False),
+    ],
+)
+def test_room_patterns(patterns: list[str] | None, room: str, allowed: bool) -> None:
+    assert room_allowed(patterns, room) is allowed
+
+
+# --- the handler: WebSocket $connect ------------------------------------------------------
+
+
+def test_websocket_allow_policy_and_context(secret_store: Any) -> None:
+    token = mint_token(SECRET, "alice", name="Alice", rooms=["team-*", "lobby"])
+    answer = invoke(ws_event(token))
+    assert answer["principalId"] == "alice"
+    assert answer["policyDocument"] == {
+        "Version": "2012-10-17",
+        "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": METHOD_ARN}],
+    }
+    assert answer["context"] == {
+        "userId": "alice",
+        "name": "Alice",
+        "rooms": '["team-*", "lobby"]',
+    }
+    # context values are scalars, as API Gateway requires
+    assert all(isinstance(v, str) for v in answer["context"].values())
+    no_rooms = invoke(ws_event(mint_token(SECRET, "bob")))["context"]
+    assert no_rooms == {"userId": "bob", "rooms": "null"}
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        "garbage",
+        forge(good(), secret="another-secret"),
+        forge(good(), header={"alg": "none"}),
+        forge(good(exp=int(time.time()) - 3600)),
+    ],
+)
+def test_websocket_refusals_are_unauthorized(
+    secret_store: Any, token: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        invoke(ws_event(token))
+    if token:
+        assert token not in capsys.readouterr().out  # tokens are never logged
+
+
+def test_secret_is_read_once_and_cached(secret_store: Any) -> None:
+    token = mint_token(SECRET, "alice")
+    invoke(ws_event(token))
+    secret_store.update_secret(SecretId=SECRET_NAME, SecretString="rotated")
+    assert invoke(ws_event(token))["principalId"] == "alice"  # cached for max_age
+    parameters.clear_caches()
+    with pytest.raises(Exception, match="Unauthorized"):
+        invoke(ws_event(token))
+    assert invoke(ws_event(mint_token("rotated", "alice")))["principalId"] == "alice"
+
+
+def test_missing_secret_is_an_error_not_a_refusal(
+    secret_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNING_SECRET_NAME", "no/such/secret")
+    with pytest.raises(Exception) as raised:
+        invoke(ws_event(mint_token(SECRET, "alice")))
+    assert str(raised.value) != "Unauthorized"
+
+
+# --- the handler: HTTP API simple responses -----------------------------------------------
+
+
+def test_http_bearer_token(secret_store: Any) -> None:
+    token = mint_token(SECRET, "alice", rooms=["lobby"])
+    assert invoke(http_event(f"Bearer {token}")) == {
+        "isAuthorized": True,
+        "context": {"userId": "alice", "rooms": '["lobby"]'},
+    }
+    assert invoke(http_event(f"bearer {token}"))["isAuthorized"] is True
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Basic YWxpY2U6cHc=",
+        "Bearer",
+        "Bearer garbage",
+        f"Bearer {forge(good(), secret='another-secret')}",
+        f"Bearer {forge(good(), header={'alg': 'none'})}",
+        f"Token {forge(good())}",
+    ],
+)
+def test_http_refusals(secret_store: Any, authorization: str | None) -> None:
+    assert invoke(http_event(authorization)) == {"isAuthorized": False}
+
+
+def test_unknown_event_shape_is_unauthorized(secret_store: Any) -> None:
+    with pytest.raises(Exception, match="Unauthorized"):
+        invoke({"type": "TOKEN"})
+
+
+def test_no_third_party_jwt_library() -> None:
+    """The asset is not bundled: only the standard library verifies tokens."""
+    source = Path(tokens.__file__).read_text(encoding="utf-8")
+    assert "import jwt" not in source and "from jwt" not in source
