@@ -21,6 +21,7 @@ def build_app(app: App | None = None) -> App:
     """Add the regional stacks (and cdk-nag) to ``app``, a new ``App()`` by default."""
     app = app if app is not None else App()
     config = ChatConfig.from_context(app.node)
+    stacks: list[ChatRegionStack] = []
     for region in config.regions:
         stack = ChatRegionStack(
             app,
@@ -30,6 +31,12 @@ def build_app(app: App | None = None) -> App:
             env=Environment(region=region),
         )
         acknowledge_findings(stack)
+        stacks.append(stack)
+    if config.signing_secret_managed:
+        # The first region's stack creates the signing secret and its replicas;
+        # the others read it by name, so `cdk deploy --all` deploys it first.
+        for stack in stacks[1:]:
+            stack.add_stack_dependency(stacks[0], reason="the token signing secret (replicas)")
     enable_nag(app)
     return app
 

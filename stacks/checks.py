@@ -27,19 +27,16 @@ _XRAY = (
     "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions, "
     "so AWS requires Resource '*'; added by tracing=ACTIVE and the role's only wildcard"
 )
-_CONNECT_AUTHORIZER = (
-    "Identity is established at $connect; its Lambda REQUEST authorizer arrives in a later "
-    "issue (until then ConnectionHandler validates userId and refuses the handshake with 400)"
-)
 _ROUTE_AFTER_CONNECT = (
-    "API Gateway WebSocket APIs authorize only $connect: this route runs on an already "
-    "accepted connection with the identity recorded at $connect; the $connect authorizer "
-    "arrives in a later issue"
+    "API Gateway WebSocket APIs authorize only $connect (where the token authorizer runs): "
+    "this route runs on an already accepted connection with the identity the authorizer "
+    "recorded at $connect"
 )
-_HTTP_ROUTE_AUTHORIZER = (
-    "The HTTP fallback's authorizer arrives in a later issue together with the WebSocket "
-    "$connect authorizer; until then a POST names its sender in the userId query parameter, "
-    "validated by HttpHandler with the same rules as $connect (the same interim identity)"
+_SECRET_ROTATION = (
+    "The secret is the HS256 key of every live token in every region: an automatic rotation "
+    "would invalidate all tokens at once and needs a dual-key verification window this app "
+    "does not have yet. Rotate by hand, as docs/operations.md describes (put a new value, "
+    "the replicas follow, authorizers pick it up within 5 minutes, clients get new tokens)"
 )
 
 
@@ -92,14 +89,15 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
         "to this API, this stage and POST, the trailing * is the connection id",
     )
 
-    # APIG4: no authorizer on the routes yet.
+    # APIG4: $connect and the HTTP routes have the token authorizer; the
+    # WebSocket routes after $connect cannot have one.
     api = stack.api.api
-    _ack(api.node.find_child("$connect-Route"), "APIG4", _CONNECT_AUTHORIZER)
     for route_key in ("$disconnect", *CLIENT_ROUTE_KEYS):
         _ack(api.node.find_child(f"{route_key}-Route"), "APIG4", _ROUTE_AFTER_CONNECT)
 
-    for route in stack.http_api.routes.values():
-        _ack(route, "APIG4", _HTTP_ROUTE_AUTHORIZER)
+    # SMG4: the signing secret is rotated by hand (where it is created).
+    if stack.auth.created:
+        _ack(stack.auth.secret, "SMG4", _SECRET_ROTATION)
 
     # SQS3: these queues *are* dead-letter queues, just not SQS redrive targets.
     _ack(

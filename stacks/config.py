@@ -89,6 +89,8 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "alarmEmail",
     "apiGatewayAccountRole",
     "httpCorsOrigins",
+    "signingSecretName",
+    "signingSecretManaged",
 )
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
@@ -99,6 +101,9 @@ _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
 # A browser origin as the Origin header spells it: scheme, host, optional port;
 # no path, no trailing slash (API Gateway compares origins literally).
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+# Secrets Manager names: letters, digits and /_+=.@- (no spaces); kept well
+# under the 512-character limit.
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,256}$")
 _ORIGINS_ACCEPTED = (
     '"*" (any origin) or a comma-separated list of origins like https://chat.example.com'
 )
@@ -242,6 +247,12 @@ class ChatConfig:
     api_gateway_account_role: bool = True
     # Origins allowed to call the HTTP fallback API from a browser (CORS).
     http_cors_origins: tuple[str, ...] = ("*",)
+    # The token signing secret (Secrets Manager), the same value in every
+    # region; None: "<appName>/<stage>/token-signing-secret" (signing_secret_id).
+    signing_secret_name: str | None = None
+    # True: the first region's stack creates it, replicated to the others;
+    # False: an existing, replicated secret of that name is used.
+    signing_secret_managed: bool = True
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -342,6 +353,16 @@ class ChatConfig:
                 "apiGatewayAccountRole", _boolean, defaults.api_gateway_account_role
             ),
             http_cors_origins=get("httpCorsOrigins", _origins, defaults.http_cors_origins),
+            signing_secret_name=get(
+                "signingSecretName",
+                lambda k, v: _matching(
+                    k, v, _SECRET_NAME, "1-256 characters of letters, digits and /_+=.@-"
+                ),
+                defaults.signing_secret_name,
+            ),
+            signing_secret_managed=get(
+                "signingSecretManaged", _boolean, defaults.signing_secret_managed
+            ),
         )
 
     # ---- derived names ------------------------------------------------
@@ -353,6 +374,16 @@ class ChatConfig:
     def bus_name(self) -> str:
         """Name of the chat bus; identical in every region so ARNs are predictable."""
         return f"{self.app_name}-{self.stage}-chat-bus"
+
+    @property
+    def signing_secret_id(self) -> str:
+        """Name of the token signing secret; identical in every region (see ChatAuth)."""
+        return self.signing_secret_name or f"{self.app_name}/{self.stage}/token-signing-secret"
+
+    @property
+    def primary_region(self) -> str:
+        """The first configured region: its stack creates the (replicated) signing secret."""
+        return self.regions[0]
 
     @property
     def event_source(self) -> str:

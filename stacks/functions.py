@@ -1,4 +1,4 @@
-"""The four Lambda functions of a region, each with its own least-privilege role.
+"""The five Lambda functions of a region, each with its own least-privilege role.
 
 Handler strings, environment variable names and the metrics namespace are the
 contract in ``docs/contracts.md``. The code is the plain ``lambdas/`` folder
@@ -82,7 +82,7 @@ _ASSET_EXCLUDES = [
 
 
 class ChatFunctions(Construct):
-    """ConnectionHandler, ClientMessageHandler, EventBusMessageHandler and HttpHandler.
+    """ConnectionHandler, ClientMessageHandler, EventBusMessageHandler, HttpHandler, Authorizer.
 
     Each function has an explicit role with no managed policies: it may write
     to its own log group, send X-Ray traces, use exactly the table actions
@@ -97,6 +97,10 @@ class ChatFunctions(Construct):
         client_message_handler: every client action (route responses).
         event_bus_message_handler: the delivery rule's target (history + fan-out).
         http_handler: the HTTP fallback API's routes (send, history long-poll).
+        authorizer: the token authorizer of both APIs (``$connect``, the HTTP
+            routes). Its environment is only Powertools' and
+            ``SIGNING_SECRET_NAME``; its one permission beyond logs and X-Ray,
+            reading the signing secret, is added by :meth:`allow_read_signing_secret`.
         async_failure_queue: where Lambda puts EventBusMessageHandler invocations
             that still fail after its async retries (on-failure destination).
         log_groups: each function's log group, by logical name.
@@ -205,6 +209,22 @@ class ChatFunctions(Construct):
         # table: there is no connection, so no membership check.
         event_bus.grant_put_events_to(self.http_handler)
 
+        # The token authorizer needs no table, bus or API: only the secret.
+        self.authorizer = self._function(
+            "Authorizer",
+            handler="authorizer.handler",
+            description="Token authorizer (HS256) of the WebSocket $connect and the HTTP API",
+            memory_size=256,
+            timeout=Duration.seconds(10),
+            environment={
+                # The literal name, like the bus name: the same in every region.
+                "SIGNING_SECRET_NAME": config.signing_secret_id,
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+        )
+
     # ---- wiring done by the stack ---------------------------------------
     def allow_manage_connections(self, manage_connections_arn: str) -> None:
         """Let EventBusMessageHandler post to ``@connections`` (and nothing else).
@@ -217,6 +237,17 @@ class ChatFunctions(Construct):
                 actions=["execute-api:ManageConnections"],
                 resources=[manage_connections_arn],
             )
+        )
+
+    def allow_read_signing_secret(self, secret_arn: str) -> None:
+        """Let the authorizer read the signing secret (GetSecretValue on it, nothing else).
+
+        ``secret_arn`` is the secret's full ARN in the region that creates it,
+        or ``arn:...:secret:<name>-??????`` for a secret referenced by name
+        (Secrets Manager appends six random characters to every ARN).
+        """
+        self.authorizer.add_to_role_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
         )
 
     # ---- helpers --------------------------------------------------------
@@ -232,6 +263,7 @@ class ChatFunctions(Construct):
         max_event_age: Duration | None = None,
         on_failure: lambda_.IDestination | None = None,
         extra_environment: dict[str, str] | None = None,
+        environment: dict[str, str] | None = None,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
@@ -245,7 +277,7 @@ class ChatFunctions(Construct):
             self,
             f"{name}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"{name}: own log group, X-Ray, and the table actions it uses",
+            description=f"{name}: own log group, X-Ray, and the resources it uses",
         )
         role.add_to_policy(
             iam.PolicyStatement(
@@ -270,7 +302,11 @@ class ChatFunctions(Construct):
             # Adds xray:PutTraceSegments/PutTelemetryRecords on "*" to the
             # role: X-Ray has no resource-level permissions.
             tracing=lambda_.Tracing.ACTIVE,
-            environment={**self.environment, **(extra_environment or {})},
+            environment=(
+                environment
+                if environment is not None
+                else {**self.environment, **(extra_environment or {})}
+            ),
             retry_attempts=retry_attempts,
             max_event_age=max_event_age,
             on_failure=on_failure,

@@ -3,7 +3,8 @@
 For networks that block WebSockets: ``POST /rooms/{room}/messages`` sends a
 message, ``GET /rooms/{room}/messages`` reads (and long-polls) history. Both
 routes invoke HttpHandler through a Lambda proxy integration with payload
-format 2.0.
+format 2.0, behind the token authorizer (``Authorization: Bearer <jwt>``;
+CORS preflights are answered by API Gateway without it).
 
 The API has exactly one stage, ``$default``, auto-deployed: its URL is the
 bare ``https://<apiId>.execute-api.<region>.<urlSuffix>/`` with no stage
@@ -87,6 +88,7 @@ class ChatHttpApi(Construct):
         *,
         api_name: str,
         http_handler: lambda_.IFunction,
+        authorizer: apigwv2.IHttpRouteAuthorizer,
         cors_origins: Sequence[str],
         throttle_rate_limit: int,
         throttle_burst_limit: int,
@@ -120,7 +122,10 @@ class ChatHttpApi(Construct):
         self.routes: dict[str, apigwv2.HttpRoute] = {}
         for method in (apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST):
             (route,) = self.api.add_routes(
-                path=MESSAGES_PATH, methods=[method], integration=self.integration
+                path=MESSAGES_PATH,
+                methods=[method],
+                integration=self.integration,
+                authorizer=authorizer,
             )
             self.routes[f"{method.value} {MESSAGES_PATH}"] = route
 

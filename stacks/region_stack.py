@@ -13,6 +13,7 @@ from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.auth import ChatAuth
 from stacks.config import ChatConfig
 from stacks.functions import SERVICE_NAME, ChatFunctions
 from stacks.http_api import ChatHttpApi
@@ -59,8 +60,8 @@ class ChatRegionStack(Stack):
 
     Attributes:
         config, region: what the stack was built from.
-        storage, functions, api (WebSocket), http_api, replication, monitoring:
-            the constructs.
+        storage, functions, auth, api (WebSocket), http_api, replication,
+            monitoring: the constructs.
     """
 
     def __init__(
@@ -112,12 +113,22 @@ class ChatRegionStack(Stack):
             removal_policy=removal,
             log_retention=retention,
         )
+        self.auth = ChatAuth(
+            self,
+            "Auth",
+            config=config,
+            region=region,
+            authorizer_function=self.functions.authorizer,
+            removal_policy=removal,
+        )
+        self.functions.allow_read_signing_secret(self.auth.secret_arn_for_policy)
         self.api = ChatWebSocketApi(
             self,
             "WebSocket",
             api_name=f"{config.app_name}-{config.stage}-websocket",
             connection_handler=self.functions.connection_handler,
             client_message_handler=self.functions.client_message_handler,
+            connect_authorizer=self.auth.websocket_authorizer,
             stage_name=config.stage,
             throttle_rate_limit=config.throttle_rate_limit,
             throttle_burst_limit=config.throttle_burst_limit,
@@ -131,6 +142,7 @@ class ChatRegionStack(Stack):
             "Http",
             api_name=f"{config.app_name}-{config.stage}-http",
             http_handler=self.functions.http_handler,
+            authorizer=self.auth.http_authorizer,
             cors_origins=config.http_cors_origins,
             throttle_rate_limit=config.throttle_rate_limit,
             throttle_burst_limit=config.throttle_burst_limit,
@@ -172,6 +184,12 @@ class ChatRegionStack(Stack):
             self, "CallbackUrl", value=self.api.callback_url, description="@connections endpoint"
         )
         CfnOutput(self, "BusName", value=self.replication.event_bus.event_bus_name)
+        CfnOutput(
+            self,
+            "SigningSecretName",
+            value=config.signing_secret_id,
+            description="Secrets Manager secret that signs the tokens (same in every region)",
+        )
         CfnOutput(self, "ConnectionsTableName", value=self.storage.connections_table.table_name)
         CfnOutput(self, "MessagesTableName", value=self.storage.messages_table.table_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)

@@ -50,7 +50,9 @@ _ACCESS_LOG_FIELDS = {
 class ChatWebSocketApi(Construct):
     """WebSocket API with the chat routes and one auto-deployed, throttled, logged stage.
 
-    The client routes have route responses (``return_response=True``): a
+    ``$connect`` runs ``connect_authorizer`` (the token authorizer) first;
+    WebSocket APIs authorize only ``$connect``, every later frame travels on
+    the connection it accepted. The client routes have route responses (``return_response=True``): a
     handler's return value is the direct reply, so replies cost no
     ``@connections`` call and cannot overtake the request.
 
@@ -80,6 +82,7 @@ class ChatWebSocketApi(Construct):
         api_name: str,
         connection_handler: lambda_.IFunction,
         client_message_handler: lambda_.IFunction,
+        connect_authorizer: apigwv2.IWebSocketRouteAuthorizer,
         stage_name: str,
         throttle_rate_limit: int,
         throttle_burst_limit: int,
@@ -101,7 +104,11 @@ class ChatWebSocketApi(Construct):
             api_name=api_name,
             description="Chat WebSocket API (docs/protocol.md)",
             route_selection_expression="$request.body.action",
-            connect_route_options=apigwv2.WebSocketRouteOptions(integration=connection_integration),
+            # The token is checked before $connect: a refused handshake never
+            # reaches ConnectionHandler (docs/protocol.md, "Connecting").
+            connect_route_options=apigwv2.WebSocketRouteOptions(
+                integration=connection_integration, authorizer=connect_authorizer
+            ),
             disconnect_route_options=apigwv2.WebSocketRouteOptions(
                 integration=connection_integration
             ),

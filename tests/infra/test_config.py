@@ -35,6 +35,23 @@ def test_defaults() -> None:
     assert config.connection_ttl_seconds == 3 * 3600 > 7200
     assert config.history_retention_seconds == 86400
     assert config.other_regions("eu-west-1") == ("us-east-1", "ap-northeast-1")
+    assert config.signing_secret_id == "chat/prod/token-signing-secret"
+    assert config.signing_secret_managed is True
+    assert config.primary_region == "us-east-1"
+
+
+def test_signing_secret_keys() -> None:
+    dev = ChatConfig.from_mapping({"appName": "talk", "stage": "dev"})
+    assert dev.signing_secret_id == "talk/dev/token-signing-secret"
+    own = ChatConfig.from_mapping(
+        {"signingSecretName": "team/chat-key_1", "signingSecretManaged": "false"}
+    )
+    assert (own.signing_secret_id, own.signing_secret_managed) == ("team/chat-key_1", False)
+    for bad in ("has space", "x" * 257, "quote'"):
+        with pytest.raises(ConfigError, match="signingSecretName"):
+            ChatConfig.from_mapping({"signingSecretName": bad})
+    with pytest.raises(ConfigError, match="signingSecretManaged"):
+        ChatConfig.from_mapping({"signingSecretManaged": "maybe"})
 
 
 def test_cdk_json_context_matches_defaults() -> None:

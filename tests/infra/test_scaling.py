@@ -52,6 +52,74 @@ def app10(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult]:
     yield synth({"regions": TEN_REGIONS}, tmp_path_factory.mktemp("app10"))
 
 
+@pytest.fixture(scope="module")
+def app2_external_secret(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult]:
+    """signingSecretManaged=false with an own name: the operator's replicated secret."""
+    yield synth(
+        {
+            "regions": "eu-west-1,us-west-2",
+            "signingSecretManaged": "false",
+            "signingSecretName": "shared/chat-signing",
+        },
+        tmp_path_factory.mktemp("app2"),
+    )
+
+
+def _secret_policy_resource(template: dict[str, object], region: str) -> object:
+    statements = [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]  # type: ignore[index]
+        if statement["Action"] == "secretsmanager:GetSecretValue"
+    ]
+    (statement,) = statements
+    return resolve(statement["Resource"], region=region)
+
+
+def _check_signing_secret(result: SynthResult, expected_regions: list[str]) -> None:
+    """Created once, in the first region, replicated to every other; referenced elsewhere."""
+    first, *others = expected_regions
+    name = result.config.signing_secret_id
+    manifest = json.loads((result.outdir / "manifest.json").read_text())["artifacts"]
+    for region in expected_regions:
+        template = result.template_json(region)
+        secrets = resources(template, "AWS::SecretsManager::Secret")
+        stack_name = result.stacks[region].stack_name
+        declared = manifest[stack_name].get("dependencies", [])
+        dependencies = [d for d in declared if ".assets" not in d]
+        if region == first:
+            ((_, secret),) = secrets.items()
+            assert secret["Properties"]["Name"] == name
+            replicas = secret["Properties"].get("ReplicaRegions", [])
+            assert [replica["Region"] for replica in replicas] == others
+            assert dependencies == []
+        else:
+            assert secrets == {}
+            assert dependencies == [result.stacks[first].stack_name]
+            assert _secret_policy_resource(template, region) == (
+                f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-??????"
+            )
+
+
+def test_external_signing_secret(app2_external_secret: SynthResult) -> None:
+    manifest = json.loads((app2_external_secret.outdir / "manifest.json").read_text())
+    for region in ("eu-west-1", "us-west-2"):
+        template = app2_external_secret.template_json(region)
+        assert resources(template, "AWS::SecretsManager::Secret") == {}
+        assert _secret_policy_resource(template, region) == (
+            f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:shared/chat-signing-??????"
+        )
+        artifact = manifest["artifacts"][f"chat-prod-{region}"]
+        assert [d for d in artifact.get("dependencies", []) if ".assets" not in d] == []
+        (function,) = [
+            f
+            for f in resources(template, "AWS::Lambda::Function").values()
+            if f["Properties"]["Handler"] == "authorizer.handler"
+        ]
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["SIGNING_SECRET_NAME"] == "shared/chat-signing"
+
+
 def _check_mesh(result: SynthResult, expected_regions: list[str]) -> None:
     assert sorted(result.stacks) == sorted(expected_regions)
     assert sorted(stack.stack_name for stack in result.stacks.values()) == sorted(
@@ -126,18 +194,28 @@ def test_dev_stage_is_disposable(app1_dev: SynthResult) -> None:
         assert log_group["DeletionPolicy"] == "Delete"
     _, bus = only(template, "AWS::Events::EventBus")
     assert bus["Properties"]["Name"] == "chat-dev-chat-bus"
+    _, secret = only(template, "AWS::SecretsManager::Secret")
+    assert secret["DeletionPolicy"] == "Delete"
+    assert secret["Properties"]["Name"] == "chat/dev/token-signing-secret"
+
+
+def test_one_region_signing_secret(app1_dev: SynthResult) -> None:
+    _check_signing_secret(app1_dev, ["eu-west-1"])
 
 
 def test_three_regions(app3: SynthResult) -> None:
     _check_mesh(app3, ["us-east-1", "eu-west-1", "ap-northeast-1"])
+    _check_signing_secret(app3, ["us-east-1", "eu-west-1", "ap-northeast-1"])
 
 
 def test_ten_regions(app10: SynthResult) -> None:
     _check_mesh(app10, TEN_REGIONS.split(","))
+    _check_signing_secret(app10, TEN_REGIONS.split(","))
 
 
 def test_twenty_regions(app20: SynthResult) -> None:
     _check_mesh(app20, TWENTY_REGIONS.split(","))
+    _check_signing_secret(app20, TWENTY_REGIONS.split(","))
 
 
 def test_stages_side_by_side_do_not_collide() -> None:
@@ -153,6 +231,7 @@ def test_stages_side_by_side_do_not_collide() -> None:
     assert not {s.stack_name for s in prod_stacks} & {s.stack_name for s in dev_stacks}
     assert not {s.node.id for s in prod_stacks} & {s.node.id for s in dev_stacks}
     assert prod_stacks[0].config.bus_name != dev_stacks[0].config.bus_name
+    assert prod_stacks[0].config.signing_secret_id != dev_stacks[0].config.signing_secret_id
 
 
 def test_unacknowledged_nag_finding_fails_synth(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from stacks.auth import HTTP_IDENTITY_SOURCE, WEBSOCKET_IDENTITY_SOURCE
 from stacks.functions import POWERTOOLS_LAYER_PARAMETER
 from stacks.http_api import HTTP_ROUTE_KEYS
 from stacks.websocket_api import CLIENT_ROUTE_KEYS, CONNECTION_ROUTE_KEYS
@@ -49,6 +50,8 @@ HANDLERS = {
     "EventBusMessageHandler": "event_bus_message_handler.handler",
     "HttpHandler": "http_handler.handler",
 }
+AUTHORIZER_HANDLER = "authorizer.handler"
+SECRET_NAME = "chat/prod/token-signing-secret"
 # Per function: (memory MB, timeout s, variables beyond CONTRACT_ENV).
 FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "ConnectionHandler": (256, 10, set()),
@@ -168,6 +171,13 @@ def test_api_and_routes(template: JsonDict) -> None:
         for response in resources(template, "AWS::ApiGatewayV2::RouteResponse").values()
         if response["Properties"]["RouteResponseKey"] == "$default"
     }
+    authorizer_id = connect_authorizer(template)[0]
+    assert routes["$connect"][1]["AuthorizationType"] == "CUSTOM"
+    assert routes["$connect"][1]["AuthorizerId"] == {"Ref": authorizer_id}
+    # WebSocket APIs authorize only $connect (acknowledged in stacks/checks.py, APIG4).
+    for key in ("$disconnect", *CLIENT_ROUTE_KEYS):
+        assert routes[key][1]["AuthorizationType"] == "NONE"
+        assert "AuthorizerId" not in routes[key][1]
     for key in CONNECTION_ROUTE_KEYS:
         logical_id, route = routes[key]
         assert integrated_function(route) == connection_fn
@@ -228,8 +238,11 @@ def test_http_api_routes(template: JsonDict, region: str) -> None:
     }
     assert HTTP_ROUTE_KEYS == ("GET /rooms/{room}/messages", "POST /rooms/{room}/messages")
     assert sorted(routes) == sorted(HTTP_ROUTE_KEYS)
-    # No authorizer yet (acknowledged in stacks/checks.py, APIG4).
-    assert {route["AuthorizationType"] for route in routes.values()} == {"NONE"}
+    # Both routes run the token authorizer.
+    authorizer_id, _ = http_authorizer(template)
+    for route in routes.values():
+        assert route["AuthorizationType"] == "CUSTOM"
+        assert route["AuthorizerId"] == {"Ref": authorizer_id}
     assert of_api(template, "AWS::ApiGatewayV2::RouteResponse", api_id) == {}
 
     handler_id, _ = function_by_handler(template, HANDLERS["HttpHandler"])
@@ -456,8 +469,15 @@ def test_no_physical_names(template: JsonDict) -> None:
         props = resource.get("Properties", {})
         # A literal string is a physical name; a Ref/GetAtt merely points at one.
         literal = {key for key in name_props & set(props) if isinstance(props[key], str)}
-        if resource["Type"] in ("AWS::Events::EventBus", "AWS::ApiGatewayV2::Api"):
-            literal -= {"Name"}  # the bus name is the design; API names need not be unique
+        if resource["Type"] in (
+            "AWS::Events::EventBus",
+            "AWS::ApiGatewayV2::Api",
+            "AWS::ApiGatewayV2::Authorizer",
+            "AWS::SecretsManager::Secret",
+        ):
+            # The bus and signing-secret names are the design (one address in every
+            # region); API and authorizer names need not be unique.
+            literal -= {"Name"}
         assert not literal, (logical_id, literal)
     assert not {"RoleName", "TableName"} & _all_keys(template["Resources"])
 
@@ -587,8 +607,8 @@ def test_alarms(template: JsonDict) -> None:
     topic_id, topic = only(template, "AWS::SNS::Topic")
     assert resolve(topic["Properties"]["KmsMasterKeyId"], region="r").endswith(":alias/aws/sns")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # 4 functions x (Errors, Throttles) + 2 DLQs + 2 WebSocket + 1 HTTP API + 3 custom
-    assert len(alarms) == 16
+    # 5 functions x (Errors, Throttles) + 2 DLQs + 2 WebSocket + 1 HTTP API + 3 custom
+    assert len(alarms) == 18
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -596,15 +616,18 @@ def test_alarms(template: JsonDict) -> None:
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
     )
     assert metrics == sorted(
-        [("AWS/Lambda", "Errors")] * 4
-        + [("AWS/Lambda", "Throttles")] * 4
+        [("AWS/Lambda", "Errors")] * 5
+        + [("AWS/Lambda", "Throttles")] * 5
         + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 2
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
         + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
         + [("chat/prod", "PresencePublishFailures")]
     )
-    functions = {function_by_handler(template, handler)[0] for handler in HANDLERS.values()}
+    functions = {
+        function_by_handler(template, handler)[0]
+        for handler in (*HANDLERS.values(), AUTHORIZER_HANDLER)
+    }
     alarmed_functions = set()
     websocket_id, _ = api(template, "WEBSOCKET")
     http_id, _ = api(template, "HTTP")
@@ -641,6 +664,7 @@ def test_outputs(app3: SynthResult, region: str) -> None:
         "AlarmTopicArn",
     ):
         template.has_output(name, {})
+    template.has_output("SigningSecretName", {"Value": SECRET_NAME})
 
 
 def test_http_url_output(template: JsonDict, region: str) -> None:
@@ -648,3 +672,111 @@ def test_http_url_output(template: JsonDict, region: str) -> None:
     url = resolve(template["Outputs"]["HttpUrl"]["Value"], region=region, refs={api_id: "h1"})
     # The $default stage: no stage segment, clients append rooms/<room>/messages.
     assert url == f"https://h1.execute-api.{region}.amazonaws.com/"
+
+
+# ---- token auth ----------------------------------------------------------------
+def connect_authorizer(template: JsonDict) -> tuple[str, JsonDict]:
+    websocket_id, _ = api(template, "WEBSOCKET")
+    (found,) = of_api(template, "AWS::ApiGatewayV2::Authorizer", websocket_id).items()
+    return found
+
+
+def http_authorizer(template: JsonDict) -> tuple[str, JsonDict]:
+    http_id, _ = api(template, "HTTP")
+    (found,) = of_api(template, "AWS::ApiGatewayV2::Authorizer", http_id).items()
+    return found
+
+
+def _authorizer_uri_function(authorizer: JsonDict) -> str:
+    return getatt_id(authorizer["Properties"]["AuthorizerUri"]["Fn::Join"][1][1])
+
+
+def test_authorizers(template: JsonDict) -> None:
+    function_id, _ = function_by_handler(template, AUTHORIZER_HANDLER)
+    _, websocket = connect_authorizer(template)
+    assert websocket["Properties"]["AuthorizerType"] == "REQUEST"
+    assert websocket["Properties"]["IdentitySource"] == [WEBSOCKET_IDENTITY_SOURCE]
+    assert WEBSOCKET_IDENTITY_SOURCE == "route.request.querystring.token"
+    assert "AuthorizerResultTtlInSeconds" not in websocket["Properties"]  # none for WebSocket
+    assert _authorizer_uri_function(websocket) == function_id
+    _, http = http_authorizer(template)
+    assert http["Properties"]["AuthorizerType"] == "REQUEST"
+    assert http["Properties"]["IdentitySource"] == [HTTP_IDENTITY_SOURCE]
+    assert HTTP_IDENTITY_SOURCE == "$request.header.Authorization"
+    assert http["Properties"]["EnableSimpleResponses"] is True
+    assert http["Properties"]["AuthorizerPayloadFormatVersion"] == "2.0"
+    assert http["Properties"]["AuthorizerResultTtlInSeconds"] == 60
+    assert _authorizer_uri_function(http) == function_id
+    # API Gateway may invoke the authorizer, from exactly these two authorizers.
+    sources = []
+    for permission in resources(template, "AWS::Lambda::Permission").values():
+        props = permission["Properties"]
+        if props["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}:
+            assert props["Principal"] == "apigateway.amazonaws.com"
+            sources.append(json.dumps(props["SourceArn"]))
+    assert len(sources) == 2
+    assert all("/authorizers/" in source for source in sources)
+
+
+def test_authorizer_function(app3: SynthResult, template: JsonDict) -> None:
+    _, function = function_by_handler(template, AUTHORIZER_HANDLER)
+    props = function["Properties"]
+    assert props["Runtime"] == "python3.14"
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Environment"]["Variables"] == {
+        "SIGNING_SECRET_NAME": SECRET_NAME,
+        "POWERTOOLS_SERVICE_NAME": "chat",
+        "POWERTOOLS_METRICS_NAMESPACE": "chat/prod",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    (layer,) = props["Layers"]
+    assert template["Parameters"][layer["Ref"]]["Default"] == POWERTOOLS_LAYER_PARAMETER
+    log_group = template["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
+    assert log_group["Properties"]["RetentionInDays"] == app3.config.log_retention_days
+
+
+def test_authorizer_role_exact_permissions(template: JsonDict, region: str) -> None:
+    _, function = function_by_handler(template, AUTHORIZER_HANDLER)
+    role_id = getatt_id(function["Properties"]["Role"])
+    assert "ManagedPolicyArns" not in template["Resources"][role_id]["Properties"]
+    own_log_group = f"GetAtt:{function['Properties']['LoggingConfig']['LogGroup']['Ref']}"
+    statements = role_statements(template, role_id)
+    secret_statements = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert len(secret_statements) == 1
+    resource = secret_statements[0]["Resource"]
+    if region == "us-east-1":
+        secret_id, _ = only(template, "AWS::SecretsManager::Secret")
+        assert resource == {"Ref": secret_id}  # the exact ARN of the secret created here
+    else:
+        assert resolve(resource, region=region) == (
+            f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{SECRET_NAME}-??????"
+        )
+    assert _normalized(statements) == sorted(
+        [
+            (("logs:CreateLogStream", "logs:PutLogEvents"), own_log_group),
+            (tuple(XRAY_ACTIONS), "*"),
+            (("secretsmanager:GetSecretValue",), _resource_key(resource)),
+        ]
+    )
+
+
+def test_signing_secret_created_once_with_replicas(app3: SynthResult) -> None:
+    first = app3.template_json("us-east-1")
+    _, secret = only(first, "AWS::SecretsManager::Secret")
+    props = secret["Properties"]
+    assert props["Name"] == SECRET_NAME
+    assert props["ReplicaRegions"] == [{"Region": "eu-west-1"}, {"Region": "ap-northeast-1"}]
+    assert props["GenerateSecretString"] == {"ExcludePunctuation": True, "PasswordLength": 64}
+    assert "SecretString" not in props
+    assert secret["DeletionPolicy"] == "Retain"  # prod
+    for region in ("eu-west-1", "ap-northeast-1"):
+        assert resources(app3.template_json(region), "AWS::SecretsManager::Secret") == {}
+
+
+def test_other_regions_deploy_after_the_first(app3: SynthResult) -> None:
+    manifest = json.loads((app3.outdir / "manifest.json").read_text())
+    artifacts = manifest["artifacts"]
+    first_deps = artifacts["chat-prod-us-east-1"].get("dependencies", [])
+    assert [dep for dep in first_deps if not dep.endswith(".assets")] == []
+    for region in ("eu-west-1", "ap-northeast-1"):
+        assert "chat-prod-us-east-1" in artifacts[f"chat-prod-{region}"]["dependencies"]
