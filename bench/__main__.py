@@ -134,7 +134,7 @@ async def resume(sandbox: SandboxProcess, missed: int) -> dict[str, Any]:
             async with (
                 semaphore,
                 http.post(
-                    post_url, params={"userId": "resume-sender"}, json={"body": number}
+                    post_url, headers=sandbox.bearer("resume-sender"), json={"body": number}
                 ) as response,
             ):
                 assert response.status == 202, await response.text()
@@ -197,11 +197,13 @@ async def longpoll(sandbox: SandboxProcess, count: int) -> dict[str, Any]:
     async with aiohttp.ClientSession() as http:
         for number in range(count):
             params = {"wait": "15", **({"after": after} if after else {})}
-            poll = asyncio.create_task(http.get(get_url, params=params))
+            poll = asyncio.create_task(
+                http.get(get_url, params=params, headers=sandbox.bearer("poller"))
+            )
             await asyncio.sleep(0.3)  # the GET is waiting in the handler
             started = time.perf_counter()
             async with http.post(
-                post_url, params={"userId": "poster"}, json={"body": number}
+                post_url, headers=sandbox.bearer("poster"), json={"body": number}
             ) as response:
                 posted = (await response.json())["id"]
             response = await poll

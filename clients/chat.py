@@ -4,9 +4,12 @@
 
 Joins the room, prints frames as they arrive and sends each line you type. The URL comes from
 the sandbox's endpoints file (``--endpoints-file``, default ``sandbox-endpoints.json``) or
-``--url`` (any deployment). Identity goes on the connect URL: a token minted with the endpoints
-file's ``signingSecret`` when the app has auth (or ``--token``), else ``?userId=&name=``
-(docs/protocol.md).
+``--url`` (any deployment). Identity is a token (docs/protocol.md, "Connecting"): minted for
+``--user``/``--name`` (and ``--rooms``) with the endpoints file's ``signingSecret``, or given
+with ``--token`` (a deployment in AWS: README, "Tokens"). Over WebSocket it goes on the connect
+URL (``?token=``), over ``--http`` in ``Authorization: Bearer``. Without either the client
+refuses to start. (``connect_url`` still builds ``?userId=&name=`` without a token, for test
+servers without auth.)
 
 Commands: ``/join ROOM``, ``/leave [ROOM]``, ``/history [N]``, ``/who``, ``/ping``,
 ``/raw JSON`` (send a frame as is), ``/quit``; anything else is sent to the current room. At
@@ -149,9 +152,10 @@ def connect_url(
     *,
     token: str | None = None,
     secret: str | None = None,
+    rooms: list[str] | None = None,
 ) -> str:
     if token is None and secret is not None:
-        token = mint_token(secret, user, name=name)
+        token = mint_token(secret, user, name=name, rooms=rooms)
     if token is not None:
         query = {"token": token}
     else:
@@ -904,7 +908,18 @@ def main(argv: list[str] | None = None) -> int:
         help="WebSocket URL, or with --http the HTTP API's URL (instead of the endpoints file;"
         " repeat to fail over)",
     )
-    parser.add_argument("--token", default=None, help="JWT to connect with (when the app has auth)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="JWT to connect with (a deployment in AWS); else one is minted from the endpoints"
+        " file's signingSecret",
+    )
+    parser.add_argument(
+        "--rooms",
+        default=None,
+        help="comma-separated room patterns for the minted token (e.g. lobby,team-*);"
+        " default: every room",
+    )
     parser.add_argument(
         "--http", action="store_true", help="use the HTTP fallback API instead of WebSocket"
     )
@@ -976,8 +991,14 @@ def main(argv: list[str] | None = None) -> int:
                 bases.append(base)
             if not bases:
                 raise ClientError("--region names no region")
+        if args.token is None and secret is None:
+            raise ClientError(
+                "no token: pass --token (see README, Tokens), or use a sandbox endpoints file"
+                " that has a signingSecret"
+            )
+        rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] if args.rooms else None
         urls = [
-            connect_url(base, args.user, args.name, token=args.token, secret=secret)
+            connect_url(base, args.user, args.name, token=args.token, secret=secret, rooms=rooms)
             for base in bases
         ]
         return asyncio.run(run_client(urls, args.room, _stdin_lines(), sys.stdout, options))

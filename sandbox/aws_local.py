@@ -17,6 +17,7 @@ import signal
 import string
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,13 @@ def generate_secret(spec: SecretSpec) -> str:
     return value
 
 
-def provision(model: RegionModel, endpoint: str, secret_values: dict[str, str]) -> None:
-    """Create the region's tables, secrets and parameters in moto (blocking; run in a thread)."""
+def provision(model: RegionModel, endpoint: str, secret_values: Mapping[str, str]) -> None:
+    """Create the region's tables, secrets and parameters in moto (blocking; run in a thread).
+
+    ``secret_values`` maps each secret name this region must hold to its value: the
+    template's own secrets, replicas of other regions' secrets, and the signing
+    secret its authorizer reads by name (see ``Sandbox._prepare_secrets``).
+    """
     import boto3
 
     session = boto3.session.Session(region_name=model.region, **_credential_kwargs())
@@ -132,10 +138,10 @@ def provision(model: RegionModel, endpoint: str, secret_values: dict[str, str]) 
                 TableName=table.name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
             )
-    if model.secrets:
+    if secret_values:
         manager = session.client("secretsmanager", endpoint_url=endpoint)
-        for secret in model.secrets:
-            manager.create_secret(Name=secret.name, SecretString=secret_values[secret.arn])
+        for name, value in secret_values.items():
+            manager.create_secret(Name=name, SecretString=value)
     if model.parameters:
         ssm = session.client("ssm", endpoint_url=endpoint)
         for parameter in model.parameters:

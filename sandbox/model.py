@@ -119,6 +119,8 @@ class SecretSpec:
     arn: str
     secret_string: str | None
     generate: dict[str, Any] | None
+    # ReplicaRegions: Secrets Manager keeps a copy of the same value there.
+    replica_regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -574,6 +576,11 @@ class ModelBuilder:
                     arn=physical.ref,
                     secret_string=r.prop(logical_id, "SecretString"),
                     generate=r.prop(logical_id, "GenerateSecretString"),
+                    replica_regions=tuple(
+                        str(replica.get("Region"))
+                        for replica in r.prop(logical_id, "ReplicaRegions", []) or []
+                        if isinstance(replica, dict) and replica.get("Region")
+                    ),
                 )
             )
         for logical_id in r.of_type("AWS::SSM::Parameter"):

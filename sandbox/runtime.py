@@ -25,7 +25,7 @@ from sandbox.eventbus import RegionBus
 from sandbox.events_api import events_app
 from sandbox.http_api import HttpApi
 from sandbox.management import ManagementApi
-from sandbox.model import FunctionSpec, RegionModel, build_models
+from sandbox.model import FunctionSpec, RegionModel, SecretSpec, build_models
 from sandbox.resolver import URL_SUFFIX
 from sandbox.websocket_api import WebSocketApi
 from sandbox.workers import InvokeResult, Worker
@@ -34,6 +34,8 @@ log = logging.getLogger("sandbox")
 
 HOST = "127.0.0.1"
 PORTS_PER_REGION = 4
+# Environment variables of an authorizer that name a secret made outside the app.
+_SECRET_VARIABLES = ("SECRET_NAME", "SECRET_ID", "SECRET_ARN")
 
 
 @dataclass
@@ -98,6 +100,20 @@ class RegionRuntime:
         return urls
 
 
+def _secret_name(value: str) -> str:
+    """A secret's name from its name or ARN (``...:secret:<name>-<6 characters>``)."""
+    if value.startswith("arn:") and ":secret:" in value:
+        name = value.split(":secret:", 1)[1]
+        return name[:-7] if re.search(r"-[A-Za-z0-9?]{6}$", name) else name
+    return value
+
+
+def _generated_signing_secret() -> str:
+    return generate_secret(
+        SecretSpec("", "", "", None, {"ExcludePunctuation": True, "PasswordLength": 64})
+    )
+
+
 class Sandbox:
     def __init__(self, options: Options, echo: TextIO | None = None) -> None:
         self.options = options
@@ -106,7 +122,7 @@ class Sandbox:
         self.web_port = 0
         self._moto: MotoProcess | None = None
         self._runners: list[web.AppRunner] = []
-        self._secret_values: dict[str, str] = {}
+        self._secret_values: dict[str, dict[str, str]] = {}
         self.signing_secret: str | None = None
         self.started_at = 0.0
         self.ready_seconds = 0.0
@@ -147,7 +163,9 @@ class Sandbox:
         await asyncio.gather(self._moto.wait_ready(), *(w.start() for w in workers))
         await asyncio.gather(
             *(
-                asyncio.to_thread(provision, r.model, self._moto.url, self._secret_values)
+                asyncio.to_thread(
+                    provision, r.model, self._moto.url, self._secret_values.get(r.region, {})
+                )
                 for r in self.regions
             )
         )
@@ -158,26 +176,54 @@ class Sandbox:
         self._write_endpoints()
 
     def _prepare_secrets(self) -> None:
-        """Secret values; the authorizers' signing secret gets one value in every region."""
-        signing_arns = set()
+        """The secrets of every region, by name; the signing secret is one value everywhere.
+
+        A template's secret exists in its region and in its ``ReplicaRegions``
+        with one value (as Secrets Manager replicates it). A signing secret is
+        one an authorizer function reads: an environment value of the function
+        that is the name or ARN of a secret of *any* region's template (the app
+        creates it in the first region and the others refer to it by name), or
+        the value of a variable whose name ends in ``SECRET_NAME``,
+        ``SECRET_ID`` or ``SECRET_ARN`` (a secret made outside the app). Each
+        signing secret gets ``--signing-secret`` (else one generated value) in
+        every region, under that name, and becomes the endpoints file's
+        ``signingSecret``.
+        """
+        defined: dict[str, SecretSpec] = {}
+        by_arn: dict[str, str] = {}
+        for runtime in self.regions:
+            for secret in runtime.model.secrets:
+                defined.setdefault(secret.name, secret)
+                by_arn[secret.arn] = secret.name
+        signing: set[str] = set()
         for runtime in self.regions:
             model = runtime.model
             for authorizer in model.authorizers:
                 spec = model.functions.get(authorizer.function)
-                values = set(spec.environment.values()) if spec else set()
-                for secret in model.secrets:
-                    if secret.arn in values or secret.name in values:
-                        signing_arns.add(secret.arn)
+                for key, value in (spec.environment if spec else {}).items():
+                    if value in defined:
+                        signing.add(value)
+                    elif value in by_arn:
+                        signing.add(by_arn[value])
+                    elif key.endswith(_SECRET_VARIABLES) and value:
+                        signing.add(_secret_name(value))
         shared = self.options.signing_secret
+        if signing and shared is None:
+            first = next((defined[name] for name in sorted(signing) if name in defined), None)
+            shared = generate_secret(first) if first else _generated_signing_secret()
+        running = {runtime.region for runtime in self.regions}
+        values: dict[str, dict[str, str]] = {region: {} for region in running}
         for runtime in self.regions:
             for secret in runtime.model.secrets:
-                if secret.arn in signing_arns:
-                    if shared is None:
-                        shared = generate_secret(secret)
-                    self._secret_values[secret.arn] = shared
-                else:
-                    self._secret_values[secret.arn] = generate_secret(secret)
-        if signing_arns:
+                value = shared if secret.name in signing and shared else generate_secret(secret)
+                for region in (runtime.region, *secret.replica_regions):
+                    if region in running:
+                        values[region].setdefault(secret.name, value)
+        for name in sorted(signing):
+            for region in running:
+                values[region][name] = shared or ""
+        self._secret_values = values
+        if signing:
             self.signing_secret = shared
         elif any(r.model.authorizers for r in self.regions):
             self.signing_secret = self.options.signing_secret

@@ -16,10 +16,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
+
+from clients.tokens import mint_token
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
@@ -149,6 +151,7 @@ class SandboxProcess:
                 )
             if self.endpoints_file.exists() and "ready in" in self.stdout():
                 self.endpoints = json.loads(self.endpoints_file.read_text())
+                _remember_secret(self.endpoints)
                 self.wall_seconds = time.perf_counter() - started
                 return True
             time.sleep(0.05)
@@ -191,6 +194,39 @@ class SandboxProcess:
     def web(self) -> str:
         return str(self.endpoints["web"])
 
+    @property
+    def signing_secret(self) -> str:
+        return str(self.endpoints["signingSecret"])
+
+    def token(self, user: str, name: str | None = None, rooms: list[str] | None = None) -> str:
+        """A token for ``user`` signed with this sandbox's secret."""
+        return mint_token(self.signing_secret, user, name=name, rooms=rooms)
+
+    def bearer(self, user: str, name: str | None = None) -> dict[str, str]:
+        """HTTP headers that authenticate ``user`` on the HTTP fallback API."""
+        return {"Authorization": f"Bearer {self.token(user, name)}"}
+
+
+# The signing secret of every running sandbox, by the host:port of its APIs, so that
+# Client.open(url, user) can mint the token for whichever sandbox the URL belongs to.
+_SECRETS_BY_HOST: dict[str, str] = {}
+
+
+def _remember_secret(endpoints: dict[str, Any]) -> None:
+    secret = endpoints.get("signingSecret")
+    if not secret:
+        return
+    for urls in endpoints.get("regions", {}).values():
+        for url in urls.values():
+            _SECRETS_BY_HOST[urlsplit(url).netloc] = secret
+
+
+def secret_for(url: str) -> str:
+    host = urlsplit(url).netloc
+    if host not in _SECRETS_BY_HOST:
+        raise AssertionError(f"no running sandbox with a signing secret serves {url}")
+    return _SECRETS_BY_HOST[host]
+
 
 def room_name() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
@@ -208,9 +244,20 @@ class Client:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, url: str, user: str, name: str | None = None) -> Client:
-        query = {"userId": user, **({"name": name} if name else {})}
-        ws = await connect(f"{url}?{urlencode(query)}", open_timeout=10)
+    async def open(
+        cls,
+        url: str,
+        user: str,
+        name: str | None = None,
+        *,
+        rooms: list[str] | None = None,
+        token: str | None = None,
+    ) -> Client:
+        """Connect as ``user`` with a token minted from the sandbox's ``signingSecret``
+        (``rooms``: the token's room patterns), or with the ``token`` given."""
+        if token is None:
+            token = mint_token(secret_for(url), user, name=name, rooms=rooms)
+        ws = await connect(f"{url}?{urlencode({'token': token})}", open_timeout=10)
         return cls(ws, user)
 
     async def _read(self) -> None:
@@ -290,7 +337,11 @@ async def sandbox_get(sandbox: SandboxProcess, path: str) -> Any:
 async def connection_id(sandbox: SandboxProcess, region: str, user: str) -> str:
     """The id of ``user``'s one open WebSocket connection in ``region``."""
     listing = await sandbox_get(sandbox, "_sandbox/connections")
-    (found,) = [c["connectionId"] for c in listing[region] if c["query"].get("userId") == user]
+    (found,) = [
+        c["connectionId"]
+        for c in listing[region]
+        if (c.get("authorizer") or {}).get("userId") == user
+    ]
     return str(found)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import boto3
@@ -13,7 +15,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from .harness import REGIONS, Client, SandboxProcess, connection_id, room_name
+from clients.tokens import mint_token
+
+from .harness import REGIONS, Client, SandboxProcess, connection_id, room_name, sandbox_get
 
 SETTLE = 1.0  # how long "nothing more arrives" is watched for
 
@@ -46,7 +50,8 @@ def test_endpoints_file_and_ready_lines(sandbox: SandboxProcess) -> None:
         assert urls["http"].startswith("http://127.0.0.1:")
         assert urls["management"].startswith("http://127.0.0.1:")
         assert f"{region}" in sandbox.stdout() and urls["websocket"] in sandbox.stdout()
-    assert "signingSecret" not in sandbox.endpoints  # no auth in the app yet
+    # The app has the token authorizer: the sandbox found its secret and seeded it.
+    assert len(sandbox.endpoints["signingSecret"]) == 64
 
 
 def test_send_in_one_region_arrives_in_all(sandbox: SandboxProcess) -> None:
@@ -175,17 +180,75 @@ def test_each_bad_frame_gets_its_error_and_the_connection_stays_up(
     run(scenario())
 
 
-def test_connect_needs_a_user_and_the_right_stage(sandbox: SandboxProcess) -> None:
+def test_connect_needs_a_valid_token_and_the_right_stage(sandbox: SandboxProcess) -> None:
+    url = sandbox.url("eu-west-1")
+
+    async def refused(target: str) -> int:
+        with pytest.raises(InvalidStatus) as raised:
+            async with connect(target):
+                pass
+        return int(raised.value.response.status_code)
+
     async def scenario() -> None:
-        with pytest.raises(InvalidStatus) as no_user:
-            async with connect(sandbox.url("eu-west-1")):
-                pass
-        assert no_user.value.response.status_code == 400
-        wrong_stage = sandbox.url("eu-west-1").rsplit("/", 1)[0] + "/dev?userId=a"
-        with pytest.raises(InvalidStatus) as stage:
-            async with connect(wrong_stage):
-                pass
-        assert stage.value.response.status_code == 403
+        before = await sandbox_get(sandbox, "_sandbox/connections")
+        # No token: API Gateway refuses before the authorizer runs.
+        assert await refused(url) == 401
+        assert await refused(f"{url}?userId=alice") == 401  # ?userId= names nobody now
+        # A bad token: the authorizer refuses; no connection opens, $connect never runs.
+        for token in (
+            "garbage",
+            mint_token("another-secret", "alice"),  # signed for another deployment
+            mint_token(sandbox.signing_secret, "alice", ttl_seconds=-120),  # expired
+            _unsigned("alice"),  # alg none
+        ):
+            assert await refused(f"{url}?{urlencode({'token': token})}") in (401, 403)
+        assert await sandbox_get(sandbox, "_sandbox/connections") == before
+        wrong_stage = url.rsplit("/", 1)[0] + "/dev?" + urlencode({"token": sandbox.token("a")})
+        assert await refused(wrong_stage) == 403
+
+    run(scenario())
+
+
+def _unsigned(user: str) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'sub': user, 'exp': 4102444800})}."
+
+
+def test_token_rooms_allow_some_rooms_and_forbid_others(sandbox: SandboxProcess) -> None:
+    team = f"team-{room_name()}"
+
+    async def scenario() -> None:
+        client = await Client.open(sandbox.url("us-east-1"), "tess", "Tess", rooms=["team-*"])
+        try:
+            joined = await client.join(team)
+            assert joined["members"] == [{"userId": "tess", "name": "Tess", "region": "us-east-1"}]
+            refused = await client.request({"action": "join", "room": "lobby"})
+            assert refused["type"] == "error" and refused["code"] == "forbidden"
+            # The connection stays up and usable.
+            assert (await client.request({"action": "ping"}))["type"] == "pong"
+            ack = await client.request({"action": "send", "room": team, "body": "still here"})
+            assert ack["type"] == "ack"
+            not_member = await client.request({"action": "send", "room": "lobby", "body": 1})
+            assert not_member["code"] == "not_member"
+        finally:
+            await client.close()
+
+    run(scenario())
+
+
+def test_a_token_works_in_every_region(sandbox: SandboxProcess) -> None:
+    """One secret everywhere: the same token connects in each region (client fail-over)."""
+    token = sandbox.token("roamer", "Roamer")
+
+    async def scenario() -> None:
+        for region in REGIONS:
+            client = await Client.open(sandbox.url(region), "roamer", token=token)
+            try:
+                assert (await client.request({"action": "ping"}))["type"] == "pong"
+            finally:
+                await client.close()
 
     run(scenario())
 
@@ -388,20 +451,39 @@ def test_http_fallback_posts_and_reads_across_regions(sandbox: SandboxProcess) -
             async with aiohttp.ClientSession() as http:
                 post_url = f"{sandbox.url('us-east-1', 'http')}/rooms/{room}/messages"
                 async with http.post(
-                    post_url, params={"userId": "poster"}, json={"body": "over http"}
+                    post_url, headers=sandbox.bearer("poster"), json={"body": "over http"}
                 ) as answer:
                     assert answer.status == 202, await answer.text()
                     message_id = (await answer.json())["id"]
                 message = await listener.wait_for(lambda f: f.get("id") == message_id)
                 assert message["sender"]["region"] == "us-east-1"
                 read_url = f"{sandbox.url('ap-northeast-1', 'http')}/rooms/{room}/messages"
-                async with http.get(read_url, params={"wait": "10"}) as answer:
+                async with http.get(
+                    read_url, params={"wait": "10"}, headers=sandbox.bearer("reader")
+                ) as answer:
                     assert answer.status == 200
                     page = await answer.json()
                 assert [m["id"] for m in page["messages"]] == [message_id]
+                # Without a bearer token API Gateway answers 401 before the authorizer;
+                # with a bad one the authorizer says no: 403. Nothing is published.
                 async with http.post(post_url, json={"body": "x"}) as answer:
-                    assert answer.status in (400, 401)  # no identity
-                    assert (await answer.json())["code"]
+                    assert answer.status == 401
+                async with http.post(
+                    post_url, params={"userId": "poster"}, json={"body": "x"}
+                ) as answer:
+                    assert answer.status == 401  # ?userId= is no identity
+                bad = {"Authorization": f"Bearer {mint_token('another-secret', 'poster')}"}
+                async with http.post(post_url, headers=bad, json={"body": "x"}) as answer:
+                    assert answer.status == 403
+                async with http.get(read_url, params={"after": message_id}) as answer:
+                    assert answer.status == 401
+                # A token whose rooms do not include the room: 403 forbidden from the handler.
+                limited = {"Authorization": f"Bearer {sandbox.token('poster', rooms=['x-*'])}"}
+                async with http.post(post_url, headers=limited, json={"body": "x"}) as answer:
+                    assert answer.status == 403
+                    assert (await answer.json())["code"] == "forbidden"
+                async with http.get(read_url, headers=sandbox.bearer("reader")) as answer:
+                    assert [m["id"] for m in (await answer.json())["messages"]] == [message_id]
         finally:
             await listener.close()
 

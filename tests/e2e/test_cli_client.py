@@ -35,7 +35,7 @@ def test_run_client_joins_sends_and_prints(sandbox: SandboxProcess) -> None:
         watcher = await Client.open(sandbox.url("ap-northeast-1"), "watcher")
         await watcher.join(room)
         out = io.StringIO()
-        url = connect_url(sandbox.url("us-east-1"), "alice", "Alice")
+        url = connect_url(sandbox.url("us-east-1"), "alice", "Alice", secret=sandbox.signing_secret)
         try:
             status = await run_client(
                 url, room, _lines("hello from the CLI", "/who", "/raw nonsense"), out
@@ -103,7 +103,11 @@ def test_run_client_resumes_after_the_sandbox_drops_its_connection(
         pings_before = await _pings(sandbox, region)
         client = asyncio.create_task(
             run_client(
-                connect_url(sandbox.url(region), "cli", "Cli"), room, lines.stream(), out, options
+                connect_url(sandbox.url(region), "cli", "Cli", secret=sandbox.signing_secret),
+                room,
+                lines.stream(),
+                out,
+                options,
             )
         )
         talker = await Client.open(sandbox.url("eu-west-1"), "talker", "Talker")
@@ -170,7 +174,9 @@ def test_run_client_over_http_sends_and_receives(sandbox: SandboxProcess) -> Non
         lines = Lines()
         out = io.StringIO()
         options = ClientOptions(http=True, poll_wait=5)
-        url = connect_url(sandbox.url("us-east-1", "http"), "webless", "Webless")
+        url = connect_url(
+            sandbox.url("us-east-1", "http"), "webless", "Webless", secret=sandbox.signing_secret
+        )
         client = asyncio.create_task(run_client(url, room, lines.stream(), out, options))
         peer = await Client.open(sandbox.url("ap-northeast-1"), "peer", "Peer")
         try:

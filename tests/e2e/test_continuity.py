@@ -266,7 +266,7 @@ def test_http_and_websocket_clients_talk_across_regions(sandbox: SandboxProcess)
         try:
             async with aiohttp.ClientSession() as http:
                 async with http.post(
-                    messages_a, params={"userId": "poster", "name": "Poster"}, json={"body": "up"}
+                    messages_a, headers=sandbox.bearer("poster", "Poster"), json={"body": "up"}
                 ) as answer:
                     assert answer.status == 202, await answer.text()
                     posted = (await answer.json())["id"]
@@ -280,7 +280,11 @@ def test_http_and_websocket_clients_talk_across_regions(sandbox: SandboxProcess)
 
                 async def long_poll() -> tuple[dict[str, Any], float]:
                     started = time.monotonic()
-                    async with http.get(messages_a, params={"after": posted, "wait": "15"}) as got:
+                    async with http.get(
+                        messages_a,
+                        params={"after": posted, "wait": "15"},
+                        headers=sandbox.bearer("reader"),
+                    ) as got:
                         assert got.status == 200, await got.text()
                         return await got.json(), time.monotonic() - started
 
@@ -293,7 +297,11 @@ def test_http_and_websocket_clients_talk_across_regions(sandbox: SandboxProcess)
                 assert page["messages"][0]["sender"]["region"] == AP
                 assert seconds < 10, f"the long poll did not return early ({seconds:.1f}s)"
                 # Nothing new: the long poll runs out and answers an empty page.
-                async with http.get(messages_a, params={"after": sent, "wait": "0.5"}) as got:
+                async with http.get(
+                    messages_a,
+                    params={"after": sent, "wait": "0.5"},
+                    headers=sandbox.bearer("reader"),
+                ) as got:
                     assert await got.json() == {"messages": [], "more": False}
         finally:
             await close_all(ws_b, ws_c)

@@ -30,6 +30,7 @@ from clients.chat import (
     render,
     run_client,
 )
+from clients.chat import main as chat_main
 from clients.resume import RESUME_WINDOW_MS, resume_from_now
 from clients.resume import resume_after as client_resume_after
 from clients.tokens import mint_token
@@ -401,3 +402,17 @@ def test_http_mode_posts_long_polls_retries_and_looks_back_for_late_messages() -
     assert posted == [({"userId": "alice", "name": "Alice"}, {"body": "hello"})]
     assert calls[1]["wait"] == "1" and calls[1]["limit"] == "100"
     assert any(c.get("wait") == "0" and c["after"] == ids_resume_after(first) for c in calls)
+
+
+def test_connect_url_token_carries_rooms() -> None:
+    url = connect_url("ws://h:1/prod", "alice", None, secret="s3cret", rooms=["team-*"])
+    token = url.split("token=")[1]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["sub"] == "alice" and claims["rooms"] == ["team-*"]
+
+
+def test_cli_needs_a_token_or_a_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoints = tmp_path / "endpoints.json"
+    endpoints.write_text(json.dumps({"regions": {"us-east-1": {"websocket": "ws://x/prod"}}}))
+    assert chat_main(["--user", "a", "--endpoints-file", str(endpoints)]) == 2
+    assert "no token" in capsys.readouterr().err

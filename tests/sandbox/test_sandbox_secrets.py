@@ -1,0 +1,103 @@
+"""The sandbox's guess of the token signing secret (``Sandbox._prepare_secrets``)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from sandbox.model import AuthorizerSpec, SecretSpec
+from sandbox.runtime import Options, Sandbox
+
+NAME = "chat/prod/token-signing-secret"
+ARN = f"arn:aws:secretsmanager:us-east-1:000000000000:secret:{NAME}-abcdef"
+
+
+def region(name: str, env: dict[str, str] | None, secrets: list[SecretSpec]) -> Any:
+    """A stand-in RegionRuntime: an authorizer function with ``env`` (None: no authorizer)."""
+    authorizers = [AuthorizerSpec("Auth", "AuthFn", "REQUEST", ("x",))] if env is not None else []
+    model = SimpleNamespace(
+        secrets=secrets,
+        authorizers=authorizers,
+        functions={"AuthFn": SimpleNamespace(environment=env or {})},
+    )
+    return SimpleNamespace(region=name, model=model)
+
+
+def secret(replicas: tuple[str, ...] = (), name: str = NAME, arn: str = ARN) -> SecretSpec:
+    return SecretSpec(
+        "SigningSecret",
+        name,
+        arn,
+        None,
+        {"ExcludePunctuation": True, "PasswordLength": 64},
+        replicas,
+    )
+
+
+def prepare(regions: list[Any], signing_secret: str | None = None) -> Sandbox:
+    sandbox = Sandbox(Options(signing_secret=signing_secret))
+    sandbox.regions = regions
+    sandbox._prepare_secrets()
+    return sandbox
+
+
+def test_created_in_the_first_region_referenced_by_name_elsewhere() -> None:
+    """The app's shape: one Secret with ReplicaRegions; the others only name it."""
+    env = {"SIGNING_SECRET_NAME": NAME, "POWERTOOLS_SERVICE_NAME": "chat"}
+    sandbox = prepare(
+        [
+            region("us-east-1", env, [secret(("eu-west-1", "ap-northeast-1"))]),
+            region("eu-west-1", env, []),
+            region("ap-northeast-1", env, []),
+        ]
+    )
+    value = sandbox.signing_secret
+    assert value is not None and len(value) == 64 and value.isalnum()
+    assert sandbox._secret_values == {
+        "us-east-1": {NAME: value},
+        "eu-west-1": {NAME: value},
+        "ap-northeast-1": {NAME: value},
+    }
+
+
+def test_a_region_subset_without_the_first_region_still_gets_the_secret() -> None:
+    env = {"SIGNING_SECRET_NAME": NAME}
+    sandbox = prepare([region("eu-west-1", env, [])], signing_secret="given")
+    assert sandbox.signing_secret == "given"
+    assert sandbox._secret_values == {"eu-west-1": {NAME: "given"}}
+
+
+def test_signing_secret_option_and_arn_references() -> None:
+    sandbox = prepare(
+        [
+            region("us-east-1", {"KEY": ARN}, [secret(("eu-west-1",))]),
+            region("eu-west-1", {"KEY": NAME}, []),
+        ],
+        signing_secret="s3cret",
+    )
+    assert sandbox.signing_secret == "s3cret"
+    assert sandbox._secret_values == {"us-east-1": {NAME: "s3cret"}, "eu-west-1": {NAME: "s3cret"}}
+
+
+def test_secret_made_outside_the_app() -> None:
+    """signingSecretManaged=false: no template has it; the variable's name gives it away."""
+    sandbox = prepare(
+        [
+            region("us-east-1", {"SIGNING_SECRET_NAME": "team/key"}, []),
+            region("eu-west-1", {"SIGNING_SECRET_ARN": ARN}, []),
+        ]
+    )
+    value = sandbox.signing_secret
+    assert value is not None and len(value) == 64
+    assert sandbox._secret_values == {
+        "us-east-1": {"team/key": value, NAME: value},
+        "eu-west-1": {"team/key": value, NAME: value},
+    }
+
+
+def test_other_secrets_keep_their_own_values_and_replicas() -> None:
+    other = secret(("eu-west-1",), name="db-password", arn="arn:other")
+    sandbox = prepare([region("us-east-1", None, [other]), region("eu-west-1", None, [])])
+    assert sandbox.signing_secret is None  # no authorizer: no auth
+    values = sandbox._secret_values
+    assert values["us-east-1"]["db-password"] == values["eu-west-1"]["db-password"]
