@@ -11,7 +11,8 @@ Modules (imported as ``chat.*``; the asset root ``lambdas/`` is on ``sys.path``)
 * :mod:`chat.bus`           publishing chat events to the region's bus
 * :mod:`chat.fanout`        posting a frame to every local member of a room
 * :mod:`chat.presence`      presence transitions published as ``chat.presence`` events
-* :mod:`chat.identity`      the caller's user (authorizer context or query string)
+* :mod:`chat.identity`      the caller's user (the token authorizer's context only)
+* :mod:`chat.tokens`        HS256 token verification and room patterns (the authorizer)
 
 Only the standard library, boto3/botocore and ``aws_lambda_powertools`` may be
 imported here: the asset is deployed unbundled next to the Powertools layer.

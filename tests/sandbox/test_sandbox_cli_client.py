@@ -10,6 +10,7 @@ import hmac
 import io
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -416,3 +417,20 @@ def test_cli_needs_a_token_or_a_secret(tmp_path: Path, capsys: pytest.CaptureFix
     endpoints.write_text(json.dumps({"regions": {"us-east-1": {"websocket": "ws://x/prod"}}}))
     assert chat_main(["--user", "a", "--endpoints-file", str(endpoints)]) == 2
     assert "no token" in capsys.readouterr().err
+
+
+def test_tokens_cli_mints_a_token_the_authorizer_accepts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chat.tokens import verify
+    from clients.tokens import main as tokens_main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("the-secret\n"))
+    assert tokens_main(["--secret-file", "-", "--sub", "alice", "--rooms", "lobby,team-*"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = verify(token, "the-secret", time.time())
+    assert (claims.user_id, claims.rooms) == ("alice", ("lobby", "team-*"))
+    monkeypatch.setenv("CHAT_SIGNING_SECRET", "env-secret")
+    assert tokens_main(["--sub", "bob", "--name", "Bob", "--ttl", "60"]) == 0
+    claims = verify(capsys.readouterr().out.strip(), "env-secret", time.time())
+    assert (claims.user_id, claims.name) == ("bob", "Bob")
