@@ -5,9 +5,14 @@
   valid token answers an IAM policy that allows ``execute-api:Invoke`` on the
   event's ``methodArn``, with the context ``{userId, name?, rooms}``; API
   Gateway hands that context to every later event of the connection as
-  ``requestContext.authorizer``. An invalid token raises
-  ``Exception("Unauthorized")``, which API Gateway answers with 401: no
-  connection opens and ConnectionHandler never runs.
+  ``requestContext.authorizer``. An invalid token gets the same policy with
+  ``Deny``: API Gateway answers 403, no connection opens and
+  ConnectionHandler never runs. (A missing token is API Gateway's own 401:
+  the authorizer is not even invoked.) Deny rather than raising
+  ``Exception("Unauthorized")`` (API Gateway's 401) on purpose: a raised
+  exception is a Lambda error, and the ``AuthorizerErrors`` alarm must mean
+  "the authorizer is broken" (e.g. cannot read the secret), not "a client
+  sent an expired token".
 * HTTP API (payload format 2.0, simple responses): the token is the
   ``Authorization: Bearer <jwt>`` header. The answer is
   ``{"isAuthorized": bool, "context": {userId, name?, rooms}}`` (API Gateway
@@ -93,23 +98,25 @@ def _check(token: object) -> Claims | None:
     return claims
 
 
+def _policy(principal: str, effect: str, method_arn: str) -> dict[str, Any]:
+    return {
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": effect, "Resource": method_arn}
+            ],
+        },
+    }
+
+
 def _websocket(event: dict[str, Any]) -> dict[str, Any]:
     query = event.get("queryStringParameters") or {}
     claims = _check(query.get("token") if isinstance(query, dict) else None)
     if claims is None:
-        raise Exception("Unauthorized")  # API Gateway's 401
+        return _policy("unauthorized", "Deny", event["methodArn"])  # API Gateway: 403
     return {
-        "principalId": claims.user_id,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Action": "execute-api:Invoke",
-                    "Effect": "Allow",
-                    "Resource": event["methodArn"],
-                }
-            ],
-        },
+        **_policy(claims.user_id, "Allow", event["methodArn"]),
         "context": identity_context(claims),
     }
 
@@ -127,7 +134,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # No tracer decorator: capturing the response would put the context (or,
     # for errors, the event) into traces; the function still has X-Ray active.
     if not isinstance(event, dict):
-        raise Exception("Unauthorized")
+        raise Exception("Unauthorized")  # not an API Gateway event: a wiring error
     if event.get("version") == "2.0" or "routeArn" in event:
         logger.append_keys(api="http", routeArn=event.get("routeArn"))
         return _http(event)

@@ -254,13 +254,23 @@ def test_websocket_allow_policy_and_context(secret_store: Any) -> None:
         forge(good(exp=int(time.time()) - 3600)),
     ],
 )
-def test_websocket_refusals_are_unauthorized(
+def test_websocket_refusals_are_a_deny_policy(
     secret_store: Any, token: str | None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(Exception, match=r"^Unauthorized$"):
-        invoke(ws_event(token))
+    # Deny (API Gateway: 403), not a raised exception: a refused token is no Lambda error.
+    assert invoke(ws_event(token)) == {
+        "principalId": "unauthorized",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": METHOD_ARN}
+            ],
+        },
+    }
+    output = capsys.readouterr().out
     if token:
-        assert token not in capsys.readouterr().out  # tokens are never logged
+        assert token not in output  # tokens are never logged
+    assert '"RefusedTokens"' in output
 
 
 def test_secret_is_read_once_and_cached(secret_store: Any) -> None:
@@ -269,8 +279,7 @@ def test_secret_is_read_once_and_cached(secret_store: Any) -> None:
     secret_store.update_secret(SecretId=SECRET_NAME, SecretString="rotated")
     assert invoke(ws_event(token))["principalId"] == "alice"  # cached for max_age
     parameters.clear_caches()
-    with pytest.raises(Exception, match="Unauthorized"):
-        invoke(ws_event(token))
+    assert invoke(ws_event(token))["principalId"] == "unauthorized"
     assert invoke(ws_event(mint_token("rotated", "alice")))["principalId"] == "alice"
 
 
@@ -278,9 +287,9 @@ def test_missing_secret_is_an_error_not_a_refusal(
     secret_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIGNING_SECRET_NAME", "no/such/secret")
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(Exception) as raised:  # a Lambda error: API Gateway 500, alarmed
         invoke(ws_event(mint_token(SECRET, "alice")))
-    assert str(raised.value) != "Unauthorized"
+    assert "Unauthorized" not in str(raised.value)
 
 
 # --- the handler: HTTP API simple responses -----------------------------------------------
@@ -315,6 +324,8 @@ def test_http_refusals(secret_store: Any, authorization: str | None) -> None:
 def test_unknown_event_shape_is_unauthorized(secret_store: Any) -> None:
     with pytest.raises(Exception, match="Unauthorized"):
         invoke({"type": "TOKEN"})
+    with pytest.raises(Exception, match="Unauthorized"):
+        invoke(["not", "an", "event"])
 
 
 def test_no_third_party_jwt_library() -> None:
