@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from clients.tokens import mint_token
 from sandbox.assembly import load_stacks
 from sandbox.model import build_models
 
@@ -177,3 +178,27 @@ def test_unusable_port_base(cdk_out: Path, port_base: str) -> None:
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "--port-base" in result.stderr
+
+
+def test_signing_secret_option_and_a_subset_without_the_first_region(
+    cdk_out: Path, tmp_path: Path
+) -> None:
+    """--signing-secret is the secret of every region, also when the region that creates it
+    (the first, us-east-1) is not running: the others read it by name."""
+    process = SandboxProcess(
+        cdk_out, tmp_path, regions=("eu-west-1",), extra=("--signing-secret", "given-secret")
+    ).start()
+    try:
+        assert process.endpoints["signingSecret"] == "given-secret"
+        token = mint_token("given-secret", "solo")
+
+        async def scenario() -> None:
+            client = await Client.open(process.url("eu-west-1"), "solo", token=token)
+            try:
+                assert (await client.request({"action": "ping"}))["type"] == "pong"
+            finally:
+                await client.close()
+
+        asyncio.run(scenario())
+    finally:
+        assert process.stop() == 0
