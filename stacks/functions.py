@@ -52,7 +52,7 @@ CONNECTION_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:Query",  # $disconnect: was it the user's last membership in the room?
 )
 CLIENT_HANDLER_CONNECTIONS_ACTIONS = (
-    "dynamodb:GetItem",  # membership checks
+    "dynamodb:GetItem",  # membership checks; join: META (the token's allowedRooms)
     "dynamodb:PutItem",  # join: membership
     "dynamodb:UpdateItem",  # join/leave/ping: META rooms and expiry
     "dynamodb:DeleteItem",  # leave: membership
