@@ -37,9 +37,30 @@ from tests.e2e.harness import REGIONS, Client, SandboxProcess, room_name
 FAR = {"us-east-1": "ap-northeast-1", "eu-west-1": "ap-northeast-1", "ap-northeast-1": "us-east-1"}
 
 
-def is_message(message_id: str) -> Callable[[dict[str, Any]], bool]:
-    """A ``Client.wait_for`` predicate: the ``message`` frame with this id."""
-    return lambda frame: frame.get("type") == "message" and frame.get("id") == message_id
+def is_message(body: str) -> Callable[[dict[str, Any]], bool]:
+    """A ``Client.wait_for`` predicate: the ``message`` frame with this (unique) body.
+
+    Matched by body, not id: a ``message`` frame can arrive before the ``ack``
+    that tells the id, and the clock must stop when the frame arrives.
+    """
+    return lambda frame: frame.get("type") == "message" and frame.get("body") == body
+
+
+async def receipt_ms(client: Client, body: str, started: float, timeout: float = 30) -> float:
+    """Milliseconds from ``started`` until ``client`` has the message with ``body``."""
+    await client.wait_for(is_message(body), timeout=timeout)
+    return (time.perf_counter() - started) * 1000
+
+
+async def send_and_time(
+    sender: Client, room: str, body: str, receivers: list[Client]
+) -> list[float]:
+    """Send ``body`` from ``sender``; each receiver's receipt time in ms, in order."""
+    started = time.perf_counter()
+    waits = [asyncio.create_task(receipt_ms(client, body, started)) for client in receivers]
+    ack = await sender.request({"action": "send", "room": room, "body": body})
+    assert ack["type"] == "ack", ack
+    return list(await asyncio.gather(*waits))
 
 
 def summary(samples_ms: list[float]) -> dict[str, float]:
@@ -78,13 +99,9 @@ async def roundtrip(sandbox: SandboxProcess, count: int) -> dict[str, Any]:
     local_ms: list[float] = []
     far_ms: list[float] = []
     for number in range(count):
-        started = time.perf_counter()
-        ack = await sender.request({"action": "send", "room": room, "body": number})
-        message_id = ack["id"]
-        await sender.wait_for(is_message(message_id))
-        local_ms.append((time.perf_counter() - started) * 1000)
-        await far.wait_for(is_message(message_id))
-        far_ms.append((time.perf_counter() - started) * 1000)
+        local, remote = await send_and_time(sender, room, f"rt-{number}", [sender, far])
+        local_ms.append(local)
+        far_ms.append(remote)
     await close_all([sender, far])
     return {
         "same_region": summary(local_ms),
@@ -98,19 +115,7 @@ async def fanout(sandbox: SandboxProcess, per_region: int, count: int) -> dict[s
     sender = clients[0]
     all_ms: list[float] = []
     for number in range(count):
-        started = time.perf_counter()
-        ack = await sender.request({"action": "send", "room": room, "body": number})
-        message_id = ack["id"]
-        await asyncio.gather(
-            *(
-                client.wait_for(
-                    is_message(message_id),
-                    timeout=120,
-                )
-                for client in clients
-            )
-        )
-        all_ms.append((time.perf_counter() - started) * 1000)
+        all_ms.append(max(await send_and_time(sender, room, f"fan-{number}", clients)))
     await close_all(clients)
     result = summary(all_ms)
     result["connections"] = len(clients)
