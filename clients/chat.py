@@ -52,7 +52,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, quote, urlencode
@@ -62,6 +61,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State
 
+from clients.render import _render_entry, render
 from clients.resume import (
     RESUME_WINDOW_MS,
     id_timestamp_ms,
@@ -166,66 +166,6 @@ def connect_url(
 
 def _public(url: str) -> str:
     return url.split("?")[0]
-
-
-def _clock(sent_at: str | None) -> str:
-    if not sent_at:
-        return "--:--:--"
-    try:
-        return datetime.fromisoformat(sent_at.replace("Z", "+00:00")).strftime("%H:%M:%S")
-    except ValueError:
-        return sent_at
-
-
-def _who(member: dict[str, Any]) -> str:
-    user = member.get("userId", "?")
-    name = member.get("name")
-    label = f"{name} ({user})" if name and name != user else str(user)
-    return f"{label}@{member.get('region', '?')}"
-
-
-def render(frame: Any, verbose: bool = False) -> str | None:
-    """One human-readable line (or a few) for a server frame; None to show nothing."""
-    if not isinstance(frame, dict):
-        return f"? {json.dumps(frame)}"
-    kind = frame.get("type")
-    room = frame.get("room", "")
-    if kind == "message":
-        body = frame.get("body")
-        text = body if isinstance(body, str) else json.dumps(body)
-        sender = frame.get("sender") or {}
-        return f"[{_clock(frame.get('sentAt'))}] #{room} {_who(sender)}: {text}"
-    if kind == "joined":
-        members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
-        lines = [f"* joined #{room}; here: {members}"]
-        lines += [_render_entry(m) for m in frame.get("missed") or []]
-        if frame.get("more"):
-            lines.append("* (more were missed than shown; /history for older ones)")
-        return "\n".join(lines)
-    if kind == "left":
-        return f"* left #{room}"
-    if kind == "member":
-        return f"* {_who(frame.get('member') or {})} {frame.get('event', '?')} #{room}"
-    if kind == "presence":
-        members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
-        return f"* in #{room}: {members}"
-    if kind == "history":
-        lines = [_render_entry(m) for m in frame.get("messages") or []]
-        return "\n".join(lines) if lines else f"* no history in #{room}"
-    if kind == "error":
-        return f"! {frame.get('code')}: {frame.get('message')}"
-    if kind == "ack":
-        return f"  (sent {frame.get('id')})" if verbose else None
-    if kind == "pong":
-        return "* pong"
-    if "message" in frame and "connectionId" in frame:  # an API Gateway error
-        return f"! gateway: {frame['message']}"
-    return f"? {json.dumps(frame)}"
-
-
-def _render_entry(message: Any) -> str:
-    """A ``joined.missed`` / ``history`` entry: a ``message`` frame without ``type``."""
-    return render({**message, "type": "message"} if isinstance(message, dict) else message) or ""
 
 
 def _members_by_user(members: Any) -> dict[str, dict[str, Any]]:

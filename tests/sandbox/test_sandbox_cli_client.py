@@ -28,10 +28,10 @@ from clients.chat import (
     ClientOptions,
     connect_url,
     endpoint_url,
-    render,
     run_client,
 )
 from clients.chat import main as chat_main
+from clients.render import render
 from clients.resume import RESUME_WINDOW_MS, resume_from_now
 from clients.resume import resume_after as client_resume_after
 from clients.tokens import mint_token
