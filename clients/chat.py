@@ -54,13 +54,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State
 
+from clients.endpoints import ClientError, _public, connect_url, endpoint_url
 from clients.render import _render_entry, render
 from clients.resume import (
     RESUME_WINDOW_MS,
@@ -69,7 +70,6 @@ from clients.resume import (
     resume_after,
     resume_from_now,
 )
-from clients.tokens import mint_token
 
 HELP = (
     "commands: /join ROOM  /leave [ROOM]  /history [N]  /who  /ping  /raw JSON  /quit;"
@@ -87,10 +87,6 @@ LOOK_BACK_POLL_SECONDS = 1.0  # HTTP: long-poll slice while looking back
 
 Message = dict[str, Any]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-class ClientError(Exception):
-    """A problem the CLI reports in one line (exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -123,49 +119,6 @@ class ClientOptions:
     resume_window_ms: int = RESUME_WINDOW_MS
     poll_wait: float = POLL_WAIT_SECONDS
     sleep: Sleep = asyncio.sleep  # the backoff's waits (a test can hold one to widen a gap)
-
-
-def endpoint_url(
-    endpoints_file: Path, region: str, kind: str = "websocket"
-) -> tuple[str, str | None]:
-    """The region's ``kind`` URL and the signing secret (if any) from the endpoints file."""
-    try:
-        document = json.loads(endpoints_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ClientError(
-            f"{endpoints_file} not found: start the sandbox (`make local`) or pass --url"
-        ) from None
-    except ValueError as exc:
-        raise ClientError(f"{endpoints_file} is not JSON: {exc}") from None
-    regions = document.get("regions") or {}
-    if region not in regions:
-        raise ClientError(f"region {region} is not in {endpoints_file} (has: {', '.join(regions)})")
-    if not regions[region].get(kind):
-        raise ClientError(f"region {region} has no {kind} URL in {endpoints_file}")
-    return str(regions[region][kind]), document.get("signingSecret")
-
-
-def connect_url(
-    base: str,
-    user: str,
-    name: str | None,
-    *,
-    token: str | None = None,
-    secret: str | None = None,
-    rooms: list[str] | None = None,
-) -> str:
-    if token is None and secret is not None:
-        token = mint_token(secret, user, name=name, rooms=rooms)
-    if token is not None:
-        query = {"token": token}
-    else:
-        query = {"userId": user, **({"name": name} if name else {})}
-    separator = "&" if "?" in base else "?"
-    return f"{base}{separator}{urlencode(query)}"
-
-
-def _public(url: str) -> str:
-    return url.split("?")[0]
 
 
 def _members_by_user(members: Any) -> dict[str, dict[str, Any]]:

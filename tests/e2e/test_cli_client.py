@@ -8,7 +8,8 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 
-from clients.chat import Backoff, ClientOptions, connect_url, run_client
+from clients.chat import Backoff, ClientOptions, run_client
+from clients.endpoints import connect_url
 
 from .harness import (
     REPO,
