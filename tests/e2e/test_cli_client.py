@@ -8,8 +8,9 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 
-from clients.chat import Backoff, ClientOptions, run_client
+from clients.chat import run_client
 from clients.endpoints import connect_url
+from clients.options import Backoff, ClientOptions
 
 from .harness import (
     REPO,
