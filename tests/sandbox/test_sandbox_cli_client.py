@@ -21,13 +21,14 @@ from aiohttp import web
 from chat import ids
 from chat.ids import new_id
 from chat.ids import resume_after as ids_resume_after
-from clients.chat import ChatSession, run_client
 from clients.chat import main as chat_main
+from clients.chat import run_client
 from clients.endpoints import ClientError, connect_url, endpoint_url
 from clients.options import Backoff, ClientOptions
 from clients.render import render
 from clients.resume import RESUME_WINDOW_MS, resume_from_now
 from clients.resume import resume_after as client_resume_after
+from clients.session import ChatSession
 from clients.tokens import mint_token
 
 MESSAGE = {
