@@ -56,7 +56,7 @@ from clients.http_client import HttpChat
 from clients.options import PING_SECONDS, POLL_WAIT_SECONDS, Backoff, ClientOptions
 from clients.resume import RESUME_WINDOW_MS
 from clients.session import ChatSession
-from clients.websocket_client import _run_websocket
+from clients.websocket_client import run_websocket
 
 
 async def _stdin_lines() -> AsyncIterator[str]:
@@ -93,7 +93,7 @@ async def run_client(
     if session.options.http:
         async with aiohttp.ClientSession() as http:
             return await HttpChat(session, urls, http).run(lines)
-    return await _run_websocket(session, urls, lines)
+    return await run_websocket(session, urls, lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,5 +52,6 @@ def connect_url(
     return f"{base}{separator}{urlencode(query)}"
 
 
-def _public(url: str) -> str:
+def public_url(url: str) -> str:
+    """``url`` without its query (the token): what the client prints."""
     return url.split("?")[0]

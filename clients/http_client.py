@@ -15,7 +15,7 @@ import aiohttp
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render
 from clients.resume import id_timestamp_ms, resume_after, resume_from_now
-from clients.session import HELP, ChatSession, Message, _drain, _until
+from clients.session import HELP, ChatSession, Message, drain, until
 
 LOOK_BACK_MARGIN_MS = 1000  # HTTP: keep looking back this long beyond the resume window
 LOOK_BACK_POLL_SECONDS = 1.0  # HTTP: long-poll slice while looking back
@@ -224,11 +224,11 @@ class HttpChat:
             async for line in lines:
                 if not await self.command(line):
                     break
-            await _drain(session, self.options.drain_seconds)
+            await drain(session, self.options.drain_seconds)
             finished = True
 
         reader = asyncio.create_task(read_input())
-        await _until(self.gave_up, reader)
+        await until(self.gave_up, reader)
         for task in self.pollers.values():
             task.cancel()
         for task in self.pollers.values():

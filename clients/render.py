@@ -37,7 +37,7 @@ def render(frame: Any, verbose: bool = False) -> str | None:
     if kind == "joined":
         members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
         lines = [f"* joined #{room}; here: {members}"]
-        lines += [_render_entry(m) for m in frame.get("missed") or []]
+        lines += [render_entry(m) for m in frame.get("missed") or []]
         if frame.get("more"):
             lines.append("* (more were missed than shown; /history for older ones)")
         return "\n".join(lines)
@@ -49,7 +49,7 @@ def render(frame: Any, verbose: bool = False) -> str | None:
         members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
         return f"* in #{room}: {members}"
     if kind == "history":
-        lines = [_render_entry(m) for m in frame.get("messages") or []]
+        lines = [render_entry(m) for m in frame.get("messages") or []]
         return "\n".join(lines) if lines else f"* no history in #{room}"
     if kind == "error":
         return f"! {frame.get('code')}: {frame.get('message')}"
@@ -62,6 +62,6 @@ def render(frame: Any, verbose: bool = False) -> str | None:
     return f"? {json.dumps(frame)}"
 
 
-def _render_entry(message: Any) -> str:
+def render_entry(message: Any) -> str:
     """A ``joined.missed`` / ``history`` entry: a ``message`` frame without ``type``."""
     return render({**message, "type": "message"} if isinstance(message, dict) else message) or ""

@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
-from clients.render import _render_entry, render
+from clients.render import render, render_entry
 from clients.resume import is_valid_id, resume_after
 
 HELP = (
@@ -88,7 +88,7 @@ class ChatSession:
         """Print the messages not seen before, each once, in id order."""
         for message in sorted(messages, key=lambda m: str(m.get("id", ""))):
             if self._first_time(message):
-                self.emit(_render_entry(message))
+                self.emit(render_entry(message))
 
     def members(self, room: str) -> list[dict[str, Any]]:
         """The room's presence as this client knows it, sorted by userId."""
@@ -335,7 +335,7 @@ class ChatSession:
         return bool(self.waiting or self.unechoed or self.held)
 
 
-async def _until(done: asyncio.Event, work: Awaitable[Any]) -> None:
+async def until(done: asyncio.Event, work: Awaitable[Any]) -> None:
     """Await ``work`` unless ``done`` is set first."""
     task = asyncio.ensure_future(work)
     waiter = asyncio.ensure_future(done.wait())
@@ -348,7 +348,7 @@ async def _until(done: asyncio.Event, work: Awaitable[Any]) -> None:
                 await pending
 
 
-async def _drain(session: ChatSession, seconds: float) -> None:
+async def drain(session: ChatSession, seconds: float) -> None:
     """End of input: wait (bounded) for replies and our own messages, then for stragglers."""
     deadline = asyncio.get_running_loop().time() + seconds
     while session.busy() and asyncio.get_running_loop().time() < deadline:

@@ -10,11 +10,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.protocol import State
 
-from clients.endpoints import _public
-from clients.session import ChatSession, _drain, _until
+from clients.endpoints import public_url
+from clients.session import ChatSession, drain, until
 
 
-async def _run_websocket(session: ChatSession, urls: list[str], lines: AsyncIterator[str]) -> int:
+async def run_websocket(session: ChatSession, urls: list[str], lines: AsyncIterator[str]) -> int:
+    """Run ``session`` over WebSocket until the input ends or it gives up; the exit status."""
     options = session.options
     done = asyncio.Event()
     input_task: asyncio.Task[None] | None = None
@@ -24,7 +25,7 @@ async def _run_websocket(session: ChatSession, urls: list[str], lines: AsyncIter
             async for line in lines:
                 if not await session.command(line):
                     break
-            await _drain(session, options.drain_seconds)
+            await drain(session, options.drain_seconds)
         finally:
             done.set()
 
@@ -39,9 +40,9 @@ async def _run_websocket(session: ChatSession, urls: list[str], lines: AsyncIter
                 session.attach(ws)
                 receiver = asyncio.create_task(_receive(ws, session))
                 if input_task is None:
-                    session.emit(f"* connected to {_public(url)}; /help for commands")
+                    session.emit(f"* connected to {public_url(url)}; /help for commands")
                 else:
-                    session.emit(f"* reconnected to {_public(url)}")
+                    session.emit(f"* reconnected to {public_url(url)}")
                 await session.rejoin()
                 if ws.state is State.OPEN:
                     attempt = 0
@@ -63,7 +64,7 @@ async def _run_websocket(session: ChatSession, urls: list[str], lines: AsyncIter
             if status < 500 and status != 429:
                 break  # the request is wrong (identity, stage): retrying cannot help
         except (OSError, WebSocketException, TimeoutError) as exc:
-            what = "connection lost" if opened else f"cannot connect to {_public(url)}"
+            what = "connection lost" if opened else f"cannot connect to {public_url(url)}"
             session.emit(f"! {what}: {exc}")
         finally:
             session.detach()
@@ -79,7 +80,7 @@ async def _run_websocket(session: ChatSession, urls: list[str], lines: AsyncIter
         session.emit(
             f"* reconnecting in {delay:.1f}s (attempt {attempt} of {options.backoff.attempts})"
         )
-        await _until(done, options.sleep(delay))
+        await until(done, options.sleep(delay))
     if input_task is not None and not input_task.done():
         input_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
