@@ -29,7 +29,7 @@ Continuity (docs/protocol.md, "Resuming after a disconnect"):
   connections after 10, and ``ping`` renews the user's presence in the other regions); a ping
   without ``pong`` drops the connection and reconnects.
 - Presence: the members are printed on join, then every ``member`` frame; the client keeps
-  them as a map by ``userId`` (``ChatSession.presence``).
+  them as a map by ``userId`` (``ChatSession.presence``, clients/session.py).
 
 ``--http`` uses the HTTP fallback instead (for networks that block WebSockets): a line is a
 ``POST``; each joined room is read with long-poll ``GET``s (``after`` = the newest id seen,
@@ -37,6 +37,11 @@ Continuity (docs/protocol.md, "Resuming after a disconnect"):
 message is younger than the resume window the client also looks back from the resume point,
 so a message that reached the region late (with a smaller id) is still shown. It starts with
 the room's last 5 s.
+
+This module is the CLI (``main``) and ``run_client``; the rest is in ``clients/``:
+``endpoints.py`` (URLs, the endpoints file), ``options.py`` (``ClientOptions``, ``Backoff``),
+``render.py`` (frames as lines), ``session.py`` (``ChatSession``), ``websocket_client.py``
+(the reconnect loop) and ``http_client.py`` (``HttpChat``, the HTTP fallback).
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ from clients.options import PING_SECONDS, POLL_WAIT_SECONDS, Backoff, ClientOpti
 from clients.resume import RESUME_WINDOW_MS
 from clients.session import ChatSession
 from clients.websocket_client import run_websocket
+
+__all__ = ["ChatSession", "ClientOptions", "main", "run_client"]  # as docs/sandbox.md names them
 
 
 async def _stdin_lines() -> AsyncIterator[str]:

@@ -22,6 +22,8 @@ LOOK_BACK_POLL_SECONDS = 1.0  # HTTP: long-poll slice while looking back
 
 
 class HttpError(Exception):
+    """A request to the HTTP API that was not answered as expected (status and document)."""
+
     def __init__(self, status: int, document: Any) -> None:
         self.status = status
         self.document = document

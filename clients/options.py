@@ -40,6 +40,8 @@ class Backoff:
 
 @dataclass
 class ClientOptions:
+    """What ``run_client`` takes: a field per CLI flag, and timings a test can shorten."""
+
     http: bool = False  # the HTTP fallback instead of WebSocket
     verbose: bool = False  # also show acks
     drain_seconds: float = DRAIN_SECONDS
