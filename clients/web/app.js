@@ -1,11 +1,12 @@
 // The sandbox's chat page: one pane per region, each its own WebSocket connection.
 // Plain browser JavaScript, no build step. Protocol: docs/protocol.md.
 //
-// Continuity, as the CLI client (clients/chat.py) does it: a connection that drops is reopened
-// with exponential backoff and jitter (bounded attempts), the room is joined again with
-// `after` = the resume point 5 s before the newest id seen, `history` is paged while `more`,
-// and messages are de-duplicated by id and shown in id order. The pane pings every 5 minutes
-// and keeps a presence list (`joined.members`, then `member` frames, as a map by userId).
+// Continuity, as the CLI client (clients/session.py, clients/websocket_client.py) does it: a
+// connection that drops is reopened with exponential backoff and jitter (bounded attempts),
+// the room is joined again with `after` = the resume point 5 s before the newest id seen,
+// `history` is paged while `more`, and messages are de-duplicated by id and shown in id order.
+// The pane pings every 5 minutes and keeps a presence list (`joined.members`, then `member`
+// frames, as a map by userId).
 // The page's query string can change the timings: ?ping=SECONDS&backoff=SECONDS&attempts=N.
 "use strict";
 
