@@ -14,7 +14,9 @@ multi-region sandbox (3 regions), with real WebSocket and HTTP clients:
 
 The figures are for this machine and the sandbox (one process per function,
 moto for DynamoDB), not for AWS; they are for comparing changes. Every loop is
-bounded; nothing here is a test.
+bounded; nothing here is a test. The sandbox is started and driven through
+``tests/e2e/harness.py``, the launcher and client the end-to-end tests use, so
+benchmarks and tests exercise the sandbox the same way.
 """
 
 from __future__ import annotations
