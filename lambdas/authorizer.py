@@ -134,6 +134,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # No tracer decorator: capturing the response would put the context (or,
     # for errors, the event) into traces; the function still has X-Ray active.
     if not isinstance(event, dict):
+        count("MalformedEvents")
         raise Exception("Unauthorized")  # not an API Gateway event: a wiring error
     if event.get("version") == "2.0" or "routeArn" in event:
         logger.append_keys(api="http", routeArn=event.get("routeArn"))
@@ -142,4 +143,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.append_keys(api="websocket", methodArn=event.get("methodArn"))
         return _websocket(event)
     logger.warning("not an API Gateway REQUEST authorizer event")
+    count("MalformedEvents")
     raise Exception("Unauthorized")
