@@ -350,10 +350,11 @@ def _connection_items(connection_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def _posted_frames(connection_id: str) -> list[dict[str, Any]]:
+def frames_in(region: str, connection_id: str) -> list[dict[str, Any]]:
+    """Every frame moto's @connections recorded for ``connection_id`` in ``region``."""
     from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
-    backend = apigatewaymanagementapi_backends[ACCOUNT][REGION]
+    backend = apigatewaymanagementapi_backends[ACCOUNT][region]
     if connection_id not in backend.connections:
         return []
     data = backend.connections[connection_id].data.decode("utf-8")
@@ -362,6 +363,10 @@ def _posted_frames(connection_id: str) -> list[dict[str, Any]]:
         frame, index = decoder.raw_decode(data, index)
         frames.append(frame)
     return frames
+
+
+def _posted_frames(connection_id: str) -> list[dict[str, Any]]:
+    return frames_in(REGION, connection_id)
 
 
 @pytest.fixture

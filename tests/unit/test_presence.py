@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from chat import clients, ids, presence, store
-from tests.unit.conftest import ACCOUNT, TEST_ENV, create_tables
+from tests.unit.conftest import TEST_ENV, create_tables, frames_in
 
 TTL = 10800
 
@@ -567,20 +567,6 @@ def two_regions(chat: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     yield use
     use(TEST_ENV["AWS_REGION"])
-
-
-def frames_in(region: str, connection_id: str) -> list[dict[str, Any]]:
-    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-
-    backend = apigatewaymanagementapi_backends[ACCOUNT][region]
-    if connection_id not in backend.connections:
-        return []
-    data = backend.connections[connection_id].data.decode("utf-8")
-    decoder, frames, index = json.JSONDecoder(), [], 0
-    while index < len(data):
-        frame, index = decoder.raw_decode(data, index)
-        frames.append(frame)
-    return frames
 
 
 def test_presence_flows_between_two_regions(
