@@ -21,6 +21,24 @@ def handler(event, context):
 """
 
 
+# The @connections URL exactly as the stacks build it (ChatWebSocketApi.callback_url).
+CALLBACK_URL_JOIN: dict[str, Any] = {
+    "Fn::Join": [
+        "",
+        [
+            "https://",
+            {"Ref": "Api"},
+            ".execute-api.",
+            {"Ref": "AWS::Region"},
+            ".",
+            {"Ref": "AWS::URLSuffix"},
+            "/",
+            {"Ref": "Stage"},
+        ],
+    ]
+}
+
+
 def lambda_arn(logical_id: str) -> dict[str, Any]:
     return {"Fn::GetAtt": [logical_id, "Arn"]}
 
@@ -85,21 +103,7 @@ def chat_template(region: str, all_regions: list[str]) -> dict[str, Any]:
         },
         "Handler": function(
             TABLE={"Ref": "Table"},
-            CALLBACK_URL={
-                "Fn::Join": [
-                    "",
-                    [
-                        "https://",
-                        {"Ref": "Api"},
-                        ".execute-api.",
-                        {"Ref": "AWS::Region"},
-                        ".",
-                        {"Ref": "AWS::URLSuffix"},
-                        "/",
-                        {"Ref": "Stage"},
-                    ],
-                ]
-            },
+            CALLBACK_URL=CALLBACK_URL_JOIN,
             BUS={"Fn::Sub": "${Bus}|${Bus.Arn}|${AWS::AccountId}|${!Literal}"},
         ),
         "NodeFunction": {

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_templates import CALLBACK_URL_JOIN
 
 from sandbox.assembly import StackArtifact
 from sandbox.errors import SandboxError
@@ -81,24 +82,7 @@ def test_names_are_deterministic_and_bounded() -> None:
 
 def test_callback_url_shape() -> None:
     r = resolver(RESOURCES)
-    url = r.resolve(
-        {
-            "Fn::Join": [
-                "",
-                [
-                    "https://",
-                    {"Ref": "Api"},
-                    ".execute-api.",
-                    {"Ref": "AWS::Region"},
-                    ".",
-                    {"Ref": "AWS::URLSuffix"},
-                    "/",
-                    {"Ref": "Stage"},
-                ],
-            ]
-        },
-        "t",
-    )
+    url = r.resolve(CALLBACK_URL_JOIN, "t")
     api_id = r.resolve({"Ref": "Api"}, "t")
     assert len(api_id) == 10
     assert url == f"https://{api_id}.execute-api.eu-west-1.amazonaws.com/prod"
