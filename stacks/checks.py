@@ -78,16 +78,17 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
     # acknowledges a finding id per construct, so this would also cover a second
     # "*" statement in the same policy: tests/infra (test_no_wildcards_except_xray)
     # asserts that X-Ray is the only one.
-    for function in stack.functions.functions.values():
+    for function in (*stack.functions.functions.values(), stack.fanout.worker):
         _ack(_default_policy(function.role), "IAM5[Resource::*]", _XRAY)
 
     # IAM5 on the @connections ARN: the trailing * is the connection id.
-    _ack(
-        _default_policy(stack.functions.event_bus_message_handler.role),
-        _manage_connections_finding(stack),
-        "Connection ids are assigned by API Gateway at runtime; the ARN is already limited "
-        "to this API, this stage and POST, the trailing * is the connection id",
-    )
+    for poster in (stack.functions.event_bus_message_handler, stack.fanout.worker):
+        _ack(
+            _default_policy(poster.role),
+            _manage_connections_finding(stack),
+            "Connection ids are assigned by API Gateway at runtime; the ARN is already limited "
+            "to this API, this stage and POST, the trailing * is the connection id",
+        )
 
     # APIG4: $connect and the HTTP routes have the token authorizer; the
     # WebSocket routes after $connect cannot have one.

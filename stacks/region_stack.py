@@ -15,6 +15,7 @@ from constructs import Construct
 
 from stacks.auth import ChatAuth
 from stacks.config import ChatConfig
+from stacks.fanout import ChatFanout
 from stacks.functions import SERVICE_NAME, ChatFunctions
 from stacks.http_api import ChatHttpApi
 from stacks.monitoring import ChatMonitoring
@@ -61,7 +62,7 @@ class ChatRegionStack(Stack):
     Attributes:
         config, region: what the stack was built from.
         storage, functions, auth, api (WebSocket), http_api, replication,
-            monitoring: the constructs.
+            fanout, monitoring: the constructs.
     """
 
     def __init__(
@@ -150,19 +151,38 @@ class ChatRegionStack(Stack):
             removal_policy=removal,
         )
 
-        # Fan-out: EventBusMessageHandler posts to this API's connections.
+        # Fan-out: EventBusMessageHandler posts to this API's connections
+        # itself, or shards a big room's members onto the fan-out queue.
         bus_handler = self.functions.event_bus_message_handler
         bus_handler.add_environment("CALLBACK_URL", self.api.callback_url)
         self.functions.allow_manage_connections(self.api.manage_connections_arn)
         self.replication.add_delivery_target(bus_handler)
+        self.fanout = ChatFanout(
+            self,
+            "Fanout",
+            code=self.functions.code,
+            layers=self.functions.layers,
+            environment={**self.functions.environment, "CALLBACK_URL": self.api.callback_url},
+            connections_table=self.storage.connections_table,
+            event_bus=self.replication.event_bus,
+            memory_size=config.fanout_memory_mb,
+            max_workers=config.fanout_max_workers,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.fanout.allow_send_jobs(bus_handler)
+        self.functions.allow_manage_connections(
+            self.api.manage_connections_arn, self.fanout.worker
+        )
 
         self.monitoring = ChatMonitoring(
             self,
             "Monitoring",
-            functions=self.functions.functions,
+            functions={**self.functions.functions, "FanoutWorker": self.fanout.worker},
             queues={
                 "ReplicationDeadLetterQueue": self.replication.dead_letter_queue,
                 "EventBusMessageHandlerFailureQueue": self.functions.async_failure_queue,
+                "FanoutDeadLetterQueue": self.fanout.dead_letter_queue,
             },
             api_id=self.api.api.api_id,
             api_stage_name=config.stage,

@@ -24,8 +24,9 @@ if TYPE_CHECKING:  # the stubs are a dev dependency only
     from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_sqs import SQSClient
 
-__all__ = ["dynamodb", "events", "management_api", "reset"]
+__all__ = ["dynamodb", "events", "management_api", "reset", "sqs"]
 
 
 @functools.cache
@@ -80,9 +81,24 @@ def management_api() -> ApiGatewayManagementApiClient:
     )
 
 
+@functools.cache
+def sqs() -> SQSClient:
+    """The fan-out queue's client (shard jobs, hand-offs); botocore retries throttling."""
+    settings = config.get_settings()
+    return boto3.client(
+        "sqs",
+        region_name=settings.region or None,
+        config=Config(
+            connect_timeout=2,
+            read_timeout=5,
+            retries={"mode": "standard", "total_max_attempts": 3},
+        ),
+    )
+
+
 # Captured here, not looked up at reset time, so that a test which replaces a
 # factory on the module (monkeypatch) can still reset the real ones.
-_FACTORIES = (dynamodb, events, management_api)
+_FACTORIES = (dynamodb, events, management_api, sqs)
 
 
 def reset() -> None:

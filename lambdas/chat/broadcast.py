@@ -1,0 +1,85 @@
+"""One frame to every local member of a room: in this invocation, or sharded.
+
+EventBusMessageHandler calls :func:`broadcast` for every frame it pushes.
+The room's local connection ids are read first (projected Query pages), then:
+
+* up to ``FANOUT_SHARD_THRESHOLD`` members: delivered here, by
+  :func:`chat.fanout.deliver` (one invocation easily posts a few thousand
+  frames in well under a second);
+* more: sliced into jobs of ``FANOUT_SHARD_SIZE`` ids on the fan-out queue,
+  where FanoutWorkers deliver them in parallel within the region's request
+  budget (:mod:`chat.budget`). Reading ids costs one Query page per ~1 MB of
+  membership items; sending jobs one SendMessageBatch per 10 shards.
+
+Connections that API Gateway still throttled after the engine's retries are
+never dropped: they are handed to the queue as a shard of their own (when the
+function has one), so a FanoutWorker retries them later, within the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chat import config, fanout, fanout_queue, store
+from chat.observability import logger
+
+__all__ = ["BroadcastResult", "broadcast"]
+
+
+@dataclass(slots=True)
+class BroadcastResult:
+    members: int = 0
+    delivered: int = 0
+    gone: int = 0
+    failed: int = 0
+    retries: int = 0
+    shards: int = 0  # jobs put on the queue (the sharded path, or a throttled remainder)
+    handed_on: int = 0  # connection ids in those jobs
+
+    @property
+    def sharded(self) -> bool:
+        return self.shards > 0 and self.delivered + self.gone + self.failed == 0
+
+
+def broadcast(room: str, frame: str, *, job_id: str) -> BroadcastResult:
+    """Deliver ``frame`` (compact JSON) to the room's local connections.
+
+    ``job_id`` names the shards (``<job_id>:<n>``) and must be unique per
+    frame: the message id for a message, the bus event id for presence.
+    Raises if the members cannot be read or the shard jobs cannot be queued
+    (the caller counts ``FanoutErrors``); never raises for a single post.
+    """
+    settings = config.get_settings()
+    ids = [cid for page in store.iter_room_connection_ids(room) for cid in page]
+    result = BroadcastResult(members=len(ids))
+    if not ids:
+        return result
+    if len(ids) > settings.fanout_shard_threshold and settings.fanout_queue_url:
+        jobs = fanout_queue.shard_jobs(
+            room, frame, ids, job_id=job_id, shard_size=settings.fanout_shard_size
+        )
+        fanout_queue.send_jobs(jobs)
+        result.shards, result.handed_on = len(jobs), len(ids)
+        return result
+
+    delivered = fanout.deliver(room, frame.encode("utf-8"), connection_ids=ids)
+    result.delivered, result.gone = delivered.delivered, delivered.gone
+    result.failed, result.retries = delivered.failed, delivered.retries
+    if delivered.unsent:
+        if settings.fanout_queue_url:
+            remainder = fanout_queue.ShardJob(
+                room=room,
+                shard_id=f"{job_id}:throttled",
+                frame=frame,
+                connection_ids=delivered.unsent,
+                attempt=1,
+            )
+            fanout_queue.send_job(remainder)
+            result.shards, result.handed_on = 1, len(delivered.unsent)
+        else:
+            logger.warning(
+                "throttled deliveries with no fan-out queue to hand them to",
+                extra={"count": len(delivered.unsent)},
+            )
+            result.failed += len(delivered.unsent)
+    return result

@@ -1,0 +1,134 @@
+"""The region's ``@connections`` request budget, shared by every FanoutWorker.
+
+API Gateway throttles ``@connections`` calls with the account's per-region
+quota (10,000 requests/s by default), which the clients' own frames also use.
+The workers together must stay under ``FANOUT_REQUEST_BUDGET`` requests/s
+however many of them run, so the budget lives in one place they all see: a
+counter item per time window in the connections table::
+
+    BUDGET#connections / <window number>    used (N), expiresAt
+
+A worker takes a slice of the current window's allowance with one atomic
+``ADD used :n`` (returning the new total, so it knows how much of its slice
+was really free) and spends it within that window; what it cannot use before
+the window ends is forfeited. Windows are short (``FANOUT_BUDGET_WINDOW_MS``,
+100 ms) so that no interval of any length ever sees more than the budget plus
+one window's allowance, which API Gateway's token bucket (burst capacity of
+about half a second of quota) absorbs.
+
+No library does this: Powertools has no rate limiting, and a distributed
+token bucket for Lambda needs a shared store; DynamoDB is the one the
+function already has. The cost is one UpdateItem per slice (a slice is a
+quarter of a window's allowance), about 40 writes/s at the whole budget.
+
+On top, each worker keeps its own AIMD limiter (``local``): a 429 from API
+Gateway (client traffic used the quota) halves the worker's pace, successes
+raise it again, and the post is retried, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from chat import clients, config
+
+__all__ = ["Limiter", "SharedBudget"]
+
+WINDOW_TTL_SECONDS = 120
+
+
+class Limiter(Protocol):
+    """What the delivery engine asks before each request (see :mod:`chat.fanout`)."""
+
+    async def acquire(self) -> None: ...
+
+    def throttled(self) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+
+class SharedBudget:
+    """A :class:`Limiter` drawing from the region-wide window counters, then ``local``.
+
+    ``grant`` and ``clock`` are injectable for tests; by default slices come
+    from DynamoDB and time is the wall clock (windows must line up across
+    containers, so not ``monotonic``).
+    """
+
+    def __init__(
+        self,
+        *,
+        rate_per_second: int | None = None,
+        window_ms: int | None = None,
+        local: Limiter | None = None,
+        grant: Callable[[int, int, int], int] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        settings = config.get_settings()
+        rate = rate_per_second or settings.fanout_request_budget
+        self.window_s = (window_ms or settings.fanout_budget_window_ms) / 1000.0
+        self.per_window = max(1, int(rate * self.window_s))
+        self.slice = max(1, self.per_window // 4)
+        self._local = local
+        self._grant = grant or take_slice
+        self._clock = clock
+        self._sleep = sleep
+        self._window = -1
+        self._tokens = 0
+        self._lock = asyncio.Lock()
+        self.granted = 0
+        self.waits = 0
+
+    def _current_window(self) -> int:
+        return int(self._clock() / self.window_s)
+
+    async def acquire(self) -> None:
+        if self._local is not None:
+            await self._local.acquire()
+        async with self._lock:
+            while True:
+                window = self._current_window()
+                if window == self._window and self._tokens > 0:
+                    self._tokens -= 1
+                    return
+                if window != self._window:
+                    self._window, self._tokens = window, 0
+                granted = await asyncio.to_thread(
+                    self._grant, window, self.slice, self.per_window
+                )
+                self.granted += granted
+                if granted and self._current_window() == window:
+                    self._tokens = granted
+                    continue
+                # This window's allowance is gone: wait for the next one.
+                self.waits += 1
+                await self._sleep(max(0.0, (window + 1) * self.window_s - self._clock()))
+
+    def throttled(self) -> None:
+        if self._local is not None:
+            self._local.throttled()
+
+    def succeeded(self) -> None:
+        if self._local is not None:
+            self._local.succeeded()
+
+
+def take_slice(window: int, wanted: int, per_window: int) -> int:
+    """Reserve up to ``wanted`` requests of ``window``; returns how many were free."""
+    response = clients.dynamodb().update_item(
+        TableName=config.get_settings().connections_table,
+        Key={"pk": {"S": "BUDGET#connections"}, "sk": {"S": str(window)}},
+        UpdateExpression="ADD used :n SET expiresAt = if_not_exists(expiresAt, :exp)",
+        ExpressionAttributeValues={
+            ":n": {"N": str(wanted)},
+            ":exp": {"N": str(int(time.time()) + WINDOW_TTL_SECONDS)},
+        },
+        ReturnValues="UPDATED_NEW",
+    )
+    used = int(response["Attributes"]["used"]["N"])
+    before = used - wanted
+    return max(0, min(wanted, per_window - before))

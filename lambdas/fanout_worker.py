@@ -1,0 +1,150 @@
+"""Fan-out queue -> ``@connections`` (handler ``fanout_worker.handler``).
+
+Invoked by the SQS event source mapping of the region's fan-out queue with a
+batch of jobs (:mod:`chat.fanout_queue`), reported back with Powertools'
+partial batch response so only the jobs that failed come back.
+
+For a ``shard`` job:
+
+1. Read its progress record (:mod:`chat.shard_progress`). A complete shard
+   (SQS delivered the job twice, or a retry after it finished) is skipped
+   (``DuplicateShards``); otherwise the connections already done are skipped.
+2. Post the frame to the rest with :func:`chat.fanout.deliver`, paced by the
+   region's shared request budget (:class:`chat.budget.SharedBudget`) and an
+   AIMD limiter, no post started after the deadline (the remaining time
+   minus ``HANDOFF_MARGIN_S``), finished ids checkpointed as they complete.
+3. Whatever is not finished (out of time, or still throttled) is handed on as
+   a new job with the rest of the ids (``HandedOffConnections``); after
+   ``MAX_HANDOFFS`` the remainder is counted as ``FailedDeliveries`` and
+   logged (the message stays in history for clients that resume).
+4. Mark the shard complete.
+
+A job whose processing raises (its progress could not be read or written,
+the hand-off could not be queued) is reported as a batch item failure: SQS
+makes it visible again after the visibility timeout, and the progress record
+keeps the retry from posting twice. A malformed job is counted
+(``MalformedJobs``) and dropped, since no retry can fix it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from chat import config, fanout, fanout_queue, shard_progress
+from chat.budget import SharedBudget
+from chat.observability import count, logger, metrics, tracer
+
+# Time kept back from the function's timeout for in-flight posts to finish
+# (their read timeout), the last checkpoint and the hand-off.
+HANDOFF_MARGIN_S = 6.0
+# A remainder that is still throttled after this many hand-offs is given up.
+MAX_HANDOFFS = 20
+THROTTLED_HANDOFF_DELAY_S = 1
+
+_local = threading.local()  # the invocation's context (the sandbox runs invocations in threads)
+
+
+def _deadline() -> float:
+    context: LambdaContext | None = getattr(_local, "context", None)
+    if context is None:
+        return time.monotonic() + 60.0
+    remaining = context.get_remaining_time_in_millis() / 1000.0
+    return time.monotonic() + max(0.0, remaining - HANDOFF_MARGIN_S)
+
+
+def _limiter() -> SharedBudget:
+    settings = config.get_settings()
+    budget = float(settings.fanout_request_budget)
+    local = fanout.AimdLimiter(budget, max_rate=budget)
+    return SharedBudget(local=local)
+
+
+def handle_shard(job: fanout_queue.ShardJob, deadline: float) -> dict[str, int]:
+    """Deliver one shard job (steps 1-4 of the module docstring); returns its counts."""
+    state = shard_progress.load(job.shard_id)
+    if state.complete:
+        logger.info("shard already complete; skipped", extra={"shardId": job.shard_id})
+        count("DuplicateShards")
+        return {"skipped": len(job.connection_ids)}
+    todo = [cid for cid in dict.fromkeys(job.connection_ids) if cid not in state.done]
+    with shard_progress.Checkpoint(job.shard_id) as checkpoint:
+        result = fanout.deliver(
+            job.room,
+            job.frame.encode("utf-8"),
+            connection_ids=todo,
+            deadline=deadline,
+            limiter=_limiter(),
+            on_done=checkpoint.add,
+        )
+    count("DeliveredMessages", result.delivered)
+    count("GoneConnections", result.gone)
+    count("FailedDeliveries", result.failed)
+    count("DeliveryRetries", result.retries)
+    counts = {
+        "delivered": result.delivered,
+        "gone": result.gone,
+        "failed": result.failed,
+        "skipped": len(job.connection_ids) - len(todo),
+        "handedOn": 0,
+    }
+    if result.unsent:
+        if job.attempt >= MAX_HANDOFFS:
+            logger.error(
+                "shard remainder given up after repeated hand-offs",
+                extra={"shardId": job.shard_id, "count": len(result.unsent)},
+            )
+            count("FailedDeliveries", len(result.unsent))
+            counts["failed"] += len(result.unsent)
+        else:
+            out_of_time = time.monotonic() >= deadline
+            fanout_queue.send_job(
+                job.handed_on(result.unsent),
+                delay_seconds=0 if out_of_time else THROTTLED_HANDOFF_DELAY_S,
+            )
+            count("HandedOffConnections", len(result.unsent))
+            counts["handedOn"] = len(result.unsent)
+    shard_progress.mark_complete(job.shard_id)
+    logger.info("shard delivered", extra={"shardId": job.shard_id, **counts})
+    return counts
+
+
+def _record(record: SQSRecord) -> dict[str, int]:
+    try:
+        kind, body = fanout_queue.parse_job(record.body)
+        if kind != fanout_queue.SHARD_KIND:
+            raise fanout_queue.JobError(f"unknown job kind {kind[:32]!r}")
+        job = fanout_queue.ShardJob.from_body(body)
+    except fanout_queue.JobError as error:
+        logger.warning(
+            "malformed fan-out job dropped",
+            extra={"reason": str(error), "messageId": record.message_id},
+        )
+        count("MalformedJobs")
+        return {}
+    return handle_shard(job, _deadline())
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _local.context = context
+    try:
+        # A processor per invocation: it holds the batch's state, and the local
+        # sandbox runs concurrent invocations in threads of one process.
+        processor = BatchProcessor(event_type=EventType.SQS)
+        return process_partial_response(
+            event=event, record_handler=_record, processor=processor, context=context
+        )
+    finally:
+        _local.context = None
