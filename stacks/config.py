@@ -86,6 +86,12 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "logRetentionDays",
     "removalPolicy",
     "fanoutConcurrency",
+    "fanoutMemoryMb",
+    "fanoutShardThreshold",
+    "fanoutShardSize",
+    "fanoutRequestBudget",
+    "fanoutMaxWorkers",
+    "presenceLiveMaxMembers",
     "alarmEmail",
     "apiGatewayAccountRole",
     "httpCorsOrigins",
@@ -240,7 +246,22 @@ class ChatConfig:
     throttle_burst_limit: int = 200
     log_retention_days: int = 30
     removal_policy: Literal["retain", "destroy"] = "retain"
-    fanout_concurrency: int = 16
+    # Requests in flight in one fan-out invocation (chat.fanout).
+    fanout_concurrency: int = 128
+    # Memory of the functions that post to @connections: 1,769 MB is where
+    # Lambda gives a function one full vCPU, and the fan-out is CPU-bound.
+    fanout_memory_mb: int = 1769
+    # A room with more local members than this is fanned out by FanoutWorkers.
+    fanout_shard_threshold: int = 2000
+    # Connection ids per shard job (one FanoutWorker invocation's work unit).
+    fanout_shard_size: int = 1000
+    # @connections requests/s all FanoutWorkers of a region may make together
+    # (API Gateway's account quota is 10,000/s per region, shared with clients).
+    fanout_request_budget: int = 5000
+    # FanoutWorker invocations at once per region (the queue's MaximumConcurrency).
+    fanout_max_workers: int = 10
+    # Rooms with more members than this get no live `member` frames (docs/protocol.md).
+    presence_live_max_members: int = 200
     alarm_email: str | None = None
     # AWS::ApiGateway::Account is one setting per account and region: exactly
     # one stack per account-region may own it (see ChatWebSocketApi).
@@ -345,8 +366,42 @@ class ChatConfig:
             ),
             fanout_concurrency=get(
                 "fanoutConcurrency",
-                lambda k, v: _integer(k, v, 1, 64),
+                lambda k, v: _integer(k, v, 1, 1024),
                 defaults.fanout_concurrency,
+            ),
+            fanout_memory_mb=get(
+                "fanoutMemoryMb",
+                lambda k, v: _integer(k, v, 128, 10240),
+                defaults.fanout_memory_mb,
+            ),
+            fanout_shard_threshold=get(
+                "fanoutShardThreshold",
+                lambda k, v: _integer(k, v, 1, 1_000_000),
+                defaults.fanout_shard_threshold,
+            ),
+            # A job carries the frame (<= maxBodyBytes) and the ids inside SQS's
+            # 256 KiB message limit: 2,000 ids of API Gateway's 16 characters
+            # stay near 40 KB.
+            fanout_shard_size=get(
+                "fanoutShardSize",
+                lambda k, v: _integer(k, v, 1, 2000),
+                defaults.fanout_shard_size,
+            ),
+            fanout_request_budget=get(
+                "fanoutRequestBudget",
+                lambda k, v: _integer(k, v, 1, 10_000),
+                defaults.fanout_request_budget,
+            ),
+            # Lambda's SQS MaximumConcurrency accepts 2-1000.
+            fanout_max_workers=get(
+                "fanoutMaxWorkers",
+                lambda k, v: _integer(k, v, 2, 1000),
+                defaults.fanout_max_workers,
+            ),
+            presence_live_max_members=get(
+                "presenceLiveMaxMembers",
+                lambda k, v: _integer(k, v, 0, 100_000),
+                defaults.presence_live_max_members,
             ),
             alarm_email=get("alarmEmail", email, defaults.alarm_email),
             api_gateway_account_role=get(

@@ -9,6 +9,7 @@ Powertools, which comes from the public Powertools layer).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
@@ -21,6 +22,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.config import ChatConfig
+from stacks.lambda_function import chat_function
 from stacks.storage import dead_letter_queue
 
 __all__ = [
@@ -134,6 +136,10 @@ class ChatFunctions(Construct):
             "HISTORY_RETENTION_SECONDS": str(config.history_retention_seconds),
             "CONNECTION_TTL_SECONDS": str(config.connection_ttl_seconds),
             "FANOUT_CONCURRENCY": str(config.fanout_concurrency),
+            "FANOUT_SHARD_THRESHOLD": str(config.fanout_shard_threshold),
+            "FANOUT_SHARD_SIZE": str(config.fanout_shard_size),
+            "FANOUT_REQUEST_BUDGET": str(config.fanout_request_budget),
+            "PRESENCE_LIVE_MAX_MEMBERS": str(config.presence_live_max_members),
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -143,7 +149,8 @@ class ChatFunctions(Construct):
             "PowertoolsLayer",
             ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
         )
-        self._code = lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=_ASSET_EXCLUDES)
+        self.code = lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=_ASSET_EXCLUDES)
+        self.layers: list[lambda_.ILayerVersion] = [self.powertools_layer]
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.functions: dict[str, lambda_.Function] = {}
 
@@ -181,8 +188,9 @@ class ChatFunctions(Construct):
             "EventBusMessageHandler",
             handler="event_bus_message_handler.handler",
             description="Chat bus events: history write, then fan-out to local connections",
-            # Fan-out posts to many connections through a thread pool.
-            memory_size=512,
+            # Fan-out is CPU-bound (signing, HTTP): by default the memory that
+            # buys one full vCPU (fanoutMemoryMb).
+            memory_size=config.fanout_memory_mb,
             timeout=Duration.seconds(30),
             retry_attempts=2,
             max_event_age=Duration.hours(6),
@@ -226,13 +234,15 @@ class ChatFunctions(Construct):
         )
 
     # ---- wiring done by the stack ---------------------------------------
-    def allow_manage_connections(self, manage_connections_arn: str) -> None:
-        """Let EventBusMessageHandler post to ``@connections`` (and nothing else).
+    def allow_manage_connections(
+        self, manage_connections_arn: str, function: lambda_.IFunction | None = None
+    ) -> None:
+        """Let ``function`` (default EventBusMessageHandler) post to ``@connections``.
 
         ``manage_connections_arn`` should name one API, one stage and the POST
         method only, e.g. ``ChatWebSocketApi.manage_connections_arn``.
         """
-        self.event_bus_message_handler.add_to_role_policy(
+        (function or self.event_bus_message_handler).add_to_role_policy(
             iam.PolicyStatement(
                 actions=["execute-api:ManageConnections"],
                 resources=[manage_connections_arn],
@@ -255,68 +265,24 @@ class ChatFunctions(Construct):
         self,
         name: str,
         *,
-        handler: str,
-        description: str,
-        memory_size: int,
-        timeout: Duration,
-        retry_attempts: int | None = None,
-        max_event_age: Duration | None = None,
-        on_failure: lambda_.IDestination | None = None,
-        extra_environment: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
+        extra_environment: dict[str, str] | None = None,
+        **props: Any,
     ) -> lambda_.Function:
-        log_group = logs.LogGroup(
-            self,
-            f"{name}LogGroup",
-            retention=self._log_retention,
-            removal_policy=self._removal_policy,
-        )
-        # An explicit role instead of the default one: the default attaches
-        # AWSLambdaBasicExecutionRole, which may write to *every* log group.
-        role = iam.Role(
-            self,
-            f"{name}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"{name}: own log group, X-Ray, and the resources it uses",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                # The log group's Arn attribute ends in ":*", i.e. its streams.
-                resources=[log_group.log_group_arn],
-            )
-        )
-        function = lambda_.Function(
+        function, log_group = chat_function(
             self,
             name,
-            code=self._code,
-            handler=handler,
-            description=description,
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
-            memory_size=memory_size,
-            timeout=timeout,
-            role=role,
-            log_group=log_group,
-            layers=[self.powertools_layer],
-            # Adds xray:PutTraceSegments/PutTelemetryRecords on "*" to the
-            # role: X-Ray has no resource-level permissions.
-            tracing=lambda_.Tracing.ACTIVE,
+            code=self.code,
+            layers=self.layers,
+            log_retention=self._log_retention,
+            removal_policy=self._removal_policy,
             environment=(
                 environment
                 if environment is not None
                 else {**self.environment, **(extra_environment or {})}
             ),
-            retry_attempts=retry_attempts,
-            max_event_age=max_event_age,
-            on_failure=on_failure,
+            **props,
         )
-        # CDK renders its construct dependency on the role as DependsOn next to
-        # the Role GetAtt; cfn-lint flags the redundant half (W3005). Silenced
-        # here, on this resource only: the policy half of DependsOn matters.
-        cfn_function = function.node.default_child
-        assert isinstance(cfn_function, lambda_.CfnFunction)
-        cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
         self.log_groups[name] = log_group
         self.functions[name] = function
         return function

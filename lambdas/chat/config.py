@@ -46,6 +46,14 @@ class Settings:
     connection_ttl_seconds: int
     fanout_concurrency: int
     http_poll_interval_ms: int = 250
+    # Sharded fan-out (chat.broadcast, fanout_worker): see docs/architecture.md.
+    fanout_queue_url: str = ""
+    fanout_shard_threshold: int = 2000
+    fanout_shard_size: int = 1000
+    fanout_request_budget: int = 5000
+    fanout_budget_window_ms: int = 100
+    # Rooms above this many members get no live ``member`` frames (chat.roster).
+    presence_live_max_members: int = 200
 
     @staticmethod
     def from_env() -> Settings:
@@ -59,8 +67,14 @@ class Settings:
             max_body_bytes=_int("MAX_BODY_BYTES", 16384),
             history_retention_seconds=_int("HISTORY_RETENTION_SECONDS", 86400),
             connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 10800),
-            fanout_concurrency=_int("FANOUT_CONCURRENCY", 16),
+            fanout_concurrency=_int("FANOUT_CONCURRENCY", 128),
             http_poll_interval_ms=_int("HTTP_POLL_INTERVAL_MS", 250),
+            fanout_queue_url=os.environ.get("FANOUT_QUEUE_URL", ""),
+            fanout_shard_threshold=_int("FANOUT_SHARD_THRESHOLD", 2000),
+            fanout_shard_size=_int("FANOUT_SHARD_SIZE", 1000),
+            fanout_request_budget=_int("FANOUT_REQUEST_BUDGET", 5000),
+            fanout_budget_window_ms=_int("FANOUT_BUDGET_WINDOW_MS", 100, minimum=10),
+            presence_live_max_members=_int("PRESENCE_LIVE_MAX_MEMBERS", 200, minimum=0),
         )
 
     @property
