@@ -1,5 +1,10 @@
-"""The moto server (DynamoDB, Secrets Manager, SSM of every region) and what the templates put
-in it: tables (keys, indexes, streams, TTL), secrets (given or generated), SSM parameters.
+"""The moto server (DynamoDB, SQS, Secrets Manager, SSM of every region) and what the templates
+put in it: tables (keys, indexes, streams, TTL), queues (attributes, redrive to a DLQ), secrets
+(given or generated), SSM parameters.
+
+moto runs with ``MOTO_ACCOUNT_ID`` = the resolver's account, so the ARNs and queue URLs it
+answers are the ones the templates resolve to (a RedrivePolicy's ``deadLetterTargetArn``, an
+event source mapping's ``EventSourceArn``).
 
 moto runs in its own process (``python -m sandbox.aws_local --port N``) so the handlers' database
 calls do not compete with the sandbox's event loop for one interpreter lock.
@@ -22,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.errors import SandboxError
-from sandbox.model import RegionModel, SecretSpec
+from sandbox.model import QueueSpec, RegionModel, SecretSpec
+from sandbox.resolver import ACCOUNT_ID
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "sandbox",
@@ -47,6 +53,7 @@ class MotoProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=sink,
                 cwd=str(Path(__file__).resolve().parent.parent),
+                env={**os.environ, "MOTO_ACCOUNT_ID": ACCOUNT_ID},
                 start_new_session=True,
             )  # fmt: skip
 
@@ -138,6 +145,8 @@ def provision(model: RegionModel, endpoint: str, secret_values: Mapping[str, str
                 TableName=table.name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
             )
+    if model.queues:
+        _create_queues(session.client("sqs", endpoint_url=endpoint), model)
     if secret_values:
         manager = session.client("secretsmanager", endpoint_url=endpoint)
         for name, value in secret_values.items():
@@ -147,6 +156,34 @@ def provision(model: RegionModel, endpoint: str, secret_values: Mapping[str, str
         for parameter in model.parameters:
             ssm.put_parameter(
                 Name=parameter.name, Value=parameter.value, Type=parameter.kind, Overwrite=True
+            )
+
+
+def local_queue_url(endpoint: str, queue: QueueSpec) -> str:
+    """The queue's URL at moto, as moto's own GetQueueUrl answers it."""
+    return f"{endpoint}/{ACCOUNT_ID}/{queue.name}"
+
+
+def _create_queues(sqs: Any, model: RegionModel) -> None:
+    """Every queue first, then the redrive policies (a DLQ must exist before it is named)."""
+    by_arn = {queue.arn for queue in model.queues.values()}
+    for queue in model.queues.values():
+        try:
+            sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)
+        except Exception as exc:
+            raise SandboxError(
+                f"stack {model.stack.name} ({model.region}) resource {queue.logical_id}: "
+                f"moto refused the queue definition: {exc}"
+            ) from exc
+    for queue in model.queues.values():
+        if queue.dead_letter_arn in by_arn:
+            policy = {
+                "deadLetterTargetArn": queue.dead_letter_arn,
+                "maxReceiveCount": queue.max_receive_count,
+            }
+            sqs.set_queue_attributes(
+                QueueUrl=local_queue_url(sqs.meta.endpoint_url, queue),
+                Attributes={"RedrivePolicy": json.dumps(policy)},
             )
 
 

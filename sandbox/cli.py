@@ -53,6 +53,21 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="delay added to every @connections call (for benchmarks)",
     )
     parser.add_argument(
+        "--mgmt-rate-limit",
+        type=float,
+        default=None,
+        metavar="N",
+        help="admit at most N @connections requests/s per region (token bucket); the others "
+        "are answered 429 LimitExceededException (default: no limit)",
+    )
+    parser.add_argument(
+        "--mgmt-rate-burst",
+        type=float,
+        default=None,
+        metavar="B",
+        help="the token bucket's capacity with --mgmt-rate-limit (default: N)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".sandbox"),
@@ -81,12 +96,20 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
     regions = [r.strip() for r in args.regions.split(",") if r.strip()] or None
+    for flag, value in (
+        ("--mgmt-rate-limit", args.mgmt_rate_limit),
+        ("--mgmt-rate-burst", args.mgmt_rate_burst),
+    ):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1")
     return Options(
         cdk_out=args.cdk_out,
         regions=regions,
         port_base=args.port_base,
         endpoints_file=args.endpoints_file,
         mgmt_latency_ms=args.mgmt_latency_ms,
+        mgmt_rate_limit=args.mgmt_rate_limit,
+        mgmt_rate_burst=args.mgmt_rate_burst,
         state_dir=args.state_dir,
         handler_logs=args.handler_logs,
         signing_secret=args.signing_secret,

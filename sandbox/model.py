@@ -24,6 +24,7 @@ _LAMBDA_ARN = re.compile(
 _INTEGRATION_URI = re.compile(
     r"^arn:[a-z-]+:apigateway:[a-z0-9-]+:lambda:path/[0-9-]+/functions/(?P<arn>.+)/invocations$"
 )
+_SQS_ARN = re.compile(r"^arn:[a-z-]+:sqs:(?P<region>[a-z0-9-]+):(?P<account>\d+):(?P<name>[^:]+)$")
 _BUS_ARN = re.compile(
     r"^arn:[a-z-]+:events:(?P<region>[a-z0-9-]+):(?P<account>\d+):event-bus/(?P<name>.+)$"
 )
@@ -42,6 +43,40 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout: int
     memory: int
+    # ReservedConcurrentExecutions: at most this many invocations at once (None: no cap)
+    reserved_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """An ``AWS::SQS::Queue``, created in moto with the attributes SQS would give it."""
+
+    logical_id: str
+    name: str
+    url: str  # as the template resolves it: https://sqs.<region>.amazonaws.com/<account>/<name>
+    arn: str
+    attributes: dict[str, str]  # CreateQueue Attributes, without RedrivePolicy
+    dead_letter_arn: str | None = None
+    max_receive_count: int | None = None
+    fifo: bool = False
+
+    @property
+    def visibility_timeout(self) -> int:
+        return int(self.attributes.get("VisibilityTimeout", "30"))
+
+
+@dataclass(frozen=True)
+class EventSourceMappingSpec:
+    """An ``AWS::Lambda::EventSourceMapping`` from an SQS queue of the stack."""
+
+    logical_id: str
+    function: str  # logical id
+    queue: str  # logical id of the queue
+    batch_size: int = 10
+    batching_window_seconds: float = 0.0
+    report_batch_item_failures: bool = False
+    maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +180,8 @@ class RegionModel:
     parameters: list[ParameterSpec] = field(default_factory=list)
     # AWS::Lambda::EventInvokeConfig MaximumRetryAttempts per function (Lambda's default: 2)
     async_retries: dict[str, int] = field(default_factory=dict)
+    queues: dict[str, QueueSpec] = field(default_factory=dict)
+    mappings: list[EventSourceMappingSpec] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -216,9 +253,11 @@ class ModelBuilder:
         self.r = StackResolver(stack, exports)
         self.model = RegionModel(region=stack.region, stack=stack)
         self._function_by_arn: dict[str, str] = {}
+        self._function_by_name: dict[str, str] = {}
         for logical_id in self.r.of_type("AWS::Lambda::Function"):
-            arn = self.r.physical(logical_id).attrs["Arn"]
-            self._function_by_arn[arn] = logical_id
+            physical = self.r.physical(logical_id)
+            self._function_by_arn[physical.attrs["Arn"]] = logical_id
+            self._function_by_name[physical.name] = logical_id
 
     def build(self) -> RegionModel:
         self._tables()
@@ -234,6 +273,7 @@ class ModelBuilder:
                 )
             setattr(self.model, slot, api)
         self._buses_and_rules()
+        self._queues_and_mappings()
         self._event_invoke_configs()
         self._secrets_and_parameters()
         self._check_permissions()
@@ -298,6 +338,7 @@ class ModelBuilder:
             environment=environment,
             timeout=int(r.prop(logical_id, "Timeout", 3)),
             memory=int(r.prop(logical_id, "MemorySize", 128)),
+            reserved_concurrency=_optional_int(r.prop(logical_id, "ReservedConcurrentExecutions")),
         )
         self.model.functions[logical_id] = spec
         return spec
@@ -554,6 +595,142 @@ class ModelBuilder:
         )
         return TargetSpec(kind="unsupported", **common)
 
+    # ----------------------------------------------------------------- SQS
+
+    def _queues_and_mappings(self) -> None:
+        """Queues (all of them, in moto) and the SQS event source mappings that poll them.
+
+        A queue no mapping reads is created when its properties resolve and skipped with a
+        warning otherwise (it must not stop the sandbox, like an alarm elsewhere); a mapping's
+        queue, function and settings must resolve.
+        """
+        r = self.r
+        mapped: dict[str, list[str]] = {}  # queue ARN -> mapping logical ids
+        raw_mappings = r.of_type("AWS::Lambda::EventSourceMapping")
+        for logical_id in raw_mappings:
+            source = str(r.prop(logical_id, "EventSourceArn", ""))
+            mapped.setdefault(source, []).append(logical_id)
+        for logical_id in r.of_type("AWS::SQS::Queue"):
+            arn = r.physical(logical_id).attrs["Arn"]
+            try:
+                self.model.queues[logical_id] = self._queue(logical_id)
+            except SandboxError as error:
+                if arn in mapped:
+                    raise
+                self.model.warnings.append(f"{error} (the queue is not created)")
+        by_arn = {queue.arn: queue for queue in self.model.queues.values()}
+        for queue in self.model.queues.values():
+            if queue.dead_letter_arn and queue.dead_letter_arn not in by_arn:
+                self.model.warnings.append(
+                    f"{r.where(queue.logical_id)}: RedrivePolicy names {queue.dead_letter_arn}, "
+                    "not a queue of this stack: messages are never moved to a DLQ"
+                )
+        for logical_id in raw_mappings:
+            mapping = self._mapping(logical_id, by_arn)
+            if mapping is not None:
+                self.model.mappings.append(mapping)
+
+    def _queue(self, logical_id: str) -> QueueSpec:
+        r = self.r
+        physical = r.physical(logical_id)
+        attributes: dict[str, str] = {}
+        for name in (
+            "VisibilityTimeout",
+            "DelaySeconds",
+            "MessageRetentionPeriod",
+            "MaximumMessageSize",
+            "ReceiveMessageWaitTimeSeconds",
+        ):
+            value = r.prop(logical_id, name)
+            if value is not None:
+                attributes[name] = str(int(value))
+        fifo = bool(r.prop(logical_id, "FifoQueue", False))
+        if fifo:
+            attributes["FifoQueue"] = "true"
+            if r.prop(logical_id, "ContentBasedDeduplication", False):
+                attributes["ContentBasedDeduplication"] = "true"
+        redrive = r.prop(logical_id, "RedrivePolicy")
+        if isinstance(redrive, str):
+            try:
+                redrive = json.loads(redrive)
+            except ValueError as exc:
+                raise SandboxError(f"{r.where(logical_id)}: RedrivePolicy is not JSON") from exc
+        dead_letter_arn = max_receive = None
+        if redrive:
+            if not isinstance(redrive, dict) or "deadLetterTargetArn" not in redrive:
+                raise SandboxError(
+                    f"{r.where(logical_id, 'Properties.RedrivePolicy')}: no deadLetterTargetArn"
+                )
+            dead_letter_arn = str(redrive["deadLetterTargetArn"])
+            max_receive = int(redrive.get("maxReceiveCount", 10))
+        return QueueSpec(
+            logical_id=logical_id,
+            name=physical.name,
+            url=physical.attrs["QueueUrl"],
+            arn=physical.attrs["Arn"],
+            attributes=attributes,
+            dead_letter_arn=dead_letter_arn,
+            max_receive_count=max_receive,
+            fifo=fifo,
+        )
+
+    def _mapping(
+        self, logical_id: str, queues: dict[str, QueueSpec]
+    ) -> EventSourceMappingSpec | None:
+        r = self.r
+        where = r.where(logical_id)
+        source = str(r.prop(logical_id, "EventSourceArn", ""))
+        if not _SQS_ARN.match(source):
+            self.model.warnings.append(
+                f"{where}: event source {source or '(none)'} is not emulated (only SQS queues)"
+            )
+            return None
+        queue = queues.get(source)
+        if queue is None:
+            raise SandboxError(
+                f"{where}: EventSourceArn {source} is not a queue of stack {self.stack.name}"
+            )
+        function = self._function_for_name_or_arn(
+            str(r.prop(logical_id, "FunctionName", "")), r.where(logical_id, "FunctionName")
+        )
+        if r.prop(logical_id, "FilterCriteria"):
+            self.model.warnings.append(f"{where}: FilterCriteria is not emulated (no filtering)")
+        if queue.fifo:
+            self.model.warnings.append(
+                f"{where}: {queue.name} is a FIFO queue; the sandbox polls it like a standard "
+                "queue (message-group order is not kept across concurrent batches)"
+            )
+        spec = self.model.functions[function]
+        if queue.visibility_timeout < spec.timeout:
+            self.model.warnings.append(
+                f"{where}: queue {queue.name} VisibilityTimeout {queue.visibility_timeout}s is "
+                f"less than function {function} Timeout {spec.timeout}s; AWS refuses this mapping"
+            )
+        scaling = r.prop(logical_id, "ScalingConfig") or {}
+        response_types = r.prop(logical_id, "FunctionResponseTypes") or []
+        return EventSourceMappingSpec(
+            logical_id=logical_id,
+            function=function,
+            queue=queue.logical_id,
+            batch_size=int(r.prop(logical_id, "BatchSize", 10)),
+            batching_window_seconds=float(r.prop(logical_id, "MaximumBatchingWindowInSeconds", 0)),
+            report_batch_item_failures="ReportBatchItemFailures" in response_types,
+            maximum_concurrency=_optional_int(scaling.get("MaximumConcurrency")),
+            enabled=bool(r.prop(logical_id, "Enabled", True)),
+        )
+
+    def _function_for_name_or_arn(self, value: str, where: str) -> str:
+        """EventSourceMapping's FunctionName: a name, an ARN or a partial ARN, maybe qualified."""
+        if value.startswith("arn:"):
+            return self.function_for_arn(value, where)
+        parts = value.split(":")
+        name = parts[parts.index("function") + 1] if "function" in parts[:-1] else parts[0]
+        logical_id = self._function_by_name.get(name)
+        if logical_id is None:
+            raise SandboxError(f"{where}: {value!r} is not a function of stack {self.stack.name}")
+        self._function(logical_id)
+        return logical_id
+
     def _event_invoke_configs(self) -> None:
         r = self.r
         for logical_id in r.of_type("AWS::Lambda::EventInvokeConfig"):
@@ -618,6 +795,10 @@ class ModelBuilder:
                 f"{r.where(function_id)}: no AWS::Lambda::Permission lets {principal} invoke "
                 "it; AWS would refuse these invocations (the sandbox runs them anyway)"
             )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _env_text(value: Any) -> str:

@@ -391,6 +391,9 @@ class StackResolver:
             policy_arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:policy/{name}"
             return Physical(policy_arn, name, {"PolicyArn": policy_arn})
         if kind == "AWS::SQS::Queue":
+            fifo = self.prop(logical_id, "FifoQueue", False) is True
+            if fifo and self.prop(logical_id, "QueueName") is None:
+                name = self.local_name(logical_id, limit - 5) + ".fifo"  # SQS requires it
             url = f"https://sqs.{region}.{URL_SUFFIX}/{ACCOUNT_ID}/{name}"
             return Physical(
                 url, name, {"Arn": arn("sqs", name), "QueueName": name, "QueueUrl": url}

@@ -19,14 +19,21 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from sandbox.assembly import load_stacks
-from sandbox.aws_local import FAKE_CREDENTIALS, MotoProcess, generate_secret, provision
+from sandbox.aws_local import (
+    FAKE_CREDENTIALS,
+    MotoProcess,
+    generate_secret,
+    local_queue_url,
+    provision,
+)
 from sandbox.errors import SandboxError
+from sandbox.event_sources import QueuePoller
 from sandbox.eventbus import RegionBus
 from sandbox.events_api import events_app
 from sandbox.http_api import HttpApi
 from sandbox.management import ManagementApi
 from sandbox.model import FunctionSpec, RegionModel, SecretSpec, build_models
-from sandbox.resolver import URL_SUFFIX
+from sandbox.resolver import ACCOUNT_ID, URL_SUFFIX
 from sandbox.websocket_api import WebSocketApi
 from sandbox.workers import InvokeResult, Worker
 
@@ -45,6 +52,8 @@ class Options:
     port_base: int = 8700
     endpoints_file: Path = Path("sandbox-endpoints.json")
     mgmt_latency_ms: float = 0.0
+    mgmt_rate_limit: float | None = None  # @connections requests/s per region (None: no limit)
+    mgmt_rate_burst: float | None = None  # the token bucket's capacity (None: the rate)
     state_dir: Path = Path(".sandbox")
     handler_logs: str = "file"  # file, or stderr (also mirrored to the sandbox's stderr)
     signing_secret: str | None = None
@@ -79,6 +88,7 @@ class RegionRuntime:
     management: ManagementApi | None = None
     http: HttpApi | None = None
     bus: RegionBus | None = None
+    pollers: list[QueuePoller] = field(default_factory=list)
 
     @property
     def region(self) -> str:
@@ -238,7 +248,8 @@ class Sandbox:
         return folder
 
     def local_url(self, value: str) -> str:
-        """Map AWS URLs of the app's own APIs to their local endpoints (see docs/sandbox.md)."""
+        """Map AWS URLs of the app's own APIs and queues to local endpoints (docs/sandbox.md)."""
+        value = self._local_queue_urls(value)
         table: dict[str, tuple[str, str]] = {}
         for runtime in self.regions:
             ws_api, http_api = runtime.model.websocket, runtime.model.http
@@ -265,6 +276,21 @@ class Sandbox:
             value,
         )
 
+    def _local_queue_urls(self, value: str) -> str:
+        """``https://sqs.<region>.amazonaws.com/<account>/<name>`` of a queue -> its moto URL."""
+        if "https://sqs." not in value or self._moto is None:
+            return value
+        table = {
+            queue.url: local_queue_url(self._moto.url, queue)
+            for runtime in self.regions
+            for queue in runtime.model.queues.values()
+        }
+        return re.sub(
+            rf"https://sqs\.[a-z0-9-]+\.{re.escape(URL_SUFFIX)}/{ACCOUNT_ID}/[A-Za-z0-9_.-]+",
+            lambda match: table.get(match.group(0), match.group(0)),
+            value,
+        )
+
     def _environment(self, runtime: RegionRuntime, spec: FunctionSpec) -> dict[str, str]:
         assert self._moto is not None
         environment = {k: self.local_url(v) for k, v in spec.environment.items()}
@@ -287,6 +313,7 @@ class Sandbox:
                 # nothing a handler does can reach AWS.
                 "AWS_ENDPOINT_URL": self._moto.url,
                 "AWS_ENDPOINT_URL_DYNAMODB": self._moto.url,
+                "AWS_ENDPOINT_URL_SQS": self._moto.url,
                 "AWS_ENDPOINT_URL_EVENTBRIDGE": f"http://{HOST}:{runtime.ports.events}",
                 "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": management,
                 "AWS_LAMBDA_FUNCTION_NAME": spec.name,
@@ -341,7 +368,12 @@ class Sandbox:
         await self._listen(runtime.http.app(), runtime.ports.http, f"{region} HTTP API")
         if runtime.model.websocket is not None:
             runtime.websocket = WebSocketApi(region, runtime.model.websocket, invoke)
-            runtime.management = ManagementApi(runtime.websocket, self.options.mgmt_latency_ms)
+            runtime.management = ManagementApi(
+                runtime.websocket,
+                self.options.mgmt_latency_ms,
+                self.options.mgmt_rate_limit,
+                self.options.mgmt_rate_burst,
+            )
             await self._listen(
                 runtime.management.app(), runtime.ports.management, f"{region} management API"
             )
@@ -349,6 +381,18 @@ class Sandbox:
                 await runtime.websocket.start(HOST, runtime.ports.websocket)
             except OSError as exc:
                 raise _port_error(runtime.ports.websocket, f"{region} WebSocket API", exc) from exc
+        assert self._moto is not None
+        for mapping in runtime.model.mappings:
+            poller = QueuePoller(
+                mapping,
+                runtime.model.queues[mapping.queue],
+                region,
+                self._moto.url,
+                invoke,
+                runtime.model.functions[mapping.function].reserved_concurrency,
+            )
+            runtime.pollers.append(poller)
+            await poller.start()
 
     async def _forward(
         self, region: str, bus: str, event: dict[str, Any], source_arn: str
@@ -376,6 +420,16 @@ class Sandbox:
             "dynamodb": self._moto.url,
             "pid": os.getpid(),
         }
+        queues = {
+            r.region: {
+                q.logical_id: {"url": local_queue_url(self._moto.url, q), "arn": q.arn}
+                for q in r.model.queues.values()
+            }
+            for r in self.regions
+            if r.model.queues
+        }
+        if queues:
+            document["queues"] = queues
         if self.signing_secret is not None:
             document["signingSecret"] = self.signing_secret
         return document
@@ -396,16 +450,28 @@ class Sandbox:
             counters: dict[str, Any] = {}
             for name, source in (
                 ("websocket", runtime.websocket),
-                ("management", runtime.management),
                 ("http", runtime.http),
                 ("events", runtime.bus),
             ):
                 if source is not None:
                     counters[name] = dict(source.counters)
+            if runtime.management is not None:
+                counters["management"] = runtime.management.stats()
+                counters["virtualConnections"] = runtime.management.virtual.summary()
             counters["functions"] = {
-                logical_id: {"invocations": w.invocations, "errors": w.errors}
+                logical_id: {
+                    "invocations": w.invocations,
+                    "errors": w.errors,
+                    "inFlight": w.in_flight,
+                    "peakConcurrency": w.peak_in_flight,
+                    "throttles": w.throttles,
+                }
                 for logical_id, w in runtime.workers.items()
             }
+            if runtime.pollers:
+                counters["eventSourceMappings"] = {
+                    p.mapping.logical_id: p.stats() for p in runtime.pollers
+                }
             regions[runtime.region] = counters
         total: Counter[str] = Counter()
         for runtime in self.regions:
@@ -430,8 +496,48 @@ class Sandbox:
         if self._endpoints_written:
             _remove_stale(self.options.endpoints_file, only_pid=os.getpid())
 
+    async def queue_depths(self) -> dict[str, Any]:
+        """Per region and queue: its URL, ARN, DLQ and message counts (GetQueueAttributes)."""
+        assert self._moto is not None
+        endpoint = self._moto.url
+
+        def read(runtime: RegionRuntime) -> dict[str, Any]:
+            import boto3
+
+            client = boto3.session.Session().client(
+                "sqs",
+                region_name=runtime.region,
+                endpoint_url=endpoint,
+                aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            )
+            found: dict[str, Any] = {}
+            for queue in runtime.model.queues.values():
+                url = local_queue_url(endpoint, queue)
+                attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])[
+                    "Attributes"
+                ]
+                found[queue.logical_id] = {
+                    "name": queue.name,
+                    "url": url,
+                    "arn": queue.arn,
+                    "deadLetterQueue": queue.dead_letter_arn,
+                    "maxReceiveCount": queue.max_receive_count,
+                    "messages": int(attributes.get("ApproximateNumberOfMessages", 0)),
+                    "inFlight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                    "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+                }
+            return found
+
+        answers = await asyncio.gather(*(asyncio.to_thread(read, r) for r in self.regions))
+        return {r.region: found for r, found in zip(self.regions, answers, strict=True)}
+
     async def stop(self) -> None:
         stats = self.stats() if self.regions else {}
+        await asyncio.gather(
+            *(p.stop() for r in self.regions for p in r.pollers), return_exceptions=True
+        )
         if stats.get("droppedCrossBusEvents") or stats.get("deadLetteredEvents"):
             log.warning(
                 "events: %d dropped by the one-hop rule, %d dead-lettered (see above)",

@@ -1,7 +1,7 @@
 """The sandbox's own page at ``http://127.0.0.1:<port-base>/``: the chat web page (clients/web),
 ``/endpoints.json`` (the endpoints file without the signing secret) and a few ``/_sandbox/``
-helpers: stats, connections, dropping a connection without ``$disconnect``, and (when the app
-has auth) a development token for the web page.
+helpers: stats, connections, queue depths, dropping a connection without ``$disconnect``, and
+(when the app has auth) a development token for the web page.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def web_app(sandbox: Sandbox) -> web.Application:
 
     async def stats(_: web.Request) -> web.Response:
         return web.json_response(sandbox.stats())
+
+    async def queues(_: web.Request) -> web.Response:
+        return web.json_response(await sandbox.queue_depths())
 
     async def connections(_: web.Request) -> web.Response:
         return web.json_response(
@@ -72,6 +75,7 @@ def web_app(sandbox: Sandbox) -> web.Application:
     app.router.add_get("/endpoints.json", endpoints)
     app.router.add_get("/_sandbox/stats", stats)
     app.router.add_get("/_sandbox/connections", connections)
+    app.router.add_get("/_sandbox/queues", queues)
     app.router.add_post("/_sandbox/regions/{region}/drop", drop)
     app.router.add_get("/_sandbox/token", token)
     app.router.add_get("/{name}", page)

@@ -59,6 +59,13 @@ class Worker:
         self._restart_lock = asyncio.Lock()
         self.invocations = 0
         self.errors = 0
+        self.throttles = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        # ReservedConcurrentExecutions: invocations beyond it wait for a slot (AWS throttles
+        # them: synchronous callers get 429, queues and asynchronous events retry later).
+        reserved = spec.reserved_concurrency
+        self._slots = asyncio.Semaphore(reserved) if reserved else None
 
     async def start(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +131,22 @@ class Worker:
                     self._echo.flush()
 
     async def invoke(self, event: Any, timeout: float | None = None) -> InvokeResult:
+        if self.spec.reserved_concurrency == 0:
+            self.throttles += 1
+            return InvokeResult(
+                False,
+                error_type="TooManyRequestsException",
+                error_message="Rate Exceeded. (the function's reserved concurrency is 0)",
+            )
+        async with self._slots if self._slots is not None else contextlib.nullcontext():
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                return await self._invoke(event, timeout)
+            finally:
+                self.in_flight -= 1
+
+    async def _invoke(self, event: Any, timeout: float | None) -> InvokeResult:
         limit = float(self.spec.timeout) if timeout is None else timeout
         started = time.perf_counter()
         self.invocations += 1

@@ -224,3 +224,179 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def free_port_block(count: int, attempts: int = 50) -> int:
+    """The first of ``count`` consecutive free ports on 127.0.0.1 (a sandbox's --port-base)."""
+    import random
+    import socket
+
+    for _ in range(attempts):
+        base = random.randint(20000, 60000 - count)
+        probes = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no block of {count} free ports found")
+
+
+# Consumers and a producer of SQS messages, for the event source mapping tests. Each consumer
+# appends what it saw to <OUT_DIR>/<function>.jsonl and the number of its invocations running
+# at that moment to <OUT_DIR>/<function>.active (counted in the handler's own process).
+QUEUE_HANDLER_CODE = """
+import json, os, threading, time
+
+import boto3
+
+LOCK = threading.Lock()
+ACTIVE = 0
+OUT = os.environ["OUT_DIR"]
+NAME = os.environ["AWS_LAMBDA_FUNCTION_NAME"].rsplit("-", 1)[-1]
+
+
+def _append(suffix, line):
+    with LOCK, open(os.path.join(OUT, NAME + suffix), "a") as sink:
+        sink.write(line + "\\n")
+
+
+def consume(event, context):
+    global ACTIVE
+    with LOCK:
+        ACTIVE += 1
+        now_active = ACTIVE
+    _append(".active", str(now_active))
+    try:
+        failures = []
+        for record in event.get("Records", [event]):
+            body = json.loads(record["body"]) if "body" in record else record
+            received = int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
+            _append(".jsonl", json.dumps({
+                "id": body["id"],
+                "received": received,
+                "remainingMs": context.get_remaining_time_in_millis(),
+                "record": record,
+            }))
+            time.sleep(body.get("sleep", 0))
+            kind = body.get("kind")
+            if kind == "always-fail" or (kind == "fail-once" and received == 1):
+                failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures}
+    finally:
+        with LOCK:
+            ACTIVE -= 1
+
+
+def produce(event, context):
+    sqs = boto3.client("sqs")
+    detail = event["detail"]
+    url = os.environ[detail["queue"]]
+    _append(".urls", url)
+    messages = detail["messages"]
+    for start in range(0, len(messages), 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {
+                "Id": str(index),
+                "MessageBody": json.dumps(message),
+                "DelaySeconds": message.get("delay", 0),
+                "MessageAttributes": {"kind": {"DataType": "String",
+                                               "StringValue": message.get("kind", "ok")}},
+            }
+            for index, message in enumerate(messages[start:start + 10])
+        ])
+    return {"sent": len(messages)}
+"""
+
+
+def queue_template(out_dir: str) -> dict[str, Any]:
+    """Queues with a DLQ, three consumers (batch failures, MaximumConcurrency, reserved
+    concurrency), a producer behind a rule, and a connections-shaped table."""
+
+    def consumer(**properties: Any) -> dict[str, Any]:
+        resource = function("app.consume", OUT_DIR=out_dir)
+        resource["Properties"].update({"Timeout": 2, **properties})
+        return resource
+
+    def mapping(queue: str, target: str, **properties: Any) -> dict[str, Any]:
+        return {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "EventSourceArn": {"Fn::GetAtt": [queue, "Arn"]},
+                "FunctionName": {"Ref": target},
+                **properties,
+            },
+        }
+
+    queue = {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 2}}
+    producer = function(
+        "app.produce",
+        OUT_DIR=out_dir,
+        WORK_QUEUE_URL={"Ref": "WorkQueue"},
+        SLOW_QUEUE_URL={"Ref": "SlowQueue"},
+        RESERVED_QUEUE_URL={"Ref": "ReservedQueue"},
+        TABLE={"Ref": "Table"},
+    )
+    return {
+        "Resources": {
+            "Table": {
+                "Type": "AWS::DynamoDB::Table",
+                "Properties": {
+                    "KeySchema": [
+                        {"AttributeName": "pk", "KeyType": "HASH"},
+                        {"AttributeName": "sk", "KeyType": "RANGE"},
+                    ],
+                    "AttributeDefinitions": [
+                        {"AttributeName": "pk", "AttributeType": "S"},
+                        {"AttributeName": "sk", "AttributeType": "S"},
+                    ],
+                },
+            },
+            "DeadLetters": {"Type": "AWS::SQS::Queue", "Properties": {}},
+            "WorkQueue": {
+                "Type": "AWS::SQS::Queue",
+                "Properties": {
+                    "VisibilityTimeout": 2,
+                    "RedrivePolicy": {
+                        "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetters", "Arn"]},
+                        "maxReceiveCount": 2,
+                    },
+                },
+            },
+            "SlowQueue": queue,
+            "ReservedQueue": queue,
+            "Work": consumer(),
+            "Slow": consumer(),
+            "Reserved": consumer(ReservedConcurrentExecutions=2),
+            "WorkMapping": mapping(
+                "WorkQueue",
+                "Work",
+                BatchSize=10,
+                FunctionResponseTypes=["ReportBatchItemFailures"],
+                ScalingConfig={"MaximumConcurrency": 2},
+            ),
+            "SlowMapping": mapping(
+                "SlowQueue", "Slow", BatchSize=1, ScalingConfig={"MaximumConcurrency": 3}
+            ),
+            "ReservedMapping": mapping("ReservedQueue", "Reserved", BatchSize=1),
+            "Producer": {
+                **producer,
+                "Properties": {**producer["Properties"], "FunctionName": "producer"},
+            },
+            "Bus": {"Type": "AWS::Events::EventBus", "Properties": {"Name": "test-bus"}},
+            "ProduceRule": {
+                "Type": "AWS::Events::Rule",
+                "Properties": {
+                    "EventBusName": {"Ref": "Bus"},
+                    "EventPattern": {"source": ["test"]},
+                    "Targets": [{"Id": "Producer", "Arn": lambda_arn("Producer")}],
+                },
+            },
+        }
+    }
