@@ -40,6 +40,10 @@ CONTRACT_ENV = {
     "HISTORY_RETENTION_SECONDS",
     "CONNECTION_TTL_SECONDS",
     "FANOUT_CONCURRENCY",
+    "FANOUT_SHARD_THRESHOLD",
+    "FANOUT_SHARD_SIZE",
+    "FANOUT_REQUEST_BUDGET",
+    "PRESENCE_LIVE_MAX_MEMBERS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -49,6 +53,7 @@ HANDLERS = {
     "ClientMessageHandler": "client_message_handler.handler",
     "EventBusMessageHandler": "event_bus_message_handler.handler",
     "HttpHandler": "http_handler.handler",
+    "FanoutWorker": "fanout_worker.handler",
 }
 AUTHORIZER_HANDLER = "authorizer.handler"
 SECRET_NAME = "chat/prod/token-signing-secret"
@@ -56,7 +61,9 @@ SECRET_NAME = "chat/prod/token-signing-secret"
 FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "ConnectionHandler": (256, 10, set()),
     "ClientMessageHandler": (512, 10, set()),
-    "EventBusMessageHandler": (512, 30, {"CALLBACK_URL"}),
+    # The two functions that post to @connections get one full vCPU (1,769 MB).
+    "EventBusMessageHandler": (1769, 30, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
+    "FanoutWorker": (1769, 60, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
     # HTTP API's integration limit is 30 s; a long-poll GET waits up to 20 s.
     "HttpHandler": (256, 29, {"HTTP_POLL_INTERVAL_MS"}),
 }
@@ -80,6 +87,10 @@ CONTRACT_IAM: dict[str, dict[str, Any]] = {
     },
     "HttpHandler": {
         "messages": ("Query",),
+        "bus": True,
+    },
+    "FanoutWorker": {
+        "connections": ("GetItem", "UpdateItem", "Query", "BatchWriteItem", "DeleteItem"),
         "bus": True,
     },
 }
@@ -339,7 +350,10 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert env["HISTORY_RETENTION_SECONDS"] == "86400"
     assert env["CONNECTION_TTL_SECONDS"] == "10800"
     assert int(env["CONNECTION_TTL_SECONDS"]) > 7200
-    assert env["FANOUT_CONCURRENCY"] == "16"
+    assert env["FANOUT_CONCURRENCY"] == "128"
+    assert env["FANOUT_SHARD_THRESHOLD"] == "2000"
+    assert env["FANOUT_SHARD_SIZE"] == "1000"
+    assert env["FANOUT_REQUEST_BUDGET"] == "5000"
     assert env["POWERTOOLS_SERVICE_NAME"] == "chat"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "chat/prod"
     if name == "HttpHandler":
@@ -428,6 +442,28 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
         expected.append((("events:PutEvents",), f"GetAtt:{bus_id}"))
 
     statements = role_statements(template, role_id)
+    fanout_queue = _fanout_queue_id(template)
+    if name == "EventBusMessageHandler":  # shard jobs: send only
+        expected.append((("sqs:SendMessage",), f"GetAtt:{fanout_queue}"))
+    if name == "FanoutWorker":
+        manage = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
+        assert len(manage) == 1
+        expected += [
+            # The SQS event source's grant (consume this queue) merged with the
+            # worker's own SendMessage (hand-offs) on the same queue.
+            (
+                (
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                    "sqs:ReceiveMessage",
+                    "sqs:SendMessage",
+                ),
+                f"GetAtt:{fanout_queue}",
+            ),
+            (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
+        ]
     if name == "EventBusMessageHandler":
         _, invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")
         failure_queue = getatt_id(
@@ -448,6 +484,32 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
             (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
         ]
     assert _normalized(statements) == sorted(expected)
+
+
+def _fanout_queue_id(template: JsonDict) -> str:
+    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    return getatt_id(mapping["Properties"]["EventSourceArn"])
+
+
+def test_fanout_queue_and_worker(app3: SynthResult, template: JsonDict) -> None:
+    """Big rooms: a TLS-only, encrypted queue with a dead-letter queue, drained by
+    FanoutWorker one shard per invocation with partial batch responses."""
+    worker_id, _ = function_by_handler(template, HANDLERS["FanoutWorker"])
+    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["FunctionName"] == {"Ref": worker_id}
+    assert props["BatchSize"] == 1
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["ScalingConfig"] == {"MaximumConcurrency": app3.config.fanout_max_workers}
+    queue = template["Resources"][_fanout_queue_id(template)]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * 60  # >= 6 x the worker's timeout
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    dlq = template["Resources"][getatt_id(queue["RedrivePolicy"]["deadLetterTargetArn"])]
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for name in ("EventBusMessageHandler", "FanoutWorker"):
+        _, function = function_by_handler(template, HANDLERS[name])
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["FANOUT_QUEUE_URL"] == {"Ref": _fanout_queue_id(template)}
 
 
 def test_no_wildcards_except_xray(template: JsonDict) -> None:
@@ -584,7 +646,7 @@ def test_every_target_has_retry_policy_and_dlq(template: JsonDict) -> None:
 
 def test_queues_enforce_tls(template: JsonDict) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    assert len(queues) == 2
+    assert len(queues) == 4  # replication DLQ, bus handler failures, fan-out queue and DLQ
     for queue_id, queue in queues.items():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
         policies = [
@@ -607,8 +669,8 @@ def test_alarms(template: JsonDict) -> None:
     topic_id, topic = only(template, "AWS::SNS::Topic")
     assert resolve(topic["Properties"]["KmsMasterKeyId"], region="r").endswith(":alias/aws/sns")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # 5 functions x (Errors, Throttles) + 2 DLQs + 2 WebSocket + 1 HTTP API + 3 custom
-    assert len(alarms) == 18
+    # 6 functions x (Errors, Throttles) + 3 DLQs + 2 WebSocket + 1 HTTP API + 3 custom
+    assert len(alarms) == 21
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -616,9 +678,9 @@ def test_alarms(template: JsonDict) -> None:
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
     )
     assert metrics == sorted(
-        [("AWS/Lambda", "Errors")] * 5
-        + [("AWS/Lambda", "Throttles")] * 5
-        + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 2
+        [("AWS/Lambda", "Errors")] * 6
+        + [("AWS/Lambda", "Throttles")] * 6
+        + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 3
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
         + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
