@@ -29,7 +29,6 @@ keeps the retry from posting twice. A malformed job is counted
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -56,10 +55,11 @@ _local = threading.local()  # the invocation's context (the sandbox runs invocat
 
 def _deadline() -> float:
     context: LambdaContext | None = getattr(_local, "context", None)
+    now = fanout.clock()  # the clock the engine checks the deadline against
     if context is None:
-        return time.monotonic() + 60.0
+        return now + 60.0
     remaining = context.get_remaining_time_in_millis() / 1000.0
-    return time.monotonic() + max(0.0, remaining - HANDOFF_MARGIN_S)
+    return now + max(0.0, remaining - HANDOFF_MARGIN_S)
 
 
 def _limiter() -> SharedBudget:
@@ -106,7 +106,7 @@ def handle_shard(job: fanout_queue.ShardJob, deadline: float) -> dict[str, int]:
             count("FailedDeliveries", len(result.unsent))
             counts["failed"] += len(result.unsent)
         else:
-            out_of_time = time.monotonic() >= deadline
+            out_of_time = fanout.clock() >= deadline
             fanout_queue.send_job(
                 job.handed_on(result.unsent),
                 delay_seconds=0 if out_of_time else THROTTLED_HANDOFF_DELAY_S,

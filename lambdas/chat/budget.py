@@ -97,9 +97,7 @@ class SharedBudget:
                     return
                 if window != self._window:
                     self._window, self._tokens = window, 0
-                granted = await asyncio.to_thread(
-                    self._grant, window, self.slice, self.per_window
-                )
+                granted = await asyncio.to_thread(self._grant, window, self.slice, self.per_window)
                 self.granted += granted
                 if granted and self._current_window() == window:
                     self._tokens = granted

@@ -23,6 +23,10 @@ concurrent changes at least one sees the other:
   connectionId)`` among what it sees and only that one announces, at worst
   both do (a duplicate "joined").
 
+The same first/last decisions move this region's ``memberCount``
+(:func:`chat.roster.add`, before publishing, so a failed publish does not
+leave the count behind the memberships).
+
 Duplicates are harmless: other regions apply events idempotently and ordered
 by ``at``; the origin region may push a duplicate ``member`` frame.
 Publishing never breaks the client's request: a failure (after the bus
@@ -36,7 +40,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from chat import bus, config, store
+from chat import bus, config, roster, store
 from chat.ids import now_ms
 from chat.observability import count, logger
 from chat.protocol import PresenceEvent, Sender
@@ -105,6 +109,8 @@ def after_join(connection_id: str, room: str, joined: store.JoinResult) -> None:
     try:
         mine = (joined.joined_at, connection_id)
         first = min([mine, *store.user_connections(room, connection.user_id)])
+        if first == mine:
+            roster.add(room, config.get_settings().region, +1)
         announced = first == mine and announce(
             room, "joined", _member(connection.user_id, connection.name)
         )
@@ -126,6 +132,7 @@ def after_leave(room: str, member: Sender) -> None:
     try:
         if store.user_connections(room, member.user_id):
             return
+        roster.add(room, config.get_settings().region, -1)
         announce(room, "left", member)
     except Exception:
         logger.exception("presence check after leave failed", extra={"room": room})

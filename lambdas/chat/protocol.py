@@ -10,9 +10,9 @@ cold-start path.
 Rules beyond the protocol text (see "Runtime notes" in docs/contracts.md):
 
 * Unknown extra fields are ignored (forward compatibility).
-* An optional field (``ref``, ``after``, ``limit``) given as ``null`` counts
-  as absent. ``send``'s ``body`` must be present but may be any JSON value,
-  ``null`` included.
+* An optional field (``ref``, ``after``, ``limit``, ``cursor``, ``memberLimit``)
+  given as ``null`` counts as absent. ``send``'s ``body`` must be present but
+  may be any JSON value, ``null`` included.
 * ``NaN``/``Infinity`` literals and lone surrogates are not JSON: ``bad_request``.
 * Checks run in this order: JSON object -> ``ref`` -> ``action`` (missing or
   not a string: ``bad_request``; unknown: ``unknown_action``) -> fields in the
@@ -57,6 +57,10 @@ ROOM_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}", re.ASCII)
 MAX_REF_CHARS: Final = 64
 DEFAULT_HISTORY_LIMIT: Final = 50
 MAX_HISTORY_LIMIT: Final = 100
+# Member pages (``presence``, ``joined.members``): at most this many entries,
+# and the default when no limit is sent; 0 asks for the count only.
+MAX_MEMBER_LIMIT: Final = 500
+MAX_CURSOR_CHARS: Final = 128  # a cursor is a user id (the last one of the page)
 ACTIONS: Final = frozenset({"join", "leave", "send", "history", "presence", "ping"})
 PRESENCE_EVENTS: Final = frozenset({"joined", "left"})
 MAX_USER_ID_CHARS: Final = 128
@@ -88,6 +92,7 @@ class ProtocolError(Exception):
 class Join:
     room: str
     after: str | None = None
+    member_limit: int = MAX_MEMBER_LIMIT  # size of the first page of ``members``
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,8 @@ class History:
 @dataclass(frozen=True, slots=True)
 class Presence:
     room: str
+    limit: int = MAX_MEMBER_LIMIT
+    cursor: str | None = None  # ``next`` of the previous page
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +204,27 @@ class _Fields:
             raise self.bad(f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}")
         return limit
 
+    def member_limit(self, key: str) -> int:
+        limit = self.obj.get(key)
+        if limit is None:
+            return MAX_MEMBER_LIMIT
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise self.bad(f"'{key}' must be an integer from 0 to {MAX_MEMBER_LIMIT}")
+        if not 0 <= limit <= MAX_MEMBER_LIMIT:
+            raise self.bad(f"'{key}' must be an integer from 0 to {MAX_MEMBER_LIMIT}")
+        return limit
+
+    def cursor(self) -> str | None:
+        cursor = self.obj.get("cursor")
+        if cursor is None:
+            return None
+        if not isinstance(cursor, str) or not 1 <= len(cursor) <= MAX_CURSOR_CHARS:
+            raise self.bad(
+                f"'cursor' must be a string of 1 to {MAX_CURSOR_CHARS} characters "
+                "(the 'next' of a presence page)"
+            )
+        return cursor
+
     def body(self, max_body_bytes: int) -> Any:
         if "body" not in self.obj:
             raise self.bad("missing field 'body'")
@@ -235,7 +263,11 @@ def parse_client_frame(
     request: Request
     match action:
         case "join":
-            request = Join(room=fields.room(), after=fields.after())
+            request = Join(
+                room=fields.room(),
+                after=fields.after(),
+                member_limit=fields.member_limit("memberLimit"),
+            )
         case "leave":
             request = Leave(room=fields.room())
         case "send":
@@ -243,7 +275,9 @@ def parse_client_frame(
         case "history":
             request = History(room=fields.room(), after=fields.after(), limit=fields.limit())
         case "presence":
-            request = Presence(room=fields.room())
+            request = Presence(
+                room=fields.room(), limit=fields.member_limit("limit"), cursor=fields.cursor()
+            )
         case "ping":
             request = Ping()
         case _:

@@ -70,6 +70,7 @@ __all__ = [
     "query_messages",
     "refresh_connection",
     "room_members",
+    "room_members_page",
     "set_presence_mark",
     "user_connections",
 ]
@@ -535,6 +536,39 @@ def room_members(room: str) -> list[dict[str, str]]:
     """Presence of ``room``: ``[{userId, name?, region}]``, each user once, by userId
     (the merge rules are :func:`_merge_presence`'s)."""
     return _merge_presence(_presence_items(room))
+
+
+MEMBER_PAGE_BYTES = 64 * 1024  # a page's members as compact JSON stay below this
+
+
+def room_members_page(
+    room: str, limit: int, cursor: str | None = None
+) -> tuple[list[dict[str, str]], str | None]:
+    """One page of :func:`room_members`: the first ``limit`` users after ``cursor``
+    (a user id) and the ``next`` cursor, None on the last page.
+
+    A page also ends before its members' compact JSON would pass
+    ``MEMBER_PAGE_BYTES`` as the handlers encode replies (ASCII-escaped; user ids and names of any length stay far below
+    API Gateway's 128 KB frame limit). Users are ordered by ``userId``, so a
+    client paging with ``next`` sees every user present throughout exactly
+    once. The partition is read whole for every page (the item layout has no
+    user-ordered key across regions); that cost grows with the room and is
+    why big rooms are quiet (:mod:`chat.roster`) and clients page on demand.
+    """
+    if limit <= 0:
+        return [], None
+    members = room_members(room)
+    if cursor is not None:
+        members = [m for m in members if m["userId"] > cursor]
+    page: list[dict[str, str]] = []
+    size = 2
+    for member in members[:limit]:
+        size += len(json.dumps(member, separators=(",", ":"))) + 1  # as replies encode it
+        if page and size > MEMBER_PAGE_BYTES:
+            break
+        page.append(member)
+    more = len(page) < len(members)
+    return page, (page[-1]["userId"] if more else None)
 
 
 def member_presence(room: str, user_id: str) -> dict[str, str] | None:

@@ -17,10 +17,9 @@ import boto3
 import fanout_worker
 import pytest
 
+from chat import broadcast, budget, clients, config, fanout, fanout_queue, shard_progress
 from tests.unit.conftest import REGION, TEST_ENV, Chat, FakeLambdaContext
 from tests.unit.connections_server import GONE, THROTTLED, ConnectionsServer
-
-from chat import broadcast, budget, clients, config, fanout, fanout_queue, shard_progress
 
 ROOM = "big"
 FRAME = json.dumps({"type": "message", "room": ROOM, "id": "m1", "body": "hi"})
@@ -45,6 +44,12 @@ def queue_url(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("FANOUT_SHARD_SIZE", "7")
     clients.reset()
     return url
+
+
+def shard(ids: list[str], shard_id: str = "m1:0") -> fanout_queue.ShardJob:
+    return fanout_queue.ShardJob(
+        room=ROOM, shard_id=shard_id, frame=FRAME, connection_ids=ids, attempt=0
+    )
 
 
 def seed_members(count: int, room: str = ROOM) -> list[str]:
@@ -174,7 +179,9 @@ def test_workers_deliver_every_member_exactly_once(queue_url: str, mgmt: Connect
 
 def test_a_job_delivered_twice_posts_once(queue_url: str, mgmt: ConnectionsServer):
     ids = seed_members(5)
-    job = fanout_queue.ShardJob(room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0)
+    job = fanout_queue.ShardJob(
+        room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0
+    )
     fanout_queue.send_jobs([job, job])  # SQS delivers at least once
     drain(queue_url)
     assert posts_per_id(mgmt) == Counter(ids)
@@ -210,7 +217,9 @@ def test_a_failed_shard_is_retried_without_posting_twice(
 
     monkeypatch.setattr(fanout, "deliver", dies_half_way)
     fanout_queue.send_job(
-        fanout_queue.ShardJob(room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0)
+        fanout_queue.ShardJob(
+            room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0
+        )
     )
     responses = drain(queue_url)
     assert responses[0]["batchItemFailures"], "the crashed job is reported as failed"
@@ -223,7 +232,9 @@ def test_a_job_whose_progress_cannot_be_read_is_reported_failed(
 ):
     ids = seed_members(3)
     fanout_queue.send_job(
-        fanout_queue.ShardJob(room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0)
+        fanout_queue.ShardJob(
+            room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0
+        )
     )
     sqs = boto3.client("sqs", region_name=REGION)
     message = sqs.receive_message(QueueUrl=queue_url, AttributeNames=["All"])["Messages"][0]
@@ -256,7 +267,9 @@ def test_a_worker_out_of_time_hands_on_the_rest(
     # The engine's clock passes the deadline after a few posts have started.
     monkeypatch.setattr(fanout, "clock", lambda: 0.0 if next(ticks) < 6 else 1e9)
     fanout_queue.send_job(
-        fanout_queue.ShardJob(room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0)
+        fanout_queue.ShardJob(
+            room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0
+        )
     )
     context = WorkerContext(remaining_ms=int(fanout_worker.HANDOFF_MARGIN_S * 1000) + 100_000)
     sqs = boto3.client("sqs", region_name=REGION)
@@ -305,9 +318,7 @@ def test_a_remainder_is_given_up_after_max_handoffs(
         json.dumps([1, 2]),
     ],
 )
-def test_a_malformed_job_is_dropped_not_retried(
-    queue_url: str, mgmt: ConnectionsServer, body: str
-):
+def test_a_malformed_job_is_dropped_not_retried(queue_url: str, mgmt: ConnectionsServer, body: str):
     boto3.client("sqs", region_name=REGION).send_message(QueueUrl=queue_url, MessageBody=body)
     assert drain(queue_url) == [{"batchItemFailures": []}]
     assert mgmt.posts() == []
@@ -344,7 +355,9 @@ def test_jobs_are_batched_within_the_sqs_limits(queue_url: str, monkeypatch: pyt
 
     monkeypatch.setattr(clients.sqs(), "send_message_batch", recording)
     big_frame = "x" * 60_000
-    jobs = fanout_queue.shard_jobs(ROOM, big_frame, [f"c{n}" for n in range(25)], job_id="j", shard_size=1)
+    jobs = fanout_queue.shard_jobs(
+        ROOM, big_frame, [f"c{n}" for n in range(25)], job_id="j", shard_size=1
+    )
     assert fanout_queue.send_jobs(jobs) == 25
     assert all(len(entries) <= fanout_queue.MAX_BATCH_ENTRIES for entries in calls)
     assert all(
