@@ -28,7 +28,7 @@ REGION = "us-east-1"
 DEADLINE = 45.0
 
 
-def client(service: str, endpoint: str) -> Any:
+def client(service: Any, endpoint: str) -> Any:
     return boto3.session.Session().client(
         service,
         region_name=REGION,
@@ -91,7 +91,7 @@ def test_batches_partial_failures_redelivery_and_dead_letters(
     out = tmp_path / "out"
     out.mkdir()
     cdk_out = make_assembly({REGION: queue_template(str(out))}, code=QUEUE_HANDLER_CODE)
-    messages = [{"id": f"ok-{n}"} for n in range(8)]
+    messages: list[dict[str, Any]] = [{"id": f"ok-{n}"} for n in range(8)]
     messages += [
         {"id": "fail-once", "kind": "fail-once"},
         {"id": "always-fail", "kind": "always-fail"},
