@@ -48,7 +48,9 @@ import event_bus_message_handler  # noqa: E402
 import http_handler  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chat import clients, observability, presence, retry  # noqa: E402
+from tests.unit.connections_server import ConnectionsServer  # noqa: E402
+
+from chat import clients, fanout, observability, presence, retry  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = TEST_ENV["AWS_REGION"]
@@ -87,11 +89,31 @@ def create_tables(region: str = REGION) -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def connections_server() -> Iterator[ConnectionsServer]:
+    """The local ``@connections`` endpoint every unit test's CALLBACK_URL points at:
+    it forwards accepted posts to moto (``frames_in``) and can be scripted."""
+    server = ConnectionsServer(forward_to_moto=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mgmt(connections_server: ConnectionsServer) -> ConnectionsServer:
+    """The local ``@connections`` server, reset for this test."""
+    return connections_server
+
+
 @pytest.fixture(autouse=True)
-def _test_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _test_env(
+    monkeypatch: pytest.MonkeyPatch, connections_server: ConnectionsServer
+) -> Iterator[None]:
     """Fresh env, settings and metrics per test."""
     for name, value in TEST_ENV.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CALLBACK_URL", f"{connections_server.url}/test")
+    connections_server.reset()
+    fanout.reset_credentials()
     # in case another test package imported the handlers before this env was set
     monkeypatch.setattr(
         observability.metrics, "namespace", TEST_ENV["POWERTOOLS_METRICS_NAMESPACE"]
@@ -108,7 +130,12 @@ def _test_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retries never really sleep; the delays asked for are recorded here, in order."""
     recorded: list[float] = []
+
+    async def instant(delay: float) -> None:
+        recorded.append(delay)
+
     monkeypatch.setattr(retry, "sleep", recorded.append)
+    monkeypatch.setattr(fanout, "async_sleep", instant)
     return recorded
 
 

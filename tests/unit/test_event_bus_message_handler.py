@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import event_bus_message_handler
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from botocore.stub import Stubber
+from botocore.exceptions import ClientError
 
 from chat import clients, fanout, ids, store
 from chat.protocol import compact_json
-
-CALLBACK = "https://abc123.execute-api.us-east-1.amazonaws.com/test"
+from tests.unit.connections_server import (
+    FORBIDDEN,
+    GONE,
+    SERVER_ERROR,
+    THROTTLED,
+    Answer,
+    ConnectionsServer,
+)
 
 
 def detail(
@@ -36,13 +41,6 @@ def detail(
 def join(chat: Any, cid: str, room: str = "lobby", user: str | None = None) -> None:
     chat.connect(cid, user or f"user-{cid}")
     assert chat.send(cid, {"action": "join", "room": room})["type"] == "joined"
-
-
-@pytest.fixture
-def stubbed_api(aws: None) -> Iterator[Stubber]:
-    with Stubber(clients.management_api()) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
 
 
 def test_delivers_message_frame_to_every_member(chat: Any, posted: Any, tables: Any) -> None:
@@ -91,13 +89,20 @@ def test_empty_room_still_stores_history(chat: Any, tables: Any) -> None:
     assert "Item" in tables.messages.get_item(Key={"room": "empty", "id": d["id"]})
 
 
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PostToConnection",
+    )
+
+
 def test_gone_connection_records_are_deleted(
-    chat: Any, stubbed_api: Stubber, items_of: Any, emitted_metrics: Any
+    chat: Any, mgmt: ConnectionsServer, items_of: Any, emitted_metrics: Any
 ) -> None:
     join(chat, "c1")
     chat.send("c1", {"action": "join", "room": "second"})
     assert len(items_of("c1")) == 3
-    stubbed_api.add_client_error("post_to_connection", "GoneException", http_status_code=410)
+    mgmt.queue(GONE)
     emitted_metrics()
     assert chat.deliver(detail())["gone"] == 1
     assert items_of("c1") == []
@@ -106,48 +111,41 @@ def test_gone_connection_records_are_deleted(
     assert "DeliveredMessages" not in totals
 
 
-def test_gone_orphan_membership_is_deleted(chat: Any, stubbed_api: Stubber, tables: Any) -> None:
+def test_gone_orphan_membership_is_deleted(chat: Any, mgmt: ConnectionsServer, tables: Any) -> None:
     tables.connections.put_item(
         Item={"pk": "ROOM#lobby", "sk": "CONN#orphan", "connectionId": "orphan", "userId": "x"}
     )
-    stubbed_api.add_client_error("post_to_connection", "GoneException", http_status_code=410)
+    mgmt.queue(GONE)
     assert chat.deliver(detail())["gone"] == 1
     assert tables.connections.scan()["Items"] == []
 
 
 def test_throttling_is_retried_with_backoff(
-    chat: Any, stubbed_api: Stubber, sleeps: list[float], emitted_metrics: Any
+    chat: Any, mgmt: ConnectionsServer, sleeps: list[float], emitted_metrics: Any
 ) -> None:
     join(chat, "c1")
     d = detail(body="fixed")
     data = compact_json({"type": "message", **{k: v for k, v in d.items() if k != "originRegion"}})
-    stubbed_api.add_client_error(
-        "post_to_connection", "LimitExceededException", http_status_code=429
-    )
-    stubbed_api.add_client_error(
-        "post_to_connection", "TooManyRequestsException", http_status_code=429
-    )
-    stubbed_api.add_response(
-        "post_to_connection", {}, {"ConnectionId": "c1", "Data": data.encode()}
-    )
+    mgmt.script("c1", THROTTLED, Answer(429, "TooManyRequestsException"))
     emitted_metrics()
     assert chat.deliver(d)["delivered"] == 1
     assert len(sleeps) == 2
     assert all(0 <= s <= 1.0 for s in sleeps)
+    posts = mgmt.posts("c1")
+    assert [p.status for p in posts[-3:]] == [429, 429, 200]
+    assert posts[-1].body == data.encode()
     totals = emitted_metrics()
     assert totals["DeliveryRetries"] == 2 and totals["DeliveredMessages"] == 1
 
 
 def test_persistent_throttling_is_bounded_and_counted_failed(
-    chat: Any, stubbed_api: Stubber, sleeps: list[float], items_of: Any, emitted_metrics: Any
+    chat: Any, mgmt: ConnectionsServer, sleeps: list[float], items_of: Any, emitted_metrics: Any
 ) -> None:
     join(chat, "c1")
-    for _ in range(fanout.POST_ATTEMPTS):
-        stubbed_api.add_client_error(
-            "post_to_connection", "LimitExceededException", http_status_code=429
-        )
+    mgmt.script("c1", then=THROTTLED)
     emitted_metrics()
     assert chat.deliver(detail())["failed"] == 1
+    assert len(mgmt.posts("c1")) == fanout.POST_ATTEMPTS
     assert len(sleeps) == fanout.POST_ATTEMPTS - 1
     # exponential envelope: each delay is bounded by base * 2**(n-1)
     for n, delay in enumerate(sleeps, start=1):
@@ -157,58 +155,32 @@ def test_persistent_throttling_is_bounded_and_counted_failed(
 
 
 def test_other_errors_fail_without_retry(
-    chat: Any, stubbed_api: Stubber, sleeps: list[float], items_of: Any
+    chat: Any, mgmt: ConnectionsServer, sleeps: list[float], items_of: Any
 ) -> None:
     join(chat, "c1")
-    stubbed_api.add_client_error("post_to_connection", "ForbiddenException", http_status_code=403)
+    mgmt.queue(FORBIDDEN)
     assert chat.deliver(detail())["failed"] == 1
     assert sleeps == []
     assert len(items_of("c1")) == 2
 
 
-class FakeManagementApi:
-    """Thread-safe stand-in for the @connections client with per-connection scripts."""
-
-    def __init__(self, scripts: dict[str, list[BaseException | None]]) -> None:
-        self.scripts = scripts
-        self.calls: dict[str, int] = {}
-        self.threads: set[str] = set()
-        self.lock = threading.Lock()
-
-    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:
-        with self.lock:
-            self.calls[ConnectionId] = self.calls.get(ConnectionId, 0) + 1
-            self.threads.add(threading.current_thread().name)
-            script = self.scripts.get(ConnectionId, [])
-            outcome = script.pop(0) if script else None
-        if outcome is not None:
-            raise outcome
-        return {}
-
-
-def client_error(code: str, status: int) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "PostToConnection",
-    )
-
-
 def test_many_members_paged_and_concurrent_with_mixed_outcomes(
-    chat: Any, monkeypatch: pytest.MonkeyPatch, items_of: Any, emitted_metrics: Any
+    chat: Any,
+    mgmt: ConnectionsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    items_of: Any,
+    emitted_metrics: Any,
 ) -> None:
     members = [f"c{i:02d}" for i in range(23)]
     for cid in members:
         join(chat, cid)
-    scripts: dict[str, list[BaseException | None]] = {
-        "c00": [client_error("GoneException", 410)],
-        "c01": [client_error("GoneException", 410)],
-        "c02": [client_error("ThrottlingException", 429), None],
-        "c03": [EndpointConnectionError(endpoint_url=CALLBACK), None],
-        "c04": [client_error("InternalServerErrorException", 500)],
-        "c05": [ReadTimeoutError(endpoint_url=CALLBACK)],
-    }
-    fake = FakeManagementApi(scripts)
-    monkeypatch.setattr(clients, "management_api", lambda: fake)
+    mgmt.reset()
+    mgmt.script("c00", GONE)
+    mgmt.script("c01", GONE)
+    mgmt.script("c02", Answer(429, "ThrottlingException"))
+    mgmt.script("c03", Answer(400, "LimitExceededException:http://internal"))
+    mgmt.script("c04", SERVER_ERROR)
+    mgmt.script("c05", Answer(400, "BadRequestException"))
     monkeypatch.setattr(store, "FANOUT_PAGE_SIZE", 5)
     ddb = clients.dynamodb()
     real_query = ddb.query
@@ -221,34 +193,57 @@ def test_many_members_paged_and_concurrent_with_mixed_outcomes(
 
     monkeypatch.setattr(ddb, "query", counting_query)
     emitted_metrics()
-    result = chat.deliver(detail())
-    assert result == {"status": "delivered", "delivered": 19, "gone": 2, "failed": 2}
+    result = fanout.deliver("lobby", b"{}", concurrency=4)
+    assert (result.delivered, result.gone, result.failed) == (19, 2, 2)
+    assert sorted(result.failed_ids) == ["c04", "c05"]
     assert len(fanout_queries) == 5  # 23 members, 5 per page
     assert all(q["Limit"] == 5 for q in fanout_queries)
-    assert set(fake.calls) == set(members)
-    assert fake.calls["c02"] == fake.calls["c03"] == 2 and fake.calls["c05"] == 1
+    calls = Counter(p.connection_id for p in mgmt.posts())
+    assert set(calls) == set(members)
+    assert calls["c02"] == calls["c03"] == 2 and calls["c05"] == 1
+    assert result.retries == 2 and result.throttled == 2
     assert items_of("c00") == [] and items_of("c01") == []
-    assert len(fake.threads) > 1  # posted from the pool
+
+
+def test_handler_counts_outcomes_as_metrics(
+    chat: Any, mgmt: ConnectionsServer, emitted_metrics: Any
+) -> None:
+    for cid in ("c1", "c2", "c3", "c4"):
+        join(chat, cid)
+    mgmt.script("c1", GONE)
+    mgmt.script("c2", THROTTLED)
+    mgmt.script("c3", SERVER_ERROR)
+    emitted_metrics()
+    assert chat.deliver(detail())["delivered"] == 2
     totals = emitted_metrics()
-    assert totals["DeliveredMessages"] == 19
-    assert totals["GoneConnections"] == 2
-    assert totals["FailedDeliveries"] == 2
-    assert totals["DeliveryRetries"] == 2
+    assert totals["DeliveredMessages"] == 2
+    assert totals["GoneConnections"] == 1
+    assert totals["FailedDeliveries"] == 1
+    assert totals["DeliveryRetries"] == 1
+
+
+def test_members_are_posted_to_concurrently(chat: Any, mgmt: ConnectionsServer) -> None:
+    for cid in ("c1", "c2", "c3"):
+        join(chat, cid)
+    mgmt.reset()
+    mgmt.hold_until(3)  # no answer until all three posts are in flight at once
+    assert chat.deliver(detail())["delivered"] == 3
+    assert mgmt.max_in_flight == 3
 
 
 def test_failed_cleanup_does_not_stop_the_fanout(
-    chat: Any, monkeypatch: pytest.MonkeyPatch
+    chat: Any, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for cid in ("c1", "c2"):
         join(chat, cid)
-    fake = FakeManagementApi({"c1": [client_error("GoneException", 410)]})
-    monkeypatch.setattr(clients, "management_api", lambda: fake)
+    mgmt.script("c1", GONE)
 
     def broken_cleanup(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("dynamodb down")
 
     monkeypatch.setattr(store, "delete_connection_records", broken_cleanup)
-    assert chat.deliver(detail()) == {"status": "delivered", "delivered": 1, "gone": 1, "failed": 0}
+    result = chat.deliver(detail())
+    assert (result["delivered"], result["gone"], result["failed"]) == (1, 1, 0)
 
 
 @pytest.mark.parametrize(
@@ -312,16 +307,6 @@ def test_member_query_failure_after_write_is_not_raised(
     assert chat.deliver(d) == {"status": "fanout_error"}
     assert "Item" in tables.messages.get_item(Key={"room": "lobby", "id": d["id"]})
     assert emitted_metrics()["FanoutErrors"] == 1
-
-
-def test_management_client_configuration(aws: None) -> None:
-    client = clients.management_api()
-    assert client.meta.endpoint_url == CALLBACK
-    assert client.meta.config.max_pool_connections == 4  # FANOUT_CONCURRENCY
-    assert client.meta.config.retries["total_max_attempts"] == 1
-    assert clients.management_api() is client  # once per container
-    clients.reset()
-    assert clients.management_api() is not client
 
 
 def test_endpoint_override_is_honoured(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from botocore.stub import ANY, Stubber
 
 from chat import clients, ids, presence, store
 from tests.unit.conftest import TEST_ENV, create_tables, frames_in
+from tests.unit.connections_server import GONE, ConnectionsServer
 
 TTL = 10800
 
@@ -165,21 +166,22 @@ def test_disconnect_publishes_left_where_it_was_the_last_connection(
     assert [(e["event"], e["room"]) for e in presence_events(published)] == [("left", "lobby")]
 
 
-def test_gone_cleanup_publishes_left(chat: Any, published: list[Any], items_of: Any) -> None:
+def test_gone_cleanup_publishes_left(
+    chat: Any, published: list[Any], items_of: Any, mgmt: ConnectionsServer
+) -> None:
     joined(chat, "c1", "alice")
     published.clear()
-    with Stubber(clients.management_api()) as api:
-        api.add_client_error("post_to_connection", "GoneException", http_status_code=410)
-        result = chat.deliver(
-            {
-                "originRegion": "us-east-1",
-                "room": "lobby",
-                "id": (message_id := ids.new_id()),
-                "sender": {"userId": "bob", "region": "us-east-1"},
-                "body": "hi",
-                "sentAt": ids.iso_from_ms(ids.id_timestamp_ms(message_id)),
-            }
-        )
+    mgmt.script("c1", GONE)
+    result = chat.deliver(
+        {
+            "originRegion": "us-east-1",
+            "room": "lobby",
+            "id": (message_id := ids.new_id()),
+            "sender": {"userId": "bob", "region": "us-east-1"},
+            "body": "hi",
+            "sentAt": ids.iso_from_ms(ids.id_timestamp_ms(message_id)),
+        }
+    )
     assert result["gone"] == 1
     assert items_of("c1") == []
     assert [(e["event"], e["member"]["userId"]) for e in presence_events(published)] == [
@@ -312,17 +314,16 @@ def test_remote_joined_writes_a_lease_and_pushes_member_frames(
     ]
 
 
-def test_member_frame_bytes_via_stubber(chat: Any) -> None:
+def test_member_frame_bytes_on_the_wire(chat: Any, mgmt: ConnectionsServer) -> None:
     joined(chat, "c1", "alice")
     d = remote(name=None)
     data = (
         b'{"type":"member","room":"lobby","event":"joined",'
         b'"member":{"userId":"dave","region":"eu-west-1"}}'
     )
-    with Stubber(clients.management_api()) as api:
-        api.add_response("post_to_connection", {}, {"ConnectionId": "c1", "Data": data})
-        assert chat.deliver(d, "chat.presence")["delivered"] == 1
-        api.assert_no_pending_responses()
+    mgmt.reset()
+    assert chat.deliver(d, "chat.presence")["delivered"] == 1
+    assert [(p.connection_id, p.body) for p in mgmt.posts()] == [("c1", data)]
 
 
 def test_older_and_duplicate_events_are_ignored(
@@ -466,13 +467,12 @@ def test_remote_write_failure_raises_for_retry(
 
 
 def test_gone_during_member_fanout_cleans_up_and_publishes_left(
-    chat: Any, published: list[Any], items_of: Any
+    chat: Any, published: list[Any], items_of: Any, mgmt: ConnectionsServer
 ) -> None:
     joined(chat, "c1", "alice")
     published.clear()
-    with Stubber(clients.management_api()) as api:
-        api.add_client_error("post_to_connection", "GoneException", http_status_code=410)
-        assert chat.deliver(remote(), "chat.presence")["gone"] == 1
+    mgmt.script("c1", GONE)
+    assert chat.deliver(remote(), "chat.presence")["gone"] == 1
     assert items_of("c1") == []
     assert [(e["event"], e["member"]["userId"]) for e in presence_events(published)] == [
         ("left", "alice")
@@ -560,9 +560,6 @@ def two_regions(chat: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def use(region: str) -> None:
         monkeypatch.setenv("AWS_REGION", region)
         monkeypatch.setenv("AWS_DEFAULT_REGION", region)
-        monkeypatch.setenv(
-            "CALLBACK_URL", f"https://abc123.execute-api.{region}.amazonaws.com/test"
-        )
         clients.reset()
 
     yield use
