@@ -23,6 +23,12 @@ patterns, kept in META as ``allowedRooms``) answers ``forbidden``; the
 connection stays up. ``send``/``history``/``presence`` need a membership, which
 only an allowed ``join`` creates.
 
+``joined`` and ``presence`` carry one page of the member list (``limit`` /
+``memberLimit``, ``cursor``; ``next`` / ``membersNext`` when more follow),
+``memberCount`` and ``live`` (False: the room is above
+``PRESENCE_LIVE_MAX_MEMBERS`` and no ``member`` frames are pushed;
+:mod:`chat.roster`).
+
 ``join`` and ``leave`` publish ``chat.presence`` events on the user's
 presence transitions in this region, and ``ping`` renews the announcement
 when it is due (:mod:`chat.presence`); presence publishing never changes the
@@ -37,7 +43,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, presence, protocol, store
+from chat import bus, config, presence, protocol, roster, store
 from chat.observability import count, logger, metrics, tracer
 from chat.protocol import (
     FORBIDDEN,
@@ -82,8 +88,18 @@ def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
     more = False
     if request.after is not None:
         missed, more = store.query_messages(request.room, request.after, MAX_MISSED)
-    members = store.room_members(request.room)
-    return frame("joined", ref, room=request.room, members=members, missed=missed, more=more)
+    page = _member_page(request.room, request.member_limit, None)
+    return frame(
+        "joined",
+        ref,
+        room=request.room,
+        members=page["members"],
+        missed=missed,
+        more=more,
+        memberCount=page["memberCount"],
+        live=page["live"],
+        **({"membersNext": page["next"]} if "next" in page else {}),
+    )
 
 
 def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any]:
@@ -113,10 +129,27 @@ def _history(connection_id: str, request: History, ref: str | None) -> dict[str,
     return frame("history", ref, room=request.room, messages=messages, more=more)
 
 
+def _member_page(room: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """``members`` (one page), ``next`` (only when more follow), ``memberCount``, ``live``."""
+    room_count = roster.read(room)
+    members, next_cursor = store.room_members_page(room, limit, cursor)
+    page: dict[str, Any] = {"members": members}
+    if next_cursor is not None:
+        page["next"] = next_cursor
+    page["memberCount"] = room_count.total
+    page["live"] = roster.is_live(room_count)
+    return page
+
+
 def _presence(connection_id: str, request: Presence, ref: str | None) -> dict[str, Any]:
     if store.get_membership(connection_id, request.room) is None:
         raise _not_member(request.room, ref)
-    return frame("presence", ref, room=request.room, members=store.room_members(request.room))
+    return frame(
+        "presence",
+        ref,
+        room=request.room,
+        **_member_page(request.room, request.limit, request.cursor),
+    )
 
 
 def _ping(connection_id: str, ref: str | None) -> dict[str, Any]:

@@ -547,9 +547,9 @@ def room_members_page(
     """One page of :func:`room_members`: the first ``limit`` users after ``cursor``
     (a user id) and the ``next`` cursor, None on the last page.
 
-    A page also ends before its members' compact JSON would pass
-    ``MEMBER_PAGE_BYTES`` as the handlers encode replies (ASCII-escaped; user ids and names of any length stay far below
-    API Gateway's 128 KB frame limit). Users are ordered by ``userId``, so a
+    A page also ends before its members' JSON, encoded as the handlers encode
+    replies (ASCII-escaped), would pass ``MEMBER_PAGE_BYTES``: user ids and
+    names of any length stay far below API Gateway's 128 KB frame limit. Users are ordered by ``userId``, so a
     client paging with ``next`` sees every user present throughout exactly
     once. The partition is read whole for every page (the item layout has no
     user-ordered key across regions); that cost grows with the room and is

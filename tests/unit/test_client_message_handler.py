@@ -125,6 +125,8 @@ def test_join_reply_and_items(chat: Any, alice: str, tables: Any) -> None:
         "members": [{"userId": "alice", "name": "Alice", "region": "us-east-1"}],
         "missed": [],
         "more": False,
+        "memberCount": 1,
+        "live": True,
         "ref": "j1",
     }
     membership = tables.connections.get_item(Key={"pk": "ROOM#lobby", "sk": "CONN#c-alice"})["Item"]
@@ -144,7 +146,9 @@ def test_rejoin_is_idempotent(chat: Any, alice: str, tables: Any) -> None:
     items = tables.connections.query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "ROOM#lobby"}
     )["Items"]
-    assert len(items) == 1
+    # one membership, and the room's member count (chat.roster), still 1
+    assert sorted(i["sk"] for i in items) == ["CONN#c-alice", "COUNT"]
+    assert first["memberCount"] == 1
 
 
 def test_join_with_after_returns_missed_oldest_first(chat: Any, alice: str, bob: str) -> None:
@@ -394,6 +398,10 @@ def test_presence_lists_each_user_once_sorted(chat: Any, alice: str, bob: str, t
             {"userId": "dave", "name": "Dave", "region": "eu-west-1"},
             {"userId": "erin", "name": "Erin", "region": "eu-west-1"},
         ],
+        # the REMOTE items above were written directly, not by presence events,
+        # so only the local users are counted
+        "memberCount": 2,
+        "live": True,
         "ref": "p",
     }
 
