@@ -549,11 +549,12 @@ def room_members_page(
 
     A page also ends before its members' JSON, encoded as the handlers encode
     replies (ASCII-escaped), would pass ``MEMBER_PAGE_BYTES``: user ids and
-    names of any length stay far below API Gateway's 128 KB frame limit. Users are ordered by ``userId``, so a
-    client paging with ``next`` sees every user present throughout exactly
-    once. The partition is read whole for every page (the item layout has no
-    user-ordered key across regions); that cost grows with the room and is
-    why big rooms are quiet (:mod:`chat.roster`) and clients page on demand.
+    names of any length stay far below API Gateway's 128 KB frame limit.
+    Users are ordered by ``userId``, so a client paging with ``next`` sees
+    every user present throughout exactly once. The partition is read whole
+    for every page (the item layout has no user-ordered key across regions);
+    that cost grows with the room and is why big rooms are quiet
+    (:mod:`chat.roster`) and clients page on demand.
     """
     if limit <= 0:
         return [], None
