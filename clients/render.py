@@ -23,6 +23,16 @@ def _who(member: dict[str, Any]) -> str:
     return f"{label}@{member.get('region', '?')}"
 
 
+def _page_note(frame: dict[str, Any], next_key: str) -> str:
+    """What a member page leaves out: more pages, the count, a quiet (big) room."""
+    note = ""
+    if frame.get(next_key):
+        note += f" ... ({frame.get('memberCount', '?')} in all; /who {frame[next_key]} for more)"
+    if frame.get("live") is False:
+        note += f"\n* big room ({frame.get('memberCount', '?')} members): no live join/leave events"
+    return note
+
+
 def render(frame: Any, verbose: bool = False) -> str | None:
     """One human-readable line (or a few) for a server frame; None to show nothing."""
     if not isinstance(frame, dict):
@@ -36,7 +46,7 @@ def render(frame: Any, verbose: bool = False) -> str | None:
         return f"[{_clock(frame.get('sentAt'))}] #{room} {_who(sender)}: {text}"
     if kind == "joined":
         members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
-        lines = [f"* joined #{room}; here: {members}"]
+        lines = [f"* joined #{room}; here: {members}{_page_note(frame, 'membersNext')}"]
         lines += [render_entry(m) for m in frame.get("missed") or []]
         if frame.get("more"):
             lines.append("* (more were missed than shown; /history for older ones)")
@@ -47,7 +57,11 @@ def render(frame: Any, verbose: bool = False) -> str | None:
         return f"* {_who(frame.get('member') or {})} {frame.get('event', '?')} #{room}"
     if kind == "presence":
         members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
-        return f"* in #{room}: {members}"
+        return f"* in #{room}: {members}{_page_note(frame, 'next')}"
+    if kind == "members":  # a room switched between live member events and none
+        count = frame.get("memberCount", "?")
+        mode = "on" if frame.get("live") else "off (big room; /who to list)"
+        return f"* #{room} has {count} members; live join/leave events {mode}"
     if kind == "history":
         lines = [render_entry(m) for m in frame.get("messages") or []]
         return "\n".join(lines) if lines else f"* no history in #{room}"

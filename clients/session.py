@@ -22,7 +22,7 @@ from clients.render import render, render_entry
 from clients.resume import is_valid_id, resume_after
 
 HELP = (
-    "commands: /join ROOM  /leave [ROOM]  /history [N]  /who  /ping  /raw JSON  /quit;"
+    "commands: /join ROOM  /leave [ROOM]  /history [N]  /who [NEXT]  /ping  /raw JSON  /quit;"
     " other lines are sent to the current room"
 )
 
@@ -50,6 +50,8 @@ class ChatSession:
         self.last_id: dict[str, str] = {}
         self.seen: set[str] = set()
         self.presence: dict[str, dict[str, dict[str, Any]]] = {}
+        self.paging: dict[str, str] = {}  # room -> cursor of a presence page asked for
+        self.member_counts: dict[str, Any] = {}  # room -> memberCount of a ``members`` frame
         self.unechoed: set[str] = set()  # acked ids whose message has not arrived yet
         self.held: dict[str, list[Message]] = {}  # live messages held back while catching up
         self.waiting: dict[str, asyncio.Future[Message | None]] = {}
@@ -134,7 +136,13 @@ class ChatSession:
         elif kind == "member":
             self._apply_member(frame)
         elif kind == "presence":
-            self.presence[room] = _members_by_user(frame.get("members"))
+            page = _members_by_user(frame.get("members"))
+            if self.paging.pop(room, None):  # a later page: add to the first ones
+                self.presence.setdefault(room, {}).update(page)
+            else:
+                self.presence[room] = page
+        elif kind == "members":  # the room switched live member events on or off
+            self.member_counts[room] = frame.get("memberCount")
         elif kind == "left":
             self.joined.discard(room)
             self.rooms.pop(room, None)
@@ -319,7 +327,11 @@ class ChatSession:
                 frame["limit"] = int(argument)
             await self.user_request(frame)
         elif verb in ("who", "presence"):
-            await self.user_request({"action": "presence", "room": self.room})
+            frame = {"action": "presence", "room": self.room}
+            if argument:  # the "next" cursor of the previous page
+                frame["cursor"] = argument
+                self.paging[self.room] = argument
+            await self.user_request(frame)
         elif verb == "ping":
             await self.user_request({"action": "ping"})
         elif verb == "raw" and argument:

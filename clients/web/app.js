@@ -176,15 +176,22 @@ class Pane {
 
   renderPresence() {
     const list = this.q(".presence");
-    list.replaceChildren(...[...this.presence.keys()].sort().map((user) => {
+    const items = [...this.presence.keys()].sort().map((user) => {
       const item = el("li", {}, who(this.presence.get(user)));
       item.dataset.user = user;
       return item;
-    }));
+    });
+    // Big rooms list one page and their memberCount (docs/protocol.md, "Presence in big rooms").
+    if (this.memberCount !== undefined && this.memberCount > this.presence.size) {
+      const more = el("li", { class: "muted" }, `(${this.memberCount} in all)`);
+      items.push(more);
+    }
+    list.replaceChildren(...items);
   }
 
-  setMembers(members) {
+  setMembers(members, memberCount) {
     this.presence = new Map((members || []).map((member) => [member.userId, member]));
+    this.memberCount = memberCount;
     this.renderPresence();
   }
 
@@ -310,7 +317,7 @@ class Pane {
     this.resuming = false;
     this.attempt = 0;
     this.root.dataset.joined = room;
-    this.setMembers(joined.members);
+    this.setMembers(joined.members, joined.memberCount);
     this.line(`joined #${room}; here: ${(joined.members || []).map(who).join(", ") || "nobody"}`);
     let messages = joined.missed || [];
     messages.forEach((message) => this.showMessage(message));
@@ -409,8 +416,14 @@ class Pane {
         this.applyMember(frame);
         this.line(`${who(frame.member || {})} ${frame.event} #${frame.room}`);
         break;
+      case "members": // the room switched live member events on (live) or off (big room)
+        this.memberCount = frame.memberCount;
+        this.renderPresence();
+        this.line(`#${frame.room} has ${frame.memberCount} members; live join/leave events ` +
+          (frame.live ? "on" : "off"));
+        break;
       case "presence":
-        this.setMembers(frame.members);
+        this.setMembers(frame.members, frame.memberCount);
         this.line(`in #${frame.room}: ${(frame.members || []).map(who).join(", ")}`);
         break;
       case "error":

@@ -429,3 +429,19 @@ def test_tokens_cli_mints_a_token_the_authorizer_accepts(
     assert tokens_main(["--sub", "bob", "--name", "Bob", "--ttl", "60"]) == 0
     claims = verify(capsys.readouterr().out.strip(), "env-secret", time.time())
     assert (claims.user_id, claims.name) == ("bob", "Bob")
+
+
+def test_render_shows_member_pages_counts_and_mode_switches() -> None:
+    """Big rooms (docs/protocol.md, "Presence in big rooms"): a page, its count, the mode."""
+    from clients.render import render
+
+    joined = {"type": "joined", "room": "r", "members": [{"userId": "a", "region": "x"}]}
+    page = {**joined, "missed": [], "membersNext": "a", "memberCount": 900, "live": False}
+    assert render(page) == (
+        "* joined #r; here: a@x ... (900 in all; /who a for more)\n"
+        "* big room (900 members): no live join/leave events"
+    )
+    small = {"type": "presence", "room": "r", "members": [], "memberCount": 0, "live": True}
+    assert render(small) == "* in #r: nobody"
+    switch = {"type": "members", "room": "r", "live": True, "memberCount": 7}
+    assert render(switch) == "* #r has 7 members; live join/leave events on"
