@@ -59,16 +59,18 @@ concurrency, by latency / in-flight. Memory grows with the ids of one call
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import hashlib
 import hmac
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import botocore.session
@@ -226,8 +228,13 @@ class _Signer(SigV4Auth):
             self._keys = {day: key}
         return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def headers(self, url: str) -> dict[str, str]:
-        request = AWSRequest(method="POST", url=url)
+    def canonical_query_string(self, request: AWSRequest) -> str:
+        return ""  # @connections URLs have no query string
+
+    def headers(self, url: str, host: str) -> dict[str, str]:
+        # ``host`` is given (not derived from the URL on every call, twice, as
+        # botocore otherwise does): it is the same for every post of a fan-out.
+        request = AWSRequest(method="POST", url=url, headers={"host": host})
         self.add_auth(request)
         return dict(request.headers.items())
 
@@ -291,8 +298,14 @@ class _Runtime:
             raise_for_status=False,
         )
 
+    def close(self) -> None:
+        if self.session is not None and not self.loop.is_running() and not self.loop.is_closed():
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self.session.close())
+
 
 _local = threading.local()
+_runtimes: weakref.WeakSet[_Runtime] = weakref.WeakSet()
 
 
 def _runtime() -> _Runtime:
@@ -300,7 +313,15 @@ def _runtime() -> _Runtime:
     if runtime is None or runtime.loop.is_closed():
         runtime = _Runtime()
         _local.runtime = runtime
+        _runtimes.add(runtime)
     return runtime
+
+
+@atexit.register
+def _close_sessions() -> None:
+    """Close idle sessions at interpreter exit (the sandbox, tests): no warnings."""
+    for runtime in list(_runtimes):
+        runtime.close()
 
 
 # --- the fan-out ------------------------------------------------------------------------
@@ -321,6 +342,14 @@ def _throttling_code(error_type: str, body: bytes) -> str | None:
             if candidate in text:
                 return candidate
     return None
+
+
+def _host(url: str) -> str:
+    """The Host header botocore signs (and aiohttp sends): no default port."""
+    parts = urlsplit(url)
+    default = {"http": ":80", "https": ":443"}.get(parts.scheme, "")
+    netloc = parts.netloc
+    return netloc[: -len(default)] if default and netloc.endswith(default) else netloc
 
 
 def _cleanup(connection_id: str, room: str) -> None:
@@ -354,6 +383,7 @@ class _Fanout:
         self.limiter = limiter
         self.concurrency = concurrency
         self.base = settings.callback_endpoint.rstrip("/") + "/@connections/"
+        self.host = _host(self.base)
         self.region = settings.region
         self.payload_hash = hashlib.sha256(data).hexdigest()
         self.signer = self._new_signer()
@@ -373,7 +403,7 @@ class _Fanout:
         if time.monotonic() - self.signed_at > CREDENTIALS_MAX_AGE_S:
             self.signer = self._new_signer()
             self.signed_at = time.monotonic()
-        return self.signer.headers(url)
+        return self.signer.headers(url, self.host)
 
     def _expired(self) -> bool:
         return self.deadline is not None and clock() >= self.deadline
