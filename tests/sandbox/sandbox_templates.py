@@ -334,7 +334,7 @@ def queue_template(out_dir: str) -> dict[str, Any]:
             },
         }
 
-    queue = {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 2}}
+    queue = {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 4}}
     producer = function(
         "app.produce",
         OUT_DIR=out_dir,
@@ -362,7 +362,9 @@ def queue_template(out_dir: str) -> dict[str, Any]:
             "WorkQueue": {
                 "Type": "AWS::SQS::Queue",
                 "Properties": {
-                    "VisibilityTimeout": 2,
+                    # Twice the consumer's Timeout: a batch slowed down by a busy machine is
+                    # still deleted before its messages could come back.
+                    "VisibilityTimeout": 4,
                     "RedrivePolicy": {
                         "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetters", "Arn"]},
                         "maxReceiveCount": 2,
