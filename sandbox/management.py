@@ -12,7 +12,7 @@ For benchmarks:
 * ``rate_limit`` (``--mgmt-rate-limit N``) admits a request when a token bucket (capacity
   ``rate_burst``, default N; refilled continuously at N/s, like API Gateway's throttle) has a
   token *and* fewer than N requests were admitted in the last second; the others are answered
-  at once with 429 ``LimitExceededException`` ``{"message": "Rate exceeded"}``. The second
+  (after the same latency) with 429 ``LimitExceededException`` ``{"message": "Rate exceeded"}``. The second
   condition makes N a hard bound over any 1 s window (a bare bucket lets up to burst + N through
   in the second after an idle spell), so a benchmark's "never over the limit" is a property
   of the limit, and what it says about the client is how often it was throttled. Whatever the
