@@ -12,12 +12,12 @@ For benchmarks:
 * ``rate_limit`` (``--mgmt-rate-limit N``) admits a request when a token bucket (capacity
   ``rate_burst``, default N; refilled continuously at N/s, like API Gateway's throttle) has a
   token *and* fewer than N requests were admitted in the last second; the others are answered
-  (after the same latency) with 429 ``LimitExceededException`` ``{"message": "Rate exceeded"}``. The second
-  condition makes N a hard bound over any 1 s window (a bare bucket lets up to burst + N through
-  in the second after an idle spell), so a benchmark's "never over the limit" is a property
-  of the limit, and what it says about the client is how often it was throttled. Whatever the
-  limit, the peak number of requests admitted in any sliding 1 s window is recorded
-  (``admitted_peak_1s``);
+  (after the same latency) with 429 ``LimitExceededException`` ``{"message": "Rate
+  exceeded"}``. The second condition makes N a hard bound over any 1 s window (a bare bucket
+  lets up to burst + N through in the second after an idle spell): "never over the limit" is
+  then a property of the sandbox, and what a benchmark learns about its client is how often
+  it was throttled. With or without a limit, the peak number of requests admitted in any
+  sliding 1 s window is recorded (``admitted_peak_1s``);
 * virtual connections: ids registered on the control routes (``/_sandbox/...``, which no API
   path reaches: those all contain ``/@connections/``) exist only as table items written by the
   benchmark; POSTs to them get 200 after the same latency and limit and are counted instead of

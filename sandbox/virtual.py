@@ -107,11 +107,15 @@ def seed_room(
     region: str,
     user_id: Callable[[str], str] = lambda connection_id: f"user-{connection_id}",
     with_meta: bool = True,
+    with_count: bool = True,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
 ) -> int:
     """Write ``ROOM#<room>/CONN#<id>`` memberships (and each id's ``CONN#<id>/META`` when
-    ``with_meta``) as ``chat.store`` writes them on ``$connect`` and ``join``; returns the
-    number of items written. ``endpoint_url``: the endpoints file's ``dynamodb``."""
+    ``with_meta``) as ``chat.store`` writes them on ``$connect`` and ``join``, and with
+    ``with_count`` add the distinct users to ``n:<region>`` of the room's ``ROOM#<room>/COUNT``
+    item as ``chat.roster`` keeps it (its ``quiet`` flag is left to the app); returns the
+    number of membership and META items written. ``endpoint_url``: the endpoints file's
+    ``dynamodb``."""
     import boto3
 
     from sandbox.aws_local import FAKE_CREDENTIALS
@@ -165,4 +169,16 @@ def seed_room(
             time.sleep(0.05 * (attempt + 1))
         else:
             raise RuntimeError(f"seed_room: DynamoDB kept items unprocessed in {table}")
+    if with_count and ids:
+        client.update_item(
+            TableName=table,
+            Key={"pk": {"S": f"ROOM#{room}"}, "sk": {"S": "COUNT"}},
+            UpdateExpression="ADD #n :users, v :one SET expiresAt = :exp",
+            ExpressionAttributeNames={"#n": f"n:{region}"},
+            ExpressionAttributeValues={
+                ":users": {"N": str(len({user_id(i) for i in ids}))},
+                ":one": {"N": "1"},
+                ":exp": expires,
+            },
+        )
     return len(items)
