@@ -1,0 +1,65 @@
+"""A room above the shard threshold, through the synthesized templates in the sandbox.
+
+The room has a few real WebSocket members and enough virtual members (table
+items whose posts the sandbox counts, see docs/sandbox.md) to cross
+``fanoutShardThreshold``: the message goes through the fan-out queue and the
+FanoutWorkers of the template, and every member gets it exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sandbox import virtual
+from stacks.config import ChatConfig
+
+from .harness import REGIONS, Client, SandboxProcess, room_name, wait_until
+
+MEMBERS = ChatConfig().fanout_shard_threshold + 150  # the default app's threshold, crossed
+
+
+def test_a_big_room_is_sharded_and_every_member_gets_the_message_once(
+    sandbox: SandboxProcess,
+) -> None:
+    asyncio.run(_big_room(sandbox))
+
+
+async def _big_room(sandbox: SandboxProcess) -> None:
+    room = room_name()
+    region, other = REGIONS[0], REGIONS[1]
+    management = sandbox.url(region, "management")
+    ids = virtual.virtual_ids(MEMBERS, prefix=f"{room}-")
+    virtual.register(management, ids)
+    table = virtual.function_variable(sandbox.cdk_out, region, "CONNECTIONS_TABLE")
+    await asyncio.to_thread(
+        virtual.seed_room,
+        table,
+        room,
+        ids,
+        endpoint_url=sandbox.endpoints["dynamodb"],
+        region=region,
+        with_meta=False,
+    )
+    before = virtual.summary(management)
+    local = [await Client.open(sandbox.url(region), f"big-local-{n}") for n in range(3)]
+    remote = await Client.open(sandbox.url(other), "big-remote")
+    for client in (*local, remote):
+        await client.join(room)
+
+    ack = await local[0].request({"action": "send", "room": room, "body": "to everyone"})
+    assert ack["type"] == "ack", ack
+
+    def posted() -> dict[str, object] | None:
+        found = virtual.summary(management)
+        return found if found["posts"] - before["posts"] >= MEMBERS else None
+
+    after = await wait_until(posted, timeout=120, what=f"{MEMBERS} virtual posts")
+    for client in (*local, remote):
+        await client.wait_for(lambda f: f.get("type") == "message" and f.get("id") == ack["id"])
+    # Every virtual member was posted exactly once; no real member got it twice.
+    assert after["posts"] - before["posts"] == MEMBERS
+    assert after["idsPostedMoreThanOnce"] == before["idsPostedMoreThanOnce"]
+    for client in (*local, remote):
+        assert [m["id"] for m in client.messages(room)] == [ack["id"]], client.user
+    for client in (*local, remote):
+        await client.close()
