@@ -1,272 +1,330 @@
-"""``python -m bench`` (``make bench``): speed figures of the whole app, measured in the sandbox.
+"""``python -m bench`` (``make bench``): the app's speed figures, one table of medians.
 
-Every scenario runs the real handlers of the synthesized templates in the local
-multi-region sandbox (3 regions), with real WebSocket and HTTP clients:
+Parts (``--parts``, default all but the two older scenarios):
 
-* ``roundtrip``: send in one region, receipt in the same and in a far region.
-* ``fanout``: one message to N connections spread over the regions, with
-  ``--mgmt-latency-ms`` added to every ``@connections`` call (API Gateway's
-  own latency; the fan-out's thread pool is what hides it).
-* ``resume``: a client misses M messages, reconnects to another region and
-  catches up with ``join`` + ``after`` and ``history`` pages.
-* ``longpoll``: an HTTP client long-polls in one region while a message is
-  posted in another; the latency from the POST to the GET's answer.
+* ``fanout``: one ``chat.fanout.deliver`` invocation, 2,000 members, 20 ms per post
+  (bench/fanout.py);
+* ``large_room``: 5,000 virtual members through the sharded fan-out in the sandbox, under a
+  1,000/s ``@connections`` limit (bench/large_room.py);
+* ``model``: 20,000 and 100,000 members predicted from the measured fan-out rate
+  (bench/model.py; no runs, it is deterministic);
+* ``synth``: ``cdk synth`` of 3 and 20 regions, wall time and peak memory (bench/synth.py);
+* ``cold_start``: each handler module's init beside bare ``import boto3``
+  (bench/cold_start.py);
+* ``e2e``: 3 regions x 100 clients, 10,000 messages: cross-region latency, lost, duplicated
+  (bench/e2e.py);
+* ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request.
 
-The figures are for this machine and the sandbox (one process per function,
-moto for DynamoDB), not for AWS; they are for comparing changes. Every loop is
-bounded; nothing here is a test. The sandbox is started and driven through
-``tests/e2e/harness.py``, the launcher and client the end-to-end tests use, so
-benchmarks and tests exercise the sandbox the same way.
+Every part runs ``--runs`` times (``synth`` and ``cold_start`` repeat inside their own
+measure functions); the table shows the median, min and max, and ``--json PATH`` writes the
+medians per part with the ranges under ``"spread"``. A part that cannot run (something it
+needs is not there) is shown as "not run" with the reason, and the exit status is 1.
+``--quick`` shrinks every part for a smoke run of a few minutes.
+
+The figures are for this machine and the sandbox (one process per function, moto for
+DynamoDB), not for AWS; see docs/performance.md. The sandbox parts start and drive the
+sandbox through ``tests/e2e/harness.py``, the launcher and client of the end-to-end tests, so
+benchmarks and tests exercise it the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
-import statistics
+import os
+import platform
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from bench import report
 
-from tests.e2e.harness import REGIONS, Client, SandboxProcess, room_name
-
-FAR = {"us-east-1": "ap-northeast-1", "eu-west-1": "ap-northeast-1", "ap-northeast-1": "us-east-1"}
-
-
-def is_message(body: str) -> Callable[[dict[str, Any]], bool]:
-    """A ``Client.wait_for`` predicate: the ``message`` frame with this (unique) body.
-
-    Matched by body, not id: a ``message`` frame can arrive before the ``ack``
-    that tells the id, and the clock must stop when the frame arrives.
-    """
-    return lambda frame: frame.get("type") == "message" and frame.get("body") == body
+REPO = Path(__file__).resolve().parents[1]
+ALL_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "e2e", "resume", "longpoll")
+DEFAULT_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "e2e")
+MODEL_SIZES = (20000, 100000)
 
 
-async def receipt_ms(client: Client, body: str, started: float, timeout: float = 30) -> float:
-    """Milliseconds from ``started`` until ``client`` has the message with ``body``."""
-    await client.wait_for(is_message(body), timeout=timeout)
-    return (time.perf_counter() - started) * 1000
+class Unavailable(RuntimeError):
+    """A part needs a piece that is not in this checkout (said in the table, not a traceback)."""
 
 
-async def send_and_time(
-    sender: Client, room: str, body: str, receivers: list[Client]
-) -> list[float]:
-    """Send ``body`` from ``sender``; each receiver's receipt time in ms, in order."""
-    started = time.perf_counter()
-    waits = [asyncio.create_task(receipt_ms(client, body, started)) for client in receivers]
-    ack = await sender.request({"action": "send", "room": room, "body": body})
-    assert ack["type"] == "ack", ack
-    return list(await asyncio.gather(*waits))
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS), help="comma-separated")
+    parser.add_argument("--runs", type=int, default=3, help="runs per part (median, min, max)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 1 run: a smoke run")
+    parser.add_argument("--json", type=Path, default=None, help="also write the medians here")
+    parser.add_argument("--cdk-out", type=Path, default=REPO / "cdk.out", help="for e2e")
+    fan = parser.add_argument_group("fanout")
+    fan.add_argument("--fanout-members", type=int, default=2000)
+    fan.add_argument("--fanout-sequential-members", type=int, default=100)
+    fan.add_argument("--fanout-latency-ms", type=float, default=20.0)
+    fan.add_argument("--fanout-concurrency", type=int, default=None, help="default: engine's")
+    fan.add_argument("--fanout-source", choices=("auto", "table", "ids"), default="auto")
+    big = parser.add_argument_group("large_room")
+    big.add_argument("--large-members", type=int, default=5000)
+    big.add_argument("--large-rate-limit", type=int, default=1000)
+    big.add_argument("--large-budget", type=int, default=950)
+    big.add_argument("--large-shard-size", type=int, default=500)
+    big.add_argument("--large-workers", type=int, default=4)
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model-rate", type=float, default=None,
+        help="posts/s of one worker (default: the fanout part's median, else 1500)",
+    )  # fmt: skip
+    model.add_argument("--model-budget", type=float, default=9000.0)
+    model.add_argument("--model-client-rps", type=float, default=500.0)
+    model.add_argument("--model-shard-size", type=int, default=1000)
+    e2e = parser.add_argument_group("e2e")
+    e2e.add_argument("--e2e-clients-per-region", type=int, default=100)
+    e2e.add_argument("--e2e-messages", type=int, default=10000)
+    e2e.add_argument("--e2e-rate", type=float, default=100.0, help="messages/s in all")
+    e2e.add_argument("--e2e-room-size", type=int, default=10)
+    old = parser.add_argument_group("resume, longpoll")
+    old.add_argument("--missed", type=int, default=1000)
+    old.add_argument("--count", type=int, default=20)
+    args = parser.parse_args(argv)
+    args.parts = [p for p in args.parts.split(",") if p]
+    unknown = set(args.parts) - set(ALL_PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; known: {', '.join(ALL_PARTS)}")
+    if args.quick:
+        args.runs = 1
+        args.fanout_members, args.fanout_sequential_members = 500, 30
+        args.large_members = 1000
+        args.e2e_clients_per_region, args.e2e_messages, args.e2e_rate = 10, 300, 50.0
+        args.missed, args.count = 200, 5
+    return args
 
 
-def summary(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
-    return {
-        "n": len(ordered),
-        "p50_ms": round(statistics.median(ordered), 1),
-        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1),
-        "max_ms": round(ordered[-1], 1),
-    }
+# --- the parts: each returns a list of runs (dicts of figures) ------------------------------
 
 
-async def joined_clients(
-    sandbox: SandboxProcess, room: str, per_region: int, prefix: str
-) -> list[Client]:
-    clients: list[Client] = []
-    for region in REGIONS:
-        for number in range(per_region):
-            client = await Client.open(sandbox.url(region), f"{prefix}-{region}-{number}")
-            await client.join(room)
-            clients.append(client)
-    return clients
+def part_fanout(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench.fanout import measure_fanout
 
-
-async def close_all(clients: list[Client]) -> None:
-    await asyncio.gather(*(client.close() for client in clients))
-
-
-async def roundtrip(sandbox: SandboxProcess, count: int) -> dict[str, Any]:
-    room = room_name()
-    origin = REGIONS[0]
-    sender = await Client.open(sandbox.url(origin), "rt-sender")
-    far = await Client.open(sandbox.url(FAR[origin]), "rt-far")
-    for client in (sender, far):
-        await client.join(room)
-    local_ms: list[float] = []
-    far_ms: list[float] = []
-    for number in range(count):
-        local, remote = await send_and_time(sender, room, f"rt-{number}", [sender, far])
-        local_ms.append(local)
-        far_ms.append(remote)
-    await close_all([sender, far])
-    return {
-        "same_region": summary(local_ms),
-        f"{origin}->{FAR[origin]}": summary(far_ms),
-    }
-
-
-async def fanout(sandbox: SandboxProcess, per_region: int, count: int) -> dict[str, Any]:
-    room = room_name()
-    clients = await joined_clients(sandbox, room, per_region, "fan")
-    sender = clients[0]
-    all_ms: list[float] = []
-    for number in range(count):
-        all_ms.append(max(await send_and_time(sender, room, f"fan-{number}", clients)))
-    await close_all(clients)
-    result = summary(all_ms)
-    result["connections"] = len(clients)
-    result["deliveries_per_s_at_p50"] = round(len(clients) / (result["p50_ms"] / 1000), 1)
-    return {"send_to_last_receipt": result}
-
-
-async def resume(sandbox: SandboxProcess, missed: int) -> dict[str, Any]:
-    room = room_name()
-    origin, other = REGIONS[0], REGIONS[1]
-    post_url = f"{sandbox.url(origin, 'http')}/rooms/{room}/messages"
-    watcher = await Client.open(sandbox.url(other), "resume-watcher")
-    await watcher.join(room)
-    marker = await watcher.request({"action": "send", "room": room, "body": "last seen"})
-    await watcher.close()
-
-    async with aiohttp.ClientSession() as http:
-        semaphore = asyncio.Semaphore(8)
-
-        async def post(number: int) -> None:
-            async with (
-                semaphore,
-                http.post(
-                    post_url, headers=sandbox.bearer("resume-sender"), json={"body": number}
-                ) as response,
-            ):
-                assert response.status == 202, await response.text()
-
-        await asyncio.gather(*(post(number) for number in range(missed)))
-
-    # Every missed message is in the resuming region's history before timing.
-    probe = await Client.open(sandbox.url(other), "resume-probe")
-    await probe.join(room)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        pages, after, seen = 0, marker["id"], 0
-        while pages < missed // 100 + 2:
-            reply = await probe.request(
-                {"action": "history", "room": room, "after": after, "limit": 100}
-            )
-            seen += len(reply["messages"])
-            pages += 1
-            if not reply["more"]:
-                break
-            after = reply["messages"][-1]["id"]
-        if seen >= missed:
-            break
-        await asyncio.sleep(0.5)
-    await probe.close()
-
-    started = time.perf_counter()
-    client = await Client.open(sandbox.url(other), "resume-watcher")
-    frames = 1
-    reply = await client.request({"action": "join", "room": room, "after": marker["id"]})
-    received = list(reply["missed"])
-    more = reply["more"]
-    while more and frames < missed:
-        reply = await client.request(
-            {"action": "history", "room": room, "after": received[-1]["id"], "limit": 100}
+    return [
+        measure_fanout(
+            args.fanout_members,
+            args.fanout_sequential_members,
+            args.fanout_latency_ms,
+            args.fanout_concurrency,
+            args.fanout_source,
         )
-        frames += 1
-        received.extend(reply["messages"])
-        more = reply["more"]
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    await client.close()
-    ids = [message["id"] for message in received]
+        for _ in range(args.runs)
+    ]
+
+
+def part_large_room(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench import large_room
+
+    try:
+        return large_room.measure_large_room(
+            args.runs,
+            members=args.large_members,
+            rate_limit=args.large_rate_limit,
+            budget=args.large_budget,
+            shard_threshold=min(1000, args.large_members // 2),
+            shard_size=args.large_shard_size,
+            max_workers=args.large_workers,
+        )
+    except large_room.Unavailable as error:
+        raise Unavailable(str(error)) from error
+
+
+def part_model(args: argparse.Namespace, measured_rate: float | None) -> list[dict[str, Any]]:
+    from bench.model import predict_all
+
+    rate = args.model_rate or measured_rate or 1500.0
+    predictions = predict_all(
+        MODEL_SIZES,
+        rate,
+        budget=args.model_budget,
+        client_rps=args.model_client_rps,
+        shard_size=args.model_shard_size,
+    )
+    predictions["rate_per_worker"] = rate
+    return [predictions]
+
+
+def _with_runs(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(medians, spread) of a result that a measure function already aggregated, its
+    per-run samples (if any) under ``"runs"``."""
+    samples = result.get("runs")
+    medians = {k: v for k, v in result.items() if k != "runs"}
+    if isinstance(samples, list) and samples and all(isinstance(s, dict) for s in samples):
+        return medians, report.aggregate(samples)[1]
+    return medians, {}
+
+
+def part_synth(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        from bench.synth import measure_synth
+    except ImportError as error:
+        raise Unavailable("needs bench/synth.py (helper B)") from error
+    medians: dict[str, Any] = {}
+    spread: dict[str, Any] = {}
+    for regions in (3,) if args.quick else (3, 20):
+        medians[str(regions)], spread[str(regions)] = _with_runs(
+            measure_synth(regions, args.runs, REPO)
+        )
+    return medians, spread
+
+
+def part_cold_start(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        from bench.cold_start import measure_cold_start  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as error:
+        raise Unavailable("needs bench/cold_start.py (helper B)") from error
+    return _with_runs(measure_cold_start(max(args.runs, 5) if not args.quick else 3))
+
+
+def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The parts that run in the 3-region sandbox of ``--cdk-out``, in one sandbox."""
+    from bench import e2e, scenarios
+    from tests.e2e.harness import REGIONS, SandboxProcess
+
+    if not (args.cdk_out / "manifest.json").exists():
+        raise Unavailable(f"no synthesized app in {args.cdk_out}; run `make synth`")
+    runs: dict[str, list[dict[str, Any]]] = {part: [] for part in wanted}
+    with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
+        sandbox = SandboxProcess(args.cdk_out.resolve(), Path(workdir)).start()
+        try:
+            for _ in range(args.runs):
+                if "e2e" in wanted:
+                    runs["e2e"].append(
+                        asyncio.run(
+                            e2e.measure_e2e(
+                                sandbox,
+                                REGIONS,
+                                args.e2e_clients_per_region,
+                                args.e2e_messages,
+                                args.e2e_rate,
+                                args.e2e_room_size,
+                            )
+                        )
+                    )
+                if "resume" in wanted:
+                    runs["resume"].append(asyncio.run(scenarios.resume(sandbox, args.missed)))
+                if "longpoll" in wanted:
+                    runs["longpoll"].append(asyncio.run(scenarios.longpoll(sandbox, args.count)))
+        finally:
+            sandbox.stop()
+    return runs
+
+
+# --- running and reporting ------------------------------------------------------------------
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, Unavailable):
+        return str(error)
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:200]
+
+
+def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run the wanted parts; the JSON document (medians per part, spread, errors, meta)."""
+    results: dict[str, Any] = {}
+    spread: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    runs: dict[str, int] = {}
+
+    def attempt(part: str, action: Callable[[], Any]) -> Any:
+        log(f"bench: {part} ...")
+        started = time.perf_counter()
+        try:
+            value = action()
+        except Exception as error:
+            errors[part] = _reason(error)
+            if not isinstance(error, Unavailable):
+                traceback.print_exc(file=sys.stderr)
+            log(f"bench: {part} not run: {errors[part]}")
+            return None
+        log(f"bench: {part} done in {time.perf_counter() - started:.0f} s")
+        return value
+
+    def keep(part: str, samples: list[dict[str, Any]] | None) -> None:
+        if samples:
+            results[part], spread[part] = report.aggregate(samples)
+            runs[part] = len(samples)
+
+    if "fanout" in args.parts:
+        keep("fanout", attempt("fanout", lambda: part_fanout(args)))
+    if "model" in args.parts:
+        measured = results.get("fanout", {}).get("deliveries_per_s")
+        keep("model", attempt("model", lambda: part_model(args, measured)))
+    if "large_room" in args.parts:
+        keep("large_room", attempt("large_room", lambda: part_large_room(args)))
+    measures: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], dict[str, Any]]]]
+    measures = {"synth": part_synth, "cold_start": part_cold_start}
+    for part, measure in measures.items():
+        if part in args.parts:
+            found = attempt(part, functools.partial(measure, args))
+            if found is not None:
+                results[part], spread[part] = found
+                runs[part] = args.runs
+    in_sandbox = [p for p in ("e2e", "resume", "longpoll") if p in args.parts]
+    if in_sandbox:
+        found = attempt(",".join(in_sandbox), lambda: part_sandbox(args, in_sandbox))
+        if found is None:
+            reason = errors.pop(",".join(in_sandbox))
+            errors.update({part: reason for part in in_sandbox})
+        else:
+            for part, samples in found.items():
+                keep(part, samples)
     return {
-        "missed": missed,
-        "received": len(received),
-        "unique": len(set(ids)),
-        "in_id_order": ids == sorted(ids),
-        "request_frames": frames,
-        "connect_to_caught_up_ms": round(elapsed_ms, 1),
+        **results,
+        "spread": spread,
+        "errors": errors,
+        "meta": {
+            "runs": runs,
+            "quick": args.quick,
+            "machine": machine(),
+            "parts": args.parts,
+            "settings": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in vars(args).items()
+                if k not in ("json", "parts")
+            },
+        },
     }
 
 
-async def longpoll(sandbox: SandboxProcess, count: int) -> dict[str, Any]:
-    room = room_name()
-    reader_region, writer_region = REGIONS[0], REGIONS[2]
-    get_url = f"{sandbox.url(reader_region, 'http')}/rooms/{room}/messages"
-    post_url = f"{sandbox.url(writer_region, 'http')}/rooms/{room}/messages"
-    samples: list[float] = []
-    after: str | None = None
-    async with aiohttp.ClientSession() as http:
-        for number in range(count):
-            params = {"wait": "15", **({"after": after} if after else {})}
-            poll = asyncio.create_task(
-                http.get(get_url, params=params, headers=sandbox.bearer("poller"))
-            )
-            await asyncio.sleep(0.3)  # the GET is waiting in the handler
-            started = time.perf_counter()
-            async with http.post(
-                post_url, headers=sandbox.bearer("poster"), json={"body": number}
-            ) as response:
-                posted = (await response.json())["id"]
-            response = await poll
-            body = await response.json()
-            samples.append((time.perf_counter() - started) * 1000)
-            ids = [message["id"] for message in body["messages"]]
-            assert posted in ids, body
-            after = ids[-1]
-    return {f"post_{writer_region}_to_longpoll_{reader_region}": summary(samples)}
-
-
-async def run(args: argparse.Namespace, sandbox: SandboxProcess) -> dict[str, Any]:
-    results: dict[str, Any] = {
-        "sandbox_ready_s": sandbox.ready_seconds(),
-        "mgmt_latency_ms": args.mgmt_latency_ms,
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model or platform.processor(),
+        "system": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": platform.python_version(),
     }
-    wanted = set(args.scenarios.split(","))
-    if "roundtrip" in wanted:
-        results["roundtrip"] = await roundtrip(sandbox, args.count)
-    if "fanout" in wanted:
-        results["fanout"] = await fanout(sandbox, args.connections_per_region, args.count)
-    if "resume" in wanted:
-        results["resume"] = await resume(sandbox, args.missed)
-    if "longpoll" in wanted:
-        results["longpoll"] = await longpoll(sandbox, args.count)
-    return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--cdk-out", type=Path, default=Path("cdk.out"))
-    parser.add_argument("--scenarios", default="roundtrip,fanout,resume,longpoll")
-    parser.add_argument("--count", type=int, default=20, help="samples per scenario")
-    parser.add_argument("--connections-per-region", type=int, default=50)
-    parser.add_argument("--missed", type=int, default=1000)
-    parser.add_argument("--mgmt-latency-ms", type=float, default=10.0)
-    parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
-    args = parser.parse_args(argv)
-    if not (args.cdk_out / "manifest.json").exists():
-        print(f"bench: no synthesized app in {args.cdk_out}; run `make synth`", file=sys.stderr)
-        return 1
-    with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
-        sandbox = SandboxProcess(
-            args.cdk_out.resolve(),
-            Path(workdir),
-            extra=("--mgmt-latency-ms", str(args.mgmt_latency_ms)),
-        ).start()
-        try:
-            results = asyncio.run(run(args, sandbox))
-        finally:
-            sandbox.stop()
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
-    return 0
+    args = parse_args(argv)
+    document = run(args, lambda line: print(line, file=sys.stderr, flush=True))
+    parts = {k: v for k, v in document.items() if k not in ("spread", "errors", "meta")}
+    runs = document["meta"]["runs"]
+    print(report.format_table(parts, document["spread"], document["errors"], runs))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    return 1 if document["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,176 @@
+"""The ``large_room`` bench: one message to 5,000 members through the sharded fan-out.
+
+The room is big enough to be sharded, the sandbox's ``@connections`` answers after 20 ms and
+admits at most ``rate_limit`` requests in any 1 s (``--mgmt-latency-ms 20 --mgmt-rate-limit
+1000``), and the app is synthesized with a request budget of ``budget`` (at or just below the
+limit), so the budget, not this machine's two cores, bounds the wall time: ``members /
+rate_limit`` seconds (``bound_s``).
+
+Members are *virtual connections* (``sandbox.virtual``): ids the sandbox's ``@connections``
+counts instead of sending to, seeded as membership items in the region's table, so 5,000
+members need no sockets. One real WebSocket client joins the room and sends one message;
+the wall time runs from that ``send`` to the sandbox's last post to a virtual member
+(``lastPostAt``, both ``time.time()`` on this machine). ``delivered`` counts distinct virtual
+ids posted, ``duplicates`` the posts beyond one per id, ``peak_1s`` the most requests the
+sandbox admitted in any sliding 1 s window (never above the limit: the sandbox refuses them
+with 429, so ``throttled`` says how often the app pushed past its budget).
+
+The app is synthesized once per bench invocation into ``.bench/cdk.out-large-room`` with
+``-c`` overrides (``fanoutRequestBudget``, ``fanoutShardThreshold``, ``fanoutShardSize``,
+``fanoutMaxWorkers``); the project's ``cdk.out`` is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.harness import REPO, Client, SandboxProcess, room_name
+
+OUT_DIR = REPO / ".bench" / "cdk.out-large-room"
+REGION = "us-east-1"
+
+
+class Unavailable(RuntimeError):
+    """A part of the bench needs something that is not in this checkout yet."""
+
+
+def context_overrides(
+    budget: int, shard_threshold: int, shard_size: int, max_workers: int
+) -> list[str]:
+    return [
+        "-c", f"fanoutRequestBudget={budget}",
+        "-c", f"fanoutShardThreshold={shard_threshold}",
+        "-c", f"fanoutShardSize={shard_size}",
+        "-c", f"fanoutMaxWorkers={max_workers}",
+    ]  # fmt: skip
+
+
+def check_prerequisites() -> None:
+    """Raise :class:`Unavailable` naming what is missing (virtual connections, the queue)."""
+    try:
+        from sandbox import virtual  # noqa: F401
+    except ImportError as error:
+        raise Unavailable(
+            "large_room needs sandbox/virtual.py (virtual connections, helper C)"
+        ) from error
+    config = (REPO / "stacks" / "config.py").read_text()
+    missing = [
+        key
+        for key in ("fanoutRequestBudget", "fanoutShardThreshold", "fanoutShardSize")
+        if key not in config
+    ]
+    if missing:
+        raise Unavailable(f"large_room needs the CDK context keys {missing} (the lead)")
+    if not (REPO / "stacks" / "fanout.py").exists():
+        raise Unavailable("large_room needs the FanoutQueue and FanoutWorker (stacks/fanout.py)")
+
+
+def synth_large_room(overrides: list[str], timeout: float = 900) -> Path:
+    """``cdk synth`` of the app with ``overrides`` into the bench's own directory."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    OUT_DIR.parent.mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["npx", "--no-install", "cdk", "synth", "--quiet", "-o", str(OUT_DIR), *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cdk synth for large_room failed:\n{done.stderr[-3000:]}")
+    return OUT_DIR
+
+
+async def one_message(
+    sandbox: SandboxProcess, cdk_out: Path, members: int, settle_s: float
+) -> dict[str, Any]:
+    from sandbox import virtual
+
+    management = sandbox.url(REGION, "management")
+    virtual.reset(management)
+    virtual.management_stats(management, reset_counters=True)
+    room = room_name()
+    ids = virtual.virtual_ids(members, prefix=f"v-{room}-")
+    virtual.register(management, ids)
+    table = virtual.function_variable(cdk_out, REGION, "CONNECTIONS_TABLE")
+    virtual.seed_room(table, room, ids, endpoint_url=sandbox.endpoints["dynamodb"], region=REGION)
+    sender = await Client.open(sandbox.url(REGION), "large-room-sender")
+    try:
+        await sender.join(room)
+        started = time.time()
+        ack = await sender.request({"action": "send", "room": room, "body": "to everyone"})
+        if ack.get("type") != "ack":
+            raise RuntimeError(f"send was not acknowledged: {ack}")
+        summary = await asyncio.to_thread(
+            virtual.wait_for_posts, management, members, settle_s, 0.1
+        )
+        # a late duplicate (a retried shard) would arrive after the count is reached
+        await asyncio.sleep(1.0)
+        summary = virtual.summary(management)
+        stats = virtual.management_stats(management)
+    finally:
+        await sender.close()
+    last = summary.get("lastPostAt") or float("nan")
+    counters = stats.get("counters", {})
+    return {
+        "members": members,
+        "wall_s": last - started,
+        "delivered": summary["idsPosted"],
+        "duplicates": summary["posts"] - summary["idsPosted"],
+        "duplicate_payloads": summary["duplicatePosts"],
+        "peak_1s": stats.get("admittedPeak1s", counters.get("admitted_peak_1s")),
+        "throttled": counters.get("throttled", 0),
+    }
+
+
+def measure_large_room(
+    runs: int,
+    members: int = 5000,
+    rate_limit: int = 1000,
+    budget: int = 950,
+    latency_ms: float = 20.0,
+    shard_threshold: int = 1000,
+    shard_size: int = 500,
+    max_workers: int = 4,
+    settle_s: float = 120.0,
+) -> list[dict[str, Any]]:
+    """``runs`` messages, each to a fresh room of ``members`` virtual members, in one sandbox."""
+    import tempfile
+
+    check_prerequisites()
+    cdk_out = synth_large_room(context_overrides(budget, shard_threshold, shard_size, max_workers))
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="chat-bench-large-") as workdir:
+        sandbox = SandboxProcess(
+            cdk_out.resolve(),
+            Path(workdir),
+            regions=(REGION,),
+            extra=(
+                "--mgmt-latency-ms", str(latency_ms),
+                "--mgmt-rate-limit", str(rate_limit),
+            ),
+        ).start()  # fmt: skip
+        try:
+            for _ in range(runs):
+                result = asyncio.run(one_message(sandbox, cdk_out, members, settle_s))
+                result.update(
+                    workers=max_workers,
+                    bound_s=members / rate_limit,
+                    rate_limit=rate_limit,
+                    budget=budget,
+                )
+                result["ratio_vs_bound"] = result["wall_s"] / result["bound_s"]
+                results.append(result)
+        finally:
+            sandbox.stop()
+    return results
