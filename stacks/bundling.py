@@ -1,0 +1,161 @@
+"""A Lambda layer of pinned Python packages, built for the functions' platform without Docker.
+
+The Lambda runtime lacks some packages the handlers need (aiohttp for the
+fan-out engine). They ship as one layer built by CDK *local* bundling: ``pip
+install --platform <manylinux tag> --only-binary=:all: --implementation cp
+--python-version <X.Y> --target <out>/python -r <requirements>`` downloads the
+wheels built for the target (arm64 from an x86 laptop included), so no Docker
+image is ever pulled (the ``image`` CDK requires is a placeholder).
+
+Cached and offline-repeatable: the pip output goes to
+``<cache>/<key>/python`` where ``key`` hashes (requirements text, platform tag,
+Python version); later synths copy from there without the network. The cache
+is ``$CHAT_LAYER_CACHE`` or ``<repo>/.cache/lambda-layers`` (gitignored). The
+same key is the asset's CUSTOM hash, so CDK skips bundling entirely when
+``cdk.out`` already holds the staged asset, and the template only changes when
+the requirements (or the target) do. Pin every transitive dependency in the
+requirements file: an unpinned one would change under the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import cast
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+__all__ = [
+    "CACHE_ENV",
+    "build_layer_tree",
+    "cache_root",
+    "dependencies_layer",
+    "layer_key",
+    "pip_target",
+]
+
+CACHE_ENV = "CHAT_LAYER_CACHE"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+_COMPLETE = ".complete"  # written last: a cache entry without it is ignored and rebuilt
+# The command that runs pip (tests replace it to prove a cached build runs none).
+PIP: list[str] = [sys.executable, "-m", "pip"]
+
+
+def pip_target(architecture: lambda_.Architecture, runtime: lambda_.Runtime) -> tuple[str, str]:
+    """``(platform tag, python version)`` of a function's architecture and runtime."""
+    platform = _PLATFORMS.get(architecture.name)
+    if platform is None:
+        raise ValueError(f"no wheel platform for architecture {architecture.name!r}")
+    name = runtime.name  # e.g. "python3.14"
+    if not name.startswith("python3."):
+        raise ValueError(f"not a Python runtime: {name!r}")
+    return platform, name.removeprefix("python")
+
+
+def layer_key(requirements: str, platform: str, python_version: str) -> str:
+    digest = hashlib.sha256()
+    for part in ("chat-layer-v1", platform, python_version, requirements):
+        digest.update(part.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    configured = os.environ.get(CACHE_ENV, "").strip()
+    return Path(configured) if configured else REPO_ROOT / ".cache" / "lambda-layers"
+
+
+def build_layer_tree(requirements: Path, platform: str, python_version: str) -> Path:
+    """The cached layer tree (a directory holding ``python/``) for these inputs,
+    running pip only when the cache has no complete entry."""
+    key = layer_key(requirements.read_text(encoding="utf-8"), platform, python_version)
+    entry = cache_root() / key
+    if (entry / _COMPLETE).is_file():
+        return entry
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=entry.parent))
+    try:
+        subprocess.run(
+            [
+                *PIP,
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-compile",  # .pyc of the build host's Python would be useless there
+                "--platform",
+                platform,
+                "--only-binary=:all:",
+                "--implementation",
+                "cp",
+                "--python-version",
+                python_version,
+                "--target",
+                str(staging / "python"),
+                "-r",
+                str(requirements),
+            ],
+            check=True,
+        )
+        (staging / _COMPLETE).write_text(key + "\n", encoding="utf-8")
+        if entry.exists():  # an incomplete leftover of an interrupted build
+            shutil.rmtree(entry)
+        staging.rename(entry)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return entry
+
+
+@jsii.implements(ILocalBundling)
+class _PipLayerBundling:
+    """CDK local bundling: copy the cached layer tree into the asset's output."""
+
+    def __init__(self, requirements: Path, platform: str, python_version: str) -> None:
+        self.requirements = requirements
+        self.platform = platform
+        self.python_version = python_version
+
+    def try_bundle(self, output_dir: str, _options: object = None) -> bool:  # jsii: (dir, opts)
+        tree = build_layer_tree(self.requirements, self.platform, self.python_version)
+        shutil.copytree(tree / "python", Path(output_dir) / "python", dirs_exist_ok=True)
+        return True
+
+
+def dependencies_layer(
+    scope: Construct,
+    construct_id: str,
+    *,
+    requirements: Path,
+    architecture: lambda_.Architecture,
+    runtime: lambda_.Runtime,
+    description: str | None = None,
+) -> lambda_.LayerVersion:
+    """A layer with ``requirements`` installed for ``architecture`` and ``runtime``."""
+    platform, python_version = pip_target(architecture, runtime)
+    key = layer_key(requirements.read_text(encoding="utf-8"), platform, python_version)
+    code = lambda_.Code.from_asset(
+        str(requirements.parent),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=key,
+        bundling=BundlingOptions(
+            # Never pulled: local bundling always succeeds (or raises).
+            image=DockerImage.from_registry("local-bundling-only"),
+            local=cast(ILocalBundling, _PipLayerBundling(requirements, platform, python_version)),
+        ),
+    )
+    return lambda_.LayerVersion(
+        scope,
+        construct_id,
+        code=code,
+        compatible_runtimes=[runtime],
+        compatible_architectures=[architecture],
+        description=description or f"{requirements.name} for {runtime.name} {platform}",
+    )
