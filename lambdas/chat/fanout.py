@@ -69,18 +69,23 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import botocore.session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
-from yarl import URL
 
 from chat import config, presence, retry, store
 from chat.observability import logger
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp (with yarl, multidict, ...) costs about as much to import as boto3: it is
+# imported on the first delivery, not at module import, so handlers that import
+# this module but rarely deliver keep a lean cold start.
 
 __all__ = [
     "POST_ATTEMPTS",
@@ -285,6 +290,8 @@ class _Runtime:
 
     @staticmethod
     async def _open(concurrency: int) -> aiohttp.ClientSession:
+        import aiohttp
+
         connector = aiohttp.TCPConnector(
             limit=concurrency, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
         )
@@ -326,10 +333,12 @@ def _close_sessions() -> None:
 
 # --- the fan-out ------------------------------------------------------------------------
 
-_NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientConnectorError,
-    aiohttp.ConnectionTimeoutError,
-)
+
+def _not_sent_errors() -> tuple[type[BaseException], ...]:
+    """Failures that certainly sent nothing (safe to retry)."""
+    import aiohttp
+
+    return (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 def _throttling_code(error_type: str, body: bytes) -> str | None:
@@ -375,7 +384,13 @@ class _Fanout:
         limiter: Limiter | None,
         concurrency: int,
     ) -> None:
+        import aiohttp
+        import yarl
+
         settings = config.get_settings()
+        self.url_type = yarl.URL
+        self.not_sent = _not_sent_errors()
+        self.client_error = aiohttp.ClientError
         self.room = room
         self.data = data
         self.session = session
@@ -460,7 +475,7 @@ class _Fanout:
         try:
             headers = self._sign(url)
             async with self.session.post(
-                URL(url, encoded=True), data=self.data, headers=headers
+                self.url_type(url, encoded=True), data=self.data, headers=headers
             ) as response:
                 status = response.status
                 if 200 <= status < 300:
@@ -472,11 +487,11 @@ class _Fanout:
                     return
                 body = await response.read()
                 error_type = response.headers.get("x-amzn-ErrorType", "")
-        except _NOT_SENT_ERRORS as error:
+        except self.not_sent as error:
             self._retry_or_fail(cid, attempt, type(error).__name__)
             return
         except Exception as error:  # sent (maybe), or a bug: never retried, never raised
-            if not isinstance(error, aiohttp.ClientError | TimeoutError):
+            if not isinstance(error, self.client_error | TimeoutError):
                 logger.exception("unexpected error posting", extra={"connectionId": cid})
             self._fail(cid, attempt, type(error).__name__)
             return
