@@ -43,15 +43,20 @@ For ``chat.presence`` (:mod:`chat.presence` publishes it):
    (:func:`chat.store.member_presence`): "joined" with the merged entry while
    the user is present anywhere (so a "left" from one region of a user still
    connected in another becomes "joined" with that region), else "left".
+   Not in a room above ``PRESENCE_LIVE_MAX_MEMBERS`` (``quiet``,
+   ``PresenceFramesSuppressed``): there a remote event that changed what
+   ``presence`` shows only moves the origin region's ``memberCount``, and one
+   ``members`` frame announces each switch of the room's mode (:mod:`chat.roster`).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import config, fanout, store
+from chat import broadcast, config, roster, store
 from chat.bus import MESSAGE_DETAIL_TYPE, PRESENCE_DETAIL_TYPE
 from chat.ids import id_timestamp_ms, now_ms
 from chat.observability import MetricUnit, count, logger, metrics, tracer
@@ -72,11 +77,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return {"status": "ignored"}
 
 
-def _fanout(room: str, frame: dict[str, Any]) -> dict[str, Any]:
-    """Post ``frame`` to the room's local connections; the handler's summary."""
-    data = compact_json(frame).encode("utf-8")
+def _fanout(room: str, frame: dict[str, Any], job_id: str | None = None) -> dict[str, Any]:
+    """Push ``frame`` to the room's local connections; the handler's summary.
+
+    ``job_id`` names the shards of a big room (the message id for messages;
+    a fresh id otherwise).
+    """
     try:
-        result = fanout.deliver(room, data)
+        result = broadcast.broadcast(room, compact_json(frame), job_id=job_id or uuid.uuid4().hex)
     except Exception:
         logger.exception("fan-out aborted")
         count("FanoutErrors")
@@ -85,22 +93,16 @@ def _fanout(room: str, frame: dict[str, Any]) -> dict[str, Any]:
     count("GoneConnections", result.gone)
     count("FailedDeliveries", result.failed)
     count("DeliveryRetries", result.retries)
-    logger.info(
-        "frame delivered",
-        extra={
-            "frameType": frame.get("type"),
-            "delivered": result.delivered,
-            "gone": result.gone,
-            "failed": result.failed,
-            "retries": result.retries,
-        },
-    )
-    return {
-        "status": "delivered",
+    count("FanoutShards", result.shards)
+    summary = {
         "delivered": result.delivered,
         "gone": result.gone,
         "failed": result.failed,
+        "shards": result.shards,
+        "handedOn": result.handed_on,
     }
+    logger.info("frame delivered", extra={"frameType": frame.get("type"), **summary})
+    return {"status": "sharded" if result.sharded else "delivered", **summary}
 
 
 def _presence(event: dict[str, Any]) -> dict[str, Any]:
@@ -135,11 +137,37 @@ def _presence(event: dict[str, Any]) -> dict[str, Any]:
             return {"status": "stale"}
         if outcome is store.RemotePresenceOutcome.UNCHANGED:
             return {"status": "unchanged"}
+        roster.add(presence.room, presence.origin_region, 1 if presence.event == "joined" else -1)
     elif presence.refresh:
         return {"status": "unchanged"}
+    if not _presence_live(presence.room):
+        count("PresenceFramesSuppressed")
+        return {"status": "quiet"}
     current = store.member_presence(presence.room, presence.member.user_id)
     count("PresenceFrames")
     return _fanout(presence.room, presence.to_frame(current))
+
+
+def _presence_live(room: str) -> bool:
+    """Whether the room gets live ``member`` frames (:mod:`chat.roster`).
+
+    Above ``PRESENCE_LIVE_MAX_MEMBERS`` it does not; the first handler to see
+    the room cross the threshold (either way) stores the mode and pushes one
+    ``members`` frame with ``live`` and ``memberCount``, so clients know to
+    switch between applying ``member`` frames and reading ``presence`` pages.
+    A failure to read the count keeps the frames live (today's behaviour).
+    """
+    try:
+        room_count = roster.read(room)
+        live = roster.is_live(room_count)
+        if live == room_count.quiet and roster.set_quiet(room, not live):
+            count("PresenceModeSwitches")
+            _fanout(room, roster.mode_frame(room, room_count, live))
+    except Exception:
+        logger.exception("presence mode check failed; member frames stay live")
+        count(roster.FAILURE_METRIC)
+        return True
+    return live
 
 
 def _message(event: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +197,7 @@ def _message(event: dict[str, Any]) -> dict[str, Any]:
         value=max(0, now_ms() - id_timestamp_ms(message.id)),
     )
 
-    summary = _fanout(message.room, message.to_frame())
+    summary = _fanout(message.room, message.to_frame(), job_id=message.id)
     if summary["status"] == "fanout_error":
         logger.warning("the message stays in history for clients that resume")
     return summary

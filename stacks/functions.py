@@ -52,6 +52,7 @@ CONNECTION_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:BatchWriteItem",  # $disconnect: memberships
     "dynamodb:DeleteItem",  # $disconnect: META
     "dynamodb:Query",  # $disconnect: was it the user's last membership in the room?
+    "dynamodb:UpdateItem",  # $disconnect: the room's member count (chat.roster)
 )
 CLIENT_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:GetItem",  # membership checks; join: META (the token's allowedRooms)
