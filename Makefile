@@ -10,6 +10,8 @@ CDK_OUT ?= cdk.out
 # Extra CDK arguments, e.g. make synth CDK_ARGS="-c regions=us-east-1,eu-west-1"
 CDK_ARGS ?=
 SANDBOX_ARGS ?=
+# Arguments of `python -m bench`, e.g. make bench BENCH_ARGS="--quick --json bench.json"
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -51,8 +53,10 @@ test: lint
 test-fast: setup
 	$(PY) -m pytest -m "not e2e and not browser and not slow" $(PYTEST_ARGS)
 
+# One table of medians (docs/performance.md); the large_room part synthesizes its
+# own variant of the app into .bench/, the sandbox parts use $(CDK_OUT).
 bench: synth
-	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench --cdk-out $(CDK_OUT) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(CDK_OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(CDK_OUT) .bench .pytest_cache .mypy_cache .ruff_cache
