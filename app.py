@@ -4,10 +4,20 @@
 Run by the CDK CLI (``npx cdk synth``, see cdk.json). A bad context value
 prints one line naming the key and exits 1, instead of a jsii stack trace; an
 unacknowledged cdk-nag finding prints the validation report and exits 1.
+
+CDK's built-in "CloudFormation Validate" plugin (cfn-lint's rules compiled to
+WebAssembly) is off for ``cdk synth``: building its engine and checking each
+template cost about 60% of the synth's CPU time (measured with
+``python -m bench.synth``), and ``make test`` already runs cfn-lint itself on
+the 3- and 20-region templates (tests/infra/test_cfn_lint.py), with every
+configured region, while the test suite's apps (tests/infra/helpers.py) keep
+the built-in plugin on. ``CDK_VALIDATION=true cdk synth`` turns it on here too.
+cdk-nag stays on for every synth.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from aws_cdk import App, Environment
@@ -41,9 +51,14 @@ def build_app(app: App | None = None) -> App:
     return app
 
 
+def builtin_validation() -> bool:
+    """Whether this ``cdk synth`` runs CDK's built-in CloudFormation validation (opt-in)."""
+    return os.environ.get("CDK_VALIDATION", "").lower() == "true"
+
+
 def main() -> int:
     try:
-        app = build_app()
+        app = build_app(App(builtin_cloud_formation_validation=builtin_validation()))
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
