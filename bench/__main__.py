@@ -16,7 +16,8 @@ Parts (``--parts``, default all but the two older scenarios):
 * ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request.
 
 Every part runs ``--runs`` times (``synth`` and ``cold_start`` repeat inside their own
-measure functions); the table shows the median, min and max, and ``--json PATH`` writes the
+measure functions; ``e2e`` runs ``--e2e-runs`` times, default once: 10,000 messages); the
+table shows the median, min and max, and ``--json PATH`` writes the
 medians per part with the ranges under ``"spread"``. A part that cannot run (something it
 needs is not there) is shown as "not run" with the reason, and the exit status is 1.
 ``--quick`` shrinks every part for a smoke run of a few minutes.
@@ -85,22 +86,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     e2e = parser.add_argument_group("e2e")
     e2e.add_argument("--e2e-clients-per-region", type=int, default=100)
     e2e.add_argument("--e2e-messages", type=int, default=10000)
-    e2e.add_argument("--e2e-rate", type=float, default=100.0, help="messages/s in all")
+    e2e.add_argument("--e2e-rate", type=float, default=20.0, help="messages/s in all")
+    e2e.add_argument(
+        "--e2e-runs", type=int, default=1,
+        help="runs of e2e (one is 10,000 messages, about 9 minutes at 20/s)",
+    )  # fmt: skip
     e2e.add_argument("--e2e-room-size", type=int, default=10)
     old = parser.add_argument_group("resume, longpoll")
     old.add_argument("--missed", type=int, default=1000)
     old.add_argument("--count", type=int, default=20)
+    if parser.parse_args(argv).quick:  # smaller defaults; explicit arguments still win
+        parser.set_defaults(
+            runs=1,
+            fanout_members=500,
+            fanout_sequential_members=30,
+            large_members=1000,
+            e2e_clients_per_region=10,
+            e2e_messages=300,
+            missed=200,
+            count=5,
+        )
     args = parser.parse_args(argv)
     args.parts = [p for p in args.parts.split(",") if p]
     unknown = set(args.parts) - set(ALL_PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; known: {', '.join(ALL_PARTS)}")
-    if args.quick:
-        args.runs = 1
-        args.fanout_members, args.fanout_sequential_members = 500, 30
-        args.large_members = 1000
-        args.e2e_clients_per_region, args.e2e_messages, args.e2e_rate = 10, 300, 50.0
-        args.missed, args.count = 200, 5
     return args
 
 
@@ -180,7 +190,7 @@ def part_synth(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
 
 def part_cold_start(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
-        from bench.cold_start import measure_cold_start  # type: ignore[import-not-found,unused-ignore]
+        from bench.cold_start import measure_cold_start
     except ImportError as error:
         raise Unavailable("needs bench/cold_start.py (helper B)") from error
     return _with_runs(measure_cold_start(max(args.runs, 5) if not args.quick else 3))
@@ -197,20 +207,20 @@ def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
         sandbox = SandboxProcess(args.cdk_out.resolve(), Path(workdir)).start()
         try:
-            for _ in range(args.runs):
-                if "e2e" in wanted:
-                    runs["e2e"].append(
-                        asyncio.run(
-                            e2e.measure_e2e(
-                                sandbox,
-                                REGIONS,
-                                args.e2e_clients_per_region,
-                                args.e2e_messages,
-                                args.e2e_rate,
-                                args.e2e_room_size,
-                            )
+            for _ in range(args.e2e_runs if "e2e" in wanted else 0):
+                runs["e2e"].append(
+                    asyncio.run(
+                        e2e.measure_e2e(
+                            sandbox,
+                            REGIONS,
+                            args.e2e_clients_per_region,
+                            args.e2e_messages,
+                            args.e2e_rate,
+                            args.e2e_room_size,
                         )
                     )
+                )
+            for _ in range(args.runs):
                 if "resume" in wanted:
                     runs["resume"].append(asyncio.run(scenarios.resume(sandbox, args.missed)))
                 if "longpoll" in wanted:

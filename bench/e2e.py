@@ -66,6 +66,12 @@ def percentile(ordered: list[float], share: float) -> float:
     return ordered[rank - 1]
 
 
+def room_of(number: int, room_size: int, rooms: int) -> int:
+    """The room of client ``number``: consecutive numbers (whose regions alternate) share a
+    room, so every room has members in every region."""
+    return (number // room_size) % rooms
+
+
 async def open_rooms(
     sandbox: SandboxProcess, regions: tuple[str, ...], clients_per_region: int, room_size: int
 ) -> list[Room]:
@@ -83,7 +89,7 @@ async def open_rooms(
     for start in range(0, len(slots), 50):  # connect in waves: the sandbox's authorizer is one
         opened += await asyncio.gather(*(member(r, n) for r, n in slots[start : start + 50]))
     for number, region, client in sorted(opened, key=lambda entry: entry[0]):
-        rooms[number % len(rooms)].members.append((region, client))
+        rooms[room_of(number, room_size, len(rooms))].members.append((region, client))
     for room in rooms:
         for start in range(0, len(room.members), 50):
             await asyncio.gather(*(c.join(room.name) for _, c in room.members[start : start + 50]))

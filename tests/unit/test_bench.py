@@ -128,6 +128,14 @@ def test_tally_counts_lost_duplicated_and_cross_region_latency() -> None:
     assert found["same_region_p50_ms"] == pytest.approx(15.0)
 
 
+def test_every_e2e_room_has_members_in_every_region() -> None:
+    regions = ("a", "b", "c")
+    rooms: dict[int, set[str]] = {}
+    for number in range(300):
+        rooms.setdefault(e2e.room_of(number, 10, 30), set()).add(regions[number % 3])
+    assert len(rooms) == 30 and all(found == set(regions) for found in rooms.values())
+
+
 def test_percentile_is_nearest_rank() -> None:
     ordered = [float(n) for n in range(1, 101)]
     assert e2e.percentile(ordered, 0.99) == 99.0
