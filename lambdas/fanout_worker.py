@@ -20,9 +20,9 @@ For a ``shard`` job:
 4. Mark the shard complete.
 
 A job whose processing raises (its progress could not be read or written,
-the hand-off could not be queued) is reported as a batch item failure: SQS
-makes it visible again after the visibility timeout, and the progress record
-keeps the retry from posting twice. A malformed job is counted
+the hand-off could not be queued) is reported as a batch item failure and
+counted (``ShardFailures``): SQS makes it visible again after the visibility
+timeout, and the progress record keeps the retry from posting twice. A malformed job is counted
 (``MalformedJobs``) and dropped, since no retry can fix it.
 """
 
@@ -131,7 +131,15 @@ def _record(record: SQSRecord) -> dict[str, int]:
         )
         count("MalformedJobs")
         return {}
-    return handle_shard(job, _deadline())
+    try:
+        return handle_shard(job, _deadline())
+    except Exception:
+        # Reported as this record's failure (SQS retries it; its progress record
+        # keeps the retry from posting twice). Counted: the alarm on
+        # FanoutWorkerErrors does not see a failure reported this way.
+        logger.exception("shard failed; it will be retried", extra={"shardId": job.shard_id})
+        count("ShardFailures")
+        raise
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -142,7 +150,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         # A processor per invocation: it holds the batch's state, and the local
         # sandbox runs concurrent invocations in threads of one process.
-        processor = BatchProcessor(event_type=EventType.SQS)
+        # Never raise for a batch whose every record failed: the partial
+        # response says the same, without a Lambda error per retry.
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         return process_partial_response(
             event=event, record_handler=_record, processor=processor, context=context
         )

@@ -31,23 +31,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from chat import clients, config
+from chat.fanout import Limiter
 
-__all__ = ["Limiter", "SharedBudget"]
+__all__ = ["SharedBudget", "take_slice"]
 
 WINDOW_TTL_SECONDS = 120
-
-
-class Limiter(Protocol):
-    """What the delivery engine asks before each request (see :mod:`chat.fanout`)."""
-
-    async def acquire(self) -> None: ...
-
-    def throttled(self) -> None: ...
-
-    def succeeded(self) -> None: ...
 
 
 class SharedBudget:

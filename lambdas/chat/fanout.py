@@ -40,15 +40,21 @@ Per connection:
   was not delivered, so a retry cannot duplicate it. A retry waits off the
   worker, so other connections keep flowing;
 * anything else (403, 5xx, a dropped connection after the request was sent,
-  read timeouts, throttling that persists) -> failed, logged with the
-  connection id (never the frame).
+  read timeouts) -> failed, logged with the connection id (never the frame).
+
+Throttling (or a refused connection) that persists past ``POST_ATTEMPTS`` is
+not a failure: the frame was certainly not delivered, so the id is returned
+in ``unsent`` and the caller hands it on (:mod:`chat.broadcast` to the
+fan-out queue, FanoutWorker to a delayed job) instead of dropping it.
 
 ``deadline`` (a :func:`time.monotonic` value) stops new posts: every id not
 finished by then (never attempted, or waiting for a retry) is returned in
 ``unsent`` for someone else to deliver; posts already in flight complete.
 ``limiter`` paces requests (:class:`Limiter`; :class:`AimdLimiter` halves its
-rate on throttling and grows it back additively). Every id ends in exactly
-one of delivered / gone / failed / unsent.
+rate on throttling and grows it back additively). ``on_done(id, outcome)`` is
+called as each id finishes (``"delivered"``, ``"gone"`` or ``"failed"``; on
+the engine's thread), so a caller can checkpoint progress while it runs.
+Every id ends in exactly one of delivered / gone / failed / unsent.
 
 Limits: one process core signs and drives the sockets, so the rate per
 invocation is bounded by CPU (about 0.3-0.5 ms per post) and, at low
@@ -383,6 +389,7 @@ class _Fanout:
         deadline: float | None,
         limiter: Limiter | None,
         concurrency: int,
+        on_done: Callable[[str, str], None] | None = None,
     ) -> None:
         import aiohttp
         import yarl
@@ -397,6 +404,7 @@ class _Fanout:
         self.deadline = deadline
         self.limiter = limiter
         self.concurrency = concurrency
+        self.on_done = on_done
         self.base = settings.callback_endpoint.rstrip("/") + "/@connections/"
         self.host = _host(self.base)
         self.region = settings.region
@@ -427,6 +435,14 @@ class _Fanout:
         for cid in ids:
             self.pending += 1
             self.ready.put_nowait((cid, 1))
+
+    def _done(self, cid: str, outcome: str) -> None:
+        if self.on_done is not None:
+            try:
+                self.on_done(cid, outcome)
+            except Exception:  # a checkpoint failing must not stop the fan-out
+                logger.exception("on_done callback failed", extra={"connectionId": cid})
+        self._finish()
 
     def _finish(self) -> None:
         self.pending -= 1
@@ -483,7 +499,7 @@ class _Fanout:
                     self.result.delivered += 1
                     if self.limiter is not None:
                         self.limiter.succeeded()
-                    self._finish()
+                    self._done(cid, "delivered")
                     return
                 body = await response.read()
                 error_type = response.headers.get("x-amzn-ErrorType", "")
@@ -500,7 +516,7 @@ class _Fanout:
                 self.limiter.succeeded()
             self.result.gone += 1
             await asyncio.get_running_loop().run_in_executor(None, _cleanup, cid, self.room)
-            self._finish()
+            self._done(cid, "gone")
             return
         code = _throttling_code(error_type, body) if status in (400, 429) else None
         if status == 429 or code:
@@ -519,11 +535,17 @@ class _Fanout:
         )
         self.result.failed += 1
         self.result.failed_ids.append(cid)
-        self._finish()
+        self._done(cid, "failed")
 
     def _retry_or_fail(self, cid: str, attempt: int, failure: str) -> None:
         if attempt >= POST_ATTEMPTS:
-            self._fail(cid, attempt, failure)
+            # Certainly not delivered: give it back for someone to retry later.
+            logger.warning(
+                "post_to_connection still refused; handed back",
+                extra={"connectionId": cid, "error": failure, "attempts": attempt},
+            )
+            self.result.unsent.append(cid)
+            self._finish()
             return
         self.result.retries += 1
         task = asyncio.get_running_loop().create_task(self._later(cid, attempt + 1))
@@ -572,6 +594,7 @@ def deliver(
     limiter: Limiter | None = None,
     concurrency: int | None = None,
     page_size: int | None = None,
+    on_done: Callable[[str, str], None] | None = None,
 ) -> FanoutResult:
     """Post ``data`` to ``connection_ids`` (default: every local connection in
     ``room``, read page by page); never raises for a post.
@@ -593,10 +616,19 @@ def deliver(
                 limiter=limiter,
                 concurrency=width,
                 page_size=page_size,
+                on_done=on_done,
             ).result()
     runtime = _runtime()
     session = runtime.session_for(width)
-    fanout = _Fanout(room, data, session, deadline=deadline, limiter=limiter, concurrency=width)
+    fanout = _Fanout(
+        room,
+        data,
+        session,
+        deadline=deadline,
+        limiter=limiter,
+        concurrency=width,
+        on_done=on_done,
+    )
     pages: Iterator[list[str]] | None = None
     if connection_ids is None:
         pages = store.iter_room_connection_ids(room, page_size)

@@ -116,9 +116,10 @@ def test_outcomes_counts_and_retries(
     mgmt.script("slow", Answer(delay_s=0.05))
     everyone = ["ok", "gone", "once", "coded", "in-body", "always", "broken", "denied", "slow"]
     result = fanout.deliver("lobby", FRAME, connection_ids=everyone)
-    assert (result.delivered, result.gone, result.failed) == (5, 1, 3)
-    assert sorted(result.failed_ids) == ["always", "broken", "denied"]
-    assert result.unsent == []
+    assert (result.delivered, result.gone, result.failed) == (5, 1, 2)
+    assert sorted(result.failed_ids) == ["broken", "denied"]
+    # Still throttled after every attempt: certainly not delivered, handed back.
+    assert result.unsent == ["always"]
     assert Counter(ids_of(mgmt.posts())) == {
         "ok": 1,
         "gone": 1,
@@ -136,7 +137,7 @@ def test_outcomes_counts_and_retries(
     assert cleanups == [("gone", ("lobby",))]
 
 
-def test_connection_failures_are_retried_then_failed(
+def test_connection_failures_are_retried_then_handed_back(
     monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
     with socket.socket() as sock:  # a port nobody listens on
@@ -145,7 +146,8 @@ def test_connection_failures_are_retried_then_failed(
     monkeypatch.setenv("CALLBACK_URL", f"http://127.0.0.1:{port}/test")
     fanout.config.reset()
     result = fanout.deliver("lobby", FRAME, connection_ids=["c1", "c2"])
-    assert (result.failed, result.delivered) == (2, 0)
+    assert (result.failed, result.delivered) == (0, 0)
+    assert sorted(result.unsent) == ["c1", "c2"]  # nothing was sent: someone retries later
     assert result.retries == len(sleeps) == 2 * (fanout.POST_ATTEMPTS - 1)
 
 
@@ -313,3 +315,18 @@ def test_aimd_acquire_sleeps_its_wait() -> None:
 
     asyncio.run(three())
     assert slept == pytest.approx([0.1, 0.2])
+
+
+def test_on_done_reports_each_finished_id_once(mgmt: ConnectionsServer) -> None:
+    mgmt.script("gone", GONE)
+    mgmt.script("broken", SERVER_ERROR)
+    mgmt.script("always", then=THROTTLED)
+    finished: list[tuple[str, str]] = []
+    result = fanout.deliver(
+        "lobby",
+        FRAME,
+        connection_ids=["ok", "gone", "broken", "always"],
+        on_done=lambda cid, outcome: finished.append((cid, outcome)),
+    )
+    assert sorted(finished) == [("broken", "failed"), ("gone", "gone"), ("ok", "delivered")]
+    assert result.unsent == ["always"]  # not finished: never reported done

@@ -289,6 +289,8 @@ def test_remote_joined_writes_a_lease_and_pushes_member_frames(
         "delivered": 2,
         "gone": 0,
         "failed": 0,
+        "shards": 0,
+        "handedOn": 0,
     }
     frame = {
         "type": "member",

@@ -20,6 +20,7 @@ import pytest
 from chat import broadcast, budget, clients, config, fanout, fanout_queue, shard_progress
 from tests.unit.conftest import REGION, TEST_ENV, Chat, FakeLambdaContext
 from tests.unit.connections_server import GONE, THROTTLED, ConnectionsServer
+from tests.unit.test_event_bus_message_handler import detail
 
 ROOM = "big"
 FRAME = json.dumps({"type": "message", "room": ROOM, "id": "m1", "body": "hi"})
@@ -75,12 +76,18 @@ def queued(url: str) -> list[dict[str, Any]]:
     """Every job on the queue (left there), by reading with a zero visibility timeout."""
     sqs = boto3.client("sqs", region_name=REGION)
     seen: dict[str, dict[str, Any]] = {}
-    for _ in range(20):
+    handles: list[str] = []
+    for _ in range(100):
         response = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, AttributeNames=["All"]
         )
-        for message in response.get("Messages", []):
+        if not response.get("Messages"):
+            break
+        for message in response["Messages"]:
             seen[message["MessageId"]] = json.loads(message["Body"])
+            handles.append(message["ReceiptHandle"])
+    for handle in handles:  # visible again for the next reader
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
     return list(seen.values())
 
 
@@ -187,15 +194,20 @@ def test_a_job_delivered_twice_posts_once(queue_url: str, mgmt: ConnectionsServe
     assert posts_per_id(mgmt) == Counter(ids)
 
 
-def test_gone_connections_are_cleaned_up_by_the_worker(
-    queue_url: str, mgmt: ConnectionsServer, items_of: Callable[[str], list[dict[str, Any]]]
-):
+def test_gone_connections_are_cleaned_up_by_the_worker(queue_url: str, mgmt: ConnectionsServer):
     ids = seed_members(12)
     mgmt.script(ids[3], GONE)
     broadcast.broadcast(ROOM, FRAME, job_id="m1")
     drain(queue_url)
     assert posts_per_id(mgmt) == Counter(ids[:3] + ids[4:])
-    remaining = {item["sk"]["S"] for item in items_of(f"ROOM#{ROOM}")}
+    remaining = {
+        item["sk"]["S"]
+        for item in boto3.client("dynamodb", region_name=REGION).query(
+            TableName=TEST_ENV["CONNECTIONS_TABLE"],
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
+            ExpressionAttributeValues={":pk": {"S": f"ROOM#{ROOM}"}, ":conn": {"S": "CONN#"}},
+        )["Items"]
+    }
     assert f"CONN#{ids[3]}" not in remaining and len(remaining) == 11
 
 
@@ -248,36 +260,42 @@ def test_a_job_whose_progress_cannot_be_read_is_reported_failed(
     assert mgmt.posts() == []
 
 
-def test_throttling_is_retried_and_never_drops_a_member(queue_url: str, mgmt: ConnectionsServer):
+def test_throttling_is_retried_and_never_drops_a_member(
+    queue_url: str, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+):
     """API Gateway keeps answering 429 for one member past the engine's retries:
     the worker hands that member on (delayed) and a later job delivers it."""
+    delays: list[int] = []
+    real_send = fanout_queue.send_job
+
+    def undelayed(job: Any, delay_seconds: int = 0) -> None:
+        delays.append(delay_seconds)
+        real_send(job, delay_seconds=0)  # moto honours DelaySeconds; the test does not wait
+
+    monkeypatch.setattr(fanout_queue, "send_job", undelayed)
     ids = seed_members(12)
     mgmt.script(ids[0], *[THROTTLED] * (fanout.POST_ATTEMPTS + 1))
     mgmt.script(ids[8], THROTTLED)
     broadcast.broadcast(ROOM, FRAME, job_id="m1")
     drain(queue_url)
     assert posts_per_id(mgmt) == Counter(ids)
+    assert delays == [fanout_worker.THROTTLED_HANDOFF_DELAY_S]
 
 
 def test_a_worker_out_of_time_hands_on_the_rest(
     queue_url: str, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
 ):
-    ids = seed_members(7)
-    ticks = iter(range(10_000))
-    # The engine's clock passes the deadline after a few posts have started.
-    monkeypatch.setattr(fanout, "clock", lambda: 0.0 if next(ticks) < 6 else 1e9)
-    fanout_queue.send_job(
-        fanout_queue.ShardJob(
-            room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0
-        )
-    )
+    ids = seed_members(12)
+    # The engine's clock passes the deadline once a few posts have been answered.
+    monkeypatch.setattr(fanout, "clock", lambda: 0.0 if len(mgmt.posts()) < 3 else 1e9)
+    fanout_queue.send_job(shard(ids))
     context = WorkerContext(remaining_ms=int(fanout_worker.HANDOFF_MARGIN_S * 1000) + 100_000)
     sqs = boto3.client("sqs", region_name=REGION)
     message = sqs.receive_message(QueueUrl=queue_url, AttributeNames=["All"])["Messages"][0]
     assert fanout_worker.handler(sqs_event(message), context) == {"batchItemFailures": []}
     sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     first = posts_per_id(mgmt)
-    assert 0 < sum(first.values()) < len(ids)
+    assert 3 <= sum(first.values()) < len(ids)
     (handed,) = queued(queue_url)
     assert handed["shardId"] == "m1:0.1" and handed["attempt"] == 1
     assert sorted(handed["connectionIds"]) == sorted(set(ids) - set(first))
@@ -328,16 +346,7 @@ def test_the_bus_handler_reports_a_sharded_message(
     queue_url: str, chat: Chat, emitted_metrics: Callable[[], dict[str, float]]
 ):
     seed_members(15)
-    summary = chat.deliver(
-        {
-            "id": "01JDZ0000000000000000000AA",
-            "room": ROOM,
-            "sender": {"userId": "alice"},
-            "body": "hi",
-            "sentAt": "2026-11-29T00:00:00.000Z",
-            "originRegion": REGION,
-        }
-    )
+    summary = chat.deliver(detail(room=ROOM))
     assert summary["status"] == "sharded" and summary["shards"] == 3
     assert emitted_metrics()["FanoutShards"] == 3
 
