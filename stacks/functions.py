@@ -1,9 +1,10 @@
 """The five Lambda functions of a region, each with its own least-privilege role.
 
 Handler strings, environment variable names and the metrics namespace are the
-contract in ``docs/contracts.md``. The code is the plain ``lambdas/`` folder
-(no bundling: the runtime imports only the standard library, boto3 and
-Powertools, which comes from the public Powertools layer).
+contract in ``docs/contracts.md``. The code is the plain ``lambdas/`` folder;
+Powertools comes from the public Powertools layer, and what the runtime
+lacks (``lambdas/requirements.txt``: aiohttp) from a layer built here
+(:func:`stacks.bundling.dependencies_layer`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.config import ChatConfig
-from stacks.lambda_function import chat_function
+from stacks.bundling import dependencies_layer
+from stacks.lambda_function import ARCHITECTURE, RUNTIME, chat_function
 from stacks.storage import dead_letter_queue
 
 __all__ = [
@@ -81,6 +83,7 @@ _ASSET_EXCLUDES = [
     "**/.pytest_cache",
     "**/.mypy_cache",
     "**/.ruff_cache",
+    "requirements.txt",  # the dependencies layer's, not the handlers'
 ]
 
 
@@ -152,6 +155,19 @@ class ChatFunctions(Construct):
         )
         self.code = lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=_ASSET_EXCLUDES)
         self.layers: list[lambda_.ILayerVersion] = [self.powertools_layer]
+        # What the Lambda runtime lacks (aiohttp for the delivery engine), built
+        # for arm64 without Docker; only the functions that post carry it.
+        self.dependencies_layer = dependencies_layer(
+            self,
+            "Dependencies",
+            requirements=LAMBDAS_DIR / "requirements.txt",
+            architecture=ARCHITECTURE,
+            runtime=RUNTIME,
+        )
+        self.delivery_layers: list[lambda_.ILayerVersion] = [
+            *self.layers,
+            self.dependencies_layer,
+        ]
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.functions: dict[str, lambda_.Function] = {}
 
@@ -192,6 +208,7 @@ class ChatFunctions(Construct):
             # Fan-out is CPU-bound (signing, HTTP): by default the memory that
             # buys one full vCPU (fanoutMemoryMb).
             memory_size=config.fanout_memory_mb,
+            layers=self.delivery_layers,
             timeout=Duration.seconds(30),
             retry_attempts=2,
             max_event_age=Duration.hours(6),
@@ -268,13 +285,14 @@ class ChatFunctions(Construct):
         *,
         environment: dict[str, str] | None = None,
         extra_environment: dict[str, str] | None = None,
+        layers: list[lambda_.ILayerVersion] | None = None,
         **props: Any,
     ) -> lambda_.Function:
         function, log_group = chat_function(
             self,
             name,
             code=self.code,
-            layers=self.layers,
+            layers=self.layers if layers is None else layers,
             log_retention=self._log_retention,
             removal_policy=self._removal_policy,
             environment=(

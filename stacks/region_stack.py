@@ -161,7 +161,7 @@ class ChatRegionStack(Stack):
             self,
             "Fanout",
             code=self.functions.code,
-            layers=self.functions.layers,
+            layers=self.functions.delivery_layers,
             environment={**self.functions.environment, "CALLBACK_URL": self.api.callback_url},
             connections_table=self.storage.connections_table,
             event_bus=self.replication.event_bus,

@@ -335,12 +335,24 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert "FunctionName" not in props
 
     # Powertools: the layer ARN is an SSM parameter resolved at deploy time.
-    (layer,) = props["Layers"]
+    (layer,) = [ref for ref in props["Layers"] if ref["Ref"] in template.get("Parameters", {})]
+    others = [ref for ref in props["Layers"] if ref is not layer]
     parameter = template["Parameters"][layer["Ref"]]
     assert parameter == {
         "Type": "AWS::SSM::Parameter::Value<String>",
         "Default": POWERTOOLS_LAYER_PARAMETER,
     }
+
+    # The functions that post to @connections also get the dependencies layer
+    # (aiohttp for the delivery engine, built for arm64 by stacks/bundling.py).
+    if name in ("EventBusMessageHandler", "FanoutWorker"):
+        (dependencies,) = others
+        layer_version = template["Resources"][dependencies["Ref"]]
+        assert layer_version["Type"] == "AWS::Lambda::LayerVersion"
+        assert layer_version["Properties"]["CompatibleArchitectures"] == ["arm64"]
+        assert layer_version["Properties"]["CompatibleRuntimes"] == ["python3.14"]
+    else:
+        assert others == []
 
     memory, timeout, extra_env = FUNCTION_SHAPES[name]
     assert props["MemorySize"] == memory
