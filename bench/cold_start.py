@@ -1,0 +1,212 @@
+"""Cold init of each Lambda handler module beside bare ``import boto3``.
+
+``python -m bench.cold_start [--runs N] [--extra MODULE] [--first-call]``.
+
+A function's init phase is its module's import: the imports plus whatever
+runs at module scope (Powertools objects, clients). Each figure is one fresh
+Python process importing one module with ``lambdas`` first on ``sys.path``
+and the environment Lambda gives a function (``LAMBDA_TASK_ROOT``,
+``AWS_LAMBDA_FUNCTION_NAME``, the X-Ray daemon address, ..., plus the app's
+variables from stacks/functions.py with placeholder values). Without
+``LAMBDA_TASK_ROOT`` the X-Ray SDK believes it is on a server and builds two
+botocore X-Ray clients for centralized sampling at import, about 200 ms that
+Lambda never pays, so the environment matters.
+
+Handlers are discovered, not listed: every ``lambdas/*.py`` that defines a
+top-level ``handler``. Runs are interleaved (boto3, each handler, boto3, ...)
+so load on the machine hits all of them alike; one warm-up round first writes
+the ``__pycache__`` files. Both wall and CPU time (``time.process_time``) of
+the import are kept: on a busy machine CPU time is the steadier figure.
+``first_call=True`` also times the first ``handler`` call of a no-op event in
+the same process (what moves from init to the first invocation when something
+is imported lazily); that call may fail on the missing AWS services, which is
+fine: only the time to reach that point is wanted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LAMBDA_ENV", "discover_handlers", "measure_cold_start", "measure_module"]
+
+ROOT = Path(__file__).resolve().parents[1]
+LAMBDAS = ROOT / "lambdas"
+
+# What the Lambda runtime sets (python3.x on arm64, tracing ACTIVE), with
+# dummy credentials: nothing here calls AWS.
+_RUNTIME_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.14",
+    "AWS_LAMBDA_FUNCTION_NAME": "chat-bench",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
+    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+    "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/chat-bench",
+    "AWS_LAMBDA_LOG_STREAM_NAME": "2026/01/01/[$LATEST]0",
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+    "_AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1",
+    "_AWS_XRAY_DAEMON_PORT": "2000",
+    "AWS_ACCESS_KEY_ID": "AKIDBENCH",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_SESSION_TOKEN": "bench",
+    "TZ": ":UTC",
+    # Any AWS call a first invocation makes fails at once (nothing listens there).
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+}
+# The app's variables (stacks/functions.py), placeholder values.
+_APP_ENV = {
+    "CONNECTIONS_TABLE": "chat-connections",
+    "MESSAGES_TABLE": "chat-messages",
+    "EVENT_BUS_NAME": "chat-bus",
+    "EVENT_SOURCE": "chat",
+    "MAX_BODY_BYTES": "16384",
+    "HISTORY_RETENTION_SECONDS": "86400",
+    "CONNECTION_TTL_SECONDS": "10800",
+    "FANOUT_CONCURRENCY": "16",
+    "FANOUT_SHARD_THRESHOLD": "500",
+    "FANOUT_SHARD_SIZE": "500",
+    "FANOUT_REQUEST_BUDGET": "5000",
+    "FANOUT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/chat-fanout",
+    "PRESENCE_LIVE_MAX_MEMBERS": "200",
+    "CALLBACK_URL": "https://abc123.execute-api.us-east-1.amazonaws.com/prod",
+    "SIGNING_SECRET_NAME": "chat/prod/token-signing-secret",
+    "HTTP_POLL_INTERVAL_MS": "250",
+    "POWERTOOLS_SERVICE_NAME": "chat",
+    "POWERTOOLS_METRICS_NAMESPACE": "Chat",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+}
+LAMBDA_ENV: dict[str, str] = {**_RUNTIME_ENV, **_APP_ENV, "LAMBDA_TASK_ROOT": str(LAMBDAS)}
+
+# Runs in the fresh process: argv = module, first_call ("1"/"0").
+_CHILD = r"""
+import sys, time, json, io, contextlib
+name, first = sys.argv[1], sys.argv[2] == "1"
+wall0, cpu0 = time.perf_counter(), time.process_time()
+module = __import__(name)
+wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+result = {"wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3}
+if first and hasattr(module, "handler"):
+    class Context:
+        function_name = "chat-bench"; memory_limit_in_mb = 1769; aws_request_id = "bench"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:chat-bench"
+        def get_remaining_time_in_millis(self): return 1
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            module.handler({}, Context())
+        except BaseException:
+            pass
+    result["first_call_wall_ms"] = (time.perf_counter() - wall0) * 1e3
+    result["first_call_cpu_ms"] = (time.process_time() - cpu0) * 1e3
+print(json.dumps(result))
+"""
+
+
+def discover_handlers(directory: Path = LAMBDAS) -> list[str]:
+    """Module names of ``directory/*.py`` that define a top-level ``handler``."""
+    found = []
+    for path in sorted(directory.glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:
+            defined = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                node.name == "handler"
+            )
+            assigned = isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "handler" for target in node.targets
+            )
+            if defined or assigned:
+                found.append(path.stem)
+                break
+    return found
+
+
+def measure_module(
+    name: str, env: Mapping[str, str] | None = None, *, first_call: bool = False
+) -> dict[str, float]:
+    """Import ``name`` in a fresh process; its import wall/CPU ms (and first call's)."""
+    child_env = {**os.environ, **(env if env is not None else LAMBDA_ENV)}
+    child_env["PYTHONPATH"] = str(LAMBDAS)
+    child_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory(prefix="cold-") as cwd:  # nothing from the cwd on sys.path
+        completed = subprocess.run(
+            [sys.executable, "-c", _CHILD, name, "1" if first_call else "0"],
+            cwd=cwd,
+            env=child_env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+    if completed.returncode != 0:
+        raise RuntimeError(f"importing {name} failed:\n{completed.stderr}")
+    sample: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return sample
+
+
+def measure_cold_start(
+    runs: int = 7,
+    *,
+    handlers: Sequence[str] | None = None,
+    extra_modules: Iterable[str] = (),
+    first_call: bool = False,
+) -> dict[str, Any]:
+    """Median init per handler beside ``import boto3``; ratios vs boto3.
+
+    Keys: ``boto3_ms`` and ``<module>_ms`` (wall medians), the same with
+    ``_cpu_ms``, ``worst_ratio_vs_boto3`` (wall) and ``worst_cpu_ratio_vs_boto3``,
+    ``worst`` (the module with the highest wall ratio), ``runs``; with
+    ``first_call``, also ``<handler>_first_call_ms``. ``extra_modules`` (for
+    example ``aiohttp``) are measured the same way but are not handlers, so they
+    take no part in the worst ratio.
+    """
+    names = list(handlers if handlers is not None else discover_handlers())
+    extras = list(extra_modules)
+    modules = ["boto3", *names, *extras]
+    for module in modules:  # warm-up: __pycache__ written, files in the page cache
+        measure_module(module)
+    samples: dict[str, list[dict[str, float]]] = {module: [] for module in modules}
+    for _ in range(runs):
+        for module in modules:
+            call = first_call and module in names
+            samples[module].append(measure_module(module, first_call=call))
+    result: dict[str, Any] = {"runs": runs}
+    for module, values in samples.items():
+        result[f"{module}_ms"] = round(statistics.median(v["wall_ms"] for v in values), 1)
+        result[f"{module}_cpu_ms"] = round(statistics.median(v["cpu_ms"] for v in values), 1)
+        if values and "first_call_wall_ms" in values[0]:
+            first = statistics.median(v["first_call_wall_ms"] for v in values)
+            result[f"{module}_first_call_ms"] = round(first, 1)
+    if names:
+        ratios = {name: result[f"{name}_ms"] / result["boto3_ms"] for name in names}
+        cpu_ratios = {name: result[f"{name}_cpu_ms"] / result["boto3_cpu_ms"] for name in names}
+        result["worst"] = max(ratios, key=lambda name: ratios[name])
+        result["worst_ratio_vs_boto3"] = round(max(ratios.values()), 2)
+        result["worst_cpu_ratio_vs_boto3"] = round(max(cpu_ratios.values()), 2)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--extra", action="append", default=[], help="another module to time")
+    parser.add_argument("--first-call", action="store_true", help="also time the first call")
+    args = parser.parse_args(argv)
+    result = measure_cold_start(args.runs, extra_modules=args.extra, first_call=args.first_call)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
