@@ -136,9 +136,10 @@ def measure_module(
     name: str, env: Mapping[str, str] | None = None, *, first_call: bool = False
 ) -> dict[str, float]:
     """Import ``name`` in a fresh process; its import wall/CPU ms (and first call's)."""
-    child_env = {**os.environ, **(env if env is not None else LAMBDA_ENV)}
-    child_env["PYTHONPATH"] = str(LAMBDAS)
-    child_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # Only what Lambda sets: nothing of this shell's AWS_*, POWERTOOLS_* (a test
+    # run's POWERTOOLS_TRACE_DISABLED would skip the Tracer's cost) or PYTHON*.
+    kept = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    child_env = {**kept, **(env if env is not None else LAMBDA_ENV), "PYTHONPATH": str(LAMBDAS)}
     with tempfile.TemporaryDirectory(prefix="cold-") as cwd:  # nothing from the cwd on sys.path
         completed = subprocess.run(
             [sys.executable, "-c", _CHILD, name, "1" if first_call else "0"],

@@ -66,7 +66,7 @@ _ALL_REGIONS = (
     "me-central-1",
     "af-south-1",
 )
-REGION_SETS = {n: _ALL_REGIONS[:n] for n in range(1, len(_ALL_REGIONS) + 1)}
+REGION_SETS = {n: list(_ALL_REGIONS[:n]) for n in range(1, len(_ALL_REGIONS) + 1)}
 
 RunSample = dict[str, float]
 

@@ -1,0 +1,97 @@
+"""The measuring functions of bench/synth.py and bench/cold_start.py, and what init imports.
+
+Fresh processes throughout: what a module imports at init is only visible in a
+process that has not imported it yet (this test process has, via conftest).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import cold_start, synth
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fresh(code: str) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter with the Lambda environment; its last JSON line."""
+    env = {**cold_start.LAMBDA_ENV, "PYTHONPATH": str(ROOT / "lambdas")}
+    env["PATH"] = str(Path(sys.executable).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_handlers_are_discovered_from_the_lambdas_folder(tmp_path: Path) -> None:
+    (tmp_path / "one.py").write_text("def handler(event, context):\n    return 1\n")
+    (tmp_path / "two.py").write_text("def _impl(e, c): ...\nhandler = _impl\n")
+    (tmp_path / "helper.py").write_text("def not_a_handler(): ...\n")
+    assert cold_start.discover_handlers(tmp_path) == ["one", "two"]
+    assert "client_message_handler" in cold_start.discover_handlers()
+
+
+def test_cold_start_reports_every_handler_beside_boto3() -> None:
+    found = cold_start.measure_cold_start(
+        1, handlers=["connection_handler"], extra_modules=["json"]
+    )
+    assert found["boto3_ms"] > 0 and found["connection_handler_ms"] > 0 and found["json_ms"] >= 0
+    assert found["worst"] == "connection_handler"
+    assert found["worst_ratio_vs_boto3"] == pytest.approx(
+        found["connection_handler_ms"] / found["boto3_ms"], rel=0.01
+    )
+
+
+def test_a_failing_import_is_an_error_not_a_figure() -> None:
+    with pytest.raises(RuntimeError, match="no_such_module"):
+        cold_start.measure_module("no_such_module")
+
+
+def test_the_authorizer_never_imports_the_xray_sdk() -> None:
+    found = _fresh(
+        "import sys, json, authorizer\n"
+        "print(json.dumps({'xray': 'aws_xray_sdk.core' in sys.modules}))"
+    )
+    assert found == {"xray": False}
+
+
+def test_a_traced_handler_patches_botocore_only() -> None:
+    found = _fresh(
+        "import sys, json, client_message_handler\n"
+        "from aws_xray_sdk.core.patcher import _PATCHED_MODULES\n"
+        "print(json.dumps({'patched': sorted(_PATCHED_MODULES),\n"
+        "                  'requests': 'requests' in sys.modules}))"
+    )
+    assert found == {"patched": ["botocore"], "requests": False}
+
+
+def test_measure_command_sums_the_process_tree_and_fails_loudly(tmp_path: Path) -> None:
+    # A parent holding ~40 MiB whose child holds ~80 MiB: the tree peak sees both.
+    child = "b = bytearray(80 << 20); import time; time.sleep(0.5)"
+    parent = (
+        "import subprocess, sys; a = bytearray(40 << 20); "
+        f"subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    )
+    found = synth.measure_command([sys.executable, "-c", parent], tmp_path)
+    assert found["peak_mib"] > 120
+    assert found["wall_s"] >= 0.5 and found["cpu_s"] > 0
+    with pytest.raises(subprocess.CalledProcessError):
+        synth.measure_command([sys.executable, "-c", "raise SystemExit(3)"], tmp_path)
+
+
+def test_region_sets_start_with_the_default_three() -> None:
+    assert synth.regions_for(3) == ["us-east-1", "eu-west-1", "ap-northeast-1"]
+    assert len(set(synth.regions_for(20))) == 20
+    with pytest.raises(ValueError):
+        synth.regions_for(21)
