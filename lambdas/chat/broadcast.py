@@ -1,15 +1,16 @@
 """One frame to every local member of a room: in this invocation, or sharded.
 
 EventBusMessageHandler calls :func:`broadcast` for every frame it pushes.
-The room's local connection ids are read first (projected Query pages), then:
+The room's local connection ids are read in projected Query pages of
+``FANOUT_SHARD_SIZE`` ids, then:
 
 * up to ``FANOUT_SHARD_THRESHOLD`` members: delivered here, by
   :func:`chat.fanout.deliver` (one invocation easily posts a few thousand
   frames in well under a second);
 * more: sliced into jobs of ``FANOUT_SHARD_SIZE`` ids on the fan-out queue,
   where FanoutWorkers deliver them in parallel within the region's request
-  budget (:mod:`chat.budget`). Reading ids costs one Query page per ~1 MB of
-  membership items; sending jobs one SendMessageBatch per 10 shards.
+  budget (:mod:`chat.budget`). Jobs are queued as the pages arrive, so the
+  first workers start while the rest of a very big room is still being read.
 
 Connections that API Gateway still throttled after the engine's retries are
 never dropped: they are handed to the queue as a shard of their own (when the
@@ -50,23 +51,32 @@ def broadcast(room: str, frame: str, *, job_id: str) -> BroadcastResult:
     (the caller counts ``FanoutErrors``); never raises for a single post.
     """
     settings = config.get_settings()
-    ids = [cid for page in store.iter_room_connection_ids(room) for cid in page]
-    result = BroadcastResult(members=len(ids))
-    if not ids:
+    sharding = bool(settings.fanout_queue_url)
+    shard_size = settings.fanout_shard_size
+    result = BroadcastResult()
+    ids: list[str] = []
+    # Pages of one shard's size: in a big room the first shards are queued
+    # (and workers start) while later pages are still being read.
+    for page in store.iter_room_connection_ids(room, shard_size if sharding else None):
+        ids.extend(page)
+        result.members += len(page)
+        if sharding and result.members > settings.fanout_shard_threshold:
+            full = len(ids) - len(ids) % shard_size
+            if full:
+                _queue(room, frame, ids[:full], job_id, result)
+                del ids[:full]
+    if result.shards:
+        if ids:
+            _queue(room, frame, ids, job_id, result)
         return result
-    if len(ids) > settings.fanout_shard_threshold and settings.fanout_queue_url:
-        jobs = fanout_queue.shard_jobs(
-            room, frame, ids, job_id=job_id, shard_size=settings.fanout_shard_size
-        )
-        fanout_queue.send_jobs(jobs)
-        result.shards, result.handed_on = len(jobs), len(ids)
+    if not ids:
         return result
 
     delivered = fanout.deliver(room, frame.encode("utf-8"), connection_ids=ids)
     result.delivered, result.gone = delivered.delivered, delivered.gone
     result.failed, result.retries = delivered.failed, delivered.retries
     if delivered.unsent:
-        if settings.fanout_queue_url:
+        if sharding:
             remainder = fanout_queue.ShardJob(
                 room=room,
                 shard_id=f"{job_id}:throttled",
@@ -83,3 +93,19 @@ def broadcast(room: str, frame: str, *, job_id: str) -> BroadcastResult:
             )
             result.failed += len(delivered.unsent)
     return result
+
+
+def _queue(room: str, frame: str, ids: list[str], job_id: str, result: BroadcastResult) -> None:
+    """Queue ``ids`` as shard jobs numbered on from ``result.shards``."""
+    settings = config.get_settings()
+    jobs = fanout_queue.shard_jobs(
+        room,
+        frame,
+        ids,
+        job_id=job_id,
+        shard_size=settings.fanout_shard_size,
+        first_number=result.shards,
+    )
+    fanout_queue.send_jobs(jobs)
+    result.shards += len(jobs)
+    result.handed_on += len(ids)

@@ -70,32 +70,50 @@ class SharedBudget:
         self._sleep = sleep
         self._window = -1
         self._tokens = 0
-        self._lock = asyncio.Lock()
+        self._exhausted = False  # this window's allowance is gone
+        self._pending: asyncio.Future[None] | None = None
         self.granted = 0
         self.waits = 0
 
     def _current_window(self) -> int:
         return int(self._clock() / self.window_s)
 
+    async def _fetch(self, window: int) -> None:
+        try:
+            granted = await asyncio.to_thread(self._grant, window, self.slice, self.per_window)
+        finally:
+            self._pending = None
+        self.granted += granted
+        if window == self._window:  # a slice of a window that has passed is forfeited
+            self._tokens += granted
+            self._exhausted = granted < self.slice
+
+    def _prefetch(self, window: int) -> asyncio.Future[None]:
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._fetch(window))
+        return self._pending
+
     async def acquire(self) -> None:
         if self._local is not None:
             await self._local.acquire()
-        async with self._lock:
-            while True:
-                window = self._current_window()
-                if window == self._window and self._tokens > 0:
-                    self._tokens -= 1
-                    return
-                if window != self._window:
-                    self._window, self._tokens = window, 0
-                granted = await asyncio.to_thread(self._grant, window, self.slice, self.per_window)
-                self.granted += granted
-                if granted and self._current_window() == window:
-                    self._tokens = granted
-                    continue
+        # One event loop runs every caller: no await between a check and its update.
+        while True:
+            window = self._current_window()
+            if window != self._window:
+                self._window, self._tokens, self._exhausted = window, 0, False
+            if self._tokens > 0:
+                self._tokens -= 1
+                # The next slice is asked for while this one is being spent, so
+                # posting does not stall on the DynamoDB round trip.
+                if self._tokens <= self.slice // 2 and not self._exhausted:
+                    self._prefetch(window)
+                return
+            if self._exhausted:
                 # This window's allowance is gone: wait for the next one.
                 self.waits += 1
                 await self._sleep(max(0.0, (window + 1) * self.window_s - self._clock()))
+                continue
+            await self._prefetch(window)
 
     def throttled(self) -> None:
         if self._local is not None:

@@ -123,9 +123,16 @@ def parse_job(raw: str) -> tuple[str, dict[str, Any]]:
 
 
 def shard_jobs(
-    room: str, frame: str, connection_ids: Sequence[str], *, job_id: str, shard_size: int
+    room: str,
+    frame: str,
+    connection_ids: Sequence[str],
+    *,
+    job_id: str,
+    shard_size: int,
+    first_number: int = 0,
 ) -> list[ShardJob]:
-    """Slice ``connection_ids`` into jobs of at most ``shard_size`` ids (``<job_id>:<n>``)."""
+    """Slice ``connection_ids`` into jobs of at most ``shard_size`` ids
+    (``<job_id>:<n>``, ``n`` counting from ``first_number``)."""
     return [
         ShardJob(
             room=room,
@@ -134,7 +141,9 @@ def shard_jobs(
             connection_ids=connection_ids[start : start + shard_size],
             attempt=0,
         )
-        for number, start in enumerate(range(0, len(connection_ids), shard_size))
+        for number, start in enumerate(
+            range(0, len(connection_ids), shard_size), start=first_number
+        )
     ]
 
 

@@ -38,7 +38,22 @@ TRACED_MODULES = ("botocore",)
 
 logger = Logger()
 metrics = Metrics()
-_metrics_lock = threading.Lock()
+# Powertools' metric set is process-wide. In Lambda one invocation runs per
+# container, but the local sandbox runs concurrent invocations on threads of
+# one process: a flush racing another invocation's flush could serialize an
+# emptied set and raise (SchemaValidationError), failing an invocation that
+# did its work. Adding and flushing under one (re-entrant: add_metric flushes
+# at 100 metrics) lock avoids that; uncontended in Lambda.
+_metrics_lock = threading.RLock()
+_flush_metrics = metrics.provider.flush_metrics
+
+
+def _locked_flush(raise_on_empty_metrics: bool = False) -> None:
+    with _metrics_lock:
+        _flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
+
+
+metrics.provider.flush_metrics = _locked_flush  # type: ignore[method-assign]
 _tracer_lock = threading.Lock()
 
 
