@@ -117,7 +117,7 @@ class ChatFanout(Construct):
             )
         )
 
-    def allow_send_jobs(self, function: lambda_.IFunction) -> None:
+    def allow_send_jobs(self, function: lambda_.Function) -> None:
         """Let ``function`` put jobs on the queue (sqs:SendMessage on it, nothing else)."""
         function.add_to_role_policy(
             iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.queue.queue_arn])

@@ -171,9 +171,7 @@ class ChatRegionStack(Stack):
             removal_policy=removal,
         )
         self.fanout.allow_send_jobs(bus_handler)
-        self.functions.allow_manage_connections(
-            self.api.manage_connections_arn, self.fanout.worker
-        )
+        self.functions.allow_manage_connections(self.api.manage_connections_arn, self.fanout.worker)
 
         self.monitoring = ChatMonitoring(
             self,

@@ -48,9 +48,8 @@ import event_bus_message_handler  # noqa: E402
 import http_handler  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from tests.unit.connections_server import ConnectionsServer  # noqa: E402
-
 from chat import clients, fanout, observability, presence, retry  # noqa: E402
+from tests.unit.connections_server import ConnectionsServer  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = TEST_ENV["AWS_REGION"]
