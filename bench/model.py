@@ -4,8 +4,8 @@ Rooms of 20,000 and 100,000 members in one region are *predicted*: this 2-core m
 host the workers. The model follows one message through the path of docs/architecture.md:
 
 1. EventBusMessageHandler reads the room's members, one DynamoDB Query page at a time
-   (a page holds at most 1 MB of items *read*, before the projection, so
-   ``1 MB / item_bytes`` memberships per page, ``query_page_s`` each);
+   (``Limit`` = ``shard_size`` ids, within DynamoDB's 1 MB of items *read* per page;
+   ``query_rtt_s`` plus ``query_page_s`` per MB read);
 2. it cuts each page into shard jobs of ``shard_size`` ids and sends them to the FanoutQueue
    with SendMessageBatch (10 messages per call, ``send_batch_s`` each);
 3. a job is picked up ``poll_s`` after it was sent by an event-source-mapping poller; at most
@@ -56,7 +56,8 @@ class Parameters:
     # budget, ceil(budget / rate_per_worker) + 1 (what the deployment should configure)
     max_concurrency: int = 0
     item_bytes: int = 200  # one membership item as DynamoDB sizes it
-    query_page_s: float = 0.030  # one 1 MB Query page (assumption)
+    query_page_s: float = 0.030  # reading 1 MB of items in a Query (assumption)
+    query_rtt_s: float = 0.005  # a Query's fixed round trip (assumption)
     send_batch_s: float = 0.015  # one SendMessageBatch call (assumption)
     poll_s: float = 0.100  # from SendMessageBatch to the worker's invocation (assumption)
     cold_start_s: float = 1.0  # worker init when no warm environment is free (AWS: <100 ms..>1 s)
@@ -134,13 +135,17 @@ def simulate(p: Parameters) -> Prediction:
     if cap <= 0:
         raise ValueError(f"no request rate left for messages: presence costs {presence:.0f}/s")
     bound = p.members / p.account_limit
-    per_page = max(1, PAGE_BYTES // p.item_bytes)
+    # chat.broadcast reads pages of one shard's ids (Limit = shard_size) so the first
+    # jobs go out early; a page is read in time proportional to its bytes, plus a fixed
+    # round trip.
+    per_page = max(1, min(PAGE_BYTES // p.item_bytes, p.shard_size))
     pages = math.ceil(p.members / per_page)
+    page_s = p.query_rtt_s + p.query_page_s * per_page * p.item_bytes / PAGE_BYTES
     t = p.handler_overhead_s
 
     if p.members <= p.shard_threshold:  # in-process: one invocation, no queue
         rate = min(p.rate_per_worker, cap)
-        wall = t + pages * p.query_page_s + p.members / rate
+        wall = t + pages * page_s + p.members / rate
         return Prediction(
             p.members, wall, bound, wall / bound, cap, presence, 0, 1, pages, 0, 0, asdict(p)
         )
@@ -151,7 +156,7 @@ def simulate(p: Parameters) -> Prediction:
     send_calls = 0
     remaining = p.members
     for _ in range(pages):
-        t += p.query_page_s
+        t += page_s
         in_page, remaining = min(per_page, remaining), remaining - min(per_page, remaining)
         jobs = [p.shard_size] * (in_page // p.shard_size)
         if in_page % p.shard_size:
