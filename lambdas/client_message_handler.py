@@ -106,7 +106,7 @@ def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any
     member = store.leave_room(connection_id, request.room)
     if member is None:
         raise _not_member(request.room, ref)
-    presence.after_leave(request.room, member)
+    presence.after_leave(request.room, member, connection_id)
     return frame("left", ref, room=request.room)
 
 

@@ -6,8 +6,9 @@ A benchmark (or a test) makes a big room without sockets in three steps:
 2. ``register(management_url, ids)``: the region's ``@connections`` API accepts posts to these
    ids (200, after ``--mgmt-latency-ms`` and ``--mgmt-rate-limit``) and counts them;
 3. ``seed_room(table, room, ids, endpoint_url=..., region=...)``: writes the membership items
-   the app's fan-out reads, laid out as ``chat.store.join_room`` (and ``put_connection``)
-   write them.
+   the app's fan-out reads and the per-user presence items its member lists and
+   first-join / last-leave decisions read, laid out as ``chat.store.join_room`` (and
+   ``put_connection``) write them.
 
 Then send one message through the app and read ``summary(management_url)`` until
 ``posts`` reaches the count. ``management_url`` is the region's ``management`` URL from the
@@ -110,12 +111,14 @@ def seed_room(
     with_count: bool = True,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
 ) -> int:
-    """Write ``ROOM#<room>/CONN#<id>`` memberships (and each id's ``CONN#<id>/META`` when
-    ``with_meta``) as ``chat.store`` writes them on ``$connect`` and ``join``, and with
-    ``with_count`` add the distinct users to ``n:<region>`` of the room's ``ROOM#<room>/COUNT``
-    item as ``chat.roster`` keeps it (its ``quiet`` flag is left to the app); returns the
-    number of membership and META items written. ``endpoint_url``: the endpoints file's
-    ``dynamodb``."""
+    """Write ``ROOM#<room>/CONN#<id>`` memberships, one ``ROOM#<room>/USER#<userId>`` item per
+    distinct user (``c:<id>`` = the expiry of each of its connections, ``v``, ``expiresAt``)
+    and each id's ``CONN#<id>/META`` when ``with_meta``, as ``chat.store`` writes them on
+    ``$connect`` and ``join``, and with ``with_count`` add the distinct users to
+    ``n:<region>`` of the room's ``ROOM#<room>/COUNT`` item as ``chat.roster`` keeps it (its
+    ``quiet`` flag is left to the app); returns the number of items written (memberships,
+    user items and META; not the count). The user items overwrite any of the room's
+    existing ones for these users. ``endpoint_url``: the endpoints file's ``dynamodb``."""
     import boto3
 
     from sandbox.aws_local import FAKE_CREDENTIALS
@@ -133,8 +136,20 @@ def seed_room(
     at = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
     expires = {"N": str(int(now) + ttl_seconds)}
     items: list[dict[str, Any]] = []
+    users: dict[str, dict[str, Any]] = {}
     for connection_id in ids:
         user = {"S": user_id(connection_id)}
+        entry = users.setdefault(
+            user["S"],
+            {
+                "pk": {"S": f"ROOM#{room}"},
+                "sk": {"S": f"USER#{user['S']}"},
+                "userId": user,
+                "v": {"N": "1"},
+                "expiresAt": expires,
+            },
+        )
+        entry[f"c:{connection_id}"] = expires
         if with_meta:
             items.append(
                 {
@@ -157,6 +172,7 @@ def seed_room(
                 "expiresAt": expires,
             }
         )
+    items.extend(users.values())
     for start in range(0, len(items), _BATCH):
         pending: dict[str, Any] = {
             table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH]]

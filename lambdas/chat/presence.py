@@ -1,7 +1,9 @@
 """Presence transitions in this region, published as ``chat.presence`` bus events.
 
-A user's presence in a room *in this region* is the set of its local
-memberships (``ROOM#<room>/CONN#<id>`` items). Transitions are published:
+A user's presence in a room *in this region* is the set of its live local
+connections in the room, kept in one user item (``ROOM#<room>/USER#<userId>``,
+one ``c:<connectionId>`` entry per connection; :mod:`chat.store`).
+Transitions are published:
 
 * "joined" when a connection's new membership is the user's first in the room
   here (``join``);
@@ -12,23 +14,28 @@ memberships (``ROOM#<room>/CONN#<id>`` items). Transitions are published:
   regions keep a user's presence as a lease of that length, so a long-lived
   user does not lapse there, and an announcement that failed is repaired.
 
-Deciding "first" / "last" reads the room's memberships of that user
-(:func:`chat.store.user_connections`, a consistent Query) *after* writing
-our own membership change. Write-then-read on both sides means that of two
-concurrent changes at least one sees the other:
+"First" / "last" come from the atomic update of the user item itself
+(:func:`chat.store.join_room` sets the connection's entry and reports
+``first`` when no live entry was there; :func:`chat.store.remove_user_connection`
+removes it and reports ``last`` when none is left): one UpdateItem, O(1)
+whatever the room size. DynamoDB serialises updates of an item, so of two
+concurrent changes exactly one sees the other:
 
-* join vs. leave of the same user: never a "left" without a later "joined"
-  for a user who stays, at worst a duplicate "joined";
-* two first joins at once: each computes the earliest ``(joinedAt,
-  connectionId)`` among what it sees and only that one announces, at worst
-  both do (a duplicate "joined").
+* two first joins at once: exactly one announces;
+* join vs. leave of the same user: either the leave sees the join's entry (no
+  "left") or the join sees the leave's removal ("left", then "joined").
+
+Entries of connections that died without ``$disconnect`` count as absent once
+their expiry (renewed by ``join`` and ``ping``) has passed. A cleanup repeated
+after the user item is gone announces "left" again (harmless).
 
 The same first/last decisions move this region's ``memberCount``
 (:func:`chat.roster.add`, before publishing, so a failed publish does not
 leave the count behind the memberships).
 
-Duplicates are harmless: other regions apply events idempotently and ordered
-by ``at``; the origin region may push a duplicate ``member`` frame.
+Duplicates (a repeated cleanup) are harmless: other regions apply events
+idempotently and ordered by ``at``; the origin region may push a duplicate
+``member`` frame.
 Publishing never breaks the client's request: a failure (after the bus
 module's retries of rejected entries) is logged and counted as
 ``PresencePublishFailures``; a failed "joined" is retried by the next
@@ -107,11 +114,9 @@ def after_join(connection_id: str, room: str, joined: store.JoinResult) -> None:
         return  # a re-join of the same connection is no transition
     announced = False
     try:
-        mine = (joined.joined_at, connection_id)
-        first = min([mine, *store.user_connections(room, connection.user_id)])
-        if first == mine:
+        if joined.first:
             roster.add(room, config.get_settings().region, +1)
-        announced = first == mine and announce(
+        announced = joined.first and announce(
             room, "joined", _member(connection.user_id, connection.name)
         )
     except Exception:
@@ -125,12 +130,14 @@ def after_join(connection_id: str, room: str, joined: store.JoinResult) -> None:
         logger.exception("could not clear the presence mark", extra={"room": room})
 
 
-def after_leave(room: str, member: Sender) -> None:
-    """Announce "left" if ``member`` has no membership left in ``room`` here. Never raises."""
+def after_leave(room: str, member: Sender, connection_id: str) -> None:
+    """Remove the connection from the user's presence in ``room`` (its membership is
+    gone) and announce "left" if it was the user's last here. Never raises: a
+    failed removal lapses with the entry's expiry."""
     if not member.user_id:
         return
     try:
-        if store.user_connections(room, member.user_id):
+        if not store.remove_user_connection(room, member.user_id, connection_id):
             return
         roster.add(room, config.get_settings().region, -1)
         announce(room, "left", member)
@@ -149,7 +156,7 @@ def cleanup_connection(connection_id: str, rooms_hint: Iterable[str] = ()) -> st
     if result.user_id:
         member = _member(result.user_id, result.name)
         for room in result.removed_rooms:
-            after_leave(room, member)
+            after_leave(room, member, connection_id)
     return result
 
 

@@ -6,6 +6,8 @@ Item layout (docs/contracts.md)::
                                                    connectedAt, expiresAt
                  ROOM#<room> / CONN#<id>           connectionId, userId, name?, joinedAt,
                                                    presenceAt?, expiresAt
+                 ROOM#<room> / USER#<userId>       userId, name?, c:<id> (N, one per local
+                                                   connection: its expiry), v, expiresAt
                  ROOM#<room> / REMOTE#<region>#<u> userId, name?, region, state, updatedAt,
                                                    expiresAt
     messages     <room>      / <id>                sender (M), body (JSON string), sentAt,
@@ -21,9 +23,24 @@ Consistency choices:
 * Every update of META is conditional on META existing: an UpdateItem never
   resurrects a connection that ``$disconnect`` removed.
 * Membership checks read with ``ConsistentRead`` so ``send`` right after
-  ``join`` never sees a stale "not a member"; so do the presence look-ups
-  (:func:`user_connections`), which always run *after* the caller's own
-  write (see :mod:`chat.presence` for why that order matters).
+  ``join`` never sees a stale "not a member".
+* The user item (``USER#<userId>``) is the user's presence in the room *in
+  this region*: one attribute ``c:<connectionId>`` per local connection,
+  holding that connection's expiry (epoch s, renewed by ``join`` and
+  ``ping`` like the membership's ``expiresAt``). First-join / last-leave are
+  decided atomically from one UpdateItem's ``ReturnValues``
+  (:func:`join_room`, :func:`remove_user_connection`): O(1) whatever the
+  room size, and exact under concurrency (DynamoDB serialises updates of an
+  item). An entry whose expiry has passed is a connection that died without
+  ``$disconnect``: it counts as absent everywhere, the next join prunes it
+  and the item goes when no live entry is left. Writes are ordered META ->
+  user entry -> membership on join and membership -> user entry on leave, so
+  entries cover the memberships; a lost entry removal lapses at its expiry.
+* Member lists are read in ``userId`` order without reading the room: the
+  ``USER#`` items (local) and each region's ``REMOTE#<region>#`` items are
+  separate sort-key ranges, each already ordered by user id
+  (:func:`room_members_page`). ``USER#`` never matches the fan-out's
+  ``begins_with(sk, "CONN#")``.
 * Remote presence items are leases with a state: ``state = "left"`` is a
   tombstone that keeps ``updatedAt`` so a late ``joined`` cannot resurrect a
   user (:func:`apply_remote_presence`). Readers skip tombstones and items
@@ -34,7 +51,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -69,6 +86,7 @@ __all__ = [
     "put_message",
     "query_messages",
     "refresh_connection",
+    "remove_user_connection",
     "room_members",
     "room_members_page",
     "set_presence_mark",
@@ -99,11 +117,14 @@ class Connection:
 
 @dataclass(frozen=True, slots=True)
 class JoinResult:
-    """What ``join`` did: ``created`` is False when the membership already existed."""
+    """What ``join`` did: ``created`` is False when the membership already existed;
+    ``first``: this new membership made the user present in the room in this region
+    (no other live connection of the user was there)."""
 
     connection: Connection
     created: bool
     joined_at: str
+    first: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +163,35 @@ def conn_pk(connection_id: str) -> str:
 
 def room_pk(room: str) -> str:
     return f"ROOM#{room}"
+
+
+USER_PREFIX = "USER#"
+ENTRY_PREFIX = "c:"  # a user item's attribute per local connection: c:<connectionId>
+
+
+def user_sk(user_id: str) -> str:
+    return f"{USER_PREFIX}{user_id}"
+
+
+def _user_key(room: str, user_id: str) -> Item:
+    return {"pk": {"S": room_pk(room)}, "sk": {"S": user_sk(user_id)}}
+
+
+def _entries(item: Mapping[str, Any]) -> dict[str, int]:
+    """The connection entries of a user item: ``{connectionId: expiry}``."""
+    found: dict[str, int] = {}
+    for name, value in item.items():
+        if name.startswith(ENTRY_PREFIX) and "N" in value:
+            try:
+                found[name.removeprefix(ENTRY_PREFIX)] = int(value["N"])
+            except ValueError:
+                continue
+    return found
+
+
+def _live(item: Mapping[str, Any], now: int) -> list[str]:
+    """The connection ids of a user item whose expiry has not passed."""
+    return sorted(cid for cid, expires in _entries(item).items() if expires >= now)
 
 
 def _s(item: Mapping[str, Any], key: str) -> str | None:
@@ -270,6 +320,7 @@ def join_room(connection_id: str, room: str) -> JoinResult:
             raise UnknownConnectionError(connection_id) from None
         raise
     connection = _connection_from_item(connection_id, response.get("Attributes", {}))
+    first = _add_user_connection(room, connection, expires)
     joined_at = iso_from_ms(now_ms())
     key: Item = {"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}}
     item: Item = {
@@ -284,17 +335,138 @@ def join_room(connection_id: str, room: str) -> JoinResult:
         item["name"] = {"S": connection.name}
     try:
         ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        return JoinResult(connection=connection, created=True, joined_at=joined_at)
+        return JoinResult(connection=connection, created=True, joined_at=joined_at, first=first)
     except ClientError as error:
         if not _is_conditional_failure(error):
             raise
     existing = _extend_expiry(key, expires)  # already a member: keep the item
     if existing is None:
-        # deleted in between (a concurrent leave): it is a new membership after all
+        # deleted in between (a concurrent leave, which also removed our user entry):
+        # it is a new membership after all
+        first = _add_user_connection(room, connection, expires)
         ddb.put_item(TableName=table, Item=item)
-        return JoinResult(connection=connection, created=True, joined_at=joined_at)
+        return JoinResult(connection=connection, created=True, joined_at=joined_at, first=first)
     old_joined = _s(existing, "joinedAt") or joined_at
     return JoinResult(connection=connection, created=False, joined_at=old_joined)
+
+
+def _add_user_connection(room: str, connection: Connection, expires: int) -> bool:
+    """Set the connection's entry in the user item (creating it); True on first-join.
+
+    One UpdateItem with ``ReturnValues=ALL_OLD``: first-join means no live
+    entry was there before ours (ours included: a re-join is no transition).
+    Updates of one item are serialised, so of two concurrent first joins
+    exactly one sees the other. Stale entries seen (connections that died
+    without ``$disconnect``) are pruned afterwards, best effort.
+    """
+    if not connection.user_id:
+        return False
+    names: dict[str, str] = {"#c": ENTRY_PREFIX + connection.connection_id}
+    values: dict[str, AttributeValueTypeDef] = {
+        ":exp": {"N": str(expires)},
+        ":user": {"S": connection.user_id},
+        ":one": {"N": "1"},
+    }
+    expression = "SET #c = :exp, userId = :user, expiresAt = :exp"
+    if connection.name:
+        expression += ", #n = :name"
+        names["#n"] = "name"
+        values[":name"] = {"S": connection.name}
+    response = clients.dynamodb().update_item(
+        TableName=_table(),
+        Key=_user_key(room, connection.user_id),
+        UpdateExpression=expression + " ADD v :one",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+        ReturnValues="ALL_OLD",
+    )
+    old = response.get("Attributes") or {}
+    now = epoch_seconds()
+    stale = {
+        cid: at for cid, at in _entries(old).items() if at < now and cid != connection.connection_id
+    }
+    if stale:
+        _prune_entries(room, connection.user_id, stale)
+    return not _live(old, now)
+
+
+def _prune_entries(room: str, user_id: str, stale: Mapping[str, int]) -> None:
+    """Remove expired entries, each only if still unchanged (never a renewed one)."""
+    names, values, conditions = {}, {}, []
+    for n, (cid, at) in enumerate(sorted(stale.items())):
+        names[f"#s{n}"] = ENTRY_PREFIX + cid
+        values[f":s{n}"] = {"N": str(at)}
+        conditions.append(f"#s{n} = :s{n}")
+    try:
+        clients.dynamodb().update_item(
+            TableName=_table(),
+            Key=_user_key(room, user_id),
+            UpdateExpression="REMOVE " + ", ".join(names),
+            ConditionExpression=" AND ".join(conditions),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as error:
+        if not _is_conditional_failure(error):
+            logger.warning("stale presence entries not pruned", extra={"room": room})
+
+
+def remove_user_connection(room: str, user_id: str, connection_id: str) -> bool:
+    """Remove the connection's entry from the user item; True on last-leave.
+
+    One UpdateItem (``REMOVE``, ``ReturnValues=ALL_NEW``, conditional on the
+    item existing so it is never recreated): last-leave means no live entry is
+    left. The item is then deleted, conditional on its version ``v`` so a join
+    that raced in keeps it. A missing item also counts as last-leave (the user
+    has no presence here: a repeated cleanup, or a membership written before
+    user items existed); a duplicate "left" is harmless.
+    """
+    key = _user_key(room, user_id)
+    ddb = clients.dynamodb()
+    try:
+        response = ddb.update_item(
+            TableName=_table(),
+            Key=key,
+            UpdateExpression="REMOVE #c ADD v :one",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#c": ENTRY_PREFIX + connection_id},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if _is_conditional_failure(error):
+            return True
+        raise
+    item = response.get("Attributes") or {}
+    if _live(item, epoch_seconds()):
+        return False
+    try:
+        ddb.delete_item(
+            TableName=_table(),
+            Key=key,
+            ConditionExpression="v = :v",
+            ExpressionAttributeValues={":v": item["v"]},
+        )
+    except ClientError as error:
+        if not _is_conditional_failure(error):
+            raise
+    return True
+
+
+def _renew_user_connection(room: str, user_id: str, connection_id: str, expires: int) -> None:
+    """Push back the connection's entry (``ping``), only if it is there."""
+    try:
+        clients.dynamodb().update_item(
+            TableName=_table(),
+            Key=_user_key(room, user_id),
+            UpdateExpression="SET #c = :exp, expiresAt = :exp",
+            ConditionExpression="attribute_exists(#c)",
+            ExpressionAttributeNames={"#c": ENTRY_PREFIX + connection_id},
+            ExpressionAttributeValues={":exp": {"N": str(expires)}},
+        )
+    except ClientError as error:
+        if not _is_conditional_failure(error):
+            raise
 
 
 def leave_room(connection_id: str, room: str) -> Sender | None:
@@ -343,7 +515,7 @@ def get_membership(connection_id: str, room: str) -> Sender | None:
 
 
 def refresh_connection(connection_id: str) -> tuple[Connection, list[MembershipLease]]:
-    """Push back the expiry of META and of every membership (``ping``).
+    """Push back the expiry of META, of every membership and of its user entry (``ping``).
 
     Also returns the memberships whose presence announcement is older than
     ``presence_refresh_seconds`` (or was never made): the caller renews them.
@@ -361,6 +533,8 @@ def refresh_connection(connection_id: str) -> tuple[Connection, list[MembershipL
         )
         if item is None:  # left or cleaned up meanwhile
             continue
+        if user_id := _s(item, "userId"):
+            _renew_user_connection(room, user_id, connection_id, expires)
         announced = _n(item, "presenceAt")
         if announced is None or now - announced >= settings.presence_refresh_seconds:
             due.append(MembershipLease(room, _s(item, "userId") or "", _s(item, "name")))
@@ -483,31 +657,43 @@ def _query_pages(**kwargs: Any) -> Iterator[list[Item]]:
         kwargs["ExclusiveStartKey"] = last
 
 
-def _merge_presence(items: Iterable[Item]) -> list[dict[str, str]]:
-    """``[{userId, name?, region}]`` from a room's items, each user once, by userId.
+Entry = tuple[str, str, str | None]  # (userId, region, name) of one presence source
 
-    Local connections (``CONN#`` items) carry this region; ``REMOTE#<region>#``
-    items carry theirs. A user present locally is shown with this region;
-    otherwise with the alphabetically first remote region. Tombstones
-    (``state = "left"``) and items past their ``expiresAt`` are skipped.
+
+def _remote_entry(item: Mapping[str, Any], now: int) -> Entry | None:
+    """A ``REMOTE#`` item as a presence entry; None for tombstones and lapsed leases."""
+    user_id = _s(item, "userId")
+    if not user_id or _expired(item, now) or _s(item, "state") == "left":
+        return None
+    region = _s(item, "region") or (_s(item, "sk") or "").split("#")[1]
+    return user_id, region, _s(item, "name")
+
+
+def _local_entry(item: Mapping[str, Any], now: int) -> Entry | None:
+    """A ``USER#`` item as a presence entry; None without a live connection entry."""
+    user_id = _s(item, "userId")
+    if not user_id or _expired(item, now) or not _live(item, now):
+        return None
+    return user_id, config.get_settings().region, _s(item, "name")
+
+
+def _merge_presence(entries: Iterable[Entry]) -> list[dict[str, str]]:
+    """``[{userId, name?, region}]`` from presence entries, each user once, by userId.
+
+    A user present locally (a ``USER#`` item with a live entry) is shown with
+    this region; otherwise with the alphabetically first region among its
+    ``REMOTE#<region>#`` items (tombstones and lapsed leases are never entries).
     """
-    local, now = config.get_settings().region, epoch_seconds()
-    entries: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
-    for item in items:
-        sk, user_id = _s(item, "sk") or "", _s(item, "userId")
-        if not user_id or _expired(item, now) or _s(item, "state") == "left":
-            continue
-        if sk.startswith("CONN#"):
-            entries[user_id].append((0, local, _s(item, "name")))
-        elif sk.startswith("REMOTE#"):
-            region = _s(item, "region") or sk.split("#")[1]
-            entries[user_id].append((1, region, _s(item, "name")))
+    local = config.get_settings().region
+    found: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
+    for user_id, region, name in entries:
+        found[user_id].append((0 if region == local else 1, region, name))
     members = []
-    for user_id in sorted(entries):
-        found = entries[user_id]
-        _, region, name = min(found, key=lambda e: (e[0], e[1]))
+    for user_id in sorted(found):
+        options = found[user_id]
+        _, region, name = min(options, key=lambda e: (e[0], e[1]))
         # keep a known name when the preferred entry has none
-        name = name or next((n for _, _, n in found if n), None)
+        name = name or next((n for _, _, n in options if n), None)
         member = {"userId": user_id}
         if name:
             member["name"] = name
@@ -516,26 +702,82 @@ def _merge_presence(items: Iterable[Item]) -> list[dict[str, str]]:
     return members
 
 
-def _presence_items(room: str, user_id: str | None = None) -> Iterator[Item]:
+def _remote_regions(room: str, consistent: bool = False) -> list[str]:
+    """The regions with ``REMOTE#`` items in the room: a skip scan, one Query of
+    one item per region (``sk`` between ``REMOTE#<previous>$`` and ``REMOTE$``;
+    ``$`` sorts right after ``#``, so it skips the previous region's items)."""
+    regions: list[str] = []
+    low = "REMOTE#"
+    while True:
+        response = clients.dynamodb().query(
+            TableName=_table(),
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ProjectionExpression="sk",
+            ExpressionAttributeValues={
+                ":pk": {"S": room_pk(room)},
+                ":lo": {"S": low},
+                ":hi": {"S": "REMOTE$"},
+            },
+            Limit=1,
+            ConsistentRead=consistent,
+        )
+        items = response.get("Items", [])
+        if not items:
+            return regions
+        parts = (_s(items[0], "sk") or "").split("#")
+        if len(parts) < 3 or not parts[1]:
+            return regions  # not our layout: stop rather than loop
+        regions.append(parts[1])
+        low = f"REMOTE#{parts[1]}$"
+
+
+def _range_entries(
+    room: str,
+    prefix: str,
+    cursor: str | None,
+    want: int,
+    accept: Callable[[Mapping[str, Any], int], Entry | None],
+) -> list[Entry]:
+    """Up to ``want`` entries of the sort-key range ``prefix<userId>`` with userId >
+    ``cursor``, in userId order: Queries of ``want + 1`` items (the cursor's own
+    item may come first), continued only while items are skipped (tombstones,
+    lapsed leases, users without a live connection)."""
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # "USER#" -> "USER$": past every key
+    start = prefix + (cursor or "")
     kwargs: dict[str, Any] = {
         "TableName": _table(),
-        "KeyConditionExpression": "pk = :pk",
-        "ProjectionExpression": "sk, userId, #n, #r, #s, expiresAt",
-        "ExpressionAttributeNames": {"#n": "name", "#r": "region", "#s": "state"},
-        "ExpressionAttributeValues": {":pk": {"S": room_pk(room)}},
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": room_pk(room)},
+            ":lo": {"S": start},
+            ":hi": {"S": end},
+        },
+        "Limit": want + 1,
     }
-    if user_id is not None:
-        kwargs["FilterExpression"] = "userId = :user"
-        kwargs["ExpressionAttributeValues"][":user"] = {"S": user_id}
-        kwargs["ConsistentRead"] = True  # right after our own write
+    now = epoch_seconds()
+    found: list[Entry] = []
     for page in _query_pages(**kwargs):
-        yield from page
+        for item in page:
+            if cursor is not None and _s(item, "sk") == start:
+                continue  # the cursor's user was on the previous page
+            entry = accept(item, now)
+            if entry is not None:
+                found.append(entry)
+                if len(found) >= want:
+                    return found
+    return found
 
 
 def room_members(room: str) -> list[dict[str, str]]:
     """Presence of ``room``: ``[{userId, name?, region}]``, each user once, by userId
-    (the merge rules are :func:`_merge_presence`'s)."""
-    return _merge_presence(_presence_items(room))
+    (the merge rules are :func:`_merge_presence`'s). Reads every page."""
+    members: list[dict[str, str]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = room_members_page(room, 500, cursor)
+        members.extend(page)
+        if cursor is None:
+            return members
 
 
 MEMBER_PAGE_BYTES = 64 * 1024  # a page's members as compact JSON stay below this
@@ -547,20 +789,25 @@ def room_members_page(
     """One page of :func:`room_members`: the first ``limit`` users after ``cursor``
     (a user id) and the ``next`` cursor, None on the last page.
 
+    Reads O(page), not O(room): ``limit + 1`` present users from the local
+    ``USER#`` range and from each remote region's ``REMOTE#<region>#`` range
+    (found by :func:`_remote_regions`), all starting after ``cursor``, merged
+    in userId order. Each source is ordered and holds a user once, so the
+    first ``limit`` users of the merge are within each source's first
+    ``limit``, and a ``limit + 1``-th distinct user exists iff more follow.
     A page also ends before its members' JSON, encoded as the handlers encode
     replies (ASCII-escaped), would pass ``MEMBER_PAGE_BYTES``: user ids and
     names of any length stay far below API Gateway's 128 KB frame limit.
     Users are ordered by ``userId``, so a client paging with ``next`` sees
-    every user present throughout exactly once. The partition is read whole
-    for every page (the item layout has no user-ordered key across regions);
-    that cost grows with the room and is why big rooms are quiet
-    (:mod:`chat.roster`) and clients page on demand.
+    every user present throughout exactly once.
     """
     if limit <= 0:
         return [], None
-    members = room_members(room)
-    if cursor is not None:
-        members = [m for m in members if m["userId"] > cursor]
+    want = limit + 1
+    entries = _range_entries(room, USER_PREFIX, cursor, want, _local_entry)
+    for region in _remote_regions(room):
+        entries += _range_entries(room, f"REMOTE#{region}#", cursor, want, _remote_entry)
+    members = _merge_presence(entries)
     page: list[dict[str, str]] = []
     size = 2
     for member in members[:limit]:
@@ -572,14 +819,34 @@ def room_members_page(
     return page, (page[-1]["userId"] if more else None)
 
 
+def _get(key: Item) -> Item | None:
+    response = clients.dynamodb().get_item(TableName=_table(), Key=key, ConsistentRead=True)
+    item = response.get("Item")
+    return dict(item) if item else None
+
+
 def member_presence(room: str, user_id: str) -> dict[str, str] | None:
-    """How ``presence`` shows ``user_id`` in ``room`` now (None: not present)."""
-    found = _merge_presence(_presence_items(room, user_id))
+    """How ``presence`` shows ``user_id`` in ``room`` now (None: not present).
+
+    Consistent reads of the user item and of the user's ``REMOTE#`` item in each
+    region that has any (O(regions), whatever the room size)."""
+    now = epoch_seconds()
+    entries: list[Entry] = []
+    local = _get(_user_key(room, user_id))
+    if local and (entry := _local_entry(local, now)):
+        entries.append(entry)
+    for region in _remote_regions(room, consistent=True):
+        key = {"pk": {"S": room_pk(room)}, "sk": {"S": f"REMOTE#{region}#{user_id}"}}
+        remote = _get(key)
+        if remote and (entry := _remote_entry(remote, now)):
+            entries.append(entry)
+    found = _merge_presence(entries)
     return found[0] if found else None
 
 
 def iter_room_connection_ids(room: str, page_size: int | None = None) -> Iterator[list[str]]:
-    """The local connection ids in ``room``, one list per Query page."""
+    """The local connection ids in ``room``, one list per Query page (membership
+    items only: ``USER#``, ``REMOTE#`` and ``COUNT`` do not begin with ``CONN#``)."""
     kwargs: dict[str, Any] = {
         "TableName": _table(),
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :conn)",
@@ -593,34 +860,11 @@ def iter_room_connection_ids(room: str, page_size: int | None = None) -> Iterato
         yield [cid for item in page if (cid := _s(item, "connectionId"))]
 
 
-def user_connections(room: str, user_id: str) -> list[tuple[str, str]]:
-    """``(joinedAt, connectionId)`` of every live local membership of ``user_id``
-    in ``room`` (consistent read; memberships past ``expiresAt`` are skipped).
-
-    Reads the room's ``CONN#`` items with a filter on ``userId``, projected:
-    the cost grows with the room's local size (the item layout has no
-    per-user key), which is acceptable for joins and leaves.
-    """
-    now = epoch_seconds()
-    found: list[tuple[str, str]] = []
-    pages = _query_pages(
-        TableName=_table(),
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :conn)",
-        FilterExpression="userId = :user",
-        ProjectionExpression="connectionId, joinedAt, expiresAt",
-        ExpressionAttributeValues={
-            ":pk": {"S": room_pk(room)},
-            ":conn": {"S": "CONN#"},
-            ":user": {"S": user_id},
-        },
-        ConsistentRead=True,
-    )
-    for page in pages:
-        for item in page:
-            connection_id = _s(item, "connectionId")
-            if connection_id and not _expired(item, now):
-                found.append((_s(item, "joinedAt") or "", connection_id))
-    return found
+def user_connections(room: str, user_id: str) -> list[str]:
+    """The live local connection ids of ``user_id`` in ``room`` (one consistent
+    GetItem of the user item; entries past their expiry are skipped)."""
+    item = _get(_user_key(room, user_id))
+    return _live(item, epoch_seconds()) if item else []
 
 
 def apply_remote_presence(event: PresenceEvent) -> RemotePresenceOutcome:

@@ -175,9 +175,12 @@ def test_batches_partial_failures_redelivery_and_dead_letters(
     assert queue["url"].startswith(result["endpoints"]["dynamodb"] + "/000000000000/")
 
     # seed_room: memberships and META items, laid out as chat.store writes them.
-    assert result["written"] == 60
+    assert result["written"] == 90  # META, membership and user item of each of 30 users
     member = next(m for m in result["members"] if m["sk"]["S"] == "CONN#virtual-000007")
-    assert len(result["members"]) == 31  # and the room's COUNT item (chat.roster)
+    user = next(m for m in result["members"] if m["sk"]["S"] == "USER#user-virtual-000007")
+    assert user["c:virtual-000007"] == member["expiresAt"] and user["v"] == {"N": "1"}
+    assert user["userId"] == member["userId"] and user["expiresAt"] == member["expiresAt"]
+    assert len(result["members"]) == 61  # and the room's COUNT item (chat.roster)
     count = next(m for m in result["members"] if m["sk"]["S"] == "COUNT")
     assert count[f"n:{REGION}"] == {"N": "30"}
     assert member["connectionId"] == {"S": "virtual-000007"}

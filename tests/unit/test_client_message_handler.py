@@ -146,8 +146,8 @@ def test_rejoin_is_idempotent(chat: Any, alice: str, tables: Any) -> None:
     items = tables.connections.query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "ROOM#lobby"}
     )["Items"]
-    # one membership, and the room's member count (chat.roster), still 1
-    assert sorted(i["sk"] for i in items) == ["CONN#c-alice", "COUNT"]
+    # one membership, the user item (chat.store) and the room's member count, still 1
+    assert sorted(i["sk"] for i in items) == ["CONN#c-alice", "COUNT", "USER#alice"]
     assert first["memberCount"] == 1
 
 

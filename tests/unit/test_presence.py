@@ -115,36 +115,38 @@ def test_join_after_leave_has_a_later_at(chat: Any, published: list[Any]) -> Non
     assert ats == sorted(ats) and len(set(ats)) == 3
 
 
-def test_an_earlier_membership_of_the_user_announces_not_this_one(
+def test_a_live_connection_of_the_user_makes_a_join_no_transition(
     chat: Any, published: list[Any], tables: Any
 ) -> None:
-    # What a concurrent first join looks like to the later one: both memberships
-    # exist when each checks; only the earliest (joinedAt, connectionId) announces.
+    # What a concurrent first join looks like to the later one: the user item
+    # already holds the other connection's live entry, so only that one announces.
     tables.connections.put_item(
         Item={
             "pk": "ROOM#lobby",
-            "sk": "CONN#c0",
-            "connectionId": "c0",
+            "sk": "USER#alice",
             "userId": "alice",
-            "joinedAt": "2000-01-01T00:00:00.000Z",
+            "c:c0": int(time.time()) + TTL,
+            "v": 1,
             "expiresAt": int(time.time()) + TTL,
         }
     )
     joined(chat, "c1", "alice")
     assert presence_events(published) == []
-    # an expired (dead) membership does not count
+    # an expired (dead) connection does not count, and the join prunes its entry
     tables.connections.put_item(
         Item={
             "pk": "ROOM#other",
-            "sk": "CONN#c9",
-            "connectionId": "c9",
+            "sk": "USER#alice",
             "userId": "alice",
-            "joinedAt": "2000-01-01T00:00:00.000Z",
+            "c:c9": int(time.time()) - 1,
+            "v": 1,
             "expiresAt": int(time.time()) - 1,
         }
     )
     chat.send("c1", {"action": "join", "room": "other"})
     assert [e["room"] for e in presence_events(published)] == ["other"]
+    item = tables.connections.get_item(Key={"pk": "ROOM#other", "sk": "USER#alice"})["Item"]
+    assert "c:c9" not in item and "c:c1" in item
 
 
 def test_disconnect_publishes_left_where_it_was_the_last_connection(
