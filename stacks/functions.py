@@ -22,8 +22,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from stacks.config import ChatConfig
 from stacks.bundling import dependencies_layer
+from stacks.config import ChatConfig
 from stacks.lambda_function import ARCHITECTURE, RUNTIME, chat_function
 from stacks.storage import dead_letter_queue
 
@@ -52,22 +52,21 @@ CONNECTION_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:PutItem",  # $connect: META
     "dynamodb:GetItem",  # $disconnect: META's room list
     "dynamodb:BatchWriteItem",  # $disconnect: memberships
-    "dynamodb:DeleteItem",  # $disconnect: META
-    "dynamodb:Query",  # $disconnect: was it the user's last membership in the room?
-    "dynamodb:UpdateItem",  # $disconnect: the room's member count (chat.roster)
+    "dynamodb:DeleteItem",  # $disconnect: META; the user item on the last leave
+    "dynamodb:UpdateItem",  # $disconnect: the user item (last leave?), member count
 )
 CLIENT_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:GetItem",  # membership checks; join: META (the token's allowedRooms)
     "dynamodb:PutItem",  # join: membership
-    "dynamodb:UpdateItem",  # join/leave/ping: META rooms and expiry
-    "dynamodb:DeleteItem",  # leave: membership
-    "dynamodb:Query",  # presence: the room partition; first/last membership of a user
+    "dynamodb:UpdateItem",  # join/leave/ping: META rooms and expiry; the user item
+    "dynamodb:DeleteItem",  # leave: membership; the user item on the last leave
+    "dynamodb:Query",  # presence: member pages (USER#, REMOTE#<region># ranges)
 )
 CLIENT_HANDLER_MESSAGES_ACTIONS = ("dynamodb:Query",)  # history, join's `missed`
 BUS_HANDLER_MESSAGES_ACTIONS = ("dynamodb:PutItem",)  # conditional history write
 BUS_HANDLER_CONNECTIONS_ACTIONS = (
-    "dynamodb:Query",  # fan-out: the room's connections; 410 cleanup: last membership?
-    "dynamodb:GetItem",  # 410 Gone cleanup: META
+    "dynamodb:Query",  # fan-out: the room's connections; remote regions of a room
+    "dynamodb:GetItem",  # 410 Gone cleanup: META; member_presence: user/remote items
     "dynamodb:UpdateItem",  # chat.presence: REMOTE#<region>#<userId> (conditional upsert)
     "dynamodb:BatchWriteItem",  # 410 Gone cleanup: memberships
     "dynamodb:DeleteItem",  # 410 Gone cleanup: META

@@ -72,14 +72,7 @@ XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
 # stacks/functions.py: DynamoDB actions per table, and PutEvents on the bus.
 CONTRACT_IAM: dict[str, dict[str, Any]] = {
     "ConnectionHandler": {
-        "connections": (
-            "PutItem",
-            "GetItem",
-            "DeleteItem",
-            "BatchWriteItem",
-            "Query",
-            "UpdateItem",
-        ),
+        "connections": ("PutItem", "GetItem", "DeleteItem", "BatchWriteItem", "UpdateItem"),
         "bus": True,
     },
     "ClientMessageHandler": {
