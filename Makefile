@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(CURDIR)/$(VENV)/bin/python
-CDK := npx --no-install cdk
+# The pinned CLI, started directly (npx would add an npm process to every synth).
+CDK := $(CURDIR)/node_modules/.bin/cdk
 CDK_OUT ?= cdk.out
 # Extra CDK arguments, e.g. make synth CDK_ARGS="-c regions=us-east-1,eu-west-1"
 CDK_ARGS ?=

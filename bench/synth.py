@@ -1,6 +1,6 @@
 """How long ``cdk synth`` takes and how much memory it needs (``python -m bench.synth``).
 
-``cdk synth`` is a process tree (npx, the CDK CLI in Node, ``python3 app.py``,
+``cdk synth`` is a process tree (the CDK CLI in Node, ``python3 app.py``,
 the jsii kernel in a second Node process, esbuild or pip for bundling), so one
 process's max RSS says little: ``/usr/bin/time -v`` reports the largest
 *child*. This module samples the whole tree instead: the command runs in a new
@@ -150,10 +150,11 @@ def synth_env() -> dict[str, str]:
     return env
 
 
-# How ``make synth`` starts the CDK CLI; ``DIRECT_CLI`` skips npm's launcher
-# (one Node process, about 75 MiB and a few hundred ms, fewer).
-MAKE_CLI = ("npx", "--no-install", "cdk")
+# How ``make synth`` starts the CDK CLI: directly, not through npx (npm's
+# launcher is one more Node process, about 75 MiB and a few hundred ms).
 DIRECT_CLI = (str(ROOT / "node_modules" / ".bin" / "cdk"),)
+MAKE_CLI = DIRECT_CLI
+NPX_CLI = ("npx", "--no-install", "cdk")
 
 
 def synth_command(

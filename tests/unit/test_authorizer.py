@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,51 +101,54 @@ def test_minted_token_verifies() -> None:
     assert verify(mint_token(SECRET, "bob"), SECRET.encode(), now).rooms is None
 
 
+# Tokens are built when each test runs, not at collection: a token whose
+# exp/nbf is relative to "now" must not age while the rest of the suite runs.
 @pytest.mark.parametrize(
-    ("token", "reason"),
+    ("make_token", "reason"),
     [
-        (forge(good(exp=int(time.time()) - 31)), "expired"),
-        (forge(good(), secret="another-secret"), "bad signature"),
-        (forge(good(), header={"alg": "none"}), "alg"),
-        (forge(good(), header={"alg": "HS512"}, digest=hashlib.sha512), "alg"),
-        (forge(good(), header={"alg": "RS256"}), "alg"),
-        (forge(good(), header={"alg": "hs256"}), "alg"),
-        (forge(good(), header={"typ": "JWT"}), "alg"),
-        (forge(good(), header={"alg": "HS256", "crit": ["x"]}), "crit"),
-        (forge({"exp": int(time.time()) + 60}), "sub"),
-        (forge(good(sub="")), "sub"),
-        (forge(good(sub="u" * 129)), "sub"),
-        (forge(good(sub=42)), "sub"),
-        (forge({"sub": "alice"}), "exp"),
-        (forge(good(exp="9999999999")), "exp"),
-        (forge(good(exp=True)), "exp"),
-        (forge(good(exp=1.5e12)), "exp"),
-        (forge(good(nbf=int(time.time()) + 120)), "not valid yet"),
-        (forge(good(name="n" * 65)), "name"),
-        (forge(good(name=7)), "name"),
-        (forge(good(rooms="lobby")), "rooms"),
-        (forge(good(rooms={"lobby": True})), "rooms"),
-        (forge(good(rooms=[1])), "rooms"),
-        (forge(good(rooms=["bad room"])), "rooms"),
-        (forge(good(rooms=["a/b"])), "rooms"),
-        (forge(good(rooms=["r" * 65])), "rooms"),
-        (forge(good(rooms=["x"] * 51)), "rooms"),
-        ("", "no token"),
-        ("abc", "three"),
-        ("a.b", "three"),
-        ("a.b.c.d", "three"),
-        ("..", "base64url"),
-        (b64(b'{"alg":"HS256"}') + ".e30.", "base64url"),  # empty signature
-        (b64(b'{"alg":"HS256"}') + ".e30.ab=c", "base64url"),
-        ("e30=.e30.abc", "base64url"),
-        ("e+0.e30.abc", "base64url"),
-        ("a.e30.abc", "base64url"),
-        (b64(b"not json") + ".e30.abc", "JSON"),
-        (b64(b"[1]") + ".e30.abc", "object"),
-        ("x" * 4097, "longer"),
+        (lambda: forge(good(exp=int(time.time()) - 31)), "expired"),
+        (lambda: forge(good(), secret="another-secret"), "bad signature"),
+        (lambda: forge(good(), header={"alg": "none"}), "alg"),
+        (lambda: forge(good(), header={"alg": "HS512"}, digest=hashlib.sha512), "alg"),
+        (lambda: forge(good(), header={"alg": "RS256"}), "alg"),
+        (lambda: forge(good(), header={"alg": "hs256"}), "alg"),
+        (lambda: forge(good(), header={"typ": "JWT"}), "alg"),
+        (lambda: forge(good(), header={"alg": "HS256", "crit": ["x"]}), "crit"),
+        (lambda: forge({"exp": int(time.time()) + 60}), "sub"),
+        (lambda: forge(good(sub="")), "sub"),
+        (lambda: forge(good(sub="u" * 129)), "sub"),
+        (lambda: forge(good(sub=42)), "sub"),
+        (lambda: forge({"sub": "alice"}), "exp"),
+        (lambda: forge(good(exp="9999999999")), "exp"),
+        (lambda: forge(good(exp=True)), "exp"),
+        (lambda: forge(good(exp=1.5e12)), "exp"),
+        (lambda: forge(good(nbf=int(time.time()) + 120)), "not valid yet"),
+        (lambda: forge(good(name="n" * 65)), "name"),
+        (lambda: forge(good(name=7)), "name"),
+        (lambda: forge(good(rooms="lobby")), "rooms"),
+        (lambda: forge(good(rooms={"lobby": True})), "rooms"),
+        (lambda: forge(good(rooms=[1])), "rooms"),
+        (lambda: forge(good(rooms=["bad room"])), "rooms"),
+        (lambda: forge(good(rooms=["a/b"])), "rooms"),
+        (lambda: forge(good(rooms=["r" * 65])), "rooms"),
+        (lambda: forge(good(rooms=["x"] * 51)), "rooms"),
+        (lambda: "", "no token"),
+        (lambda: "abc", "three"),
+        (lambda: "a.b", "three"),
+        (lambda: "a.b.c.d", "three"),
+        (lambda: "..", "base64url"),
+        (lambda: b64(b'{"alg":"HS256"}') + ".e30.", "base64url"),  # empty signature
+        (lambda: b64(b'{"alg":"HS256"}') + ".e30.ab=c", "base64url"),
+        (lambda: "e30=.e30.abc", "base64url"),
+        (lambda: "e+0.e30.abc", "base64url"),
+        (lambda: "a.e30.abc", "base64url"),
+        (lambda: b64(b"not json") + ".e30.abc", "JSON"),
+        (lambda: b64(b"[1]") + ".e30.abc", "object"),
+        (lambda: "x" * 4097, "longer"),
     ],
 )
-def test_invalid_tokens_are_refused(token: str, reason: str) -> None:
+def test_invalid_tokens_are_refused(make_token: Callable[[], str], reason: str) -> None:
+    token = make_token()
     with pytest.raises(InvalidTokenError, match=reason):
         verify(token, SECRET, time.time())
 
