@@ -63,11 +63,17 @@ def _deadline() -> float:
     return now + max(0.0, remaining - HANDOFF_MARGIN_S)
 
 
+_aimd: fanout.AimdLimiter | None = None
+
+
 def _limiter() -> SharedBudget:
-    settings = config.get_settings()
-    budget = float(settings.fanout_request_budget)
-    local = fanout.AimdLimiter(budget, max_rate=budget)
-    return SharedBudget(local=local)
+    """The shared budget over this container's AIMD limiter, which outlives a job:
+    a slow-down that API Gateway's 429s taught carries over to the next shard."""
+    global _aimd
+    if _aimd is None:
+        budget = float(config.get_settings().fanout_request_budget)
+        _aimd = fanout.AimdLimiter(budget, max_rate=budget)
+    return SharedBudget(local=_aimd)
 
 
 def handle_shard(job: fanout_queue.ShardJob, deadline: float) -> dict[str, int]:
@@ -112,6 +118,8 @@ def handle_shard(job: fanout_queue.ShardJob, deadline: float) -> dict[str, int]:
                 job.handed_on(result.unsent),
                 delay_seconds=0 if out_of_time else THROTTLED_HANDOFF_DELAY_S,
             )
+            # Now the child job owns them: a retry of this job must not post them too.
+            shard_progress.record_done(job.shard_id, result.unsent)
             count("HandedOffConnections", len(result.unsent))
             counts["handedOn"] = len(result.unsent)
     shard_progress.mark_complete(job.shard_id)

@@ -33,8 +33,8 @@ __all__ = ["FANOUT_WORKER_CONNECTIONS_ACTIONS", "ChatFanout"]
 # Exactly what the worker calls on the connections table (docs/contracts.md).
 FANOUT_WORKER_CONNECTIONS_ACTIONS = (
     "dynamodb:GetItem",  # shard progress; 410 Gone cleanup: META
-    "dynamodb:UpdateItem",  # shard progress; the shared request budget's window counters
-    "dynamodb:Query",  # 410 Gone cleanup: was it the user's last membership?
+    # shard progress; the budget's window counters; 410 cleanup: the user item, the count
+    "dynamodb:UpdateItem",
     "dynamodb:BatchWriteItem",  # 410 Gone cleanup: memberships
     "dynamodb:DeleteItem",  # 410 Gone cleanup: META
 )

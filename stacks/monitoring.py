@@ -11,7 +11,8 @@ What is alarmed and why:
   4XX/5XX; a few are normal, e.g. refused ``$connect`` requests);
 * the HTTP API's ``5xx`` (HttpHandler failed or timed out, or API Gateway
   could not call it; 4xx are the clients' own errors and are not alarmed);
-* the runtime's ``FailedDeliveries`` and ``PublishFailures`` (names in
+* the runtime's ``FailedDeliveries``, ``PublishFailures``,
+  ``PresencePublishFailures`` and ``ShardFailures`` (names in
   docs/contracts.md, "Metrics").
 """
 
@@ -36,6 +37,9 @@ ALARMED_CUSTOM_METRICS: tuple[str, ...] = (
     "FailedDeliveries",
     "PublishFailures",
     "PresencePublishFailures",
+    # A fan-out shard failed (FanoutWorker reports it as a batch item failure, not
+    # a Lambda error, so FanoutWorkerErrors does not see it); SQS retries it.
+    "ShardFailures",
 )
 
 # IntegrationError counts every 4XX the handlers return on purpose (a refused

@@ -57,15 +57,17 @@ def broadcast(room: str, frame: str, *, job_id: str) -> BroadcastResult:
     ids: list[str] = []
     # Pages of one shard's size: in a big room the first shards are queued
     # (and workers start) while later pages are still being read.
+    big = False
     for page in store.iter_room_connection_ids(room, shard_size if sharding else None):
         ids.extend(page)
         result.members += len(page)
-        if sharding and result.members > settings.fanout_shard_threshold:
+        big = big or (sharding and result.members > settings.fanout_shard_threshold)
+        if big:
             full = len(ids) - len(ids) % shard_size
             if full:
                 _queue(room, frame, ids[:full], job_id, result)
                 del ids[:full]
-    if result.shards:
+    if big:
         if ids:
             _queue(room, frame, ids, job_id, result)
         return result

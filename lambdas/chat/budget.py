@@ -35,6 +35,7 @@ from typing import Any
 
 from chat import clients, config
 from chat.fanout import Limiter
+from chat.observability import logger
 
 __all__ = ["SharedBudget", "take_slice"]
 
@@ -81,6 +82,11 @@ class SharedBudget:
     async def _fetch(self, window: int) -> None:
         try:
             granted = await asyncio.to_thread(self._grant, window, self.slice, self.per_window)
+        except Exception:
+            # No slice (DynamoDB throttled the counter, say): the same as an
+            # exhausted window, so callers wait for the next one and try again.
+            logger.warning("could not reserve a budget slice; waiting for the next window")
+            granted = 0
         finally:
             self._pending = None
         self.granted += granted
@@ -113,7 +119,9 @@ class SharedBudget:
                 self.waits += 1
                 await self._sleep(max(0.0, (window + 1) * self.window_s - self._clock()))
                 continue
-            await self._prefetch(window)
+            # Shielded: a caller that gives up (its deadline) must not cancel
+            # the fetch the other callers are waiting for.
+            await asyncio.shield(self._prefetch(window))
 
     def throttled(self) -> None:
         if self._local is not None:

@@ -464,7 +464,7 @@ class _Fanout:
                 self.result.unsent.append(cid)
                 self._finish()
                 continue
-            if self.limiter is not None and not await self._acquire():
+            if self.limiter is not None and not await self._permitted():
                 self.result.unsent.append(cid)
                 self._finish()
                 continue
@@ -484,6 +484,15 @@ class _Fanout:
         except TimeoutError:
             return False
         return not self._expired()
+
+    async def _permitted(self) -> bool:
+        """:meth:`_acquire`, where a limiter that fails (its store is down) means
+        "not now": the id is handed back, never lost, and the worker lives on."""
+        try:
+            return await self._acquire()
+        except Exception:
+            logger.exception("the request limiter failed; the connection is handed back")
+            return False
 
     async def _post(self, cid: str, attempt: int) -> None:
         url = self.base + quote(cid, safe="")

@@ -414,12 +414,14 @@ def _prune_entries(room: str, user_id: str, stale: Mapping[str, int]) -> None:
 def remove_user_connection(room: str, user_id: str, connection_id: str) -> bool:
     """Remove the connection's entry from the user item; True on last-leave.
 
-    One UpdateItem (``REMOVE``, ``ReturnValues=ALL_NEW``, conditional on the
-    item existing so it is never recreated): last-leave means no live entry is
-    left. The item is then deleted, conditional on its version ``v`` so a join
-    that raced in keeps it. A missing item also counts as last-leave (the user
-    has no presence here: a repeated cleanup, or a membership written before
-    user items existed); a duplicate "left" is harmless.
+    One UpdateItem (``REMOVE``, ``ReturnValues=ALL_NEW``, conditional on this
+    connection's entry existing, so the item is never recreated and only one
+    of two overlapping cleanups of a connection, e.g. ``$disconnect`` racing a
+    410, sees the transition): last-leave means no live entry is left. The
+    item is then deleted, conditional on its version ``v`` so a join that
+    raced in keeps it. No entry (a repeated cleanup, or a membership written
+    before user items existed) is not a leave: nothing is announced or
+    counted twice, and other regions drop a user whose lease is not renewed.
     """
     key = _user_key(room, user_id)
     ddb = clients.dynamodb()
@@ -428,14 +430,14 @@ def remove_user_connection(room: str, user_id: str, connection_id: str) -> bool:
             TableName=_table(),
             Key=key,
             UpdateExpression="REMOVE #c ADD v :one",
-            ConditionExpression="attribute_exists(pk)",
+            ConditionExpression="attribute_exists(#c)",
             ExpressionAttributeNames={"#c": ENTRY_PREFIX + connection_id},
             ExpressionAttributeValues={":one": {"N": "1"}},
             ReturnValues="ALL_NEW",
         )
     except ClientError as error:
         if _is_conditional_failure(error):
-            return True
+            return False
         raise
     item = response.get("Attributes") or {}
     if _live(item, epoch_seconds()):

@@ -90,7 +90,7 @@ CONTRACT_IAM: dict[str, dict[str, Any]] = {
         "bus": True,
     },
     "FanoutWorker": {
-        "connections": ("GetItem", "UpdateItem", "Query", "BatchWriteItem", "DeleteItem"),
+        "connections": ("GetItem", "UpdateItem", "BatchWriteItem", "DeleteItem"),
         "bus": True,
     },
 }
@@ -681,8 +681,8 @@ def test_alarms(template: JsonDict) -> None:
     topic_id, topic = only(template, "AWS::SNS::Topic")
     assert resolve(topic["Properties"]["KmsMasterKeyId"], region="r").endswith(":alias/aws/sns")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # 6 functions x (Errors, Throttles) + 3 DLQs + 2 WebSocket + 1 HTTP API + 3 custom
-    assert len(alarms) == 21
+    # 6 functions x (Errors, Throttles) + 3 DLQs + 2 WebSocket + 1 HTTP API + 4 custom
+    assert len(alarms) == 22
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -696,7 +696,7 @@ def test_alarms(template: JsonDict) -> None:
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
         + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
-        + [("chat/prod", "PresencePublishFailures")]
+        + [("chat/prod", "PresencePublishFailures"), ("chat/prod", "ShardFailures")]
     )
     functions = {
         function_by_handler(template, handler)[0]

@@ -11,7 +11,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from chat import clients, ids, presence, store
+from chat import clients, ids, presence, roster, store
+from chat.protocol import Sender
 from tests.unit.conftest import TEST_ENV, create_tables, frames_in
 from tests.unit.connections_server import GONE, ConnectionsServer
 
@@ -203,11 +204,39 @@ def test_gone_cleanup_of_an_orphan_membership_names_the_user_from_it(
             "name": "Zoe",
         }
     )
+    # The orphan's user entry is still there: this cleanup is zoe's last leave.
+    tables.connections.put_item(
+        Item={
+            "pk": "ROOM#lobby",
+            "sk": "USER#zoe",
+            "userId": "zoe",
+            "name": "Zoe",
+            "c:orphan": int(time.time()) + TTL,
+            "v": 1,
+            "expiresAt": int(time.time()) + TTL,
+        }
+    )
     result = presence.cleanup_connection("orphan", rooms_hint=("lobby", "never-joined"))
     assert result.removed_rooms == ["lobby"] and result.deleted == 1
     (event,) = presence_events(published)
     assert event["member"] == {"userId": "zoe", "name": "Zoe", "region": "us-east-1"}
     assert tables.connections.scan()["Items"] == []
+
+
+def test_overlapping_cleanups_of_one_connection_announce_and_count_one_leave(
+    chat: Any, published: list[Any], tables: Any
+) -> None:
+    """$disconnect racing a 410 cleanup (or two 410s): both find the membership,
+    only the one that removes the user's entry is the user's last leave."""
+    for cid, user in (("a1", "alice"), ("b1", "bob"), ("c1", "carol")):
+        chat.connect(cid, user)
+        assert chat.send(cid, {"action": "join", "room": "lobby"})["type"] == "joined"
+    published.clear()
+    alice = Sender(user_id="alice", name=None, region="us-east-1")
+    presence.after_leave("lobby", alice, "a1")
+    presence.after_leave("lobby", alice, "a1")  # the overlapping second cleanup
+    assert [e["event"] for e in presence_events(published)] == ["left"]
+    assert roster.read("lobby").total == 2
 
 
 def test_presence_publish_failure_never_breaks_join_or_leave(

@@ -475,3 +475,89 @@ def test_a_budgeted_fanout_reports_throttling_to_the_local_limiter(
 def _no_leftover_settings() -> Iterator[None]:
     yield
     config.reset()
+
+
+def test_a_room_over_the_threshold_is_sharded_even_below_one_shard(
+    queue_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("FANOUT_SHARD_SIZE", "50")
+    config.reset()
+    ids = seed_members(12)  # > threshold 10, < one shard of 50
+    result = broadcast.broadcast(ROOM, FRAME, job_id="m1")
+    assert (result.shards, result.delivered) == (1, 0)
+    (job,) = queued(queue_url)
+    assert sorted(job["connectionIds"]) == ids
+
+
+def test_a_parent_retried_after_its_hand_off_leaves_the_rest_to_the_child(
+    queue_url: str, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+):
+    """The hand-off was queued, then marking the parent complete failed: the
+    retried parent must not post to what the child job now owns."""
+    ids = seed_members(12)
+    monkeypatch.setattr(fanout, "clock", lambda: 0.0 if len(mgmt.posts()) < 3 else 1e9)
+    real_complete = shard_progress.mark_complete
+    failures = []
+
+    def fails_once(shard_id: str) -> None:
+        if not failures:
+            failures.append(shard_id)
+            raise RuntimeError("DynamoDB unavailable")
+        real_complete(shard_id)
+
+    monkeypatch.setattr(shard_progress, "mark_complete", fails_once)
+    fanout_queue.send_job(shard(ids))
+    context = WorkerContext(remaining_ms=int(fanout_worker.HANDOFF_MARGIN_S * 1000) + 100_000)
+    sqs = boto3.client("sqs", region_name=REGION)
+    message = sqs.receive_message(QueueUrl=queue_url, AttributeNames=["All"])["Messages"][0]
+    response = fanout_worker.handler(sqs_event(message), context)
+    assert response["batchItemFailures"]  # the parent comes back
+    sqs.change_message_visibility(
+        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
+    monkeypatch.setattr(fanout, "clock", lambda: 0.0)
+    drain(queue_url, context)
+    assert posts_per_id(mgmt) == Counter(ids)
+
+
+def test_a_failing_budget_store_hands_back_instead_of_hanging(queue_url: str):
+    def broken(window: int, wanted: int, per_window: int) -> int:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    ids = seed_members(5)
+    limiter = budget.SharedBudget(rate_per_second=1000, grant=broken)
+    result = fanout.deliver(
+        ROOM, FRAME.encode(), connection_ids=ids, limiter=limiter, deadline=fanout.clock() + 0.3
+    )
+    assert sorted(result.unsent) == ids and result.delivered == 0
+
+
+def test_a_caller_giving_up_does_not_cancel_the_slice_others_wait_for():
+    import threading
+
+    release = threading.Event()
+
+    def slow(window: int, wanted: int, per_window: int) -> int:
+        release.wait(10)
+        return wanted
+
+    limiter = budget.SharedBudget(rate_per_second=1000, window_ms=60_000, grant=slow)
+
+    async def main() -> list[str]:
+        async def impatient() -> str:
+            try:
+                await asyncio.wait_for(limiter.acquire(), 0.05)
+            except TimeoutError:
+                return "gave up"
+            return "acquired"
+
+        async def patient() -> str:
+            await limiter.acquire()
+            return "acquired"
+
+        waiting = [asyncio.create_task(impatient()), asyncio.create_task(patient())]
+        await waiting[0]
+        release.set()
+        return list(await asyncio.gather(*waiting))
+
+    assert asyncio.run(main()) == ["gave up", "acquired"]
