@@ -153,7 +153,9 @@ def measure_large_room(
     shard_threshold: int = 1000,
     shard_size: int = 500,
     max_workers: int = 4,
-    settle_s: float = 120.0,
+    # Longer than the fan-out queue's visibility timeout (360 s): a shard that failed
+    # and came back is late, not lost.
+    settle_s: float = 420.0,
 ) -> list[dict[str, Any]]:
     """``runs`` messages, each to a fresh room of ``members`` virtual members, in one sandbox."""
     import tempfile
