@@ -194,7 +194,7 @@ def measure_synth(
 
 def _compare(args: argparse.Namespace) -> dict[str, Any]:
     """Alternate our synth and the sample's, ``args.runs`` times each."""
-    cli = DIRECT_CLI if args.direct else MAKE_CLI
+    cli = MAKE_CLI
     ours: list[RunSample] = []
     theirs: list[RunSample] = []
     sample_env = dict(os.environ)
