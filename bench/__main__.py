@@ -135,18 +135,15 @@ def part_fanout(args: argparse.Namespace) -> list[dict[str, Any]]:
 def part_large_room(args: argparse.Namespace) -> list[dict[str, Any]]:
     from bench import large_room
 
-    try:
-        return large_room.measure_large_room(
-            args.runs,
-            members=args.large_members,
-            rate_limit=args.large_rate_limit,
-            budget=args.large_budget,
-            shard_threshold=min(1000, args.large_members // 2),
-            shard_size=args.large_shard_size,
-            max_workers=args.large_workers,
-        )
-    except large_room.Unavailable as error:
-        raise Unavailable(str(error)) from error
+    return large_room.measure_large_room(
+        args.runs,
+        members=args.large_members,
+        rate_limit=args.large_rate_limit,
+        budget=args.large_budget,
+        shard_threshold=min(1000, args.large_members // 2),
+        shard_size=args.large_shard_size,
+        max_workers=args.large_workers,
+    )
 
 
 def part_model(args: argparse.Namespace, measured_rate: float | None) -> list[dict[str, Any]]:
@@ -175,10 +172,8 @@ def _with_runs(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def part_synth(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    try:
-        from bench.synth import measure_synth
-    except ImportError as error:
-        raise Unavailable("needs bench/synth.py (helper B)") from error
+    from bench.synth import measure_synth
+
     medians: dict[str, Any] = {}
     spread: dict[str, Any] = {}
     for regions in (3,) if args.quick else (3, 20):
@@ -189,10 +184,8 @@ def part_synth(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def part_cold_start(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    try:
-        from bench.cold_start import measure_cold_start
-    except ImportError as error:
-        raise Unavailable("needs bench/cold_start.py (helper B)") from error
+    from bench.cold_start import measure_cold_start
+
     return _with_runs(measure_cold_start(max(args.runs, 5) if not args.quick else 3))
 
 

@@ -23,21 +23,14 @@ The app is synthesized once per bench invocation into ``.bench/large-room/cdk.ou
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import REPO, Client, SandboxProcess, room_name
+from tests.e2e.harness import REPO, Client, SandboxProcess, room_name, synth
 
 OUT_DIR = REPO / ".bench" / "large-room" / "cdk.out"  # "cdk.out": ruff and mypy skip it
 REGION = "us-east-1"
-
-
-class Unavailable(RuntimeError):
-    """A part of the bench needs something that is not in this checkout yet."""
 
 
 def context_overrides(
@@ -49,46 +42,6 @@ def context_overrides(
         "-c", f"fanoutShardSize={shard_size}",
         "-c", f"fanoutMaxWorkers={max_workers}",
     ]  # fmt: skip
-
-
-def check_prerequisites() -> None:
-    """Raise :class:`Unavailable` naming what is missing (virtual connections, the queue)."""
-    try:
-        from sandbox import virtual  # noqa: F401
-    except ImportError as error:
-        raise Unavailable(
-            "large_room needs sandbox/virtual.py (virtual connections, helper C)"
-        ) from error
-    config = (REPO / "stacks" / "config.py").read_text()
-    missing = [
-        key
-        for key in ("fanoutRequestBudget", "fanoutShardThreshold", "fanoutShardSize")
-        if key not in config
-    ]
-    if missing:
-        raise Unavailable(f"large_room needs the CDK context keys {missing} (the lead)")
-    if not (REPO / "stacks" / "fanout.py").exists():
-        raise Unavailable("large_room needs the FanoutQueue and FanoutWorker (stacks/fanout.py)")
-
-
-def synth_large_room(overrides: list[str], timeout: float = 900) -> Path:
-    """``cdk synth`` of the app with ``overrides`` into the bench's own directory."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    OUT_DIR.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["npx", "--no-install", "cdk", "synth", "--quiet", "-o", str(OUT_DIR), *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"cdk synth for large_room failed:\n{done.stderr[-3000:]}")
-    return OUT_DIR
 
 
 async def one_message(
@@ -160,8 +113,12 @@ def measure_large_room(
     """``runs`` messages, each to a fresh room of ``members`` virtual members, in one sandbox."""
     import tempfile
 
-    check_prerequisites()
-    cdk_out = synth_large_room(context_overrides(budget, shard_threshold, shard_size, max_workers))
+    OUT_DIR.parent.mkdir(parents=True, exist_ok=True)
+    cdk_out = synth(
+        OUT_DIR,
+        timeout=900,
+        context=context_overrides(budget, shard_threshold, shard_size, max_workers),
+    )
     results: list[dict[str, Any]] = []
     # A fresh sandbox per run: a run's room must not receive anything but its own
     # message (the sender leaving the previous room pushes a frame to its 5,000

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -28,13 +28,14 @@ REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
 PORTS_NEEDED = 2 + 4 * len(REGIONS)
 
 
-def synth(outdir: Path, timeout: float = 600) -> Path:
-    """``npx cdk synth`` of the app as cdk.json configures it (what `make local` runs)."""
+def synth(outdir: Path, timeout: float = 600, context: Sequence[str] = ()) -> Path:
+    """``cdk synth`` of the app as cdk.json configures it (what `make local` runs),
+    ``context`` being ``-c key=value`` arguments on top."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     result = subprocess.run(
-        ["npx", "--no-install", "cdk", "synth", "--quiet", "-o", str(outdir)],
+        ["npx", "--no-install", "cdk", "synth", "--quiet", "-o", str(outdir), *context],
         cwd=REPO,
         env=env,
         capture_output=True,
