@@ -14,7 +14,10 @@ forwarded from another region. For ``chat.message``:
    If the write itself fails the handler raises, so Lambda's async retries
    (and then the target's dead-letter queue) get another chance; nothing was
    delivered yet, so a retry cannot duplicate.
-3. Post the ``message`` frame to every local connection in the room.
+3. Push the ``message`` frame to every local connection in the room
+   (:func:`chat.broadcast.broadcast`: in this invocation, or as shard jobs
+   for FanoutWorkers when the room is above ``FANOUT_SHARD_THRESHOLD``;
+   the summary's status is then ``sharded``).
 
 Delivery failures after the write are not raised. The message is durable in
 history, so a client that missed it (a failed post, or a crash mid fan-out)
