@@ -43,9 +43,8 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, presence, protocol, roster, store
-from chat.observability import count, logger, metrics, tracer
-from chat.protocol import (
+from chat import bus, config, frames, presence, roster, store
+from chat.frames import (
     FORBIDDEN,
     INTERNAL,
     NOT_MEMBER,
@@ -59,6 +58,7 @@ from chat.protocol import (
     Send,
     frame,
 )
+from chat.observability import count, logger, metrics, tracer
 from chat.tokens import room_allowed
 
 MAX_MISSED = 100
@@ -198,7 +198,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.append_keys(connectionId=connection_id, routeKey=request_context.get("routeKey"))
         if not isinstance(connection_id, str) or not connection_id:
             raise RuntimeError("event without requestContext.connectionId")
-        request, ref = protocol.parse_client_frame(
+        request, ref = frames.parse_client_frame(
             event.get("body"),
             max_body_bytes=config.get_settings().max_body_bytes,
             is_base64=bool(event.get("isBase64Encoded")),
@@ -213,5 +213,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except Exception:
         logger.exception("request failed")
         count("InternalErrors")
-        reply = protocol.error_frame(INTERNAL, "internal error", ref)
+        reply = frames.error_frame(INTERNAL, "internal error", ref)
     return _response(reply)

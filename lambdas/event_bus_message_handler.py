@@ -62,8 +62,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from chat import broadcast, config, roster, store
 from chat.bus import MESSAGE_DETAIL_TYPE, PRESENCE_DETAIL_TYPE
 from chat.ids import id_timestamp_ms, now_ms
+from chat.json_codec import compact_json
+from chat.model import ChatMessage, PresenceEvent
 from chat.observability import MetricUnit, count, logger, metrics, tracer
-from chat.protocol import ChatMessage, PresenceEvent, compact_json
 
 
 @logger.inject_lambda_context(clear_state=True)

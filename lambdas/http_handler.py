@@ -40,11 +40,8 @@ from urllib.parse import unquote
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, protocol, store
-from chat.identity import Identity, InvalidIdentityError, resolve
-from chat.ids import is_valid_id
-from chat.observability import count, logger, metrics, tracer
-from chat.protocol import (
+from chat import bus, config, store
+from chat.frames import (
     BAD_REQUEST,
     DEFAULT_HISTORY_LIMIT,
     FORBIDDEN,
@@ -52,8 +49,12 @@ from chat.protocol import (
     MAX_HISTORY_LIMIT,
     TOO_LARGE,
     ProtocolError,
-    Sender,
 )
+from chat.http_requests import parse_http_post
+from chat.identity import Identity, InvalidIdentityError, resolve
+from chat.ids import is_valid_id
+from chat.model import Sender, valid_room
+from chat.observability import count, logger, metrics, tracer
 from chat.tokens import room_allowed
 
 __all__ = ["LONG_POLL_MARGIN_MS", "MAX_WAIT_SECONDS", "handler"]
@@ -125,7 +126,7 @@ def _identity(event: dict[str, Any]) -> Identity:
 
 def _check_room(who: Identity, room: object) -> None:
     """403 when the room is valid but the token does not allow it (invalid: left to the caller)."""
-    if protocol.valid_room(room) and not room_allowed(who.rooms, str(room)):
+    if valid_room(room) and not room_allowed(who.rooms, str(room)):
         count("ForbiddenRequests")
         raise ProtocolError(FORBIDDEN, f"your token does not allow room {room!r}")
 
@@ -134,7 +135,7 @@ def _post(event: dict[str, Any], room: object) -> dict[str, Any]:
     settings = config.get_settings()
     who = _identity(event)
     _check_room(who, room)
-    request = protocol.parse_http_post(
+    request = parse_http_post(
         event.get("body"),
         room=room,
         max_body_bytes=settings.max_body_bytes,
@@ -193,7 +194,7 @@ def _wait_budget(wait: float, context: LambdaContext) -> float:
 
 def _get(event: dict[str, Any], room: object, context: LambdaContext) -> dict[str, Any]:
     who = _identity(event)
-    if not protocol.valid_room(room):
+    if not valid_room(room):
         raise ProtocolError(BAD_REQUEST, "room must match ^[A-Za-z0-9_.:-]{1,64}$")
     assert isinstance(room, str)
     _check_room(who, room)

@@ -16,8 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chat import clients, config, retry
 from chat.ids import id_timestamp_ms, iso_from_ms, new_id
+from chat.model import ChatMessage, Sender
 from chat.observability import count, logger
-from chat.protocol import ChatMessage, Sender
 
 if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from chat import clients, config, retry
-from chat.protocol import compact_json
+from chat.json_codec import compact_json
 
 __all__ = [
     "SHARD_KIND",

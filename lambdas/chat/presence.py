@@ -49,8 +49,8 @@ from collections.abc import Iterable
 
 from chat import bus, config, roster, store
 from chat.ids import now_ms
+from chat.model import PresenceEvent, Sender
 from chat.observability import count, logger
-from chat.protocol import PresenceEvent, Sender
 
 __all__ = [
     "PRESENCE_DETAIL_TYPE",

@@ -41,9 +41,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chat import clients, config
+from chat.frames import frame
 from chat.ids import epoch_seconds
 from chat.observability import count, logger
-from chat.protocol import frame
 
 __all__ = ["COUNT_SK", "RoomCount", "add", "is_live", "mode_frame", "read", "set_quiet"]
 

@@ -60,8 +60,9 @@ from botocore.exceptions import ClientError
 
 from chat import clients, config, retry
 from chat.ids import epoch_seconds, iso_from_ms, now_ms
+from chat.json_codec import compact_json
+from chat.model import ChatMessage, PresenceEvent, Sender
 from chat.observability import logger
-from chat.protocol import ChatMessage, PresenceEvent, Sender, compact_json
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chat.protocol import MAX_USER_ID_CHARS
+from chat.model import MAX_USER_ID_CHARS
 
 __all__ = [
     "LEEWAY_SECONDS",

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chat import clients, fanout, ids, store
-from chat.protocol import compact_json
+from chat.json_codec import compact_json
 from tests.unit.connections_server import (
     FORBIDDEN,
     GONE,

@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from chat import clients, ids, presence, roster, store
-from chat.protocol import Sender
+from chat.model import Sender
 from tests.unit.conftest import TEST_ENV, create_tables, frames_in
 from tests.unit.connections_server import GONE, ConnectionsServer
 

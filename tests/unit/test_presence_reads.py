@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from chat import clients, presence, store
-from chat.protocol import Sender
+from chat.model import Sender
 
 TTL = 10800
 LOBBY = "lobby"

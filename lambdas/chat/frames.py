@@ -1,4 +1,8 @@
-"""The wire protocol (docs/protocol.md): client frame validation, server frames.
+"""Client frames and server frames of the wire protocol (docs/protocol.md).
+
+The chat data the frames carry (rooms, senders, messages, presence events)
+is :mod:`chat.model`; ``POST /rooms/{room}/messages`` is :mod:`chat.http_requests`;
+the strict JSON both decode is :mod:`chat.json_codec`.
 
 Validation is plain Python rather than Powertools Parser/pydantic models: the
 protocol fixes the error code of each failure (``bad_request`` vs
@@ -22,38 +26,31 @@ Rules beyond the protocol text (see "Runtime notes" in docs/contracts.md):
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 from chat.ids import is_valid_id
+from chat.json_codec import compact_json, loads_strict
+from chat.model import valid_room
 
 __all__ = [
     "ACTIONS",
-    "PRESENCE_EVENTS",
-    "ChatMessage",
+    "FrameFields",
     "History",
     "Join",
     "Leave",
     "Ping",
     "Presence",
-    "PresenceEvent",
     "ProtocolError",
     "Request",
     "Send",
-    "Sender",
-    "compact_json",
+    "decode_payload",
     "error_frame",
     "frame",
     "parse_client_frame",
-    "parse_http_post",
-    "valid_room",
 ]
 
-ROOM_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}", re.ASCII)
 MAX_REF_CHARS: Final = 64
 DEFAULT_HISTORY_LIMIT: Final = 50
 MAX_HISTORY_LIMIT: Final = 100
@@ -62,8 +59,6 @@ MAX_HISTORY_LIMIT: Final = 100
 MAX_MEMBER_LIMIT: Final = 500
 MAX_CURSOR_CHARS: Final = 128  # a cursor is a user id (the last one of the page)
 ACTIONS: Final = frozenset({"join", "leave", "send", "history", "presence", "ping"})
-PRESENCE_EVENTS: Final = frozenset({"joined", "left"})
-MAX_USER_ID_CHARS: Final = 128
 
 # Error codes (docs/protocol.md)
 BAD_REQUEST: Final = "bad_request"
@@ -128,15 +123,6 @@ class Ping:
 Request = Join | Leave | Send | History | Presence | Ping
 
 
-def compact_json(value: Any) -> str:
-    """The compact encoding the size limit is measured on (and history stores)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def valid_room(value: object) -> bool:
-    return isinstance(value, str) and ROOM_PATTERN.fullmatch(value) is not None
-
-
 def frame(type_: str, ref: str | None = None, **fields: Any) -> dict[str, Any]:
     """A server frame ``{"type": type_, **fields}``, plus ``ref`` when given."""
     out: dict[str, Any] = {"type": type_, **fields}
@@ -149,25 +135,17 @@ def error_frame(code: str, message: str, ref: str | None = None) -> dict[str, An
     return frame("error", ref, code=code, message=message)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _decode(raw: str | bytes | None, is_base64: bool, what: str = "frame") -> Any:
+def decode_payload(raw: str | bytes | None, is_base64: bool, what: str = "frame") -> Any:
     if raw is None:
         raise ProtocolError(BAD_REQUEST, f"{what} is empty; expected a JSON object")
     try:
-        if is_base64:
-            raw = base64.b64decode(raw, validate=True)
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8")
-        return json.loads(raw, parse_constant=_reject_constant)
+        return loads_strict(raw, is_base64)
     except (ValueError, binascii.Error, RecursionError):
         # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
         raise ProtocolError(BAD_REQUEST, f"{what} is not valid JSON") from None
 
 
-class _Fields:
+class FrameFields:
     """Typed access to a frame's fields, raising protocol errors with the ref."""
 
     def __init__(self, obj: dict[str, Any], ref: str | None) -> None:
@@ -246,7 +224,7 @@ def parse_client_frame(
     raw: str | bytes | None, *, max_body_bytes: int, is_base64: bool = False
 ) -> tuple[Request, str | None]:
     """Validate one client frame; returns ``(request, ref)`` or raises ProtocolError."""
-    obj = _decode(raw, is_base64)
+    obj = decode_payload(raw, is_base64)
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_REQUEST, "frame must be a JSON object")
     ref = obj.get("ref")
@@ -254,7 +232,7 @@ def parse_client_frame(
         raise ProtocolError(
             BAD_REQUEST, f"'ref' must be a string of at most {MAX_REF_CHARS} characters"
         )
-    fields = _Fields(obj, ref)
+    fields = FrameFields(obj, ref)
     if "action" not in obj:
         raise fields.bad("missing field 'action'")
     action = obj["action"]
@@ -288,188 +266,3 @@ def parse_client_frame(
                 ref,
             )
     return request, ref
-
-
-def parse_http_post(
-    raw: str | bytes | None, *, room: object, max_body_bytes: int, is_base64: bool = False
-) -> Send:
-    """Validate ``POST /rooms/{room}/messages``: the room, then ``{"body": ...}``.
-
-    The same rules (and error codes) as the ``send`` frame: bad room, not
-    JSON, not an object or no ``body`` -> ``bad_request``; a body whose compact
-    encoding exceeds ``max_body_bytes`` -> ``too_large``. Other keys are ignored.
-    """
-    fields = _Fields({"room": room}, None)
-    checked_room = fields.room()
-    obj = _decode(raw, is_base64, what="request body")
-    if not isinstance(obj, dict):
-        raise ProtocolError(BAD_REQUEST, "request body must be a JSON object")
-    return Send(room=checked_room, body=_Fields(obj, None).body(max_body_bytes))
-
-
-# --- chat messages (bus events, history, ``message`` frames) -----------------
-
-
-@dataclass(frozen=True, slots=True)
-class Sender:
-    user_id: str
-    name: str | None
-    region: str
-
-    def to_dict(self) -> dict[str, str]:
-        out = {"userId": self.user_id}
-        if self.name:
-            out["name"] = self.name
-        out["region"] = self.region
-        return out
-
-    @staticmethod
-    def from_dict(value: object) -> Sender:
-        if not isinstance(value, dict):
-            raise ValueError("sender must be an object")
-        user_id, name, region = value.get("userId"), value.get("name"), value.get("region")
-        if not isinstance(user_id, str) or not user_id:
-            raise ValueError("sender.userId must be a non-empty string")
-        if name is not None and not isinstance(name, str):
-            raise ValueError("sender.name must be a string")
-        if not isinstance(region, str) or not region:
-            raise ValueError("sender.region must be a non-empty string")
-        return Sender(user_id=user_id, name=name or None, region=region)
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    """One chat message, as published on the bus and kept in history."""
-
-    room: str
-    id: str
-    sender: Sender
-    body: Any
-    sent_at: str
-    origin_region: str
-
-    def fields(self) -> dict[str, Any]:
-        """The message as clients see it (``message`` frame minus ``type``)."""
-        return {
-            "room": self.room,
-            "id": self.id,
-            "sender": self.sender.to_dict(),
-            "body": self.body,
-            "sentAt": self.sent_at,
-        }
-
-    def to_frame(self) -> dict[str, Any]:
-        return {"type": "message", **self.fields()}
-
-    def detail(self) -> dict[str, Any]:
-        """The ``detail`` of the ``chat.message`` bus event (docs/contracts.md)."""
-        return {"originRegion": self.origin_region, **self.fields()}
-
-    @staticmethod
-    def from_detail(detail: object) -> ChatMessage:
-        """Validate a ``chat.message`` event detail; ValueError says what is wrong."""
-        if not isinstance(detail, dict):
-            raise ValueError("detail must be an object")
-        room, id_ = detail.get("room"), detail.get("id")
-        origin, sent_at = detail.get("originRegion"), detail.get("sentAt")
-        if not valid_room(room):
-            raise ValueError("detail.room is not a valid room name")
-        if not is_valid_id(id_):
-            raise ValueError("detail.id is not a message id")
-        if not isinstance(origin, str) or not origin:
-            raise ValueError("detail.originRegion must be a non-empty string")
-        if not isinstance(sent_at, str) or not sent_at:
-            raise ValueError("detail.sentAt must be a non-empty string")
-        if "body" not in detail:
-            raise ValueError("detail.body is missing")
-        try:  # it is stored and posted as UTF-8 JSON; refuse now, not after the write
-            compact_json(detail["body"]).encode("utf-8")
-        except (UnicodeEncodeError, RecursionError, ValueError):
-            raise ValueError("detail.body is not encodable as UTF-8 JSON") from None
-        return ChatMessage(
-            room=str(room),
-            id=str(id_),
-            sender=Sender.from_dict(detail.get("sender")),
-            body=detail["body"],
-            sent_at=sent_at,
-            origin_region=origin,
-        )
-
-
-# --- presence (``chat.presence`` bus events, ``member`` frames) --------------
-
-
-def _ms(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
-        raise ValueError("detail.at must be epoch milliseconds (a non-negative integer)")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class PresenceEvent:
-    """A user's presence transition in one region, as published on the bus.
-
-    ``refresh`` marks a lease renewal (``ping``): remote regions extend the
-    user's presence item; it causes a ``member`` frame only where the user
-    was not shown (its "joined" was lost), never in the origin region.
-    """
-
-    origin_region: str
-    room: str
-    event: str  # "joined" | "left"
-    member: Sender
-    at: int  # epoch ms in the origin region: orders events of one user
-    refresh: bool = False
-
-    def detail(self) -> dict[str, Any]:
-        """The ``detail`` of the ``chat.presence`` bus event (docs/contracts.md)."""
-        out: dict[str, Any] = {
-            "originRegion": self.origin_region,
-            "room": self.room,
-            "event": self.event,
-            "member": self.member.to_dict(),
-            "at": self.at,
-        }
-        if self.refresh:
-            out["refresh"] = True
-        return out
-
-    def to_frame(self, current: dict[str, str] | None = None) -> dict[str, Any]:
-        """The ``member`` frame pushed to the room's connections.
-
-        ``current`` is how ``presence`` shows the user *after* the event: if
-        the user is still (or again) present - e.g. a "left" from one region
-        while connected in another - the frame is "joined" with that entry, so
-        the frames always describe changes of the ``presence`` list (one
-        entry per user). None: the user is gone, "left" with the event's member.
-        """
-        if current is not None:
-            return frame("member", room=self.room, event="joined", member=current)
-        return frame("member", room=self.room, event="left", member=self.member.to_dict())
-
-    @staticmethod
-    def from_detail(detail: object) -> PresenceEvent:
-        """Validate a ``chat.presence`` event detail; ValueError says what is wrong."""
-        if not isinstance(detail, dict):
-            raise ValueError("detail must be an object")
-        room, event, origin = detail.get("room"), detail.get("event"), detail.get("originRegion")
-        if not isinstance(origin, str) or not origin:
-            raise ValueError("detail.originRegion must be a non-empty string")
-        if not valid_room(room):
-            raise ValueError("detail.room is not a valid room name")
-        if event not in PRESENCE_EVENTS:
-            raise ValueError("detail.event must be 'joined' or 'left'")
-        member = Sender.from_dict(detail.get("member"))
-        if len(member.user_id) > MAX_USER_ID_CHARS:
-            raise ValueError("detail.member.userId is too long")
-        refresh = detail.get("refresh", False)
-        if not isinstance(refresh, bool):
-            raise ValueError("detail.refresh must be a boolean")
-        return PresenceEvent(
-            origin_region=origin,
-            room=str(room),
-            event=str(event),
-            member=member,
-            at=_ms(detail.get("at")),
-            refresh=refresh,
-        )
