@@ -214,7 +214,7 @@ def deliver_once(callback_url: str, members: int, concurrency: int | None, sourc
         )
         ids = _seed(ROOM, members, "C")
         _seed(WARM_ROOM, 10, "W")
-        from chat import fanout, store
+        from chat import fanout, room_store
 
         accepts = inspect.signature(fanout.deliver).parameters
         if source == "auto":
@@ -226,7 +226,7 @@ def deliver_once(callback_url: str, members: int, concurrency: int | None, sourc
         # The member Query through the real store path, timed alone: moto answers it in this
         # process, so its CPU is not the delivering function's (in AWS DynamoDB pays it).
         cpu0 = time.process_time()
-        read = [cid for page in store.iter_room_connection_ids(ROOM) for cid in page]
+        read = [cid for page in room_store.iter_room_connection_ids(ROOM) for cid in page]
         query_cpu = time.process_time() - cpu0
         if sorted(read) != ids:
             raise SystemExit(f"the member Query read {len(read)} of {len(ids)} members")

@@ -43,7 +43,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, frames, presence, roster, store
+from chat import bus, config, connection_store, frames, history_store, presence, room_store, roster
 from chat.frames import (
     FORBIDDEN,
     INTERNAL,
@@ -71,7 +71,7 @@ def _not_member(room: str, ref: str | None) -> ProtocolError:
 
 def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
     # The token's rooms (META ``allowedRooms``) decide; one consistent read.
-    connection = store.get_connection(connection_id)
+    connection = connection_store.get_connection(connection_id)
     if connection is None:
         count("UnknownConnections")
         raise ProtocolError(INTERNAL, UNREGISTERED, ref)
@@ -79,15 +79,15 @@ def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
         count("ForbiddenRequests")
         raise ProtocolError(FORBIDDEN, f"your token does not allow room {request.room!r}", ref)
     try:
-        joined = store.join_room(connection_id, request.room)
-    except store.UnknownConnectionError:
+        joined = connection_store.join_room(connection_id, request.room)
+    except connection_store.UnknownConnectionError:
         count("UnknownConnections")
         raise ProtocolError(INTERNAL, UNREGISTERED, ref) from None
     presence.after_join(connection_id, request.room, joined)
     missed: list[dict[str, Any]] = []
     more = False
     if request.after is not None:
-        missed, more = store.query_messages(request.room, request.after, MAX_MISSED)
+        missed, more = history_store.query_messages(request.room, request.after, MAX_MISSED)
     page = _member_page(request.room, request.member_limit, None)
     return frame(
         "joined",
@@ -103,7 +103,7 @@ def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
 
 
 def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any]:
-    member = store.leave_room(connection_id, request.room)
+    member = connection_store.leave_room(connection_id, request.room)
     if member is None:
         raise _not_member(request.room, ref)
     presence.after_leave(request.room, member, connection_id)
@@ -111,7 +111,7 @@ def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any
 
 
 def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
-    sender = store.get_membership(connection_id, request.room)
+    sender = connection_store.get_membership(connection_id, request.room)
     if sender is None:
         raise _not_member(request.room, ref)
     try:
@@ -123,16 +123,16 @@ def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
 
 
 def _history(connection_id: str, request: History, ref: str | None) -> dict[str, Any]:
-    if store.get_membership(connection_id, request.room) is None:
+    if connection_store.get_membership(connection_id, request.room) is None:
         raise _not_member(request.room, ref)
-    messages, more = store.query_messages(request.room, request.after, request.limit)
+    messages, more = history_store.query_messages(request.room, request.after, request.limit)
     return frame("history", ref, room=request.room, messages=messages, more=more)
 
 
 def _member_page(room: str, limit: int, cursor: str | None) -> dict[str, Any]:
     """``members`` (one page), ``next`` (only when more follow), ``memberCount``, ``live``."""
     room_count = roster.read(room)
-    members, next_cursor = store.room_members_page(room, limit, cursor)
+    members, next_cursor = room_store.room_members_page(room, limit, cursor)
     page: dict[str, Any] = {"members": members}
     if next_cursor is not None:
         page["next"] = next_cursor
@@ -142,7 +142,7 @@ def _member_page(room: str, limit: int, cursor: str | None) -> dict[str, Any]:
 
 
 def _presence(connection_id: str, request: Presence, ref: str | None) -> dict[str, Any]:
-    if store.get_membership(connection_id, request.room) is None:
+    if connection_store.get_membership(connection_id, request.room) is None:
         raise _not_member(request.room, ref)
     return frame(
         "presence",
@@ -154,8 +154,8 @@ def _presence(connection_id: str, request: Presence, ref: str | None) -> dict[st
 
 def _ping(connection_id: str, ref: str | None) -> dict[str, Any]:
     try:
-        _, due = store.refresh_connection(connection_id)
-    except store.UnknownConnectionError:
+        _, due = connection_store.refresh_connection(connection_id)
+    except connection_store.UnknownConnectionError:
         count("UnknownConnections")
         raise ProtocolError(INTERNAL, UNREGISTERED, ref) from None
     presence.renew(connection_id, due)

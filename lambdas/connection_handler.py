@@ -26,7 +26,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import presence, store
+from chat import connection_store, presence
 from chat.identity import (
     MAX_NAME_CHARS,
     MAX_USER_ID_CHARS,
@@ -51,7 +51,7 @@ def _connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
         logger.info("connection refused", extra={"reason": str(error)})
         count("RefusedConnections")
         return {"statusCode": 400}
-    store.put_connection(connection_id, who.user_id, who.name, who.rooms)
+    connection_store.put_connection(connection_id, who.user_id, who.name, who.rooms)
     logger.info("connected", extra={"userId": who.user_id})
     count("Connections")
     return {"statusCode": 200}

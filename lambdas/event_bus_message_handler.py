@@ -32,7 +32,7 @@ For ``chat.presence`` (:mod:`chat.presence` publishes it):
    ``CONNECTION_TTL_SECONDS`` is dropped as stale (``StalePresenceEvents``):
    any tombstone that could refuse it may have expired.
 2. From another region: record it in the ``REMOTE#<region>#<userId>`` item
-   (:func:`chat.store.apply_remote_presence`, conditional on ``updatedAt <
+   (:func:`chat.room_store.apply_remote_presence`, conditional on ``updatedAt <
    at``). A refused (older or duplicate) event stops here
    (``StalePresenceEvents``); an applied event that changes nothing visible
    (a lease renewal, a repeated "left") stops here too. A failing write
@@ -43,7 +43,7 @@ For ``chat.presence`` (:mod:`chat.presence` publishes it):
    fan-out, 410 cleanup and metrics as messages; ``PresenceEvents`` counts
    the valid events, ``PresenceFrames`` those that were pushed). The frame
    describes the user as ``presence`` now shows them
-   (:func:`chat.store.member_presence`): "joined" with the merged entry while
+   (:func:`chat.room_store.member_presence`): "joined" with the merged entry while
    the user is present anywhere (so a "left" from one region of a user still
    connected in another becomes "joined" with that region), else "left".
    Not in a room above ``PRESENCE_LIVE_MAX_MEMBERS`` (``quiet``,
@@ -59,7 +59,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import broadcast, config, roster, store
+from chat import broadcast, config, history_store, room_store, roster
 from chat.bus import MESSAGE_DETAIL_TYPE, PRESENCE_DETAIL_TYPE
 from chat.ids import id_timestamp_ms, now_ms
 from chat.json_codec import compact_json
@@ -130,16 +130,16 @@ def _presence(event: dict[str, Any]) -> dict[str, Any]:
         return {"status": "stale"}
     if presence.origin_region != settings.region:
         try:
-            outcome = store.apply_remote_presence(presence)
+            outcome = room_store.apply_remote_presence(presence)
         except Exception:
             logger.exception("remote presence write failed; raising so the event is retried")
             count("PresenceWriteFailures")
             raise
-        if outcome is store.RemotePresenceOutcome.STALE:
+        if outcome is room_store.RemotePresenceOutcome.STALE:
             logger.info("presence event older than the stored state; dropped")
             count("StalePresenceEvents")
             return {"status": "stale"}
-        if outcome is store.RemotePresenceOutcome.UNCHANGED:
+        if outcome is room_store.RemotePresenceOutcome.UNCHANGED:
             return {"status": "unchanged"}
         roster.add(presence.room, presence.origin_region, 1 if presence.event == "joined" else -1)
     elif presence.refresh:
@@ -147,7 +147,7 @@ def _presence(event: dict[str, Any]) -> dict[str, Any]:
     if not _presence_live(presence.room):
         count("PresenceFramesSuppressed")
         return {"status": "quiet"}
-    current = store.member_presence(presence.room, presence.member.user_id)
+    current = room_store.member_presence(presence.room, presence.member.user_id)
     count("PresenceFrames")
     return _fanout(presence.room, presence.to_frame(current))
 
@@ -186,7 +186,7 @@ def _message(event: dict[str, Any]) -> dict[str, Any]:
     logger.append_keys(room=message.room, messageId=message.id, originRegion=message.origin_region)
 
     try:
-        stored = store.put_message(message)
+        stored = history_store.put_message(message)
     except Exception:
         logger.exception("history write failed; raising so the event is retried")
         count("HistoryWriteFailures")

@@ -40,7 +40,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, store
+from chat import bus, config, history_store
 from chat.frames import (
     BAD_REQUEST,
     DEFAULT_HISTORY_LIMIT,
@@ -202,11 +202,11 @@ def _get(event: dict[str, Any], room: object, context: LambdaContext) -> dict[st
     deadline = monotonic() + _wait_budget(wait, context)
     interval = config.get_settings().http_poll_interval_ms / 1000
     polls = 1
-    messages, more = store.query_messages(room, after, limit, consistent=True)
+    messages, more = history_store.query_messages(room, after, limit, consistent=True)
     while not messages and (left := deadline - monotonic()) > 0:
         sleep(min(interval, left))
         polls += 1
-        messages, more = store.query_messages(room, after, limit, consistent=True)
+        messages, more = history_store.query_messages(room, after, limit, consistent=True)
     if wait:
         logger.info("long poll answered", extra={"polls": polls, "messages": len(messages)})
     return _response(200, {"messages": messages, "more": more})

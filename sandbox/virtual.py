@@ -7,7 +7,7 @@ A benchmark (or a test) makes a big room without sockets in three steps:
    ids (200, after ``--mgmt-latency-ms`` and ``--mgmt-rate-limit``) and counts them;
 3. ``seed_room(table, room, ids, endpoint_url=..., region=...)``: writes the membership items
    the app's fan-out reads and the per-user presence items its member lists and
-   first-join / last-leave decisions read, laid out as ``chat.store.join_room`` (and
+   first-join / last-leave decisions read, laid out as ``chat.connection_store.join_room`` (and
    ``put_connection``) write them.
 
 Then send one message through the app and read ``summary(management_url)`` until
@@ -113,7 +113,7 @@ def seed_room(
 ) -> int:
     """Write ``ROOM#<room>/CONN#<id>`` memberships, one ``ROOM#<room>/USER#<userId>`` item per
     distinct user (``c:<id>`` = the expiry of each of its connections, ``v``, ``expiresAt``)
-    and each id's ``CONN#<id>/META`` when ``with_meta``, as ``chat.store`` writes them on
+    and each id's ``CONN#<id>/META`` when ``with_meta``, as ``chat.connection_store`` writes them on
     ``$connect`` and ``join``, and with ``with_count`` add the distinct users to
     ``n:<region>`` of the room's ``ROOM#<room>/COUNT`` item as ``chat.roster`` keeps it (its
     ``quiet`` flag is left to the app); returns the number of items written (memberships,

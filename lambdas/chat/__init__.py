@@ -2,17 +2,23 @@
 
 Modules (imported as ``chat.*``; the asset root ``lambdas/`` is on ``sys.path``):
 
-* :mod:`chat.config`        typed settings read from the environment
-* :mod:`chat.clients`       boto3 clients, created once per container
-* :mod:`chat.observability` Powertools Logger, Metrics and Tracer
-* :mod:`chat.ids`           time-ordered message ids and time helpers
-* :mod:`chat.protocol`      client frame validation and server frame builders
-* :mod:`chat.store`         DynamoDB access (connections and history tables)
-* :mod:`chat.bus`           publishing chat events to the region's bus
-* :mod:`chat.fanout`        posting a frame to every local member of a room
-* :mod:`chat.presence`      presence transitions published as ``chat.presence`` events
-* :mod:`chat.identity`      the caller's user (the token authorizer's context only)
-* :mod:`chat.tokens`        HS256 token verification and room patterns (the authorizer)
+* :mod:`chat.config`             typed settings read from the environment
+* :mod:`chat.clients`            boto3 clients, created once per container
+* :mod:`chat.observability`      Powertools Logger, Metrics and Tracer
+* :mod:`chat.ids`                time-ordered message ids and time helpers
+* :mod:`chat.json_codec`         strict JSON decoding and the compact encoding
+* :mod:`chat.model`              rooms, senders, chat messages and presence events (bus schemas)
+* :mod:`chat.frames`             client frame validation, server frames, error codes
+* :mod:`chat.http_requests`      the HTTP fallback's ``POST`` body
+* :mod:`chat.dynamo`             the tables' item layout and shared DynamoDB helpers
+* :mod:`chat.connection_store`   connections, memberships, per-region user presence items
+* :mod:`chat.room_store`         a room's members, presence and fan-out targets; remote presence
+* :mod:`chat.history_store`      the messages (history) table
+* :mod:`chat.bus`                publishing chat events to the region's bus
+* :mod:`chat.fanout`             posting a frame to every local member of a room
+* :mod:`chat.presence`           presence transitions published as ``chat.presence`` events
+* :mod:`chat.identity`           the caller's user (the token authorizer's context only)
+* :mod:`chat.tokens`             HS256 token verification and room patterns (the authorizer)
 
 Only the standard library, boto3/botocore and ``aws_lambda_powertools`` may be
 imported here: the asset is deployed unbundled next to the Powertools layer.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chat import config, fanout, fanout_queue, store
+from chat import config, fanout, fanout_queue, room_store
 from chat.observability import logger
 
 __all__ = ["BroadcastResult", "broadcast"]
@@ -58,7 +58,7 @@ def broadcast(room: str, frame: str, *, job_id: str) -> BroadcastResult:
     # Pages of one shard's size: in a big room the first shards are queued
     # (and workers start) while later pages are still being read.
     big = False
-    for page in store.iter_room_connection_ids(room, shard_size if sharding else None):
+    for page in room_store.iter_room_connection_ids(room, shard_size if sharding else None):
         ids.extend(page)
         result.members += len(page)
         big = big or (sharding and result.members > settings.fanout_shard_threshold)

@@ -83,7 +83,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from chat import config, presence, retry, store
+from chat import config, presence, retry, room_store
 from chat.observability import logger
 
 if TYPE_CHECKING:
@@ -640,7 +640,7 @@ def deliver(
     )
     pages: Iterator[list[str]] | None = None
     if connection_ids is None:
-        pages = store.iter_room_connection_ids(room, page_size)
+        pages = room_store.iter_room_connection_ids(room, page_size)
     else:
         fanout.add(connection_ids)
     return runtime.loop.run_until_complete(fanout.run(pages))

@@ -2,7 +2,7 @@
 
 A user's presence in a room *in this region* is the set of its live local
 connections in the room, kept in one user item (``ROOM#<room>/USER#<userId>``,
-one ``c:<connectionId>`` entry per connection; :mod:`chat.store`).
+one ``c:<connectionId>`` entry per connection; :mod:`chat.connection_store`).
 Transitions are published:
 
 * "joined" when a connection's new membership is the user's first in the room
@@ -15,8 +15,8 @@ Transitions are published:
   user does not lapse there, and an announcement that failed is repaired.
 
 "First" / "last" come from the atomic update of the user item itself
-(:func:`chat.store.join_room` sets the connection's entry and reports
-``first`` when no live entry was there; :func:`chat.store.remove_user_connection`
+(:func:`chat.connection_store.join_room` sets the connection's entry and reports
+``first`` when no live entry was there; :func:`chat.connection_store.remove_user_connection`
 removes it and reports ``last`` when none is left): one UpdateItem, O(1)
 whatever the room size. DynamoDB serialises updates of an item, so of two
 concurrent changes exactly one sees the other:
@@ -47,7 +47,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from chat import bus, config, roster, store
+from chat import bus, config, connection_store, roster
 from chat.ids import now_ms
 from chat.model import PresenceEvent, Sender
 from chat.observability import count, logger
@@ -107,7 +107,7 @@ def announce(room: str, event: str, member: Sender, *, refresh: bool = False) ->
     return True
 
 
-def after_join(connection_id: str, room: str, joined: store.JoinResult) -> None:
+def after_join(connection_id: str, room: str, joined: connection_store.JoinResult) -> None:
     """Announce "joined" if this new membership is the user's first here. Never raises."""
     connection = joined.connection
     if not joined.created or not connection.user_id:
@@ -125,7 +125,7 @@ def after_join(connection_id: str, room: str, joined: store.JoinResult) -> None:
     if announced:
         return
     try:  # join_room marked it announced; let the next ping (re)announce instead
-        store.clear_presence_mark(connection_id, room)
+        connection_store.clear_presence_mark(connection_id, room)
     except Exception:
         logger.exception("could not clear the presence mark", extra={"room": room})
 
@@ -137,7 +137,7 @@ def after_leave(room: str, member: Sender, connection_id: str) -> None:
     if not member.user_id:
         return
     try:
-        if not store.remove_user_connection(room, member.user_id, connection_id):
+        if not connection_store.remove_user_connection(room, member.user_id, connection_id):
             return
         roster.add(room, config.get_settings().region, -1)
         announce(room, "left", member)
@@ -146,13 +146,15 @@ def after_leave(room: str, member: Sender, connection_id: str) -> None:
         count(FAILURE_METRIC)
 
 
-def cleanup_connection(connection_id: str, rooms_hint: Iterable[str] = ()) -> store.CleanupResult:
-    """Delete a connection's records (:func:`chat.store.delete_connection_records`),
+def cleanup_connection(
+    connection_id: str, rooms_hint: Iterable[str] = ()
+) -> connection_store.CleanupResult:
+    """Delete a connection's records (:func:`chat.connection_store.delete_connection_records`),
     then announce "left" where it was the user's last membership.
 
     Storage errors of the delete propagate (as before); presence never raises.
     """
-    result = store.delete_connection_records(connection_id, rooms_hint=rooms_hint)
+    result = connection_store.delete_connection_records(connection_id, rooms_hint=rooms_hint)
     if result.user_id:
         member = _member(result.user_id, result.name)
         for room in result.removed_rooms:
@@ -160,13 +162,13 @@ def cleanup_connection(connection_id: str, rooms_hint: Iterable[str] = ()) -> st
     return result
 
 
-def renew(connection_id: str, leases: Iterable[store.MembershipLease]) -> None:
+def renew(connection_id: str, leases: Iterable[connection_store.MembershipLease]) -> None:
     """Re-announce "joined" (``refresh``) for memberships whose lease is due. Never raises."""
     for lease in leases:
         try:
             member = _member(lease.user_id, lease.name)
             if announce(lease.room, "joined", member, refresh=True):
-                store.set_presence_mark(connection_id, lease.room)
+                connection_store.set_presence_mark(connection_id, lease.room)
         except Exception:
             logger.exception("presence renewal failed", extra={"room": lease.room})
             count(FAILURE_METRIC)

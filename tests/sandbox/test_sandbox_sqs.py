@@ -174,7 +174,7 @@ def test_batches_partial_failures_redelivery_and_dead_letters(
     assert (out / "producer.urls").read_text().split() == [queue["url"]]
     assert queue["url"].startswith(result["endpoints"]["dynamodb"] + "/000000000000/")
 
-    # seed_room: memberships and META items, laid out as chat.store writes them.
+    # seed_room: memberships and META items, laid out as chat.connection_store writes them.
     assert result["written"] == 90  # META, membership and user item of each of 30 users
     member = next(m for m in result["members"] if m["sk"]["S"] == "CONN#virtual-000007")
     user = next(m for m in result["members"] if m["sk"]["S"] == "USER#user-virtual-000007")

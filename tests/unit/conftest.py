@@ -368,6 +368,15 @@ def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> Callable[[], dict[str
     return read
 
 
+def set_store_clock(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], int]) -> None:
+    """Make the storage modules read the time (epoch s) from ``clock``: leases and
+    expiries are computed in each of them and in their shared chat.dynamo."""
+    from chat import connection_store, dynamo, history_store, room_store
+
+    for module in (dynamo, connection_store, room_store, history_store):
+        monkeypatch.setattr(module, "epoch_seconds", clock)
+
+
 def _connection_items(connection_id: str) -> list[dict[str, Any]]:
     table = boto3.resource("dynamodb", region_name=REGION).Table(TEST_ENV["CONNECTIONS_TABLE"])
     items = table.scan()["Items"]

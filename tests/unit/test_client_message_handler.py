@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from chat import ids
+from tests.unit.conftest import set_store_clock
 
 MAX = 16384
 
@@ -146,7 +147,7 @@ def test_rejoin_is_idempotent(chat: Any, alice: str, tables: Any) -> None:
     items = tables.connections.query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "ROOM#lobby"}
     )["Items"]
-    # one membership, the user item (chat.store) and the room's member count, still 1
+    # one membership, the user item (chat.connection_store) and the room's member count, still 1
     assert sorted(i["sk"] for i in items) == ["CONN#c-alice", "COUNT", "USER#alice"]
     assert first["memberCount"] == 1
 
@@ -417,12 +418,10 @@ def test_presence_requires_membership(chat: Any, alice: str) -> None:
 def test_ping_refreshes_expiry_of_meta_and_memberships(
     chat: Any, alice: str, tables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import store
-
     chat.send(alice, {"action": "join", "room": "lobby"})
     chat.send(alice, {"action": "join", "room": "other"})
     later = int(time.time()) + 5000
-    monkeypatch.setattr(store, "epoch_seconds", lambda: later)
+    set_store_clock(monkeypatch, lambda: later)
     assert chat.send(alice, {"action": "ping", "ref": "p"}) == {"type": "pong", "ref": "p"}
     keys = [
         {"pk": "CONN#c-alice", "sk": "META"},
@@ -451,14 +450,14 @@ def test_unexpected_exception_is_an_internal_error_frame(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from chat import store
+    from chat import connection_store
 
     chat.send(alice, {"action": "join", "room": "lobby"})
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("dynamodb exploded")
 
-    monkeypatch.setattr(store, "get_membership", boom)
+    monkeypatch.setattr(connection_store, "get_membership", boom)
     secret = "do-not-log-this-body"
     reply = chat.send(alice, {"action": "send", "room": "lobby", "body": secret, "ref": "i"})
     assert reply == {"type": "error", "code": "internal", "message": "internal error", "ref": "i"}

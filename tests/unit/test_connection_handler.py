@@ -136,12 +136,12 @@ def test_disconnect_keeps_meta_when_memberships_cannot_be_deleted(
 
 
 def test_connect_storage_failure_returns_500(chat: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chat import store
+    from chat import connection_store
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("dynamodb down")
 
-    monkeypatch.setattr(store, "put_connection", boom)
+    monkeypatch.setattr(connection_store, "put_connection", boom)
     assert chat.connect("c1", "alice") == {"statusCode": 500}
 
 

@@ -10,7 +10,7 @@ import event_bus_message_handler
 import pytest
 from botocore.exceptions import ClientError
 
-from chat import clients, fanout, ids, store
+from chat import clients, connection_store, fanout, history_store, ids, room_store
 from chat.json_codec import compact_json
 from tests.unit.connections_server import (
     FORBIDDEN,
@@ -186,7 +186,7 @@ def test_many_members_paged_and_concurrent_with_mixed_outcomes(
     mgmt.script("c03", Answer(400, "LimitExceededException:http://internal"))
     mgmt.script("c04", SERVER_ERROR)
     mgmt.script("c05", Answer(400, "BadRequestException"))
-    monkeypatch.setattr(store, "FANOUT_PAGE_SIZE", 5)
+    monkeypatch.setattr(room_store, "FANOUT_PAGE_SIZE", 5)
     ddb = clients.dynamodb()
     real_query = ddb.query
     fanout_queries: list[dict[str, Any]] = []
@@ -246,7 +246,7 @@ def test_failed_cleanup_does_not_stop_the_fanout(
     def broken_cleanup(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("dynamodb down")
 
-    monkeypatch.setattr(store, "delete_connection_records", broken_cleanup)
+    monkeypatch.setattr(connection_store, "delete_connection_records", broken_cleanup)
     result = chat.deliver(detail())
     assert (result["delivered"], result["gone"], result["failed"]) == (1, 1, 0)
 
@@ -295,7 +295,7 @@ def test_history_write_failure_raises_for_eventbridge_retry(
     def failing_put(*args: Any, **kwargs: Any) -> bool:
         raise client_error("ProvisionedThroughputExceededException", 400)
 
-    monkeypatch.setattr(store, "put_message", failing_put)
+    monkeypatch.setattr(history_store, "put_message", failing_put)
     with pytest.raises(ClientError):
         chat.deliver(detail())
 
@@ -306,7 +306,7 @@ def test_member_query_failure_after_write_is_not_raised(
     def broken_pages(*args: Any, **kwargs: Any) -> Iterator[list[str]]:
         raise client_error("InternalServerError", 500)
 
-    monkeypatch.setattr(store, "iter_room_connection_ids", broken_pages)
+    monkeypatch.setattr(room_store, "iter_room_connection_ids", broken_pages)
     d = detail()
     emitted_metrics()
     assert chat.deliver(d) == {"status": "fanout_error"}

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from chat import clients, ids, store
+from chat import clients, history_store, ids
 from tests.unit.conftest import TEST_ENV
 
 MAX = 16384
@@ -327,7 +327,7 @@ def test_unexpected_error_is_500_internal(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("dynamodb exploded")
 
-    monkeypatch.setattr(store, "query_messages", boom)
+    monkeypatch.setattr(history_store, "query_messages", boom)
     emitted_metrics()
     response = chat.http("GET")
     assert response["statusCode"] == 500

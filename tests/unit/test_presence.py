@@ -11,9 +11,9 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from chat import clients, ids, presence, roster, store
+from chat import clients, ids, presence, room_store, roster
 from chat.model import Sender
-from tests.unit.conftest import TEST_ENV, create_tables, frames_in
+from tests.unit.conftest import TEST_ENV, create_tables, frames_in, set_store_clock
 from tests.unit.connections_server import GONE, ConnectionsServer
 
 TTL = 10800
@@ -285,7 +285,7 @@ def test_ping_renews_presence_when_due_and_repairs_a_failed_announcement(
     assert chat.send("c1", {"action": "ping"}) == {"type": "pong"}
     assert presence_events(published) == []  # announced just now: nothing due
     later = int(time.time()) + TTL // 3 + 1
-    monkeypatch.setattr(store, "epoch_seconds", lambda: later)
+    set_store_clock(monkeypatch, lambda: later)
     assert chat.send("c1", {"action": "ping"}) == {"type": "pong"}
     (event,) = presence_events(published)
     assert (event["event"], event["refresh"]) == ("joined", True)
@@ -295,7 +295,7 @@ def test_ping_renews_presence_when_due_and_repairs_a_failed_announcement(
     chat.send("c1", {"action": "ping"})
     assert presence_events(published) == []  # renewed: not due again
     # a second connection never announced: its first ping does
-    monkeypatch.setattr(store, "epoch_seconds", ids.epoch_seconds)
+    set_store_clock(monkeypatch, ids.epoch_seconds)
     joined(chat, "c2", "alice")
     published.clear()
     chat.send("c2", {"action": "ping"})
@@ -492,7 +492,7 @@ def test_remote_write_failure_raises_for_retry(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("dynamodb down")
 
-    monkeypatch.setattr(store, "apply_remote_presence", broken)
+    monkeypatch.setattr(room_store, "apply_remote_presence", broken)
     emitted_metrics()
     with pytest.raises(RuntimeError):
         chat.deliver(remote(), "chat.presence")

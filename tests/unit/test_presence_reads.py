@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from chat import clients, presence, store
+from chat import clients, connection_store, presence, room_store
 from chat.model import Sender
+from tests.unit.conftest import set_store_clock
 
 TTL = 10800
 LOBBY = "lobby"
@@ -195,15 +196,15 @@ def test_a_page_reads_about_a_page_per_region(chat: Any, tables: Any, meter: Met
 def test_member_presence_reads_the_user_not_the_room(chat: Any, tables: Any, meter: Meter) -> None:
     seed(tables, LOBBY, 200, remote=200)
     meter.reset()
-    assert store.member_presence(LOBBY, "r-00007") == {"userId": "r-00007", "region": REMOTE}
-    assert store.member_presence(LOBBY, "m-00007") == {"userId": "m-00007", "region": REGION}
-    assert store.member_presence(LOBBY, "nobody") is None
+    assert room_store.member_presence(LOBBY, "r-00007") == {"userId": "r-00007", "region": REMOTE}
+    assert room_store.member_presence(LOBBY, "m-00007") == {"userId": "m-00007", "region": REGION}
+    assert room_store.member_presence(LOBBY, "nobody") is None
     assert meter.read <= 3 * 4
 
 
 def test_fanout_reads_only_memberships(chat: Any, tables: Any) -> None:
     seed(tables, LOBBY, 5, remote=5)
-    ids = [cid for page in store.iter_room_connection_ids(LOBBY) for cid in page]
+    ids = [cid for page in room_store.iter_room_connection_ids(LOBBY) for cid in page]
     assert sorted(ids) == [f"mc{n:05d}" for n in range(5)]
 
 
@@ -220,7 +221,7 @@ def test_two_connections_of_one_user_first_and_last(
     assert presence_events(published) == [("joined", "alice")]
     item = user_item(tables, "alice")
     assert {k for k in item if k.startswith("c:")} == {"c:a1", "c:a2"}
-    assert item["name"] == "Alice" and store.user_connections(LOBBY, "alice") == ["a1", "a2"]
+    assert item["name"] == "Alice" and room_store.user_connections(LOBBY, "alice") == ["a1", "a2"]
     chat.send("a1", {"action": "leave", "room": LOBBY})
     assert presence_events(published) == [("joined", "alice")]
     assert {k for k in user_item(tables, "alice") if k.startswith("c:")} == {"c:a2"}
@@ -235,14 +236,14 @@ def test_ping_renews_the_entry_and_an_expired_entry_counts_as_absent(
     chat.connect("a1", "alice")
     chat.send("a1", {"action": "join", "room": LOBBY})
     before = int(user_item(tables, "alice")["c:a1"])
-    monkeypatch.setattr(store, "epoch_seconds", lambda: int(time.time()) + 60)
+    set_store_clock(monkeypatch, lambda: int(time.time()) + 60)
     assert chat.send("a1", {"action": "ping"})["type"] == "pong"
     assert int(user_item(tables, "alice")["c:a1"]) == before + 60
     # a1 dies without $disconnect: past its expiry it counts as absent
-    monkeypatch.setattr(store, "epoch_seconds", lambda: int(time.time()) + TTL + 120)
-    assert store.user_connections(LOBBY, "alice") == []
-    assert store.member_presence(LOBBY, "alice") is None
-    assert store.room_members_page(LOBBY, 10) == ([], None)
+    set_store_clock(monkeypatch, lambda: int(time.time()) + TTL + 120)
+    assert room_store.user_connections(LOBBY, "alice") == []
+    assert room_store.member_presence(LOBBY, "alice") is None
+    assert room_store.room_members_page(LOBBY, 10) == ([], None)
     published.clear()
     chat.connect("a2", "alice")
     chat.send("a2", {"action": "join", "room": LOBBY})  # first again; prunes a1
@@ -269,7 +270,7 @@ def test_leaving_with_only_a_stale_entry_left_is_the_last_leave(
 
 def test_a_leave_never_recreates_the_user_item(chat: Any, tables: Any) -> None:
     # Nothing here: not a leave (no second "left", no second decrement), nothing written.
-    assert store.remove_user_connection(LOBBY, "ghost", "g1") is False
+    assert connection_store.remove_user_connection(LOBBY, "ghost", "g1") is False
     assert user_item(tables, "ghost") is None
 
 
@@ -303,7 +304,7 @@ def test_a_join_racing_the_last_leave_keeps_the_item(
     # a1's leave was the last (left), a2's join the first after it (joined)
     assert sorted(presence_events(published)) == [("joined", "alice"), ("left", "alice")]
     assert {k for k in user_item(tables, "alice") if k.startswith("c:")} == {"c:a2"}
-    assert store.member_presence(LOBBY, "alice") == {"userId": "alice", "region": REGION}
+    assert room_store.member_presence(LOBBY, "alice") == {"userId": "alice", "region": REGION}
 
 
 def test_entry_removal_failure_never_breaks_a_leave(
@@ -315,7 +316,7 @@ def test_entry_removal_failure_never_breaks_a_leave(
     def broken(*args: Any) -> bool:
         raise RuntimeError("throttled")
 
-    monkeypatch.setattr(store, "remove_user_connection", broken)
+    monkeypatch.setattr(connection_store, "remove_user_connection", broken)
     published.clear()
     assert chat.send("a1", {"action": "leave", "room": LOBBY})["type"] == "left"
     assert presence_events(published) == []  # the entry lapses at its expiry instead

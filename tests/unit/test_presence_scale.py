@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chat import clients, config, ids, roster, store
+from chat import clients, config, ids, room_store, roster
 from tests.unit.connections_server import GONE, ConnectionsServer
 
 LOBBY = "lobby"
@@ -274,7 +274,7 @@ def test_a_page_stops_below_the_byte_budget(
     for i in range(4):
         room.join(f"c{i}", f"user-{i}")
     entry = len(json.dumps({"userId": "user-0", "region": "us-east-1"}, separators=(",", ":")))
-    monkeypatch.setattr(store, "MEMBER_PAGE_BYTES", 2 + 2 * (entry + 1))
+    monkeypatch.setattr(room_store, "MEMBER_PAGE_BYTES", 2 + 2 * (entry + 1))
     reply = chat.send("c0", {"action": "presence", "room": LOBBY})
     assert [m["userId"] for m in reply["members"]] == ["user-0", "user-1"]
     assert reply["next"] == "user-1"
