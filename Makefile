@@ -41,7 +41,7 @@ local: synth
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy app.py stacks lambdas sandbox clients bench
+	$(PY) -m mypy app.py stacks lambdas sandbox clients bench tools
 
 # pytest exits 5 when it collected nothing: for this project that means a
 # broken suite (a bad marker or path), never a pass, so it is named and failed.

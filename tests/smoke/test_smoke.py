@@ -1,0 +1,346 @@
+"""``python -m tools.smoke`` in AWS mode: moto for CloudFormation and Secrets Manager,
+botocore's Stubber for what moto cannot answer, a local WebSocket chat for the exchange."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from clients.tokens import mint_token
+from stacks.config import ChatConfig
+from tools.smoke import cli
+from tools.smoke.replicas import check_replicas
+from tools.smoke.targets import from_endpoints_file, from_stacks
+
+from .chat_server import ChatServers
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
+SECRET_NAME = "chat/prod/token-signing-secret"
+SECRET = "s" * 64
+
+
+@pytest.fixture(autouse=True)
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def context_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cdk.json"
+    path.write_text(json.dumps({"context": {"appName": "chat", "stage": "prod",
+                                            "regions": list(REGIONS)}}))  # fmt: skip
+    return path
+
+
+def deploy_stack(region: str, outputs: dict[str, str]) -> None:
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    boto3.client("cloudformation", region_name=region).create_stack(
+        StackName=f"chat-prod-{region}", TemplateBody=json.dumps(template)
+    )
+
+
+def deploy(servers: ChatServers, regions: tuple[str, ...] = REGIONS) -> None:
+    for region in regions:
+        deploy_stack(
+            region,
+            {
+                "WebSocketUrl": servers.urls[region],
+                "HttpUrl": f"https://{region}.example/",
+                "SigningSecretName": SECRET_NAME,
+            },
+        )
+
+
+def create_secret(replicas: tuple[str, ...] = REGIONS[1:], taken_in: tuple[str, ...] = ()) -> None:
+    """The signing secret in the primary region with ``replicas``; a secret of the same name
+    made beforehand in ``taken_in`` makes that replica fail, as in AWS."""
+    for region in taken_in:
+        boto3.client("secretsmanager", region_name=region).create_secret(
+            Name=SECRET_NAME, SecretString="left over"
+        )
+    boto3.client("secretsmanager", region_name=REGIONS[0]).create_secret(
+        Name=SECRET_NAME,
+        SecretString=SECRET,
+        AddReplicaRegions=[{"Region": region} for region in replicas],
+    )
+
+
+def smoke(context_file: Path, *extra: str) -> tuple[int, str]:
+    out = io.StringIO()
+    status = cli.run(
+        ["--context", str(context_file), "--timeout", "10", "--settle", "0.3", *extra],
+        out=out,
+    )
+    return status, out.getvalue()
+
+
+def rows(output: str) -> dict[str, list[str]]:
+    """The table's rows by region (cells split on runs of 2+ spaces)."""
+    import re
+
+    found = {}
+    for line in output.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells and cells[0] in REGIONS and len(cells) == 7:
+            found[cells[0]] = cells
+    return found
+
+
+def test_a_healthy_deployment_passes(context_file: Path) -> None:
+    with ChatServers(REGIONS, SECRET) as servers:
+        deploy(servers)
+        create_secret()
+        status, output = smoke(context_file)
+    assert status == 0, output
+    table = rows(output)
+    assert list(table) == list(REGIONS)
+    assert output.splitlines()[0].split() == list(cli_columns())
+    for region, cells in table.items():
+        assert cells[1] == "ok" and cells[2].startswith("ok (") and cells[3] == "3/3", cells
+        assert cells[4] == ("primary" if region == REGIONS[0] else "InSync")
+        assert cells[5].startswith("max ") and cells[6] == "PASS"
+    assert output.rstrip().endswith("PASS: 3 region(s)")
+
+
+def cli_columns() -> tuple[str, ...]:
+    from tools.smoke.report import COLUMNS
+
+    return COLUMNS
+
+
+def test_a_failed_secret_replica_fails_the_check(context_file: Path) -> None:
+    """CloudFormation says CREATE_COMPLETE, the replica says Failed: the check must say FAIL."""
+    with ChatServers(REGIONS, SECRET) as servers:
+        deploy(servers)
+        create_secret(taken_in=("eu-west-1",))
+        status, output = smoke(context_file)
+    assert status == 1, output
+    table = rows(output)
+    assert table["eu-west-1"][4] == "Failed" and table["eu-west-1"][6] == "FAIL"
+    assert table["us-east-1"][6] == "PASS" and table["ap-northeast-1"][6] == "PASS"
+    assert "eu-west-1: signing secret replica Failed: Replication failed" in output
+    assert output.rstrip().endswith("FAIL: eu-west-1")
+
+
+def test_a_region_without_a_replica_fails(context_file: Path) -> None:
+    with ChatServers(REGIONS, SECRET) as servers:
+        deploy(servers)
+        create_secret(replicas=("eu-west-1",))
+        status, output = smoke(context_file)
+    assert status == 1
+    assert rows(output)["ap-northeast-1"][4] == "missing"
+    assert "ap-northeast-1: signing secret replica missing" in output
+
+
+def test_a_region_that_never_receives_fails(context_file: Path) -> None:
+    with ChatServers(REGIONS, SECRET, lose_in={"ap-northeast-1"}) as servers:
+        deploy(servers)
+        create_secret()
+        status, output = smoke(context_file)
+    assert status == 1
+    table = rows(output)
+    assert table["ap-northeast-1"][3] == "0/3" and table["ap-northeast-1"][6] == "FAIL"
+    assert table["us-east-1"][3] == "3/3" and table["us-east-1"][6] == "PASS"
+    assert "never received the message from ap-northeast-1, eu-west-1, us-east-1" in output
+
+
+def test_a_duplicate_delivery_fails(context_file: Path) -> None:
+    with ChatServers(REGIONS, SECRET, duplicate_in={"eu-west-1"}) as servers:
+        deploy(servers)
+        create_secret()
+        status, output = smoke(context_file)
+    assert status == 1
+    assert rows(output)["eu-west-1"][3] == "3/3 dup"
+    assert "eu-west-1: received more than one copy of the message from" in output
+
+
+def test_a_refused_send_fails_that_region_only(context_file: Path) -> None:
+    with ChatServers(REGIONS, SECRET, refuse_send_in={"us-east-1"}) as servers:
+        deploy(servers)
+        create_secret()
+        status, output = smoke(context_file)
+    assert status == 1
+    table = rows(output)
+    assert table["us-east-1"][2] == "FAIL" and "us-east-1: send: internal: no" in output
+    # The others still received both messages that were accepted.
+    assert table["eu-west-1"][3] == "2/2" and table["eu-west-1"][6] == "PASS"
+
+
+def test_a_stack_that_is_not_deployed_fails_its_region(context_file: Path) -> None:
+    with ChatServers(REGIONS, SECRET) as servers:
+        deploy(servers, regions=REGIONS[:2])
+        create_secret()
+        status, output = smoke(context_file)
+    assert status == 1
+    table = rows(output)
+    assert table["ap-northeast-1"][1] == "FAIL"
+    assert "ap-northeast-1: stack chat-prod-ap-northeast-1: ValidationError" in output
+    assert table["us-east-1"][3] == "2/2" and table["us-east-1"][6] == "PASS"
+
+
+def test_a_token_from_the_command_line_is_used(context_file: Path) -> None:
+    with ChatServers(REGIONS, SECRET) as servers:
+        deploy(servers)
+        create_secret()
+        good = mint_token(SECRET, "ops")
+        assert smoke(context_file, "--token", good)[0] == 0
+        status, output = smoke(context_file, "--token", mint_token("another secret", "ops"))
+    assert status == 1
+    assert "us-east-1: connect: HTTP 401 at the handshake" in output
+
+
+def test_an_unreadable_secret_is_reported_without_connecting(context_file: Path) -> None:
+    with ChatServers(REGIONS, SECRET) as servers:
+        deploy(servers)  # no secret at all
+        status, output = smoke(context_file)
+    assert status == 1
+    assert (
+        "no connection attempted: GetSecretValue chat/prod/token-signing-secret in us-east-1: "
+        in output
+    )
+    assert "ResourceNotFoundException" in output and "(or pass --token)" in output
+    assert all(cells[4] == "error" for cells in rows(output).values())
+
+
+def test_region_and_stage_overrides_name_the_stacks(context_file: Path) -> None:
+    with ChatServers(("eu-west-1",), SECRET) as servers:
+        deploy_stack("eu-west-1", {"WebSocketUrl": servers.urls["eu-west-1"]})
+        boto3.client("cloudformation", region_name="eu-west-1").create_stack(
+            StackName="chat-dev-eu-west-1",
+            TemplateBody=json.dumps({
+                "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {"WebSocketUrl": {"Value": servers.urls["eu-west-1"]}},
+            }),
+        )  # fmt: skip
+        boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+            Name="chat/dev/token-signing-secret", SecretString=SECRET
+        )
+        status, output = smoke(context_file, "--stage", "dev", "--regions", "eu-west-1")
+    assert status == 0, output
+    assert rows(output)["eu-west-1"][4] == "primary"
+
+
+def test_bad_arguments_exit_2(context_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--context", str(context_file), "--regions", "mars-1"]) == 2
+    assert "Invalid context value for 'regions'" in capsys.readouterr().err
+    missing = context_file.parent / "nothing.json"
+    assert cli.main(["--endpoints-file", str(missing)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+# ---- the parts on their own ------------------------------------------------
+
+
+def test_describe_stacks_answers_are_read_per_region() -> None:
+    """A stack rolled back still has outputs: it is reported, not trusted (Stubber)."""
+    client = boto3.client("cloudformation", region_name="eu-west-1")
+    stubber = Stubber(client)
+    stubber.add_response(
+        "describe_stacks",
+        {"Stacks": [{
+            "StackName": "chat-prod-eu-west-1", "CreationTime": "2026-01-01T00:00:00Z",
+            "StackStatus": "UPDATE_ROLLBACK_COMPLETE",
+            "Outputs": [{"OutputKey": "WebSocketUrl", "OutputValue": "wss://x/prod"}],
+        }]},
+        {"StackName": "chat-prod-eu-west-1"},
+    )  # fmt: skip
+    stubber.add_client_error(
+        "describe_stacks",
+        "Throttling",
+        "Rate exceeded",
+        expected_params={"StackName": "chat-prod-us-east-1"},
+    )
+
+    class Session:
+        def client(self, service: str, region_name: str) -> Any:
+            assert service == "cloudformation"
+            return client
+
+    config = ChatConfig(regions=("eu-west-1", "us-east-1"))
+    with stubber:
+        eu, us = from_stacks(Session(), config)
+    assert eu.websocket_url == "wss://x/prod"
+    assert eu.problem == "stack chat-prod-eu-west-1 is UPDATE_ROLLBACK_COMPLETE"
+    assert (
+        us.websocket_url is None
+        and us.problem == "stack chat-prod-us-east-1: Throttling: Rate exceeded"
+    )
+
+
+def test_replicas_are_asked_of_the_actual_primary() -> None:
+    """signingSecretManaged=false with the primary elsewhere: its ReplicationStatus counts."""
+    boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name=SECRET_NAME, SecretString=SECRET,
+        AddReplicaRegions=[{"Region": "us-east-1"}, {"Region": "ap-northeast-1"}],
+    )  # fmt: skip
+    checks = check_replicas(
+        lambda region: boto3.client("secretsmanager", region_name=region),
+        SECRET_NAME,
+        "us-east-1",
+        REGIONS,
+    )
+    assert {r: (c.status, c.ok) for r, c in checks.items()} == {
+        "us-east-1": ("InSync", True),
+        "eu-west-1": ("primary", True),
+        "ap-northeast-1": ("InSync", True),
+    }
+
+
+def test_replication_in_progress_is_not_a_pass() -> None:
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.add_response(
+        "describe_secret",
+        {"Name": SECRET_NAME, "ReplicationStatus": [
+            {"Region": "eu-west-1", "Status": "InProgress", "StatusMessage": "In progress"},
+            {"Region": "ap-northeast-1", "Status": "InSync"},
+        ]},
+        {"SecretId": SECRET_NAME},
+    )  # fmt: skip
+    with stubber:
+        checks = check_replicas(lambda region: client, SECRET_NAME, "us-east-1", REGIONS)
+    assert checks["eu-west-1"].status == "InProgress" and not checks["eu-west-1"].ok
+    assert checks["ap-northeast-1"].ok and checks["us-east-1"].status == "primary"
+
+
+def test_endpoints_file_mode_skips_the_replica_check_with_a_reason(tmp_path: Path) -> None:
+    with ChatServers(REGIONS[:2], SECRET) as servers:
+        endpoints = tmp_path / "endpoints.json"
+        endpoints.write_text(json.dumps({
+            "regions": {r: {"websocket": u, "http": "http://x"} for r, u in servers.urls.items()},
+            "signingSecret": SECRET,
+        }))  # fmt: skip
+        out = io.StringIO()
+        status = cli.run(
+            ["--endpoints-file", str(endpoints), "--context", str(tmp_path / "none.json"),
+             "--settle", "0"],
+            out=out,
+        )  # fmt: skip
+    output = out.getvalue()
+    assert status == 0, output
+    assert [cells[4] for cells in rows(output).values()] == ["skipped", "skipped"]
+    assert f"replica check skipped: {endpoints} exposes no Secrets Manager endpoint" in output
+
+
+def test_endpoints_file_problems() -> None:
+    from tools.smoke.errors import SmokeSetupError
+
+    with pytest.raises(SmokeSetupError, match="not found"):
+        from_endpoints_file(Path("/nonexistent/endpoints.json"))

@@ -1,0 +1,1 @@
+"""Operator tools that run against a deployment (or the sandbox), not inside it."""
