@@ -425,6 +425,15 @@ class ChatConfig:
         """CloudFormation stack name (and construct id) of ``region``'s stack."""
         return f"{self.app_name}-{self.stage}-{region}"
 
+    def dashboard_name(self, region: str) -> str:
+        """CloudWatch dashboard of ``region`` (dashboard names are per account: region in it)."""
+        return self.stack_name(region)
+
+    @property
+    def global_dashboard_name(self) -> str:
+        """The dashboard with every region side by side (in the primary region)."""
+        return f"{self.app_name}-{self.stage}-global"
+
     @property
     def bus_name(self) -> str:
         """Name of the chat bus; identical in every region so ARNs are predictable."""

@@ -15,6 +15,7 @@ from constructs import Construct
 
 from stacks.auth import ChatAuth
 from stacks.config import ChatConfig
+from stacks.dashboards import ChatGlobalDashboard, ChatRegionDashboard
 from stacks.fanout import ChatFanout
 from stacks.functions import SERVICE_NAME, ChatFunctions
 from stacks.http_api import ChatHttpApi
@@ -62,7 +63,8 @@ class ChatRegionStack(Stack):
     Attributes:
         config, region: what the stack was built from.
         storage, functions, auth, api (WebSocket), http_api, replication,
-            fanout, monitoring: the constructs.
+            fanout, monitoring, dashboard: the constructs.
+        global_dashboard: every region side by side (primary region only, else None).
     """
 
     def __init__(
@@ -173,15 +175,17 @@ class ChatRegionStack(Stack):
         self.fanout.allow_send_jobs(bus_handler)
         self.functions.allow_manage_connections(self.api.manage_connections_arn, self.fanout.worker)
 
+        monitored_functions = {**self.functions.functions, "FanoutWorker": self.fanout.worker}
+        dead_letter_queues = {
+            "ReplicationDeadLetterQueue": self.replication.dead_letter_queue,
+            "EventBusMessageHandlerFailureQueue": self.functions.async_failure_queue,
+            "FanoutDeadLetterQueue": self.fanout.dead_letter_queue,
+        }
         self.monitoring = ChatMonitoring(
             self,
             "Monitoring",
-            functions={**self.functions.functions, "FanoutWorker": self.fanout.worker},
-            queues={
-                "ReplicationDeadLetterQueue": self.replication.dead_letter_queue,
-                "EventBusMessageHandlerFailureQueue": self.functions.async_failure_queue,
-                "FanoutDeadLetterQueue": self.fanout.dead_letter_queue,
-            },
+            functions=monitored_functions,
+            queues=dead_letter_queues,
             api_id=self.api.api.api_id,
             api_stage_name=config.stage,
             http_api_id=self.http_api.api.api_id,
@@ -190,6 +194,39 @@ class ChatRegionStack(Stack):
             service_name=SERVICE_NAME,
             alarm_email=config.alarm_email,
         )
+        self.dashboard = ChatRegionDashboard(
+            self,
+            "Dashboard",
+            dashboard_name=config.dashboard_name(region),
+            functions=monitored_functions,
+            queues=dead_letter_queues,
+            rules={
+                "Delivery": self.replication.delivery_rule,
+                **{
+                    f"Forwarding{number}": rule
+                    for number, rule in enumerate(self.replication.forwarding_rules, start=1)
+                },
+            },
+            bus_name=config.bus_name,
+            bus_handler=bus_handler,
+            api_id=self.api.api.api_id,
+            api_stage_name=config.stage,
+            http_api_id=self.http_api.api.api_id,
+            http_api_stage_name=self.http_api.stage.stage_name,
+            metrics_namespace=config.metrics_namespace,
+            service_name=SERVICE_NAME,
+        )
+        # The global dashboard: one per deployment, beside the primary's resources.
+        self.global_dashboard: ChatGlobalDashboard | None = None
+        if region == config.primary_region:
+            self.global_dashboard = ChatGlobalDashboard(
+                self,
+                "GlobalDashboard",
+                dashboard_name=config.global_dashboard_name,
+                regional_dashboards={r: config.dashboard_name(r) for r in config.regions},
+                metrics_namespace=config.metrics_namespace,
+                service_name=SERVICE_NAME,
+            )
 
         CfnOutput(self, "WebSocketUrl", value=self.api.url, description="Clients connect here")
         CfnOutput(
