@@ -20,6 +20,10 @@ Both routes run behind the authorizer: a request without its identity is 400
 ``bad_request``; a room the token's ``rooms`` do not allow is 403
 ``forbidden`` (checked right after the room name).
 
+``GET /health`` (routed only with the global endpoint, without the
+authorizer) answers 200 ``{"status": "ok", "region"}`` for Route 53's health
+checks, touching no table; it counts ``HealthChecks``, not ``HttpRequests``.
+
 Dispatch uses ``requestContext.http.method`` and ``pathParameters.room``; when
 the route is ``$default`` (a catch-all integration) the room comes from the
 path ``.../rooms/<room>/messages``. Unknown path: 404, known path with another
@@ -57,7 +61,12 @@ from chat.model import Sender, valid_room
 from chat.observability import count, logger, metrics, tracer
 from chat.tokens import room_allowed
 
-__all__ = ["LONG_POLL_MARGIN_MS", "MAX_WAIT_SECONDS", "handler"]
+__all__ = ["HEALTH_ROUTE_KEY", "LONG_POLL_MARGIN_MS", "MAX_WAIT_SECONDS", "handler"]
+
+# Only routed (without the authorizer) when the global endpoint is configured:
+# Route 53's health checkers call it (stacks/global_endpoint.py). It answers
+# 200 without touching a table: "API Gateway and this function answer here".
+HEALTH_ROUTE_KEY = "GET /health"
 
 MAX_WAIT_SECONDS = 20
 LONG_POLL_MARGIN_MS = 1500  # kept free of the invocation's time to answer
@@ -218,6 +227,10 @@ def _get(event: dict[str, Any], room: object, context: LambdaContext) -> dict[st
 @tracer.capture_lambda_handler(capture_response=False)  # responses carry message bodies
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if isinstance(event, dict) and event.get("routeKey") == HEALTH_ROUTE_KEY:
+        # A metric of its own (an empty metric set would log a warning per check).
+        count("HealthChecks")
+        return _response(200, {"status": "ok", "region": config.get_settings().region})
     count("HttpRequests")
     try:
         if not isinstance(event, dict):

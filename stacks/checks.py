@@ -96,6 +96,15 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
     for route_key in ("$disconnect", *CLIENT_ROUTE_KEYS):
         _ack(api.node.find_child(f"{route_key}-Route"), "APIG4", _ROUTE_AFTER_CONNECT)
 
+    # APIG4: Route 53's health checkers cannot send a token (global endpoint only).
+    if stack.global_endpoint is not None:
+        _ack(
+            stack.global_endpoint.health_route,
+            "APIG4",
+            "GET /health is called by Route 53 health checkers, which cannot authenticate; it "
+            "answers a constant 200 and reads no data (HttpHandler, HEALTH_ROUTE_KEY)",
+        )
+
     # SMG4: the signing secret is rotated by hand (where it is created).
     if stack.auth.created:
         _ack(stack.auth.secret, "SMG4", _SECRET_ROTATION)

@@ -97,6 +97,8 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "httpCorsOrigins",
     "signingSecretName",
     "signingSecretManaged",
+    "domainName",
+    "hostedZoneId",
 )
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
@@ -110,6 +112,13 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{
 # Secrets Manager names: letters, digits and /_+=.@- (no spaces); kept well
 # under the 512-character limit.
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,256}$")
+# A DNS name of lowercase labels (the global endpoint adds "chat." and "api."
+# in front, so it stays well under the 253-character limit).
+_DOMAIN = re.compile(
+    r"^(?=.{3,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+)
+# Route 53 hosted zone ids: "Z" and upper-case letters/digits (e.g. Z0123456789ABCDEFGHIJ).
+_HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
 _ORIGINS_ACCEPTED = (
     '"*" (any origin) or a comma-separated list of origins like https://chat.example.com'
 )
@@ -274,6 +283,9 @@ class ChatConfig:
     # True: the first region's stack creates it, replicated to the others;
     # False: an existing, replicated secret of that name is used.
     signing_secret_managed: bool = True
+    # The optional global endpoint (stacks/global_endpoint.py): both or neither.
+    domain_name: str | None = None
+    hosted_zone_id: str | None = None
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -322,6 +334,33 @@ class ChatConfig:
 
         def email(key: str, raw: object) -> str:
             return _matching(key, raw, _EMAIL, "an e-mail address")
+
+        domain_name = get(
+            "domainName",
+            lambda k, v: _matching(
+                k,
+                v.strip().lower().rstrip(".") if isinstance(v, str) else v,
+                _DOMAIN,
+                "a DNS name like example.com",
+            ),
+            defaults.domain_name,
+        )
+        hosted_zone_id = get(
+            "hostedZoneId",
+            lambda k, v: _matching(
+                k, v, _HOSTED_ZONE_ID, "a Route 53 hosted zone id like Z0123456789ABCDEFGHIJ"
+            ),
+            defaults.hosted_zone_id,
+        )
+        if (domain_name is None) != (hosted_zone_id is None):
+            missing = "hostedZoneId" if hosted_zone_id is None else "domainName"
+            given = "domainName" if hosted_zone_id is None else "hostedZoneId"
+            raise ConfigError(
+                missing,
+                None,
+                f"is missing while {given} is set",
+                "both domainName and hostedZoneId (the global endpoint), or neither",
+            )
 
         return cls(
             app_name=get(
@@ -418,12 +457,24 @@ class ChatConfig:
             signing_secret_managed=get(
                 "signingSecretManaged", _boolean, defaults.signing_secret_managed
             ),
+            domain_name=domain_name,
+            hosted_zone_id=hosted_zone_id,
         )
 
     # ---- derived names ------------------------------------------------
     def stack_name(self, region: str) -> str:
         """CloudFormation stack name (and construct id) of ``region``'s stack."""
         return f"{self.app_name}-{self.stage}-{region}"
+
+    @property
+    def global_websocket_domain(self) -> str | None:
+        """``chat.<domainName>``: the WebSocket API's global name (None without domainName)."""
+        return f"chat.{self.domain_name}" if self.domain_name else None
+
+    @property
+    def global_http_domain(self) -> str | None:
+        """``api.<domainName>``: the HTTP API's global name (None without domainName)."""
+        return f"api.{self.domain_name}" if self.domain_name else None
 
     def dashboard_name(self, region: str) -> str:
         """CloudWatch dashboard of ``region`` (dashboard names are per account: region in it)."""

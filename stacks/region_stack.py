@@ -18,6 +18,7 @@ from stacks.config import ChatConfig
 from stacks.dashboards import ChatGlobalDashboard, ChatRegionDashboard
 from stacks.fanout import ChatFanout
 from stacks.functions import SERVICE_NAME, ChatFunctions
+from stacks.global_endpoint import ChatGlobalEndpoint
 from stacks.http_api import ChatHttpApi
 from stacks.monitoring import ChatMonitoring
 from stacks.replication import ChatReplication
@@ -65,6 +66,7 @@ class ChatRegionStack(Stack):
         storage, functions, auth, api (WebSocket), http_api, replication,
             fanout, monitoring, dashboard: the constructs.
         global_dashboard: every region side by side (primary region only, else None).
+        global_endpoint: custom domains and latency records (None without domainName).
     """
 
     def __init__(
@@ -152,6 +154,24 @@ class ChatRegionStack(Stack):
             log_retention=retention,
             removal_policy=removal,
         )
+
+        # The optional global endpoint (domainName + hostedZoneId).
+        self.global_endpoint: ChatGlobalEndpoint | None = None
+        if config.domain_name and config.hosted_zone_id:
+            assert config.global_websocket_domain and config.global_http_domain
+            self.global_endpoint = ChatGlobalEndpoint(
+                self,
+                "GlobalEndpoint",
+                domain_name=config.domain_name,
+                hosted_zone_id=config.hosted_zone_id,
+                websocket_domain_name=config.global_websocket_domain,
+                http_domain_name=config.global_http_domain,
+                websocket_api=self.api.api,
+                websocket_stage=self.api.stage,
+                http_api=self.http_api.api,
+                http_stage=self.http_api.stage,
+                http_integration=self.http_api.integration,
+            )
 
         # Fan-out: EventBusMessageHandler posts to this API's connections
         # itself, or shards a big room's members onto the fan-out queue.
@@ -248,3 +268,16 @@ class ChatRegionStack(Stack):
         CfnOutput(self, "ConnectionsTableName", value=self.storage.connections_table.table_name)
         CfnOutput(self, "MessagesTableName", value=self.storage.messages_table.table_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        if self.global_endpoint is not None:
+            CfnOutput(
+                self,
+                "GlobalWebSocketUrl",
+                value=self.global_endpoint.websocket_url,
+                description="Clients connect here: the nearest healthy region",
+            )
+            CfnOutput(
+                self,
+                "GlobalHttpUrl",
+                value=self.global_endpoint.http_url,
+                description="HTTP fallback API of the nearest healthy region",
+            )

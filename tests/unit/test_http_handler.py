@@ -342,3 +342,23 @@ def test_not_an_http_event(chat: Any, context: Any) -> None:
     assert response["statusCode"] == 404
     response = http_handler.handler({}, context)
     assert response["statusCode"] == 404
+
+
+def test_health_route_answers_without_identity_or_tables(
+    chat: Any, monkeypatch: pytest.MonkeyPatch, emitted_metrics: Any
+) -> None:
+    """Route 53's health checkers call GET /health without a token (global endpoint only)."""
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the health route must not read a table")
+
+    monkeypatch.setattr(store, "query_messages", boom)
+    emitted_metrics()
+    response = chat.http("GET", None, user=None, route_key="GET /health", raw_path="/health")
+    assert response["statusCode"] == 200
+    assert response["json"] == {"status": "ok", "region": TEST_ENV["AWS_REGION"]}
+    emitted = emitted_metrics()
+    assert emitted["HealthChecks"] == 1 and "HttpRequests" not in emitted
+    # The same path under the catch-all route is no health check (and has no room).
+    response = chat.http("GET", None, user=None, route_key="$default", raw_path="/health")
+    assert response["statusCode"] == 404

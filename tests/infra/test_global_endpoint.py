@@ -1,0 +1,190 @@
+"""The optional global endpoint (domainName + hostedZoneId): absent by default, whole when set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from stacks.config import ChatConfig, ConfigError
+
+from .helpers import JsonDict, SynthResult, api, only, resources, synth
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
+DOMAIN = "example.com"
+ZONE = "Z0123456789ABCDEFGHIJ"
+GLOBAL_TYPES = (
+    "AWS::CertificateManager::Certificate",
+    "AWS::ApiGatewayV2::DomainName",
+    "AWS::ApiGatewayV2::ApiMapping",
+    "AWS::Route53::HealthCheck",
+    "AWS::Route53::RecordSet",
+)
+
+
+@pytest.fixture(scope="module")
+def app_global(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult]:
+    yield synth({"domainName": DOMAIN, "hostedZoneId": ZONE}, tmp_path_factory.mktemp("global"))
+
+
+@pytest.fixture(scope="module", params=REGIONS)
+def region(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def route_keys(template: JsonDict) -> set[str]:
+    return {
+        r["Properties"]["RouteKey"]
+        for r in resources(template, "AWS::ApiGatewayV2::Route").values()
+    }
+
+
+def test_default_synth_has_no_global_endpoint(app3: SynthResult, region: str) -> None:
+    template = app3.template_json(region)
+    for resource_type in GLOBAL_TYPES:
+        assert not resources(template, resource_type), resource_type
+    assert "GET /health" not in route_keys(template)
+    assert not {"GlobalWebSocketUrl", "GlobalHttpUrl"} & set(template["Outputs"])
+
+
+def test_certificate_is_dns_validated_in_the_zone(app_global: SynthResult, region: str) -> None:
+    _, certificate = only(app_global.template_json(region), "AWS::CertificateManager::Certificate")
+    props = certificate["Properties"]
+    assert props["DomainName"] == f"chat.{DOMAIN}"
+    assert props["SubjectAlternativeNames"] == [f"api.{DOMAIN}"]
+    assert props["ValidationMethod"] == "DNS"
+    assert props["DomainValidationOptions"] == [
+        {"DomainName": f"chat.{DOMAIN}", "HostedZoneId": ZONE},
+        {"DomainName": f"api.{DOMAIN}", "HostedZoneId": ZONE},
+    ]
+
+
+def test_custom_domains_map_both_apis(app_global: SynthResult, region: str) -> None:
+    template = app_global.template_json(region)
+    certificate_id, _ = only(template, "AWS::CertificateManager::Certificate")
+    domains = {
+        d["Properties"]["DomainName"]: (logical_id, d["Properties"]["DomainNameConfigurations"])
+        for logical_id, d in resources(template, "AWS::ApiGatewayV2::DomainName").items()
+    }
+    assert set(domains) == {f"chat.{DOMAIN}", f"api.{DOMAIN}"}
+    for _, configurations in domains.values():
+        assert configurations == [
+            {"CertificateArn": {"Ref": certificate_id}, "EndpointType": "REGIONAL",
+             "SecurityPolicy": "TLS_1_2"}
+        ]  # fmt: skip
+    websocket_api, _ = api(template, "WEBSOCKET")
+    http_api, _ = api(template, "HTTP")
+    mappings = {
+        (m["Properties"]["DomainName"]["Ref"], m["Properties"]["ApiId"]["Ref"],
+         m["Properties"]["Stage"], m["Properties"].get("ApiMappingKey"))
+        for m in resources(template, "AWS::ApiGatewayV2::ApiMapping").values()
+    }  # fmt: skip
+    assert mappings == {
+        (domains[f"chat.{DOMAIN}"][0], websocket_api, "prod", None),
+        (domains[f"api.{DOMAIN}"][0], http_api, "$default", None),
+    }
+
+
+def test_health_check_calls_the_regions_own_http_api(app_global: SynthResult, region: str) -> None:
+    template = app_global.template_json(region)
+    http_api, _ = api(template, "HTTP")
+    _, check = only(template, "AWS::Route53::HealthCheck")
+    config = check["Properties"]["HealthCheckConfig"]
+    assert config["Type"] == "HTTPS" and config["Port"] == 443
+    assert config["ResourcePath"] == "/health"
+    assert config["FullyQualifiedDomainName"] == {
+        "Fn::Join": ["", [{"Ref": http_api}, f".execute-api.{region}.", {"Ref": "AWS::URLSuffix"}]]
+    }
+    (health_route,) = [
+        r["Properties"]
+        for r in resources(template, "AWS::ApiGatewayV2::Route").values()
+        if r["Properties"]["RouteKey"] == "GET /health"
+    ]
+    assert health_route["AuthorizationType"] == "NONE"
+    assert health_route["ApiId"] == {"Ref": http_api}
+    # The message routes keep their authorizer.
+    others = [
+        r["Properties"]
+        for r in resources(template, "AWS::ApiGatewayV2::Route").values()
+        if r["Properties"]["ApiId"] == {"Ref": http_api}
+        and r["Properties"]["RouteKey"].startswith(("GET /rooms", "POST /rooms"))
+    ]
+    assert len(others) == 2 and all(r["AuthorizationType"] == "CUSTOM" for r in others)
+
+
+def test_latency_records_with_health_check(app_global: SynthResult, region: str) -> None:
+    template = app_global.template_json(region)
+    check_id, _ = only(template, "AWS::Route53::HealthCheck")
+    domains = {
+        d["Properties"]["DomainName"]: logical_id
+        for logical_id, d in resources(template, "AWS::ApiGatewayV2::DomainName").items()
+    }
+    records = {
+        r["Properties"]["Name"]: r["Properties"]
+        for r in resources(template, "AWS::Route53::RecordSet").values()
+    }
+    assert set(records) == {f"chat.{DOMAIN}.", f"api.{DOMAIN}."}
+    for name, record in records.items():
+        domain = domains[name.rstrip(".")]
+        assert record["Type"] == "A" and record["HostedZoneId"] == ZONE
+        assert record["Region"] == region and record["SetIdentifier"] == region
+        assert record["HealthCheckId"] == {"Ref": check_id}
+        assert record["AliasTarget"] == {
+            "DNSName": {"Fn::GetAtt": [domain, "RegionalDomainName"]},
+            "HostedZoneId": {"Fn::GetAtt": [domain, "RegionalHostedZoneId"]},
+        }
+
+
+def test_global_urls_are_stack_outputs(app_global: SynthResult, region: str) -> None:
+    outputs = app_global.template_json(region)["Outputs"]
+    assert outputs["GlobalWebSocketUrl"]["Value"] == f"wss://chat.{DOMAIN}"
+    assert outputs["GlobalHttpUrl"]["Value"] == f"https://api.{DOMAIN}/"
+    # The regional URLs stay (the smoke test and failover clients use them).
+    assert "WebSocketUrl" in outputs and "HttpUrl" in outputs
+
+
+def test_global_endpoint_templates_lint_clean_in_their_regions(app_global: SynthResult) -> None:
+    executable = shutil.which(
+        "cfn-lint", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+    )
+    assert executable
+    for region in REGIONS:
+        template = app_global.outdir / f"chat-prod-{region}.template.json"
+        result = subprocess.run(
+            [executable, "--regions", region, "--", str(template)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, f"{region}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"domainName": DOMAIN}, "hostedZoneId"),
+        ({"hostedZoneId": ZONE}, "domainName"),
+        ({"domainName": "not a domain", "hostedZoneId": ZONE}, "domainName"),
+        ({"domainName": "https://example.com", "hostedZoneId": ZONE}, "domainName"),
+        ({"domainName": DOMAIN, "hostedZoneId": "example.com"}, "hostedZoneId"),
+        ({"domainName": DOMAIN, "hostedZoneId": "z0123"}, "hostedZoneId"),
+    ],
+)
+def test_global_endpoint_keys_are_validated(values: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ChatConfig.from_mapping(values)
+    assert raised.value.key == key
+    assert "\n" not in str(raised.value)
+
+
+def test_global_endpoint_keys_accepted() -> None:
+    config = ChatConfig.from_mapping({"domainName": "Chat.Example.COM.", "hostedZoneId": ZONE})
+    assert config.domain_name == "chat.example.com"
+    assert config.global_websocket_domain == "chat.chat.example.com"
+    assert config.global_http_domain == "api.chat.example.com"
+    assert ChatConfig.from_mapping({}).domain_name is None
