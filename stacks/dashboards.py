@@ -31,6 +31,7 @@ from constructs import Construct
 
 __all__ = [
     "CONNECTION_METRICS",
+    "EVENT_AGE_METRIC",
     "FANOUT_METRICS",
     "GLOBAL_METRICS",
     "MESSAGE_METRICS",
@@ -59,7 +60,10 @@ RUNTIME_ERROR_METRICS = (
     "FanoutErrors",
     "HistoryWriteFailures",
 )
-# The global dashboard: one graph per metric, one line per region.
+# Milliseconds from a message's acceptance (its id's timestamp) to its history
+# write in the region that delivers it: the replication delay (p99 shown).
+EVENT_AGE_METRIC = "EventAge"
+# The global dashboard: one graph per count metric, one line per region.
 GLOBAL_METRICS: tuple[tuple[str, str], ...] = (
     ("Connections", "Connections opened"),
     ("MessagesAccepted", "Messages in (accepted sends)"),
@@ -87,7 +91,13 @@ def dashboard_url(region: str, name: str) -> str:
 
 
 def _runtime_metric(
-    namespace: str, service: str, name: str, *, region: str | None = None, label: str | None = None
+    namespace: str,
+    service: str,
+    name: str,
+    *,
+    region: str | None = None,
+    label: str | None = None,
+    statistic: str = "Sum",
 ) -> cloudwatch.Metric:
     # Exactly the dimension set the handlers emit (Powertools' `service` only), or
     # the graph shows nothing (docs/contracts.md, "Metrics").
@@ -95,7 +105,7 @@ def _runtime_metric(
         namespace=namespace,
         metric_name=name,
         dimensions_map={"service": service},
-        statistic="Sum",
+        statistic=statistic,
         period=_PERIOD,
         region=region,
         label=label or name,
@@ -228,6 +238,13 @@ class ChatRegionDashboard(Construct):
             _graph(
                 "Event age (p99, ms)",
                 [
+                    _runtime_metric(
+                        metrics_namespace,
+                        service_name,
+                        EVENT_AGE_METRIC,
+                        statistic="p99",
+                        label="EventAge (accepted -> stored here)",
+                    ),
                     *(
                         rule_metric(label, rule, "IngestiontoInvocationStartLatency", "p99")
                         for label, rule in rules.items()
@@ -343,7 +360,21 @@ class ChatGlobalDashboard(Construct):
             width=24,
             height=4,
         )
-        graphs = [_graph(title, per_region(name)) for name, title in GLOBAL_METRICS]
+        event_age = [
+            _runtime_metric(
+                metrics_namespace,
+                service_name,
+                EVENT_AGE_METRIC,
+                region=r,
+                label=r,
+                statistic="p99",
+            )
+            for r in regions
+        ]
+        graphs = [
+            _graph("Replication delay: EventAge p99 (ms)", event_age),
+            *(_graph(title, per_region(name)) for name, title in GLOBAL_METRICS),
+        ]
         rows: list[list[cloudwatch.IWidget]] = [[header], [totals]]
         rows += [list(graphs[i : i + 3]) for i in range(0, len(graphs), 3)]
         self.dashboard = cloudwatch.Dashboard(

@@ -11,6 +11,7 @@ import pytest
 
 from stacks.dashboards import (
     CONNECTION_METRICS,
+    EVENT_AGE_METRIC,
     FANOUT_METRICS,
     GLOBAL_METRICS,
     MESSAGE_METRICS,
@@ -134,7 +135,12 @@ def test_regional_dashboard_covers_every_function_queue_and_rule(
             assert ["AWS/Events", name, "EventBusName", "chat-prod-chat-bus", "RuleName",
                     f"<Ref:{rule_id}>"] in [r[:6] for r in failures]  # fmt: skip
     age = metric_rows(shown["Event age (p99, ms)"])
-    assert {r[1] for r in age} == {"IngestiontoInvocationStartLatency", "AsyncEventAge"}
+    assert {r[1] for r in age} == {
+        "IngestiontoInvocationStartLatency",
+        "AsyncEventAge",
+        EVENT_AGE_METRIC,
+    }
+    assert all(r[-1]["stat"] == "p99" for r in age)
 
 
 def test_global_dashboard_shows_every_region_side_by_side(app3: SynthResult) -> None:
@@ -145,6 +151,10 @@ def test_global_dashboard_shows_every_region_side_by_side(app3: SynthResult) -> 
         assert [row[:4] for row in rows] == [[NAMESPACE, name, "service", "chat"]] * 3
         assert [row[-1]["region"] for row in rows] == list(REGIONS)
         assert [row[-1]["label"] for row in rows] == list(REGIONS)
+    age = metric_rows(shown["Replication delay: EventAge p99 (ms)"])
+    assert [(r[1], r[-1]["region"], r[-1]["stat"]) for r in age] == [
+        (EVENT_AGE_METRIC, region, "p99") for region in REGIONS
+    ]
     markdown = body["widgets"][0]["properties"]["markdown"]
     for region in REGIONS:
         assert f"region={region}#dashboards/dashboard/chat-prod-{region}" in markdown
@@ -163,11 +173,13 @@ def test_dashboard_metric_names_are_emitted_by_the_handlers() -> None:
     source = "\n".join(path.read_text() for path in LAMBDAS.rglob("*.py"))
     emitted = set(re.findall(r'count\(\s*"([A-Za-z]+)"', source))
     emitted |= set(re.findall(r'FAILURE_METRIC = "([A-Za-z]+)"', source))
+    emitted |= set(re.findall(r'add_metric\(\s*name="([A-Za-z]+)"', source))
     shown = {
         *CONNECTION_METRICS,
         *MESSAGE_METRICS,
         *FANOUT_METRICS,
         *RUNTIME_ERROR_METRICS,
         *(name for name, _ in GLOBAL_METRICS),
+        EVENT_AGE_METRIC,
     }
     assert shown - emitted == set()
