@@ -22,7 +22,7 @@ import signal
 import string
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +119,22 @@ def generate_secret(spec: SecretSpec) -> str:
     return value
 
 
-def provision(model: RegionModel, endpoint: str, secret_values: Mapping[str, str]) -> None:
+def provision(
+    model: RegionModel,
+    endpoint: str,
+    secret_values: Mapping[str, str],
+    *,
+    replicas: Mapping[str, Sequence[str]] | None = None,
+    replicated_here: Collection[str] = (),
+) -> None:
     """Create the region's tables, secrets and parameters in moto (blocking; run in a thread).
 
     ``secret_values`` maps each secret name this region must hold to its value: the
     template's own secrets, replicas of other regions' secrets, and the signing
-    secret its authorizer reads by name (see ``Sandbox._prepare_secrets``).
+    secret its authorizer reads by name (see ``Sandbox._prepare_secrets``). A secret
+    in ``replicas`` is created with those replica regions (moto replicates it, and
+    the primary reports ``ReplicationStatus``); a name in ``replicated_here`` is left
+    to the primary region's replication.
     """
     import boto3
 
@@ -150,7 +160,13 @@ def provision(model: RegionModel, endpoint: str, secret_values: Mapping[str, str
     if secret_values:
         manager = session.client("secretsmanager", endpoint_url=endpoint)
         for name, value in secret_values.items():
-            manager.create_secret(Name=name, SecretString=value)
+            if name in replicated_here:
+                continue
+            replica_regions = (replicas or {}).get(name) or ()
+            extra: dict[str, Any] = {}
+            if replica_regions:
+                extra["AddReplicaRegions"] = [{"Region": region} for region in replica_regions]
+            manager.create_secret(Name=name, SecretString=value, **extra)
     if model.parameters:
         ssm = session.client("ssm", endpoint_url=endpoint)
         for parameter in model.parameters:

@@ -133,7 +133,11 @@ class Sandbox:
         self._moto: MotoProcess | None = None
         self._runners: list[web.AppRunner] = []
         self._secret_values: dict[str, dict[str, str]] = {}
+        # region -> {secret name: its ReplicaRegions}: secrets that region's template
+        # creates with replicas (made through Secrets Manager's own replication).
+        self._secret_replicas: dict[str, dict[str, tuple[str, ...]]] = {}
         self.signing_secret: str | None = None
+        self.signing_secret_names: tuple[str, ...] = ()
         self.started_at = 0.0
         self.ready_seconds = 0.0
         self._endpoints_written = False
@@ -174,7 +178,12 @@ class Sandbox:
         await asyncio.gather(
             *(
                 asyncio.to_thread(
-                    provision, r.model, self._moto.url, self._secret_values.get(r.region, {})
+                    provision,
+                    r.model,
+                    self._moto.url,
+                    self._secret_values.get(r.region, {}),
+                    replicas=self._secret_replicas.get(r.region, {}),
+                    replicated_here=self._replicated_into(r.region),
                 )
                 for r in self.regions
             )
@@ -233,10 +242,31 @@ class Sandbox:
             for region in running:
                 values[region][name] = shared or ""
         self._secret_values = values
+        self._secret_replicas = {
+            runtime.region: {
+                secret.name: secret.replica_regions
+                for secret in runtime.model.secrets
+                if secret.replica_regions
+            }
+            for runtime in self.regions
+        }
+        self.signing_secret_names = tuple(sorted(signing))
         if signing:
             self.signing_secret = shared
         elif any(r.model.authorizers for r in self.regions):
             self.signing_secret = self.options.signing_secret
+
+    def _replicated_into(self, region: str) -> frozenset[str]:
+        """Names that reach ``region`` as replicas of a running region's secret (moto's
+        replication creates them there, as Secrets Manager does: with ``ReplicationStatus``
+        on the primary, which the post-deploy check reads)."""
+        return frozenset(
+            name
+            for primary, replicated in self._secret_replicas.items()
+            if primary != region
+            for name, replica_regions in replicated.items()
+            if region in replica_regions
+        )
 
     def _code_dir(self, spec: FunctionSpec) -> Path:
         if spec.code_dir is not None:
@@ -430,8 +460,12 @@ class Sandbox:
         }
         if queues:
             document["queues"] = queues
+        # Secrets Manager lives in the same moto server (tools.smoke reads replicas there).
+        document["secretsmanager"] = self._moto.url
         if self.signing_secret is not None:
             document["signingSecret"] = self.signing_secret
+        if len(self.signing_secret_names) == 1:
+            document["signingSecretName"] = self.signing_secret_names[0]
         return document
 
     def _write_endpoints(self) -> None:

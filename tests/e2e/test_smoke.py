@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from .harness import REGIONS, REPO, SandboxProcess
 
@@ -25,18 +27,19 @@ def test_smoke_check_passes_against_the_sandbox(sandbox: SandboxProcess) -> None
         if (cells := re.split(r"\s{2,}", line.strip()))[0] in REGIONS
     }
     assert list(rows) == list(REGIONS)
-    for cells in rows.values():
+    for region, cells in rows.items():
         # connect, sent, received (every region's message, once), replica, latency, result
         assert cells[1] == "ok" and cells[2].startswith("ok") and cells[3] == "3/3", cells
-        assert cells[4] == "skipped" and cells[5].startswith("max ") and cells[6] == "PASS"
-    assert "exposes no Secrets Manager endpoint" in result.stdout
+        # The sandbox's moto replicates the first region's secret as the template says.
+        assert cells[4] == ("primary" if region == REGIONS[0] else "InSync"), cells
+        assert cells[5].startswith("max ") and cells[6] == "PASS"
     assert result.stdout.rstrip().endswith("PASS: 3 region(s)")
 
 
-def test_smoke_check_fails_when_a_region_is_unreachable(sandbox: SandboxProcess, tmp_path) -> None:
+def test_smoke_check_fails_when_a_region_is_unreachable(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
     """A region whose endpoint does not answer fails the check (exit 1), the others pass."""
-    import json
-
     document = json.loads(sandbox.endpoints_file.read_text())
     document["regions"]["eu-west-1"]["websocket"] = "ws://127.0.0.1:9/prod"  # discard port
     endpoints = tmp_path / "endpoints.json"
@@ -51,4 +54,46 @@ def test_smoke_check_fails_when_a_region_is_unreachable(sandbox: SandboxProcess,
     )
     assert result.returncode == 1, result.stdout
     assert "eu-west-1: connect: " in result.stdout
+    assert "us-east-1: " not in result.stdout
     assert result.stdout.rstrip().endswith("FAIL: eu-west-1")
+
+
+def test_a_failed_secret_replica_fails_the_smoke_check(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    """A replica that Secrets Manager reports as Failed (CloudFormation would still say
+    CREATE_COMPLETE) fails the check: a second secret of another name, made in moto with a
+    replica to a region where that name is taken, stands in for the leftover."""
+    import boto3
+
+    from tools.smoke.cli import SANDBOX_CREDENTIALS
+
+    url = sandbox.endpoints["secretsmanager"]
+    name = f"smoke-test/{tmp_path.name}"
+
+    def client(region: str):  # type: ignore[no-untyped-def]
+        return boto3.client(
+            "secretsmanager", region_name=region, endpoint_url=url, **SANDBOX_CREDENTIALS
+        )
+
+    client("ap-northeast-1").create_secret(Name=name, SecretString="left over")
+    client("us-east-1").create_secret(
+        Name=name,
+        SecretString=sandbox.signing_secret,
+        AddReplicaRegions=[{"Region": "eu-west-1"}, {"Region": "ap-northeast-1"}],
+    )
+    document = json.loads(sandbox.endpoints_file.read_text())
+    document["signingSecretName"] = name
+    endpoints = tmp_path / "endpoints.json"
+    endpoints.write_text(json.dumps(document))
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.smoke", "--endpoints-file", str(endpoints), "--settle", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout
+    assert "ap-northeast-1: signing secret replica Failed" in result.stdout
+    assert result.stdout.rstrip().endswith("FAIL: ap-northeast-1")

@@ -101,3 +101,29 @@ def test_other_secrets_keep_their_own_values_and_replicas() -> None:
     assert sandbox.signing_secret is None  # no authorizer: no auth
     values = sandbox._secret_values
     assert values["us-east-1"]["db-password"] == values["eu-west-1"]["db-password"]
+
+
+def test_replicas_are_made_by_replication_from_the_first_region() -> None:
+    """The template's ReplicaRegions become moto replicas of the first region's secret (so its
+    ReplicationStatus is there for tools.smoke); a region outside the run is no concern."""
+    env = {"SIGNING_SECRET_NAME": NAME}
+    sandbox = prepare(
+        [
+            region("us-east-1", env, [secret(("eu-west-1", "ap-northeast-1"))]),
+            region("eu-west-1", env, []),
+        ]
+    )
+    assert sandbox._secret_replicas == {
+        "us-east-1": {NAME: ("eu-west-1", "ap-northeast-1")},
+        "eu-west-1": {},
+    }
+    assert sandbox._replicated_into("eu-west-1") == {NAME}
+    assert sandbox._replicated_into("us-east-1") == frozenset()
+    assert sandbox.signing_secret_names == (NAME,)
+
+
+def test_without_the_first_region_each_region_creates_its_own_copy() -> None:
+    env = {"SIGNING_SECRET_NAME": NAME}
+    sandbox = prepare([region("eu-west-1", env, []), region("ap-northeast-1", env, [])])
+    assert sandbox._replicated_into("eu-west-1") == frozenset()
+    assert sandbox._secret_values["eu-west-1"] == {NAME: sandbox.signing_secret}

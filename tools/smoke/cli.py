@@ -11,9 +11,11 @@ signing secret (tools/smoke/replicas.py). It prints one row per region and
 exits 0 when all pass, 1 when any fails, 2 when it cannot run at all.
 
 With ``--endpoints-file`` it does the same against the local sandbox (its
-endpoints file gives the URLs and the signing secret). The replica check
-needs a Secrets Manager endpoint there (the file's ``secretsmanager`` key);
-without one it is reported as skipped, with the reason.
+endpoints file gives the URLs, the signing secret and its name). The replica
+check asks the file's Secrets Manager endpoint (``secretsmanager``: the
+sandbox's moto server, where the templates' replicas are made by moto's own
+replication); a file without one gets the check reported as skipped, with the
+reason.
 
 Credentials and region come from the usual AWS configuration (``--profile``,
 ``AWS_PROFILE``, ...); the calls it makes are
@@ -154,7 +156,7 @@ def _sandbox_plan(args: argparse.Namespace, config: ChatConfig) -> _Plan:
     sandbox = _sandbox_session(primary)
     replicas = check_replicas(
         lambda region: sandbox.client("secretsmanager", region_name=region, endpoint_url=url),
-        config.signing_secret_id,
+        endpoints.signing_secret_name or config.signing_secret_id,
         primary,
         regions,
     )

@@ -50,6 +50,7 @@ class SandboxEndpoints:
     targets: list[RegionTarget]
     signing_secret: str | None
     secretsmanager_url: str | None
+    signing_secret_name: str | None = None
 
 
 def from_stacks(session: Any, config: ChatConfig) -> list[RegionTarget]:
@@ -111,8 +112,10 @@ def from_endpoints_file(path: Path, regions: Sequence[str] = ()) -> SandboxEndpo
             RegionTarget(region, websocket_url=urls["websocket"], http_url=urls.get("http"))
         )
     secretsmanager = document.get("secretsmanager")
+    secret_name = document.get("signingSecretName")
     return SandboxEndpoints(
         targets=targets,
         signing_secret=document.get("signingSecret") or None,
         secretsmanager_url=secretsmanager if isinstance(secretsmanager, str) else None,
+        signing_secret_name=secret_name if isinstance(secret_name, str) else None,
     )
