@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from clients.endpoints import connect_url
@@ -112,14 +113,10 @@ def _config(args: argparse.Namespace) -> ChatConfig:
 
 
 def _aws_session(profile: str | None) -> Any:
-    import boto3
-
     return boto3.session.Session(profile_name=profile)
 
 
 def _sandbox_session(region: str) -> Any:
-    import boto3
-
     return boto3.session.Session(
         region_name=region,
         aws_access_key_id=SANDBOX_CREDENTIALS["aws_access_key_id"],
