@@ -98,7 +98,7 @@ def rows(output: str) -> dict[str, list[str]]:
     found = {}
     for line in output.splitlines():
         cells = re.split(r"\s{2,}", line.strip())
-        if cells and cells[0] in REGIONS and len(cells) == 7:
+        if cells and cells[0] in (*REGIONS, "global") and len(cells) == 7:
             found[cells[0]] = cells
     return found
 
@@ -123,6 +123,37 @@ def cli_columns() -> tuple[str, ...]:
     from tools.smoke.report import COLUMNS
 
     return COLUMNS
+
+
+@pytest.mark.parametrize("global_loses", [False, True])
+def test_the_global_endpoint_listens_and_must_receive_everything(
+    context_file: Path, global_loses: bool
+) -> None:
+    """With GlobalWebSocketUrl in the outputs, a "global" row connects there, sends nothing,
+    and must receive every region's message once."""
+    lose = {"edge"} if global_loses else set()
+    with ChatServers((*REGIONS, "edge"), SECRET, lose_in=lose) as servers:
+        for region in REGIONS:
+            deploy_stack(
+                region,
+                {
+                    "WebSocketUrl": servers.urls[region],
+                    "SigningSecretName": SECRET_NAME,
+                    "GlobalWebSocketUrl": servers.urls["edge"],
+                },
+            )
+        create_secret()
+        status, output = smoke(context_file)
+    table = rows(output)
+    assert list(table) == [*REGIONS, "global"]
+    assert table["global"][2] == "(listens)" and table["global"][4] == "-"
+    assert table["us-east-1"][3] == "3/3"  # the listener sent nothing
+    if global_loses:
+        assert status == 1 and table["global"][3] == "0/3"
+        assert output.rstrip().endswith("FAIL: global")
+    else:
+        assert status == 0, output
+        assert table["global"][3] == "3/3" and table["global"][6] == "PASS"
 
 
 def test_a_failed_secret_replica_fails_the_check(context_file: Path) -> None:

@@ -7,8 +7,11 @@ context, overridable with ``--app-name``/``--stage``/``--regions``), mints a
 region; or takes ``--token``), connects to every region, joins one fresh
 ``smoke-...`` room, sends one message per region and checks that each region
 received every message exactly once. It also checks every replica of the
-signing secret (tools/smoke/replicas.py). It prints one row per region and
-exits 0 when all pass, 1 when any fails, 2 when it cannot run at all.
+signing secret (tools/smoke/replicas.py). With the global endpoint
+(``GlobalWebSocketUrl`` output) a ``global`` row connects there too, sends
+nothing and must receive every region's message once. It prints one row per
+region and exits 0 when all pass, 1 when any fails, 2 when it cannot run at
+all.
 
 With ``--endpoints-file`` it does the same against the local sandbox (its
 endpoints file gives the URLs, the signing secret and its name). The replica
@@ -46,7 +49,7 @@ from tools.smoke.errors import SmokeSetupError, aws_reason
 from tools.smoke.exchange import exchange
 from tools.smoke.replicas import ReplicaCheck, check_replicas, skipped
 from tools.smoke.report import build_reports, render
-from tools.smoke.targets import RegionTarget, from_endpoints_file, from_stacks
+from tools.smoke.targets import GLOBAL_ROW, RegionTarget, from_endpoints_file, from_stacks
 
 __all__ = ["SANDBOX_CREDENTIALS", "TOKEN_TTL_SECONDS", "main", "run"]
 
@@ -221,7 +224,14 @@ def run(
             if t.websocket_url
         }
     results = asyncio.run(
-        exchange(urls, room=room, run_id=run_id, delivery_timeout=args.timeout, settle=args.settle)
+        exchange(
+            urls,
+            receive_only={GLOBAL_ROW},
+            room=room,
+            run_id=run_id,
+            delivery_timeout=args.timeout,
+            settle=args.settle,
+        )
     )
     reports = build_reports(plan.targets, results, plan.replicas)
     print(render(reports, plan.notes), file=out or sys.stdout)

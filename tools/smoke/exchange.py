@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,7 @@ def _refusal(reply: dict[str, Any], wanted: str) -> str | None:
 async def exchange(
     urls: Mapping[str, str],
     *,
+    receive_only: Collection[str] = (),
     room: str,
     run_id: str,
     open_timeout: float = 10.0,
@@ -141,7 +142,8 @@ async def exchange(
     settle: float = 2.0,
 ) -> dict[str, RegionExchange]:
     """Connect to every region's WebSocket URL (identity already on it: ``?token=``), join
-    ``room``, send one message from each, and count what every region received."""
+    ``room``, send one message from each (but the ``receive_only`` keys, e.g. the global
+    endpoint, which only listen), and count what every connection received."""
     results = {region: RegionExchange(region) for region in urls}
     arrived = asyncio.Condition()
     sent_at: dict[str, float] = {}
@@ -181,7 +183,7 @@ async def exchange(
     try:
         await asyncio.gather(*(join(region, url) for region, url in urls.items()))
         joined = [region for region, result in results.items() if result.connected]
-        await asyncio.gather(*(send(region) for region in joined))
+        await asyncio.gather(*(send(region) for region in joined if region not in receive_only))
         expected = {region for region in joined if results[region].sent}
 
         def complete() -> bool:

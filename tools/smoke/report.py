@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from tools.smoke.exchange import RegionExchange
 from tools.smoke.replicas import ReplicaCheck
-from tools.smoke.targets import RegionTarget
+from tools.smoke.targets import GLOBAL_ROW, RegionTarget
 
 __all__ = ["COLUMNS", "RegionReport", "build_reports", "render"]
 
@@ -56,6 +56,7 @@ def build_reports(
     reports = []
     for target in targets:
         report = RegionReport(target.region)
+        listens_only = target.region == GLOBAL_ROW
         if target.problem:
             report.problems.append(target.problem)
         result = exchanges.get(target.region)
@@ -68,7 +69,9 @@ def build_reports(
             report.problems.append(f"connect: {result.connect_error}")
         else:
             report.connect = "ok"
-            if result.sent:
+            if listens_only:
+                report.sent = "(listens)"
+            elif result.sent:
                 report.sent = f"ok ({_ms(result.ack_ms or 0)} ack)"
             else:
                 report.sent = "FAIL"

@@ -21,6 +21,7 @@ from stacks.config import ChatConfig
 from tools.smoke.errors import SmokeSetupError, aws_reason
 
 __all__ = [
+    "GLOBAL_ROW",
     "RegionTarget",
     "SandboxEndpoints",
     "from_endpoints_file",
@@ -29,6 +30,9 @@ __all__ = [
 
 WEBSOCKET_OUTPUT = "WebSocketUrl"
 HTTP_OUTPUT = "HttpUrl"
+GLOBAL_WEBSOCKET_OUTPUT = "GlobalWebSocketUrl"
+# The table's row for the global endpoint (with domainName + hostedZoneId).
+GLOBAL_ROW = "global"
 SECRET_OUTPUT = "SigningSecretName"
 
 
@@ -41,6 +45,8 @@ class RegionTarget:
     http_url: str | None = None
     signing_secret_name: str | None = None
     problem: str | None = None
+    # The global endpoint's URL, as the stack outputs it (None without one).
+    global_websocket_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,11 +88,16 @@ def from_stacks(session: Any, config: ChatConfig) -> list[RegionTarget]:
                 websocket_url=outputs[WEBSOCKET_OUTPUT],
                 http_url=outputs.get(HTTP_OUTPUT),
                 signing_secret_name=outputs.get(SECRET_OUTPUT),
+                global_websocket_url=outputs.get(GLOBAL_WEBSOCKET_OUTPUT),
                 problem=None
                 if status.endswith("_COMPLETE") and "ROLLBACK" not in status
                 else f"stack {stack_name} is {status}",
             )
         )
+    global_urls = {t.global_websocket_url for t in targets if t.global_websocket_url}
+    if global_urls:
+        # DNS picks the region: the connection listens and must get every message too.
+        targets.append(RegionTarget(GLOBAL_ROW, websocket_url=min(global_urls)))
     return targets
 
 
