@@ -352,7 +352,7 @@ def test_health_route_answers_without_identity_or_tables(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the health route must not read a table")
 
-    monkeypatch.setattr(store, "query_messages", boom)
+    monkeypatch.setattr(history_store, "query_messages", boom)
     emitted_metrics()
     response = chat.http("GET", None, user=None, route_key="GET /health", raw_path="/health")
     assert response["statusCode"] == 200
