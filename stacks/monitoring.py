@@ -14,15 +14,25 @@ What is alarmed and why:
 * the runtime's ``FailedDeliveries``, ``PublishFailures``,
   ``PresencePublishFailures`` and ``ShardFailures`` (names in
   docs/contracts.md, "Metrics").
+
+Why the topic has its own KMS key: an alarm action publishes as the
+CloudWatch service, not as a caller in this account, so CloudWatch itself
+must be allowed to use the topic's key. The AWS-managed ``alias/aws/sns``
+key's policy cannot be changed and does not allow that: every alarm action on
+such a topic fails silently (the alarm history shows the failed action,
+nothing else does). The customer managed key below lets
+``cloudwatch.amazonaws.com`` encrypt for this account only, and the topic
+policy lets it publish for this region's alarms only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -30,7 +40,15 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-__all__ = ["ALARMED_CUSTOM_METRICS", "INTEGRATION_ERROR_THRESHOLD", "ChatMonitoring"]
+__all__ = [
+    "ALARMED_CUSTOM_METRICS",
+    "ALARM_PUBLISHER",
+    "INTEGRATION_ERROR_THRESHOLD",
+    "ChatMonitoring",
+]
+
+# The service principal that performs alarm actions (publishes to the topic).
+ALARM_PUBLISHER = "cloudwatch.amazonaws.com"
 
 # Runtime metrics that must stay at zero (docs/contracts.md, "Metrics").
 ALARMED_CUSTOM_METRICS: tuple[str, ...] = (
@@ -53,7 +71,10 @@ class ChatMonitoring(Construct):
     """An encrypted SNS topic and every alarm of the region, all notifying the topic.
 
     Attributes:
-        topic: the alarm topic (SSE with the AWS-managed ``alias/aws/sns`` key).
+        key: the topic's customer managed KMS key (rotated yearly); its policy
+            lets CloudWatch use it on behalf of this account.
+        topic: the alarm topic: SSE with ``key``, TLS only, and a policy that
+            lets CloudWatch publish for this account's alarms in this region.
         alarms: every alarm, by construct id.
     """
 
@@ -70,15 +91,58 @@ class ChatMonitoring(Construct):
         http_api_stage_name: str,
         metrics_namespace: str,
         service_name: str,
+        removal_policy: RemovalPolicy,
         alarm_email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="Alarm topic encryption; CloudWatch may use it to publish alarms",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+            # Only used when removal_policy is DESTROY: the shortest wait KMS allows.
+            pending_window=Duration.days(7),
+        )
+        # CloudWatch encrypts the notification with a data key of this key
+        # (GenerateDataKey*) and SNS decrypts it for delivery (Decrypt); both
+        # calls are made as CloudWatch, so its principal needs them.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal(ALARM_PUBLISHER)],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
         self.topic = sns.Topic(
             self,
             "AlarmTopic",
             display_name="Chat alarms",
-            master_key=kms.Alias.from_alias_name(self, "SnsManagedKey", "alias/aws/sns"),
+            master_key=self.key,
             enforce_ssl=True,
+        )
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal(ALARM_PUBLISHER)],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                # Confused-deputy guard: only alarms of this account and region.
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
         )
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))

@@ -212,6 +212,7 @@ class ChatRegionStack(Stack):
             http_api_stage_name=self.http_api.stage.stage_name,
             metrics_namespace=config.metrics_namespace,
             service_name=SERVICE_NAME,
+            removal_policy=removal,
             alarm_email=config.alarm_email,
         )
         self.dashboard = ChatRegionDashboard(

@@ -677,9 +677,72 @@ def test_queues_enforce_tls(template: JsonDict) -> None:
 
 
 # ---- monitoring and outputs --------------------------------------------------
-def test_alarms(template: JsonDict) -> None:
+def test_alarm_topic_key_lets_cloudwatch_encrypt(template: JsonDict) -> None:
+    """CloudWatch publishes as itself: it needs the topic's key, which an AWS-managed key denies."""
     topic_id, topic = only(template, "AWS::SNS::Topic")
-    assert resolve(topic["Properties"]["KmsMasterKeyId"], region="r").endswith(":alias/aws/sns")
+    key_id, key = only(template, "AWS::KMS::Key")
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == "Retain"  # prod
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    cloudwatch = [
+        s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert cloudwatch == [
+        {
+            "Sid": "AllowCloudWatchAlarmsOfThisAccount",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+        }
+    ]
+    # No other service principal may use the key.
+    assert {json.dumps(s["Principal"], sort_keys=True) for s in statements} == {
+        json.dumps({"Service": "cloudwatch.amazonaws.com"}),
+        json.dumps(
+            {"AWS": {"Fn::Join": ["", ["arn:aws:iam::", {"Ref": "AWS::AccountId"}, ":root"]]}}
+        ),
+    }
+
+
+def test_alarm_topic_policy_lets_cloudwatch_publish(template: JsonDict, region: str) -> None:
+    topic_id, _ = only(template, "AWS::SNS::Topic")
+    _, policy = only(template, "AWS::SNS::TopicPolicy")
+    assert policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    allow = [s for s in statements if s["Effect"] == "Allow"]
+    assert resolve(allow, region=region) == [
+        {
+            "Sid": "AllowCloudWatchAlarmsToPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": f"<{topic_id}>",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:*"},
+            },
+        }
+    ]
+    # enforce_ssl stays: every publish without TLS is denied, CloudWatch's included.
+    (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Principal"] == "*" and deny["Action"] == "sns:Publish"
+
+
+def test_nothing_uses_an_aws_managed_key(template: JsonDict) -> None:
+    """AWS services (CloudWatch, EventBridge, Lambda) cannot be granted an aws/* key: SSE
+    resources they write to use a customer managed key or the service's own (SSE-SQS)."""
+    text = json.dumps(template)
+    assert "alias/aws/" not in text
+    for queue in resources(template, "AWS::SQS::Queue").values():
+        assert "KmsMasterKeyId" not in queue["Properties"]
+
+
+def test_alarms(template: JsonDict) -> None:
+    topic_id, _ = only(template, "AWS::SNS::Topic")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     # 6 functions x (Errors, Throttles) + 3 DLQs + 2 WebSocket + 1 HTTP API + 4 custom
     assert len(alarms) == 22
