@@ -3,7 +3,9 @@
 
 Run by the CDK CLI (``npx cdk synth``, see cdk.json). A bad context value
 prints one line naming the key and exits 1, instead of a jsii stack trace; an
-unacknowledged cdk-nag finding prints the validation report and exits 1.
+unacknowledged cdk-nag finding prints the validation report and exits 1; a
+dependencies layer pip could not build (registry out of reach, cold cache)
+prints one line naming the missing wheel and exits 1.
 
 CDK's built-in "CloudFormation Validate" plugin (cfn-lint's rules compiled to
 WebAssembly) is off for ``cdk synth``: building its engine and checking each
@@ -40,6 +42,7 @@ if __name__ == "__main__":
 
 from aws_cdk import App, Environment  # noqa: E402
 
+from stacks.bundling import LAYER_BUILD_FAILED  # noqa: E402
 from stacks.checks import acknowledge_findings, enable_nag  # noqa: E402
 from stacks.config import ChatConfig, ConfigError  # noqa: E402
 from stacks.region_stack import ChatRegionStack  # noqa: E402
@@ -79,6 +82,14 @@ def main() -> int:
         app = build_app(App(builtin_cloud_formation_validation=builtin_validation()))
     except ConfigError as error:
         print(error, file=sys.stderr)
+        return 1
+    except RuntimeError as error:
+        # stacks.bundling.LayerBuildError, wrapped by jsii (bundling runs in a
+        # callback from the kernel): print our line, not the two stack traces.
+        message = str(error)
+        if LAYER_BUILD_FAILED not in message:
+            raise
+        print(message[message.index(LAYER_BUILD_FAILED) :], file=sys.stderr)
         return 1
     try:
         app.synth()

@@ -1,11 +1,18 @@
 """A Lambda layer of pinned Python packages, built for the functions' platform without Docker.
 
-The Lambda runtime lacks some packages the handlers need (aiohttp for the
-fan-out engine). They ship as one layer built by CDK *local* bundling: ``pip
-install --platform <manylinux tag> --only-binary=:all: --implementation cp
---python-version <X.Y> --target <out>/python -r <requirements>`` downloads the
-wheels built for the target (arm64 from an x86 laptop included), so no Docker
-image is ever pulled (the ``image`` CDK requires is a placeholder).
+The Lambda runtime lacks some packages the handlers need (Powertools and its
+extras, aiohttp for the fan-out engine). They ship as one layer built by CDK
+*local* bundling: ``pip install --no-deps --platform <manylinux tag>
+--only-binary=:all: --implementation cp --python-version <X.Y> --target
+<out>/python -r <requirements>`` downloads the wheels built for the target
+(arm64 from an x86 laptop included), so no Docker image is ever pulled (the
+``image`` CDK requires is a placeholder). ``--no-deps``: the requirements
+file lists the whole closure, minus what the runtime provides (boto3,
+botocore), which must not be shadowed by a second copy in the layer.
+
+If pip fails (the registry cannot be reached and the cache is cold, or a pin
+has no wheel for the target), synth stops with :class:`LayerBuildError`
+naming the requirement pip could not get, the target, and pip's own error.
 
 Cached and offline-repeatable: the pip output goes to
 ``<cache>/<key>/python`` where ``key`` hashes (requirements text, platform tag,
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +43,8 @@ from constructs import Construct
 
 __all__ = [
     "CACHE_ENV",
+    "LAYER_BUILD_FAILED",
+    "LayerBuildError",
     "build_layer_tree",
     "cache_root",
     "dependencies_layer",
@@ -48,6 +58,32 @@ _PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"
 _COMPLETE = ".complete"  # written last: a cache entry without it is ignored and rebuilt
 # The command that runs pip (tests replace it to prove a cached build runs none).
 PIP: list[str] = [sys.executable, "-m", "pip"]
+# What pip says about a requirement it could not get (offline, or no such wheel).
+_MISSING = re.compile(
+    r"(?:No matching distribution found for|"
+    r"Could not find a version that satisfies the requirement) (\S+)"
+)
+
+
+# How every LayerBuildError message starts (app.py finds it inside jsii's wrapping).
+LAYER_BUILD_FAILED = "Building the Lambda dependencies layer"
+
+
+class LayerBuildError(RuntimeError):
+    """pip could not build the layer; the message names what it could not get."""
+
+    def __init__(self, requirements: Path, platform: str, python_version: str, output: str):
+        missing = list(dict.fromkeys(_MISSING.findall(output)))
+        errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+        what = "no wheel of " + ", ".join(missing) if missing else "pip failed"
+        super().__init__(
+            f"{LAYER_BUILD_FAILED} from {requirements} failed: {what} "
+            f"for cp{python_version.replace('.', '')} {platform} (wheels only). "
+            f"Is the package registry reachable? With no registry, synth needs the "
+            f"cache ${CACHE_ENV} (now {cache_root()}) to hold this layer from an earlier "
+            f"synth. pip said: " + (" | ".join(errors[-3:]) or output.strip()[-500:])
+        )
+        self.missing = missing
 
 
 def pip_target(architecture: lambda_.Architecture, runtime: lambda_.Runtime) -> tuple[str, str]:
@@ -63,7 +99,7 @@ def pip_target(architecture: lambda_.Architecture, runtime: lambda_.Runtime) -> 
 
 def layer_key(requirements: str, platform: str, python_version: str) -> str:
     digest = hashlib.sha256()
-    for part in ("chat-layer-v1", platform, python_version, requirements):
+    for part in ("chat-layer-v2", platform, python_version, requirements):
         digest.update(part.encode("utf-8") + b"\0")
     return digest.hexdigest()
 
@@ -83,12 +119,13 @@ def build_layer_tree(requirements: Path, platform: str, python_version: str) -> 
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=entry.parent))
     try:
-        subprocess.run(
+        completed = subprocess.run(
             [
                 *PIP,
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
+                "--no-deps",  # the file is the closure (module docstring)
                 "--no-compile",  # .pyc of the build host's Python would be useless there
                 "--platform",
                 platform,
@@ -102,8 +139,14 @@ def build_layer_tree(requirements: Path, platform: str, python_version: str) -> 
                 "-r",
                 str(requirements),
             ],
-            check=True,
+            capture_output=True,
+            text=True,
+            check=False,
         )
+        if completed.returncode != 0:
+            raise LayerBuildError(
+                requirements, platform, python_version, completed.stdout + completed.stderr
+            )
         (staging / _COMPLETE).write_text(key + "\n", encoding="utf-8")
         if entry.exists():  # an incomplete leftover of an interrupted build
             shutil.rmtree(entry)

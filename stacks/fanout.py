@@ -21,11 +21,10 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.lambda_function import chat_function
+from stacks.lambda_function import FunctionDefaults, FunctionSpec, chat_function
 from stacks.storage import dead_letter_queue
 
 __all__ = ["FANOUT_WORKER_CONNECTIONS_ACTIONS", "ChatFanout"]
@@ -63,14 +62,12 @@ class ChatFanout(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        code: lambda_.Code,
-        layers: list[lambda_.ILayerVersion],
+        defaults: FunctionDefaults,
         environment: dict[str, str],
         connections_table: dynamodb.ITable,
         event_bus: events.IEventBus,
         memory_size: int,
         max_workers: int,
-        log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -92,16 +89,15 @@ class ChatFanout(Construct):
         )
         self.worker, self.log_group = chat_function(
             self,
-            "FanoutWorker",
-            code=code,
-            layers=layers,
-            handler="fanout_worker.handler",
-            description="Fan-out queue: one shard of a big room's members per job",
-            memory_size=memory_size,
-            timeout=WORKER_TIMEOUT,
+            FunctionSpec(
+                name="FanoutWorker",
+                handler="fanout_worker.handler",
+                description="Fan-out queue: one shard of a big room's members per job",
+                memory_mb=memory_size,
+                timeout_s=int(WORKER_TIMEOUT.to_seconds()),
+            ),
+            defaults,
             environment=environment,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
         )
         connections_table.grant(self.worker, *FANOUT_WORKER_CONNECTIONS_ACTIONS)
         # 410 cleanup publishes "left" presence events.

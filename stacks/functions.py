@@ -1,45 +1,51 @@
 """The five Lambda functions of a region, each with its own least-privilege role.
 
+Each function is one row of :func:`function_specs`: handler, memory, timeout,
+the exact table actions it may call, whether it publishes on the bus. Adding
+a function is adding a row (and its handler module in ``lambdas/``).
+
 Handler strings, environment variable names and the metrics namespace are the
 contract in ``docs/contracts.md``. The code is the plain ``lambdas/`` folder;
-Powertools comes from the public Powertools layer, and what the runtime
-lacks (``lambdas/requirements.txt``: aiohttp) from a layer built here
-(:func:`stacks.bundling.dependencies_layer`).
+everything the runtime lacks (``lambdas/requirements.txt``: Powertools with
+its tracer and parser extras, aiohttp, their dependencies, all pinned) is one
+layer built by the app for arm64 without Docker
+(:func:`stacks.bundling.dependencies_layer`), the same in every region: no
+public layer, no SSM lookup.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.bundling import dependencies_layer
 from stacks.config import ChatConfig
-from stacks.lambda_function import ARCHITECTURE, RUNTIME, chat_function
+from stacks.lambda_function import (
+    ARCHITECTURE,
+    RUNTIME,
+    FunctionDefaults,
+    FunctionSpec,
+    chat_function,
+)
 from stacks.storage import dead_letter_queue
 
 __all__ = [
     "LAMBDAS_DIR",
-    "POWERTOOLS_LAYER_PARAMETER",
     "SERVICE_NAME",
     "ChatFunctions",
+    "function_specs",
 ]
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
-
-# Published by the Powertools team in every commercial region; resolving it as
-# a template parameter (not a synth-time lookup) keeps synth offline and picks
-# up the newest layer on each deploy.
-POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/python3.14/latest"
 
 # Powertools' default `service` dimension: one value for every function so the
 # alarms in monitoring.py have one dimension set to match.
@@ -86,16 +92,84 @@ _ASSET_EXCLUDES = [
 ]
 
 
+def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
+    """Every function :class:`ChatFunctions` builds, one declaration each."""
+    return (
+        FunctionSpec(
+            name="ConnectionHandler",
+            handler="connection_handler.handler",
+            description="WebSocket $connect/$disconnect: connection records",
+            memory_mb=256,
+            timeout_s=10,
+            connections_actions=CONNECTION_HANDLER_CONNECTIONS_ACTIONS,
+            # Presence: "left" when $disconnect removed the user's last membership.
+            puts_events=True,
+        ),
+        FunctionSpec(
+            name="ClientMessageHandler",
+            handler="client_message_handler.handler",
+            description="WebSocket client actions; replies through route responses",
+            # The sender waits for the ack: more memory buys CPU for cold starts.
+            memory_mb=512,
+            timeout_s=10,
+            connections_actions=CLIENT_HANDLER_CONNECTIONS_ACTIONS,
+            messages_actions=CLIENT_HANDLER_MESSAGES_ACTIONS,
+            # send; presence "joined"/"left" from join, leave and ping.
+            puts_events=True,
+        ),
+        FunctionSpec(
+            name="EventBusMessageHandler",
+            handler="event_bus_message_handler.handler",
+            description="Chat bus events: history write, then fan-out to local connections",
+            # Fan-out is CPU-bound (signing, HTTP): by default the memory that
+            # buys one full vCPU (fanoutMemoryMb).
+            memory_mb=config.fanout_memory_mb,
+            timeout_s=30,
+            connections_actions=BUS_HANDLER_CONNECTIONS_ACTIONS,
+            messages_actions=BUS_HANDLER_MESSAGES_ACTIONS,
+            # Presence: "left" when a 410 Gone cleanup removed the user's last membership.
+            puts_events=True,
+            # EventBridge invokes it asynchronously.
+            async_failure_queue=True,
+        ),
+        FunctionSpec(
+            name="HttpHandler",
+            handler="http_handler.handler",
+            description="HTTP fallback API: send a message, read or long-poll history",
+            memory_mb=256,
+            # HTTP API gives up on an integration after 30 s and a long-poll GET
+            # waits up to 20 s: end the function first so the client gets the
+            # handler's answer (or a clean 5xx), never a hung request.
+            timeout_s=29,
+            # No connections table: there is no connection, so no membership check.
+            messages_actions=HTTP_HANDLER_MESSAGES_ACTIONS,
+            # POST publishes the message exactly like `send`.
+            puts_events=True,
+            environment={"HTTP_POLL_INTERVAL_MS": str(HTTP_POLL_INTERVAL_MS)},
+        ),
+        FunctionSpec(
+            name="Authorizer",
+            handler="authorizer.handler",
+            description="Token authorizer (HS256) of the WebSocket $connect and the HTTP API",
+            memory_mb=256,
+            timeout_s=10,
+            # No table, bus or API: only the secret (allow_read_signing_secret).
+            shared_environment=False,
+            # The literal name, like the bus name: the same in every region.
+            environment={"SIGNING_SECRET_NAME": config.signing_secret_id},
+        ),
+    )
+
+
 class ChatFunctions(Construct):
     """ConnectionHandler, ClientMessageHandler, EventBusMessageHandler, HttpHandler, Authorizer.
 
     Each function has an explicit role with no managed policies: it may write
-    to its own log group, send X-Ray traces, use exactly the table actions
-    listed above (docs/contracts.md, "IAM the handlers need") and put events
-    on the region's chat bus (every function publishes messages or presence).
-    The stack adds what depends on other constructs
-    (``CALLBACK_URL`` and the ``@connections`` permission) through
-    :meth:`allow_manage_connections` and ``add_environment``.
+    to its own log group, send X-Ray traces, use exactly the table actions its
+    spec lists (docs/contracts.md, "IAM the handlers need") and, if its spec
+    says so, put events on the region's chat bus. The stack adds what depends
+    on other constructs (``CALLBACK_URL`` and the ``@connections`` permission)
+    through :meth:`allow_manage_connections` and ``add_environment``.
 
     Attributes:
         connection_handler: ``$connect`` / ``$disconnect``.
@@ -108,6 +182,11 @@ class ChatFunctions(Construct):
             reading the signing secret, is added by :meth:`allow_read_signing_secret`.
         async_failure_queue: where Lambda puts EventBusMessageHandler invocations
             that still fail after its async retries (on-failure destination).
+        dependencies_layer: the one layer every function carries (Powertools,
+            aiohttp, ...: ``lambdas/requirements.txt``).
+        defaults: code, layers and log settings every function shares (also
+            the fan-out worker's).
+        environment: the app's variables every function but the authorizer gets.
         log_groups: each function's log group, by logical name.
         functions: every function, by logical name.
     """
@@ -125,9 +204,11 @@ class ChatFunctions(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._removal_policy = removal_policy
-        self._log_retention = log_retention
-
+        powertools_environment = {
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
         self.environment: dict[str, str] = {
             "CONNECTIONS_TABLE": connections_table.table_name,
             "MESSAGES_TABLE": messages_table.table_name,
@@ -143,19 +224,11 @@ class ChatFunctions(Construct):
             "FANOUT_SHARD_SIZE": str(config.fanout_shard_size),
             "FANOUT_REQUEST_BUDGET": str(config.fanout_request_budget),
             "PRESENCE_LIVE_MAX_MEMBERS": str(config.presence_live_max_members),
-            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-            "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            **powertools_environment,
         }
-        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "PowertoolsLayer",
-            ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
-        )
-        self.code = lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=_ASSET_EXCLUDES)
-        self.layers: list[lambda_.ILayerVersion] = [self.powertools_layer]
-        # What the Lambda runtime lacks (aiohttp for the delivery engine), built
-        # for arm64 without Docker; only the functions that post carry it.
+        # Everything the runtime lacks, built for arm64 without Docker. aiohttp
+        # is in every function's layer but imported only by the code that
+        # posts, on first use (chat.fanout): a layer costs nothing at init.
         self.dependencies_layer = dependencies_layer(
             self,
             "Dependencies",
@@ -163,92 +236,49 @@ class ChatFunctions(Construct):
             architecture=ARCHITECTURE,
             runtime=RUNTIME,
         )
-        self.delivery_layers: list[lambda_.ILayerVersion] = [
-            *self.layers,
-            self.dependencies_layer,
-        ]
+        self.defaults = FunctionDefaults(
+            code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=_ASSET_EXCLUDES),
+            layers=(self.dependencies_layer,),
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.functions: dict[str, lambda_.Function] = {}
+        failure_queues: dict[str, sqs.Queue] = {}
 
-        self.connection_handler = self._function(
-            "ConnectionHandler",
-            handler="connection_handler.handler",
-            description="WebSocket $connect/$disconnect: connection records",
-            memory_size=256,
-            timeout=Duration.seconds(10),
-        )
-        connections_table.grant(self.connection_handler, *CONNECTION_HANDLER_CONNECTIONS_ACTIONS)
-        # Presence: "left" when $disconnect removed the user's last membership.
-        event_bus.grant_put_events_to(self.connection_handler)
+        for spec in function_specs(config):
+            on_failure = None
+            if spec.async_failure_queue:
+                # Lambda hands an event that failed its retries (with the
+                # error) to this queue: a replicated message never vanishes.
+                queue = dead_letter_queue(
+                    self, f"{spec.name}Failures", removal_policy=removal_policy
+                )
+                failure_queues[spec.name] = queue
+                on_failure = destinations.SqsDestination(queue)
+            base = self.environment if spec.shared_environment else powertools_environment
+            function, log_group = chat_function(
+                self,
+                spec,
+                self.defaults,
+                environment={**base, **spec.environment},
+                on_failure=on_failure,
+            )
+            if spec.connections_actions:
+                connections_table.grant(function, *spec.connections_actions)
+            if spec.messages_actions:
+                messages_table.grant(function, *spec.messages_actions)
+            if spec.puts_events:
+                event_bus.grant_put_events_to(function)
+            self.functions[spec.name] = function
+            self.log_groups[spec.name] = log_group
 
-        self.client_message_handler = self._function(
-            "ClientMessageHandler",
-            handler="client_message_handler.handler",
-            description="WebSocket client actions; replies through route responses",
-            # The sender waits for the ack: more memory buys CPU for cold starts.
-            memory_size=512,
-            timeout=Duration.seconds(10),
-        )
-        connections_table.grant(self.client_message_handler, *CLIENT_HANDLER_CONNECTIONS_ACTIONS)
-        messages_table.grant(self.client_message_handler, *CLIENT_HANDLER_MESSAGES_ACTIONS)
-        # send; presence "joined"/"left" from join, leave and ping.
-        event_bus.grant_put_events_to(self.client_message_handler)
-
-        # EventBridge invokes this function asynchronously. Lambda retries a
-        # failed invocation twice, then hands the event (with the error) to the
-        # on-failure queue: a replicated message never vanishes silently.
-        self.async_failure_queue = dead_letter_queue(
-            self, "EventBusMessageHandlerFailures", removal_policy=removal_policy
-        )
-        self.event_bus_message_handler = self._function(
-            "EventBusMessageHandler",
-            handler="event_bus_message_handler.handler",
-            description="Chat bus events: history write, then fan-out to local connections",
-            # Fan-out is CPU-bound (signing, HTTP): by default the memory that
-            # buys one full vCPU (fanoutMemoryMb).
-            memory_size=config.fanout_memory_mb,
-            layers=self.delivery_layers,
-            timeout=Duration.seconds(30),
-            retry_attempts=2,
-            max_event_age=Duration.hours(6),
-            on_failure=destinations.SqsDestination(self.async_failure_queue),
-        )
-        messages_table.grant(self.event_bus_message_handler, *BUS_HANDLER_MESSAGES_ACTIONS)
-        connections_table.grant(self.event_bus_message_handler, *BUS_HANDLER_CONNECTIONS_ACTIONS)
-        # Presence: "left" when a 410 Gone cleanup removed the user's last membership.
-        event_bus.grant_put_events_to(self.event_bus_message_handler)
-
-        self.http_handler = self._function(
-            "HttpHandler",
-            handler="http_handler.handler",
-            description="HTTP fallback API: send a message, read or long-poll history",
-            memory_size=256,
-            # HTTP API gives up on an integration after 30 s and a long-poll GET
-            # waits up to 20 s: end the function first so the client gets the
-            # handler's answer (or a clean 5xx), never a hung request.
-            timeout=Duration.seconds(29),
-            extra_environment={"HTTP_POLL_INTERVAL_MS": str(HTTP_POLL_INTERVAL_MS)},
-        )
-        messages_table.grant(self.http_handler, *HTTP_HANDLER_MESSAGES_ACTIONS)
-        # POST: publishes the message exactly like `send`. No connections
-        # table: there is no connection, so no membership check.
-        event_bus.grant_put_events_to(self.http_handler)
-
-        # The token authorizer needs no table, bus or API: only the secret.
-        self.authorizer = self._function(
-            "Authorizer",
-            handler="authorizer.handler",
-            description="Token authorizer (HS256) of the WebSocket $connect and the HTTP API",
-            memory_size=256,
-            timeout=Duration.seconds(10),
-            environment={
-                # The literal name, like the bus name: the same in every region.
-                "SIGNING_SECRET_NAME": config.signing_secret_id,
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": config.metrics_namespace,
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
-        )
+        self.connection_handler = self.functions["ConnectionHandler"]
+        self.client_message_handler = self.functions["ClientMessageHandler"]
+        self.event_bus_message_handler = self.functions["EventBusMessageHandler"]
+        self.http_handler = self.functions["HttpHandler"]
+        self.authorizer = self.functions["Authorizer"]
+        self.async_failure_queue = failure_queues["EventBusMessageHandler"]
 
     # ---- wiring done by the stack ---------------------------------------
     def allow_manage_connections(
@@ -276,31 +306,3 @@ class ChatFunctions(Construct):
         self.authorizer.add_to_role_policy(
             iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
         )
-
-    # ---- helpers --------------------------------------------------------
-    def _function(
-        self,
-        name: str,
-        *,
-        environment: dict[str, str] | None = None,
-        extra_environment: dict[str, str] | None = None,
-        layers: list[lambda_.ILayerVersion] | None = None,
-        **props: Any,
-    ) -> lambda_.Function:
-        function, log_group = chat_function(
-            self,
-            name,
-            code=self.code,
-            layers=self.layers if layers is None else layers,
-            log_retention=self._log_retention,
-            removal_policy=self._removal_policy,
-            environment=(
-                environment
-                if environment is not None
-                else {**self.environment, **(extra_environment or {})}
-            ),
-            **props,
-        )
-        self.log_groups[name] = log_group
-        self.functions[name] = function
-        return function

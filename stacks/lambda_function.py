@@ -1,13 +1,15 @@
 """One Lambda function of the app, with its own log group and least-privilege role.
 
-Every function of every construct is built here, so they all get the same
-runtime, architecture, tracing and logging, and differ only in what their
-declaration says.
+Every function of every construct is built here from a :class:`FunctionSpec`
+(what differs between functions) and a :class:`FunctionDefaults` (what the
+functions of a stack share), so they all get the same runtime, architecture,
+layer, tracing and logging.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -15,36 +17,70 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-__all__ = ["ARCHITECTURE", "RUNTIME", "chat_function"]
+__all__ = ["ARCHITECTURE", "RUNTIME", "FunctionDefaults", "FunctionSpec", "chat_function"]
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 
+@dataclass(frozen=True, kw_only=True)
+class FunctionSpec:
+    """What one function declares: handler, size, and what it may touch.
+
+    ``connections_actions`` / ``messages_actions`` are the exact DynamoDB
+    actions on each table (docs/contracts.md, "IAM the handlers need");
+    ``puts_events``: events:PutEvents on the region's chat bus.
+    ``environment``: the app's shared variables plus these; with
+    ``shared_environment=False`` only Powertools' variables plus these.
+    ``async_failure_queue``: the function is invoked asynchronously (by
+    EventBridge); Lambda retries twice, then puts the event on an on-failure
+    queue of its own.
+    """
+
+    name: str
+    handler: str
+    description: str
+    memory_mb: int
+    timeout_s: int
+    connections_actions: tuple[str, ...] = ()
+    messages_actions: tuple[str, ...] = ()
+    puts_events: bool = False
+    environment: Mapping[str, str] = field(default_factory=dict)
+    shared_environment: bool = True
+    async_failure_queue: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionDefaults:
+    """What every function of a stack shares: code, layers, log settings."""
+
+    code: lambda_.Code
+    layers: tuple[lambda_.ILayerVersion, ...]
+    log_retention: logs.RetentionDays
+    removal_policy: RemovalPolicy
+
+
 def chat_function(
     scope: Construct,
-    name: str,
+    spec: FunctionSpec,
+    defaults: FunctionDefaults,
     *,
-    code: lambda_.Code,
-    handler: str,
-    description: str,
-    memory_size: int,
-    timeout: Duration,
     environment: Mapping[str, str],
-    layers: Sequence[lambda_.ILayerVersion],
-    log_retention: logs.RetentionDays,
-    removal_policy: RemovalPolicy,
-    retry_attempts: int | None = None,
-    max_event_age: Duration | None = None,
     on_failure: lambda_.IDestination | None = None,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
-    """``name`` (construct id prefix) as a function and its log group.
+    """``spec`` as a function (construct id ``spec.name``) and its log group.
 
     The role is explicit instead of the default one: the default attaches
     AWSLambdaBasicExecutionRole, which may write to *every* log group.
+    ``on_failure`` (with ``spec.async_failure_queue``): where failed
+    asynchronous invocations go after two retries.
     """
+    name = spec.name
     log_group = logs.LogGroup(
-        scope, f"{name}LogGroup", retention=log_retention, removal_policy=removal_policy
+        scope,
+        f"{name}LogGroup",
+        retention=defaults.log_retention,
+        removal_policy=defaults.removal_policy,
     )
     role = iam.Role(
         scope,
@@ -59,25 +95,27 @@ def chat_function(
             resources=[log_group.log_group_arn],
         )
     )
+    asynchronous = spec.async_failure_queue
     function = lambda_.Function(
         scope,
         name,
-        code=code,
-        handler=handler,
-        description=description,
+        code=defaults.code,
+        handler=spec.handler,
+        description=spec.description,
         runtime=RUNTIME,
         architecture=ARCHITECTURE,
-        memory_size=memory_size,
-        timeout=timeout,
+        memory_size=spec.memory_mb,
+        timeout=Duration.seconds(spec.timeout_s),
         role=role,
         log_group=log_group,
-        layers=list(layers),
+        layers=list(defaults.layers),
         # Adds xray:PutTraceSegments/PutTelemetryRecords on "*" to the
         # role: X-Ray has no resource-level permissions.
         tracing=lambda_.Tracing.ACTIVE,
         environment=dict(environment),
-        retry_attempts=retry_attempts,
-        max_event_age=max_event_age,
+        # A replicated message must not vanish: two retries, then the queue.
+        retry_attempts=2 if asynchronous else None,
+        max_event_age=Duration.hours(6) if asynchronous else None,
         on_failure=on_failure,
     )
     # CDK renders its construct dependency on the role as DependsOn next to

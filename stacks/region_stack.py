@@ -182,14 +182,12 @@ class ChatRegionStack(Stack):
         self.fanout = ChatFanout(
             self,
             "Fanout",
-            code=self.functions.code,
-            layers=self.functions.delivery_layers,
+            defaults=self.functions.defaults,
             environment={**self.functions.environment, "CALLBACK_URL": self.api.callback_url},
             connections_table=self.storage.connections_table,
             event_bus=self.replication.event_bus,
             memory_size=config.fanout_memory_mb,
             max_workers=config.fanout_max_workers,
-            log_retention=retention,
             removal_policy=removal,
         )
         self.fanout.allow_send_jobs(bus_handler)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_lambda as lambda_
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from stacks import bundling
 
@@ -28,6 +32,42 @@ target = pathlib.Path(args[args.index("--target") + 1])
 runs = pathlib.Path("{runs}")
 runs.write_text(str(int(runs.read_text() or 0) + 1) if runs.exists() else "1")
 """
+# Stands in for pip with the registry out of reach: what pip prints, exit 1.
+OFFLINE_PIP = """
+import sys
+print("WARNING: Retrying (Retry(total=4)) after connection broken by NewConnectionError")
+print("ERROR: Could not find a version that satisfies the requirement "
+      "pydantic-core==2.50.5 (from versions: none)", file=sys.stderr)
+print("ERROR: No matching distribution found for pydantic-core==2.50.5", file=sys.stderr)
+sys.exit(1)
+"""
+# What the Lambda Python runtime provides: never in the layer (it would shadow them).
+RUNTIME_PROVIDED = {"boto3", "botocore"}
+# The functions' platform, as packaging's markers see it.
+TARGET_MARKERS = {
+    "python_version": "3.14",
+    "python_full_version": "3.14.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "aarch64",
+    "os_name": "posix",
+}
+
+
+def pins(requirements: Path = REQUIREMENTS) -> dict[str, tuple[str, set[str]]]:
+    """Canonical name -> (pinned version, extras) of every requirement line."""
+    found = {}
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", f"not pinned: {line}"
+        found[canonicalize_name(requirement.name)] = (specifier.version, set(requirement.extras))
+    return found
 
 
 def synth_layer(outdir: Path, requirements: Path) -> tuple[dict[str, Any], Path]:
@@ -125,13 +165,79 @@ def test_layer_holds_aiohttp_built_for_aarch64(real_layer: Path) -> None:
     native = [p.name for p in site.rglob("*.so")]
     assert any(name.endswith("cpython-314-aarch64-linux-gnu.so") for name in native), native
     assert not any("x86_64" in name for name in native)
-    pins = {
-        line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
-        for line in REQUIREMENTS.read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    }
+    assert (site / "aws_lambda_powertools" / "__init__.py").is_file()
+    assert any(name.startswith("_pydantic_core.cpython-314-aarch64") for name in native), native
+    assert not (site / "botocore").exists() and not (site / "boto3").exists()
     installed = {}
     for info in site.glob("*.dist-info"):
         name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
-        installed[name.lower().replace("_", "-")] = version
-    assert installed == pins  # every installed distribution is pinned, at its pin
+        installed[canonicalize_name(name)] = version
+    # every installed distribution is pinned, at its pin, and nothing else
+    assert installed == {name: version for name, (version, _) in pins().items()}
+
+
+def test_requirements_are_the_whole_closure() -> None:
+    """The layer is installed with --no-deps: every dependency of every pinned
+    distribution (with the extras asked for, on python 3.14 linux aarch64) is
+    pinned too, or provided by the runtime. Read from the venv's metadata, which
+    requirements-dev.txt installs from the same file."""
+    pinned = pins()
+    missing = []
+    for name, (version, extras) in pinned.items():
+        distribution = metadata.distribution(name)
+        assert distribution.version == version, f"venv has {name} {distribution.version}"
+        for text in distribution.requires or []:
+            requirement = Requirement(text)
+            wanted = requirement.marker is None or any(
+                requirement.marker.evaluate({**TARGET_MARKERS, "extra": extra})
+                for extra in (extras or {""})
+            )
+            dependency = canonicalize_name(requirement.name)
+            if not wanted or dependency in RUNTIME_PROVIDED:
+                continue
+            if dependency not in pinned:
+                missing.append(f"{name} needs {text}")
+            elif pinned[dependency][0] not in requirement.specifier:
+                missing.append(f"{name} needs {text}, pinned {pinned[dependency][0]}")
+    assert missing == []
+    assert "aws-lambda-powertools" in pinned and pinned["aws-lambda-powertools"][1] == {
+        "tracer",
+        "parser",
+    }
+    assert not RUNTIME_PROVIDED & set(pinned)
+
+
+def test_dev_requirements_include_the_runtime_pins() -> None:
+    """One source of pins: the tests' venv installs lambdas/requirements.txt itself."""
+    dev = (bundling.REPO_ROOT / "requirements-dev.txt").read_text()
+    assert "-r lambdas/requirements.txt" in dev.splitlines()
+    assert not re.search(r"^(aws-lambda-powertools|aiohttp)\b", dev, re.MULTILINE | re.IGNORECASE)
+
+
+def test_build_uses_no_deps_wheels_only_for_the_target(fake_pip: Path, tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("fakepkg==1\n")
+    tree = bundling.build_layer_tree(requirements, "manylinux2014_aarch64", "3.14")
+    args = (tree / "python" / "fakepkg" / "__init__.py").read_text().split()
+    assert "--no-deps" in args and "--only-binary=:all:" in args
+
+
+def test_offline_cold_cache_fails_synth_naming_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "offline_pip.py"
+    script.write_text(OFFLINE_PIP)
+    monkeypatch.setattr(bundling, "PIP", [sys.executable, str(script)])
+    monkeypatch.setenv(bundling.CACHE_ENV, str(tmp_path / "cold-cache"))
+    with pytest.raises(bundling.LayerBuildError) as error:
+        bundling.build_layer_tree(REQUIREMENTS, "manylinux2014_aarch64", "3.14")
+    message = str(error.value)
+    assert error.value.missing == ["pydantic-core==2.50.5"]
+    assert "no wheel of pydantic-core==2.50.5 for cp314 manylinux2014_aarch64" in message
+    assert "registry reachable" in message and str(tmp_path / "cold-cache") in message
+    assert "\n" not in message
+    # Nothing half-built is left to be mistaken for a cache entry.
+    assert list((tmp_path / "cold-cache").iterdir()) == []
+    # Through CDK's local bundling, synth stops with the same words.
+    with pytest.raises(Exception, match=re.escape("no wheel of pydantic-core==2.50.5")):
+        synth_layer(tmp_path / "out", REQUIREMENTS)

@@ -9,7 +9,6 @@ import pytest
 from aws_cdk.assertions import Match
 
 from stacks.auth import HTTP_IDENTITY_SOURCE, WEBSOCKET_IDENTITY_SOURCE
-from stacks.functions import POWERTOOLS_LAYER_PARAMETER
 from stacks.http_api import HTTP_ROUTE_KEYS
 from stacks.websocket_api import CLIENT_ROUTE_KEYS, CONNECTION_ROUTE_KEYS
 
@@ -316,6 +315,19 @@ def test_http_stage(app3: SynthResult, template: JsonDict) -> None:
 
 
 # ---- functions ---------------------------------------------------------------
+def _check_dependencies_layer(template: JsonDict, props: JsonDict) -> None:
+    """One layer, built by the app (Powertools, aiohttp, ...), the stack's only one;
+    no public layer ARN and no SSM parameter a region might lack."""
+    (layer,) = props["Layers"]
+    (layer_id,) = resources(template, "AWS::Lambda::LayerVersion")
+    assert layer == {"Ref": layer_id}
+    layer_props = template["Resources"][layer_id]["Properties"]
+    assert layer_props["CompatibleArchitectures"] == ["arm64"]
+    assert layer_props["CompatibleRuntimes"] == ["python3.14"]
+    # CDK's own BootstrapVersion is the only parameter (an SSM one of the bootstrap stack).
+    assert set(template.get("Parameters", {})) <= {"BootstrapVersion"}
+
+
 @pytest.mark.parametrize("name", sorted(HANDLERS))
 def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     config = app3.config
@@ -327,25 +339,7 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert "ReservedConcurrentExecutions" not in props
     assert "FunctionName" not in props
 
-    # Powertools: the layer ARN is an SSM parameter resolved at deploy time.
-    (layer,) = [ref for ref in props["Layers"] if ref["Ref"] in template.get("Parameters", {})]
-    others = [ref for ref in props["Layers"] if ref is not layer]
-    parameter = template["Parameters"][layer["Ref"]]
-    assert parameter == {
-        "Type": "AWS::SSM::Parameter::Value<String>",
-        "Default": POWERTOOLS_LAYER_PARAMETER,
-    }
-
-    # The functions that post to @connections also get the dependencies layer
-    # (aiohttp for the delivery engine, built for arm64 by stacks/bundling.py).
-    if name in ("EventBusMessageHandler", "FanoutWorker"):
-        (dependencies,) = others
-        layer_version = template["Resources"][dependencies["Ref"]]
-        assert layer_version["Type"] == "AWS::Lambda::LayerVersion"
-        assert layer_version["Properties"]["CompatibleArchitectures"] == ["arm64"]
-        assert layer_version["Properties"]["CompatibleRuntimes"] == ["python3.14"]
-    else:
-        assert others == []
+    _check_dependencies_layer(template, props)
 
     memory, timeout, extra_env = FUNCTION_SHAPES[name]
     assert props["MemorySize"] == memory
@@ -679,7 +673,7 @@ def test_queues_enforce_tls(template: JsonDict) -> None:
 # ---- monitoring and outputs --------------------------------------------------
 def test_alarm_topic_key_lets_cloudwatch_encrypt(template: JsonDict) -> None:
     """CloudWatch publishes as itself: it needs the topic's key, which an AWS-managed key denies."""
-    topic_id, topic = only(template, "AWS::SNS::Topic")
+    _, topic = only(template, "AWS::SNS::Topic")
     key_id, key = only(template, "AWS::KMS::Key")
     assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert key["Properties"]["EnableKeyRotation"] is True
@@ -866,8 +860,7 @@ def test_authorizer_function(app3: SynthResult, template: JsonDict) -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "chat/prod",
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
-    (layer,) = props["Layers"]
-    assert template["Parameters"][layer["Ref"]]["Default"] == POWERTOOLS_LAYER_PARAMETER
+    _check_dependencies_layer(template, props)
     log_group = template["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
     assert log_group["Properties"]["RetentionInDays"] == app3.config.log_retention_days
 
