@@ -58,7 +58,7 @@ TARGET_MARKERS = {
 
 def pins(requirements: Path = REQUIREMENTS) -> dict[str, tuple[str, set[str]]]:
     """Canonical name -> (pinned version, extras) of every requirement line."""
-    found = {}
+    found: dict[str, tuple[str, set[str]]] = {}
     for line in requirements.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
