@@ -273,7 +273,8 @@ class ChatConfig:
     presence_live_max_members: int = 200
     alarm_email: str | None = None
     # AWS::ApiGateway::Account is one setting per account and region: exactly
-    # one stack per account-region may own it (see ChatWebSocketApi).
+    # one stack per account-region may own it (see ChatWebSocketApi). Default:
+    # the prod stage owns it, every other stage leaves it alone.
     api_gateway_account_role: bool = True
     # Origins allowed to call the HTTP fallback API from a browser (CORS).
     http_cors_origins: tuple[str, ...] = ("*",)
@@ -443,9 +444,8 @@ class ChatConfig:
                 defaults.presence_live_max_members,
             ),
             alarm_email=get("alarmEmail", email, defaults.alarm_email),
-            api_gateway_account_role=get(
-                "apiGatewayAccountRole", _boolean, defaults.api_gateway_account_role
-            ),
+            # One stage owns the account-level singleton: prod unless told otherwise.
+            api_gateway_account_role=get("apiGatewayAccountRole", _boolean, stage == "prod"),
             http_cors_origins=get("httpCorsOrigins", _origins, defaults.http_cors_origins),
             signing_secret_name=get(
                 "signingSecretName",

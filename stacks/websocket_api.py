@@ -58,10 +58,14 @@ class ChatWebSocketApi(Construct):
 
     Access logging needs the account-level API Gateway CloudWatch Logs role
     (``AWS::ApiGateway::Account``). That setting is a singleton per account
-    *and* region: set ``manage_account_role=False`` when another stack (another
-    stage of this app, another app, or an account baseline) already owns it,
-    otherwise the stacks overwrite each other's setting and deleting one of
-    them breaks logging for every API in the region.
+    *and* region: exactly one stack may own it (``manage_account_role``; the
+    config's ``apiGatewayAccountRole``, on for the ``prod`` stage only by
+    default). Two owners overwrite each other's setting on every deploy.
+    Both the setting and its role are retained when the owning stack is
+    deleted: every API Gateway API in the account and region (not only ours)
+    logs through that role, and a stage with logging enabled fails to deploy
+    while the account has no role, so deleting either would break logging
+    and deploys of unrelated APIs. Remove them by hand once nothing logs.
 
     Attributes:
         api: the ``WebSocketApi``.
@@ -72,6 +76,7 @@ class ChatWebSocketApi(Construct):
         manage_connections_arn: ``execute-api`` ARN allowing POST to
             ``@connections/*`` on this API and stage only.
         account_role: the API Gateway CloudWatch role, when managed here.
+        account: the ``AWS::ApiGateway::Account`` setting, when managed here.
     """
 
     def __init__(
@@ -142,6 +147,7 @@ class ChatWebSocketApi(Construct):
         cfn_stage.add_property_override("DefaultRouteSettings.DataTraceEnabled", False)
 
         self.account_role: iam.Role | None = None
+        self.account: apigateway.CfnAccount | None = None
         if manage_account_role:
             self.account_role = iam.Role(
                 self,
@@ -157,11 +163,14 @@ class ChatWebSocketApi(Construct):
             # Every API in the account-region logs through this role, not just
             # ours: like CDK's RestApi cloudWatchRole, it outlives the stack.
             self.account_role.apply_removal_policy(RemovalPolicy.RETAIN)
-            account = apigateway.CfnAccount(
+            self.account = apigateway.CfnAccount(
                 self, "Account", cloud_watch_role_arn=self.account_role.role_arn
             )
+            # The setting too: deleting this stack must not leave the account
+            # without a role (or pointing at a deleted one).
+            self.account.apply_removal_policy(RemovalPolicy.RETAIN)
             # The stage's log settings are rejected until the account has a role.
-            self.stage.node.add_dependency(account)
+            self.stage.node.add_dependency(self.account)
 
         stack = Stack.of(self)
         self.url: str = self.stage.url

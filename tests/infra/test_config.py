@@ -99,6 +99,18 @@ def test_cli_strings_are_parsed() -> None:
     assert config.event_source == "talk.chat"
 
 
+def test_api_gateway_account_role_is_owned_by_prod_only() -> None:
+    """One owner of the account-level singleton: prod by default, any stage on request."""
+    assert ChatConfig.from_mapping({}).api_gateway_account_role is True
+    assert ChatConfig.from_mapping({"stage": "dev"}).api_gateway_account_role is False
+    assert ChatConfig.from_mapping({"stage": "test1"}).api_gateway_account_role is False
+    dev_owner = ChatConfig.from_mapping({"stage": "dev", "apiGatewayAccountRole": "true"})
+    assert dev_owner.api_gateway_account_role is True
+    prod_guest = ChatConfig.from_mapping({"apiGatewayAccountRole": False})
+    assert prod_guest.api_gateway_account_role is False
+    assert "apiGatewayAccountRole" not in CDK_JSON_CONTEXT  # or it would override the stage
+
+
 def test_removal_policy_override() -> None:
     assert ChatConfig.from_mapping({"stage": "dev", "removalPolicy": "retain"}).removal_policy == (
         "retain"

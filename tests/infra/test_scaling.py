@@ -35,12 +35,12 @@ TEN_REGIONS = (
 
 @pytest.fixture(scope="module")
 def app1_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult]:
-    """One region, a non-prod stage, account logging role owned elsewhere, own CORS origins."""
+    """One region, a non-prod stage (so the account logging role is owned elsewhere), own
+    CORS origins."""
     yield synth(
         {
             "regions": "eu-west-1",
             "stage": "dev",
-            "apiGatewayAccountRole": "false",
             "httpCorsOrigins": "https://chat.example.com,http://localhost:8080",
         },
         tmp_path_factory.mktemp("app1"),
@@ -170,7 +170,7 @@ def test_one_region_has_no_forwarding(app1_dev: SynthResult) -> None:
         for role in resources(template, "AWS::IAM::Role").values()
     ]
     assert "events.amazonaws.com" not in principals
-    # apiGatewayAccountRole=false: the account setting is owned elsewhere.
+    # A non-prod stage leaves the account setting to prod (apiGatewayAccountRole's default).
     assert resources(template, "AWS::ApiGateway::Account") == {}
     assert "apigateway.amazonaws.com" not in principals
 
@@ -221,7 +221,7 @@ def test_twenty_regions(app20: SynthResult) -> None:
 def test_stages_side_by_side_do_not_collide() -> None:
     """prod and dev in one account: disjoint stack names, buses and sources."""
     prod = build_app(make_app({"stage": "prod"}))
-    dev = build_app(make_app({"stage": "dev", "apiGatewayAccountRole": "false"}))
+    dev = build_app(make_app({"stage": "dev"}))
 
     def stacks(app: object) -> list[ChatRegionStack]:
         return [c for c in app.node.children if isinstance(c, ChatRegionStack)]  # type: ignore[attr-defined]
@@ -232,6 +232,21 @@ def test_stages_side_by_side_do_not_collide() -> None:
     assert not {s.node.id for s in prod_stacks} & {s.node.id for s in dev_stacks}
     assert prod_stacks[0].config.bus_name != dev_stacks[0].config.bus_name
     assert prod_stacks[0].config.signing_secret_id != dev_stacks[0].config.signing_secret_id
+    # One owner of the account-level singleton per account and region: prod.
+    assert all(stack.api.account is not None for stack in prod_stacks)
+    assert all(stack.api.account is None for stack in dev_stacks)
+
+
+def test_a_dev_stage_can_own_the_account_setting(tmp_path: Path) -> None:
+    """An account without prod: one other stage takes the singleton (retained too)."""
+    result = synth(
+        {"regions": "eu-west-1", "stage": "dev", "apiGatewayAccountRole": "true"}, tmp_path
+    )
+    template = result.template_json("eu-west-1")
+    _, account = only(template, "AWS::ApiGateway::Account")
+    assert account["DeletionPolicy"] == "Retain"
+    role_id = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+    assert template["Resources"][role_id]["DeletionPolicy"] == "Retain"
 
 
 def test_unacknowledged_nag_finding_fails_synth(tmp_path: Path) -> None:

@@ -228,7 +228,10 @@ def test_stage(app3: SynthResult, template: JsonDict) -> None:
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": "apigateway.amazonaws.com"
     }
-    assert role["DeletionPolicy"] == "Retain"
+    # Retained on purpose, both: every API in the account and region logs
+    # through them (stacks/websocket_api.py).
+    assert role["DeletionPolicy"] == role["UpdateReplacePolicy"] == "Retain"
+    assert account["DeletionPolicy"] == account["UpdateReplacePolicy"] == "Retain"
 
 
 # ---- HTTP fallback API -------------------------------------------------------
