@@ -19,18 +19,25 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = [
+    "ACCEPTED_REGIONS",
     "CLOUDWATCH_LOG_RETENTION_DAYS",
-    "COMMERCIAL_REGIONS",
     "CONTEXT_KEYS",
+    "EXCLUDED_REGIONS",
     "ChatConfig",
     "ConfigError",
 ]
 
-# Regions of the commercial `aws` partition (the ones both botocore's endpoint
-# data and CDK's RegionInfo know). China, GovCloud, ISO and the European
-# Sovereign Cloud are separate partitions: a cross-region EventBridge mesh
-# cannot span partitions, so they are deliberately not accepted here.
-COMMERCIAL_REGIONS: tuple[str, ...] = (
+# The regions a deployment may use: every region of the commercial `aws`
+# partition where every service the stacks use exists (API Gateway WebSocket
+# and HTTP APIs, Lambda on arm64 with python3.14, DynamoDB, EventBridge, SQS,
+# SNS, KMS, Secrets Manager with replicas, X-Ray, CloudWatch and its Logs).
+# tests/infra/test_config.py checks this list against data: botocore's
+# endpoint data (a regional endpoint for each of those services) and the
+# per-region CloudFormation resource registry that cfn-lint ships (every
+# resource type the templates declare), and that CDK knows each region.
+# China, GovCloud, ISO and the European Sovereign Cloud are separate
+# partitions: a cross-region EventBridge mesh cannot span partitions.
+ACCEPTED_REGIONS: tuple[str, ...] = (
     "us-east-1",
     "us-east-2",
     "us-west-1",
@@ -61,11 +68,19 @@ COMMERCIAL_REGIONS: tuple[str, ...] = (
     "eu-south-2",
     "eu-north-1",
     "il-central-1",
-    "me-south-1",
     "me-central-1",
     "mx-central-1",
     "sa-east-1",
 )
+
+# Regions of the partition that are deliberately not accepted, and why.
+EXCLUDED_REGIONS: dict[str, str] = {
+    "me-south-1": (
+        "out of service since April 2026 (AWS's own Lambda layer projects stopped "
+        "publishing there) and absent from the CloudFormation resource data cfn-lint "
+        "ships, so nothing confirms the services it needs"
+    ),
+}
 
 # The only retention periods CloudWatch Logs accepts (PutRetentionPolicy).
 CLOUDWATCH_LOG_RETENTION_DAYS: tuple[int, ...] = (
@@ -188,7 +203,7 @@ def _boolean(key: str, raw: object) -> bool:
 
 
 def _regions(key: str, raw: object) -> tuple[str, ...]:
-    accepted = ", ".join(COMMERCIAL_REGIONS)
+    accepted = ", ".join(ACCEPTED_REGIONS)
     if isinstance(raw, str):
         items: list[object] = [part.strip() for part in raw.split(",")] if raw.strip() else []
     elif isinstance(raw, list | tuple):
@@ -199,7 +214,9 @@ def _regions(key: str, raw: object) -> tuple[str, ...]:
         raise ConfigError(key, raw, "is empty", f"one or more of {accepted}")
     seen: set[str] = set()
     for item in items:
-        if not isinstance(item, str) or item not in COMMERCIAL_REGIONS:
+        if isinstance(item, str) and item in EXCLUDED_REGIONS:
+            raise ConfigError(key, item, f"is not accepted: {EXCLUDED_REGIONS[item]}", accepted)
+        if not isinstance(item, str) or item not in ACCEPTED_REGIONS:
             raise ConfigError(key, item, "is not an AWS region", accepted)
         if item in seen:
             raise ConfigError(key, item, "is listed twice", "each region at most once")

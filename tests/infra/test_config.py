@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from stacks.config import (
+    ACCEPTED_REGIONS,
     CLOUDWATCH_LOG_RETENTION_DAYS,
-    COMMERCIAL_REGIONS,
     CONTEXT_KEYS,
+    EXCLUDED_REGIONS,
     ChatConfig,
     ConfigError,
 )
@@ -118,12 +119,76 @@ def test_removal_policy_override() -> None:
     assert ChatConfig.from_mapping({"removalPolicy": "DESTROY"}).removal_policy == "destroy"
 
 
+# The services the stacks use, as botocore's endpoint data names them.
+USED_SERVICES = (
+    "apigateway",  # WebSocket and HTTP APIs (API Gateway v2 shares the endpoint)
+    "lambda",
+    "dynamodb",
+    "events",
+    "sqs",
+    "sns",
+    "kms",
+    "secretsmanager",
+    "xray",
+    "monitoring",  # CloudWatch
+    "logs",
+    "cloudformation",
+)
+
+
+def _template_resource_types() -> set[str]:
+    """Every resource type a region stack declares (built, not synthesized: no bundling)."""
+    from aws_cdk import App
+
+    from stacks.region_stack import ChatRegionStack
+
+    app = App(context={**CDK_JSON_CONTEXT, "regions": "us-east-1"})
+    config = ChatConfig.from_context(app.node)
+    stack = ChatRegionStack(app, "Types", config=config, region="us-east-1")
+    return {
+        child.cfn_resource_type
+        for child in stack.node.find_all()
+        if hasattr(child, "cfn_resource_type") and hasattr(child, "logical_id")
+    } - {"AWS::CDK::Metadata"}
+
+
 def test_region_list_is_complete() -> None:
-    assert len(COMMERCIAL_REGIONS) >= 25
-    assert len(set(COMMERCIAL_REGIONS)) == len(COMMERCIAL_REGIONS)
-    assert ChatConfig.from_mapping({"regions": list(COMMERCIAL_REGIONS)}).regions == (
-        COMMERCIAL_REGIONS
+    """ACCEPTED_REGIONS is exactly the `aws` partition's regions where every service
+    the stacks use has an endpoint (botocore) and every resource type they declare
+    exists (CloudFormation's per-region registry, as cfn-lint ships it), and CDK
+    knows each of them; what is left out is named in EXCLUDED_REGIONS."""
+    import botocore
+    import cfnlint
+    from aws_cdk.region_info import RegionInfo
+
+    endpoints = json.loads((Path(botocore.__file__).parent / "data" / "endpoints.json").read_text())
+    (aws,) = [p for p in endpoints["partitions"] if p["partition"] == "aws"]
+    with_services = {
+        region
+        for region in aws["regions"]
+        if all(region in aws["services"][s]["endpoints"] for s in USED_SERVICES)
+    }
+    providers = Path(cfnlint.__file__).parent / "data" / "schemas" / "providers"
+    types = _template_resource_types()
+    assert {"AWS::ApiGatewayV2::Api", "AWS::Lambda::Function", "AWS::KMS::Key"} <= types
+    with_resources = set()
+    for region in aws["regions"]:
+        schema = providers / f"{region}.json"
+        if schema.is_file() and types <= set(json.loads(schema.read_text())):
+            with_resources.add(region)
+    assert set(ACCEPTED_REGIONS) == with_services & with_resources
+    assert set(EXCLUDED_REGIONS) == set(aws["regions"]) - set(ACCEPTED_REGIONS)
+    cdk_regions = {region.name for region in RegionInfo.regions if region.partition == "aws"}
+    assert set(ACCEPTED_REGIONS) <= cdk_regions
+    assert len(set(ACCEPTED_REGIONS)) == len(ACCEPTED_REGIONS)
+    assert ChatConfig.from_mapping({"regions": list(ACCEPTED_REGIONS)}).regions == (
+        ACCEPTED_REGIONS
     )
+
+
+def test_excluded_region_says_why() -> None:
+    with pytest.raises(ConfigError, match="'me-south-1' is not accepted: out of service"):
+        ChatConfig.from_mapping({"regions": "us-east-1,me-south-1"})
 
 
 @pytest.mark.parametrize(
@@ -221,7 +286,7 @@ def test_app_prints_one_line_for_a_bad_region(repo_root: Path, tmp_path: Path) -
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [
         "Invalid context value for 'regions': 'xx-fake-1' is not an AWS region; accepted: "
-        + ", ".join(COMMERCIAL_REGIONS)
+        + ", ".join(ACCEPTED_REGIONS)
     ]
     assert "jsii" not in result.stderr.lower()
     assert "Traceback" not in result.stderr
