@@ -92,6 +92,9 @@ class ChatRegionStack(Stack):
         self.region_name = region
         Tags.of(self).add("app", config.app_name)
         Tags.of(self).add("stage", config.stage)
+        # cfn-lint checks a template against one region's CloudFormation
+        # registry, us-east-1's unless told: this one is deployed here.
+        self.template_options.metadata = {"cfn-lint": {"config": {"regions": [region]}}}
 
         removal = (
             RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
