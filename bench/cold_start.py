@@ -21,6 +21,17 @@ the import are kept: on a busy machine CPU time is the steadier figure.
 the same process (what moves from init to the first invocation when something
 is imported lazily); that call may fail on the missing AWS services, which is
 fine: only the time to reach that point is wanted.
+
+Bytecode, as deployed: the function code (``lambdas/``) and the dependencies
+layer (Powertools, aiohttp, ...: ``lambdas/requirements.txt``) ship without
+``.pyc`` files (the layer is built by pip for python3.14 on a host that may
+run another Python, so it cannot compile for the target), and ``/var/task``
+and ``/opt`` are read-only: Lambda compiles those modules from source on
+every cold start. The runtime's own modules (stdlib, boto3) come with
+bytecode. So by default each import here compiles the function code and the
+layer's packages from source and uses bytecode for everything else
+(``deployed_bytecode=False``); ``--bytecode`` measures with ``__pycache__``
+everywhere instead (what a layer shipping bytecode would give).
 """
 
 from __future__ import annotations
@@ -29,15 +40,23 @@ import argparse
 import ast
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LAMBDA_ENV", "discover_handlers", "measure_cold_start", "measure_module"]
+__all__ = [
+    "LAMBDA_ENV",
+    "discover_handlers",
+    "layer_roots",
+    "measure_cold_start",
+    "measure_module",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS = ROOT / "lambdas"
@@ -89,10 +108,21 @@ _APP_ENV = {
 }
 LAMBDA_ENV: dict[str, str] = {**_RUNTIME_ENV, **_APP_ENV, "LAMBDA_TASK_ROOT": str(LAMBDAS)}
 
-# Runs in the fresh process: argv = module, first_call ("1"/"0").
+# Runs in the fresh process: argv = module, first_call ("1"/"0"), JSON list of
+# path prefixes whose modules must compile from source (no cached bytecode).
 _CHILD = r"""
 import sys, time, json, io, contextlib
-name, first = sys.argv[1], sys.argv[2] == "1"
+name, first, sourced = sys.argv[1], sys.argv[2] == "1", tuple(json.loads(sys.argv[3]))
+if sourced:
+    # SourceLoader.get_code skips the cached .pyc (and writes none) when
+    # path_stats fails: exactly Lambda's read-only code without bytecode.
+    from importlib.machinery import SourceFileLoader
+    _stats = SourceFileLoader.path_stats
+    def path_stats(self, path):
+        if path.startswith(sourced):
+            raise OSError("deployed without bytecode")
+        return _stats(self, path)
+    SourceFileLoader.path_stats = path_stats
 wall0, cpu0 = time.perf_counter(), time.process_time()
 module = __import__(name)
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -114,6 +144,25 @@ print(json.dumps(result))
 """
 
 
+def layer_roots(requirements: Path = LAMBDAS / "requirements.txt") -> list[str]:
+    """Where this Python imports the dependencies layer's packages from: each pinned
+    distribution's top-level packages and modules, as path prefixes."""
+    roots: set[str] = set()
+    for line in requirements.read_text().splitlines():
+        match = re.match(r"\s*([A-Za-z0-9_.-]+)(\[[^]]*\])?\s*==", line)
+        if not match:
+            continue
+        distribution = metadata.distribution(match.group(1))
+        for file in distribution.files or []:
+            top = file.parts[0]
+            if top.endswith((".dist-info", "__pycache__")) or top == "..":
+                continue
+            # Not resolved: the child imports through the same (maybe symlinked) paths.
+            path = Path(str(distribution.locate_file(top)))
+            roots.add(str(path) + (os.sep if path.is_dir() else ""))
+    return sorted(roots)
+
+
 def discover_handlers(directory: Path = LAMBDAS) -> list[str]:
     """Module names of ``directory/*.py`` that define a top-level ``handler``."""
     found = []
@@ -133,16 +182,30 @@ def discover_handlers(directory: Path = LAMBDAS) -> list[str]:
 
 
 def measure_module(
-    name: str, env: Mapping[str, str] | None = None, *, first_call: bool = False
+    name: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    first_call: bool = False,
+    sourced: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Import ``name`` in a fresh process; its import wall/CPU ms (and first call's)."""
+    """Import ``name`` in a fresh process; its import wall/CPU ms (and first call's).
+
+    Modules under the path prefixes ``sourced`` compile from source (module docstring).
+    """
     # Only what Lambda sets: nothing of this shell's AWS_*, POWERTOOLS_* (a test
     # run's POWERTOOLS_TRACE_DISABLED would skip the Tracer's cost) or PYTHON*.
     kept = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     child_env = {**kept, **(env if env is not None else LAMBDA_ENV), "PYTHONPATH": str(LAMBDAS)}
     with tempfile.TemporaryDirectory(prefix="cold-") as cwd:  # nothing from the cwd on sys.path
         completed = subprocess.run(
-            [sys.executable, "-c", _CHILD, name, "1" if first_call else "0"],
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                name,
+                "1" if first_call else "0",
+                json.dumps(list(sourced)),
+            ],
             cwd=cwd,
             env=child_env,
             capture_output=True,
@@ -162,6 +225,7 @@ def measure_cold_start(
     handlers: Sequence[str] | None = None,
     extra_modules: Iterable[str] = (),
     first_call: bool = False,
+    deployed_bytecode: bool = False,
 ) -> dict[str, Any]:
     """Median init per handler beside ``import boto3``; ratios vs boto3.
 
@@ -170,19 +234,25 @@ def measure_cold_start(
     ``worst`` (the module with the highest wall ratio), ``runs``; with
     ``first_call``, also ``<handler>_first_call_ms``. ``extra_modules`` (for
     example ``aiohttp``) are measured the same way but are not handlers, so they
-    take no part in the worst ratio.
+    take no part in the worst ratio. ``deployed_bytecode=False`` (as deployed):
+    the function code and the layer's packages compile from source in every
+    import but boto3's; ``True``: bytecode everywhere. ``bytecode`` in the
+    result says which.
     """
     names = list(handlers if handlers is not None else discover_handlers())
     extras = list(extra_modules)
     modules = ["boto3", *names, *extras]
+    sourced = [] if deployed_bytecode else [str(LAMBDAS) + os.sep, *layer_roots()]
     for module in modules:  # warm-up: __pycache__ written, files in the page cache
         measure_module(module)
     samples: dict[str, list[dict[str, float]]] = {module: [] for module in modules}
     for _ in range(runs):
         for module in modules:
             call = first_call and module in names
-            samples[module].append(measure_module(module, first_call=call))
-    result: dict[str, Any] = {"runs": runs}
+            # boto3 is the runtime's, with bytecode: the baseline stays the same.
+            own = sourced if module != "boto3" else []
+            samples[module].append(measure_module(module, first_call=call, sourced=own))
+    result: dict[str, Any] = {"runs": runs, "bytecode": deployed_bytecode}
     for module, values in samples.items():
         result[f"{module}_ms"] = round(statistics.median(v["wall_ms"] for v in values), 1)
         result[f"{module}_cpu_ms"] = round(statistics.median(v["cpu_ms"] for v in values), 1)
@@ -203,8 +273,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--extra", action="append", default=[], help="another module to time")
     parser.add_argument("--first-call", action="store_true", help="also time the first call")
+    parser.add_argument(
+        "--bytecode",
+        action="store_true",
+        help="cached bytecode for the function code and the layer too (not as deployed)",
+    )
     args = parser.parse_args(argv)
-    result = measure_cold_start(args.runs, extra_modules=args.extra, first_call=args.first_call)
+    result = measure_cold_start(
+        args.runs,
+        extra_modules=args.extra,
+        first_call=args.first_call,
+        deployed_bytecode=args.bytecode,
+    )
     print(json.dumps(result, indent=2))
     return 0
 

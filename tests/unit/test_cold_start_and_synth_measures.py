@@ -7,6 +7,7 @@ process that has not imported it yet (this test process has, via conftest).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,53 @@ def test_region_sets_start_with_the_default_three() -> None:
     assert len(set(synth.regions_for(20))) == 20
     with pytest.raises(ValueError):
         synth.regions_for(21)
+
+
+def test_layer_roots_are_the_layer_packages() -> None:
+    roots = cold_start.layer_roots()
+    names = {Path(root).name for root in roots}
+    assert {"aws_lambda_powertools", "aiohttp", "pydantic_core", "typing_extensions.py"} <= names
+    assert not names & {"boto3", "botocore"}  # the runtime's, with bytecode
+
+
+def test_as_deployed_the_function_code_and_layer_compile_from_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lambda has no bytecode for /var/task and the layer: neither does the measure,
+    except for boto3 (the runtime's). --bytecode turns that off."""
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def fake(name: str, env: object = None, **kwargs: object) -> dict[str, float]:
+        calls.append((name, tuple(kwargs.get("sourced", ()))))  # type: ignore[arg-type]
+        return {"wall_ms": 1.0, "cpu_ms": 1.0}
+
+    monkeypatch.setattr(cold_start, "measure_module", fake)
+    result = cold_start.measure_cold_start(1, handlers=["connection_handler"])
+    assert result["bytecode"] is False
+    measured = dict(calls[2:])  # after the warm-up round
+    assert measured["boto3"] == ()
+    assert str(cold_start.LAMBDAS) + "/" in measured["connection_handler"]
+    assert any(p.endswith("aws_lambda_powertools/") for p in measured["connection_handler"])
+    calls.clear()
+    assert cold_start.measure_cold_start(
+        1, handlers=["connection_handler"], deployed_bytecode=True
+    )["bytecode"]
+    assert all(sourced == () for _, sourced in calls)
+
+
+def test_sourced_modules_skip_cached_bytecode(tmp_path: Path) -> None:
+    """The child's hook: a module under a sourced prefix compiles and writes no .pyc."""
+    package = tmp_path / "probe_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    for sourced in (str(package) + "/", str(tmp_path / "elsewhere") + "/"):
+        shutil.rmtree(package / "__pycache__", ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "-c", cold_start._CHILD, "probe_pkg", "0", json.dumps([sourced])],
+            env={"PYTHONPATH": str(tmp_path), "PATH": str(Path(sys.executable).parent)},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        written = (package / "__pycache__").is_dir()
+        assert written is (sourced != str(package) + "/")
