@@ -322,7 +322,7 @@ class StackResolver:
             kind = str(spec.get("Type", "String"))
             default = spec.get("Default")
             if kind.startswith("AWS::SSM::Parameter::Value"):
-                # Public SSM parameters (the Powertools layer, the bootstrap version) exist
+                # Public SSM parameters (such as CDK's bootstrap version) exist
                 # only in AWS; nothing local needs their value.
                 values[name] = f"local-ssm-parameter:{default}"
             elif default is not None:

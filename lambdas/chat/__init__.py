@@ -20,6 +20,7 @@ Modules (imported as ``chat.*``; the asset root ``lambdas/`` is on ``sys.path``)
 * :mod:`chat.identity`           the caller's user (the token authorizer's context only)
 * :mod:`chat.tokens`             HS256 token verification and room patterns (the authorizer)
 
-Only the standard library, boto3/botocore and ``aws_lambda_powertools`` may be
-imported here: the asset is deployed unbundled next to the Powertools layer.
+Only the standard library, boto3/botocore and what ``lambdas/requirements.txt``
+pins (Powertools, aiohttp: the dependencies layer) may be imported here: the
+asset is deployed unbundled next to that layer.
 """

@@ -3,8 +3,8 @@
 A token is a JWT signed with HMAC-SHA256 (``alg`` HS256, nothing else) with
 the deployment's signing secret. Hand-written with ``hmac``/``base64``/``json``
 from the standard library: the Lambda asset is not bundled (docs/contracts.md:
-only the standard library, boto3 and the Powertools layer may be imported), so
-PyJWT is not available at runtime, and HS256 alone is a few lines.
+only the standard library, boto3 and the dependencies layer's pins may be
+imported), PyJWT is not among those pins, and HS256 alone is a few lines.
 
 Rules, checked in this order (any failure is :class:`InvalidTokenError`, whose
 message names the reason and never contains the token):
