@@ -2,12 +2,12 @@
 
 Like a Lambda container: the working directory is the function's asset folder and the only
 code on ``sys.path`` is that folder (plus the interpreter's site-packages, standing in for the
-dependencies layer: the venv installs the same pins); the environment is the function's, resolved from the template. The handler
-module is imported once, at start (the init phase), then invocations arrive as
-``POST /invoke`` (JSON event -> JSON result) on a threaded HTTP server on 127.0.0.1, several at
-a time. The parent reads ``READY <port>`` (or ``ERROR <message>``) from the control pipe, which
-is this process's original stdout; the handler's own stdout goes to stderr. When the parent
-goes away (stdin closes) the worker exits.
+dependencies layer: the venv installs the same pins); the environment is the function's,
+resolved from the template. The handler module is imported once, at start (the init phase),
+then invocations arrive as ``POST /invoke`` (JSON event -> JSON result) on a threaded HTTP
+server on 127.0.0.1, several at a time. The parent reads ``READY <port>`` (or
+``ERROR <message>``) from the control pipe, which is this process's original stdout; the
+handler's own stdout goes to stderr. When the parent goes away (stdin closes) the worker exits.
 
 Standard library only: the handler must see the same imports it would see in AWS.
 """
