@@ -362,9 +362,10 @@ def queue_template(out_dir: str) -> dict[str, Any]:
             "WorkQueue": {
                 "Type": "AWS::SQS::Queue",
                 "Properties": {
-                    # Twice the consumer's Timeout: a batch slowed down by a busy machine is
-                    # still deleted before its messages could come back.
-                    "VisibilityTimeout": 4,
+                    # Six times the consumer's Timeout: a batch slowed down by a busy machine
+                    # (a shared 2-core box at load 20 took over 4 s) is still deleted
+                    # before its messages could come back.
+                    "VisibilityTimeout": 12,
                     "RedrivePolicy": {
                         "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetters", "Arn"]},
                         "maxReceiveCount": 2,
