@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "--token",
         default=None,
         help="JWT to connect with (a deployment in AWS); else one is minted from the endpoints"
-        " file's signingSecret",
+        " file (its oidc key or signingSecret)",
     )
     parser.add_argument(
         "--rooms",
@@ -197,24 +197,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     kind = "http" if args.http else "websocket"
     try:
-        secret = None
+        mint = None
         if args.url:
             bases = list(args.url)
         else:
             bases = []
             for region in (r.strip() for r in args.region.split(",") if r.strip()):
-                base, secret = endpoint_url(args.endpoints_file, region, kind)
+                base, mint = endpoint_url(args.endpoints_file, region, kind)
                 bases.append(base)
             if not bases:
                 raise ClientError("--region names no region")
-        if args.token is None and secret is None:
+        if args.token is None and mint is None:
             raise ClientError(
                 "no token: pass --token (see README, Tokens), or use a sandbox endpoints file"
-                " that has a signingSecret"
+                " that has a signingSecret or an oidc key"
             )
         rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] if args.rooms else None
         urls = [
-            connect_url(base, args.user, args.name, token=args.token, secret=secret, rooms=rooms)
+            connect_url(base, args.user, args.name, token=args.token, mint=mint, rooms=rooms)
             for base in bases
         ]
         return asyncio.run(run_client(urls, args.room, _stdin_lines(), sys.stdout, options))

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode
 
-from clients.tokens import mint_token
+from clients.tokens import Minter, mint_token, minter_from_endpoints
 
 
 class ClientError(Exception):
@@ -15,8 +15,9 @@ class ClientError(Exception):
 
 def endpoint_url(
     endpoints_file: Path, region: str, kind: str = "websocket"
-) -> tuple[str, str | None]:
-    """The region's ``kind`` URL and the signing secret (if any) from the endpoints file."""
+) -> tuple[str, Minter | None]:
+    """The region's ``kind`` URL from the endpoints file, and how to mint its tokens (with
+    the sandbox's identity provider key or signing secret; None: the app has no auth)."""
     try:
         document = json.loads(endpoints_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -30,7 +31,11 @@ def endpoint_url(
         raise ClientError(f"region {region} is not in {endpoints_file} (has: {', '.join(regions)})")
     if not regions[region].get(kind):
         raise ClientError(f"region {region} has no {kind} URL in {endpoints_file}")
-    return str(regions[region][kind]), document.get("signingSecret")
+    try:
+        mint = minter_from_endpoints(document)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ClientError(f"{endpoints_file}: cannot read its oidc key: {exc}") from None
+    return str(regions[region][kind]), mint
 
 
 def connect_url(
@@ -40,8 +45,13 @@ def connect_url(
     *,
     token: str | None = None,
     secret: str | None = None,
+    mint: Minter | None = None,
     rooms: list[str] | None = None,
 ) -> str:
+    """``base`` with the token on it: ``token``, else one minted with ``mint`` or an HS256
+    ``secret``; without any of them ``?userId=&name=`` (an app without auth)."""
+    if token is None and mint is not None:
+        token = mint(user, name=name, rooms=rooms)
     if token is None and secret is not None:
         token = mint_token(secret, user, name=name, rooms=rooms)
     if token is not None:

@@ -1,11 +1,22 @@
-"""HS256 JWTs as the protocol defines them (docs/protocol.md), standard library only.
+"""Chat tokens as the protocol defines them (docs/protocol.md, "Tokens"), minted with PyJWT.
 
-The sandbox's endpoints file carries its signing secret, so the CLI client and the sandbox's
-token endpoint (for the web page) mint tokens with it. For a deployment in AWS, mint one from
-the command line with the deployment's secret (README, "Tokens")::
+Two kinds:
 
-    aws secretsmanager get-secret-value --secret-id chat/prod/token-signing-secret \
-        --query SecretString --output text --region us-east-1 \
+* HS256 with the deployment's signing secret (the default). The secret is one
+  key or a rotation document ``{"current": ..., "previous": ..., "next": ...}``;
+  tokens are signed with ``current`` and carry its ``kid`` (a fingerprint of the
+  key, the same function as the authorizer's ``chat.tokens.hmac_key_id``).
+* RS256 from a private key (the sandbox's identity provider, ``python -m sandbox
+  --oidc``: the endpoints file's ``oidc`` entry gives issuer, audience, ``kid``
+  and the key file).
+
+The sandbox's endpoints file carries either, so the CLI client, the tests and the
+sandbox's token endpoint (for the web page) mint tokens with it. For a deployment
+in AWS, mint one from the command line with the deployment's secret (README,
+"Tokens")::
+
+    aws secretsmanager get-secret-value --secret-id chat/prod/token-signing-secret \\
+        --query SecretString --output text --region us-east-1 \\
       | python -m clients.tokens --secret-file - --sub alice --name Alice --rooms 'lobby,team-*'
 
 The secret comes from ``--secret-file`` (``-``: standard input), the environment variable
@@ -18,17 +29,61 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import hmac
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import jwt
+
+__all__ = [
+    "OidcSigner",
+    "current_key",
+    "hmac_key_id",
+    "mint_oidc_token",
+    "mint_token",
+    "minter_from_endpoints",
+]
+
+Minter = Callable[..., str]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def hmac_key_id(key: str) -> str:
+    """The ``kid`` of an HS256 key (must equal ``chat.tokens.hmac_key_id``; a test ties them)."""
+    digest = hashlib.sha256(b"chat-hs256-kid\0" + key.encode("utf-8")).digest()
+    return "hs-" + base64.urlsafe_b64encode(digest[:9]).decode("ascii")
+
+
+def current_key(secret: str) -> str:
+    """The key signers use: the secret itself, or the ``current`` key of a rotation document."""
+    text = secret.strip()
+    if text.startswith("{"):
+        document = json.loads(text)
+        current = document.get("current") if isinstance(document, dict) else None
+        if not isinstance(current, str) or not current:
+            raise ValueError('the secret\'s JSON has no "current" key')
+        return current
+    return text
+
+
+def _claims(
+    sub: str,
+    name: str | None,
+    rooms: Sequence[str] | None,
+    ttl_seconds: int,
+    now: float | None,
+) -> dict[str, Any]:
+    issued = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {"sub": sub, "iat": issued, "exp": issued + ttl_seconds}
+    if name:
+        claims["name"] = name
+    if rooms is not None:
+        claims["rooms"] = list(rooms)
+    return claims
 
 
 def mint_token(
@@ -40,16 +95,61 @@ def mint_token(
     ttl_seconds: int = 3600,
     now: float | None = None,
 ) -> str:
-    claims: dict[str, object] = {"sub": sub, "exp": int((now or time.time()) + ttl_seconds)}
-    if name:
-        claims["name"] = name
-    if rooms is not None:
-        claims["rooms"] = list(rooms)
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}".encode()
-    signature = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64(signature)}"
+    """An HS256 token signed with the secret's current key."""
+    key = current_key(secret)
+    claims = _claims(sub, name, rooms, ttl_seconds, now)
+    return jwt.encode(claims, key, algorithm="HS256", headers={"kid": hmac_key_id(key)})
+
+
+@dataclass(frozen=True)
+class OidcSigner:
+    """An identity provider's signing key: the endpoints file's ``oidc`` entry."""
+
+    issuer: str
+    audience: str
+    kid: str
+    private_key_pem: str
+
+    @staticmethod
+    def from_entry(entry: Mapping[str, Any]) -> OidcSigner:
+        key = Path(str(entry["privateKeyFile"])).read_text(encoding="utf-8")
+        return OidcSigner(
+            issuer=str(entry["issuer"]),
+            audience=str(entry["audience"]),
+            kid=str(entry["kid"]),
+            private_key_pem=key,
+        )
+
+
+def mint_oidc_token(
+    signer: OidcSigner,
+    sub: str,
+    *,
+    name: str | None = None,
+    rooms: Sequence[str] | None = None,
+    ttl_seconds: int = 3600,
+    now: float | None = None,
+) -> str:
+    """An RS256 token as the identity provider would issue it (``iss``, ``aud``, ``kid``)."""
+    claims = _claims(sub, name, rooms, ttl_seconds, now)
+    claims.update({"iss": signer.issuer, "aud": signer.audience})
+    return jwt.encode(
+        claims, signer.private_key_pem, algorithm="RS256", headers={"kid": signer.kid}
+    )
+
+
+def minter_from_endpoints(document: Mapping[str, Any]) -> Minter | None:
+    """``mint(sub, name=..., rooms=..., ttl_seconds=...)`` for a sandbox endpoints document:
+    RS256 when it has an ``oidc`` entry, else HS256 with its ``signingSecret``; None when it
+    has neither (an app without auth)."""
+    entry = document.get("oidc")
+    if isinstance(entry, Mapping):
+        signer = OidcSigner.from_entry(entry)
+        return lambda sub, **options: mint_oidc_token(signer, sub, **options)
+    secret = document.get("signingSecret")
+    if isinstance(secret, str) and secret:
+        return lambda sub, **options: mint_token(secret, sub, **options)
+    return None
 
 
 def _secret(args: argparse.Namespace) -> str:
@@ -59,15 +159,14 @@ def _secret(args: argparse.Namespace) -> str:
         return Path(args.secret_file).read_text(encoding="utf-8").strip()
     if os.environ.get("CHAT_SIGNING_SECRET"):
         return os.environ["CHAT_SIGNING_SECRET"].strip()
-    if args.endpoints_file:
-        document = json.loads(Path(args.endpoints_file).read_text(encoding="utf-8"))
-        return str(document.get("signingSecret") or "")
     return ""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m clients.tokens", description="Mint a chat token (HS256 JWT)."
+        prog="python -m clients.tokens",
+        description="Mint a chat token (HS256 with the signing secret's current key, or "
+        "RS256 from a sandbox endpoints file with an oidc entry).",
     )
     parser.add_argument("--sub", required=True, help="user id (1-128 characters)")
     parser.add_argument("--name", default=None, help="display name (at most 64 characters)")
@@ -80,12 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= len(args.sub) <= 128 or (args.name and len(args.name) > 64) or args.ttl <= 0:
         parser.error("--sub must be 1-128 characters, --name at most 64, --ttl > 0")
-    secret = _secret(args)
-    if not secret:
-        parser.error("no secret: --secret-file, CHAT_SIGNING_SECRET or --endpoints-file")
     rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] if args.rooms else None
-    print(mint_token(secret, args.sub, name=args.name, rooms=rooms, ttl_seconds=args.ttl))
-    return 0
+    options: dict[str, Any] = {"name": args.name, "rooms": rooms, "ttl_seconds": args.ttl}
+    secret = _secret(args)
+    if secret:
+        print(mint_token(secret, args.sub, **options))
+        return 0
+    if args.endpoints_file:
+        document = json.loads(Path(args.endpoints_file).read_text(encoding="utf-8"))
+        mint = minter_from_endpoints(document)
+        if mint is not None:
+            print(mint(args.sub, **options))
+            return 0
+    parser.error("no key: --secret-file, CHAT_SIGNING_SECRET or --endpoints-file")
+    return 2
 
 
 if __name__ == "__main__":

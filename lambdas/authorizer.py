@@ -14,50 +14,91 @@
   "the authorizer is broken" (e.g. cannot read the secret), not "a client
   sent an expired token".
 * HTTP API (payload format 2.0, simple responses): the token is the
-  ``Authorization: Bearer <jwt>`` header. The answer is
+  ``Authorization: Bearer <jwt>`` header, the scheme spelled exactly
+  ``Bearer`` followed by one space (RFC 6750's spelling): API Gateway caches
+  results per header value, so every other spelling of one token would be
+  another cache entry and another authorizer call. The answer is
   ``{"isAuthorized": bool, "context": {userId, name?, rooms}}`` (API Gateway
   answers ``false`` with 403); HttpHandler reads the context from
   ``requestContext.authorizer.lambda``.
 
-``rooms`` in the context is a JSON string (authorizer context values must be
-scalars): the token's list of room patterns, or ``null`` when the token has no
-``rooms`` claim (every room). Verification is :func:`chat.tokens.verify`
-(HS256 only, constant-time signature check, ``sub``/``exp`` required).
+Both answers are built with Powertools' authorizer response classes
+(``APIGatewayAuthorizerResponseWebSocket`` for the policy,
+``APIGatewayAuthorizerResponseV2`` for the simple response).
 
-The signing secret is read with Powertools Parameters from Secrets Manager
-(name in ``SIGNING_SECRET_NAME``), cached for 5 minutes per execution
-environment. A failure to read it raises (API Gateway answers 500): an outage
-of Secrets Manager must not look like a bad token. Tokens are never logged;
-only the reason a token was refused is.
+``rooms`` in the context is a JSON string (authorizer context values must be
+scalars): the token's list of room patterns, or ``null`` when every room is
+allowed. Verification is :func:`chat.tokens.verify` with one of two key
+sources, chosen by the environment (docs/contracts.md):
+
+* ``JWT_ISSUER`` unset: HS256 with the signing secret, read with Powertools
+  Parameters from Secrets Manager (name in ``SIGNING_SECRET_NAME``), cached
+  for 5 minutes per execution environment. A failure to read it raises (API
+  Gateway answers 500): an outage of Secrets Manager must not look like a bad
+  token.
+* ``JWT_ISSUER`` set: RS256/ES256 tokens of that issuer (``JWT_AUDIENCE``),
+  keys from its JWKS (``JWKS_URL`` or discovered; chat.jwks), identity
+  claims mapped by ``JWT_USER_ID_CLAIM``, ``JWT_NAME_CLAIM``,
+  ``JWT_ROOMS_CLAIM``, ``JWT_DEFAULT_ROOMS``.
+
+``MAX_TOKEN_LIFETIME_SECONDS`` bounds every token's lifetime. Tokens are
+never logged; only the reason a token was refused is.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import time
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerResponseV2,
+    APIGatewayAuthorizerResponseWebSocket,
+    parse_api_gateway_arn,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from chat.jwks import JwksKeys
 from chat.observability import count, logger, metrics
-from chat.tokens import Claims, InvalidTokenError, verify
+from chat.tokens import Claims, HmacKeys, InvalidTokenError, KeySource, TokenPolicy, verify
 
-__all__ = ["SECRET_MAX_AGE_SECONDS", "handler", "identity_context"]
+__all__ = ["BEARER", "SECRET_MAX_AGE_SECONDS", "handler", "identity_context", "reset"]
 
 SECRET_MAX_AGE_SECONDS = 300
-_BEARER = "bearer "
+BEARER = "Bearer "
+_METHOD_ARN = re.compile(r"arn:[^:]+:execute-api:[^:]+:[^:]+:[^/]+/[^/]+/.+")
 
 
-def _secret() -> str | bytes:
+@functools.cache
+def _policy() -> TokenPolicy:
+    return TokenPolicy.from_env()
+
+
+@functools.cache
+def _jwks(issuer: str, jwks_url: str | None) -> JwksKeys:
+    return JwksKeys(issuer, jwks_url)
+
+
+def reset() -> None:
+    """Forget the policy and the cached JWKS (tests change the environment)."""
+    _policy.cache_clear()
+    _jwks.cache_clear()
+
+
+def _keys(policy: TokenPolicy) -> KeySource:
+    if policy.issuer:
+        return _jwks(policy.issuer, os.environ.get("JWKS_URL", "").strip() or None)
     name = os.environ.get("SIGNING_SECRET_NAME", "")
     if not name:
         raise RuntimeError("SIGNING_SECRET_NAME is not set")
     value = parameters.get_secret(name, max_age=SECRET_MAX_AGE_SECONDS)
     if not isinstance(value, str | bytes):  # pragma: no cover - get_secret returns str/bytes
         raise RuntimeError("the signing secret is not a string")
-    return value
+    return HmacKeys.from_secret(value)
 
 
 def identity_context(claims: Claims) -> dict[str, str]:
@@ -82,14 +123,15 @@ def _header(headers: Any, wanted: str) -> str | None:
 
 def _bearer(event: dict[str, Any]) -> str | None:
     value = _header(event.get("headers"), "authorization")
-    if value is None or not value.lower().startswith(_BEARER):
+    if value is None or not value.startswith(BEARER):
         return None
-    return value[len(_BEARER) :].strip()
+    return value[len(BEARER) :]
 
 
 def _check(token: object) -> Claims | None:
+    policy = _policy()
     try:
-        claims = verify(token, _secret(), time.time())
+        claims = verify(token, _keys(policy), time.time(), policy)
     except InvalidTokenError as error:
         logger.info("token refused", extra={"reason": str(error)})
         count("RefusedTokens")
@@ -98,34 +140,28 @@ def _check(token: object) -> Claims | None:
     return claims
 
 
-def _policy(principal: str, effect: str, method_arn: str) -> dict[str, Any]:
-    return {
-        "principalId": principal,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Action": "execute-api:Invoke", "Effect": effect, "Resource": method_arn}
-            ],
-        },
-    }
-
-
 def _websocket(event: dict[str, Any]) -> dict[str, Any]:
     query = event.get("queryStringParameters") or {}
     claims = _check(query.get("token") if isinstance(query, dict) else None)
+    method_arn = event["methodArn"]
+    # The policy names exactly the event's method ARN (its route: $connect).
+    route = parse_api_gateway_arn(method_arn, is_websocket_authorizer=True).resource
     if claims is None:
-        return _policy("unauthorized", "Deny", event["methodArn"])  # API Gateway: 403
-    return {
-        **_policy(claims.user_id, "Allow", event["methodArn"]),
-        "context": identity_context(claims),
-    }
+        denied = APIGatewayAuthorizerResponseWebSocket.from_route_arn(method_arn, "unauthorized")
+        denied.deny_route(route)
+        return denied.asdict()  # API Gateway: 403
+    allowed = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
+        method_arn, claims.user_id, context=identity_context(claims)
+    )
+    allowed.allow_route(route)
+    return allowed.asdict()
 
 
 def _http(event: dict[str, Any]) -> dict[str, Any]:
     claims = _check(_bearer(event))
     if claims is None:
-        return {"isAuthorized": False}
-    return {"isAuthorized": True, "context": identity_context(claims)}
+        return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
+    return APIGatewayAuthorizerResponseV2(authorize=True, context=identity_context(claims)).asdict()
 
 
 @logger.inject_lambda_context(clear_state=True, log_event=False)
@@ -139,8 +175,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("version") == "2.0" or "routeArn" in event:
         logger.append_keys(api="http", routeArn=event.get("routeArn"))
         return _http(event)
-    if "methodArn" in event:
-        logger.append_keys(api="websocket", methodArn=event.get("methodArn"))
+    method_arn = event.get("methodArn")
+    if isinstance(method_arn, str) and _METHOD_ARN.fullmatch(method_arn):
+        logger.append_keys(api="websocket", methodArn=method_arn)
         return _websocket(event)
     logger.warning("not an API Gateway REQUEST authorizer event")
     count("MalformedEvents")

@@ -44,6 +44,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import bus, config, connection_store, frames, history_store, presence, room_store, roster
+from chat.claims import room_allowed
 from chat.frames import (
     FORBIDDEN,
     INTERNAL,
@@ -59,7 +60,6 @@ from chat.frames import (
     frame,
 )
 from chat.observability import count, logger, metrics, tracer
-from chat.tokens import room_allowed
 
 MAX_MISSED = 100
 UNREGISTERED = "connection is not registered; reconnect"

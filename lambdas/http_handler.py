@@ -45,6 +45,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import bus, config, history_store
+from chat.claims import room_allowed
 from chat.frames import (
     BAD_REQUEST,
     DEFAULT_HISTORY_LIMIT,
@@ -59,7 +60,6 @@ from chat.identity import Identity, InvalidIdentityError, resolve
 from chat.ids import is_valid_id
 from chat.model import Sender, valid_room
 from chat.observability import count, logger, metrics, tracer
-from chat.tokens import room_allowed
 
 __all__ = ["HEALTH_ROUTE_KEY", "LONG_POLL_MARGIN_MS", "MAX_WAIT_SECONDS", "handler"]
 

@@ -18,9 +18,14 @@ Modules (imported as ``chat.*``; the asset root ``lambdas/`` is on ``sys.path``)
 * :mod:`chat.fanout`             posting a frame to every local member of a room
 * :mod:`chat.presence`           presence transitions published as ``chat.presence`` events
 * :mod:`chat.identity`           the caller's user (the token authorizer's context only)
-* :mod:`chat.tokens`             HS256 token verification and room patterns (the authorizer)
+* :mod:`chat.claims`             identity limits and room patterns (standard library only)
+* :mod:`chat.tokens`             token verification with PyJWT (the authorizer only)
+* :mod:`chat.jwks`               an OIDC issuer's keys, fetched and cached (the authorizer only)
 
 Only the standard library, boto3/botocore and what ``lambdas/requirements.txt``
-pins (Powertools, aiohttp: the dependencies layer) may be imported here: the
-asset is deployed unbundled next to that layer.
+pins (Powertools, aiohttp, PyJWT with cryptography: the dependencies layer) may
+be imported here: the asset is deployed unbundled next to that layer.
+chat.tokens and chat.jwks (PyJWT) are the authorizer's alone: no other handler
+imports them, so none pays their import at cold start
+(tests/unit/test_jwt_layering.py).
 """

@@ -4,7 +4,8 @@ Every entry point that names a user runs behind the token authorizer
 (``lambdas/authorizer.py``): the WebSocket ``$connect`` route and both HTTP
 API routes. So identity comes only from the authorizer's context
 (docs/contracts.md, "Identity"): ``userId`` (1-128 characters), optional
-``name`` (at most 64; empty counts as absent) and ``rooms``, a JSON string
+``name`` (at most 64; empty counts as absent), neither with control
+characters (chat.claims), and ``rooms``, a JSON string
 holding the token's list of room patterns or ``null`` (every room). There is
 no query-string fallback: a request without that context (an API deployed
 without the authorizer, a hand-made event) is refused.
@@ -16,7 +17,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chat.tokens import MAX_NAME_CHARS, MAX_ROOM_PATTERNS, MAX_USER_ID_CHARS, valid_pattern
+from chat.claims import (
+    MAX_NAME_CHARS,
+    MAX_ROOM_PATTERNS,
+    MAX_USER_ID_CHARS,
+    valid_name,
+    valid_pattern,
+    valid_user_id,
+)
 
 __all__ = ["MAX_NAME_CHARS", "MAX_USER_ID_CHARS", "Identity", "InvalidIdentityError", "resolve"]
 
@@ -55,8 +63,12 @@ def resolve(authorizer: Any) -> Identity:
     if not isinstance(authorizer, dict):
         raise InvalidIdentityError("no authorizer identity")
     user_id, name = authorizer.get("userId"), authorizer.get("name")
-    if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
-        raise InvalidIdentityError(f"userId must be 1-{MAX_USER_ID_CHARS} characters")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
-        raise InvalidIdentityError(f"name must be at most {MAX_NAME_CHARS} characters")
+    if not valid_user_id(user_id):
+        raise InvalidIdentityError(
+            f"userId must be 1-{MAX_USER_ID_CHARS} characters without control characters"
+        )
+    if not valid_name(name):
+        raise InvalidIdentityError(
+            f"name must be at most {MAX_NAME_CHARS} characters without control characters"
+        )
     return Identity(user_id=user_id, name=name or None, rooms=_rooms(authorizer.get("rooms")))

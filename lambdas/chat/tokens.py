@@ -1,33 +1,44 @@
-"""Token verification and room patterns (docs/protocol.md, "Connecting").
+"""Token verification (docs/protocol.md, "Tokens"): one verifier, two key sources.
 
-A token is a JWT signed with HMAC-SHA256 (``alg`` HS256, nothing else) with
-the deployment's signing secret. Hand-written with ``hmac``/``base64``/``json``
-from the standard library: the Lambda asset is not bundled (docs/contracts.md:
-only the standard library, boto3 and the dependencies layer's pins may be
-imported), PyJWT is not among those pins, and HS256 alone is a few lines.
+* **HS256** (the default): the deployment's signing secret. The secret holds
+  one key (a plain string) or, during a rotation, a JSON document
+  ``{"current": "<key>", "previous": "<key>", "next": "<key>"}`` (``previous``
+  and ``next`` optional; docs/operations.md, "Rotating the signing key"). Every
+  key of the document is accepted; signers use ``current``. A token names its
+  key with the ``kid`` header, :func:`hmac_key_id` of the key (a fingerprint,
+  so the plain-string secret needs no key list); a token without ``kid`` (minted
+  before keys had ids) is tried against each key.
+* **OIDC** (``JWT_ISSUER`` set): RS256 or ES256 tokens of that issuer, the key
+  picked by ``kid`` from the issuer's JWKS (chat.jwks), ``iss`` and ``aud``
+  checked, identity claims mapped by :class:`TokenPolicy`.
 
-Rules, checked in this order (any failure is :class:`InvalidTokenError`, whose
-message names the reason and never contains the token):
+Signatures, ``iss`` and ``aud`` are checked by PyJWT (with the ``cryptography``
+backend; the authorizer's dependencies layer). HS256 moved to the library too:
+one code path for every algorithm, and the front door below is the only
+hand-written part.
 
-* at most :data:`MAX_TOKEN_CHARS` characters, three non-empty base64url
-  segments (no padding);
-* header: a JSON object with ``alg`` exactly ``HS256`` (``none``, ``HS512``,
-  ``RS256``... are refused: the algorithm is fixed by the server, never chosen
-  by the token) and no ``crit`` extensions;
-* signature: HMAC-SHA256 of ``<header>.<payload>`` with the secret, compared in
-  constant time (:func:`hmac.compare_digest`);
-* claims: a JSON object; ``sub`` a string of 1-128 characters; ``exp`` an
-  integer (seconds since the epoch) not more than :data:`LEEWAY_SECONDS` in the
-  past; ``nbf``, when present, not more than the leeway in the future;
-  ``name`` (optional) a string of at most 64 characters, empty = absent;
-  ``rooms`` (optional) a list of at most :data:`MAX_ROOM_PATTERNS` room
-  patterns.
+The front door (issue 8: the authorizer refuses, it never raises), checked
+before the library sees the token, in this order:
 
-A room pattern is a room name (``^[A-Za-z0-9_.:-]{1,64}$``) in which ``*``
-stands for any run of characters, the empty run included: ``team-*`` matches
-``team-`` and ``team-a``, ``*`` matches every room, ``a*b`` matches ``ab`` and
-``a.x.b``. Every other character matches itself (``.`` is a dot, not "any
-character").
+* a string of at most :data:`MAX_TOKEN_CHARS` ASCII characters: three
+  non-empty base64url segments, no padding, no other character;
+* each segment in the canonical encoding (decoding then encoding gives the same
+  text: no set trailing bits; base64 decoders ignore them, so without this one
+  signature would have several spellings);
+* header and payload: UTF-8 JSON objects nested at most :data:`MAX_JSON_DEPTH`
+  deep (counted before parsing: a few thousand ``[`` would otherwise exhaust
+  the parser's recursion), without NaN, Infinity or numbers that overflow a
+  float;
+* header: ``alg`` one the key source accepts (never ``none``; the algorithm is
+  the server's choice, never the token's), no ``crit``, no detached payload.
+
+Then the signature (library), then the claims with ``now`` (not the library's
+clock, so tests control time): ``exp`` an integer not more than
+:data:`LEEWAY_SECONDS` in the past; ``exp`` at most ``max_lifetime_seconds``
+after ``now`` and, when ``iat`` is present, after ``iat``; ``nbf``/``iat``
+(optional) integers not in the future beyond the leeway; the user id, name and
+rooms claims as chat.claims says. Every failure is :class:`InvalidTokenError`
+whose message names the reason and never contains the token.
 """
 
 from __future__ import annotations
@@ -35,35 +46,48 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
+import math
+import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from chat.model import MAX_USER_ID_CHARS
+import jwt
+
+from chat.claims import (
+    MAX_NAME_CHARS,
+    MAX_ROOM_PATTERNS,
+    MAX_USER_ID_CHARS,
+    valid_name,
+    valid_pattern,
+    valid_user_id,
+)
 
 __all__ = [
+    "DEFAULT_MAX_LIFETIME_SECONDS",
     "LEEWAY_SECONDS",
-    "MAX_NAME_CHARS",
-    "MAX_ROOM_PATTERNS",
+    "MAX_JSON_DEPTH",
     "MAX_TOKEN_CHARS",
-    "MAX_USER_ID_CHARS",
     "Claims",
+    "HmacKeys",
     "InvalidTokenError",
-    "room_allowed",
-    "valid_pattern",
+    "KeySource",
+    "TokenPolicy",
+    "hmac_key_id",
     "verify",
 ]
 
-MAX_TOKEN_CHARS = 4096
-MAX_NAME_CHARS = 64
-MAX_ROOM_PATTERNS = 50
+# OIDC tokens carry more claims than ours (Entra ID's with groups reach a few
+# KB); API Gateway's own header and query limits are 10 KB.
+MAX_TOKEN_CHARS = 8192
+MAX_JSON_DEPTH = 8  # {"rooms": [...]} is 2; IdPs nest a few levels (Keycloak's realm_access.roles)
 LEEWAY_SECONDS = 30  # clock skew between the token's issuer and the authorizer
+DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600
+_MAX_KID_CHARS = 256
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
-_PATTERN = re.compile(r"[A-Za-z0-9_.:*-]{1,64}")
+_TOKEN = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
 
 
 class InvalidTokenError(ValueError):
@@ -80,111 +104,304 @@ class Claims:
     expires_at: int
 
 
-def _b64decode(segment: str, what: str) -> bytes:
-    if not _SEGMENT.fullmatch(segment) or len(segment) % 4 == 1:
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    """How claims become a chat identity, and the time rules (from the environment).
+
+    ``default_rooms``: the room patterns of a token without the rooms claim
+    (None: every room).
+    """
+
+    user_id_claim: str = "sub"
+    name_claim: str = "name"
+    rooms_claim: str = "rooms"
+    default_rooms: tuple[str, ...] | None = None
+    max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS
+    issuer: str | None = None
+    audience: str | None = None
+
+    @staticmethod
+    def from_env(environ: Mapping[str, str] = os.environ) -> TokenPolicy:
+        """``JWT_*`` and ``MAX_TOKEN_LIFETIME_SECONDS`` (docs/contracts.md); bad values raise."""
+        default = TokenPolicy()
+        lifetime = environ.get("MAX_TOKEN_LIFETIME_SECONDS", "").strip()
+        rooms = environ.get("JWT_DEFAULT_ROOMS", "").strip()
+        default_rooms = None if rooms in ("", "*") else _pattern_list(rooms)
+        if default_rooms is None and rooms not in ("", "*"):
+            raise ValueError(f"JWT_DEFAULT_ROOMS is not a list of room patterns: {rooms!r}")
+        policy = TokenPolicy(
+            user_id_claim=environ.get("JWT_USER_ID_CLAIM", "").strip() or default.user_id_claim,
+            name_claim=environ.get("JWT_NAME_CLAIM", "").strip() or default.name_claim,
+            rooms_claim=environ.get("JWT_ROOMS_CLAIM", "").strip() or default.rooms_claim,
+            default_rooms=default_rooms,
+            max_lifetime_seconds=int(lifetime) if lifetime else default.max_lifetime_seconds,
+            issuer=environ.get("JWT_ISSUER", "").strip() or None,
+            audience=environ.get("JWT_AUDIENCE", "").strip() or None,
+        )
+        if policy.max_lifetime_seconds < 1:
+            raise ValueError("MAX_TOKEN_LIFETIME_SECONDS must be >= 1")
+        if policy.issuer and not policy.audience:
+            raise ValueError("JWT_ISSUER is set without JWT_AUDIENCE")
+        return policy
+
+
+class KeySource(Protocol):
+    """Where the verification keys come from (HmacKeys, chat.jwks.JwksKeys)."""
+
+    @property
+    def algorithms(self) -> frozenset[str]:
+        """The ``alg`` values this source has keys for."""
+        ...
+
+    def keys_for(self, alg: str, kid: str | None) -> Sequence[Any]:
+        """Candidate keys for a token's header (raise InvalidTokenError when none)."""
+        ...
+
+
+def hmac_key_id(key: str) -> str:
+    """The ``kid`` of an HS256 key: a fingerprint (no secret can be recovered from it;
+    a weak key is as exposed to guessing by any signed token as by this)."""
+    digest = hashlib.sha256(b"chat-hs256-kid\0" + key.encode("utf-8")).digest()
+    return "hs-" + base64.urlsafe_b64encode(digest[:9]).decode("ascii")
+
+
+@dataclass(frozen=True)
+class HmacKeys:
+    """The HS256 keys of a signing secret's value (see the module docstring)."""
+
+    current: str
+    others: tuple[str, ...] = ()
+    algorithms: frozenset[str] = field(default=frozenset({"HS256"}))
+
+    @staticmethod
+    def from_secret(value: str | bytes) -> HmacKeys:
+        text = value.decode("utf-8") if isinstance(value, bytes) else value
+        text = text.strip()
+        if not text.startswith("{"):
+            if not text:
+                raise ValueError("the signing secret is empty")
+            return HmacKeys(current=text)
+        document = json.loads(text)
+        current = document.get("current") if isinstance(document, dict) else None
+        if not isinstance(current, str) or not current:
+            raise ValueError('the signing secret\'s JSON has no "current" key')
+        others = tuple(
+            document[name]
+            for name in ("previous", "next")
+            if isinstance(document.get(name), str) and document[name]
+        )
+        return HmacKeys(current=current, others=others)
+
+    @property
+    def by_kid(self) -> dict[str, str]:
+        return {hmac_key_id(key): key for key in (self.current, *self.others)}
+
+    def keys_for(self, alg: str, kid: str | None) -> Sequence[Any]:
+        keys = self.by_kid
+        if kid is None:
+            return [key.encode("utf-8") for key in keys.values()]
+        if kid not in keys:
+            raise InvalidTokenError("unknown kid")
+        return [keys[kid].encode("utf-8")]
+
+
+# ---- the front door ------------------------------------------------------------------
+
+
+def _segment(text: str, what: str) -> bytes:
+    if len(text) % 4 == 1:
         raise InvalidTokenError(f"{what} is not base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise InvalidTokenError(f"{what} is not base64url") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        raise InvalidTokenError(f"{what} is not canonical base64url")
+    return raw
 
 
-def _json_object(segment: str, what: str) -> dict[str, Any]:
-    raw = _b64decode(segment, what)
+def _nesting_depth(text: str) -> int:
+    """How deep ``[``/``{`` nest outside strings (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidTokenError(f"{what} is not UTF-8") from None
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        raise InvalidTokenError(f"{what} nests deeper than {MAX_JSON_DEPTH}")
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError):  # JSONDecodeError, huge integers, NaN, 1e400
         raise InvalidTokenError(f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise InvalidTokenError(f"{what} is not a JSON object")
     return value
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def valid_pattern(value: object) -> bool:
-    return isinstance(value, str) and _PATTERN.fullmatch(value) is not None
-
-
-def verify(token: object, secret: str | bytes, now: float) -> Claims:
-    """The claims of ``token`` if it is valid at ``now`` (epoch seconds); else InvalidTokenError."""
+def _header(token: object, algorithms: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and (unverified) payload of a well-formed token, or InvalidTokenError."""
     if not isinstance(token, str) or not token:
         raise InvalidTokenError("no token")
     if len(token) > MAX_TOKEN_CHARS:
         raise InvalidTokenError(f"token longer than {MAX_TOKEN_CHARS} characters")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise InvalidTokenError("token is not three dot-separated segments")
-    header_segment, payload_segment, signature_segment = parts
-    header = _json_object(header_segment, "header")
-    if header.get("alg") != "HS256":
-        raise InvalidTokenError("alg is not HS256")
-    if "crit" in header:
-        raise InvalidTokenError("crit header extensions are not supported")
-    signature = _b64decode(signature_segment, "signature")
-    key = secret.encode() if isinstance(secret, str) else secret
-    if not key:
-        raise InvalidTokenError("no signing secret")
-    expected = hmac.new(
-        key, f"{header_segment}.{payload_segment}".encode("ascii"), hashlib.sha256
-    ).digest()
-    if not hmac.compare_digest(expected, signature):
-        raise InvalidTokenError("bad signature")
-    claims = _json_object(payload_segment, "payload")
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        if token.count(".") != 2:
+            raise InvalidTokenError("token is not three dot-separated segments")
+        raise InvalidTokenError("token is not base64url (ASCII letters, digits, - and _)")
+    header_text, payload_text, signature_text = match.groups()
+    header = _json_object(_segment(header_text, "header"), "header")
+    payload = _json_object(_segment(payload_text, "payload"), "payload")
+    _segment(signature_text, "signature")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise InvalidTokenError(f"alg is not {' or '.join(sorted(algorithms))}")
+    if "crit" in header or header.get("b64") is not None:
+        raise InvalidTokenError("crit and b64 header parameters are not supported")
+    kid = header.get("kid")
+    if kid is not None and (not isinstance(kid, str) or not 1 <= len(kid) <= _MAX_KID_CHARS):
+        raise InvalidTokenError("kid must be a string")
+    return header, payload
 
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_CHARS:
-        raise InvalidTokenError(f"sub must be a string of 1-{MAX_USER_ID_CHARS} characters")
-    exp = claims.get("exp")
+
+# ---- claims ----------------------------------------------------------------------------
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pattern_list(value: object) -> tuple[str, ...] | None:
+    """Room patterns from a list, or from a string of comma/space-separated patterns (an
+    IdP's custom attribute is often a string). None when it is neither."""
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[\s,]+", value) if part]
+    if not isinstance(value, list) or len(value) > MAX_ROOM_PATTERNS:
+        return None
+    if not all(valid_pattern(pattern) for pattern in value):
+        return None
+    return tuple(value)
+
+
+def _check_times(payload: Mapping[str, Any], now: float, policy: TokenPolicy) -> int:
+    exp = payload.get("exp")
     if not _integer(exp):
         raise InvalidTokenError("exp must be an integer")
     assert isinstance(exp, int)
     if exp + LEEWAY_SECONDS <= now:
         raise InvalidTokenError("token expired")
-    nbf = claims.get("nbf")
-    if nbf is not None and (not _integer(nbf) or nbf - LEEWAY_SECONDS > now):
-        raise InvalidTokenError("token not valid yet")
-    name = claims.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_CHARS):
-        raise InvalidTokenError(f"name must be a string of at most {MAX_NAME_CHARS} characters")
-    rooms = claims.get("rooms")
-    if rooms is not None:
-        if not isinstance(rooms, list) or len(rooms) > MAX_ROOM_PATTERNS:
-            raise InvalidTokenError(f"rooms must be a list of at most {MAX_ROOM_PATTERNS} patterns")
-        if not all(valid_pattern(pattern) for pattern in rooms):
-            raise InvalidTokenError("rooms must hold room names, optionally with *")
-    return Claims(
-        user_id=sub,
-        name=name or None,
-        rooms=tuple(rooms) if rooms is not None else None,
-        expires_at=exp,
-    )
+    for name in ("nbf", "iat"):
+        value = payload.get(name)
+        if value is None:
+            continue
+        if not _integer(value):
+            raise InvalidTokenError(f"{name} must be an integer")
+        if value - LEEWAY_SECONDS > now:
+            raise InvalidTokenError(f"token not valid yet ({name} in the future)")
+    lifetime = policy.max_lifetime_seconds
+    iat = payload.get("iat")
+    if exp - now > lifetime + LEEWAY_SECONDS or (iat is not None and exp - iat > lifetime):
+        raise InvalidTokenError(f"token lifetime longer than {lifetime} seconds")
+    return exp
 
 
-def _matches(pattern: str, room: str) -> bool:
-    pieces = pattern.split("*")
-    if len(pieces) == 1:
-        return pattern == room
-    # Glob with one wildcard: the first piece is a prefix, the last a suffix,
-    # the ones between occur in order (greedy leftmost search is exact here).
-    first, *middle, last = pieces
-    if len(room) < len(first) + len(last) or not room.startswith(first):
-        return False
-    if not room.endswith(last):
-        return False
-    position, end = len(first), len(room) - len(last)
-    for piece in middle:
-        found = room.find(piece, position, end)
-        if found < 0:
-            return False
-        position = found + len(piece)
-    return True
+def _identity(payload: Mapping[str, Any], policy: TokenPolicy, exp: int) -> Claims:
+    user_id = payload.get(policy.user_id_claim)
+    if not valid_user_id(user_id):
+        raise InvalidTokenError(
+            f"{policy.user_id_claim} must be a string of 1-{MAX_USER_ID_CHARS} characters "
+            "without control characters"
+        )
+    name = payload.get(policy.name_claim)
+    if not valid_name(name):
+        raise InvalidTokenError(
+            f"{policy.name_claim} must be a string of at most {MAX_NAME_CHARS} characters "
+            "without control characters"
+        )
+    if policy.rooms_claim in payload:
+        rooms = _pattern_list(payload[policy.rooms_claim])
+        if rooms is None:
+            raise InvalidTokenError(
+                f"{policy.rooms_claim} must hold at most {MAX_ROOM_PATTERNS} room names, "
+                "optionally with *"
+            )
+    else:
+        rooms = policy.default_rooms
+    return Claims(user_id=user_id, name=name or None, rooms=rooms, expires_at=exp)
 
 
-def room_allowed(patterns: Sequence[str] | None, room: str) -> bool:
-    """True when ``room`` matches one of ``patterns`` (None: every room is allowed)."""
-    if patterns is None:
-        return True
-    return any(_matches(pattern, room) for pattern in patterns)
+def verify(token: object, keys: KeySource, now: float, policy: TokenPolicy | None = None) -> Claims:
+    """The claims of ``token`` if it is valid at ``now`` (epoch seconds); else InvalidTokenError.
+
+    Errors of the key source itself (an unreachable JWKS with nothing cached)
+    propagate: an outage must not look like a bad token.
+    """
+    policy = policy or TokenPolicy()
+    header, _unverified = _header(token, keys.algorithms)
+    alg = header["alg"]
+    candidates = keys.keys_for(alg, header.get("kid"))
+    payload: dict[str, Any] | None = None
+    for key in candidates:
+        try:
+            payload = jwt.decode(
+                str(token),
+                key,
+                algorithms=[alg],
+                issuer=policy.issuer,
+                audience=policy.audience,
+                options={
+                    # Times are checked below against `now`; the rest by the library.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_iss": policy.issuer is not None,
+                    "verify_aud": policy.audience is not None,
+                    "require": ["iss", "aud"] if policy.issuer else [],
+                },
+            )
+            break
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.InvalidIssuerError:
+            raise InvalidTokenError("wrong issuer") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidTokenError("wrong audience") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise InvalidTokenError(f"no {error.claim} claim") from None
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as error:
+            raise InvalidTokenError(f"refused by the JWT library: {type(error).__name__}") from None
+    if payload is None:
+        raise InvalidTokenError("bad signature")
+    exp = _check_times(payload, now, policy)
+    return _identity(payload, policy, exp)

@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from clients.tokens import mint_token
+from clients.tokens import Minter, minter_from_endpoints
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
@@ -200,33 +200,37 @@ class SandboxProcess:
         return str(self.endpoints["signingSecret"])
 
     def token(self, user: str, name: str | None = None, rooms: list[str] | None = None) -> str:
-        """A token for ``user`` signed with this sandbox's secret."""
-        return mint_token(self.signing_secret, user, name=name, rooms=rooms)
+        """A token for ``user`` from this sandbox's identity provider (``--oidc``: RS256) or
+        signed with its secret (HS256)."""
+        mint = minter_from_endpoints(self.endpoints)
+        assert mint is not None, "this sandbox has no auth"
+        return mint(user, name=name, rooms=rooms)
 
     def bearer(self, user: str, name: str | None = None) -> dict[str, str]:
         """HTTP headers that authenticate ``user`` on the HTTP fallback API."""
         return {"Authorization": f"Bearer {self.token(user, name)}"}
 
 
-# The signing secret of every running sandbox, by the host:port of its APIs, so that
-# Client.open(url, user) can mint the token for whichever sandbox the URL belongs to.
-_SECRETS_BY_HOST: dict[str, str] = {}
+# How every running sandbox mints tokens (its signing secret or its identity provider's
+# key), by the host:port of its APIs, so that Client.open(url, user) can mint the token
+# for whichever sandbox the URL belongs to.
+_MINTERS_BY_HOST: dict[str, Minter] = {}
 
 
 def _remember_secret(endpoints: dict[str, Any]) -> None:
-    secret = endpoints.get("signingSecret")
-    if not secret:
+    mint = minter_from_endpoints(endpoints)
+    if mint is None:
         return
     for urls in endpoints.get("regions", {}).values():
         for url in urls.values():
-            _SECRETS_BY_HOST[urlsplit(url).netloc] = secret
+            _MINTERS_BY_HOST[urlsplit(url).netloc] = mint
 
 
-def secret_for(url: str) -> str:
+def minter_for(url: str) -> Minter:
     host = urlsplit(url).netloc
-    if host not in _SECRETS_BY_HOST:
-        raise AssertionError(f"no running sandbox with a signing secret serves {url}")
-    return _SECRETS_BY_HOST[host]
+    if host not in _MINTERS_BY_HOST:
+        raise AssertionError(f"no running sandbox with auth serves {url}")
+    return _MINTERS_BY_HOST[host]
 
 
 def room_name() -> str:
@@ -254,10 +258,10 @@ class Client:
         rooms: list[str] | None = None,
         token: str | None = None,
     ) -> Client:
-        """Connect as ``user`` with a token minted from the sandbox's ``signingSecret``
-        (``rooms``: the token's room patterns), or with the ``token`` given."""
+        """Connect as ``user`` with a token minted by the sandbox's identity provider or
+        signing secret (``rooms``: the token's room patterns), or with the ``token`` given."""
         if token is None:
-            token = mint_token(secret_for(url), user, name=name, rooms=rooms)
+            token = minter_for(url)(user, name=name, rooms=rooms)
         ws = await connect(f"{url}?{urlencode({'token': token})}", open_timeout=10)
         return cls(ws, user)
 

@@ -1,0 +1,107 @@
+"""What an identity may hold (docs/protocol.md, "Connecting"), and room patterns.
+
+Standard library only: every handler checks identities and rooms, and only the
+authorizer carries the JWT library (chat.tokens). The authorizer applies these
+rules to a token's claims; chat.identity applies them again to the context the
+authorizer passed on.
+
+* userId: 1-:data:`MAX_USER_ID_CHARS` characters, no control character;
+* name: at most :data:`MAX_NAME_CHARS` characters, no control character
+  (empty counts as absent);
+* rooms: at most :data:`MAX_ROOM_PATTERNS` room patterns.
+
+A control character is one of Unicode's control (Cc), surrogate (Cs),
+line/paragraph separator (Zl, Zp) or bidirectional formatting characters
+(U+202A-U+202E, U+2066-U+2069): they break log lines, terminals and the
+clients' layout, or spoof the text around them. Other format characters (the
+zero-width joiner of emoji sequences, say) are allowed.
+
+A room pattern is a room name (``^[A-Za-z0-9_.:-]{1,64}$``) in which ``*``
+stands for any run of characters, the empty run included: ``team-*`` matches
+``team-`` and ``team-a``, ``*`` matches every room, ``a*b`` matches ``ab`` and
+``a.x.b``. Every other character matches itself (``.`` is a dot, not "any
+character").
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import TypeGuard
+
+from chat.model import MAX_USER_ID_CHARS
+
+__all__ = [
+    "MAX_NAME_CHARS",
+    "MAX_ROOM_PATTERNS",
+    "MAX_USER_ID_CHARS",
+    "has_control_characters",
+    "room_allowed",
+    "valid_name",
+    "valid_pattern",
+    "valid_user_id",
+]
+
+MAX_NAME_CHARS = 64
+MAX_ROOM_PATTERNS = 50
+
+_PATTERN = re.compile(r"[A-Za-z0-9_.:*-]{1,64}")
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def has_control_characters(text: str) -> bool:
+    return any(
+        char in _BIDI_CONTROLS or unicodedata.category(char) in _CONTROL_CATEGORIES for char in text
+    )
+
+
+def valid_user_id(value: object) -> TypeGuard[str]:
+    return (
+        isinstance(value, str)
+        and 1 <= len(value) <= MAX_USER_ID_CHARS
+        and not has_control_characters(value)
+    )
+
+
+def valid_name(value: object) -> bool:
+    """A display name (None, the empty string included, means "no name")."""
+    if value is None:
+        return True
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_NAME_CHARS
+        and not has_control_characters(value)
+    )
+
+
+def valid_pattern(value: object) -> bool:
+    return isinstance(value, str) and _PATTERN.fullmatch(value) is not None
+
+
+def _matches(pattern: str, room: str) -> bool:
+    pieces = pattern.split("*")
+    if len(pieces) == 1:
+        return pattern == room
+    # Glob with one wildcard: the first piece is a prefix, the last a suffix,
+    # the ones between occur in order (greedy leftmost search is exact here).
+    first, *middle, last = pieces
+    if len(room) < len(first) + len(last) or not room.startswith(first):
+        return False
+    if not room.endswith(last):
+        return False
+    position, end = len(first), len(room) - len(last)
+    for piece in middle:
+        found = room.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
+
+
+def room_allowed(patterns: Sequence[str] | None, room: str) -> bool:
+    """True when ``room`` matches one of ``patterns`` (None: every room is allowed)."""
+    if patterns is None:
+        return True
+    return any(_matches(pattern, room) for pattern in patterns)
