@@ -63,7 +63,7 @@ def build_app(app: App | None = None) -> App:
         )
         acknowledge_findings(stack)
         stacks.append(stack)
-    if config.signing_secret_managed:
+    if config.signing_secret_managed and not config.oidc:
         # The first region's stack creates the signing secret and its replicas;
         # the others read it by name, so `cdk deploy --all` deploys it first.
         for stack in stacks[1:]:

@@ -7,6 +7,8 @@ sandbox cannot provide stops it with a message that names the resource.
 
 from __future__ import annotations
 
+import fnmatch
+
 import json
 import re
 from dataclasses import dataclass, field
@@ -45,6 +47,10 @@ class FunctionSpec:
     memory: int
     # ReservedConcurrentExecutions: at most this many invocations at once (None: no cap)
     reserved_concurrency: int | None = None
+    # The secrets the function's role may read: the resolved Resource of every
+    # secretsmanager:GetSecretValue statement of the IAM policies on its role
+    # (ARNs, or ARN patterns such as arn:...:secret:<name>-??????).
+    readable_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -339,9 +345,48 @@ class ModelBuilder:
             timeout=int(r.prop(logical_id, "Timeout", 3)),
             memory=int(r.prop(logical_id, "MemorySize", 128)),
             reserved_concurrency=_optional_int(r.prop(logical_id, "ReservedConcurrentExecutions")),
+            readable_secrets=self._readable_secrets(logical_id),
         )
         self.model.functions[logical_id] = spec
         return spec
+
+    def _readable_secrets(self, function_id: str) -> tuple[str, ...]:
+        """What the function's role may GetSecretValue on (see FunctionSpec.readable_secrets).
+
+        Read from the template's own references: the function's ``Role`` (a
+        ``Fn::GetAtt`` of a role of the stack) and the ``AWS::IAM::Policy``
+        resources whose ``Roles`` name that role. A statement whose resources do
+        not resolve is skipped (IAM is not emulated; this only finds secrets).
+        """
+        r = self.r
+        role = (r.resources[function_id].get("Properties") or {}).get("Role")
+        role_id = role.get("Fn::GetAtt", [None])[0] if isinstance(role, dict) else None
+        if not isinstance(role_id, str):
+            return ()
+        found: list[str] = []
+        for policy_id in r.of_type("AWS::IAM::Policy"):
+            raw = r.resources[policy_id].get("Properties") or {}
+            if {"Ref": role_id} not in (raw.get("Roles") or []):
+                continue
+            for index, statement in enumerate(
+                (raw.get("PolicyDocument") or {}).get("Statement") or []
+            ):
+                actions = statement.get("Action")
+                actions = [actions] if isinstance(actions, str) else actions or []
+                if statement.get("Effect") != "Allow" or not any(
+                    fnmatch.fnmatchcase("secretsmanager:GetSecretValue", a) for a in actions
+                ):
+                    continue
+                try:
+                    resources = r.resolve(
+                        statement.get("Resource"),
+                        r.where(policy_id, f"PolicyDocument.Statement[{index}].Resource"),
+                    )
+                except SandboxError:
+                    continue
+                resources = [resources] if isinstance(resources, str) else resources or []
+                found.extend(str(resource) for resource in resources)
+        return tuple(found)
 
     # ----------------------------------------------------------------- tables
 

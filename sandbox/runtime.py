@@ -41,8 +41,6 @@ log = logging.getLogger("sandbox")
 
 HOST = "127.0.0.1"
 PORTS_PER_REGION = 4
-# Environment variables of an authorizer that name a secret made outside the app.
-_SECRET_VARIABLES = ("SECRET_NAME", "SECRET_ID", "SECRET_ARN")
 
 
 @dataclass
@@ -199,14 +197,15 @@ class Sandbox:
 
         A template's secret exists in its region and in its ``ReplicaRegions``
         with one value (as Secrets Manager replicates it). A signing secret is
-        one an authorizer function reads: an environment value of the function
-        that is the name or ARN of a secret of *any* region's template (the app
-        creates it in the first region and the others refer to it by name), or
-        the value of a variable whose name ends in ``SECRET_NAME``,
-        ``SECRET_ID`` or ``SECRET_ARN`` (a secret made outside the app). Each
-        signing secret gets ``--signing-secret`` (else one generated value) in
-        every region, under that name, and becomes the endpoints file's
-        ``signingSecret``.
+        one an authorizer function may read, found through the template's own
+        references: the resources of the ``secretsmanager:GetSecretValue``
+        statements on the function's role (``FunctionSpec.readable_secrets``):
+        a secret of *any* region's template by ARN (the app creates it in the
+        first region and the others refer to it by name), or an ARN pattern
+        ``...:secret:<name>-??????`` (a secret referenced by name, or made
+        outside the app). Each signing secret gets ``--signing-secret`` (else
+        one generated value) in every region, under that name, and becomes
+        the endpoints file's ``signingSecret``.
         """
         defined: dict[str, SecretSpec] = {}
         by_arn: dict[str, str] = {}
@@ -219,13 +218,11 @@ class Sandbox:
             model = runtime.model
             for authorizer in model.authorizers:
                 spec = model.functions.get(authorizer.function)
-                for key, value in (spec.environment if spec else {}).items():
-                    if value in defined:
-                        signing.add(value)
-                    elif value in by_arn:
-                        signing.add(by_arn[value])
-                    elif key.endswith(_SECRET_VARIABLES) and value:
-                        signing.add(_secret_name(value))
+                for resource in spec.readable_secrets if spec else ():
+                    if resource in by_arn:
+                        signing.add(by_arn[resource])
+                    elif ":secret:" in resource:
+                        signing.add(_secret_name(resource))
         shared = self.options.signing_secret
         if signing and shared is None:
             first = next((defined[name] for name in sorted(signing) if name in defined), None)

@@ -37,6 +37,27 @@ from sandbox.workers import InvokeResult
 
 log = logging.getLogger("sandbox.websocket")
 
+
+class _OneLineHandshakeFailures(logging.Filter):
+    """websockets logs every failed opening handshake (a TCP probe, a port scan, a client
+    that gives up) as an ERROR with a 30-line traceback: one DEBUG line is what it is worth."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "opening handshake failed":
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        record.msg = "opening handshake failed: %s"
+        record.args = (f"{type(error).__name__}: {error}" if error else "no reason",)
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+# The websockets server's own logger: handshake failures become one debug line.
+protocol_log = logging.getLogger("sandbox.websocket.protocol")
+protocol_log.addFilter(_OneLineHandshakeFailures())
+
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
 IDLE_TIMEOUT_SECONDS = 600.0  # API Gateway closes idle connections after 10 minutes
 MAX_DURATION_SECONDS = 7200.0  # ... and every connection after 2 hours
@@ -122,6 +143,7 @@ class WebSocketApi:
             ping_interval=None,  # API Gateway answers pings but sends none
             compression=None,
             server_header=None,
+            logger=protocol_log,
         )
         self._sweeper = asyncio.create_task(self._sweep())
 

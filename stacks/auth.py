@@ -17,6 +17,8 @@ not be. The design:
   it by name and deploy after the first (``app.py`` adds the dependency).
 * Without it, every stack refers to an existing secret of that name, which the
   operator created and replicated to every region beforehand (README).
+* With an OIDC issuer (``jwtIssuer``) there is no secret at all: tokens are the
+  issuer's, verified with its published keys (``secret`` is None).
 
 The authorizers are the token authorizer function (``ChatFunctions.authorizer``)
 seen from the two APIs: a WebSocket REQUEST authorizer on ``$connect`` (the
@@ -59,12 +61,13 @@ class ChatAuth(Construct):
 
     Attributes:
         secret: the signing secret (an ``ISecret``; created only in the first
-            region of a managed deployment).
+            region of a managed deployment; None with an OIDC issuer).
         created: True when this stack creates the secret.
         secret_arn_for_policy: the ARN to grant ``GetSecretValue`` on: the
             secret's own ARN where it is created, else
             ``arn:...:secret:<name>-??????`` (the six characters Secrets
-            Manager appends are unknown to a reference by name).
+            Manager appends are unknown to a reference by name); None with an
+            OIDC issuer.
         websocket_authorizer: the ``$connect`` authorizer.
         http_authorizer: the HTTP routes' authorizer.
     """
@@ -81,8 +84,14 @@ class ChatAuth(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         name = config.signing_secret_id
-        self.created = config.signing_secret_managed and region == config.primary_region
-        if self.created:
+        self.created = (
+            config.signing_secret_managed and region == config.primary_region and not config.oidc
+        )
+        self.secret: secretsmanager.ISecret | None = None
+        self.secret_arn_for_policy: str | None = None
+        if config.oidc:
+            pass  # the issuer's keys, fetched by the authorizer: nothing to create here
+        elif self.created:
             created = secretsmanager.Secret(
                 self,
                 "SigningSecret",
@@ -100,8 +109,8 @@ class ChatAuth(Construct):
                 ],
                 removal_policy=removal_policy,
             )
-            self.secret: secretsmanager.ISecret = created
-            self.secret_arn_for_policy: str = created.secret_arn
+            self.secret = created
+            self.secret_arn_for_policy = created.secret_arn
         else:
             self.secret = secretsmanager.Secret.from_secret_name_v2(self, "SigningSecret", name)
             stack = Stack.of(self)

@@ -114,6 +114,14 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "signingSecretManaged",
     "domainName",
     "hostedZoneId",
+    "maxTokenLifetimeHours",
+    "jwtIssuer",
+    "jwtAudience",
+    "jwksUrl",
+    "jwtUserIdClaim",
+    "jwtNameClaim",
+    "jwtRoomsClaim",
+    "jwtDefaultRooms",
 )
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
@@ -134,6 +142,15 @@ _DOMAIN = re.compile(
 )
 # Route 53 hosted zone ids: "Z" and upper-case letters/digits (e.g. Z0123456789ABCDEFGHIJ).
 _HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+# An OIDC issuer or JWKS URL: https, a host, an optional path (Auth0's issuers
+# end with "/"; the token's iss must equal it character for character).
+_HTTPS_URL = re.compile(
+    r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$"
+)
+# A JWT claim name (Cognito's are like "cognito:username", "custom:rooms").
+_CLAIM = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
+_AUDIENCE = re.compile(r"^[\x21-\x7e]{1,256}$")  # printable ASCII, no space
+_ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:*-]{1,64}$")
 _ORIGINS_ACCEPTED = (
     '"*" (any origin) or a comma-separated list of origins like https://chat.example.com'
 )
@@ -304,6 +321,29 @@ class ChatConfig:
     # The optional global endpoint (stacks/global_endpoint.py): both or neither.
     domain_name: str | None = None
     hosted_zone_id: str | None = None
+    # Longest lifetime the authorizer accepts (exp - now, and exp - iat).
+    max_token_lifetime_hours: int = 24
+    # OIDC: with an issuer, tokens are that issuer's RS256/ES256 JWTs (keys from
+    # its JWKS) instead of HS256 with the signing secret (README, "Use your
+    # identity provider"). None: HS256 (no secret is created or read otherwise).
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwks_url: str | None = None  # None: discovered from the issuer
+    jwt_user_id_claim: str = "sub"
+    jwt_name_claim: str = "name"
+    jwt_rooms_claim: str = "rooms"
+    # Room patterns of a token without the rooms claim; None: every room.
+    jwt_default_rooms: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.jwt_issuer and not self.jwt_audience:
+            raise ConfigError(
+                "jwtAudience", None, "is missing", "the audience (aud) the issuer's tokens carry"
+            )
+        if not self.jwt_issuer:
+            for key, value in (("jwtAudience", self.jwt_audience), ("jwksUrl", self.jwks_url)):
+                if value:
+                    raise ConfigError(key, value, "is set without jwtIssuer", "also set jwtIssuer")
 
     # ---- construction -------------------------------------------------
     @classmethod
@@ -379,6 +419,21 @@ class ChatConfig:
                 f"is missing while {given} is set",
                 "both domainName and hostedZoneId (the global endpoint), or neither",
             )
+        def https_url(key: str, raw: object) -> str:
+            return _matching(key, raw, _HTTPS_URL, "an https:// URL")
+
+        def claim(key: str, raw: object) -> str:
+            return _matching(key, raw, _CLAIM, "a claim name (letters, digits, _:.-)")
+
+        def room_patterns(key: str, raw: object) -> tuple[str, ...] | None:
+            accepted = '"*" (every room) or comma-separated room patterns like lobby,team-*'
+            items = raw if isinstance(raw, list) else _string(key, raw).split(",")
+            patterns = [str(item).strip() for item in items if str(item).strip()]
+            if patterns == ["*"]:
+                return None
+            if not patterns or not all(_ROOM_PATTERN.fullmatch(p) for p in patterns):
+                raise ConfigError(key, raw, "is not a list of room patterns", accepted)
+            return tuple(patterns)
 
         return cls(
             app_name=get(
@@ -476,6 +531,22 @@ class ChatConfig:
             ),
             domain_name=domain_name,
             hosted_zone_id=hosted_zone_id,
+            max_token_lifetime_hours=get(
+                "maxTokenLifetimeHours",
+                lambda k, v: _integer(k, v, 1, 24 * 30),
+                defaults.max_token_lifetime_hours,
+            ),
+            jwt_issuer=get("jwtIssuer", https_url, defaults.jwt_issuer),
+            jwt_audience=get(
+                "jwtAudience",
+                lambda k, v: _matching(k, v, _AUDIENCE, "1-256 printable characters, no space"),
+                defaults.jwt_audience,
+            ),
+            jwks_url=get("jwksUrl", https_url, defaults.jwks_url),
+            jwt_user_id_claim=get("jwtUserIdClaim", claim, defaults.jwt_user_id_claim),
+            jwt_name_claim=get("jwtNameClaim", claim, defaults.jwt_name_claim),
+            jwt_rooms_claim=get("jwtRoomsClaim", claim, defaults.jwt_rooms_claim),
+            jwt_default_rooms=get("jwtDefaultRooms", room_patterns, defaults.jwt_default_rooms),
         )
 
     # ---- derived names ------------------------------------------------
@@ -511,6 +582,15 @@ class ChatConfig:
     def signing_secret_id(self) -> str:
         """Name of the token signing secret; identical in every region (see ChatAuth)."""
         return self.signing_secret_name or f"{self.app_name}/{self.stage}/token-signing-secret"
+
+    @property
+    def oidc(self) -> bool:
+        """True when tokens come from an OIDC issuer (no signing secret then)."""
+        return self.jwt_issuer is not None
+
+    @property
+    def max_token_lifetime_seconds(self) -> int:
+        return self.max_token_lifetime_hours * 3600
 
     @property
     def primary_region(self) -> str:

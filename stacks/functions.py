@@ -7,7 +7,8 @@ a function is adding a row (and its handler module in ``lambdas/``).
 Handler strings, environment variable names and the metrics namespace are the
 contract in ``docs/contracts.md``. The code is the plain ``lambdas/`` folder;
 everything the runtime lacks (``lambdas/requirements.txt``: Powertools with
-its tracer and parser extras, aiohttp, their dependencies, all pinned) is one
+its tracer and parser extras, aiohttp, PyJWT with cryptography, their
+dependencies, all pinned) is one
 layer built by the app for arm64 without Docker
 (:func:`stacks.bundling.dependencies_layer`), the same in every region: no
 public layer, no SSM lookup.
@@ -42,6 +43,7 @@ __all__ = [
     "LAMBDAS_DIR",
     "SERVICE_NAME",
     "ChatFunctions",
+    "authorizer_environment",
     "function_specs",
 ]
 
@@ -90,6 +92,28 @@ _ASSET_EXCLUDES = [
     "**/.ruff_cache",
     "requirements.txt",  # the dependencies layer's, not the handlers'
 ]
+
+
+def authorizer_environment(config: ChatConfig) -> dict[str, str]:
+    """The token rules of the authorizer (docs/contracts.md, "Authorizer environment")."""
+    environment = {"MAX_TOKEN_LIFETIME_SECONDS": str(config.max_token_lifetime_seconds)}
+    if not config.oidc:
+        # The literal name, like the bus name: the same in every region.
+        return {"SIGNING_SECRET_NAME": config.signing_secret_id, **environment}
+    assert config.jwt_issuer is not None and config.jwt_audience is not None
+    environment.update(
+        {
+            "JWT_ISSUER": config.jwt_issuer,
+            "JWT_AUDIENCE": config.jwt_audience,
+            "JWT_USER_ID_CLAIM": config.jwt_user_id_claim,
+            "JWT_NAME_CLAIM": config.jwt_name_claim,
+            "JWT_ROOMS_CLAIM": config.jwt_rooms_claim,
+            "JWT_DEFAULT_ROOMS": ",".join(config.jwt_default_rooms or ("*",)),
+        }
+    )
+    if config.jwks_url:
+        environment["JWKS_URL"] = config.jwks_url
+    return environment
 
 
 def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
@@ -150,13 +174,17 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
         FunctionSpec(
             name="Authorizer",
             handler="authorizer.handler",
-            description="Token authorizer (HS256) of the WebSocket $connect and the HTTP API",
+            description=(
+                "Token authorizer (OIDC: RS256/ES256) of the WebSocket $connect and the HTTP API"
+                if config.oidc
+                else "Token authorizer (HS256) of the WebSocket $connect and the HTTP API"
+            ),
             memory_mb=256,
             timeout_s=10,
-            # No table, bus or API: only the secret (allow_read_signing_secret).
+            # No table, bus or API: only the secret (allow_read_signing_secret),
+            # or with an issuer its public JWKS (nothing to grant).
             shared_environment=False,
-            # The literal name, like the bus name: the same in every region.
-            environment={"SIGNING_SECRET_NAME": config.signing_secret_id},
+            environment=authorizer_environment(config),
         ),
     )
 
@@ -177,9 +205,11 @@ class ChatFunctions(Construct):
         event_bus_message_handler: the delivery rule's target (history + fan-out).
         http_handler: the HTTP fallback API's routes (send, history long-poll).
         authorizer: the token authorizer of both APIs (``$connect``, the HTTP
-            routes). Its environment is only Powertools' and
-            ``SIGNING_SECRET_NAME``; its one permission beyond logs and X-Ray,
-            reading the signing secret, is added by :meth:`allow_read_signing_secret`.
+            routes). Its environment is only Powertools' and the token rules
+            (:func:`authorizer_environment`); its one permission beyond logs
+            and X-Ray, reading the signing secret (none with an OIDC issuer), is
+            added by :meth:`allow_read_signing_secret`. Of the dependencies
+            layer only it imports PyJWT and cryptography.
         async_failure_queue: where Lambda puts EventBusMessageHandler invocations
             that still fail after its async retries (on-failure destination).
         dependencies_layer: the one layer every function carries (Powertools,

@@ -129,7 +129,8 @@ class ChatRegionStack(Stack):
             authorizer_function=self.functions.authorizer,
             removal_policy=removal,
         )
-        self.functions.allow_read_signing_secret(self.auth.secret_arn_for_policy)
+        if self.auth.secret_arn_for_policy is not None:
+            self.functions.allow_read_signing_secret(self.auth.secret_arn_for_policy)
         self.api = ChatWebSocketApi(
             self,
             "WebSocket",
@@ -261,12 +262,17 @@ class ChatRegionStack(Stack):
             self, "CallbackUrl", value=self.api.callback_url, description="@connections endpoint"
         )
         CfnOutput(self, "BusName", value=self.replication.event_bus.event_bus_name)
-        CfnOutput(
-            self,
-            "SigningSecretName",
-            value=config.signing_secret_id,
-            description="Secrets Manager secret that signs the tokens (same in every region)",
-        )
+        if config.jwt_issuer and config.jwt_audience:
+            # What clients and tools (the local sandbox's --oidc) need to know.
+            CfnOutput(self, "TokenIssuer", value=config.jwt_issuer, description="iss of tokens")
+            CfnOutput(self, "TokenAudience", value=config.jwt_audience, description="aud of tokens")
+        else:
+            CfnOutput(
+                self,
+                "SigningSecretName",
+                value=config.signing_secret_id,
+                description="Secrets Manager secret that signs the tokens (same in every region)",
+            )
         CfnOutput(self, "ConnectionsTableName", value=self.storage.connections_table.table_name)
         CfnOutput(self, "MessagesTableName", value=self.storage.messages_table.table_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)

@@ -1,4 +1,5 @@
-"""The sandbox's guess of the token signing secret (``Sandbox._prepare_secrets``)."""
+"""The token signing secret the sandbox provisions (``Sandbox._prepare_secrets``): the
+secrets an authorizer's role may read, by the template's references, never by names."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ NAME = "chat/prod/token-signing-secret"
 ARN = f"arn:aws:secretsmanager:us-east-1:000000000000:secret:{NAME}-abcdef"
 
 
-def region(name: str, env: dict[str, str] | None, secrets: list[SecretSpec]) -> Any:
-    """A stand-in RegionRuntime: an authorizer function with ``env`` (None: no authorizer)."""
-    authorizers = [AuthorizerSpec("Auth", "AuthFn", "REQUEST", ("x",))] if env is not None else []
+PATTERN = f"arn:aws:secretsmanager:eu-west-1:000000000000:secret:{NAME}-??????"
+
+
+def region(name: str, readable: list[str] | None, secrets: list[SecretSpec]) -> Any:
+    """A stand-in RegionRuntime: an authorizer function whose role may read ``readable``
+    (None: no authorizer)."""
+    authorizers = (
+        [AuthorizerSpec("Auth", "AuthFn", "REQUEST", ("x",))] if readable is not None else []
+    )
     model = SimpleNamespace(
         secrets=secrets,
         authorizers=authorizers,
-        functions={"AuthFn": SimpleNamespace(environment=env or {})},
+        functions={"AuthFn": SimpleNamespace(readable_secrets=tuple(readable or ()))},
     )
     return SimpleNamespace(region=name, model=model)
 
@@ -43,12 +50,11 @@ def prepare(regions: list[Any], signing_secret: str | None = None) -> Sandbox:
 
 def test_created_in_the_first_region_referenced_by_name_elsewhere() -> None:
     """The app's shape: one Secret with ReplicaRegions; the others only name it."""
-    env = {"SIGNING_SECRET_NAME": NAME, "POWERTOOLS_SERVICE_NAME": "chat"}
     sandbox = prepare(
         [
-            region("us-east-1", env, [secret(("eu-west-1", "ap-northeast-1"))]),
-            region("eu-west-1", env, []),
-            region("ap-northeast-1", env, []),
+            region("us-east-1", [ARN], [secret(("eu-west-1", "ap-northeast-1"))]),
+            region("eu-west-1", [PATTERN], []),
+            region("ap-northeast-1", [PATTERN.replace("eu-west-1", "ap-northeast-1")], []),
         ]
     )
     value = sandbox.signing_secret
@@ -61,8 +67,7 @@ def test_created_in_the_first_region_referenced_by_name_elsewhere() -> None:
 
 
 def test_a_region_subset_without_the_first_region_still_gets_the_secret() -> None:
-    env = {"SIGNING_SECRET_NAME": NAME}
-    sandbox = prepare([region("eu-west-1", env, [])], signing_secret="given")
+    sandbox = prepare([region("eu-west-1", [PATTERN], [])], signing_secret="given")
     assert sandbox.signing_secret == "given"
     assert sandbox._secret_values == {"eu-west-1": {NAME: "given"}}
 
@@ -70,8 +75,8 @@ def test_a_region_subset_without_the_first_region_still_gets_the_secret() -> Non
 def test_signing_secret_option_and_arn_references() -> None:
     sandbox = prepare(
         [
-            region("us-east-1", {"KEY": ARN}, [secret(("eu-west-1",))]),
-            region("eu-west-1", {"KEY": NAME}, []),
+            region("us-east-1", [ARN], [secret(("eu-west-1",))]),
+            region("eu-west-1", [PATTERN], []),
         ],
         signing_secret="s3cret",
     )
@@ -80,11 +85,12 @@ def test_signing_secret_option_and_arn_references() -> None:
 
 
 def test_secret_made_outside_the_app() -> None:
-    """signingSecretManaged=false: no template has it; the variable's name gives it away."""
+    """signingSecretManaged=false: no template defines it; the role's policy names it."""
+    team = "arn:aws:secretsmanager:{}:000000000000:secret:team/key-??????"
     sandbox = prepare(
         [
-            region("us-east-1", {"SIGNING_SECRET_NAME": "team/key"}, []),
-            region("eu-west-1", {"SIGNING_SECRET_ARN": ARN}, []),
+            region("us-east-1", [team.format("us-east-1")], []),
+            region("eu-west-1", [team.format("eu-west-1"), ARN], []),
         ]
     )
     value = sandbox.signing_secret
@@ -106,11 +112,10 @@ def test_other_secrets_keep_their_own_values_and_replicas() -> None:
 def test_replicas_are_made_by_replication_from_the_first_region() -> None:
     """The template's ReplicaRegions become moto replicas of the first region's secret (so its
     ReplicationStatus is there for tools.smoke); a region outside the run is no concern."""
-    env = {"SIGNING_SECRET_NAME": NAME}
     sandbox = prepare(
         [
-            region("us-east-1", env, [secret(("eu-west-1", "ap-northeast-1"))]),
-            region("eu-west-1", env, []),
+            region("us-east-1", [ARN], [secret(("eu-west-1", "ap-northeast-1"))]),
+            region("eu-west-1", [PATTERN], []),
         ]
     )
     assert sandbox._secret_replicas == {
@@ -123,7 +128,13 @@ def test_replicas_are_made_by_replication_from_the_first_region() -> None:
 
 
 def test_without_the_first_region_each_region_creates_its_own_copy() -> None:
-    env = {"SIGNING_SECRET_NAME": NAME}
-    sandbox = prepare([region("eu-west-1", env, []), region("ap-northeast-1", env, [])])
+    other = PATTERN.replace("eu-west-1", "ap-northeast-1")
+    sandbox = prepare([region("eu-west-1", [PATTERN], []), region("ap-northeast-1", [other], [])])
     assert sandbox._replicated_into("eu-west-1") == frozenset()
     assert sandbox._secret_values["eu-west-1"] == {NAME: sandbox.signing_secret}
+
+
+def test_environment_names_are_not_references() -> None:
+    """A variable named like a secret is no reference: only the role's policy is."""
+    sandbox = prepare([region("us-east-1", [], [])])
+    assert sandbox.signing_secret is None and sandbox._secret_values == {"us-east-1": {}}
