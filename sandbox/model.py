@@ -8,7 +8,6 @@ sandbox cannot provide stops it with a message that names the resource.
 from __future__ import annotations
 
 import fnmatch
-
 import json
 import re
 from dataclasses import dataclass, field

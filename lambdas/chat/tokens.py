@@ -381,10 +381,13 @@ def verify(token: object, keys: KeySource, now: float, policy: TokenPolicy | Non
                 issuer=policy.issuer,
                 audience=policy.audience,
                 options={
-                    # Times are checked below against `now`; the rest by the library.
+                    # Signature, iss and aud by the library; times (against `now`)
+                    # and the identity claims below.
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
                     "verify_iss": policy.issuer is not None,
                     "verify_aud": policy.audience is not None,
                     "require": ["iss", "aud"] if policy.issuer else [],
