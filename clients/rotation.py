@@ -22,7 +22,7 @@ import string
 import sys
 from typing import Any
 
-__all__ = ["next_value", "new_key"]
+__all__ = ["new_key", "next_value"]
 
 KEY_LENGTH = 64  # letters and digits, as the stack's generated secret
 

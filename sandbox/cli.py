@@ -86,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="token signing secret to use instead of a generated one",
     )
     parser.add_argument(
+        "--oidc",
+        action="store_true",
+        help="act as the token issuer the templates were synthesized with (-c jwtIssuer=...): "
+        "serve its discovery document and JWKS locally and write the signing key to the "
+        "endpoints file's oidc entry",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
     args = parser.parse_args(argv)  # fmt: skip
@@ -113,6 +120,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         state_dir=args.state_dir,
         handler_logs=args.handler_logs,
         signing_secret=args.signing_secret,
+        oidc=args.oidc,
     )
 
 

@@ -188,6 +188,8 @@ class RegionModel:
     queues: dict[str, QueueSpec] = field(default_factory=dict)
     mappings: list[EventSourceMappingSpec] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The stack's Outputs whose values resolve locally (the others are left out).
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def authorizers(self) -> list[AuthorizerSpec]:
@@ -282,7 +284,16 @@ class ModelBuilder:
         self._event_invoke_configs()
         self._secrets_and_parameters()
         self._check_permissions()
+        self._outputs()
         return self.model
+
+    def _outputs(self) -> None:
+        for output_id, output in (self.stack.template.get("Outputs") or {}).items():
+            try:
+                value = self.r.resolve(output.get("Value"), f"output {output_id}")
+            except SandboxError:
+                continue
+            self.model.outputs[output_id] = value
 
     # ----------------------------------------------------------------- functions
 

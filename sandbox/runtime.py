@@ -33,6 +33,7 @@ from sandbox.events_api import events_app
 from sandbox.http_api import HttpApi
 from sandbox.management import ManagementApi
 from sandbox.model import FunctionSpec, RegionModel, SecretSpec, build_models
+from sandbox.oidc import LocalIdentityProvider, declared_issuer
 from sandbox.resolver import ACCOUNT_ID, URL_SUFFIX
 from sandbox.websocket_api import WebSocketApi
 from sandbox.workers import InvokeResult, Worker
@@ -55,6 +56,7 @@ class Options:
     state_dir: Path = Path(".sandbox")
     handler_logs: str = "file"  # file, or stderr (also mirrored to the sandbox's stderr)
     signing_secret: str | None = None
+    oidc: bool = False  # be the token issuer the templates declare (sandbox.oidc)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Sandbox:
         self._secret_replicas: dict[str, dict[str, tuple[str, ...]]] = {}
         self.signing_secret: str | None = None
         self.signing_secret_names: tuple[str, ...] = ()
+        self.identity_provider: LocalIdentityProvider | None = None
         self.started_at = 0.0
         self.ready_seconds = 0.0
         self._endpoints_written = False
@@ -160,6 +163,7 @@ class Sandbox:
         self._moto = MotoProcess(moto_port, logs / "moto.log")
         await self._moto.start()
         self._prepare_secrets()
+        self._prepare_identity_provider()
         workers = []
         for runtime in self.regions:
             for spec in runtime.model.functions.values():
@@ -265,6 +269,31 @@ class Sandbox:
             if region in replica_regions
         )
 
+    def _prepare_identity_provider(self) -> None:
+        """``--oidc``: become the issuer the templates declare (sandbox.oidc)."""
+        try:
+            declared = declared_issuer([r.model.outputs for r in self.regions])
+        except ValueError as error:
+            raise SandboxError(str(error)) from None
+        if declared is None:
+            if self.options.oidc:
+                raise SandboxError(
+                    "--oidc: the templates declare no token issuer (outputs TokenIssuer and "
+                    "TokenAudience); synthesize with -c jwtIssuer=https://... -c jwtAudience=..."
+                )
+            return
+        issuer, audience = declared
+        if not self.options.oidc:
+            log.warning(
+                "the templates' tokens come from %s: the authorizers fetch its keys there; "
+                "pass --oidc to make the sandbox that issuer",
+                issuer,
+            )
+            return
+        self.identity_provider = LocalIdentityProvider.create(
+            issuer, audience, self.web_port, self.options.state_dir
+        )
+
     def _code_dir(self, spec: FunctionSpec) -> Path:
         if spec.code_dir is not None:
             return spec.code_dir
@@ -275,8 +304,11 @@ class Sandbox:
         return folder
 
     def local_url(self, value: str) -> str:
-        """Map AWS URLs of the app's own APIs and queues to local endpoints (docs/sandbox.md)."""
+        """Map AWS URLs of the app's own APIs and queues, and with ``--oidc`` the token
+        issuer's, to local endpoints (docs/sandbox.md)."""
         value = self._local_queue_urls(value)
+        if self.identity_provider is not None:
+            value = self.identity_provider.local_url(value)
         table: dict[str, tuple[str, str]] = {}
         for runtime in self.regions:
             ws_api, http_api = runtime.model.websocket, runtime.model.http
@@ -463,6 +495,8 @@ class Sandbox:
             document["signingSecret"] = self.signing_secret
         if len(self.signing_secret_names) == 1:
             document["signingSecretName"] = self.signing_secret_names[0]
+        if self.identity_provider is not None:
+            document["oidc"] = self.identity_provider.endpoints_entry()
         return document
 
     def _write_endpoints(self) -> None:

@@ -1,7 +1,9 @@
 """The sandbox's own page at ``http://127.0.0.1:<port-base>/``: the chat web page (clients/web),
 ``/endpoints.json`` (the endpoints file without the signing secret) and a few ``/_sandbox/``
 helpers: stats, connections, queue depths, dropping a connection without ``$disconnect``, and
-(when the app has auth) a development token for the web page.
+(when the app has auth) a development token for the web page (HS256 with the signing secret, or
+RS256 from the local identity provider with ``--oidc``, whose discovery document and JWKS are
+served under ``/oidc``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from clients.tokens import mint_token
+from clients.tokens import minter_from_endpoints
 
 if TYPE_CHECKING:
     from sandbox.runtime import Sandbox
@@ -31,7 +33,9 @@ def web_app(sandbox: Sandbox) -> web.Application:
 
     async def endpoints(_: web.Request) -> web.Response:
         document = sandbox.endpoints()
-        document["auth"] = document.pop("signingSecret", None) is not None
+        document["auth"] = (
+            document.pop("signingSecret", None) or document.pop("oidc", None)
+        ) is not None
         return web.json_response(document, headers={"Cache-Control": "no-store"})
 
     async def stats(_: web.Request) -> web.Response:
@@ -56,14 +60,14 @@ def web_app(sandbox: Sandbox) -> web.Application:
         return web.json_response({"message": f"no region {region}"}, status=404)
 
     async def token(request: web.Request) -> web.Response:
-        if sandbox.signing_secret is None:
+        mint = minter_from_endpoints(sandbox.endpoints())  # the IdP's key or the secret
+        if mint is None:
             return web.json_response({"message": "this app has no auth"}, status=404)
         sub = request.query.get("sub", "")
         if not 1 <= len(sub) <= 128:
             return web.json_response({"message": "sub must be 1-128 characters"}, status=400)
         rooms = request.query.get("rooms")
-        value = mint_token(
-            sandbox.signing_secret,
+        value = mint(
             sub,
             name=request.query.get("name") or None,
             rooms=rooms.split(",") if rooms else None,
@@ -71,6 +75,8 @@ def web_app(sandbox: Sandbox) -> web.Application:
         return web.json_response({"token": value})
 
     app = web.Application()
+    if sandbox.identity_provider is not None:
+        sandbox.identity_provider.add_routes(app)
     app.router.add_get("/", page)
     app.router.add_get("/endpoints.json", endpoints)
     app.router.add_get("/_sandbox/stats", stats)

@@ -165,19 +165,41 @@ def test_an_unreachable_issuer_is_an_error_until_keys_are_cached(issuer: FakeIss
         (lambda: rs256(iss=ISSUER + "/"), "wrong issuer"),
         (lambda: rs256(aud="other"), "wrong audience"),
         (lambda: rs256(aud=["other", "more"]), "wrong audience"),
-        (lambda: jwt.encode({"sub": "u", "exp": int(time.time()) + 60, "aud": AUDIENCE}, RSA_KEY, algorithm="RS256", headers={"kid": "rsa-1"}), "no iss"),
-        (lambda: jwt.encode({"sub": "u", "exp": int(time.time()) + 60, "iss": ISSUER}, RSA_KEY, algorithm="RS256", headers={"kid": "rsa-1"}), "no aud"),
+        (
+            lambda: jwt.encode(
+                {"sub": "u", "exp": int(time.time()) + 60, "aud": AUDIENCE},
+                RSA_KEY,
+                algorithm="RS256",
+                headers={"kid": "rsa-1"},
+            ),
+            "no iss",
+        ),
+        (
+            lambda: jwt.encode(
+                {"sub": "u", "exp": int(time.time()) + 60, "iss": ISSUER},
+                RSA_KEY,
+                algorithm="RS256",
+                headers={"kid": "rsa-1"},
+            ),
+            "no aud",
+        ),
         (lambda: rs256(exp=int(time.time()) - 60), "expired"),
         (lambda: rs256(nbf=int(time.time()) + 120), "not valid yet"),
         (lambda: rs256(exp=int(time.time()) + 2 * 86400), "lifetime"),
-        (lambda: jwt.encode(claims(), EC_KEY, algorithm="ES256", headers={"kid": "rsa-1"}), "not ES256"),
-        (lambda: jwt.encode(claims(), RSA_KEY, algorithm="RS256", headers={"kid": "ec-1"}), "not RS256"),
+        (
+            lambda: jwt.encode(claims(), EC_KEY, algorithm="ES256", headers={"kid": "rsa-1"}),
+            "not ES256",
+        ),
+        (
+            lambda: jwt.encode(claims(), RSA_KEY, algorithm="RS256", headers={"kid": "ec-1"}),
+            "not RS256",
+        ),
         (lambda: jwt.encode(claims(), RSA_KEY, algorithm="RS512", headers={"kid": "rsa-1"}), "alg"),
         (lambda: jwt.encode(claims(), RSA_KEY, algorithm="PS256", headers={"kid": "rsa-1"}), "alg"),
         (lambda: rs256(sub=""), "sub"),
         (lambda: rs256(sub="a\x1bb"), "control"),
     ],
-)  # fmt: skip
+)
 def test_claim_and_key_cases_are_refused(issuer: FakeIssuer, make: Any, reason: str) -> None:
     with pytest.raises(InvalidTokenError, match=reason):
         check(make(), issuer.source(JWKS_URL))
@@ -255,7 +277,7 @@ def test_claim_mapping_and_default_rooms(issuer: FakeIssuer) -> None:
         "team-*",
     )
     with pytest.raises(InvalidTokenError, match="custom:rooms"):
-        check(rs256(**{"custom:rooms": "no spaces allowed?"}), source, custom)  # fmt: skip
+        check(rs256(**{"custom:rooms": "no spaces allowed?"}), source, custom)
 
 
 def test_policy_from_the_environment() -> None:

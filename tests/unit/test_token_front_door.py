@@ -109,11 +109,19 @@ ATTACKS: list[tuple[str, Callable[[], str], str]] = [
     # Observed crash (RecursionError): a header of a few thousand "[".
     ("5,000 [ in the header", lambda: raw_token(b"[" * 5000, b"{}"), "nests deeper"),
     ("3,000 { in the payload", lambda: raw_token(b'{"alg":"HS256"}', b'{"a":' * 1000), "nests"),
-    ("nesting hidden after a string", lambda: raw_token(b'{"x":"]]","y":' + b"[" * 9, b"{}"), "nests"),
+    (
+        "nesting hidden after a string",
+        lambda: raw_token(b'{"x":"]]","y":' + b"[" * 9, b"{}"),
+        "nests",
+    ),
     ("huge token", lambda: token(pad="x" * 9000), "longer"),
     ("one megabyte", lambda: "a" * 1_000_000, "longer"),
     ("padding", lambda: token() + "==", "base64url"),
-    ("standard base64 alphabet", lambda: token().replace("-", "+").replace("_", "/") + "+/", "base64url"),
+    (
+        "standard base64 alphabet",
+        lambda: token().replace("-", "+").replace("_", "/") + "+/",
+        "base64url",
+    ),
     ("spaces", lambda: " " + token(), "base64url"),
     ("percent-encoded", lambda: token().replace(".", "%2E", 1), "three"),
     ("four segments", lambda: token() + ".e30", "three"),
@@ -132,7 +140,11 @@ ATTACKS: list[tuple[str, Callable[[], str], str]] = [
     ("header with a BOM", lambda: raw_token(b'\xef\xbb\xbf{"alg":"HS256"}', b"{}"), "JSON"),
     ("NaN exp", lambda: raw_token(b'{"alg":"HS256"}', b'{"sub":"a","exp":NaN}'), "JSON"),
     ("1e400 exp", lambda: raw_token(b'{"alg":"HS256"}', b'{"sub":"a","exp":1e400}'), "JSON"),
-    ("5,000-digit exp", lambda: raw_token(b'{"alg":"HS256"}', b'{"sub":"a","exp":' + b"9" * 5000 + b"}"), "JSON"),
+    (
+        "5,000-digit exp",
+        lambda: raw_token(b'{"alg":"HS256"}', b'{"sub":"a","exp":' + b"9" * 5000 + b"}"),
+        "JSON",
+    ),
     ("exp in a thousand years", lambda: token(exp=int(time.time()) + 10**10), "lifetime"),
     ("exp 25 hours ahead", lambda: token(exp=int(time.time()) + 25 * 3600), "lifetime"),
     (
@@ -147,13 +159,37 @@ ATTACKS: list[tuple[str, Callable[[], str], str]] = [
     ("name with a line separator", lambda: token(name="a\u2028b"), "control"),
     ("rooms with a control character", lambda: token(rooms=["lobby\x07"]), "rooms"),
     ("rooms nested", lambda: token(rooms=[["lobby"]]), "rooms"),
-    ("alg none, no signature", lambda: b64(b'{"alg":"none"}') + "." + b64(b"{}") + ".", "base64url"),
-    ("alg none, signed", lambda: raw_token(b'{"alg":"none"}', json.dumps(claims()).encode()), "alg"),
-    ("alg as a list", lambda: raw_token(b'{"alg":["HS256"]}', json.dumps(claims()).encode()), "alg"),
-    ("crit header", lambda: raw_token(b'{"alg":"HS256","crit":["exp"]}', json.dumps(claims()).encode()), "crit"),
-    ("detached payload (b64 false)", lambda: raw_token(b'{"alg":"HS256","b64":false}', json.dumps(claims()).encode()), "b64"),
-    ("kid of 300 characters", lambda: raw_token(json.dumps({"alg": "HS256", "kid": "k" * 300}).encode(), b"{}"), "kid"),
-]  # fmt: skip
+    (
+        "alg none, no signature",
+        lambda: b64(b'{"alg":"none"}') + "." + b64(b"{}") + ".",
+        "base64url",
+    ),
+    (
+        "alg none, signed",
+        lambda: raw_token(b'{"alg":"none"}', json.dumps(claims()).encode()),
+        "alg",
+    ),
+    (
+        "alg as a list",
+        lambda: raw_token(b'{"alg":["HS256"]}', json.dumps(claims()).encode()),
+        "alg",
+    ),
+    (
+        "crit header",
+        lambda: raw_token(b'{"alg":"HS256","crit":["exp"]}', json.dumps(claims()).encode()),
+        "crit",
+    ),
+    (
+        "detached payload (b64 false)",
+        lambda: raw_token(b'{"alg":"HS256","b64":false}', json.dumps(claims()).encode()),
+        "b64",
+    ),
+    (
+        "kid of 300 characters",
+        lambda: raw_token(json.dumps({"alg": "HS256", "kid": "k" * 300}).encode(), b"{}"),
+        "kid",
+    ),
+]
 
 
 @pytest.mark.parametrize(("attack", "make", "reason"), ATTACKS, ids=[a[0] for a in ATTACKS])
