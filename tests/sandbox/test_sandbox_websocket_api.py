@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -244,3 +245,51 @@ def test_authorizer_context_must_be_flat() -> None:
     with pytest.raises(HandshakeRefused) as refused:
         authorizer_context(answer, "arn:aws:execute-api:r:a:id/prod/$connect")
     assert refused.value.status == 500
+
+
+def test_a_tcp_probe_is_one_debug_line_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A port probe (connect, close, no handshake) used to print a 30-line ERROR traceback."""
+    caplog.set_level(logging.DEBUG, logger="sandbox.websocket.protocol")
+
+    def failed_handshakes() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "opening handshake failed" in r.getMessage()]
+
+    async def scenario(url: str, server: WebSocketApi) -> None:
+        host, port = url.removeprefix("ws://").split(":")
+        for _ in range(2):
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            await writer.wait_closed()
+        for _ in range(500):  # bounded: until the server has seen both probes
+            if len(failed_handshakes()) >= 2:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(run_with(api_spec(["$default"]), echo, scenario))
+    records = failed_handshakes()
+    assert len(records) == 2
+    for record in records:
+        assert record.levelno == logging.DEBUG and record.exc_info is None
+        assert "\n" not in record.getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_handshake_failures_are_silent_above_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    logging.getLogger("sandbox.websocket.protocol").setLevel(logging.INFO)
+    try:
+
+        async def scenario(url: str, server: WebSocketApi) -> None:
+            host, port = url.removeprefix("ws://").split(":")
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            await writer.wait_closed()
+            # A real connection afterwards proves the server went on (and saw the probe).
+            async with connect(url + "/prod") as ws:
+                await ws.send(json.dumps({"action": "x"}))
+                await ws.recv()
+
+        asyncio.run(run_with(api_spec(["$default"]), echo, scenario))
+    finally:
+        logging.getLogger("sandbox.websocket.protocol").setLevel(logging.NOTSET)
+    assert not [r for r in caplog.records if "handshake" in r.getMessage()]
