@@ -106,7 +106,7 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
         )
 
     # SMG4: the signing secret is rotated by hand (where it is created).
-    if stack.auth.created:
+    if stack.auth.created and stack.auth.secret is not None:
         _ack(stack.auth.secret, "SMG4", _SECRET_ROTATION)
 
     # SQS3: these queues *are* dead-letter queues, just not SQS redrive targets.

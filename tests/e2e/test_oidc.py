@@ -101,9 +101,11 @@ def test_rs256_tokens_across_regions_over_websocket_and_http(
             # The HTTP API of a third region takes the same kind of token.
             url = f"{oidc_sandbox.url('ap-northeast-1', 'http')}/rooms/{room}/messages"
             carol = {"Authorization": f"Bearer {oidc_sandbox.token('carol')}"}
-            async with aiohttp.ClientSession() as http:
-                async with http.post(url, headers=carol, json={"body": "from http"}) as answer:
-                    assert answer.status == 202, await answer.text()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(url, headers=carol, json={"body": "from http"}) as answer,
+            ):
+                assert answer.status == 202, await answer.text()
             await alice.wait_for(lambda f: f.get("body") == "from http", timeout=20)
         finally:
             await alice.close()

@@ -29,7 +29,7 @@ from clients.render import render
 from clients.resume import RESUME_WINDOW_MS, resume_from_now
 from clients.resume import resume_after as client_resume_after
 from clients.session import ChatSession
-from clients.tokens import mint_token
+from clients.tokens import hmac_key_id, mint_token
 
 MESSAGE = {
     "type": "message",
@@ -101,13 +101,20 @@ def test_connect_url_with_query_identity_or_token() -> None:
     assert base64.urlsafe_b64decode(signature + "==") == expected
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     assert claims["sub"] == "alice" and claims["exp"] > 0
-    assert json.loads(base64.urlsafe_b64decode(header + "=="))["alg"] == "HS256"
+    head = json.loads(base64.urlsafe_b64decode(header + "=="))
+    assert head["alg"] == "HS256" and head["kid"] == hmac_key_id("s3cret")
 
 
 def test_mint_token_claims() -> None:
     token = mint_token("k", "bob", name="Bob", rooms=["team-*"], ttl_seconds=60, now=1000)
     claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-    assert claims == {"sub": "bob", "exp": 1060, "name": "Bob", "rooms": ["team-*"]}
+    assert claims == {"sub": "bob", "iat": 1000, "exp": 1060, "name": "Bob", "rooms": ["team-*"]}
+
+
+def test_mint_token_signs_with_the_current_key_of_a_rotation_document() -> None:
+    document = json.dumps({"current": "new-key", "previous": "old-key"})
+    header = json.loads(base64.urlsafe_b64decode(mint_token(document, "b").split(".")[0] + "=="))
+    assert header["kid"] == hmac_key_id("new-key")
 
 
 def test_endpoints_file(tmp_path: Path) -> None:
@@ -117,7 +124,9 @@ def test_endpoints_file(tmp_path: Path) -> None:
     path.write_text(
         json.dumps({"regions": {"us-east-1": {"websocket": "ws://x/prod"}}, "signingSecret": "s"})
     )
-    assert endpoint_url(path, "us-east-1") == ("ws://x/prod", "s")
+    url, mint = endpoint_url(path, "us-east-1")
+    assert url == "ws://x/prod" and mint is not None
+    assert mint("u").count(".") == 2
     with pytest.raises(ClientError, match="eu-west-1 is not in"):
         endpoint_url(path, "eu-west-1")
 
@@ -417,8 +426,12 @@ def test_cli_needs_a_token_or_a_secret(tmp_path: Path, capsys: pytest.CaptureFix
 def test_tokens_cli_mints_a_token_the_authorizer_accepts(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from chat.tokens import verify
+    from chat.tokens import HmacKeys
+    from chat.tokens import verify as verify_with
     from clients.tokens import main as tokens_main
+
+    def verify(token: str, secret: str, now: float) -> Any:
+        return verify_with(token, HmacKeys.from_secret(secret), now)
 
     monkeypatch.setattr("sys.stdin", io.StringIO("the-secret\n"))
     assert tokens_main(["--secret-file", "-", "--sub", "alice", "--rooms", "lobby,team-*"]) == 0
