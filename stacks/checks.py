@@ -33,10 +33,11 @@ _ROUTE_AFTER_CONNECT = (
     "recorded at $connect"
 )
 _SECRET_ROTATION = (
-    "The secret is the HS256 key of every live token in every region: an automatic rotation "
-    "would invalidate all tokens at once and needs a dual-key verification window this app "
-    "does not have yet. Rotate by hand, as docs/operations.md describes (put a new value, "
-    "the replicas follow, authorizers pick it up within 5 minutes, clients get new tokens)"
+    "The secret holds the HS256 keys of every live token in every region: a rotation is three "
+    "steps with waits between them (stage a next key, promote it after the authorizers' 5-minute "
+    "cache, retire the old one after the longest token lifetime) so that no valid token fails; "
+    "Secrets Manager's single-step rotation would fail tokens. Rotated by hand with "
+    "python -m clients.rotation, as docs/operations.md describes"
 )
 
 

@@ -859,6 +859,7 @@ def test_authorizer_function(app3: SynthResult, template: JsonDict) -> None:
     assert props["TracingConfig"] == {"Mode": "Active"}
     assert props["Environment"]["Variables"] == {
         "SIGNING_SECRET_NAME": SECRET_NAME,
+        "MAX_TOKEN_LIFETIME_SECONDS": "86400",
         "POWERTOOLS_SERVICE_NAME": "chat",
         "POWERTOOLS_METRICS_NAMESPACE": "chat/prod",
         "POWERTOOLS_LOG_LEVEL": "INFO",
