@@ -68,17 +68,26 @@ def test_the_sandbox_is_the_issuer(oidc_sandbox: SandboxProcess) -> None:
     assert entry["issuer"] == oidc_sandbox.web + "oidc" and entry["audience"] == AUDIENCE
     assert oct(Path(entry["privateKeyFile"]).stat().st_mode & 0o777) == "0o600"
 
-    async def documents() -> tuple[Any, Any]:
+    async def documents() -> tuple[Any, Any, Any, Any]:
         async with aiohttp.ClientSession() as http:
             url = entry["issuer"] + "/.well-known/openid-configuration"
             async with http.get(url) as answer:
                 discovery = await answer.json()
             async with http.get(discovery["jwks_uri"]) as answer:
-                return discovery, await answer.json()
+                keys = await answer.json()
+            # The web page: its token endpoint mints with the identity provider's key, and
+            # its copy of the endpoints says only that there is auth.
+            async with http.get(f"{oidc_sandbox.web}_sandbox/token?sub=web") as answer:
+                token = (await answer.json())["token"]
+            async with http.get(f"{oidc_sandbox.web}endpoints.json") as answer:
+                page = await answer.json()
+            return discovery, keys, token, page
 
-    discovery, keys = asyncio.run(documents())
+    discovery, keys, token, page = asyncio.run(documents())
     assert discovery["issuer"] == entry["issuer"]
     assert [key["kid"] for key in keys["keys"]] == [entry["kid"]]
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    assert page["auth"] is True and "oidc" not in page
 
 
 def test_rs256_tokens_across_regions_over_websocket_and_http(
