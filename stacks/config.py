@@ -419,6 +419,7 @@ class ChatConfig:
                 f"is missing while {given} is set",
                 "both domainName and hostedZoneId (the global endpoint), or neither",
             )
+
         def https_url(key: str, raw: object) -> str:
             return _matching(key, raw, _HTTPS_URL, "an https:// URL")
 
