@@ -43,7 +43,17 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, connection_store, frames, history_store, presence, room_store, roster
+from chat import (
+    bus,
+    config,
+    connection_store,
+    frames,
+    history_store,
+    presence,
+    room_store,
+    roster,
+    sequence,
+)
 from chat.frames import (
     FORBIDDEN,
     INTERNAL,
@@ -110,16 +120,59 @@ def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any
     return frame("left", ref, room=request.room)
 
 
-def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
+def _publish(connection_id: str, request: Send, ref: str | None, message_id: str | None) -> str:
     sender = connection_store.get_membership(connection_id, request.room)
     if sender is None:
         raise _not_member(request.room, ref)
     try:
-        message = bus.publish_message(request.room, sender, request.body)
+        return bus.publish_message(request.room, sender, request.body, message_id).id
     except bus.PublishError:
         # Never acknowledge what the bus did not accept (docs/protocol.md).
         raise ProtocolError(INTERNAL, "message not accepted; please retry", ref) from None
-    return frame("ack", ref, room=request.room, id=message.id)
+
+
+def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
+    return frame("ack", ref, room=request.room, id=_publish(connection_id, request, ref, None))
+
+
+def _send_in_order(
+    connection_id: str, request: Send, ref: str | None, seq: int
+) -> dict[str, Any]:
+    """A numbered ``send``: accepted in the connection's ``seq`` order (:mod:`chat.sequence`)."""
+    message_id = sequence.accept(
+        sequence.connection_key(connection_id),
+        seq,
+        lambda chosen: _publish(connection_id, request, ref, chosen),
+        ref,
+    )
+    return frame("ack", ref, room=request.room, id=message_id, seq=seq)
+
+
+def _refused_in_order(
+    connection_id: str, raw: str | bytes | None, is_base64: bool, error: ProtocolError
+) -> ProtocolError:
+    """A ``send`` with a ``seq`` refused by validation still takes its place in the order."""
+    fields = sequence.sent_fields(raw, is_base64)
+    if fields.get("action") != "send":
+        return error
+    try:
+        seq = sequence.read_seq(fields)
+    except ProtocolError:
+        return error
+    if seq is None:
+        return error
+    return sequence.reject(sequence.connection_key(connection_id), seq, error)
+
+
+def _parse(
+    connection_id: str, raw: str | bytes | None, is_base64: bool
+) -> tuple[Request, str | None]:
+    try:
+        return frames.parse_client_frame(
+            raw, max_body_bytes=config.get_settings().max_body_bytes, is_base64=is_base64
+        )
+    except ProtocolError as error:
+        raise _refused_in_order(connection_id, raw, is_base64, error) from None
 
 
 def _history(connection_id: str, request: History, ref: str | None) -> dict[str, Any]:
@@ -198,14 +251,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.append_keys(connectionId=connection_id, routeKey=request_context.get("routeKey"))
         if not isinstance(connection_id, str) or not connection_id:
             raise RuntimeError("event without requestContext.connectionId")
-        request, ref = frames.parse_client_frame(
-            event.get("body"),
-            max_body_bytes=config.get_settings().max_body_bytes,
-            is_base64=bool(event.get("isBase64Encoded")),
-        )
-        action = type(request).__name__.lower()
-        logger.append_keys(action=action)
-        reply = dispatch(connection_id, request, ref)
+        raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
+        request, ref = _parse(connection_id, raw, is_base64)
+        logger.append_keys(action=type(request).__name__.lower())
+        seq = None
+        if isinstance(request, Send):
+            seq = sequence.read_seq(sequence.sent_fields(raw, is_base64), ref)
+        if isinstance(request, Send) and seq is not None:
+            reply = _send_in_order(connection_id, request, ref, seq)
+        else:
+            reply = dispatch(connection_id, request, ref)
     except ProtocolError as error:
         logger.info("request answered with an error", extra={"code": error.code})
         count("ClientErrors" if error.code != INTERNAL else "InternalErrors")

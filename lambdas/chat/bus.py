@@ -76,15 +76,19 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
     raise PublishError(f"PutEvents rejected {len(entries)} entries {PUBLISH_ATTEMPTS} times")
 
 
-def publish_message(room: str, sender: Sender, body: Any) -> ChatMessage:
-    """Accept a validated message: mint its id and publish ``chat.message``.
+def publish_message(
+    room: str, sender: Sender, body: Any, message_id: str | None = None
+) -> ChatMessage:
+    """Accept a validated message: mint its id (unless given) and publish ``chat.message``.
 
     Shared by the WebSocket ``send`` and ``POST /rooms/{room}/messages``: the
-    id's timestamp is ``sentAt``, the origin is this region. Counts
+    id's timestamp is ``sentAt``, the origin is this region. A sequenced send
+    (:mod:`chat.sequence`) passes the id its sequence chose; publishing the
+    same id twice is harmless (history de-duplicates by id). Counts
     ``MessagesAccepted``, or ``PublishFailures`` and raises PublishError (the
     caller must then not acknowledge).
     """
-    message_id = new_id()
+    message_id = message_id or new_id()
     message = ChatMessage(
         room=room,
         id=message_id,

@@ -54,6 +54,8 @@ class Settings:
     fanout_budget_window_ms: int = 100
     # Rooms above this many members get no live ``member`` frames (chat.roster).
     presence_live_max_members: int = 200
+    # A numbered send waits at most this long for the sends before it (chat.sequence).
+    sequence_wait_ms: int = 3000
 
     @staticmethod
     def from_env() -> Settings:
@@ -75,6 +77,7 @@ class Settings:
             fanout_request_budget=_int("FANOUT_REQUEST_BUDGET", 5000),
             fanout_budget_window_ms=_int("FANOUT_BUDGET_WINDOW_MS", 100, minimum=10),
             presence_live_max_members=_int("PRESENCE_LIVE_MAX_MEMBERS", 200, minimum=0),
+            sequence_wait_ms=_int("SEQUENCE_WAIT_MS", 3000, minimum=0),
         )
 
     @property
