@@ -155,9 +155,7 @@ def test_frames_without_seq_keep_todays_behaviour(
     assert send(chat, member, 1, "numbered")["type"] == "ack"
 
 
-def test_each_connection_has_its_own_sequence(
-    chat: Any, member: str, published: Published
-) -> None:
+def test_each_connection_has_its_own_sequence(chat: Any, member: str, published: Published) -> None:
     chat.connect("c2", "alice", "Alice")
     chat.send("c2", {"action": "join", "room": "lobby"})
     assert send(chat, "c2", 1, "other connection")["type"] == "ack"
@@ -282,7 +280,8 @@ def test_http_posts_numbered_by_a_client_are_accepted_in_order(
     second = post(chat, {"body": "p2", "clientId": "cli-1", "seq": 2})
     assert second["statusCode"] == 202 and second["json"]["id"] > first["json"]["id"]
     # Another user's client with the same clientId has its own sequence.
-    assert post(chat, {"body": "b1", "clientId": "cli-1", "seq": 1}, user="bob")["statusCode"] == 202
+    bobs = post(chat, {"body": "b1", "clientId": "cli-1", "seq": 1}, user="bob")
+    assert bobs["statusCode"] == 202
     assert [p["body"] for p in published] == ["p1", "p2", "b1"]
 
 
