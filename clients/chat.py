@@ -56,9 +56,16 @@ from typing import TextIO
 
 import aiohttp
 
-from clients.endpoints import ClientError, connect_url, endpoint_url
+from clients.endpoints import ClientError, connect_url, endpoint_url, public_url, region_names
+from clients.failover import nearest_first
 from clients.http_client import HttpChat
-from clients.options import PING_SECONDS, POLL_WAIT_SECONDS, Backoff, ClientOptions
+from clients.options import (
+    PING_SECONDS,
+    POLL_WAIT_SECONDS,
+    REORDER_SECONDS,
+    Backoff,
+    ClientOptions,
+)
 from clients.resume import RESUME_WINDOW_MS
 from clients.session import ChatSession
 from clients.websocket_client import run_websocket
@@ -97,6 +104,14 @@ async def run_client(
     if not urls:
         raise ValueError("no URL")
     session = ChatSession(room, out, options)
+    if session.options.nearest and len(urls) > 1:
+        ranked = await nearest_first(urls)
+        urls = [url for url, _ in ranked]
+        shown = ", ".join(
+            f"{public_url(u)} ({'unreachable' if t is None else f'{t * 1000:.1f} ms'})"
+            for u, t in ranked
+        )
+        session.emit(f"* regions, nearest first: {shown}")
     if session.options.http:
         async with aiohttp.ClientSession() as http:
             return await HttpChat(session, urls, http).run(lines)
@@ -111,7 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--region",
         default="us-east-1",
-        help="region in the endpoints file; several (a,b) to fail over when one is unreachable",
+        help="region in the endpoints file; several (a,b) to fail over in that order, or"
+        " 'all': every region of the file, nearest first",
+    )
+    parser.add_argument(
+        "--nearest",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="order the regions by measured connect time (default: with --region all)",
+    )
+    parser.add_argument(
+        "--reorder-ms",
+        type=int,
+        default=int(REORDER_SECONDS * 1000),
+        metavar="MS",
+        help="hold live messages this long to print them in id order (default 250; 0: off)",
     )
     parser.add_argument("--room", default="lobby")
     parser.add_argument("--user", required=True, help="user id (1-128 characters)")
@@ -185,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ping_interval <= 0 or args.reconnect_attempts < 0 or args.backoff < 0:
         parser.error("--ping-interval must be > 0; --reconnect-attempts, --backoff >= 0")
-    if not 0 <= args.poll_wait <= 20 or args.resume_window_ms < 0:
-        parser.error("--poll-wait must be 0-20; --resume-window-ms >= 0")
+    if not 0 <= args.poll_wait <= 20 or args.resume_window_ms < 0 or args.reorder_ms < 0:
+        parser.error("--poll-wait must be 0-20; --resume-window-ms, --reorder-ms >= 0")
     options = ClientOptions(
         http=args.http,
         verbose=args.verbose,
@@ -194,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         backoff=Backoff(args.reconnect_attempts, args.backoff, max(args.backoff, args.backoff_max)),
         resume_window_ms=args.resume_window_ms,
         poll_wait=args.poll_wait,
+        reorder_seconds=args.reorder_ms / 1000,
+        nearest=args.region.strip() == "all" if args.nearest is None else args.nearest,
     )
     kind = "http" if args.http else "websocket"
     try:
@@ -202,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             bases = list(args.url)
         else:
             bases = []
-            for region in (r.strip() for r in args.region.split(",") if r.strip()):
+            for region in region_names(args.endpoints_file, args.region):
                 base, secret = endpoint_url(args.endpoints_file, region, kind)
                 bases.append(base)
             if not bases:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
 from clients.tokens import mint_token
+
+_AWS_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 
 
 class ClientError(Exception):
     """A problem the CLI reports in one line (exit status 2)."""
 
 
-def endpoint_url(
-    endpoints_file: Path, region: str, kind: str = "websocket"
-) -> tuple[str, str | None]:
-    """The region's ``kind`` URL and the signing secret (if any) from the endpoints file."""
+def load_regions(endpoints_file: Path) -> tuple[dict[str, dict[str, str]], str | None]:
+    """Every region's URLs (``{"websocket": ..., "http": ...}``) and the signing secret if any.
+
+    Reads the sandbox's endpoints file (``{"regions": {...}, "signingSecret": ...}``) or the
+    stacks' outputs as ``cdk deploy --outputs-file`` writes them (one object per stack with
+    ``WebSocketUrl`` and ``HttpUrl``; the region is read from the URL's host).
+    """
     try:
         document = json.loads(endpoints_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -25,12 +31,38 @@ def endpoint_url(
         ) from None
     except ValueError as exc:
         raise ClientError(f"{endpoints_file} is not JSON: {exc}") from None
-    regions = document.get("regions") or {}
+    if not isinstance(document, dict):
+        raise ClientError(f"{endpoints_file} is not an endpoints or outputs file")
+    if "regions" in document:
+        return dict(document.get("regions") or {}), document.get("signingSecret")
+    regions: dict[str, dict[str, str]] = {}
+    for outputs in document.values():
+        if isinstance(outputs, dict) and isinstance(outputs.get("WebSocketUrl"), str):
+            found = _AWS_HOST.search(outputs["WebSocketUrl"])
+            region = found.group(1) if found else f"stack-{len(regions) + 1}"
+            regions[region] = {"websocket": outputs["WebSocketUrl"]}
+            if isinstance(outputs.get("HttpUrl"), str):
+                regions[region]["http"] = outputs["HttpUrl"]
+    return regions, None
+
+
+def endpoint_url(
+    endpoints_file: Path, region: str, kind: str = "websocket"
+) -> tuple[str, str | None]:
+    """The region's ``kind`` URL and the signing secret (if any) from the endpoints file."""
+    regions, secret = load_regions(endpoints_file)
     if region not in regions:
         raise ClientError(f"region {region} is not in {endpoints_file} (has: {', '.join(regions)})")
     if not regions[region].get(kind):
         raise ClientError(f"region {region} has no {kind} URL in {endpoints_file}")
-    return str(regions[region][kind]), document.get("signingSecret")
+    return str(regions[region][kind]), secret
+
+
+def region_names(endpoints_file: Path, wanted: str) -> list[str]:
+    """``--region``: a comma-separated list, or ``all`` (every region of the file)."""
+    if wanted.strip() == "all":
+        return list(load_regions(endpoints_file)[0])
+    return [r.strip() for r in wanted.split(",") if r.strip()]
 
 
 def connect_url(
