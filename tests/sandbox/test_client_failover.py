@@ -154,9 +154,7 @@ def shown(out: io.StringIO) -> list[str]:
     return [line.rsplit(": ", 1)[1] for line in out.getvalue().splitlines() if "@x: " in line]
 
 
-def test_the_client_fails_over_when_its_region_goes_away_and_resumes_without_loss_or_duplicate() -> (
-    None
-):
+def test_the_client_fails_over_when_its_region_goes_away_without_loss_or_duplicate() -> None:
     async def scenario() -> tuple[str, list[float]]:
         world = World()
         first, second = await FakeRegion(world, "a").start(), await FakeRegion(world, "b").start()
