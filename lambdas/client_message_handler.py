@@ -135,9 +135,7 @@ def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
     return frame("ack", ref, room=request.room, id=_publish(connection_id, request, ref, None))
 
 
-def _send_in_order(
-    connection_id: str, request: Send, ref: str | None, seq: int
-) -> dict[str, Any]:
+def _send_in_order(connection_id: str, request: Send, ref: str | None, seq: int) -> dict[str, Any]:
     """A numbered ``send``: accepted in the connection's ``seq`` order (:mod:`chat.sequence`)."""
     message_id = sequence.accept(
         sequence.connection_key(connection_id),

@@ -41,9 +41,7 @@ keeps a per-key order with a bounded wait across Lambda containers.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
 import re
 import time
 from collections.abc import Callable
@@ -53,8 +51,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chat import clients, config
-from chat.ids import epoch_seconds, new_id_after
+from chat.dynamo import connections_table, is_conditional_failure
 from chat.frames import BAD_REQUEST, INTERNAL, ProtocolError, frame
+from chat.ids import epoch_seconds, new_id_after
+from chat.json_codec import loads_strict
 
 __all__ = [
     "ACK_WINDOW",
@@ -129,11 +129,11 @@ def sent_fields(raw: str | bytes | None, is_base64: bool) -> dict[str, Any]:
     fields only, also from a frame refused for another reason, so that its
     ``seq`` still takes its place in the order.
     """
+    if raw is None:
+        return {}
     try:
-        if raw is not None and is_base64:
-            raw = base64.b64decode(raw, validate=True)
-        obj = json.loads(raw) if raw is not None else None
-    except (ValueError, TypeError, binascii.Error, RecursionError):
+        obj = loads_strict(raw, is_base64)
+    except (ValueError, binascii.Error, RecursionError):
         return {}
     return obj if isinstance(obj, dict) else {}
 
@@ -162,7 +162,7 @@ def _key(pk: str) -> dict[str, Any]:
 
 
 def _read(pk: str) -> _State:
-    table = config.get_settings().connections_table
+    table = connections_table()
     answer = clients.dynamodb().get_item(TableName=table, Key=_key(pk), ConsistentRead=True)
     item = answer.get("Item")
     if not item:
@@ -186,7 +186,7 @@ def _conditional(call: Callable[[], object]) -> bool:
     try:
         call()
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if is_conditional_failure(error):
             return False
         raise
     return True
@@ -202,7 +202,7 @@ def _claim(pk: str, seq: int, message_id: str) -> bool:
     """Mark ``seq`` as being published with ``message_id``; False if someone was first."""
     return _conditional(
         lambda: clients.dynamodb().update_item(
-            TableName=config.get_settings().connections_table,
+            TableName=connections_table(),
             Key=_key(pk),
             UpdateExpression=(
                 "SET #last = if_not_exists(#last, :zero), pending = :seq, pendingId = :id,"
@@ -246,7 +246,7 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
     if seq == 1:
         _conditional(
             lambda: clients.dynamodb().update_item(
-                TableName=config.get_settings().connections_table,
+                TableName=connections_table(),
                 Key=_key(pk),
                 UpdateExpression=(
                     "SET acks = if_not_exists(acks, :empty), #last = if_not_exists(#last, :zero)"
@@ -258,7 +258,7 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
     values.pop(":empty")
     _conditional(
         lambda: clients.dynamodb().update_item(
-            TableName=config.get_settings().connections_table,
+            TableName=connections_table(),
             Key=_key(pk),
             UpdateExpression=f"SET {sets} REMOVE {removes}",
             ConditionExpression="#last = :prev",
