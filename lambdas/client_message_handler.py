@@ -135,19 +135,26 @@ def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
     return frame("ack", ref, room=request.room, id=_publish(connection_id, request, ref, None))
 
 
-def _send_in_order(connection_id: str, request: Send, ref: str | None, seq: int) -> dict[str, Any]:
+def _send_in_order(
+    connection_id: str, request: Send, ref: str | None, seq: int, budget_s: float | None
+) -> dict[str, Any]:
     """A numbered ``send``: accepted in the connection's ``seq`` order (:mod:`chat.sequence`)."""
     message_id = sequence.accept(
         sequence.connection_key(connection_id),
         seq,
         lambda chosen: _publish(connection_id, request, ref, chosen),
         ref,
+        budget_s,
     )
     return frame("ack", ref, room=request.room, id=message_id, seq=seq)
 
 
 def _refused_in_order(
-    connection_id: str, raw: str | bytes | None, is_base64: bool, error: ProtocolError
+    connection_id: str,
+    raw: str | bytes | None,
+    is_base64: bool,
+    error: ProtocolError,
+    budget_s: float | None,
 ) -> ProtocolError:
     """A ``send`` with a ``seq`` refused by validation still takes its place in the order."""
     fields = sequence.sent_fields(raw, is_base64)
@@ -159,18 +166,18 @@ def _refused_in_order(
         return error
     if seq is None:
         return error
-    return sequence.reject(sequence.connection_key(connection_id), seq, error)
+    return sequence.reject(sequence.connection_key(connection_id), seq, error, budget_s)
 
 
 def _parse(
-    connection_id: str, raw: str | bytes | None, is_base64: bool
+    connection_id: str, raw: str | bytes | None, is_base64: bool, budget_s: float | None
 ) -> tuple[Request, str | None]:
     try:
         return frames.parse_client_frame(
             raw, max_body_bytes=config.get_settings().max_body_bytes, is_base64=is_base64
         )
     except ProtocolError as error:
-        raise _refused_in_order(connection_id, raw, is_base64, error) from None
+        raise _refused_in_order(connection_id, raw, is_base64, error, budget_s) from None
 
 
 def _history(connection_id: str, request: History, ref: str | None) -> dict[str, Any]:
@@ -250,13 +257,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if not isinstance(connection_id, str) or not connection_id:
             raise RuntimeError("event without requestContext.connectionId")
         raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
-        request, ref = _parse(connection_id, raw, is_base64)
+        budget_s = sequence.budget_seconds(context)
+        request, ref = _parse(connection_id, raw, is_base64, budget_s)
         logger.append_keys(action=type(request).__name__.lower())
         seq = None
         if isinstance(request, Send):
             seq = sequence.read_seq(sequence.sent_fields(raw, is_base64), ref)
         if isinstance(request, Send) and seq is not None:
-            reply = _send_in_order(connection_id, request, ref, seq)
+            reply = _send_in_order(connection_id, request, ref, seq, budget_s)
         else:
             reply = dispatch(connection_id, request, ref)
     except ProtocolError as error:

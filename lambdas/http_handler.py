@@ -156,7 +156,7 @@ def _sequence_key(who: Identity, fields: dict[str, Any]) -> tuple[str, int] | No
     return sequence.client_key(who.user_id, client_id), seq
 
 
-def _post(event: dict[str, Any], room: object) -> dict[str, Any]:
+def _post(event: dict[str, Any], room: object, context: LambdaContext) -> dict[str, Any]:
     settings = config.get_settings()
     who = _identity(event)
     _check_room(who, room)
@@ -167,7 +167,9 @@ def _post(event: dict[str, Any], room: object) -> dict[str, Any]:
             raw, room=room, max_body_bytes=settings.max_body_bytes, is_base64=is_base64
         )
     except ProtocolError as error:
-        raise error if numbered is None else sequence.reject(*numbered, error) from None
+        if numbered is None:
+            raise
+        raise sequence.reject(*numbered, error, sequence.budget_seconds(context)) from None
     sender = Sender(user_id=who.user_id, name=who.name, region=settings.region)
 
     def publish(message_id: str | None) -> str:
@@ -179,7 +181,8 @@ def _post(event: dict[str, Any], room: object) -> dict[str, Any]:
     if numbered is None:
         return _response(202, {"id": publish(None)})
     key, seq = numbered
-    return _response(202, {"id": sequence.accept(key, seq, publish), "seq": seq})
+    message_id = sequence.accept(key, seq, publish, None, sequence.budget_seconds(context))
+    return _response(202, {"id": message_id, "seq": seq})
 
 
 def _query_param(query: dict[str, Any], name: str) -> str | None:
@@ -262,7 +265,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         method, room = _route(event)
         logger.append_keys(method=method, room=str(room)[:64])
         if method == "POST":
-            return _post(event, room)
+            return _post(event, room, context)
         return _get(event, room, context)
     except HttpError as error:
         count("ClientErrors")

@@ -62,6 +62,7 @@ __all__ = [
     "SEQUENCE_GAP",
     "SequenceGap",
     "accept",
+    "budget_seconds",
     "client_key",
     "connection_key",
     "read_client_id",
@@ -75,6 +76,7 @@ MAX_SEQ = 2**53 - 1  # exact in a JavaScript number
 ACK_WINDOW = 256  # committed seqs a retry can still be answered for
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 SK = "SEQ"
+BUDGET_MARGIN_MS = 2000  # of an invocation's time, kept to publish and answer after a wait
 FIRST_PAUSE_S = 0.005
 MAX_PAUSE_S = 0.1
 HTTP_CLIENT_TTL_SECONDS = 86_400
@@ -91,7 +93,7 @@ class SequenceGap(ProtocolError):
     def __init__(self, seq: int, expected: int, waited_ms: int, ref: str | None) -> None:
         super().__init__(
             SEQUENCE_GAP,
-            f"seq {seq} waited {waited_ms} ms for seq {expected}, which did not arrive;"
+            f"seq {seq} waited {waited_ms} ms for seq {expected}, which did not come;"
             f" send seq {expected} (and what follows it) again",
             ref,
         )
@@ -101,6 +103,14 @@ class SequenceGap(ProtocolError):
         return frame(
             "error", self.ref, code=self.code, message=self.message, expected=self.expected
         )
+
+
+def budget_seconds(context: object) -> float | None:
+    """What an invocation can spend waiting: its remaining time minus BUDGET_MARGIN_MS."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    return max(0.0, (remaining() - BUDGET_MARGIN_MS) / 1000)
 
 
 def connection_key(connection_id: str) -> str:
@@ -268,20 +278,32 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
     )
 
 
-def _turn(pk: str, seq: int, ref: str | None) -> _State:
-    """Wait until every seq before ``seq`` is final; the state then. SequenceGap when it is not
-    within ``SEQUENCE_WAIT_MS``. A state with ``last >= seq`` means ``seq`` is final already."""
-    wait_ms = config.get_settings().sequence_wait_ms
-    started = monotonic()
+def _turn(pk: str, seq: int, ref: str | None, budget_s: float | None) -> _State:
+    """Wait until every seq before ``seq`` is final; the state then. A state with
+    ``last >= seq`` means ``seq`` is final already.
+
+    The wait is bounded twice: SequenceGap when the sender's sequence makes no progress (no
+    seq before ``seq`` becomes final or claimed) for ``SEQUENCE_WAIT_MS``, or when
+    ``budget_s`` (what the invocation can spare) runs out. A deep pipeline therefore waits as
+    long as the sends ahead of it keep moving, and a missing one is reported after the wait.
+    """
+    wait_s = config.get_settings().sequence_wait_ms / 1000
+    started = stalled_since = monotonic()
+    progress: tuple[int, int | None] | None = None
     pause = FIRST_PAUSE_S
     while True:
         state = _read(pk)
         if seq <= state.last + 1:
             return state
-        waited = monotonic() - started
-        if waited * 1000 >= wait_ms:
-            raise SequenceGap(seq, state.last + 1, round(waited * 1000), ref)
-        sleep(min(pause, wait_ms / 1000 - waited))
+        now = monotonic()
+        if (state.last, state.pending) != progress:
+            progress, stalled_since, pause = (state.last, state.pending), now, FIRST_PAUSE_S
+        limit = stalled_since + wait_s
+        if budget_s is not None:
+            limit = min(limit, started + budget_s)
+        if now >= limit:
+            raise SequenceGap(seq, state.last + 1, round((now - stalled_since) * 1000), ref)
+        sleep(min(pause, limit - now))
         pause = min(MAX_PAUSE_S, pause * 2)
 
 
@@ -301,8 +323,17 @@ def _replay(state: _State, seq: int, ref: str | None) -> str:
     return outcome
 
 
-def accept(pk: str, seq: int, publish: Callable[[str], object], ref: str | None = None) -> str:
+def accept(
+    pk: str,
+    seq: int,
+    publish: Callable[[str], object],
+    ref: str | None = None,
+    budget_s: float | None = None,
+) -> str:
     """Publish sender ``pk``'s send number ``seq`` in its order; the message's id.
+
+    ``budget_s``: the longest this call may wait for the sends before it (the invocation's
+    remaining time minus a margin).
 
     ``publish(message_id)`` checks what is left to check and puts the message on
     the bus. If it raises ``internal`` (the bus refused), ``seq`` stays claimed
@@ -310,7 +341,7 @@ def accept(pk: str, seq: int, publish: Callable[[str], object], ref: str | None 
     (:func:`reject`). Raises SequenceGap, or replays an earlier refusal of ``seq``.
     """
     while True:
-        state = _turn(pk, seq, ref)
+        state = _turn(pk, seq, ref, budget_s)
         if seq <= state.last:
             return _replay(state, seq, ref)
         message_id = state.pending_id if state.pending == seq else None
@@ -329,7 +360,7 @@ def accept(pk: str, seq: int, publish: Callable[[str], object], ref: str | None 
     return message_id
 
 
-def reject(pk: str, seq: int, error: ProtocolError) -> ProtocolError:
+def reject(pk: str, seq: int, error: ProtocolError, budget_s: float | None = None) -> ProtocolError:
     """Record that ``seq`` is refused with ``error`` when its turn comes; the error to answer.
 
     For errors found before :func:`accept` could run (the frame's own fields). A
@@ -339,7 +370,7 @@ def reject(pk: str, seq: int, error: ProtocolError) -> ProtocolError:
     if error.code == INTERNAL:
         return error
     try:
-        state = _turn(pk, seq, error.ref)
+        state = _turn(pk, seq, error.ref, budget_s)
     except SequenceGap as gap:
         return gap
     if seq > state.last:

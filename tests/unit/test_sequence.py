@@ -294,3 +294,30 @@ def test_http_numbering_errors(chat: Any, published: Published, clock: list[floa
     assert too_big["statusCode"] == 413
     assert post(chat, {"body": "ok", "clientId": "c", "seq": 2})["statusCode"] == 202
     assert [p["body"] for p in published] == ["ok"]
+
+
+def test_the_wait_lasts_while_the_sends_ahead_make_progress(
+    clock: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SEQUENCE_WAIT_MS bounds a stall, not a queue: seq 10 behind 9 sends that each take 2 s
+    (under the 3 s bound) is accepted; the invocation's budget still caps the whole wait."""
+
+    def advancing(pk: str) -> Any:
+        return sequence._State(last=int(clock[0] // 2))  # one more final every 2 s
+
+    monkeypatch.setattr(sequence, "_read", advancing)
+    assert sequence._turn("CONN#x", 10, None, None).last == 9
+    assert clock[0] >= 18
+    clock[0] = 0.0
+    with pytest.raises(sequence.SequenceGap) as gap:
+        sequence._turn("CONN#x", 10, "r", budget_s=5.0)
+    assert clock[0] == pytest.approx(5.0) and gap.value.expected == 3
+
+
+def test_budget_seconds_is_the_invocations_time_left_minus_a_margin() -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 9_000
+
+    assert sequence.budget_seconds(Context()) == 7.0
+    assert sequence.budget_seconds(object()) is None
