@@ -79,6 +79,8 @@ SK = "SEQ"
 BUDGET_MARGIN_MS = 2000  # of an invocation's time, kept to publish and answer after a wait
 FIRST_PAUSE_S = 0.005
 MAX_PAUSE_S = 0.1
+QUEUE_PAUSE_S = 0.02  # per send ahead of the first missing one
+MAX_QUEUED_PAUSE_S = 0.5
 HTTP_CLIENT_TTL_SECONDS = 86_400
 REFUSED = "!"  # an acks entry of a refused seq: "!" + the error code
 
@@ -303,7 +305,10 @@ def _turn(pk: str, seq: int, ref: str | None, budget_s: float | None) -> _State:
             limit = min(limit, started + budget_s)
         if now >= limit:
             raise SequenceGap(seq, state.last + 1, round((now - stalled_since) * 1000), ref)
-        sleep(min(pause, limit - now))
+        # A send far back in the queue polls less often: the ones ahead take a while anyway,
+        # and every poll is a read the ones ahead compete with.
+        behind = seq - state.last - 1
+        sleep(min(max(pause, QUEUE_PAUSE_S * (behind - 1)), MAX_QUEUED_PAUSE_S, limit - now))
         pause = min(MAX_PAUSE_S, pause * 2)
 
 

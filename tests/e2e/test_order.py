@@ -119,7 +119,7 @@ def test_the_cli_pipelines_a_paste_and_receivers_print_it_in_order(
                 room,
                 sender_lines.stream(),
                 sender_out,
-                ClientOptions(),
+                ClientOptions(drain_seconds=60),  # the sandbox is slow: wait for every ack
             )
         )
         try:
@@ -129,9 +129,13 @@ def test_the_cli_pipelines_a_paste_and_receivers_print_it_in_order(
                 sender_lines.put(line)
             sender_lines.end()
             assert await asyncio.wait_for(sender, 60) == 0
-            await wait_until(
-                lambda: all(line in receiver_out.getvalue() for line in expected), 30, "all"
-            )
+            try:
+                await wait_until(
+                    lambda: all(line in receiver_out.getvalue() for line in expected), 60, "all"
+                )
+            except AssertionError as error:
+                shown = f"sender:\n{sender_out.getvalue()}\nreceiver:\n{receiver_out.getvalue()}"
+                raise AssertionError(f"{error}\n{shown}") from None
             receiver_lines.end()
             assert await asyncio.wait_for(receiver, 60) == 0
         finally:
@@ -141,5 +145,9 @@ def test_the_cli_pipelines_a_paste_and_receivers_print_it_in_order(
         return receiver_out.getvalue()
 
     output = run(scenario())
-    printed = [line.split(": ", 1)[1] for line in output.splitlines() if "(paster)@" in line]
+    printed = [
+        line.split(": ", 1)[1]
+        for line in output.splitlines()
+        if line.startswith("[") and "(paster)@" in line
+    ]
     assert printed == expected, output
