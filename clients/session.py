@@ -369,28 +369,7 @@ class ChatSession:
             self.presence[room] = _members_by_user(reply.get("members"))
             self.emit(render({**reply, "missed": [], "more": False}) or "")
             caught_up += reply.get("missed") or []
-            more = bool(reply.get("more"))
-            for _ in range(MAX_CATCH_UP_PAGES):
-                if not (more and caught_up):
-                    break
-                page = await self.request(
-                    {
-                        "action": "history",
-                        "room": room,
-                        "after": caught_up[-1]["id"],
-                        "limit": HISTORY_PAGE,
-                    },
-                    quiet=True,
-                )
-                if page is None or page.get("type") != "history":
-                    if page is not None:
-                        self.emit(render(page, self.verbose) or "")
-                    break
-                messages = page.get("messages") or []
-                caught_up += messages
-                more = bool(page.get("more")) and bool(messages)
-            else:
-                self.emit(f"* (stopped catching up in #{room}; /history for the rest)")
+            more = await self._page_history(room, caught_up, bool(reply.get("more")))
             complete = not more
             return True
         finally:
@@ -402,6 +381,25 @@ class ChatSession:
                 limit = max([self.last_id.get(room, ""), *(str(m["id"]) for m in caught_up)])
                 held = [m for m in held if str(m.get("id", "")) <= limit]
             self.show(caught_up + held)
+
+    async def _page_history(self, room: str, caught_up: list[Message], more: bool) -> bool:
+        """Page ``history`` after the last of ``caught_up`` while ``more`` (bounded), adding to
+        it; whether more remain."""
+        for _ in range(MAX_CATCH_UP_PAGES):
+            if not (more and caught_up):
+                return more
+            frame = {"action": "history", "room": room, "after": caught_up[-1]["id"]}
+            page = await self.request({**frame, "limit": HISTORY_PAGE}, quiet=True)
+            if page is None or page.get("type") != "history":
+                if page is not None:
+                    self.emit(render(page, self.verbose) or "")
+                return more
+            messages = page.get("messages") or []
+            caught_up += messages
+            more = bool(page.get("more")) and bool(messages)
+        if more:
+            self.emit(f"* (stopped catching up in #{room}; /history for the rest)")
+        return more
 
     async def rejoin(self) -> None:
         """Join every room (after a reconnect: from the resume point)."""
