@@ -68,6 +68,7 @@ from chat.frames import (
     Send,
     frame,
 )
+from chat.model import Sender
 from chat.observability import count, logger, metrics, tracer
 from chat.tokens import room_allowed
 
@@ -120,10 +121,14 @@ def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any
     return frame("left", ref, room=request.room)
 
 
-def _publish(connection_id: str, request: Send, ref: str | None, message_id: str | None) -> str:
+def _sender(connection_id: str, request: Send, ref: str | None) -> Sender:
     sender = connection_store.get_membership(connection_id, request.room)
     if sender is None:
         raise _not_member(request.room, ref)
+    return sender
+
+
+def _publish(request: Send, sender: Sender, ref: str | None, message_id: str | None) -> str:
     try:
         return bus.publish_message(request.room, sender, request.body, message_id).id
     except bus.PublishError:
@@ -132,19 +137,25 @@ def _publish(connection_id: str, request: Send, ref: str | None, message_id: str
 
 
 def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
-    return frame("ack", ref, room=request.room, id=_publish(connection_id, request, ref, None))
+    message_id = _publish(request, _sender(connection_id, request, ref), ref, None)
+    return frame("ack", ref, room=request.room, id=message_id)
 
 
 def _send_in_order(
     connection_id: str, request: Send, ref: str | None, seq: int, budget_s: float | None
 ) -> dict[str, Any]:
-    """A numbered ``send``: accepted in the connection's ``seq`` order (:mod:`chat.sequence`)."""
+    """A numbered ``send``: accepted in the connection's ``seq`` order (:mod:`chat.sequence`).
+
+    The membership is read before the send waits for its turn, so that the turn itself (claim,
+    publish, commit) holds up the sends behind it as briefly as possible.
+    """
+    key = sequence.connection_key(connection_id)
+    try:
+        sender = _sender(connection_id, request, ref)
+    except ProtocolError as error:
+        raise sequence.reject(key, seq, error, budget_s) from None
     message_id = sequence.accept(
-        sequence.connection_key(connection_id),
-        seq,
-        lambda chosen: _publish(connection_id, request, ref, chosen),
-        ref,
-        budget_s,
+        key, seq, lambda chosen: _publish(request, sender, ref, chosen), ref, budget_s
     )
     return frame("ack", ref, room=request.room, id=message_id, seq=seq)
 
