@@ -621,7 +621,22 @@ def test_forwarding_rules(template: JsonDict, region: str) -> None:
     assert statement["Action"] == "events:PutEvents"
     assert sorted(resolve(as_list(statement["Resource"]), region=region)) == sorted(expected)
     trust = template["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
+    (assume,) = trust["Statement"]
+    assert assume["Principal"] == {"Service": "events.amazonaws.com"}
+    # Confused deputy: only this account's rules on this region's chat bus
+    # may assume it (the rules' own ARNs would be a dependency cycle).
+    conditions = {
+        (operator, key): resolve(value, region=region)
+        for operator, pairs in assume["Condition"].items()
+        for key, value in pairs.items()
+    }
+    assert conditions == {
+        ("StringEquals", "aws:SourceAccount"): ACCOUNT,
+        (
+            "ArnLike",
+            "aws:SourceArn",
+        ): f"arn:aws:events:{region}:{ACCOUNT}:rule/chat-prod-chat-bus/*",
+    }
 
 
 def test_every_target_has_retry_policy_and_dlq(template: JsonDict) -> None:
