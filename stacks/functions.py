@@ -224,6 +224,9 @@ class ChatFunctions(Construct):
             "FANOUT_SHARD_SIZE": str(config.fanout_shard_size),
             "FANOUT_REQUEST_BUDGET": str(config.fanout_request_budget),
             "PRESENCE_LIVE_MAX_MEMBERS": str(config.presence_live_max_members),
+            # Bus events from anywhere else are forged (event_bus_message_handler).
+            "CHAT_REGIONS": ",".join(config.regions),
+            "BUS_CLOCK_SKEW_SECONDS": str(config.bus_clock_skew_seconds),
             **powertools_environment,
         }
         # Everything the runtime lacks, built for arm64 without Docker. aiohttp

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from chat.ids import is_valid_id
-from chat.json_codec import compact_json, loads_strict
+from chat.json_codec import MAX_DEPTH, TooDeepError, compact_json, loads_strict
 from chat.model import valid_room
 
 __all__ = [
@@ -140,6 +140,10 @@ def decode_payload(raw: str | bytes | None, is_base64: bool, what: str = "frame"
         raise ProtocolError(BAD_REQUEST, f"{what} is empty; expected a JSON object")
     try:
         return loads_strict(raw, is_base64)
+    except TooDeepError:
+        raise ProtocolError(
+            BAD_REQUEST, f"{what} nests deeper than {MAX_DEPTH} arrays/objects"
+        ) from None
     except (ValueError, binascii.Error, RecursionError):
         # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
         raise ProtocolError(BAD_REQUEST, f"{what} is not valid JSON") from None
