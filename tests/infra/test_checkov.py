@@ -55,9 +55,7 @@ def test_checkov_reports_no_unexplained_failure(app3: SynthResult) -> None:
         for report in reports
         for check in report["results"]["failed_checks"]
     ]
-    assert not failed, "checkov findings with no reason in stacks/checkov.py:\n" + "\n".join(
-        failed
-    )
+    assert not failed, "checkov findings with no reason in stacks/checkov.py:\n" + "\n".join(failed)
     skipped = [check for report in reports for check in report["results"]["skipped_checks"]]
     assert skipped, "expected the suppressions of stacks/checkov.py to reach the templates"
     assert all(check["check_result"].get("suppress_comment") for check in skipped)
