@@ -181,7 +181,7 @@ def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str,
 
 
 def _response(reply: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"))}
+    return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"), allow_nan=False)}
 
 
 @logger.inject_lambda_context(

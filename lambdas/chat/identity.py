@@ -12,10 +12,10 @@ without the authorizer, a hand-made event) is refused.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from chat.json_codec import loads_strict
 from chat.tokens import MAX_NAME_CHARS, MAX_ROOM_PATTERNS, MAX_USER_ID_CHARS, valid_pattern
 
 __all__ = ["MAX_NAME_CHARS", "MAX_USER_ID_CHARS", "Identity", "InvalidIdentityError", "resolve"]
@@ -36,7 +36,7 @@ def _rooms(raw: object) -> tuple[str, ...] | None:
     if not isinstance(raw, str):
         raise InvalidIdentityError("authorizer context has no rooms")
     try:
-        value = json.loads(raw)
+        value = loads_strict(raw)
     except ValueError:
         raise InvalidIdentityError("authorizer rooms is not JSON") from None
     if value is None:
