@@ -63,9 +63,7 @@ def test_json_depth_limit_is_32_levels_including_the_frame(chat: Any, alice: str
     # Refused before it is decoded, so there is no ``ref`` to echo.
     assert (reply["type"], reply["code"]) == ("error", "bad_request")
     assert "deeper than 32" in reply["message"]
-    # The connection stays usable, and history gives back what was accepted.
-    history = chat.send(alice, {"action": "history", "room": "lobby"})
-    assert [m["body"] for m in history["messages"]] == [nested(31), "[" * 500]
+    assert chat.send(alice, {"action": "ping"})["type"] == "pong"  # the connection stays
 
 
 def test_invalid_ref_is_bad_request_without_ref(chat: Any, alice: str) -> None:
