@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render, render_entry
 from clients.resume import is_valid_id, resume_after
+from clients.strict_json import loads_frame
 
 HELP = (
     "commands: /join ROOM  /leave [ROOM]  /history [N]  /who [NEXT]  /ping  /raw JSON  /quit;"
@@ -109,9 +110,9 @@ class ChatSession:
 
     def receive(self, raw: str | bytes) -> None:
         try:
-            frame = json.loads(raw)
-        except ValueError:
-            self.emit(f"? {raw!r}")
+            frame = loads_frame(raw)
+        except (ValueError, RecursionError):
+            self.emit(f"? unreadable frame ({len(raw)} characters)")
             return
         self.receive_frame(frame)
 

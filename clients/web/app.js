@@ -79,6 +79,35 @@ function who(member) {
   return `${label}@${member.region || "?"}`;
 }
 
+
+// The server's JSON rules on the way in (lambdas/chat/json_codec.py,
+// clients/strict_json.py): at most MAX_FRAME_DEPTH nested arrays/objects, so
+// a hostile frame cannot exhaust the stack in JSON.parse or JSON.stringify.
+// JSON.parse has no depth option; this linear scan skips strings.
+const MAX_FRAME_DEPTH = 64;
+
+function tooDeep(text, limit) {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "[" || c === "{") {
+      if (++depth > limit) return true;
+    } else if (c === "]" || c === "}") depth--;
+  }
+  return false;
+}
+
+function parseFrame(data) {
+  const text = String(data);
+  if (tooDeep(text, MAX_FRAME_DEPTH)) throw new Error("frame nests too deep");
+  return JSON.parse(text);
+}
+
 class Pane {
   constructor(index, region) {
     this.index = index;
@@ -401,9 +430,9 @@ class Pane {
   receive(data) {
     let frame;
     try {
-      frame = JSON.parse(data);
+      frame = parseFrame(data);
     } catch {
-      this.line(`? ${data}`, "error");
+      this.line(`? unreadable frame (${String(data).length} characters)`, "error");
       return;
     }
     // Replies to requests (join, history, ping) go to whoever waits for them.
