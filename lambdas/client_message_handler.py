@@ -7,9 +7,11 @@ direct reply. The frame's own ``action`` selects the operation (it equals the
 route key, except on ``$default``, where it is unknown, missing or the body
 is not JSON), so the function behaves the same behind any route.
 
-The handler never raises and never closes the connection: protocol errors
-become ``error`` frames with their code, anything unexpected becomes an
-``internal`` error frame (logged with the exception, never with the body).
+The handler never raises and closes a connection in one case only: its
+token's ``exp`` has passed (:mod:`chat.token_expiry`: a ``token_expired``
+error frame, then ``DeleteConnection``). Otherwise protocol errors become
+``error`` frames with their code, anything unexpected becomes an ``internal``
+error frame (logged with the exception, never with the body).
 
 A connection without a META item (it never completed ``$connect``, or was
 cleaned up after a 410 / expired) cannot ``join`` or ``ping``: the reply is
@@ -43,7 +45,17 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, connection_store, frames, history_store, presence, room_store, roster
+from chat import (
+    bus,
+    config,
+    connection_store,
+    frames,
+    history_store,
+    presence,
+    room_store,
+    roster,
+    token_expiry,
+)
 from chat.frames import (
     FORBIDDEN,
     INTERNAL,
@@ -205,6 +217,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
         action = type(request).__name__.lower()
         logger.append_keys(action=action)
+        if token_expiry.expired(connection_id):
+            logger.info("token expired; closing the connection")
+            count("ExpiredConnections")
+            reply = token_expiry.expired_frame(ref)
+            token_expiry.close(connection_id, reply)
+            return _response(reply)
         reply = dispatch(connection_id, request, ref)
     except ProtocolError as error:
         logger.info("request answered with an error", extra={"code": error.code})

@@ -285,18 +285,23 @@ class ChatFunctions(Construct):
 
     # ---- wiring done by the stack ---------------------------------------
     def allow_manage_connections(
-        self, manage_connections_arn: str, function: lambda_.IFunction | None = None
+        self,
+        manage_connections_arn: str,
+        function: lambda_.IFunction | None = None,
+        close_connections_arn: str | None = None,
     ) -> None:
-        """Let ``function`` (default EventBusMessageHandler) post to ``@connections``.
+        """Let ``function`` (default EventBusMessageHandler) post to ``@connections``
+        (and close connections, given ``close_connections_arn``).
 
-        ``manage_connections_arn`` should name one API, one stage and the POST
-        method only, e.g. ``ChatWebSocketApi.manage_connections_arn``.
+        The ARNs should name one API, one stage and one method each, e.g.
+        ``ChatWebSocketApi.manage_connections_arn`` (POST) and
+        ``close_connections_arn`` (DELETE).
         """
+        resources = [manage_connections_arn]
+        if close_connections_arn is not None:
+            resources.append(close_connections_arn)
         (function or self.event_bus_message_handler).add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["execute-api:ManageConnections"],
-                resources=[manage_connections_arn],
-            )
+            iam.PolicyStatement(actions=["execute-api:ManageConnections"], resources=resources)
         )
 
     def allow_read_signing_secret(self, secret_arn: str) -> None:

@@ -68,6 +68,7 @@ NOT_MEMBER: Final = "not_member"
 FORBIDDEN: Final = "forbidden"
 RATE_LIMITED: Final = "rate_limited"
 INTERNAL: Final = "internal"
+TOKEN_EXPIRED: Final = "token_expired"
 
 
 class ProtocolError(Exception):

@@ -61,7 +61,7 @@ SECRET_NAME = "chat/prod/token-signing-secret"
 # Per function: (memory MB, timeout s, variables beyond CONTRACT_ENV).
 FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "ConnectionHandler": (256, 10, set()),
-    "ClientMessageHandler": (512, 10, set()),
+    "ClientMessageHandler": (512, 10, {"CALLBACK_URL"}),  # closes expired connections
     # The two functions that post to @connections get one full vCPU (1,769 MB).
     "EventBusMessageHandler": (1769, 30, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
     "FanoutWorker": (1769, 60, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
@@ -374,8 +374,9 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
 
 
-def test_callback_url(template: JsonDict, region: str) -> None:
-    _, function = function_by_handler(template, HANDLERS["EventBusMessageHandler"])
+@pytest.mark.parametrize("name", ["EventBusMessageHandler", "ClientMessageHandler"])
+def test_callback_url(template: JsonDict, region: str, name: str) -> None:
+    _, function = function_by_handler(template, HANDLERS[name])
     api_id, _ = api(template, "WEBSOCKET")
     url = resolve(
         function["Properties"]["Environment"]["Variables"]["CALLBACK_URL"],
@@ -474,6 +475,16 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
                 f"GetAtt:{fanout_queue}",
             ),
             (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
+        ]
+    if name == "ClientMessageHandler":  # token_expired: push the frame, then close
+        (manage,) = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
+        api_id, _ = api(template, "WEBSOCKET")
+        assert sorted(resolve(manage["Resource"], region=region, refs={api_id: "abc123"})) == [
+            f"arn:aws:execute-api:{region}:{ACCOUNT}:abc123/prod/{method}/@connections/*"
+            for method in ("DELETE", "POST")
+        ]
+        expected += [
+            (("execute-api:ManageConnections",), f"Other:{arn}") for arn in manage["Resource"]
         ]
     if name == "EventBusMessageHandler":
         _, invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")
