@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from .helpers import SynthResult
+from .helpers import SynthResult, synth
+from .test_global_endpoint import DOMAIN, ZONE
 
 pytestmark = pytest.mark.slow  # about 30 s over the three templates
 
@@ -48,8 +49,18 @@ def _reports(result: SynthResult) -> list[dict[str, Any]]:
     return report if isinstance(report, list) else [report]
 
 
-def test_checkov_reports_no_unexplained_failure(app3: SynthResult) -> None:
-    reports = _reports(app3)
+@pytest.fixture(scope="module", params=["default", "global-endpoint"])
+def app_shape(
+    request: pytest.FixtureRequest, app3: SynthResult, tmp_path_factory: pytest.TempPathFactory
+) -> SynthResult:
+    """The default app, and the one with every optional resource (the global endpoint)."""
+    if request.param == "default":
+        return app3
+    return synth({"domainName": DOMAIN, "hostedZoneId": ZONE}, tmp_path_factory.mktemp("ckv"))
+
+
+def test_checkov_reports_no_unexplained_failure(app_shape: SynthResult) -> None:
+    reports = _reports(app_shape)
     failed = [
         f"{check['check_id']} {check['resource']} ({check['file_path']}): {check['check_name']}"
         for report in reports
