@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -61,7 +62,7 @@ from clients.http_client import HttpChat
 from clients.options import PING_SECONDS, POLL_WAIT_SECONDS, Backoff, ClientOptions
 from clients.resume import RESUME_WINDOW_MS
 from clients.session import ChatSession
-from clients.websocket_client import run_websocket
+from clients.websocket_client import ConnectUrl, run_websocket
 
 __all__ = ["ChatSession", "ClientOptions", "main", "run_client"]  # as docs/sandbox.md names them
 
@@ -81,7 +82,7 @@ async def _stdin_lines() -> AsyncIterator[str]:
 
 
 async def run_client(
-    url: str | Sequence[str],
+    url: ConnectUrl | Sequence[ConnectUrl],
     room: str,
     lines: AsyncIterator[str],
     out: TextIO,
@@ -93,13 +94,14 @@ async def run_client(
     between; with ``options.http`` the HTTP API's base URL(s) instead, identity in the query.
     0 when the input ran out (or ``/quit``), 1 when the client gave up or was refused.
     """
-    urls = [url] if isinstance(url, str) else list(url)
+    urls = [url] if isinstance(url, str) or callable(url) else list(url)
     if not urls:
         raise ValueError("no URL")
     session = ChatSession(room, out, options)
     if session.options.http:
         async with aiohttp.ClientSession() as http:
-            return await HttpChat(session, urls, http).run(lines)
+            fixed = [u() if callable(u) else u for u in urls]
+            return await HttpChat(session, fixed, http).run(lines)
     return await run_websocket(session, urls, lines)
 
 
@@ -213,8 +215,18 @@ def main(argv: list[str] | None = None) -> int:
                 " that has a signingSecret"
             )
         rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] if args.rooms else None
-        urls = [
-            connect_url(base, args.user, args.name, token=args.token, secret=secret, rooms=rooms)
+        # With the sandbox's secret, every (re)connect mints a fresh token: a
+        # connection closed with token_expired comes back at once.
+        urls: list[ConnectUrl] = [
+            functools.partial(
+                connect_url,
+                base,
+                args.user,
+                args.name,
+                token=args.token,
+                secret=secret,
+                rooms=rooms,
+            )
             for base in bases
         ]
         return asyncio.run(run_client(urls, args.room, _stdin_lines(), sys.stdout, options))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -13,9 +13,17 @@ from websockets.protocol import State
 from clients.endpoints import public_url
 from clients.session import ChatSession, drain, until
 
+ConnectUrl = str | Callable[[], str]
 
-async def run_websocket(session: ChatSession, urls: list[str], lines: AsyncIterator[str]) -> int:
-    """Run ``session`` over WebSocket until the input ends or it gives up; the exit status."""
+
+async def run_websocket(
+    session: ChatSession, urls: Sequence[ConnectUrl], lines: AsyncIterator[str]
+) -> int:
+    """Run ``session`` over WebSocket until the input ends or it gives up; the exit status.
+
+    A callable URL is called for every (re)connect: with a minted token it
+    yields a fresh one, so a reconnect after ``token_expired`` succeeds.
+    """
     options = session.options
     done = asyncio.Event()
     input_task: asyncio.Task[None] | None = None
@@ -32,7 +40,8 @@ async def run_websocket(session: ChatSession, urls: list[str], lines: AsyncItera
     attempt = 0
     index = 0
     while not done.is_set():
-        url = urls[index]
+        target = urls[index]
+        url = target() if callable(target) else target
         opened = False
         try:
             async with connect(url, open_timeout=10, max_size=2**20) as ws:
