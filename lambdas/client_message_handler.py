@@ -55,17 +55,20 @@ from chat import (
     room_store,
     roster,
     token_expiry,
+    token_refresh,
 )
 from chat.frames import (
     FORBIDDEN,
     INTERNAL,
     NOT_MEMBER,
+    TOKEN_INVALID,
     History,
     Join,
     Leave,
     Ping,
     Presence,
     ProtocolError,
+    Refresh,
     Request,
     Send,
     frame,
@@ -174,6 +177,16 @@ def _ping(connection_id: str, ref: str | None) -> dict[str, Any]:
     return frame("pong", ref)
 
 
+def _refresh(connection_id: str, request: Refresh, ref: str | None) -> dict[str, Any]:
+    try:
+        claims = token_refresh.refresh(connection_id, request.token)
+    except token_refresh.RefreshRefused as error:
+        count("RefusedRefreshes")
+        raise ProtocolError(TOKEN_INVALID, str(error), ref) from None
+    count("Refreshes")
+    return frame("refreshed", ref, expiresAt=claims.expires_at)
+
+
 def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str, Any]:
     """Run one validated request; returns the reply frame or raises ProtocolError."""
     match request:
@@ -189,6 +202,8 @@ def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str,
             return _presence(connection_id, request, ref)
         case Ping():
             return _ping(connection_id, ref)
+        case Refresh():
+            return _refresh(connection_id, request, ref)
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
 

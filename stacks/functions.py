@@ -282,6 +282,7 @@ class ChatFunctions(Construct):
         self.http_handler = self.functions["HttpHandler"]
         self.authorizer = self.functions["Authorizer"]
         self.async_failure_queue = failure_queues["EventBusMessageHandler"]
+        self._signing_secret_name = config.signing_secret_id
 
     # ---- wiring done by the stack ---------------------------------------
     def allow_manage_connections(
@@ -305,12 +306,20 @@ class ChatFunctions(Construct):
         )
 
     def allow_read_signing_secret(self, secret_arn: str) -> None:
-        """Let the authorizer read the signing secret (GetSecretValue on it, nothing else).
+        """Let the authorizer and ClientMessageHandler (``refresh``) read the signing
+        secret (GetSecretValue on it, nothing else).
 
         ``secret_arn`` is the secret's full ARN in the region that creates it,
         or ``arn:...:secret:<name>-??????`` for a secret referenced by name
         (Secrets Manager appends six random characters to every ARN).
         """
-        self.authorizer.add_to_role_policy(
-            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
+        # ClientMessageHandler verifies the fresh token of ``refresh`` the same way.
+        for function in (self.authorizer, self.client_message_handler):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]
+                )
+            )
+        self.client_message_handler.add_environment(
+            "SIGNING_SECRET_NAME", self._signing_secret_name
         )

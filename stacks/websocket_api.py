@@ -26,6 +26,7 @@ CLIENT_ROUTE_KEYS: tuple[str, ...] = (
     "history",
     "presence",
     "ping",
+    "refresh",
 )
 
 # One JSON object per line. Ids, route, status and error fields only: never a

@@ -198,6 +198,24 @@ def put_connection(
     clients.dynamodb().put_item(TableName=connections_table(), Item=item)
 
 
+def extend_token(connection_id: str, user_id: str, expires_at: int) -> bool:
+    """Record a fresh token's ``exp`` (``refresh``); False when the connection is
+    unknown or belongs to another user (conditional write, nothing changed)."""
+    try:
+        clients.dynamodb().update_item(
+            TableName=connections_table(),
+            Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}},
+            UpdateExpression="SET tokenExpiresAt = :exp",
+            ConditionExpression="userId = :user",
+            ExpressionAttributeValues={":exp": {"N": str(expires_at)}, ":user": {"S": user_id}},
+        )
+    except ClientError as error:
+        if is_conditional_failure(error):
+            return False
+        raise
+    return True
+
+
 def token_expires_at(connection_id: str) -> int | None:
     """The ``exp`` of the connection's token, None when unknown (or no META).
 

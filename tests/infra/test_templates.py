@@ -61,7 +61,8 @@ SECRET_NAME = "chat/prod/token-signing-secret"
 # Per function: (memory MB, timeout s, variables beyond CONTRACT_ENV).
 FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "ConnectionHandler": (256, 10, set()),
-    "ClientMessageHandler": (512, 10, {"CALLBACK_URL"}),  # closes expired connections
+    # Closes expired connections; verifies the fresh token of ``refresh``.
+    "ClientMessageHandler": (512, 10, {"CALLBACK_URL", "SIGNING_SECRET_NAME"}),
     # The two functions that post to @connections get one full vCPU (1,769 MB).
     "EventBusMessageHandler": (1769, 30, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
     "FanoutWorker": (1769, 60, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
@@ -486,6 +487,8 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
         expected += [
             (("execute-api:ManageConnections",), f"Other:{arn}") for arn in manage["Resource"]
         ]
+        (secret,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+        expected.append((("secretsmanager:GetSecretValue",), _resource_key(secret["Resource"])))
     if name == "EventBusMessageHandler":
         _, invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")
         failure_queue = getatt_id(
