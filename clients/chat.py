@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import sys
 import threading
@@ -62,6 +63,7 @@ from clients.http_client import HttpChat
 from clients.options import PING_SECONDS, POLL_WAIT_SECONDS, Backoff, ClientOptions
 from clients.resume import RESUME_WINDOW_MS
 from clients.session import ChatSession
+from clients.tokens import mint_token
 from clients.websocket_client import ConnectUrl, run_websocket
 
 __all__ = ["ChatSession", "ClientOptions", "main", "run_client"]  # as docs/sandbox.md names them
@@ -229,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             for base in bases
         ]
+        if args.token is None and secret is not None:
+            # ... and the open connection is extended before its token expires.
+            options = dataclasses.replace(
+                options,
+                fresh_token=functools.partial(
+                    mint_token, secret, args.user, name=args.name, rooms=rooms
+                ),
+            )
         return asyncio.run(run_client(urls, args.room, _stdin_lines(), sys.stdout, options))
     except ClientError as error:
         print(f"chat: {error}", file=sys.stderr)

@@ -288,6 +288,19 @@ class ChatSession:
                 await self.drop_connection()
             return
 
+    async def keep_token_fresh(self) -> None:
+        """``refresh`` the connection with a freshly minted token every
+        ``refresh_seconds``; a refusal is shown, and the server's ``token_expired``
+        later makes the client reconnect (with a fresh token)."""
+        mint = self.options.fresh_token
+        while self.ws is not None and mint is not None:
+            await asyncio.sleep(self.options.refresh_seconds)
+            reply = await self.request({"action": "refresh", "token": mint()}, quiet=True)
+            if reply is None or reply.get("type") != "refreshed":
+                reason = render(reply) if reply is not None else "no reply"
+                self.emit(f"! token refresh failed ({reason})")
+                return
+
     async def wait_ready(self) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), self.options.ready_seconds)

@@ -57,11 +57,12 @@ async def run_websocket(
                     attempt = 0
                     session.ready.set()
                 pinger = asyncio.create_task(session.keepalive())
+                refresher = asyncio.create_task(session.keep_token_fresh())
                 if input_task is None:
                     input_task = asyncio.create_task(read_input())
                 waiter = asyncio.create_task(done.wait())
                 await asyncio.wait({receiver, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (waiter, pinger, receiver):
+                for task in (waiter, pinger, refresher, receiver):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
