@@ -15,6 +15,8 @@ const USERS = ["alice", "bob", "carol", "dave", "erin", "frank"];
 const params = new URLSearchParams(location.search);
 const CONFIG = {
   pingMs: 1000 * Number(params.get("ping") || 300), // API Gateway closes idle connections at 10 min
+  // `refresh` with a fresh sandbox token, well inside its 1-hour lifetime.
+  refreshMs: 1000 * Number(params.get("refresh") || 1200),
   backoffMs: 1000 * Number(params.get("backoff") || 0.5),
   backoffCapMs: 15000,
   attempts: Number(params.get("attempts") || 8),
@@ -128,7 +130,7 @@ class Pane {
     this.ws = null;
     this.wanted = false; // the user wants to be connected: reconnect when the socket drops
     this.attempt = 0;
-    this.timers = { reconnect: null, ping: null };
+    this.timers = { reconnect: null, ping: null, refresh: null };
     this.seen = new Set();
     this.lastIds = {}; // room -> newest id seen (the resume point's base)
     this.presence = new Map(); // userId -> member
@@ -312,6 +314,10 @@ class Pane {
       this.joinRoom(ws);
       clearInterval(this.timers.ping);
       this.timers.ping = setInterval(() => this.ping(ws), CONFIG.pingMs);
+      clearInterval(this.timers.refresh);
+      if (state.endpoints.auth) {
+        this.timers.refresh = setInterval(() => this.refreshToken(ws), CONFIG.refreshMs);
+      }
     });
     ws.addEventListener("message", (event) => {
       if (this.ws === ws) this.receive(event.data);
@@ -362,6 +368,24 @@ class Pane {
     this.root.dataset.synced = room;
   }
 
+  // Extend the open connection before its token expires (docs/protocol.md, `refresh`);
+  // a failure only shows: `token_expired` later makes the pane reconnect with a new token.
+  async refreshToken(ws) {
+    let reply = null;
+    try {
+      const tokenParams = new URLSearchParams({ sub: this.q(".user").value.trim() });
+      const name = this.q(".name").value.trim();
+      if (name) tokenParams.set("name", name);
+      const answer = await fetch(`/_sandbox/token?${tokenParams}`);
+      if (answer.ok) reply = await this.request({ action: "refresh", token: (await answer.json()).token });
+    } catch (error) {
+      reply = null;
+    }
+    if (this.ws === ws && (!reply || reply.type !== "refreshed")) {
+      this.line("token refresh failed", "error");
+    }
+  }
+
   async ping(ws) {
     const reply = await this.request({ action: "ping" });
     if (this.ws === ws && (!reply || reply.type !== "pong")) {
@@ -393,6 +417,7 @@ class Pane {
   // The socket is gone: fail what waits for a reply, stop the ping timer.
   dropped() {
     clearInterval(this.timers.ping);
+    clearInterval(this.timers.refresh);
     for (const ref of [...this.waiting.keys()]) this.settle(ref, null);
     this.root.dataset.joined = "";
     this.root.dataset.synced = "";
