@@ -1,7 +1,7 @@
 """Every client action (handler ``client_message_handler.handler``).
 
 Invoked for the ``join``, ``leave``, ``send``, ``history``, ``presence``,
-``ping`` and ``$default`` routes, all with route responses: the returned
+``ping``, ``refresh`` and ``$default`` routes, all with route responses: the returned
 ``{"statusCode": 200, "body": <frame>}`` is sent back to the client as the
 direct reply. The frame's own ``action`` selects the operation (it equals the
 route key, except on ``$default``, where it is unknown, missing or the body
