@@ -168,7 +168,7 @@ def test_api_and_routes(template: JsonDict) -> None:
         for logical_id, route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).items()
     }
     assert sorted(routes) == sorted((*CONNECTION_ROUTE_KEYS, *CLIENT_ROUTE_KEYS))
-    assert len(routes) == 9
+    assert len(routes) == 10  # $connect, $disconnect, $default and seven actions
 
     integrations = of_api(template, "AWS::ApiGatewayV2::Integration", api_id)
     connection_fn, _ = function_by_handler(template, HANDLERS["ConnectionHandler"])
