@@ -48,6 +48,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import functools
 import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -68,7 +70,8 @@ from clients.options import (
 )
 from clients.resume import RESUME_WINDOW_MS
 from clients.session import ChatSession
-from clients.websocket_client import run_websocket
+from clients.tokens import mint_token
+from clients.websocket_client import ConnectUrl, resolve_url, run_websocket
 
 __all__ = ["ChatSession", "ClientOptions", "main", "run_client"]  # as docs/sandbox.md names them
 
@@ -88,7 +91,7 @@ async def _stdin_lines() -> AsyncIterator[str]:
 
 
 async def run_client(
-    url: str | Sequence[str],
+    url: ConnectUrl | Sequence[ConnectUrl],
     room: str,
     lines: AsyncIterator[str],
     out: TextIO,
@@ -100,21 +103,22 @@ async def run_client(
     between; with ``options.http`` the HTTP API's base URL(s) instead, identity in the query.
     0 when the input ran out (or ``/quit``), 1 when the client gave up or was refused.
     """
-    urls = [url] if isinstance(url, str) else list(url)
+    urls = [url] if isinstance(url, str) or callable(url) else list(url)
     if not urls:
         raise ValueError("no URL")
     session = ChatSession(room, out, options)
     if session.options.nearest and len(urls) > 1:
-        ranked = await nearest_first(urls)
+        ranked = await nearest_first(urls, url_of=resolve_url)
         urls = [url for url, _ in ranked]
         shown = ", ".join(
-            f"{public_url(u)} ({'unreachable' if t is None else f'{t * 1000:.1f} ms'})"
+            f"{public_url(resolve_url(u))} ({'unreachable' if t is None else f'{t * 1000:.1f} ms'})"
             for u, t in ranked
         )
         session.emit(f"* regions, nearest first: {shown}")
     if session.options.http:
         async with aiohttp.ClientSession() as http:
-            return await HttpChat(session, urls, http).run(lines)
+            fixed = [resolve_url(u) for u in urls]
+            return await HttpChat(session, fixed, http).run(lines)
     return await run_websocket(session, urls, lines)
 
 
@@ -244,10 +248,28 @@ def main(argv: list[str] | None = None) -> int:
                 " that has a signingSecret"
             )
         rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] if args.rooms else None
-        urls = [
-            connect_url(base, args.user, args.name, token=args.token, secret=secret, rooms=rooms)
+        # With the sandbox's secret, every (re)connect mints a fresh token: a
+        # connection closed with token_expired comes back at once.
+        urls: list[ConnectUrl] = [
+            functools.partial(
+                connect_url,
+                base,
+                args.user,
+                args.name,
+                token=args.token,
+                secret=secret,
+                rooms=rooms,
+            )
             for base in bases
         ]
+        if args.token is None and secret is not None:
+            # ... and the open connection is extended before its token expires.
+            options = dataclasses.replace(
+                options,
+                fresh_token=functools.partial(
+                    mint_token, secret, args.user, name=args.name, rooms=rooms
+                ),
+            )
         return asyncio.run(run_client(urls, args.room, _stdin_lines(), sys.stdout, options))
     except ClientError as error:
         print(f"chat: {error}", file=sys.stderr)

@@ -16,9 +16,12 @@ import email.utils
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+T = TypeVar("T")
 
 __all__ = ["close_hint", "connect_seconds", "nearest_first", "retry_after"]
 
@@ -47,18 +50,22 @@ async def connect_seconds(url: str, timeout: float = PROBE_TIMEOUT) -> float | N
 
 
 async def nearest_first(
-    urls: Sequence[str], probes: int = PROBES, timeout: float = PROBE_TIMEOUT
-) -> list[tuple[str, float | None]]:
-    """``urls`` by measured connect time, fastest first (unreachable last, order kept on ties)."""
+    targets: Sequence[T],
+    probes: int = PROBES,
+    timeout: float = PROBE_TIMEOUT,
+    url_of: Callable[[T], str] = str,
+) -> list[tuple[T, float | None]]:
+    """``targets`` by measured connect time to ``url_of(target)``, fastest first (unreachable
+    last, order kept on ties)."""
 
     async def best(url: str) -> float | None:
         times = [await connect_seconds(url, timeout) for _ in range(probes)]
         reached = [t for t in times if t is not None]
         return min(reached) if reached else None
 
-    measured = await asyncio.gather(*(best(url) for url in urls))
-    ranked = sorted(range(len(urls)), key=lambda i: (measured[i] is None, measured[i] or 0.0, i))
-    return [(urls[i], measured[i]) for i in ranked]
+    measured = await asyncio.gather(*(best(url_of(target)) for target in targets))
+    ranked = sorted(range(len(targets)), key=lambda i: (measured[i] is None, measured[i] or 0.0, i))
+    return [(targets[i], measured[i]) for i in ranked]
 
 
 def retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:

@@ -18,6 +18,7 @@ from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render
 from clients.resume import id_timestamp_ms, resume_after, resume_from_now
 from clients.session import ChatSession, Message, drain, until
+from clients.strict_json import loads_frame
 
 LOOK_BACK_MARGIN_MS = 1000  # HTTP: keep looking back this long beyond the resume window
 LOOK_BACK_POLL_SECONDS = 1.0  # HTTP: long-poll slice while looking back
@@ -84,7 +85,7 @@ class HttpChat:
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as answer:
             try:
-                document = await answer.json(content_type=None)
+                document = await answer.json(content_type=None, loads=loads_frame)
             except ValueError:
                 document = await answer.text()
             return answer.status, document

@@ -12,6 +12,9 @@ from clients.resume import RESUME_WINDOW_MS
 DRAIN_SECONDS = 5.0
 REPLY_SECONDS = 10.0
 PING_SECONDS = 300.0  # API Gateway closes a connection idle for 10 minutes
+# How often a minting client sends ``refresh`` with a fresh token: well inside
+# the minted tokens' lifetime (clients.tokens: 1 hour), so `exp` never passes.
+REFRESH_SECONDS = 1200.0
 READY_SECONDS = 60.0  # how long a typed line waits for a reconnect before it is dropped
 HISTORY_PAGE = 100
 MAX_CATCH_UP_PAGES = 200  # 20,000 messages per catch-up; beyond that, /history
@@ -70,3 +73,7 @@ class ClientOptions:
     stable_seconds: float = STABLE_SECONDS
     region_failures: int = REGION_FAILURES
     sleep: Sleep = asyncio.sleep  # the backoff's waits (a test can hold one to widen a gap)
+    # A minter of fresh tokens (the sandbox's secret): the open connection is
+    # extended with ``refresh`` every ``refresh_seconds`` (docs/protocol.md).
+    fresh_token: Callable[[], str] | None = None
+    refresh_seconds: float = REFRESH_SECONDS

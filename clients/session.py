@@ -21,6 +21,7 @@ from clients.commands import HELP, Command, parse_command
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render, render_entry
 from clients.resume import is_valid_id, resume_after
+from clients.strict_json import loads_frame
 
 __all__ = ["HELP", "ChatSession", "Message", "drain", "until"]
 
@@ -118,9 +119,9 @@ class ChatSession:
 
     def receive(self, raw: str | bytes) -> None:
         try:
-            frame = json.loads(raw)
-        except ValueError:
-            self.emit(f"? {raw!r}")
+            frame = loads_frame(raw)
+        except (ValueError, RecursionError):
+            self.emit(f"? unreadable frame ({len(raw)} characters)")
             return
         self.receive_frame(frame)
 
@@ -421,6 +422,19 @@ class ChatSession:
                 self.unhealthy = "no pong"
                 await self.drop_connection()
             return
+
+    async def keep_token_fresh(self) -> None:
+        """``refresh`` the connection with a freshly minted token every
+        ``refresh_seconds``; a refusal is shown, and the server's ``token_expired``
+        later makes the client reconnect (with a fresh token)."""
+        mint = self.options.fresh_token
+        while self.ws is not None and mint is not None:
+            await asyncio.sleep(self.options.refresh_seconds)
+            reply = await self.request({"action": "refresh", "token": mint()}, quiet=True)
+            if reply is None or reply.get("type") != "refreshed":
+                reason = render(reply) if reply is not None else "no reply"
+                self.emit(f"! token refresh failed ({reason})")
+                return
 
     async def wait_ready(self) -> bool:
         with contextlib.suppress(TimeoutError):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -31,7 +31,16 @@ from clients.endpoints import public_url
 from clients.failover import close_hint, retry_after
 from clients.session import ChatSession, drain, until
 
-__all__ = ["run_websocket"]
+__all__ = ["ConnectUrl", "resolve_url", "run_websocket"]
+
+# A callable URL is called for every (re)connect: with a minted token it yields a
+# fresh one, so a reconnect after ``token_expired`` succeeds.
+ConnectUrl = str | Callable[[], str]
+
+
+def resolve_url(target: ConnectUrl) -> str:
+    """The URL to connect to now (a callable mints a fresh token each time)."""
+    return target() if callable(target) else target
 
 
 @dataclass
@@ -49,7 +58,9 @@ class Attempt:
 class WebSocketRunner:
     """One client's connections over time: which URL, when to retry, when to give up."""
 
-    def __init__(self, session: ChatSession, urls: list[str], lines: AsyncIterator[str]) -> None:
+    def __init__(
+        self, session: ChatSession, urls: Sequence[ConnectUrl], lines: AsyncIterator[str]
+    ) -> None:
         self.session = session
         self.urls = urls
         self.lines = lines
@@ -63,7 +74,7 @@ class WebSocketRunner:
     async def run(self) -> int:
         try:
             while not self.done.is_set():
-                attempt = await self._connect(self.urls[self.index])
+                attempt = await self._connect(resolve_url(self.urls[self.index]))
                 if self.done.is_set() or attempt.fatal or not await self._wait_before_next(attempt):
                     break
         finally:
@@ -123,12 +134,13 @@ class WebSocketRunner:
             attempt.usable = True
             session.ready.set()
         pinger = asyncio.create_task(session.keepalive())
+        refresher = asyncio.create_task(session.keep_token_fresh())
         if self.input_task is None:
             self.input_task = asyncio.create_task(self._read_input())
         waiter = asyncio.create_task(self.done.wait())
         await asyncio.wait({receiver, waiter, pinger}, return_when=asyncio.FIRST_COMPLETED)
         attempt.region_down = session.unhealthy is not None
-        for task in (waiter, pinger, receiver):
+        for task in (waiter, pinger, refresher, receiver):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -155,7 +167,8 @@ class WebSocketRunner:
             self.index = (self.index + 1) % len(self.urls)
             self.early_drops = 0
             if attempt.opened:  # unreachable ones say so already
-                self.session.emit(f"* failing over to {public_url(self.urls[self.index])}")
+                next_url = public_url(resolve_url(self.urls[self.index]))
+                self.session.emit(f"* failing over to {next_url}")
         self.failures = 1 if attempt.usable and attempt.lasted > 0 else self.failures + 1
         if self.failures > options.backoff.attempts:
             self.session.emit(f"! giving up after {options.backoff.attempts} attempts")
@@ -167,7 +180,9 @@ class WebSocketRunner:
         return not self.done.is_set()
 
 
-async def run_websocket(session: ChatSession, urls: list[str], lines: AsyncIterator[str]) -> int:
+async def run_websocket(
+    session: ChatSession, urls: Sequence[ConnectUrl], lines: AsyncIterator[str]
+) -> int:
     """Run ``session`` over WebSocket until the input ends or it gives up; the exit status."""
     return await WebSocketRunner(session, urls, lines).run()
 

@@ -65,6 +65,9 @@ def identity_context(claims: Claims) -> dict[str, str]:
     context = {
         "userId": claims.user_id,
         "rooms": json.dumps(list(claims.rooms) if claims.rooms is not None else None),
+        # ConnectionHandler records it; ClientMessageHandler closes the
+        # connection once it has passed (docs/protocol.md, "token_expired").
+        "expiresAt": str(claims.expires_at),
     }
     if claims.name:
         context["name"] = claims.name

@@ -1,15 +1,17 @@
 """Every client action (handler ``client_message_handler.handler``).
 
 Invoked for the ``join``, ``leave``, ``send``, ``history``, ``presence``,
-``ping`` and ``$default`` routes, all with route responses: the returned
+``ping``, ``refresh`` and ``$default`` routes, all with route responses: the returned
 ``{"statusCode": 200, "body": <frame>}`` is sent back to the client as the
 direct reply. The frame's own ``action`` selects the operation (it equals the
 route key, except on ``$default``, where it is unknown, missing or the body
 is not JSON), so the function behaves the same behind any route.
 
-The handler never raises and never closes the connection: protocol errors
-become ``error`` frames with their code, anything unexpected becomes an
-``internal`` error frame (logged with the exception, never with the body).
+The handler never raises and closes a connection in one case only: its
+token's ``exp`` has passed (:mod:`chat.token_expiry`: a ``token_expired``
+error frame, then ``DeleteConnection``). Otherwise protocol errors become
+``error`` frames with their code, anything unexpected becomes an ``internal``
+error frame (logged with the exception, never with the body).
 
 A connection without a META item (it never completed ``$connect``, or was
 cleaned up after a 410 / expired) cannot ``join`` or ``ping``: the reply is
@@ -53,17 +55,21 @@ from chat import (
     room_store,
     roster,
     sequence,
+    token_expiry,
+    token_refresh,
 )
 from chat.frames import (
     FORBIDDEN,
     INTERNAL,
     NOT_MEMBER,
+    TOKEN_INVALID,
     History,
     Join,
     Leave,
     Ping,
     Presence,
     ProtocolError,
+    Refresh,
     Request,
     Send,
     frame,
@@ -231,6 +237,16 @@ def _ping(connection_id: str, ref: str | None) -> dict[str, Any]:
     return frame("pong", ref)
 
 
+def _refresh(connection_id: str, request: Refresh, ref: str | None) -> dict[str, Any]:
+    try:
+        claims = token_refresh.refresh(connection_id, request.token)
+    except token_refresh.RefreshRefused as error:
+        count("RefusedRefreshes")
+        raise ProtocolError(TOKEN_INVALID, str(error), ref) from None
+    count("Refreshes")
+    return frame("refreshed", ref, expiresAt=claims.expires_at)
+
+
 def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str, Any]:
     """Run one validated request; returns the reply frame or raises ProtocolError."""
     match request:
@@ -246,11 +262,13 @@ def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str,
             return _presence(connection_id, request, ref)
         case Ping():
             return _ping(connection_id, ref)
+        case Refresh():
+            return _refresh(connection_id, request, ref)
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
 
 def _response(reply: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"))}
+    return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"), allow_nan=False)}
 
 
 @logger.inject_lambda_context(
@@ -271,6 +289,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         budget_s = sequence.budget_seconds(context)
         request, ref = _parse(connection_id, raw, is_base64, budget_s)
         logger.append_keys(action=type(request).__name__.lower())
+        if token_expiry.expired(connection_id):
+            logger.info("token expired; closing the connection")
+            count("ExpiredConnections")
+            reply = token_expiry.expired_frame(ref)
+            token_expiry.close(connection_id, reply)
+            return _response(reply)
         seq = None
         if isinstance(request, Send):
             seq = sequence.read_seq(sequence.sent_fields(raw, is_base64), ref)

@@ -103,7 +103,7 @@ def _response(
             "cache-control": "no-store",
             **(headers or {}),
         },
-        "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+        "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
         "isBase64Encoded": False,
     }
 

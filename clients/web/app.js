@@ -24,6 +24,8 @@ const USERS = ["alice", "bob", "carol", "dave", "erin", "frank"];
 const params = new URLSearchParams(location.search);
 const CONFIG = {
   pingMs: 1000 * Number(params.get("ping") || 300), // API Gateway closes idle connections at 10 min
+  // `refresh` with a fresh sandbox token, well inside its 1-hour lifetime.
+  refreshMs: 1000 * Number(params.get("refresh") || 1200),
   backoffMs: 1000 * Number(params.get("backoff") || 0.5),
   backoffCapMs: 15000,
   attempts: Number(params.get("attempts") || 8),
@@ -122,6 +124,35 @@ function who(member) {
   return `${label}@${member.region || "?"}`;
 }
 
+
+// The server's JSON rules on the way in (lambdas/chat/json_codec.py,
+// clients/strict_json.py): at most MAX_FRAME_DEPTH nested arrays/objects, so
+// a hostile frame cannot exhaust the stack in JSON.parse or JSON.stringify.
+// JSON.parse has no depth option; this linear scan skips strings.
+const MAX_FRAME_DEPTH = 64;
+
+function tooDeep(text, limit) {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "[" || c === "{") {
+      if (++depth > limit) return true;
+    } else if (c === "]" || c === "}") depth--;
+  }
+  return false;
+}
+
+function parseFrame(data) {
+  const text = String(data);
+  if (tooDeep(text, MAX_FRAME_DEPTH)) throw new Error("frame nests too deep");
+  return JSON.parse(text);
+}
+
 class Pane {
   constructor(index, region) {
     this.index = index;
@@ -142,7 +173,7 @@ class Pane {
     this.ws = null;
     this.wanted = false; // the user wants to be connected: reconnect when the socket drops
     this.attempt = 0;
-    this.timers = { reconnect: null, ping: null };
+    this.timers = { reconnect: null, ping: null, refresh: null };
     this.seen = new Set();
     this.lastIds = {}; // room -> newest id seen (the resume point's base)
     this.presence = new Map(); // userId -> member
@@ -335,6 +366,10 @@ class Pane {
       this.joinRoom(ws);
       clearInterval(this.timers.ping);
       this.timers.ping = setInterval(() => this.ping(ws), CONFIG.pingMs);
+      clearInterval(this.timers.refresh);
+      if (state.endpoints.auth) {
+        this.timers.refresh = setInterval(() => this.refreshToken(ws), CONFIG.refreshMs);
+      }
     });
     ws.addEventListener("message", (event) => {
       if (this.ws === ws) this.receive(event.data);
@@ -385,6 +420,24 @@ class Pane {
       more = reply.more;
     }
     this.root.dataset.synced = room;
+  }
+
+  // Extend the open connection before its token expires (docs/protocol.md, `refresh`);
+  // a failure only shows: `token_expired` later makes the pane reconnect with a new token.
+  async refreshToken(ws) {
+    let reply = null;
+    try {
+      const tokenParams = new URLSearchParams({ sub: this.q(".user").value.trim() });
+      const name = this.q(".name").value.trim();
+      if (name) tokenParams.set("name", name);
+      const answer = await fetch(`/_sandbox/token?${tokenParams}`);
+      if (answer.ok) reply = await this.request({ action: "refresh", token: (await answer.json()).token });
+    } catch (error) {
+      reply = null;
+    }
+    if (this.ws === ws && (!reply || reply.type !== "refreshed")) {
+      this.line("token refresh failed", "error");
+    }
   }
 
   async ping(ws) {
@@ -441,6 +494,7 @@ class Pane {
   // The socket is gone: fail what waits for a reply, stop the ping timer.
   dropped() {
     clearInterval(this.timers.ping);
+    clearInterval(this.timers.refresh);
     for (const ref of [...this.waiting.keys()]) this.settle(ref, null);
     // A send without an ack may or may not have been accepted: say so rather than resend it on
     // the next connection (a new sequence) and risk showing it twice.
@@ -513,9 +567,9 @@ class Pane {
   receive(data) {
     let frame;
     try {
-      frame = JSON.parse(data);
+      frame = parseFrame(data);
     } catch {
-      this.line(`? ${data}`, "error");
+      this.line(`? unreadable frame (${String(data).length} characters)`, "error");
       return;
     }
     // Replies to requests (join, history, ping) go to whoever waits for them.

@@ -9,13 +9,13 @@ retried by botocore (standard mode) and is not retried again here.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chat import clients, config, retry
 from chat.ids import id_timestamp_ms, iso_from_ms, new_id
+from chat.json_codec import compact_json
 from chat.model import ChatMessage, Sender
 from chat.observability import count, logger
 
@@ -46,7 +46,7 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
         {
             "Source": settings.source,
             "DetailType": detail_type,
-            "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
+            "Detail": compact_json(detail),
             "EventBusName": settings.bus_name,
         }
     ]
