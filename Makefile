@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup synth local lint test test-fast bench clean
+.PHONY: setup checkov-setup synth local lint test test-fast bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -26,6 +26,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.t
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# checkov in a venv of its own: its pins (boto3, pydantic, ...) would fight the
+# project's. tests/infra/test_checkov.py runs it over every synthesized template.
+CHECKOV_VENV ?= .venv-checkov
+checkov-setup: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -45,7 +55,7 @@ lint: setup
 
 # pytest exits 5 when it collected nothing: for this project that means a
 # broken suite (a bad marker or path), never a pass, so it is named and failed.
-test: lint
+test: lint checkov-setup
 	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$status

@@ -40,9 +40,10 @@ def _tune_jsii_node() -> None:
 if __name__ == "__main__":
     _tune_jsii_node()  # before the imports below start the jsii kernel
 
-from aws_cdk import App, Environment  # noqa: E402
+from aws_cdk import App, Aspects, Environment  # noqa: E402
 
 from stacks.bundling import LAYER_BUILD_FAILED  # noqa: E402
+from stacks.checkov import CheckovSuppressions  # noqa: E402
 from stacks.checks import acknowledge_findings, enable_nag  # noqa: E402
 from stacks.config import ChatConfig, ConfigError  # noqa: E402
 from stacks.region_stack import ChatRegionStack  # noqa: E402
@@ -62,6 +63,7 @@ def build_app(app: App | None = None) -> App:
             env=Environment(region=region),
         )
         acknowledge_findings(stack)
+        Aspects.of(stack).add(CheckovSuppressions())
         stacks.append(stack)
     if config.signing_secret_managed and not config.oidc:
         # The first region's stack creates the signing secret and its replicas;

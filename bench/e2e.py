@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from clients.strict_json import loads_frame
 from tests.e2e.harness import Client, SandboxProcess, room_name
 
 
@@ -41,7 +42,7 @@ class TimedClient(Client):
         with contextlib.suppress(Exception):
             async for raw in self.ws:
                 now = time.perf_counter()
-                frame = json.loads(raw)
+                frame = loads_frame(raw)
                 if frame.get("type") == "message":
                     self.arrivals.append((now, str(frame.get("body"))))
                     continue  # kept out of ``frames``: 10,000 of them would slow wait_for

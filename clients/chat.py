@@ -48,6 +48,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import functools
 import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -56,12 +58,19 @@ from typing import TextIO
 
 import aiohttp
 
-from clients.endpoints import ClientError, connect_url, endpoint_url
+from clients.endpoints import ClientError, connect_url, endpoint_url, public_url, region_names
+from clients.failover import nearest_first
 from clients.http_client import HttpChat
-from clients.options import PING_SECONDS, POLL_WAIT_SECONDS, Backoff, ClientOptions
+from clients.options import (
+    PING_SECONDS,
+    POLL_WAIT_SECONDS,
+    REORDER_SECONDS,
+    Backoff,
+    ClientOptions,
+)
 from clients.resume import RESUME_WINDOW_MS
 from clients.session import ChatSession
-from clients.websocket_client import run_websocket
+from clients.websocket_client import ConnectUrl, resolve_url, run_websocket
 
 __all__ = ["ChatSession", "ClientOptions", "main", "run_client"]  # as docs/sandbox.md names them
 
@@ -81,7 +90,7 @@ async def _stdin_lines() -> AsyncIterator[str]:
 
 
 async def run_client(
-    url: str | Sequence[str],
+    url: ConnectUrl | Sequence[ConnectUrl],
     room: str,
     lines: AsyncIterator[str],
     out: TextIO,
@@ -93,13 +102,22 @@ async def run_client(
     between; with ``options.http`` the HTTP API's base URL(s) instead, identity in the query.
     0 when the input ran out (or ``/quit``), 1 when the client gave up or was refused.
     """
-    urls = [url] if isinstance(url, str) else list(url)
+    urls = [url] if isinstance(url, str) or callable(url) else list(url)
     if not urls:
         raise ValueError("no URL")
     session = ChatSession(room, out, options)
+    if session.options.nearest and len(urls) > 1:
+        ranked = await nearest_first(urls, url_of=resolve_url)
+        urls = [url for url, _ in ranked]
+        shown = ", ".join(
+            f"{public_url(resolve_url(u))} ({'unreachable' if t is None else f'{t * 1000:.1f} ms'})"
+            for u, t in ranked
+        )
+        session.emit(f"* regions, nearest first: {shown}")
     if session.options.http:
         async with aiohttp.ClientSession() as http:
-            return await HttpChat(session, urls, http).run(lines)
+            fixed = [resolve_url(u) for u in urls]
+            return await HttpChat(session, fixed, http).run(lines)
     return await run_websocket(session, urls, lines)
 
 
@@ -111,7 +129,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--region",
         default="us-east-1",
-        help="region in the endpoints file; several (a,b) to fail over when one is unreachable",
+        help="region in the endpoints file; several (a,b) to fail over in that order, or"
+        " 'all': every region of the file, nearest first",
+    )
+    parser.add_argument(
+        "--nearest",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="order the regions by measured connect time (default: with --region all)",
+    )
+    parser.add_argument(
+        "--reorder-ms",
+        type=int,
+        default=int(REORDER_SECONDS * 1000),
+        metavar="MS",
+        help="hold live messages this long to print them in id order (default 250; 0: off)",
     )
     parser.add_argument("--room", default="lobby")
     parser.add_argument("--user", required=True, help="user id (1-128 characters)")
@@ -185,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ping_interval <= 0 or args.reconnect_attempts < 0 or args.backoff < 0:
         parser.error("--ping-interval must be > 0; --reconnect-attempts, --backoff >= 0")
-    if not 0 <= args.poll_wait <= 20 or args.resume_window_ms < 0:
-        parser.error("--poll-wait must be 0-20; --resume-window-ms >= 0")
+    if not 0 <= args.poll_wait <= 20 or args.resume_window_ms < 0 or args.reorder_ms < 0:
+        parser.error("--poll-wait must be 0-20; --resume-window-ms, --reorder-ms >= 0")
     options = ClientOptions(
         http=args.http,
         verbose=args.verbose,
@@ -194,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         backoff=Backoff(args.reconnect_attempts, args.backoff, max(args.backoff, args.backoff_max)),
         resume_window_ms=args.resume_window_ms,
         poll_wait=args.poll_wait,
+        reorder_seconds=args.reorder_ms / 1000,
+        nearest=args.region.strip() == "all" if args.nearest is None else args.nearest,
     )
     kind = "http" if args.http else "websocket"
     try:
@@ -202,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             bases = list(args.url)
         else:
             bases = []
-            for region in (r.strip() for r in args.region.split(",") if r.strip()):
+            for region in region_names(args.endpoints_file, args.region):
                 base, mint = endpoint_url(args.endpoints_file, region, kind)
                 bases.append(base)
             if not bases:
@@ -213,10 +247,26 @@ def main(argv: list[str] | None = None) -> int:
                 " that has a signingSecret or an oidc key"
             )
         rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] if args.rooms else None
-        urls = [
-            connect_url(base, args.user, args.name, token=args.token, mint=mint, rooms=rooms)
+        # With the sandbox's key, every (re)connect mints a fresh token: a
+        # connection closed with token_expired comes back at once.
+        urls: list[ConnectUrl] = [
+            functools.partial(
+                connect_url,
+                base,
+                args.user,
+                args.name,
+                token=args.token,
+                mint=mint,
+                rooms=rooms,
+            )
             for base in bases
         ]
+        if args.token is None and mint is not None:
+            # ... and the open connection is extended before its token expires.
+            options = dataclasses.replace(
+                options,
+                fresh_token=functools.partial(mint, args.user, name=args.name, rooms=rooms),
+            )
         return asyncio.run(run_client(urls, args.room, _stdin_lines(), sys.stdout, options))
     except ClientError as error:
         print(f"chat: {error}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,10 +13,12 @@ from urllib.parse import parse_qsl, quote
 
 import aiohttp
 
+from clients.commands import HELP, Command, parse_command
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render
 from clients.resume import id_timestamp_ms, resume_after, resume_from_now
-from clients.session import HELP, ChatSession, Message, drain, until
+from clients.session import ChatSession, Message, drain, until
+from clients.strict_json import loads_frame
 
 LOOK_BACK_MARGIN_MS = 1000  # HTTP: keep looking back this long beyond the resume window
 LOOK_BACK_POLL_SECONDS = 1.0  # HTTP: long-poll slice while looking back
@@ -54,6 +57,9 @@ class HttpChat:
         self.pollers: dict[str, asyncio.Task[None]] = {}
         self.gave_up = asyncio.Event()
         self.started_ms = int(time.time() * 1000)
+        # Numbered posts (docs/protocol.md): this run's client id and the next seq.
+        self.client_id = f"cli-{secrets.token_hex(8)}"
+        self.next_seq = 1
 
     @property
     def options(self) -> ClientOptions:
@@ -79,28 +85,43 @@ class HttpChat:
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as answer:
             try:
-                document = await answer.json(content_type=None)
+                document = await answer.json(content_type=None, loads=loads_frame)
             except ValueError:
                 document = await answer.text()
             return answer.status, document
 
     async def post(self, room: str, text: str) -> None:
-        try:
-            status, document = await self._call(
-                "POST", room, self.identity, self.options.reply_seconds, body={"body": text}
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.session.emit(f"! not sent: {exc or type(exc).__name__}")
-            self._next_base()
-            return
-        if status == 202 and isinstance(document, dict) and isinstance(document.get("id"), str):
-            message_id = document["id"]
-            if message_id not in self.session.seen:
-                self.session.unechoed.add(message_id)
-            if self.options.verbose:
-                self.session.emit(f"  (sent {message_id})")
-        else:
-            self.session.emit(f"! {HttpError(status, document)}")
+        """POST one line, numbered (``clientId`` + ``seq``): retried as is until it is final,
+        so a retry is never a second message and the lines keep their order."""
+        seq = self.next_seq
+        self.next_seq += 1
+        body = {"body": text, "clientId": self.client_id, "seq": seq}
+        for attempt in range(1, self.options.backoff.attempts + 2):
+            try:
+                status, document = await self._call(
+                    "POST", room, self.identity, self.options.reply_seconds, body=body
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.session.emit(f"! not sent yet: {exc or type(exc).__name__}")
+                self._next_base()
+                status, document = 0, None
+            if status == 202 and isinstance(document, dict) and isinstance(document.get("id"), str):
+                self._posted(document["id"])
+                return
+            if status not in (0, 409, 500, 502, 503, 504, 429):
+                self.session.emit(f"! {HttpError(status, document)}")
+                return
+            await self.options.sleep(self.options.backoff.delay(attempt))
+        self.session.emit(f"! not sent (seq {seq}): {text}")
+        # Whether the server has it is unknown: the next line starts a new sequence rather than
+        # wait behind this seq (sequence_gap) forever.
+        self.client_id, self.next_seq = f"cli-{secrets.token_hex(8)}", 1
+
+    def _posted(self, message_id: str) -> None:
+        if message_id not in self.session.seen:
+            self.session.unechoed.add(message_id)
+        if self.options.verbose:
+            self.session.emit(f"  (sent {message_id})")
 
     async def read(self, room: str, after: str | None, wait: float = 0.0) -> list[Message]:
         """Messages after ``after`` (all pages, bounded); long-polls ``wait`` s for the first."""
@@ -177,43 +198,41 @@ class HttpChat:
         self.session.emit(f"* left #{room}")
 
     async def command(self, line: str) -> bool:
-        session = self.session
-        line = line.rstrip("\n")
-        if not line.strip():
+        command = parse_command(line)
+        if command is None:
             return True
-        if not line.startswith("/"):
-            await self.post(session.room, line)
-            return True
-        verb, _, argument = line[1:].partition(" ")
-        argument = argument.strip()
-        if verb in ("quit", "exit"):
-            return False
-        if verb == "join" and argument:
-            session.room = argument
-            self.follow(argument)
-        elif verb == "leave":
-            await self.unfollow(argument or session.room)
-        elif verb == "history":
-            try:
-                status, document = await self._call(
-                    "GET",
-                    session.room,
-                    {"limit": argument if argument.isdigit() else "50"},
-                    self.options.reply_seconds,
-                )
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                session.emit(f"! history: {exc or type(exc).__name__}")
-                return True
-            if status == 200 and isinstance(document, dict):
-                frame = {"type": "history", "room": session.room, **document}
-                session.emit(render(frame) or "")
-            else:
-                session.emit(f"! {HttpError(status, document)}")
-        elif verb in ("who", "presence", "ping", "raw"):
-            session.emit(f"! /{verb} is not available over HTTP")
-        else:
-            session.emit(HELP)
+        match command.verb:
+            case "quit":
+                return False
+            case "send":
+                await self.post(self.session.room, command.argument)
+            case "join":
+                self.session.room = command.argument
+                self.follow(command.argument)
+            case "leave":
+                await self.unfollow(command.argument or self.session.room)
+            case "history":
+                await self.history(command)
+            case "who" | "ping" | "raw":
+                self.session.emit(f"! /{command.verb} is not available over HTTP")
+            case _:
+                self.session.emit(HELP)
         return True
+
+    async def history(self, command: Command) -> None:
+        session = self.session
+        limit = str(command.limit) if command.limit is not None else "50"
+        try:
+            status, document = await self._call(
+                "GET", session.room, {"limit": limit}, self.options.reply_seconds
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            session.emit(f"! history: {exc or type(exc).__name__}")
+            return
+        if status == 200 and isinstance(document, dict):
+            session.emit(render({"type": "history", "room": session.room, **document}) or "")
+        else:
+            session.emit(f"! {HttpError(status, document)}")
 
     async def run(self, lines: AsyncIterator[str]) -> int:
         session = self.session

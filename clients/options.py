@@ -12,10 +12,17 @@ from clients.resume import RESUME_WINDOW_MS
 DRAIN_SECONDS = 5.0
 REPLY_SECONDS = 10.0
 PING_SECONDS = 300.0  # API Gateway closes a connection idle for 10 minutes
+# How often a minting client sends ``refresh`` with a fresh token: well inside
+# the minted tokens' lifetime (clients.tokens: 1 hour), so `exp` never passes.
+REFRESH_SECONDS = 1200.0
 READY_SECONDS = 60.0  # how long a typed line waits for a reconnect before it is dropped
 HISTORY_PAGE = 100
 MAX_CATCH_UP_PAGES = 200  # 20,000 messages per catch-up; beyond that, /history
 POLL_WAIT_SECONDS = 20.0  # the protocol's maximum long poll
+REORDER_SECONDS = 0.25  # the CLI holds live messages this long to print them in id order
+STABLE_SECONDS = 30.0  # a connection that lasted this long was not a failure of its region
+REGION_FAILURES = 2  # failures in a row (refused, dropped early, no pong) before the next region
+MAX_HINT_SECONDS = 300.0  # the longest server hint (Retry-After) honoured
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -32,8 +39,18 @@ class Backoff:
     base: float = 0.5
     cap: float = 15.0
 
-    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """Seconds before attempt ``attempt`` (1, 2, ...): half the step fixed, half random."""
+    def delay(
+        self, attempt: int, rng: Callable[[], float] = random.random, hint: float | None = None
+    ) -> float:
+        """Seconds before attempt ``attempt`` (1, 2, ...): half the step fixed, half random.
+
+        ``hint``: the server asked for at least this long (``Retry-After``); the client waits
+        that plus up to half as much again (spread, so the clients it refused together do not
+        come back together), at most MAX_HINT_SECONDS.
+        """
+        if hint is not None and hint > 0:
+            hint = min(hint, MAX_HINT_SECONDS)
+            return hint + rng() * hint / 2
         step = min(self.cap, self.base * 2 ** max(0, attempt - 1))
         return step / 2 + rng() * step / 2
 
@@ -51,4 +68,12 @@ class ClientOptions:
     backoff: Backoff = field(default_factory=Backoff)
     resume_window_ms: int = RESUME_WINDOW_MS
     poll_wait: float = POLL_WAIT_SECONDS
+    reorder_seconds: float = 0.0  # hold live messages to print them in id order (CLI: 0.25)
+    nearest: bool = False  # order the regions by measured connect time first
+    stable_seconds: float = STABLE_SECONDS
+    region_failures: int = REGION_FAILURES
     sleep: Sleep = asyncio.sleep  # the backoff's waits (a test can hold one to widen a gap)
+    # A minter of fresh tokens (the sandbox's secret): the open connection is
+    # extended with ``refresh`` every ``refresh_seconds`` (docs/protocol.md).
+    fresh_token: Callable[[], str] | None = None
+    refresh_seconds: float = REFRESH_SECONDS

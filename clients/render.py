@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,44 +34,63 @@ def _page_note(frame: dict[str, Any], next_key: str) -> str:
     return note
 
 
+def _message(frame: dict[str, Any], verbose: bool) -> str | None:
+    body = frame.get("body")
+    text = body if isinstance(body, str) else json.dumps(body)
+    sender = frame.get("sender") or {}
+    return f"[{_clock(frame.get('sentAt'))}] #{frame.get('room', '')} {_who(sender)}: {text}"
+
+
+def _joined(frame: dict[str, Any], verbose: bool) -> str | None:
+    members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
+    room = frame.get("room", "")
+    lines = [f"* joined #{room}; here: {members}{_page_note(frame, 'membersNext')}"]
+    lines += [render_entry(m) for m in frame.get("missed") or []]
+    if frame.get("more"):
+        lines.append("* (more were missed than shown; /history for older ones)")
+    return "\n".join(lines)
+
+
+def _presence(frame: dict[str, Any], verbose: bool) -> str | None:
+    members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
+    return f"* in #{frame.get('room', '')}: {members}{_page_note(frame, 'next')}"
+
+
+def _members(frame: dict[str, Any], verbose: bool) -> str | None:
+    # A room switched between live member events and none.
+    count = frame.get("memberCount", "?")
+    mode = "on" if frame.get("live") else "off (big room; /who to list)"
+    return f"* #{frame.get('room', '')} has {count} members; live join/leave events {mode}"
+
+
+def _history(frame: dict[str, Any], verbose: bool) -> str | None:
+    lines = [render_entry(m) for m in frame.get("messages") or []]
+    return "\n".join(lines) if lines else f"* no history in #{frame.get('room', '')}"
+
+
+_BY_TYPE: dict[str, Callable[[dict[str, Any], bool], str | None]] = {
+    "message": _message,
+    "joined": _joined,
+    "left": lambda frame, verbose: f"* left #{frame.get('room', '')}",
+    "member": lambda frame, verbose: (
+        f"* {_who(frame.get('member') or {})} {frame.get('event', '?')} #{frame.get('room', '')}"
+    ),
+    "presence": _presence,
+    "members": _members,
+    "history": _history,
+    "error": lambda frame, verbose: f"! {frame.get('code')}: {frame.get('message')}",
+    "ack": lambda frame, verbose: f"  (sent {frame.get('id')})" if verbose else None,
+    "pong": lambda frame, verbose: "* pong",
+}
+
+
 def render(frame: Any, verbose: bool = False) -> str | None:
     """One human-readable line (or a few) for a server frame; None to show nothing."""
     if not isinstance(frame, dict):
         return f"? {json.dumps(frame)}"
-    kind = frame.get("type")
-    room = frame.get("room", "")
-    if kind == "message":
-        body = frame.get("body")
-        text = body if isinstance(body, str) else json.dumps(body)
-        sender = frame.get("sender") or {}
-        return f"[{_clock(frame.get('sentAt'))}] #{room} {_who(sender)}: {text}"
-    if kind == "joined":
-        members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
-        lines = [f"* joined #{room}; here: {members}{_page_note(frame, 'membersNext')}"]
-        lines += [render_entry(m) for m in frame.get("missed") or []]
-        if frame.get("more"):
-            lines.append("* (more were missed than shown; /history for older ones)")
-        return "\n".join(lines)
-    if kind == "left":
-        return f"* left #{room}"
-    if kind == "member":
-        return f"* {_who(frame.get('member') or {})} {frame.get('event', '?')} #{room}"
-    if kind == "presence":
-        members = ", ".join(_who(m) for m in frame.get("members") or []) or "nobody"
-        return f"* in #{room}: {members}{_page_note(frame, 'next')}"
-    if kind == "members":  # a room switched between live member events and none
-        count = frame.get("memberCount", "?")
-        mode = "on" if frame.get("live") else "off (big room; /who to list)"
-        return f"* #{room} has {count} members; live join/leave events {mode}"
-    if kind == "history":
-        lines = [render_entry(m) for m in frame.get("messages") or []]
-        return "\n".join(lines) if lines else f"* no history in #{room}"
-    if kind == "error":
-        return f"! {frame.get('code')}: {frame.get('message')}"
-    if kind == "ack":
-        return f"  (sent {frame.get('id')})" if verbose else None
-    if kind == "pong":
-        return "* pong"
+    by_type = _BY_TYPE.get(str(frame.get("type")))
+    if by_type is not None:
+        return by_type(frame, verbose)
     if "message" in frame and "connectionId" in frame:  # an API Gateway error
         return f"! gateway: {frame['message']}"
     return f"? {json.dumps(frame)}"

@@ -17,16 +17,17 @@ from typing import Any, TextIO
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from clients.commands import HELP, Command, parse_command
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render, render_entry
 from clients.resume import is_valid_id, resume_after
+from clients.strict_json import loads_frame
 
-HELP = (
-    "commands: /join ROOM  /leave [ROOM]  /history [N]  /who [NEXT]  /ping  /raw JSON  /quit;"
-    " other lines are sent to the current room"
-)
+__all__ = ["HELP", "ChatSession", "Message", "drain", "until"]
 
 Message = dict[str, Any]
+SEQ_REF = "s"  # the ref of numbered send n is "s<n>"
+RESEND_ATTEMPTS = 5  # resends of one numbered send (after internal or sequence_gap)
 
 
 def _members_by_user(members: Any) -> dict[str, dict[str, Any]]:
@@ -59,6 +60,15 @@ class ChatSession:
         self.ready = asyncio.Event()  # connected and every room re-joined
         self.ws: ClientConnection | None = None
         self._refs = itertools.count(1)
+        # Numbered sends (docs/protocol.md, "Order of a sender's messages"): seq per connection;
+        # ``outgoing`` holds the frames not acked yet, resent as is after internal/sequence_gap.
+        self.next_seq = 1
+        self.outgoing: dict[int, Message] = {}
+        self.resends: dict[int, int] = {}
+        # Live messages held ``options.reorder_seconds`` so they are printed in id order.
+        self.unshown: list[tuple[float, Message]] = []
+        self.unhealthy: str | None = None  # why this connection's region looks down (no pong)
+        self._background: set[asyncio.Future[None]] = set()
 
     @property
     def verbose(self) -> bool:
@@ -109,9 +119,9 @@ class ChatSession:
 
     def receive(self, raw: str | bytes) -> None:
         try:
-            frame = json.loads(raw)
-        except ValueError:
-            self.emit(f"? {raw!r}")
+            frame = loads_frame(raw)
+        except (ValueError, RecursionError):
+            self.emit(f"? unreadable frame ({len(raw)} characters)")
             return
         self.receive_frame(frame)
 
@@ -120,59 +130,186 @@ class ChatSession:
         if not isinstance(frame, dict):
             self.emit(render(frame) or "")
             return
-        kind = frame.get("type")
-        room = str(frame.get("room"))
         ref = frame.get("ref")
         quiet = isinstance(ref, str) and ref in self.quiet
-        if kind == "ack":
-            if str(frame.get("id")) not in self.seen:
-                self.unechoed.add(str(frame.get("id")))
-        elif kind == "message":
-            if room in self.held:
-                self.held[room].append(frame)
-                return
-            if not self._first_time(frame):
-                return
-        elif kind == "member":
-            self._apply_member(frame)
-        elif kind == "presence":
-            page = _members_by_user(frame.get("members"))
-            if self.paging.pop(room, None):  # a later page: add to the first ones
-                self.presence.setdefault(room, {}).update(page)
-            else:
-                self.presence[room] = page
-        elif kind == "members":  # the room switched live member events on or off
-            self.member_counts[room] = frame.get("memberCount")
-        elif kind == "left":
-            self.joined.discard(room)
-            self.rooms.pop(room, None)
-            self.presence.pop(room, None)
-        elif kind == "joined" and not quiet:
-            self.joined.add(room)
-            self.presence[room] = _members_by_user(frame.get("members"))
-            missed = [m for m in frame.get("missed") or [] if self._first_time(m)]
-            frame = dict(frame, missed=missed)
+        on_kind = self._on_kind.get(str(frame.get("type")))
+        shown: Message | None = on_kind(self, frame, quiet) if on_kind else frame
         if isinstance(ref, str):
             future = self.waiting.pop(ref, None)
             if future is not None and not future.done():
-                future.set_result(frame)
-        if quiet:
+                future.set_result(shown if shown is not None else frame)
+        if quiet or shown is None:
             return
-        line = render(frame, self.verbose)
+        line = render(shown, self.verbose)
         if line:
             self.emit(line)
+
+    # Each returns the frame to show (and to hand to whoever waits for it), or None.
+
+    def _on_ack(self, frame: Message, quiet: bool) -> Message | None:
+        if str(frame.get("id")) not in self.seen:
+            self.unechoed.add(str(frame.get("id")))
+        if isinstance(frame.get("seq"), int):
+            self.outgoing.pop(frame["seq"], None)
+            self.resends.pop(frame["seq"], None)
+        return frame
+
+    def _on_error(self, frame: Message, quiet: bool) -> Message | None:
+        ref = frame.get("ref")
+        if isinstance(ref, str) and ref.startswith(SEQ_REF) and ref[1:].isdigit():
+            return self._numbered_send_failed(int(ref[1:]), frame)
+        return frame
+
+    def _on_message(self, frame: Message, quiet: bool) -> Message | None:
+        room = str(frame.get("room"))
+        if room in self.held:
+            self.held[room].append(frame)
+            return None
+        if not self._first_time(frame):
+            return None
+        if self.options.reorder_seconds > 0 and _running_loop() is not None:
+            self._hold_for_order(frame)
+            return None
+        return frame
+
+    def _on_member(self, frame: Message, quiet: bool) -> Message | None:
+        self._apply_member(frame)
+        return frame
+
+    def _on_presence(self, frame: Message, quiet: bool) -> Message | None:
+        room = str(frame.get("room"))
+        page = _members_by_user(frame.get("members"))
+        if self.paging.pop(room, None):  # a later page: add to the first ones
+            self.presence.setdefault(room, {}).update(page)
+        else:
+            self.presence[room] = page
+        return frame
+
+    def _on_members(self, frame: Message, quiet: bool) -> Message | None:
+        # The room switched live member events on or off.
+        self.member_counts[str(frame.get("room"))] = frame.get("memberCount")
+        return frame
+
+    def _on_left(self, frame: Message, quiet: bool) -> Message | None:
+        room = str(frame.get("room"))
+        self.joined.discard(room)
+        self.rooms.pop(room, None)
+        self.presence.pop(room, None)
+        return frame
+
+    def _on_joined(self, frame: Message, quiet: bool) -> Message | None:
+        if quiet:  # join_room handles its own reply
+            return frame
+        room = str(frame.get("room"))
+        self.joined.add(room)
+        self.presence[room] = _members_by_user(frame.get("members"))
+        missed = [m for m in frame.get("missed") or [] if self._first_time(m)]
+        return dict(frame, missed=missed)
+
+    _on_kind: dict[str, Any] = {
+        "ack": _on_ack,
+        "error": _on_error,
+        "message": _on_message,
+        "member": _on_member,
+        "presence": _on_presence,
+        "members": _on_members,
+        "left": _on_left,
+        "joined": _on_joined,
+    }
+
+    # ------------------------------------------------------------ live messages in id order
+
+    def _hold_for_order(self, frame: Message) -> None:
+        """Print ``frame`` after ``reorder_seconds``, with what arrived meanwhile, in id order.
+
+        Live frames can arrive out of id order (two bus events delivered concurrently, sharded
+        fan-out in big rooms); holding each briefly lets a slightly late earlier one go first.
+        """
+        loop = asyncio.get_running_loop()
+        self.unshown.append((loop.time(), frame))
+        loop.call_later(self.options.reorder_seconds, self.release_held)
+
+    def release_held(self, everything: bool = False) -> None:
+        """Print the held live messages that are due (all with ``everything``), in id order:
+        the due ones, and every held one whose id is below the greatest due id."""
+        if not self.unshown:
+            return
+        loop = _running_loop()
+        due_before = (loop.time() if loop else 0.0) - self.options.reorder_seconds + 1e-3
+        due = [m for at, m in self.unshown if everything or loop is None or at <= due_before]
+        if not due:
+            return
+        top = max(str(m.get("id", "")) for m in due)
+        out = [m for _, m in self.unshown if str(m.get("id", "")) <= top]
+        self.unshown = [(at, m) for at, m in self.unshown if str(m.get("id", "")) > top]
+        for message in sorted(out, key=lambda m: str(m.get("id", ""))):
+            self.emit(render(message, self.verbose) or "")
+
+    # ------------------------------------------------------------------ numbered sends
+
+    async def send_message(self, room: str, body: Any) -> None:
+        """Send a message numbered for this connection's order, without waiting for its ack.
+
+        Lines typed (or pasted) quickly are pipelined; the server accepts them in ``seq`` order.
+        """
+        if not await self.wait_ready() or self.ws is None:
+            self.emit("! not connected; line dropped")
+            return
+        seq = self.next_seq
+        self.next_seq += 1
+        frame: Message = {"action": "send", "room": room, "body": body, "seq": seq}
+        frame["ref"] = f"{SEQ_REF}{seq}"
+        self.outgoing[seq] = frame
+        await self._send_raw(frame)
+
+    async def _send_all(self, frames: list[Message]) -> None:
+        for frame in frames:  # in seq order, one after the other
+            await self._send_raw(frame)
+
+    async def _send_raw(self, frame: Message) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await self.ws.send(json.dumps(frame))
+
+    def _numbered_send_failed(self, seq: int, error: Message) -> Message | None:
+        """An error for numbered send ``seq``: resend what can still succeed, else show it."""
+        if seq not in self.outgoing:
+            return error
+        code = error.get("code")
+        if code in ("internal", "sequence_gap") and self.resends.get(seq, 0) < RESEND_ATTEMPTS:
+            self.resends[seq] = self.resends.get(seq, 0) + 1
+            start = error.get("expected") if code == "sequence_gap" else seq
+            if not isinstance(start, int):
+                start = seq
+            frames = [self.outgoing[n] for n in sorted(self.outgoing) if n >= start]
+            task = asyncio.ensure_future(self._send_all(frames))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return None
+        self.outgoing.pop(seq, None)
+        self.resends.pop(seq, None)
+        body = error.get("message")
+        return dict(error, message=f"{body} (seq {seq})")
 
     # ------------------------------------------------------------------ the connection
 
     def attach(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.joined = set()
+        self.unhealthy = None
 
     def detach(self) -> None:
         """The connection is gone: fail what waits for a reply on it."""
         self.ws = None
         self.ready.clear()
         self.joined = set()
+        # A numbered send without an ack may or may not have been accepted; sending it again
+        # on the next connection (a new sequence) could show it twice: say so instead.
+        for seq in sorted(self.outgoing):
+            self.emit(f"! not confirmed (connection lost): {_text(self.outgoing[seq])}")
+        self.outgoing.clear()
+        self.resends.clear()
+        self.next_seq = 1
         for future in self.waiting.values():
             if not future.done():
                 future.set_result(None)
@@ -233,28 +370,7 @@ class ChatSession:
             self.presence[room] = _members_by_user(reply.get("members"))
             self.emit(render({**reply, "missed": [], "more": False}) or "")
             caught_up += reply.get("missed") or []
-            more = bool(reply.get("more"))
-            for _ in range(MAX_CATCH_UP_PAGES):
-                if not (more and caught_up):
-                    break
-                page = await self.request(
-                    {
-                        "action": "history",
-                        "room": room,
-                        "after": caught_up[-1]["id"],
-                        "limit": HISTORY_PAGE,
-                    },
-                    quiet=True,
-                )
-                if page is None or page.get("type") != "history":
-                    if page is not None:
-                        self.emit(render(page, self.verbose) or "")
-                    break
-                messages = page.get("messages") or []
-                caught_up += messages
-                more = bool(page.get("more")) and bool(messages)
-            else:
-                self.emit(f"* (stopped catching up in #{room}; /history for the rest)")
+            more = await self._page_history(room, caught_up, bool(reply.get("more")))
             complete = not more
             return True
         finally:
@@ -266,6 +382,25 @@ class ChatSession:
                 limit = max([self.last_id.get(room, ""), *(str(m["id"]) for m in caught_up)])
                 held = [m for m in held if str(m.get("id", "")) <= limit]
             self.show(caught_up + held)
+
+    async def _page_history(self, room: str, caught_up: list[Message], more: bool) -> bool:
+        """Page ``history`` after the last of ``caught_up`` while ``more`` (bounded), adding to
+        it; whether more remain."""
+        for _ in range(MAX_CATCH_UP_PAGES):
+            if not (more and caught_up):
+                return more
+            frame = {"action": "history", "room": room, "after": caught_up[-1]["id"]}
+            page = await self.request({**frame, "limit": HISTORY_PAGE}, quiet=True)
+            if page is None or page.get("type") != "history":
+                if page is not None:
+                    self.emit(render(page, self.verbose) or "")
+                return more
+            messages = page.get("messages") or []
+            caught_up += messages
+            more = bool(page.get("more")) and bool(messages)
+        if more:
+            self.emit(f"* (stopped catching up in #{room}; /history for the rest)")
+        return more
 
     async def rejoin(self) -> None:
         """Join every room (after a reconnect: from the resume point)."""
@@ -284,8 +419,22 @@ class ChatSession:
             if self.ws is not None:
                 reason = render(reply) if reply is not None else "no reply"
                 self.emit(f"! ping failed ({reason}); reconnecting")
+                self.unhealthy = "no pong"
                 await self.drop_connection()
             return
+
+    async def keep_token_fresh(self) -> None:
+        """``refresh`` the connection with a freshly minted token every
+        ``refresh_seconds``; a refusal is shown, and the server's ``token_expired``
+        later makes the client reconnect (with a fresh token)."""
+        mint = self.options.fresh_token
+        while self.ws is not None and mint is not None:
+            await asyncio.sleep(self.options.refresh_seconds)
+            reply = await self.request({"action": "refresh", "token": mint()}, quiet=True)
+            if reply is None or reply.get("type") != "refreshed":
+                reason = render(reply) if reply is not None else "no reply"
+                self.emit(f"! token refresh failed ({reason})")
+                return
 
     async def wait_ready(self) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -304,47 +453,76 @@ class ChatSession:
 
     async def command(self, line: str) -> bool:
         """Handle one input line; False to quit."""
-        line = line.rstrip("\n")
-        if not line.strip():
+        command = parse_command(line)
+        if command is None:
             return True
-        if not line.startswith("/"):
-            await self.user_request({"action": "send", "room": self.room, "body": line})
-            return True
-        verb, _, argument = line[1:].partition(" ")
-        argument = argument.strip()
-        if verb in ("quit", "exit"):
+        if command.verb == "quit":
             return False
-        if verb == "join" and argument:
-            self.room = argument
-            self.rooms[argument] = None  # joined now, or when reconnected
-            if await self.wait_ready():
-                await self.join_room(argument)
-        elif verb == "leave":
-            await self.user_request({"action": "leave", "room": argument or self.room})
-        elif verb == "history":
-            frame: Message = {"action": "history", "room": self.room}
-            if argument.isdigit():
-                frame["limit"] = int(argument)
-            await self.user_request(frame)
-        elif verb in ("who", "presence"):
-            frame = {"action": "presence", "room": self.room}
-            if argument:  # the "next" cursor of the previous page
-                frame["cursor"] = argument
-                self.paging[self.room] = argument
-            await self.user_request(frame)
-        elif verb == "ping":
-            await self.user_request({"action": "ping"})
-        elif verb == "raw" and argument:
-            if await self.wait_ready() and self.ws is not None:
-                with contextlib.suppress(ConnectionClosed):
-                    await self.ws.send(argument)
-        else:
+        run = self._commands.get(command.verb)
+        if run is None:
             self.emit(HELP)
+        else:
+            await run(self, command)
         return True
 
+    async def _send_line(self, command: Command) -> None:
+        await self.send_message(self.room, command.argument)
+
+    async def _join_command(self, command: Command) -> None:
+        self.room = command.argument
+        self.rooms[command.argument] = None  # joined now, or when reconnected
+        if await self.wait_ready():
+            await self.join_room(command.argument)
+
+    async def _leave_command(self, command: Command) -> None:
+        await self.user_request({"action": "leave", "room": command.argument or self.room})
+
+    async def _history_command(self, command: Command) -> None:
+        frame: Message = {"action": "history", "room": self.room}
+        if command.limit is not None:
+            frame["limit"] = command.limit
+        await self.user_request(frame)
+
+    async def _who_command(self, command: Command) -> None:
+        frame: Message = {"action": "presence", "room": self.room}
+        if command.argument:  # the "next" cursor of the previous page
+            frame["cursor"] = command.argument
+            self.paging[self.room] = command.argument
+        await self.user_request(frame)
+
+    async def _ping_command(self, command: Command) -> None:
+        await self.user_request({"action": "ping"})
+
+    async def _raw_command(self, command: Command) -> None:
+        if await self.wait_ready() and self.ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await self.ws.send(command.argument)
+
+    _commands: dict[str, Any] = {
+        "send": _send_line,
+        "join": _join_command,
+        "leave": _leave_command,
+        "history": _history_command,
+        "who": _who_command,
+        "ping": _ping_command,
+        "raw": _raw_command,
+    }
+
     def busy(self) -> bool:
-        """Replies or own messages still expected."""
-        return bool(self.waiting or self.unechoed or self.held)
+        """Replies, acks, own messages still expected, or messages not printed yet."""
+        return bool(self.waiting or self.unechoed or self.held or self.outgoing or self.unshown)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _text(frame: Message) -> str:
+    body = frame.get("body")
+    return body if isinstance(body, str) else json.dumps(body)
 
 
 async def until(done: asyncio.Event, work: Awaitable[Any]) -> None:
@@ -366,3 +544,4 @@ async def drain(session: ChatSession, seconds: float) -> None:
     while session.busy() and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     await asyncio.sleep(min(0.3, seconds))
+    session.release_held(everything=True)

@@ -29,7 +29,8 @@ Both answers are built with Powertools' authorizer response classes
 ``rooms`` in the context is a JSON string (authorizer context values must be
 scalars): the token's list of room patterns, or ``null`` when every room is
 allowed. Verification is :func:`chat.tokens.verify` with one of two key
-sources, chosen by the environment (docs/contracts.md):
+sources, chosen by the environment (:mod:`chat.token_keys`, shared with
+ClientMessageHandler's ``refresh``; docs/contracts.md):
 
 * ``JWT_ISSUER`` unset: HS256 with the signing secret, read with Powertools
   Parameters from Secrets Manager (name in ``SIGNING_SECRET_NAME``), cached
@@ -47,14 +48,11 @@ never logged; only the reason a token was refused is.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import re
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponseV2,
     APIGatewayAuthorizerResponseWebSocket,
@@ -62,43 +60,20 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat.jwks import JwksKeys
+from chat import token_keys
 from chat.observability import count, logger, metrics
-from chat.tokens import Claims, HmacKeys, InvalidTokenError, KeySource, TokenPolicy, verify
+from chat.token_keys import SECRET_MAX_AGE_SECONDS
+from chat.tokens import Claims, InvalidTokenError, verify
 
 __all__ = ["BEARER", "SECRET_MAX_AGE_SECONDS", "handler", "identity_context", "reset"]
 
-SECRET_MAX_AGE_SECONDS = 300
 BEARER = "Bearer "
 _METHOD_ARN = re.compile(r"arn:[^:]+:execute-api:[^:]+:[^:]+:[^/]+/[^/]+/.+")
 
 
-@functools.cache
-def _policy() -> TokenPolicy:
-    return TokenPolicy.from_env()
-
-
-@functools.cache
-def _jwks(issuer: str, jwks_url: str | None) -> JwksKeys:
-    return JwksKeys(issuer, jwks_url)
-
-
 def reset() -> None:
     """Forget the policy and the cached JWKS (tests change the environment)."""
-    _policy.cache_clear()
-    _jwks.cache_clear()
-
-
-def _keys(policy: TokenPolicy) -> KeySource:
-    if policy.issuer:
-        return _jwks(policy.issuer, os.environ.get("JWKS_URL", "").strip() or None)
-    name = os.environ.get("SIGNING_SECRET_NAME", "")
-    if not name:
-        raise RuntimeError("SIGNING_SECRET_NAME is not set")
-    value = parameters.get_secret(name, max_age=SECRET_MAX_AGE_SECONDS)
-    if not isinstance(value, str | bytes):  # pragma: no cover - get_secret returns str/bytes
-        raise RuntimeError("the signing secret is not a string")
-    return HmacKeys.from_secret(value)
+    token_keys.reset()
 
 
 def identity_context(claims: Claims) -> dict[str, str]:
@@ -106,6 +81,9 @@ def identity_context(claims: Claims) -> dict[str, str]:
     context = {
         "userId": claims.user_id,
         "rooms": json.dumps(list(claims.rooms) if claims.rooms is not None else None),
+        # ConnectionHandler records it; ClientMessageHandler closes the
+        # connection once it has passed (docs/protocol.md, "token_expired").
+        "expiresAt": str(claims.expires_at),
     }
     if claims.name:
         context["name"] = claims.name
@@ -129,9 +107,9 @@ def _bearer(event: dict[str, Any]) -> str | None:
 
 
 def _check(token: object) -> Claims | None:
-    policy = _policy()
+    policy = token_keys.policy()
     try:
-        claims = verify(token, _keys(policy), time.time(), policy)
+        claims = verify(token, token_keys.keys(policy), time.time(), policy)
     except InvalidTokenError as error:
         logger.info("token refused", extra={"reason": str(error)})
         count("RefusedTokens")

@@ -1,15 +1,17 @@
 """Every client action (handler ``client_message_handler.handler``).
 
 Invoked for the ``join``, ``leave``, ``send``, ``history``, ``presence``,
-``ping`` and ``$default`` routes, all with route responses: the returned
+``ping``, ``refresh`` and ``$default`` routes, all with route responses: the returned
 ``{"statusCode": 200, "body": <frame>}`` is sent back to the client as the
 direct reply. The frame's own ``action`` selects the operation (it equals the
 route key, except on ``$default``, where it is unknown, missing or the body
 is not JSON), so the function behaves the same behind any route.
 
-The handler never raises and never closes the connection: protocol errors
-become ``error`` frames with their code, anything unexpected becomes an
-``internal`` error frame (logged with the exception, never with the body).
+The handler never raises and closes a connection in one case only: its
+token's ``exp`` has passed (:mod:`chat.token_expiry`: a ``token_expired``
+error frame, then ``DeleteConnection``). Otherwise protocol errors become
+``error`` frames with their code, anything unexpected becomes an ``internal``
+error frame (logged with the exception, never with the body).
 
 A connection without a META item (it never completed ``$connect``, or was
 cleaned up after a 410 / expired) cannot ``join`` or ``ping``: the reply is
@@ -43,22 +45,37 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, connection_store, frames, history_store, presence, room_store, roster
+from chat import (
+    bus,
+    config,
+    connection_store,
+    frames,
+    history_store,
+    presence,
+    room_store,
+    roster,
+    sequence,
+    token_expiry,
+    token_refresh,
+)
 from chat.claims import room_allowed
 from chat.frames import (
     FORBIDDEN,
     INTERNAL,
     NOT_MEMBER,
+    TOKEN_INVALID,
     History,
     Join,
     Leave,
     Ping,
     Presence,
     ProtocolError,
+    Refresh,
     Request,
     Send,
     frame,
 )
+from chat.model import Sender
 from chat.observability import count, logger, metrics, tracer
 
 MAX_MISSED = 100
@@ -110,16 +127,74 @@ def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any
     return frame("left", ref, room=request.room)
 
 
-def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
+def _sender(connection_id: str, request: Send, ref: str | None) -> Sender:
     sender = connection_store.get_membership(connection_id, request.room)
     if sender is None:
         raise _not_member(request.room, ref)
+    return sender
+
+
+def _publish(request: Send, sender: Sender, ref: str | None, message_id: str | None) -> str:
     try:
-        message = bus.publish_message(request.room, sender, request.body)
+        return bus.publish_message(request.room, sender, request.body, message_id).id
     except bus.PublishError:
         # Never acknowledge what the bus did not accept (docs/protocol.md).
         raise ProtocolError(INTERNAL, "message not accepted; please retry", ref) from None
-    return frame("ack", ref, room=request.room, id=message.id)
+
+
+def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
+    message_id = _publish(request, _sender(connection_id, request, ref), ref, None)
+    return frame("ack", ref, room=request.room, id=message_id)
+
+
+def _send_in_order(
+    connection_id: str, request: Send, ref: str | None, seq: int, budget_s: float | None
+) -> dict[str, Any]:
+    """A numbered ``send``: accepted in the connection's ``seq`` order (:mod:`chat.sequence`).
+
+    The membership is read before the send waits for its turn, so that the turn itself (claim,
+    publish, commit) holds up the sends behind it as briefly as possible.
+    """
+    key = sequence.connection_key(connection_id)
+    try:
+        sender = _sender(connection_id, request, ref)
+    except ProtocolError as error:
+        raise sequence.reject(key, seq, error, budget_s) from None
+    message_id = sequence.accept(
+        key, seq, lambda chosen: _publish(request, sender, ref, chosen), ref, budget_s
+    )
+    return frame("ack", ref, room=request.room, id=message_id, seq=seq)
+
+
+def _refused_in_order(
+    connection_id: str,
+    raw: str | bytes | None,
+    is_base64: bool,
+    error: ProtocolError,
+    budget_s: float | None,
+) -> ProtocolError:
+    """A ``send`` with a ``seq`` refused by validation still takes its place in the order."""
+    fields = sequence.sent_fields(raw, is_base64)
+    if fields.get("action") != "send":
+        return error
+    try:
+        seq = sequence.read_seq(fields)
+    except ProtocolError:
+        return error
+    if seq is None:
+        return error
+    return sequence.reject(sequence.connection_key(connection_id), seq, error, budget_s)
+
+
+def _parse(
+    connection_id: str, raw: str | bytes | None, is_base64: bool, budget_s: float | None
+) -> tuple[Request, str | None]:
+    try:
+        return frames.parse_client_frame(
+            raw, max_body_bytes=config.get_settings().max_body_bytes, is_base64=is_base64
+        )
+    except ProtocolError as error:
+        raise _refused_in_order(connection_id, raw, is_base64, error, budget_s) from None
 
 
 def _history(connection_id: str, request: History, ref: str | None) -> dict[str, Any]:
@@ -162,6 +237,16 @@ def _ping(connection_id: str, ref: str | None) -> dict[str, Any]:
     return frame("pong", ref)
 
 
+def _refresh(connection_id: str, request: Refresh, ref: str | None) -> dict[str, Any]:
+    try:
+        claims = token_refresh.refresh(connection_id, request.token)
+    except token_refresh.RefreshRefused as error:
+        count("RefusedRefreshes")
+        raise ProtocolError(TOKEN_INVALID, str(error), ref) from None
+    count("Refreshes")
+    return frame("refreshed", ref, expiresAt=claims.expires_at)
+
+
 def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str, Any]:
     """Run one validated request; returns the reply frame or raises ProtocolError."""
     match request:
@@ -177,11 +262,13 @@ def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str,
             return _presence(connection_id, request, ref)
         case Ping():
             return _ping(connection_id, ref)
+        case Refresh():
+            return _refresh(connection_id, request, ref)
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
 
 def _response(reply: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"))}
+    return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"), allow_nan=False)}
 
 
 @logger.inject_lambda_context(
@@ -198,14 +285,23 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.append_keys(connectionId=connection_id, routeKey=request_context.get("routeKey"))
         if not isinstance(connection_id, str) or not connection_id:
             raise RuntimeError("event without requestContext.connectionId")
-        request, ref = frames.parse_client_frame(
-            event.get("body"),
-            max_body_bytes=config.get_settings().max_body_bytes,
-            is_base64=bool(event.get("isBase64Encoded")),
-        )
-        action = type(request).__name__.lower()
-        logger.append_keys(action=action)
-        reply = dispatch(connection_id, request, ref)
+        raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
+        budget_s = sequence.budget_seconds(context)
+        request, ref = _parse(connection_id, raw, is_base64, budget_s)
+        logger.append_keys(action=type(request).__name__.lower())
+        if token_expiry.expired(connection_id):
+            logger.info("token expired; closing the connection")
+            count("ExpiredConnections")
+            reply = token_expiry.expired_frame(ref)
+            token_expiry.close(connection_id, reply)
+            return _response(reply)
+        seq = None
+        if isinstance(request, Send):
+            seq = sequence.read_seq(sequence.sent_fields(raw, is_base64), ref)
+        if isinstance(request, Send) and seq is not None:
+            reply = _send_in_order(connection_id, request, ref, seq, budget_s)
+        else:
+            reply = dispatch(connection_id, request, ref)
     except ProtocolError as error:
         logger.info("request answered with an error", extra={"code": error.code})
         count("ClientErrors" if error.code != INTERNAL else "InternalErrors")

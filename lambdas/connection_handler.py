@@ -51,7 +51,7 @@ def _connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
         logger.info("connection refused", extra={"reason": str(error)})
         count("RefusedConnections")
         return {"statusCode": 400}
-    connection_store.put_connection(connection_id, who.user_id, who.name, who.rooms)
+    connection_store.put_connection(connection_id, who.user_id, who.name, who.rooms, who.expires_at)
     logger.info("connected", extra={"userId": who.user_id})
     count("Connections")
     return {"statusCode": 200}

@@ -3,7 +3,12 @@
 Invoked by the region's delivery rule for every chat event, local or
 forwarded from another region. For ``chat.message``:
 
-1. Validate the detail. A malformed event is logged (without its body),
+1. Validate the detail as strictly as a client frame (docs/contracts.md,
+   "Bus events"): the fields' shapes, ``originRegion`` one of the deployment's
+   regions (``CHAT_REGIONS``) and equal to ``sender.region``, identity fields
+   within the token's limits (length, no control characters), the body within
+   the JSON depth limit, and the message id's time no later than now plus
+   ``BUS_CLOCK_SKEW_SECONDS``. A malformed event is logged (without its body),
    counted (``MalformedEvents``) and dropped; raising would only make
    EventBridge retry an event that can never succeed. Detail types other
    than ``chat.message`` and ``chat.presence`` are counted as ``IgnoredEvents``.
@@ -28,7 +33,9 @@ find the history item and be discarded as a duplicate. Failures show up as
 
 For ``chat.presence`` (:mod:`chat.presence` publishes it):
 
-1. Validate (``MalformedEvents``). An event older than
+1. Validate (``MalformedEvents``), with the same rules for ``member`` and
+   ``at`` (a forged ``at`` far in the future would make every later genuine
+   event of that user stale). An event older than
    ``CONNECTION_TTL_SECONDS`` is dropped as stale (``StalePresenceEvents``):
    any tombstone that could refuse it may have expired.
 2. From another region: record it in the ``REMOTE#<region>#<userId>`` item
@@ -63,7 +70,7 @@ from chat import broadcast, config, history_store, room_store, roster
 from chat.bus import MESSAGE_DETAIL_TYPE, PRESENCE_DETAIL_TYPE
 from chat.ids import id_timestamp_ms, now_ms
 from chat.json_codec import compact_json
-from chat.model import ChatMessage, PresenceEvent
+from chat.model import ChatMessage, PresenceEvent, check_not_future, check_origin
 from chat.observability import MetricUnit, count, logger, metrics, tracer
 
 
@@ -109,9 +116,30 @@ def _fanout(room: str, frame: dict[str, Any], job_id: str | None = None) -> dict
     return {"status": "sharded" if result.sharded else "delivered", **summary}
 
 
+def _validated_presence(detail: object) -> PresenceEvent:
+    presence = PresenceEvent.from_detail(detail)
+    settings = config.get_settings()
+    check_origin(presence.origin_region, presence.member.region, settings.origin_regions, "member")
+    check_not_future(presence.at, now_ms(), settings.bus_clock_skew_seconds * 1000, "detail.at")
+    return presence
+
+
+def _validated_message(detail: object) -> ChatMessage:
+    message = ChatMessage.from_detail(detail)
+    settings = config.get_settings()
+    check_origin(message.origin_region, message.sender.region, settings.origin_regions)
+    check_not_future(
+        id_timestamp_ms(message.id),
+        now_ms(),
+        settings.bus_clock_skew_seconds * 1000,
+        "the time of detail.id",
+    )
+    return message
+
+
 def _presence(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        presence = PresenceEvent.from_detail(event.get("detail"))
+        presence = _validated_presence(event.get("detail"))
     except ValueError as error:
         logger.warning(
             "malformed presence event dropped",
@@ -176,7 +204,7 @@ def _presence_live(room: str) -> bool:
 
 def _message(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        message = ChatMessage.from_detail(event.get("detail"))
+        message = _validated_message(event.get("detail"))
     except ValueError as error:
         logger.warning(
             "malformed chat event dropped", extra={"reason": str(error), "eventId": event.get("id")}

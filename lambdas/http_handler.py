@@ -44,7 +44,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, history_store
+from chat import bus, config, history_store, sequence
 from chat.claims import room_allowed
 from chat.frames import (
     BAD_REQUEST,
@@ -73,7 +73,13 @@ LONG_POLL_MARGIN_MS = 1500  # kept free of the invocation's time to answer
 _PATH = re.compile(r"(?:^|/)rooms/([^/]+)/messages/?$")
 _LIMIT = re.compile(r"[0-9]{1,3}")
 _WAIT = re.compile(r"[0-9]{1,2}(?:\.[0-9]{1,3})?")
-STATUS = {BAD_REQUEST: 400, FORBIDDEN: 403, TOO_LARGE: 413, INTERNAL: 500}
+STATUS = {
+    BAD_REQUEST: 400,
+    FORBIDDEN: 403,
+    TOO_LARGE: 413,
+    sequence.SEQUENCE_GAP: 409,
+    INTERNAL: 500,
+}
 
 # Looked up at call time so tests can replace them.
 sleep = time.sleep
@@ -97,7 +103,7 @@ def _response(
             "cache-control": "no-store",
             **(headers or {}),
         },
-        "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+        "body": json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
         "isBase64Encoded": False,
     }
 
@@ -140,22 +146,43 @@ def _check_room(who: Identity, room: object) -> None:
         raise ProtocolError(FORBIDDEN, f"your token does not allow room {room!r}")
 
 
-def _post(event: dict[str, Any], room: object) -> dict[str, Any]:
+def _sequence_key(who: Identity, fields: dict[str, Any]) -> tuple[str, int] | None:
+    """``(key, seq)`` of a numbered post (``clientId`` and ``seq``), None for an unnumbered one."""
+    client_id, seq = sequence.read_client_id(fields), sequence.read_seq(fields)
+    if client_id is None and seq is None:
+        return None
+    if client_id is None or seq is None:
+        raise ProtocolError(BAD_REQUEST, "'clientId' and 'seq' go together")
+    return sequence.client_key(who.user_id, client_id), seq
+
+
+def _post(event: dict[str, Any], room: object, context: LambdaContext) -> dict[str, Any]:
     settings = config.get_settings()
     who = _identity(event)
     _check_room(who, room)
-    request = parse_http_post(
-        event.get("body"),
-        room=room,
-        max_body_bytes=settings.max_body_bytes,
-        is_base64=bool(event.get("isBase64Encoded")),
-    )
-    sender = Sender(user_id=who.user_id, name=who.name, region=settings.region)
+    raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
+    numbered = _sequence_key(who, sequence.sent_fields(raw, is_base64))
     try:
-        message = bus.publish_message(request.room, sender, request.body)
-    except bus.PublishError:
-        raise ProtocolError(INTERNAL, "message not accepted; please retry") from None
-    return _response(202, {"id": message.id})
+        request = parse_http_post(
+            raw, room=room, max_body_bytes=settings.max_body_bytes, is_base64=is_base64
+        )
+    except ProtocolError as error:
+        if numbered is None:
+            raise
+        raise sequence.reject(*numbered, error, sequence.budget_seconds(context)) from None
+    sender = Sender(user_id=who.user_id, name=who.name, region=settings.region)
+
+    def publish(message_id: str | None) -> str:
+        try:
+            return bus.publish_message(request.room, sender, request.body, message_id).id
+        except bus.PublishError:
+            raise ProtocolError(INTERNAL, "message not accepted; please retry") from None
+
+    if numbered is None:
+        return _response(202, {"id": publish(None)})
+    key, seq = numbered
+    message_id = sequence.accept(key, seq, publish, None, sequence.budget_seconds(context))
+    return _response(202, {"id": message_id, "seq": seq})
 
 
 def _query_param(query: dict[str, Any], name: str) -> str | None:
@@ -238,7 +265,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         method, room = _route(event)
         logger.append_keys(method=method, room=str(room)[:64])
         if method == "POST":
-            return _post(event, room)
+            return _post(event, room, context)
         return _get(event, room, context)
     except HttpError as error:
         count("ClientErrors")
@@ -248,9 +275,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except ProtocolError as error:
         logger.info("request answered with an error", extra={"code": error.code})
         count("ClientErrors" if error.code != INTERNAL else "InternalErrors")
-        return _response(
-            STATUS.get(error.code, 400), {"code": error.code, "message": error.message}
-        )
+        document = {k: v for k, v in error.to_frame().items() if k not in ("type", "ref")}
+        return _response(STATUS.get(error.code, 400), document)
     except Exception:
         logger.exception("request failed")
         count("InternalErrors")

@@ -329,7 +329,7 @@ class WebSocketApi:
         if isinstance(message, str):
             try:
                 value: Any = json.loads(message)
-            except ValueError:
+            except (ValueError, RecursionError):  # a hostile deep frame goes to $default
                 value = None
             for part in self._selection_path:
                 value = value.get(part) if isinstance(value, dict) else None

@@ -59,7 +59,7 @@ def _default_policy(role: iam.IRole | None) -> IConstruct:
     return policy
 
 
-def _manage_connections_finding(stack: ChatRegionStack) -> str:
+def _manage_connections_finding(stack: ChatRegionStack, method: str = "POST") -> str:
     """IAM5's finding id for the ``@connections`` ARN, as cdk-nag renders it."""
     partition = stack.resolve(stack.partition)
     partition_text = partition if isinstance(partition, str) else "<AWS::Partition>"
@@ -69,7 +69,7 @@ def _manage_connections_finding(stack: ChatRegionStack) -> str:
     region = stack.region if not Token.is_unresolved(stack.region) else "<AWS::Region>"
     return (
         f"IAM5[Resource::arn:{partition_text}:execute-api:{region}:<AWS::AccountId>:"
-        f"<{api_logical_id}>/{stack.config.stage}/POST/@connections/*]"
+        f"<{api_logical_id}>/{stack.config.stage}/{method}/@connections/*]"
     )
 
 
@@ -89,6 +89,16 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
             _manage_connections_finding(stack),
             "Connection ids are assigned by API Gateway at runtime; the ARN is already limited "
             "to this API, this stage and POST, the trailing * is the connection id",
+        )
+
+    closer = _default_policy(stack.functions.client_message_handler.role)
+    for method in ("POST", "DELETE"):
+        _ack(
+            closer,
+            _manage_connections_finding(stack, method),
+            "ClientMessageHandler closes connections whose token expired (the token_expired "
+            "frame, then DeleteConnection); connection ids are assigned at runtime, the ARN is "
+            "limited to this API, this stage and the method, the trailing * is the connection id",
         )
 
     # APIG4: $connect and the HTTP routes have the token authorizer; the

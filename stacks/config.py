@@ -107,6 +107,7 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "fanoutRequestBudget",
     "fanoutMaxWorkers",
     "presenceLiveMaxMembers",
+    "busClockSkewSeconds",
     "alarmEmail",
     "apiGatewayAccountRole",
     "httpCorsOrigins",
@@ -305,6 +306,9 @@ class ChatConfig:
     fanout_max_workers: int = 10
     # Rooms with more members than this get no live `member` frames (docs/protocol.md).
     presence_live_max_members: int = 200
+    # How far in the future a bus event's timestamps may be (clock skew
+    # between regions); later events are dropped as forged.
+    bus_clock_skew_seconds: int = 60
     alarm_email: str | None = None
     # AWS::ApiGateway::Account is one setting per account and region: exactly
     # one stack per account-region may own it (see ChatWebSocketApi). Default:
@@ -515,6 +519,11 @@ class ChatConfig:
                 "presenceLiveMaxMembers",
                 lambda k, v: _integer(k, v, 0, 100_000),
                 defaults.presence_live_max_members,
+            ),
+            bus_clock_skew_seconds=get(
+                "busClockSkewSeconds",
+                lambda k, v: _integer(k, v, 0, 3600),
+                defaults.bus_clock_skew_seconds,
             ),
             alarm_email=get("alarmEmail", email, defaults.alarm_email),
             # One stage owns the account-level singleton: prod unless told otherwise.

@@ -140,6 +140,8 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             messages_actions=CLIENT_HANDLER_MESSAGES_ACTIONS,
             # send; presence "joined"/"left" from join, leave and ping.
             puts_events=True,
+            # `refresh` verifies a fresh token by the authorizer's rules.
+            environment=authorizer_environment(config),
         ),
         FunctionSpec(
             name="EventBusMessageHandler",
@@ -208,8 +210,9 @@ class ChatFunctions(Construct):
             routes). Its environment is only Powertools' and the token rules
             (:func:`authorizer_environment`); its one permission beyond logs
             and X-Ray, reading the signing secret (none with an OIDC issuer), is
-            added by :meth:`allow_read_signing_secret`. Of the dependencies
-            layer only it imports PyJWT and cryptography.
+            added by :meth:`allow_read_signing_secret`. ClientMessageHandler
+            carries the same token rules and permission (``refresh``); only these
+            two import PyJWT and cryptography from the dependencies layer.
         async_failure_queue: where Lambda puts EventBusMessageHandler invocations
             that still fail after its async retries (on-failure destination).
         dependencies_layer: the one layer every function carries (Powertools,
@@ -254,6 +257,9 @@ class ChatFunctions(Construct):
             "FANOUT_SHARD_SIZE": str(config.fanout_shard_size),
             "FANOUT_REQUEST_BUDGET": str(config.fanout_request_budget),
             "PRESENCE_LIVE_MAX_MEMBERS": str(config.presence_live_max_members),
+            # Bus events from anywhere else are forged (event_bus_message_handler).
+            "CHAT_REGIONS": ",".join(config.regions),
+            "BUS_CLOCK_SKEW_SECONDS": str(config.bus_clock_skew_seconds),
             **powertools_environment,
         }
         # Everything the runtime lacks, built for arm64 without Docker. aiohttp
@@ -312,27 +318,37 @@ class ChatFunctions(Construct):
 
     # ---- wiring done by the stack ---------------------------------------
     def allow_manage_connections(
-        self, manage_connections_arn: str, function: lambda_.IFunction | None = None
+        self,
+        manage_connections_arn: str,
+        function: lambda_.IFunction | None = None,
+        close_connections_arn: str | None = None,
     ) -> None:
-        """Let ``function`` (default EventBusMessageHandler) post to ``@connections``.
+        """Let ``function`` (default EventBusMessageHandler) post to ``@connections``
+        (and close connections, given ``close_connections_arn``).
 
-        ``manage_connections_arn`` should name one API, one stage and the POST
-        method only, e.g. ``ChatWebSocketApi.manage_connections_arn``.
+        The ARNs should name one API, one stage and one method each, e.g.
+        ``ChatWebSocketApi.manage_connections_arn`` (POST) and
+        ``close_connections_arn`` (DELETE).
         """
+        resources = [manage_connections_arn]
+        if close_connections_arn is not None:
+            resources.append(close_connections_arn)
         (function or self.event_bus_message_handler).add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["execute-api:ManageConnections"],
-                resources=[manage_connections_arn],
-            )
+            iam.PolicyStatement(actions=["execute-api:ManageConnections"], resources=resources)
         )
 
     def allow_read_signing_secret(self, secret_arn: str) -> None:
-        """Let the authorizer read the signing secret (GetSecretValue on it, nothing else).
+        """Let the authorizer and ClientMessageHandler (``refresh``) read the signing
+        secret (GetSecretValue on it, nothing else).
 
         ``secret_arn`` is the secret's full ARN in the region that creates it,
         or ``arn:...:secret:<name>-??????`` for a secret referenced by name
         (Secrets Manager appends six random characters to every ARN).
         """
-        self.authorizer.add_to_role_policy(
-            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
-        )
+        # ClientMessageHandler verifies the fresh token of ``refresh`` the same way.
+        for function in (self.authorizer, self.client_message_handler):
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]
+                )
+            )

@@ -183,6 +183,13 @@ class ChatRegionStack(Stack):
         bus_handler.add_environment("CALLBACK_URL", self.api.callback_url)
         self.functions.allow_manage_connections(self.api.manage_connections_arn)
         self.replication.add_delivery_target(bus_handler)
+        # ClientMessageHandler closes connections whose token expired: it
+        # pushes the ``token_expired`` frame (POST), then closes (DELETE).
+        client_handler = self.functions.client_message_handler
+        client_handler.add_environment("CALLBACK_URL", self.api.callback_url)
+        self.functions.allow_manage_connections(
+            self.api.manage_connections_arn, client_handler, self.api.close_connections_arn
+        )
         self.fanout = ChatFanout(
             self,
             "Fanout",

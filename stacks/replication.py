@@ -111,10 +111,26 @@ class ChatReplication(Construct):
 
         # One role for all forwarding targets: CDK's EventBus target adds one
         # events:PutEvents statement per target bus to it, nothing more.
+        # The trust policy pins who may assume it (confused deputy): this
+        # account, and only rules on this region's chat bus. The rules' own
+        # ARNs cannot be named here (each rule's target refers to the role, so
+        # the role referring to the rules would be a dependency cycle), hence
+        # the bus-scoped ARN pattern; rule names are generated.
         self.forwarding_role = iam.Role(
             self,
             "ForwardingRole",
-            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com").with_conditions(
+                {
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="events",
+                            resource="rule",
+                            resource_name=f"{bus_name}/*",
+                        )
+                    },
+                }
+            ),
             description=f"Forward chat events accepted in {region} to the other regions' buses",
         )
         for number, chunk in enumerate(_chunks(other_regions, MAX_TARGETS_PER_RULE), start=1):

@@ -26,6 +26,7 @@ CLIENT_ROUTE_KEYS: tuple[str, ...] = (
     "history",
     "presence",
     "ping",
+    "refresh",
 )
 
 # One JSON object per line. Ids, route, status and error fields only: never a
@@ -75,6 +76,7 @@ class ChatWebSocketApi(Construct):
         callback_url: ``https://`` base URL of the ``@connections`` management API.
         manage_connections_arn: ``execute-api`` ARN allowing POST to
             ``@connections/*`` on this API and stage only.
+        close_connections_arn: the same for DELETE (closing a connection).
         account_role: the API Gateway CloudWatch role, when managed here.
         account: the ``AWS::ApiGateway::Account`` setting, when managed here.
     """
@@ -181,5 +183,11 @@ class ChatWebSocketApi(Construct):
             service="execute-api",
             resource=self.api.api_id,
             resource_name=f"{stage_name}/POST/@connections/*",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        self.close_connections_arn: str = stack.format_arn(
+            service="execute-api",
+            resource=self.api.api_id,
+            resource_name=f"{stage_name}/DELETE/@connections/*",
             arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )

@@ -8,6 +8,15 @@
 // The pane pings every 5 minutes and keeps a presence list (`joined.members`, then `member`
 // frames, as a map by userId).
 // The page's query string can change the timings: ?ping=SECONDS&backoff=SECONDS&attempts=N.
+//
+// Order (docs/protocol.md, "Order of a sender's messages"): sends are numbered per connection
+// (`seq`) and not awaited, so a burst is accepted in the order typed; a send answered
+// `internal` or `sequence_gap` is sent again as is (same seq: never twice). Messages are placed
+// by id, so what arrives out of order is still shown in order.
+// Failover: when the pane's region cannot be connected to, stops answering `ping`, or drops two
+// connections in a row within 30 s, the pane moves to the next region (nearest first, measured
+// once at load by timing a request to each region's HTTP API) and resumes there; a close whose
+// reason reads `retry-after=N` is waited out (N s plus up to half as much again).
 "use strict";
 
 const state = { endpoints: null, panes: 0 };
@@ -15,6 +24,8 @@ const USERS = ["alice", "bob", "carol", "dave", "erin", "frank"];
 const params = new URLSearchParams(location.search);
 const CONFIG = {
   pingMs: 1000 * Number(params.get("ping") || 300), // API Gateway closes idle connections at 10 min
+  // `refresh` with a fresh sandbox token, well inside its 1-hour lifetime.
+  refreshMs: 1000 * Number(params.get("refresh") || 1200),
   backoffMs: 1000 * Number(params.get("backoff") || 0.5),
   backoffCapMs: 15000,
   attempts: Number(params.get("attempts") || 8),
@@ -22,6 +33,10 @@ const CONFIG = {
   resumeWindowMs: 5000,
   historyPage: 100,
   maxPages: 200,
+  stableMs: 30000, // a connection that lasted this long was not a failure of its region
+  regionFailures: 2, // early drops in a row before moving to the next region
+  resends: 5, // resends of one numbered send
+  maxHintMs: 300000,
 };
 
 // Message ids (lambdas/chat/ids.py): 26 Crockford base32 characters, the first 10 a 48-bit
@@ -55,10 +70,40 @@ function resumeAfter(lastId, windowMs = CONFIG.resumeWindowMs) {
   return chars + ALPHABET[31].repeat(ID_LENGTH - TIME_CHARS);
 }
 
-function backoffDelayMs(attempt) {
+function backoffDelayMs(attempt, hintMs = null) {
+  // A server hint (close reason `retry-after=N`): at least that, plus up to half again.
+  if (hintMs !== null && hintMs > 0) {
+    const hint = Math.min(hintMs, CONFIG.maxHintMs);
+    return hint + (Math.random() * hint) / 2;
+  }
   // Exponential, capped, with equal jitter: half the step fixed, half random.
   const step = Math.min(CONFIG.backoffCapMs, CONFIG.backoffMs * 2 ** Math.max(0, attempt - 1));
   return step / 2 + (Math.random() * step) / 2;
+}
+
+function closeHintMs(reason) {
+  const found = /retry[-_ ]?after[=: ]\s*([0-9]+(?:\.[0-9]+)?)/i.exec(reason || "");
+  return found ? 1000 * Number(found[1]) : null;
+}
+
+// The regions nearest first: the time of a request to each region's HTTP API (best of 2;
+// the answer does not matter, only how long it took). Unreachable regions go last.
+async function nearestRegions(regions) {
+  async function timeOnce(url) {
+    const started = performance.now();
+    try {
+      await fetch(url, { mode: "no-cors", cache: "no-store" });
+    } catch {
+      return Infinity;
+    }
+    return performance.now() - started;
+  }
+  const measured = await Promise.all(Object.entries(regions).map(async ([name, urls]) => {
+    const url = urls.http || urls.websocket.replace(/^ws/, "http");
+    return [name, Math.min(await timeOnce(url), await timeOnce(url))];
+  }));
+  measured.sort((a, b) => a[1] - b[1]);
+  return measured;
 }
 
 function el(tag, attrs = {}, text = "") {
@@ -77,6 +122,35 @@ function who(member) {
   const user = member.userId || "?";
   const label = member.name && member.name !== user ? `${member.name} (${user})` : user;
   return `${label}@${member.region || "?"}`;
+}
+
+
+// The server's JSON rules on the way in (lambdas/chat/json_codec.py,
+// clients/strict_json.py): at most MAX_FRAME_DEPTH nested arrays/objects, so
+// a hostile frame cannot exhaust the stack in JSON.parse or JSON.stringify.
+// JSON.parse has no depth option; this linear scan skips strings.
+const MAX_FRAME_DEPTH = 64;
+
+function tooDeep(text, limit) {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "[" || c === "{") {
+      if (++depth > limit) return true;
+    } else if (c === "]" || c === "}") depth--;
+  }
+  return false;
+}
+
+function parseFrame(data) {
+  const text = String(data);
+  if (tooDeep(text, MAX_FRAME_DEPTH)) throw new Error("frame nests too deep");
+  return JSON.parse(text);
 }
 
 class Pane {
@@ -99,7 +173,7 @@ class Pane {
     this.ws = null;
     this.wanted = false; // the user wants to be connected: reconnect when the socket drops
     this.attempt = 0;
-    this.timers = { reconnect: null, ping: null };
+    this.timers = { reconnect: null, ping: null, refresh: null };
     this.seen = new Set();
     this.lastIds = {}; // room -> newest id seen (the resume point's base)
     this.presence = new Map(); // userId -> member
@@ -107,6 +181,13 @@ class Pane {
     this.refs = 0;
     this.reconnects = 0;
     this.resuming = false; // the next join follows a reconnect
+    this.seq = 0; // the last seq sent on this connection
+    this.outgoing = new Map(); // seq -> numbered send frame not acked yet
+    this.resent = new Map(); // seq -> resends so far
+    this.openedAt = null; // when the current socket opened
+    this.earlyDrops = 0; // connections to this region that dropped early, in a row
+    this.regionDown = false; // the current region failed (no pong): move on
+    this.hintMs = null; // the server asked to wait this long before reconnecting
     this.q(".identity").addEventListener("submit", (event) => {
       event.preventDefault();
       this.connect();
@@ -278,11 +359,17 @@ class Pane {
     this.ws = ws;
     ws.addEventListener("open", () => {
       if (this.ws !== ws) return;
+      this.openedAt = Date.now();
+      this.seq = 0;
       this.setState(`connected to ${this.q(".region").value}`, true);
       this.setControls(true);
       this.joinRoom(ws);
       clearInterval(this.timers.ping);
       this.timers.ping = setInterval(() => this.ping(ws), CONFIG.pingMs);
+      clearInterval(this.timers.refresh);
+      if (state.endpoints.auth) {
+        this.timers.refresh = setInterval(() => this.refreshToken(ws), CONFIG.refreshMs);
+      }
     });
     ws.addEventListener("message", (event) => {
       if (this.ws === ws) this.receive(event.data);
@@ -290,6 +377,8 @@ class Pane {
     ws.addEventListener("close", (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.hintMs = closeHintMs(event.reason);
+      this.judgeRegion();
       this.dropped();
       this.setState(`disconnected (${event.code})`);
       if (this.wanted) this.line(`connection lost (${event.code})`, "error");
@@ -333,10 +422,29 @@ class Pane {
     this.root.dataset.synced = room;
   }
 
+  // Extend the open connection before its token expires (docs/protocol.md, `refresh`);
+  // a failure only shows: `token_expired` later makes the pane reconnect with a new token.
+  async refreshToken(ws) {
+    let reply = null;
+    try {
+      const tokenParams = new URLSearchParams({ sub: this.q(".user").value.trim() });
+      const name = this.q(".name").value.trim();
+      if (name) tokenParams.set("name", name);
+      const answer = await fetch(`/_sandbox/token?${tokenParams}`);
+      if (answer.ok) reply = await this.request({ action: "refresh", token: (await answer.json()).token });
+    } catch (error) {
+      reply = null;
+    }
+    if (this.ws === ws && (!reply || reply.type !== "refreshed")) {
+      this.line("token refresh failed", "error");
+    }
+  }
+
   async ping(ws) {
     const reply = await this.request({ action: "ping" });
     if (this.ws === ws && (!reply || reply.type !== "pong")) {
       this.line("ping failed; reconnecting", "error");
+      this.regionDown = true;
       ws.close(4000, "no pong");
     }
   }
@@ -350,7 +458,8 @@ class Pane {
       this.setState(`disconnected (gave up after ${CONFIG.attempts} attempts)`);
       return;
     }
-    const delay = backoffDelayMs(this.attempt);
+    const delay = backoffDelayMs(this.attempt, this.hintMs);
+    this.hintMs = null;
     this.setState(`reconnecting in ${(delay / 1000).toFixed(1)}s ` +
       `(attempt ${this.attempt} of ${CONFIG.attempts})`);
     this.timers.reconnect = setTimeout(() => {
@@ -361,10 +470,37 @@ class Pane {
     }, delay);
   }
 
+  // Did the region fail (never opened, no pong, or early drops in a row)? Then move to the
+  // next one, nearest first.
+  judgeRegion() {
+    const opened = this.openedAt !== null;
+    const lasted = opened ? Date.now() - this.openedAt : 0;
+    this.openedAt = null;
+    let failed = this.regionDown || !opened;
+    this.regionDown = false;
+    if (!failed) {
+      this.earlyDrops = lasted >= CONFIG.stableMs ? 0 : this.earlyDrops + 1;
+      failed = this.earlyDrops >= CONFIG.regionFailures;
+    }
+    if (!failed || !this.wanted || !state.order || state.order.length < 2) return;
+    this.earlyDrops = 0;
+    const select = this.q(".region");
+    const next = state.order[(state.order.indexOf(select.value) + 1) % state.order.length];
+    this.line(`region ${select.value} failed; moving to ${next}`, "error");
+    select.value = next;
+    this.root.dataset.failovers = String(Number(this.root.dataset.failovers || 0) + 1);
+  }
+
   // The socket is gone: fail what waits for a reply, stop the ping timer.
   dropped() {
     clearInterval(this.timers.ping);
+    clearInterval(this.timers.refresh);
     for (const ref of [...this.waiting.keys()]) this.settle(ref, null);
+    // A send without an ack may or may not have been accepted: say so rather than resend it on
+    // the next connection (a new sequence) and risk showing it twice.
+    for (const frame of this.outgoing.values()) this.line(`not confirmed: ${frame.body}`, "error");
+    this.outgoing.clear();
+    this.resent.clear();
     this.root.dataset.joined = "";
     this.root.dataset.synced = "";
     this.setControls(false);
@@ -393,21 +529,53 @@ class Pane {
     const input = this.q(".text");
     const text = input.value;
     if (!text.trim()) return;
-    this.send({ action: "send", room: this.room, body: text });
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      this.line("not connected", "error");
+      return;
+    }
+    this.seq += 1;
+    const frame = { action: "send", room: this.room, body: text, seq: this.seq,
+                    ref: `p${this.index}-s${this.seq}` };
+    this.outgoing.set(this.seq, frame);
+    this.ws.send(JSON.stringify(frame));
     input.value = "";
     input.focus();
+  }
+
+  // An error for a numbered send: resend (as is) what can still succeed; true when handled.
+  numberedSendFailed(frame) {
+    const match = /-s([0-9]+)$/.exec(frame.ref || "");
+    const seq = match ? Number(match[1]) : null;
+    if (seq === null || !this.outgoing.has(seq)) return false;
+    const tries = this.resent.get(seq) || 0;
+    if ((frame.code === "internal" || frame.code === "sequence_gap") && tries < CONFIG.resends) {
+      this.resent.set(seq, tries + 1);
+      const from = frame.code === "sequence_gap" && Number.isInteger(frame.expected)
+        ? frame.expected : seq;
+      const again = [...this.outgoing.keys()].filter((n) => n >= from).sort((a, b) => a - b);
+      for (const n of again) {
+        if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+          this.ws.send(JSON.stringify(this.outgoing.get(n)));
+        }
+      }
+      return true;
+    }
+    this.outgoing.delete(seq);
+    return false;
   }
 
   receive(data) {
     let frame;
     try {
-      frame = JSON.parse(data);
+      frame = parseFrame(data);
     } catch {
-      this.line(`? ${data}`, "error");
+      this.line(`? unreadable frame (${String(data).length} characters)`, "error");
       return;
     }
     // Replies to requests (join, history, ping) go to whoever waits for them.
     if (frame.ref && this.settle(frame.ref, frame)) return;
+    if (frame.type === "ack" && Number.isInteger(frame.seq)) this.outgoing.delete(frame.seq);
+    if (frame.type === "error" && this.numberedSendFailed(frame)) return;
     switch (frame.type) {
       case "message":
         this.showMessage(frame);
@@ -451,6 +619,12 @@ async function main() {
     return;
   }
   const regions = Object.keys(state.endpoints.regions);
+  // Failover order, nearest first (measured in the background; panes keep their region).
+  state.order = regions;
+  nearestRegions(state.endpoints.regions).then((measured) => {
+    state.order = measured.map(([name]) => name);
+    document.body.dataset.nearest = state.order.join(",");
+  });
   state.paneList = regions.map((region, index) => new Pane(index, region));
   state.panes = regions.length;
   status.textContent = `${regions.length} regions: ${regions.join(", ")}` +

@@ -19,13 +19,17 @@ Modules (imported as ``chat.*``; the asset root ``lambdas/`` is on ``sys.path``)
 * :mod:`chat.presence`           presence transitions published as ``chat.presence`` events
 * :mod:`chat.identity`           the caller's user (the token authorizer's context only)
 * :mod:`chat.claims`             identity limits and room patterns (standard library only)
-* :mod:`chat.tokens`             token verification with PyJWT (the authorizer only)
-* :mod:`chat.jwks`               an OIDC issuer's keys, fetched and cached (the authorizer only)
+* :mod:`chat.tokens`             token verification with PyJWT
+* :mod:`chat.jwks`               an OIDC issuer's keys, fetched and cached
+* :mod:`chat.token_keys`         which keys verify tokens here (signing secret or JWKS)
+* :mod:`chat.token_refresh`      ``refresh``: a fresh token extends an open connection
+* :mod:`chat.token_expiry`       open connections honour their token's ``exp``
 
 Only the standard library, boto3/botocore and what ``lambdas/requirements.txt``
 pins (Powertools, aiohttp, PyJWT with cryptography: the dependencies layer) may
 be imported here: the asset is deployed unbundled next to that layer.
-chat.tokens and chat.jwks (PyJWT) are the authorizer's alone: no other handler
-imports them, so none pays their import at cold start
-(tests/unit/test_jwt_layering.py).
+chat.tokens, chat.jwks and chat.token_keys (PyJWT) are imported at init by the
+authorizer alone, and by ClientMessageHandler on its first ``refresh``
+(chat.token_refresh): no other handler, and no other frame, pays their import
+at cold start (tests/unit/test_jwt_layering.py).
 """

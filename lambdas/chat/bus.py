@@ -9,13 +9,13 @@ retried by botocore (standard mode) and is not retried again here.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chat import clients, config, retry
 from chat.ids import id_timestamp_ms, iso_from_ms, new_id
+from chat.json_codec import compact_json
 from chat.model import ChatMessage, Sender
 from chat.observability import count, logger
 
@@ -46,7 +46,7 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
         {
             "Source": settings.source,
             "DetailType": detail_type,
-            "Detail": json.dumps(detail, separators=(",", ":"), ensure_ascii=False),
+            "Detail": compact_json(detail),
             "EventBusName": settings.bus_name,
         }
     ]
@@ -76,15 +76,19 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
     raise PublishError(f"PutEvents rejected {len(entries)} entries {PUBLISH_ATTEMPTS} times")
 
 
-def publish_message(room: str, sender: Sender, body: Any) -> ChatMessage:
-    """Accept a validated message: mint its id and publish ``chat.message``.
+def publish_message(
+    room: str, sender: Sender, body: Any, message_id: str | None = None
+) -> ChatMessage:
+    """Accept a validated message: mint its id (unless given) and publish ``chat.message``.
 
     Shared by the WebSocket ``send`` and ``POST /rooms/{room}/messages``: the
-    id's timestamp is ``sentAt``, the origin is this region. Counts
+    id's timestamp is ``sentAt``, the origin is this region. A sequenced send
+    (:mod:`chat.sequence`) passes the id its sequence chose; publishing the
+    same id twice is harmless (history de-duplicates by id). Counts
     ``MessagesAccepted``, or ``PublishFailures`` and raises PublishError (the
     caller must then not acknowledge).
     """
-    message_id = new_id()
+    message_id = message_id or new_id()
     message = ChatMessage(
         room=room,
         id=message_id,

@@ -30,9 +30,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TypeGuard
 
-from chat.model import MAX_USER_ID_CHARS
-
 __all__ = [
+    "LEEWAY_SECONDS",
     "MAX_NAME_CHARS",
     "MAX_ROOM_PATTERNS",
     "MAX_USER_ID_CHARS",
@@ -43,8 +42,13 @@ __all__ = [
     "valid_user_id",
 ]
 
+# Also the limits of identities in bus events (chat.model): one source.
+MAX_USER_ID_CHARS = 128
 MAX_NAME_CHARS = 64
 MAX_ROOM_PATTERNS = 50
+# Clock skew between a token's issuer and us: for the verifier (chat.tokens) and
+# for the expiry of open connections (chat.token_expiry), which must agree.
+LEEWAY_SECONDS = 30
 
 _PATTERN = re.compile(r"[A-Za-z0-9_.:*-]{1,64}")
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})

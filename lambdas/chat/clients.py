@@ -22,11 +22,12 @@ from botocore.config import Config
 from chat import config
 
 if TYPE_CHECKING:  # the stubs are a dev dependency only
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["dynamodb", "events", "reset", "sqs"]
+__all__ = ["dynamodb", "events", "management", "reset", "sqs"]
 
 
 def _standard_config(**extra: Any) -> Config:
@@ -66,9 +67,22 @@ def sqs() -> SQSClient:
     )
 
 
+@functools.cache
+def management() -> ApiGatewayManagementApiClient:
+    """The ``@connections`` API of this stage (ClientMessageHandler closes
+    connections whose token expired; the fan-out posts with its own engine)."""
+    settings = config.get_settings()
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=settings.callback_endpoint,
+        region_name=settings.region or None,
+        config=_standard_config(),
+    )
+
+
 # Captured here, not looked up at reset time, so that a test which replaces a
 # factory on the module (monkeypatch) can still reset the real ones.
-_FACTORIES = (dynamodb, events, sqs)
+_FACTORIES = (dynamodb, events, management, sqs)
 
 
 def reset() -> None:

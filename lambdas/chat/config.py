@@ -54,6 +54,13 @@ class Settings:
     fanout_budget_window_ms: int = 100
     # Rooms above this many members get no live ``member`` frames (chat.roster).
     presence_live_max_members: int = 200
+    # A numbered send waits at most this long for the sends before it (chat.sequence).
+    sequence_wait_ms: int = 3000
+    # Bus events (event_bus_message_handler): the regions an event may come
+    # from (empty: only this one) and how far in the future its timestamps
+    # may be (clock skew between regions).
+    chat_regions: tuple[str, ...] = ()
+    bus_clock_skew_seconds: int = 60
 
     @staticmethod
     def from_env() -> Settings:
@@ -75,7 +82,19 @@ class Settings:
             fanout_request_budget=_int("FANOUT_REQUEST_BUDGET", 5000),
             fanout_budget_window_ms=_int("FANOUT_BUDGET_WINDOW_MS", 100, minimum=10),
             presence_live_max_members=_int("PRESENCE_LIVE_MAX_MEMBERS", 200, minimum=0),
+            sequence_wait_ms=_int("SEQUENCE_WAIT_MS", 3000, minimum=0),
+            chat_regions=tuple(
+                region.strip()
+                for region in os.environ.get("CHAT_REGIONS", "").split(",")
+                if region.strip()
+            ),
+            bus_clock_skew_seconds=_int("BUS_CLOCK_SKEW_SECONDS", 60, minimum=0),
         )
+
+    @property
+    def origin_regions(self) -> frozenset[str]:
+        """Where a bus event may come from: the configured regions (this one always)."""
+        return frozenset((*self.chat_regions, self.region))
 
     @property
     def presence_refresh_seconds(self) -> int:

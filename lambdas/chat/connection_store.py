@@ -91,6 +91,8 @@ class Connection:
     rooms: frozenset[str]
     # The token's room patterns (``allowedRooms``); None: every room.
     allowed_rooms: tuple[str, ...] | None = None
+    # The token's ``exp`` (``tokenExpiresAt``, epoch s); None: not recorded.
+    token_expires_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +142,13 @@ def _connection_from_item(connection_id: str, item: Item) -> Connection:
             if "allowedRooms" in item
             else None
         ),
+        token_expires_at=_token_expires_at(item),
     )
+
+
+def _token_expires_at(item: Item) -> int | None:
+    raw = item.get("tokenExpiresAt", {}).get("N")
+    return int(raw) if raw is not None else None
 
 
 def _extend_expiry(key: Item, expires: int) -> Item | None:
@@ -170,8 +178,10 @@ def put_connection(
     user_id: str,
     name: str | None,
     allowed_rooms: tuple[str, ...] | None = None,
+    token_expires_at: int | None = None,
 ) -> None:
-    """Register a new connection (``$connect``); ``allowed_rooms``: the token's room patterns."""
+    """Register a new connection (``$connect``); ``allowed_rooms``: the token's room
+    patterns, ``token_expires_at``: its ``exp`` (the connection is closed after it)."""
     item: Item = {
         "pk": {"S": conn_pk(connection_id)},
         "sk": {"S": META},
@@ -183,7 +193,40 @@ def put_connection(
         item["name"] = {"S": name}
     if allowed_rooms is not None:
         item["allowedRooms"] = {"L": [{"S": pattern} for pattern in allowed_rooms]}
+    if token_expires_at is not None:
+        item["tokenExpiresAt"] = {"N": str(token_expires_at)}
     clients.dynamodb().put_item(TableName=connections_table(), Item=item)
+
+
+def extend_token(connection_id: str, user_id: str, expires_at: int) -> bool:
+    """Record a fresh token's ``exp`` (``refresh``); False when the connection is
+    unknown or belongs to another user (conditional write, nothing changed)."""
+    try:
+        clients.dynamodb().update_item(
+            TableName=connections_table(),
+            Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}},
+            UpdateExpression="SET tokenExpiresAt = :exp",
+            ConditionExpression="userId = :user",
+            ExpressionAttributeValues={":exp": {"N": str(expires_at)}, ":user": {"S": user_id}},
+        )
+    except ClientError as error:
+        if is_conditional_failure(error):
+            return False
+        raise
+    return True
+
+
+def token_expires_at(connection_id: str) -> int | None:
+    """The ``exp`` of the connection's token, None when unknown (or no META).
+
+    One strongly consistent read of one attribute per client frame."""
+    response = clients.dynamodb().get_item(
+        TableName=connections_table(),
+        Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}},
+        ConsistentRead=True,
+        ProjectionExpression="tokenExpiresAt",
+    )
+    return _token_expires_at(response.get("Item") or {})
 
 
 def get_connection(connection_id: str) -> Connection | None:

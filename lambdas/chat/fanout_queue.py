@@ -21,12 +21,11 @@ rather than a shard vanishing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from chat import clients, config, retry
-from chat.json_codec import compact_json
+from chat.json_codec import compact_json, loads_strict
 
 __all__ = [
     "SHARD_KIND",
@@ -114,7 +113,7 @@ class ShardJob:
 def parse_job(raw: str) -> tuple[str, dict[str, Any]]:
     """``(kind, body)`` of a message body; :class:`JobError` if it is not a job."""
     try:
-        body = json.loads(raw)
+        body = loads_strict(raw)
     except (TypeError, ValueError):
         raise JobError("the message body is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("kind"), str):

@@ -27,11 +27,11 @@ Rules beyond the protocol text (see "Runtime notes" in docs/contracts.md):
 from __future__ import annotations
 
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chat.ids import is_valid_id
-from chat.json_codec import compact_json, loads_strict
+from chat.json_codec import MAX_DEPTH, TooDeepError, compact_json, loads_strict
 from chat.model import valid_room
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "Ping",
     "Presence",
     "ProtocolError",
+    "Refresh",
     "Request",
     "Send",
     "decode_payload",
@@ -58,7 +59,10 @@ MAX_HISTORY_LIMIT: Final = 100
 # and the default when no limit is sent; 0 asks for the count only.
 MAX_MEMBER_LIMIT: Final = 500
 MAX_CURSOR_CHARS: Final = 128  # a cursor is a user id (the last one of the page)
-ACTIONS: Final = frozenset({"join", "leave", "send", "history", "presence", "ping"})
+ACTIONS: Final = frozenset({"join", "leave", "send", "history", "presence", "ping", "refresh"})
+# A fresh token on ``refresh``: the verifier's own limit is checked there; this
+# only keeps an absurd frame from reaching it.
+MAX_REFRESH_TOKEN_CHARS: Final = 8192
 
 # Error codes (docs/protocol.md)
 BAD_REQUEST: Final = "bad_request"
@@ -68,6 +72,8 @@ NOT_MEMBER: Final = "not_member"
 FORBIDDEN: Final = "forbidden"
 RATE_LIMITED: Final = "rate_limited"
 INTERNAL: Final = "internal"
+TOKEN_EXPIRED: Final = "token_expired"
+TOKEN_INVALID: Final = "token_invalid"
 
 
 class ProtocolError(Exception):
@@ -120,7 +126,12 @@ class Ping:
     pass
 
 
-Request = Join | Leave | Send | History | Presence | Ping
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    token: str = field(repr=False)  # never in a log line
+
+
+Request = Join | Leave | Send | History | Presence | Ping | Refresh
 
 
 def frame(type_: str, ref: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -140,6 +151,10 @@ def decode_payload(raw: str | bytes | None, is_base64: bool, what: str = "frame"
         raise ProtocolError(BAD_REQUEST, f"{what} is empty; expected a JSON object")
     try:
         return loads_strict(raw, is_base64)
+    except TooDeepError:
+        raise ProtocolError(
+            BAD_REQUEST, f"{what} nests deeper than {MAX_DEPTH} arrays/objects"
+        ) from None
     except (ValueError, binascii.Error, RecursionError):
         # json.JSONDecodeError and UnicodeDecodeError are ValueErrors.
         raise ProtocolError(BAD_REQUEST, f"{what} is not valid JSON") from None
@@ -258,6 +273,11 @@ def parse_client_frame(
             )
         case "ping":
             request = Ping()
+        case "refresh":
+            token = obj.get("token")
+            if not isinstance(token, str) or not 1 <= len(token) <= MAX_REFRESH_TOKEN_CHARS:
+                raise fields.bad("'token' must be a token string (a JWT)")
+            request = Refresh(token=token)
         case _:
             shown = action if len(action) <= 64 else action[:64] + "..."
             raise ProtocolError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -10,7 +9,7 @@ from botocore.exceptions import ClientError
 from chat import clients, config
 from chat.dynamo import Item, is_conditional_failure, query_pages, str_attr
 from chat.ids import epoch_seconds
-from chat.json_codec import compact_json
+from chat.json_codec import compact_json, loads_strict
 from chat.model import ChatMessage
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ def _message_from_item(item: Item) -> dict[str, Any]:
         "room": str_attr(item, "room"),
         "id": str_attr(item, "id"),
         "sender": sender,
-        "body": json.loads(str_attr(item, "body") or "null"),
+        "body": loads_strict(str_attr(item, "body") or "null"),
         "sentAt": str_attr(item, "sentAt"),
     }
 

@@ -13,7 +13,6 @@ without the authorizer, a hand-made event) is refused.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from chat.claims import (
     valid_pattern,
     valid_user_id,
 )
+from chat.json_codec import loads_strict
 
 __all__ = ["MAX_NAME_CHARS", "MAX_USER_ID_CHARS", "Identity", "InvalidIdentityError", "resolve"]
 
@@ -38,13 +38,14 @@ class Identity:
     user_id: str
     name: str | None
     rooms: tuple[str, ...] | None  # room patterns; None = every room
+    expires_at: int | None = None  # the token's exp (epoch s), when the authorizer passed it
 
 
 def _rooms(raw: object) -> tuple[str, ...] | None:
     if not isinstance(raw, str):
         raise InvalidIdentityError("authorizer context has no rooms")
     try:
-        value = json.loads(raw)
+        value = loads_strict(raw)
     except ValueError:
         raise InvalidIdentityError("authorizer rooms is not JSON") from None
     if value is None:
@@ -71,4 +72,17 @@ def resolve(authorizer: Any) -> Identity:
         raise InvalidIdentityError(
             f"name must be at most {MAX_NAME_CHARS} characters without control characters"
         )
-    return Identity(user_id=user_id, name=name or None, rooms=_rooms(authorizer.get("rooms")))
+    return Identity(
+        user_id=user_id,
+        name=name or None,
+        rooms=_rooms(authorizer.get("rooms")),
+        expires_at=_expires_at(authorizer.get("expiresAt")),
+    )
+
+
+def _expires_at(raw: object) -> int | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str | int) or isinstance(raw, bool) or not str(raw).isdigit():
+        raise InvalidIdentityError("authorizer expiresAt is not epoch seconds")
+    return int(raw)

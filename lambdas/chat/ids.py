@@ -61,6 +61,7 @@ __all__ = [
     "is_valid_id",
     "iso_from_ms",
     "new_id",
+    "new_id_after",
     "now_ms",
     "resume_after",
 ]
@@ -121,6 +122,31 @@ def new_id(timestamp_ms: int | None = None) -> str:
         else:
             rand = secrets.randbits(_RANDOM_BITS)
         _last_ms, _last_random = ms, rand
+    return _encode(ms, _TIME_CHARS) + _encode(rand, ID_LENGTH - _TIME_CHARS)
+
+
+def new_id_after(floor: str | None) -> str:
+    """A new id greater than ``floor`` (an id minted anywhere, maybe on a clock ahead of ours).
+
+    :func:`new_id` orders the ids of one process only; ids from two containers
+    are ordered by their clocks. A sender's sequence (:mod:`chat.sequence`)
+    keeps its last id and asks for the next one above it, so that its ids
+    follow its order whatever the containers' clocks: when this clock is
+    behind ``floor``'s, the result is ``floor``'s successor (same millisecond,
+    random part plus one; the next millisecond if that overflows).
+    """
+    candidate = new_id()
+    if floor is None or candidate > floor:
+        return candidate
+    ms = id_timestamp_ms(floor)
+    rand = 0
+    for c in floor[_TIME_CHARS:]:
+        rand = (rand << 5) | _DECODE[c]
+    rand += 1
+    if rand > _MAX_RANDOM:
+        ms, rand = ms + 1, 0
+    if ms > _MAX_TIME:
+        raise ValueError("no id above the greatest possible one")
     return _encode(ms, _TIME_CHARS) + _encode(rand, ID_LENGTH - _TIME_CHARS)
 
 

@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from chat.claims import MAX_NAME_CHARS, MAX_USER_ID_CHARS, valid_name, valid_user_id
 from chat.ids import is_valid_id
-from chat.json_codec import compact_json
+from chat.json_codec import MAX_BODY_DEPTH, compact_json, value_too_deep
 
 __all__ = [
     "MAX_USER_ID_CHARS",
@@ -22,12 +23,14 @@ __all__ = [
     "ChatMessage",
     "PresenceEvent",
     "Sender",
+    "check_not_future",
+    "check_origin",
     "valid_room",
 ]
 
 ROOM_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}", re.ASCII)
 PRESENCE_EVENTS: Final = frozenset({"joined", "left"})
-MAX_USER_ID_CHARS: Final = 128
+REGION_PATTERN: Final = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
 
 
 def valid_room(value: object) -> bool:
@@ -51,17 +54,40 @@ class Sender:
         return out
 
     @staticmethod
-    def from_dict(value: object) -> Sender:
+    def from_dict(value: object, what: str = "sender") -> Sender:
+        """Validate a sender/member from a bus event with the token's identity rules
+        (chat.claims: length limits and control characters, the same as a token's)."""
         if not isinstance(value, dict):
-            raise ValueError("sender must be an object")
+            raise ValueError(f"{what} must be an object")
         user_id, name, region = value.get("userId"), value.get("name"), value.get("region")
-        if not isinstance(user_id, str) or not user_id:
-            raise ValueError("sender.userId must be a non-empty string")
-        if name is not None and not isinstance(name, str):
-            raise ValueError("sender.name must be a string")
-        if not isinstance(region, str) or not region:
-            raise ValueError("sender.region must be a non-empty string")
-        return Sender(user_id=user_id, name=name or None, region=region)
+        if not valid_user_id(user_id):
+            raise ValueError(
+                f"{what}.userId must be 1-{MAX_USER_ID_CHARS} characters, no control characters"
+            )
+        if not valid_name(name):
+            raise ValueError(
+                f"{what}.name must be at most {MAX_NAME_CHARS} characters, no control characters"
+            )
+        if not isinstance(region, str) or REGION_PATTERN.fullmatch(region) is None:
+            raise ValueError(f"{what}.region must be an AWS region name")
+        return Sender(user_id=str(user_id), name=str(name) if name else None, region=region)
+
+
+def check_origin(
+    origin_region: str, sender_region: str, regions: frozenset[str], what: str = "sender"
+) -> None:
+    """A bus event comes from a configured region and speaks for a user there."""
+    if origin_region not in regions:
+        raise ValueError(f"detail.originRegion {origin_region[:32]!r} is not a configured region")
+    if sender_region != origin_region:
+        raise ValueError(f"detail.{what}.region must equal detail.originRegion")
+
+
+def check_not_future(at_ms: int, now_ms: int, skew_ms: int, what: str) -> None:
+    """Refuse a timestamp later than now plus the allowed clock skew (a forgery
+    that would order after every genuine event)."""
+    if at_ms > now_ms + skew_ms:
+        raise ValueError(f"{what} is {at_ms - now_ms} ms in the future")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,15 +129,18 @@ class ChatMessage:
             raise ValueError("detail.room is not a valid room name")
         if not is_valid_id(id_):
             raise ValueError("detail.id is not a message id")
-        if not isinstance(origin, str) or not origin:
-            raise ValueError("detail.originRegion must be a non-empty string")
-        if not isinstance(sent_at, str) or not sent_at:
-            raise ValueError("detail.sentAt must be a non-empty string")
+        if not isinstance(origin, str) or REGION_PATTERN.fullmatch(origin) is None:
+            raise ValueError("detail.originRegion must be an AWS region name")
+        if not isinstance(sent_at, str) or not 1 <= len(sent_at) <= 40:
+            raise ValueError("detail.sentAt must be a timestamp string")
         if "body" not in detail:
             raise ValueError("detail.body is missing")
+        if value_too_deep(detail["body"], MAX_BODY_DEPTH):
+            raise ValueError(f"detail.body nests deeper than {MAX_BODY_DEPTH} levels")
         try:  # it is stored and posted as UTF-8 JSON; refuse now, not after the write
             compact_json(detail["body"]).encode("utf-8")
         except (UnicodeEncodeError, RecursionError, ValueError):
+            # ValueError: NaN/Infinity (allow_nan=False) among others.
             raise ValueError("detail.body is not encodable as UTF-8 JSON") from None
         return ChatMessage(
             room=str(room),
@@ -185,15 +214,13 @@ class PresenceEvent:
         if not isinstance(detail, dict):
             raise ValueError("detail must be an object")
         room, event, origin = detail.get("room"), detail.get("event"), detail.get("originRegion")
-        if not isinstance(origin, str) or not origin:
-            raise ValueError("detail.originRegion must be a non-empty string")
+        if not isinstance(origin, str) or REGION_PATTERN.fullmatch(origin) is None:
+            raise ValueError("detail.originRegion must be an AWS region name")
         if not valid_room(room):
             raise ValueError("detail.room is not a valid room name")
         if event not in PRESENCE_EVENTS:
             raise ValueError("detail.event must be 'joined' or 'left'")
-        member = Sender.from_dict(detail.get("member"))
-        if len(member.user_id) > MAX_USER_ID_CHARS:
-            raise ValueError("detail.member.userId is too long")
+        member = Sender.from_dict(detail.get("member"), "member")
         refresh = detail.get("refresh", False)
         if not isinstance(refresh, bool):
             raise ValueError("detail.refresh must be a boolean")

@@ -57,6 +57,7 @@ from typing import Any, Protocol
 import jwt
 
 from chat.claims import (
+    LEEWAY_SECONDS,
     MAX_NAME_CHARS,
     MAX_ROOM_PATTERNS,
     MAX_USER_ID_CHARS,
@@ -83,7 +84,6 @@ __all__ = [
 # KB); API Gateway's own header and query limits are 10 KB.
 MAX_TOKEN_CHARS = 8192
 MAX_JSON_DEPTH = 8  # {"rooms": [...]} is 2; IdPs nest a few levels (Keycloak's realm_access.roles)
-LEEWAY_SECONDS = 30  # clock skew between the token's issuer and the authorizer
 DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600
 _MAX_KID_CHARS = 256
 

@@ -107,6 +107,22 @@ def test_message_typed_in_one_region_appears_in_another(
             ids = await page.evaluate(ids_js)
             assert ids == sorted(ids) and len(ids) == len(set(ids)) == 4, ids
             assert ids[1:] == sorted(sent)
+            # A burst typed faster than acks come back (one tick): numbered sends, shown in
+            # send order in the other region's pane.
+            burst = [f"burst {n}" for n in range(10)]
+            await page.evaluate(
+                "(() => { const pane = state.paneList[0];"
+                f" for (const text of {json.dumps(burst)}) {{"
+                " pane.q('.text').value = text; pane.sendText(); } return true; })()"
+            )
+            bodies_js = (
+                "[...document.querySelectorAll('[data-testid=messages-2] li.message .body')]"
+                ".map(li => li.textContent)"
+            )
+            await page.wait_until(f"{bodies_js}.filter(b => b.startsWith('burst')).length === 10")
+            shown_bodies = await page.evaluate(bodies_js)
+            assert [b for b in shown_bodies if b.startswith("burst")] == burst
+            assert await page.wait_until("state.paneList[0].outgoing.size === 0")  # all acked
             # The panes ping on their timer.
             deadline = asyncio.get_running_loop().time() + 15
             while await _pings(sandbox, "ap-northeast-1") <= pings:

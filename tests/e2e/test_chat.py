@@ -488,3 +488,47 @@ def test_http_fallback_posts_and_reads_across_regions(sandbox: SandboxProcess) -
             await listener.close()
 
     run(scenario())
+
+
+def test_hostile_json_is_refused_and_the_connection_stays(sandbox: SandboxProcess) -> None:
+    async def scenario() -> None:
+        client = await Client.open(sandbox.url("us-east-1"), "jason")
+        try:
+            room = room_name()
+            await client.join(room)
+            for raw in (
+                f'{{"action": "send", "room": "{room}", "body": 1e400}}',
+                f'{{"action": "send", "room": "{room}", "body": {"[" * 40 + "]" * 40}}}',
+                "[" * 100_000,  # deeper than any interpreter's recursion limit
+            ):
+                start = len(client.frames)
+                await client.send_raw(raw)
+                reply = await client.wait_for(lambda f: f.get("type") == "error", start=start)
+                assert reply["code"] == "bad_request"
+            assert (await client.request({"action": "ping"}))["type"] == "pong"
+            assert client.messages(room) == []
+        finally:
+            await client.close()
+
+    run(scenario())
+
+
+def test_an_expired_token_closes_the_connection(sandbox: SandboxProcess) -> None:
+    """A token accepted at $connect (within the 30 s leeway) expires while the
+    connection is open: the next frame gets token_expired and the server closes."""
+
+    async def scenario() -> None:
+        url = sandbox.url("us-east-1")
+        now = int(time.time())
+        token = mint_token(sandbox.signing_secret, "ernie", ttl_seconds=-25, now=now)
+        client = await Client.open(url, "ernie", token=token)
+        try:
+            # Wait for the wall clock (not for the server): exp + the 30 s leeway.
+            await asyncio.sleep(max(0.0, now - 25 + 31 - time.time()))
+            reply = await client.request({"action": "ping"})
+            assert reply["type"] == "error" and reply["code"] == "token_expired"
+            await asyncio.wait_for(client.ws.wait_closed(), timeout=30)
+        finally:
+            await client.close()
+
+    run(scenario())

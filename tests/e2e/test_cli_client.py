@@ -6,11 +6,14 @@ import asyncio
 import io
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 from clients.chat import run_client
 from clients.endpoints import connect_url
 from clients.options import Backoff, ClientOptions
+from clients.tokens import mint_token
 
 from .harness import (
     REPO,
@@ -220,3 +223,40 @@ def test_python_m_clients_chat_http(sandbox: SandboxProcess) -> None:
     assert result.returncode == 0, result.stderr
     assert f"* joined #{room} over HTTP" in result.stdout
     assert f"#{room} bob@eu-west-1: piped over http" in result.stdout
+
+
+def test_run_client_refreshes_its_token_and_outlives_the_first_one(
+    sandbox: SandboxProcess,
+) -> None:
+    """The CLI connects with a token that expires 5 s later (past the 30 s leeway) and
+    refreshes every second with freshly minted ones: after the first token's expiry the
+    same connection still sends and receives, and was never closed."""
+    room = room_name()
+
+    async def scenario() -> str:
+        now = int(time.time())
+        url = f"{sandbox.url('eu-west-1')}?" + urlencode(
+            {"token": mint_token(sandbox.signing_secret, "fresh", ttl_seconds=-25, now=now)}
+        )
+        options = ClientOptions(
+            fresh_token=lambda: mint_token(sandbox.signing_secret, "fresh"), refresh_seconds=1
+        )
+        lines = Lines()
+        out = io.StringIO()
+        client = asyncio.create_task(run_client(url, room, lines.stream(), out, options))
+        try:
+            await _wait_output(out, f"* joined #{room}")
+            # Wait for the wall clock (not the server): the first token's exp + leeway.
+            await asyncio.sleep(max(0.0, now - 25 + 32 - time.time()))
+            lines.put("after the first token")
+            await _wait_output(out, "after the first token")
+            lines.end()
+            assert await asyncio.wait_for(client, 30) == 0
+        finally:
+            if not client.done():
+                client.cancel()
+        return out.getvalue()
+
+    output = asyncio.run(scenario())
+    assert "token_expired" not in output and "reconnected" not in output
+    assert "refresh failed" not in output

@@ -27,10 +27,38 @@ def app3_oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult]
     yield synth(OIDC, tmp_path_factory.mktemp("app3-oidc"))
 
 
-def authorizer(template: dict[str, Any]) -> dict[str, Any]:
+def authorizer(template: dict[str, Any], name: str = "Authorizer") -> dict[str, Any]:
     functions = resources(template, "AWS::Lambda::Function")
-    (found,) = [f for logical_id, f in functions.items() if "Authorizer" in logical_id]
+    (found,) = [f for logical_id, f in functions.items() if name in logical_id]
     return found
+
+
+def token_variables(function: dict[str, Any]) -> dict[str, str]:
+    variables = function["Properties"]["Environment"]["Variables"]
+    names = ("SIGNING_SECRET_NAME", "MAX_TOKEN_LIFETIME_SECONDS", "JWT_", "JWKS_")
+    return {k: v for k, v in variables.items() if k.startswith(names)}
+
+
+@pytest.mark.parametrize("oidc", [False, True])
+def test_client_message_handler_verifies_refresh_tokens_like_the_authorizer(
+    oidc: bool, app3: SynthResult, app3_oidc: SynthResult
+) -> None:
+    """``refresh`` (chat.token_refresh) uses the authorizer's key source and rules: the same
+    token variables, the dependencies layer (PyJWT), and the secret grant only for HS256."""
+    template = (app3_oidc if oidc else app3).template_json("eu-west-1")
+    handler = authorizer(template, "ClientMessageHandler")
+    assert token_variables(handler) == token_variables(authorizer(template))
+    assert any("Dependencies" in layer.get("Ref", "") for layer in handler["Properties"]["Layers"])
+    readers = {
+        role["Ref"]
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if "secretsmanager:GetSecretValue" in str(policy["Properties"]["PolicyDocument"])
+        for role in policy["Properties"]["Roles"]
+    }
+    if oidc:
+        assert readers == set()
+    else:
+        assert {handler["Properties"]["Role"]["Fn::GetAtt"][0]} < readers
 
 
 def get_secret_statements(template: dict[str, Any]) -> list[Any]:

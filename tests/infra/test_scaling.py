@@ -72,8 +72,10 @@ def _secret_policy_resource(template: dict[str, object], region: str) -> object:
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]  # type: ignore[index]
         if statement["Action"] == "secretsmanager:GetSecretValue"
     ]
-    (statement,) = statements
-    return resolve(statement["Resource"], region=region)
+    # The authorizer and ClientMessageHandler (``refresh``), on the same secret.
+    assert len(statements) == 2
+    (resource,) = {json.dumps(resolve(s["Resource"], region=region)) for s in statements}
+    return json.loads(resource)
 
 
 def _check_signing_secret(result: SynthResult, expected_regions: list[str]) -> None:

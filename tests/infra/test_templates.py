@@ -43,6 +43,8 @@ CONTRACT_ENV = {
     "FANOUT_SHARD_SIZE",
     "FANOUT_REQUEST_BUDGET",
     "PRESENCE_LIVE_MAX_MEMBERS",
+    "CHAT_REGIONS",
+    "BUS_CLOCK_SKEW_SECONDS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -59,7 +61,13 @@ SECRET_NAME = "chat/prod/token-signing-secret"
 # Per function: (memory MB, timeout s, variables beyond CONTRACT_ENV).
 FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "ConnectionHandler": (256, 10, set()),
-    "ClientMessageHandler": (512, 10, set()),
+    # Closes expired connections; verifies the fresh token of ``refresh``.
+    # (the authorizer's token rules: stacks.functions.authorizer_environment).
+    "ClientMessageHandler": (
+        512,
+        10,
+        {"CALLBACK_URL", "SIGNING_SECRET_NAME", "MAX_TOKEN_LIFETIME_SECONDS"},
+    ),
     # The two functions that post to @connections get one full vCPU (1,769 MB).
     "EventBusMessageHandler": (1769, 30, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
     "FanoutWorker": (1769, 60, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
@@ -165,7 +173,7 @@ def test_api_and_routes(template: JsonDict) -> None:
         for logical_id, route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).items()
     }
     assert sorted(routes) == sorted((*CONNECTION_ROUTE_KEYS, *CLIENT_ROUTE_KEYS))
-    assert len(routes) == 9
+    assert len(routes) == 10  # $connect, $disconnect, $default and seven actions
 
     integrations = of_api(template, "AWS::ApiGatewayV2::Integration", api_id)
     connection_fn, _ = function_by_handler(template, HANDLERS["ConnectionHandler"])
@@ -372,8 +380,9 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
 
 
-def test_callback_url(template: JsonDict, region: str) -> None:
-    _, function = function_by_handler(template, HANDLERS["EventBusMessageHandler"])
+@pytest.mark.parametrize("name", ["EventBusMessageHandler", "ClientMessageHandler"])
+def test_callback_url(template: JsonDict, region: str, name: str) -> None:
+    _, function = function_by_handler(template, HANDLERS[name])
     api_id, _ = api(template, "WEBSOCKET")
     url = resolve(
         function["Properties"]["Environment"]["Variables"]["CALLBACK_URL"],
@@ -473,6 +482,18 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
             ),
             (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
         ]
+    if name == "ClientMessageHandler":  # token_expired: push the frame, then close
+        (manage,) = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
+        api_id, _ = api(template, "WEBSOCKET")
+        assert sorted(resolve(manage["Resource"], region=region, refs={api_id: "abc123"})) == [
+            f"arn:aws:execute-api:{region}:{ACCOUNT}:abc123/prod/{method}/@connections/*"
+            for method in ("DELETE", "POST")
+        ]
+        expected += [
+            (("execute-api:ManageConnections",), f"Other:{arn}") for arn in manage["Resource"]
+        ]
+        (secret,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+        expected.append((("secretsmanager:GetSecretValue",), _resource_key(secret["Resource"])))
     if name == "EventBusMessageHandler":
         _, invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")
         failure_queue = getatt_id(
@@ -621,7 +642,22 @@ def test_forwarding_rules(template: JsonDict, region: str) -> None:
     assert statement["Action"] == "events:PutEvents"
     assert sorted(resolve(as_list(statement["Resource"]), region=region)) == sorted(expected)
     trust = template["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
+    (assume,) = trust["Statement"]
+    assert assume["Principal"] == {"Service": "events.amazonaws.com"}
+    # Confused deputy: only this account's rules on this region's chat bus
+    # may assume it (the rules' own ARNs would be a dependency cycle).
+    conditions = {
+        (operator, key): resolve(value, region=region)
+        for operator, pairs in assume["Condition"].items()
+        for key, value in pairs.items()
+    }
+    assert conditions == {
+        ("StringEquals", "aws:SourceAccount"): ACCOUNT,
+        (
+            "ArnLike",
+            "aws:SourceArn",
+        ): f"arn:aws:events:{region}:{ACCOUNT}:rule/chat-prod-chat-bus/*",
+    }
 
 
 def test_every_target_has_retry_policy_and_dlq(template: JsonDict) -> None:

@@ -404,7 +404,10 @@ def test_http_mode_posts_long_polls_retries_and_looks_back_for_late_messages() -
         first,
         late,  # late: shown when it arrived, once
     ]
-    assert posted == [({"userId": "alice", "name": "Alice"}, {"body": "hello"})]
+    ((query, body),) = posted
+    assert query == {"userId": "alice", "name": "Alice"}
+    assert body["body"] == "hello" and body["seq"] == 1  # numbered: a retry is not a second one
+    assert body["clientId"].startswith("cli-")
     assert calls[1]["wait"] == "1" and calls[1]["limit"] == "100"
     assert any(c.get("wait") == "0" and c["after"] == ids_resume_after(first) for c in calls)
 

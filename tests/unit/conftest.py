@@ -33,6 +33,8 @@ TEST_ENV = {
     "HISTORY_RETENTION_SECONDS": "86400",
     "CONNECTION_TTL_SECONDS": "10800",
     "FANOUT_CONCURRENCY": "4",
+    "CHAT_REGIONS": "us-east-1,eu-west-1,ap-northeast-1,ap-south-1,us-west-2",
+    "BUS_CLOCK_SKEW_SECONDS": "60",
     "POWERTOOLS_SERVICE_NAME": "chat-test",
     "POWERTOOLS_METRICS_NAMESPACE": "ChatTest",
     "POWERTOOLS_LOG_LEVEL": "INFO",

@@ -251,7 +251,8 @@ def test_room_patterns(patterns: list[str] | None, room: str, allowed: bool) -> 
 
 
 def test_websocket_allow_policy_and_context(secret_store: Any) -> None:
-    token = mint_token(SECRET, "alice", name="Alice", rooms=["team-*", "lobby"])
+    now = int(time.time())
+    token = mint_token(SECRET, "alice", name="Alice", rooms=["team-*", "lobby"], now=now)
     answer = invoke(ws_event(token))
     assert answer["principalId"] == "alice"
     assert answer["policyDocument"] == {
@@ -264,11 +265,12 @@ def test_websocket_allow_policy_and_context(secret_store: Any) -> None:
         "userId": "alice",
         "name": "Alice",
         "rooms": '["team-*", "lobby"]',
+        "expiresAt": str(now + 3600),  # the token's exp: open connections honour it
     }
     # context values are scalars, as API Gateway requires
     assert all(isinstance(v, str) for v in answer["context"].values())
-    no_rooms = invoke(ws_event(mint_token(SECRET, "bob")))["context"]
-    assert no_rooms == {"userId": "bob", "rooms": "null"}
+    no_rooms = invoke(ws_event(mint_token(SECRET, "bob", now=now)))["context"]
+    assert no_rooms == {"userId": "bob", "rooms": "null", "expiresAt": str(now + 3600)}
 
 
 @pytest.mark.parametrize(
@@ -326,10 +328,11 @@ def test_missing_secret_is_an_error_not_a_refusal(
 
 
 def test_http_bearer_token(secret_store: Any) -> None:
-    token = mint_token(SECRET, "alice", rooms=["lobby"])
+    now = int(time.time())
+    token = mint_token(SECRET, "alice", rooms=["lobby"], now=now)
     assert invoke(http_event(f"Bearer {token}")) == {
         "isAuthorized": True,
-        "context": {"userId": "alice", "rooms": '["lobby"]'},
+        "context": {"userId": "alice", "rooms": '["lobby"]', "expiresAt": str(now + 3600)},
     }
     # One spelling of the scheme: each other spelling would be its own cache entry.
     for other in (f"bearer {token}", f"BEARER {token}", f"Bearer  {token}", f"Bearer {token} "):

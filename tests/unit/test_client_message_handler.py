@@ -45,6 +45,27 @@ def test_lone_surrogate_body_is_bad_request(chat: Any, alice: str) -> None:
     }
 
 
+def nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_json_depth_limit_is_32_levels_including_the_frame(chat: Any, alice: str) -> None:
+    chat.send(alice, {"action": "join", "room": "lobby"})
+    deepest = chat.send(alice, {"action": "send", "room": "lobby", "body": nested(31), "ref": "a"})
+    assert deepest["type"] == "ack"
+    # Brackets inside strings are text, not nesting.
+    text = chat.send(alice, {"action": "send", "room": "lobby", "body": "[" * 500, "ref": "b"})
+    assert text["type"] == "ack"
+    reply = chat.send(alice, {"action": "send", "room": "lobby", "body": nested(32), "ref": "c"})
+    # Refused before it is decoded, so there is no ``ref`` to echo.
+    assert (reply["type"], reply["code"]) == ("error", "bad_request")
+    assert "deeper than 32" in reply["message"]
+    assert chat.send(alice, {"action": "ping"})["type"] == "pong"  # the connection stays
+
+
 def test_invalid_ref_is_bad_request_without_ref(chat: Any, alice: str) -> None:
     for ref in ("r" * 65, 5, ["x"], {"a": 1}):
         reply = chat.send(alice, {"action": "ping", "ref": ref})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import event_bus_message_handler
@@ -36,6 +36,53 @@ def detail(
     }
     out.update(extra)
     return out
+
+
+def nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def clock_behind(monkeypatch: pytest.MonkeyPatch, behind_ms: int) -> None:
+    """The handler's clock ``behind_ms`` behind: events minted now are in its future.
+
+    (Minting ids in the future instead would move this process's id generator,
+    which never goes back, for every later test.)"""
+    real_now = ids.now_ms
+    monkeypatch.setattr(event_bus_message_handler, "now_ms", lambda: real_now() - behind_ms)
+
+
+def test_events_within_the_clock_skew_and_deep_bodies_up_to_the_limit_are_delivered(
+    chat: Any, tables: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock_behind(monkeypatch, 30_000)  # BUS_CLOCK_SKEW_SECONDS is 60
+    assert chat.deliver(detail())["status"] == "delivered"
+    assert chat.deliver(detail(body=nested(31)))["status"] == "delivered"
+    assert chat.deliver(detail(origin="eu-west-1"))["status"] == "delivered"
+    assert len(tables.messages.scan()["Items"]) == 3
+
+
+def test_events_from_the_future_are_dropped(
+    chat: Any, tables: Any, monkeypatch: pytest.MonkeyPatch, emitted_metrics: Any
+) -> None:
+    # A forged id far ahead would sort after every genuine message (``after``
+    # cursors would skip them); a forged presence ``at`` would make the user's
+    # genuine later "left" stale forever.
+    clock_behind(monkeypatch, 90_000)
+    emitted_metrics()
+    assert chat.deliver(detail()) == {"status": "malformed"}
+    presence = {
+        "originRegion": "eu-west-1",
+        "room": "lobby",
+        "event": "joined",
+        "member": {"userId": "mallory", "region": "eu-west-1"},
+        "at": ids.now_ms(),
+    }
+    assert chat.deliver(presence, "chat.presence") == {"status": "malformed"}
+    assert emitted_metrics()["MalformedEvents"] == 2
+    assert tables.messages.scan()["Items"] == []
 
 
 def join(chat: Any, cid: str, room: str = "lobby", user: str | None = None) -> None:
@@ -254,27 +301,38 @@ def test_failed_cleanup_does_not_stop_the_fanout(
 @pytest.mark.parametrize(
     "bad",
     [
-        None,
-        "text",
-        {},
-        {"room": "lobby"},
-        {**detail(), "room": "bad room"},
-        {**detail(), "id": "not-an-id"},
-        {**detail(), "sender": "alice"},
-        {**detail(), "sender": {"name": "x", "region": "us-east-1"}},
-        {**detail(), "sender": {"userId": "a", "region": ""}},
-        {**detail(), "sender": {"userId": "a", "name": 5, "region": "r"}},
-        {**detail(), "originRegion": 5},
-        {**detail(), "sentAt": None},
-        {k: v for k, v in detail().items() if k != "body"},
-        {**detail(), "body": "\ud800"},
+        # Callables: every detail (and its id's time) is built when the test runs.
+        lambda: None,
+        lambda: "text",
+        lambda: {},
+        lambda: {"room": "lobby"},
+        lambda: {**detail(), "room": "bad room"},
+        lambda: {**detail(), "id": "not-an-id"},
+        lambda: {**detail(), "sender": "alice"},
+        lambda: {**detail(), "sender": {"name": "x", "region": "us-east-1"}},
+        lambda: {**detail(), "sender": {"userId": "a", "region": ""}},
+        lambda: {**detail(), "sender": {"userId": "a", "name": 5, "region": "us-east-1"}},
+        lambda: {**detail(), "originRegion": 5},
+        lambda: {**detail(), "sentAt": None},
+        lambda: {k: v for k, v in detail().items() if k != "body"},
+        lambda: {**detail(), "body": "\ud800"},
+        # Forged origins and identities (issue 8): like a client frame or a token.
+        lambda: detail(origin="xx-nowhere-1"),  # not a configured region
+        lambda: {**detail(), "originRegion": "eu-west-1"},  # sender.region differs
+        lambda: {**detail(), "sender": {"userId": "a" * 129, "region": "us-east-1"}},
+        lambda: {**detail(), "sender": {"userId": "al\nice", "region": "us-east-1"}},
+        lambda: {**detail(), "sender": {"userId": "a", "name": "\x1b[31m", "region": "us-east-1"}},
+        lambda: {**detail(), "sender": {"userId": "a", "name": "n" * 65, "region": "us-east-1"}},
+        lambda: {**detail(), "body": float("inf")},
+        lambda: {**detail(), "body": float("nan")},
+        lambda: {**detail(), "body": nested(32)},  # the frame's depth limit, plus one
     ],
 )
 def test_malformed_events_are_dropped_without_raising(
-    chat: Any, bad: Any, tables: Any, emitted_metrics: Any
+    chat: Any, bad: Callable[[], Any], tables: Any, emitted_metrics: Any
 ) -> None:
     emitted_metrics()
-    assert chat.deliver(bad) == {"status": "malformed"}
+    assert chat.deliver(bad()) == {"status": "malformed"}
     assert tables.messages.scan()["Items"] == []
     assert emitted_metrics()["MalformedEvents"] == 1
 

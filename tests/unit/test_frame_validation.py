@@ -65,6 +65,16 @@ def connection(module_aws: None) -> str:
         ('{"action": "leave"}', "bad_request"),
         ('{"action": "presence", "room": ["lobby"]}', "bad_request"),
         ('{"action": "ping", "ref": 7}', "bad_request"),
+        # Numbers that overflow to infinity would leave the server as Infinity (not JSON).
+        ('{"action": "send", "room": "lobby", "body": 1e400}', "bad_request"),
+        ('{"action": "send", "room": "lobby", "body": [-1E+999]}', "bad_request"),
+        # Deeper than 32 arrays/objects (the frame itself is one).
+        ('{"action": "send", "room": "lobby", "body": ' + "[" * 32 + "]" * 32 + "}", "bad_request"),
+        (
+            '{"action": "send", "room": "lobby", "body": ' + "[" * 9000 + "]" * 9000 + "}",
+            "bad_request",
+        ),
+        ("[" * 100_000, "bad_request"),
     ],
 )
 def test_invalid_frames(chat_shared: Any, connection: str, raw: str, code: str) -> None:

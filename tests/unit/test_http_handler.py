@@ -143,6 +143,13 @@ def test_post_body_limits_and_encodings(chat: Any, published: list[Any]) -> None
     assert [e.detail["body"] for e in published] == ["x" * (MAX - 2), "b64"]
 
 
+def test_post_refuses_infinity_and_deep_nesting(chat: Any, published: list[Any]) -> None:
+    for body in ('{"body": 1e400}', '{"body": ' + "[" * 40 + "]" * 40 + "}", "[" * 50_000):
+        refused = chat.http("POST", body=body)
+        assert (refused["statusCode"], refused["json"]["code"]) == (400, "bad_request")
+    assert published == []
+
+
 def test_post_publish_failure_is_500_internal(chat: Any, emitted_metrics: Any) -> None:
     emitted_metrics()
     with Stubber(clients.events()) as events:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from chat import jwks as jwks_module
+from chat import token_keys
 from chat.jwks import JwksKeys, JwksUnavailableError
 from chat.tokens import InvalidTokenError, TokenPolicy, verify
 from tests.unit.conftest import FakeLambdaContext
@@ -319,20 +320,32 @@ def oidc_handler(issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.delenv("SIGNING_SECRET_NAME", raising=False)
     monkeypatch.setattr(jwks_module, "fetch_json", issuer.fetch)
     monkeypatch.setattr(
-        authorizer, "JwksKeys", lambda iss, url: JwksKeys(iss, url, fetch=issuer.fetch)
+        token_keys, "JwksKeys", lambda iss, url: JwksKeys(iss, url, fetch=issuer.fetch)
     )
     authorizer.reset()
     yield issuer
     authorizer.reset()
 
 
+def http_exp(answer: dict[str, Any]) -> str:
+    expires_at = answer["context"]["expiresAt"]
+    assert expires_at.isdigit() and int(expires_at) > time.time()
+    return str(expires_at)
+
+
 def test_both_apis_accept_the_issuer_s_tokens(oidc_handler: FakeIssuer) -> None:
     token = rs256(name="Ann", groups=["lobby"])
+    exp = str(jwt.decode(token, options={"verify_signature": False})["exp"])
     ws = authorizer.handler(
         {"methodArn": METHOD_ARN, "queryStringParameters": {"token": token}}, FakeLambdaContext()
     )
     assert ws["principalId"] == "u-1"
-    assert ws["context"] == {"userId": "u-1", "name": "Ann", "rooms": '["lobby"]'}
+    assert ws["context"] == {
+        "userId": "u-1",
+        "name": "Ann",
+        "rooms": '["lobby"]',
+        "expiresAt": exp,
+    }
     http = authorizer.handler(
         {
             "version": "2.0",
@@ -341,7 +354,8 @@ def test_both_apis_accept_the_issuer_s_tokens(oidc_handler: FakeIssuer) -> None:
         },
         FakeLambdaContext(),
     )
-    assert http == {"isAuthorized": True, "context": {"userId": "u-1", "rooms": "null"}}
+    assert http["isAuthorized"] is True
+    assert http["context"] == {"userId": "u-1", "rooms": "null", "expiresAt": http_exp(http)}
     # The JWKS is fetched once per container, not per call.
     assert len(oidc_handler.requests) == 2
 

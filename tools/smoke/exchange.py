@@ -23,6 +23,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from clients.strict_json import loads_frame
+
 __all__ = ["RegionExchange", "exchange"]
 
 
@@ -75,8 +77,8 @@ class _Session:
             async for raw in self.ws:
                 received_at = time.monotonic()
                 try:
-                    frame = json.loads(raw)
-                except ValueError:
+                    frame = loads_frame(raw)
+                except (ValueError, RecursionError):
                     continue
                 if not isinstance(frame, dict):
                     continue
