@@ -174,3 +174,33 @@ def test_the_token_cli_mints_from_the_endpoints_file(oidc_sandbox: SandboxProces
 
     asyncio.run(scenario())
     assert json.loads(Path(oidc_sandbox.endpoints_file).read_text())["oidc"]
+
+
+def test_refresh_takes_the_issuer_s_tokens_and_refuses_others(
+    oidc_sandbox: SandboxProcess,
+) -> None:
+    """``refresh`` (ClientMessageHandler) verifies with the authorizer's key source: the
+    issuer's JWKS, with the same rules, through the template's own environment."""
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    async def scenario() -> None:
+        erin = await Client.open(oidc_sandbox.url("eu-west-1"), "erin")
+        try:
+            fresh = forged(oidc_sandbox, sub="erin", exp=int(time.time()) + 3600)
+            reply = await erin.request({"action": "refresh", "token": fresh})
+            assert reply["type"] == "refreshed", reply
+            assert (
+                reply["expiresAt"] == jwt.decode(fresh, options={"verify_signature": False})["exp"]
+            )
+            for bad in (
+                forged(oidc_sandbox, sub="erin", key=other_key),  # the sandbox's kid, another key
+                forged(oidc_sandbox, sub="erin", aud="another-app"),
+                forged(oidc_sandbox, sub="mallory"),  # another user
+            ):
+                refused = await erin.request({"action": "refresh", "token": bad})
+                assert refused["code"] == "token_invalid", refused
+            assert (await erin.request({"action": "ping"}))["type"] == "pong"
+        finally:
+            await erin.close()
+
+    asyncio.run(scenario())
