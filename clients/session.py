@@ -333,7 +333,9 @@ class ChatSession:
         if quiet:
             self.quiet.add(ref)
         try:
-            await ws.send(json.dumps({**frame, "ref": ref}))
+            # UTF-8, not ASCII-escaped: a frame over 32 KB would close the connection
+            # (1009); the largest allowed body stays well inside one frame this way.
+            await ws.send(json.dumps({**frame, "ref": ref}, ensure_ascii=False))
             return await asyncio.wait_for(future, self.options.reply_seconds)
         except (ConnectionClosed, TimeoutError):
             return None
@@ -370,7 +372,9 @@ class ChatSession:
             self.presence[room] = _members_by_user(reply.get("members"))
             self.emit(render({**reply, "missed": [], "more": False}) or "")
             caught_up += reply.get("missed") or []
-            more = await self._page_history(room, caught_up, bool(reply.get("more")))
+            more = await self._page_history(
+                room, caught_up, bool(reply.get("more")), frame.get("after")
+            )
             complete = not more
             return True
         finally:
@@ -383,13 +387,17 @@ class ChatSession:
                 held = [m for m in held if str(m.get("id", "")) <= limit]
             self.show(caught_up + held)
 
-    async def _page_history(self, room: str, caught_up: list[Message], more: bool) -> bool:
-        """Page ``history`` after the last of ``caught_up`` while ``more`` (bounded), adding to
-        it; whether more remain."""
+    async def _page_history(
+        self, room: str, caught_up: list[Message], more: bool, after: str | None = None
+    ) -> bool:
+        """Page ``history`` after the last of ``caught_up`` (else ``after``: `joined.missed`
+        may be empty with `more` when its first message did not fit beside the member
+        page) while ``more`` (bounded), adding to it; whether more remain."""
         for _ in range(MAX_CATCH_UP_PAGES):
-            if not (more and caught_up):
+            cursor = caught_up[-1]["id"] if caught_up else after
+            if not (more and cursor):
                 return more
-            frame = {"action": "history", "room": room, "after": caught_up[-1]["id"]}
+            frame = {"action": "history", "room": room, "after": cursor}
             page = await self.request({**frame, "limit": HISTORY_PAGE}, quiet=True)
             if page is None or page.get("type") != "history":
                 if page is not None:
