@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from chat.limits import MAX_REPLY_BYTES
@@ -30,6 +31,10 @@ async def request_within_budget(client: Client, frame: dict[str, Any]) -> dict[s
     raise AssertionError(f"still rate limited: {frame}")
 
 
+def _has_ref(ref: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda frame: frame.get("ref") == ref
+
+
 def test_a_burst_over_the_connection_budget_is_refused_and_the_connection_stays(
     sandbox: SandboxProcess,
 ) -> None:
@@ -48,10 +53,7 @@ async def _burst(sandbox: SandboxProcess) -> None:
             await client.send_raw(
                 json.dumps({"action": "send", "room": room, "body": n, "ref": ref})
             )
-        replies = [
-            await client.wait_for(lambda f, ref=ref: f.get("ref") == ref, timeout=60)
-            for ref in refs
-        ]
+        replies = [await client.wait_for(_has_ref(ref), timeout=60) for ref in refs]
         limited = [r for r in replies if r.get("code") == "rate_limited"]
         acked = [r for r in replies if r["type"] == "ack"]
         assert len(acked) + len(limited) == count
@@ -100,7 +102,7 @@ def test_history_of_large_messages_fits_in_replies(sandbox: SandboxProcess) -> N
 async def _large_history(sandbox: SandboxProcess) -> None:
     client = await Client.open(sandbox.url(REGIONS[0]), "budget-history")
     room = room_name()
-    body = "\u00e9" * (DEFAULTS.max_body_bytes // 2)  # 2-byte characters: exactly the limit
+    body = "\u00e9" * (DEFAULTS.max_body_bytes // 2 - 1)  # 2-byte characters, quotes: the limit
     try:
         await client.join(room)
         sent = []
