@@ -313,7 +313,7 @@ class ChatConfig:
     user_rate_limit: int = 20
     user_burst_limit: int = 60
     max_rooms_per_connection: int = 50
-    max_long_polls_per_user: int = 2
+    max_long_polls_per_user: int = 4
     # HttpHandler's ReservedConcurrentExecutions: long polls can never take
     # the concurrency the WebSocket functions and the authorizer need.
     http_reserved_concurrency: int = 100

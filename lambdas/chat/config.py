@@ -67,7 +67,7 @@ class Settings:
     user_rate_per_second: int = 20
     user_burst: int = 60
     max_rooms_per_connection: int = 50
-    max_long_polls_per_user: int = 2
+    max_long_polls_per_user: int = 4
     http_poll_max_interval_ms: int = 2000
 
     @staticmethod
@@ -102,7 +102,7 @@ class Settings:
             user_rate_per_second=_int("USER_RATE_LIMIT", 20),
             user_burst=_int("USER_BURST_LIMIT", 60),
             max_rooms_per_connection=_int("MAX_ROOMS_PER_CONNECTION", 50),
-            max_long_polls_per_user=_int("MAX_LONG_POLLS_PER_USER", 2),
+            max_long_polls_per_user=_int("MAX_LONG_POLLS_PER_USER", 4),
             http_poll_max_interval_ms=_int("HTTP_POLL_MAX_INTERVAL_MS", 2000),
         )
 

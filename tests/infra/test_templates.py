@@ -382,7 +382,7 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert env["USER_RATE_LIMIT"] == "20"
     assert env["USER_BURST_LIMIT"] == "60"
     assert env["MAX_ROOMS_PER_CONNECTION"] == "50"
-    assert env["MAX_LONG_POLLS_PER_USER"] == "2"
+    assert env["MAX_LONG_POLLS_PER_USER"] == "4"
     if name == "HttpHandler":
         assert env["HTTP_POLL_INTERVAL_MS"] == "250"
         assert env["HTTP_POLL_MAX_INTERVAL_MS"] == "2000"

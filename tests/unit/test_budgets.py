@@ -257,12 +257,14 @@ def lease_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def test_leases_cap_concurrent_polls_and_a_crashed_one_expires(
-    chat: Any, tables: Any, lease_clock: list[float]
+    chat: Any, tables: Any, lease_clock: list[float], monkeypatch: Any
 ) -> None:
+    monkeypatch.setenv("MAX_LONG_POLLS_PER_USER", "2")
+    config.reset()
     first = long_poll.acquire("alice", 21.5)
     second = long_poll.acquire("alice", 21.5)
     assert first is not None and second is not None and first.slot != second.slot
-    assert long_poll.acquire("alice", 21.5) is None  # the default cap is 2
+    assert long_poll.acquire("alice", 21.5) is None  # the cap
     assert long_poll.acquire("bob", 21.5) is not None  # per user
     long_poll.release(first)
     third = long_poll.acquire("alice", 21.5)
@@ -282,6 +284,8 @@ def test_a_long_poll_over_the_cap_is_429_and_releases_its_lease(
 ) -> None:
     import http_handler
 
+    monkeypatch.setenv("MAX_LONG_POLLS_PER_USER", "2")
+    config.reset()
     monkeypatch.setattr(http_handler, "sleep", lambda seconds: None)
     held = [long_poll.acquire("alice", 21.5), long_poll.acquire("alice", 21.5)]
     refused = chat.http("GET", query={"wait": "20"})
@@ -301,3 +305,13 @@ def test_a_long_poll_over_the_cap_is_429_and_releases_its_lease(
         assert chat.http("GET", query={"wait": "20"})["statusCode"] == 200
     items = tables.connections.scan()["Items"]
     assert [i for i in items if i["pk"].startswith("POLL#")] == []
+
+
+def test_the_http_client_waits_as_a_429_tells() -> None:
+    from clients.http_client import retry_after_seconds
+
+    assert retry_after_seconds({"code": "rate_limited", "retryAfterMs": 2500}) == 2.5
+    assert retry_after_seconds({"retryAfterMs": 50}) == 1.0  # never spins
+    assert retry_after_seconds({"retryAfterMs": 10**9}) == 30.0
+    assert retry_after_seconds({"retryAfterMs": True}) == 1.0
+    assert retry_after_seconds("Too Many Requests") == 1.0
