@@ -411,13 +411,16 @@ class Pane {
     let messages = joined.missed || [];
     messages.forEach((message) => this.showMessage(message));
     let more = joined.more;
-    for (let page = 0; more && messages.length && page < CONFIG.maxPages; page += 1) {
-      const after = messages[messages.length - 1].id;
+    // `missed` may be empty with `more` when its first message did not fit beside
+    // the member page: page on from the resume point then.
+    let after = messages.length ? messages[messages.length - 1].id : join.after;
+    for (let page = 0; more && after && page < CONFIG.maxPages; page += 1) {
       const reply = await this.request({ action: "history", room, after, limit: CONFIG.historyPage });
       if (this.ws !== ws || !reply || reply.type !== "history") return;
       messages = reply.messages || [];
       messages.forEach((message) => this.showMessage(message));
-      more = reply.more;
+      more = reply.more && messages.length > 0;
+      if (messages.length) after = messages[messages.length - 1].id;
     }
     this.root.dataset.synced = room;
   }
