@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 from chat.limits import MAX_REPLY_BYTES
 from stacks.config import ChatConfig
 
-from .harness import REGIONS, Client, SandboxProcess, room_name
+from .harness import REGIONS, Client, SandboxProcess, room_name, wait_until
 
 DEFAULTS = ChatConfig()
 
@@ -31,8 +30,14 @@ async def request_within_budget(client: Client, frame: dict[str, Any]) -> dict[s
     raise AssertionError(f"still rate limited: {frame}")
 
 
-def _has_ref(ref: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda frame: frame.get("ref") == ref
+def _replies(
+    client: Client, refs: list[str], found: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    wanted = set(refs)
+    for frame in client.frames:
+        if frame.get("ref") in wanted:
+            found[frame["ref"]] = frame
+    return found
 
 
 def test_a_burst_over_the_connection_budget_is_refused_and_the_connection_stays(
@@ -53,7 +58,14 @@ async def _burst(sandbox: SandboxProcess) -> None:
             await client.send_raw(
                 json.dumps({"action": "send", "room": room, "body": n, "ref": ref})
             )
-        replies = [await client.wait_for(_has_ref(ref), timeout=60) for ref in refs]
+        # Generous: 40 frames at once start up to 16 sandbox workers on a shared machine.
+        by_ref: dict[str, dict[str, Any]] = {}
+        await wait_until(
+            lambda: len(_replies(client, refs, by_ref)) == count,
+            timeout=300,
+            what=f"replies to the burst (frames so far: {client.frames[-5:]})",
+        )
+        replies = [by_ref[ref] for ref in refs]
         limited = [r for r in replies if r.get("code") == "rate_limited"]
         acked = [r for r in replies if r["type"] == "ack"]
         assert len(acked) + len(limited) == count
