@@ -27,7 +27,8 @@ __all__ = ["HELP", "ChatSession", "Message", "drain", "until"]
 
 Message = dict[str, Any]
 SEQ_REF = "s"  # the ref of numbered send n is "s<n>"
-RESEND_ATTEMPTS = 5  # resends of one numbered send (after internal or sequence_gap)
+RESEND_ATTEMPTS = 5  # resends of one numbered send (after one of RESENDABLE)
+RESENDABLE = ("internal", "sequence_gap", "rate_limited")
 
 
 def _members_by_user(members: Any) -> dict[str, dict[str, Any]]:
@@ -262,7 +263,9 @@ class ChatSession:
         self.outgoing[seq] = frame
         await self._send_raw(frame)
 
-    async def _send_all(self, frames: list[Message]) -> None:
+    async def _send_all(self, frames: list[Message], delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         for frame in frames:  # in seq order, one after the other
             await self._send_raw(frame)
 
@@ -276,13 +279,17 @@ class ChatSession:
         if seq not in self.outgoing:
             return error
         code = error.get("code")
-        if code in ("internal", "sequence_gap") and self.resends.get(seq, 0) < RESEND_ATTEMPTS:
+        if code in RESENDABLE and self.resends.get(seq, 0) < RESEND_ATTEMPTS:
             self.resends[seq] = self.resends.get(seq, 0) + 1
             start = error.get("expected") if code == "sequence_gap" else seq
             if not isinstance(start, int):
                 start = seq
+            # A rate_limited send used up no seq: it and the ones behind it (which wait for
+            # it, then answer sequence_gap) go again once the server's hint has passed.
+            hint = error.get("retryAfterMs") if code == "rate_limited" else None
+            delay = min(hint, 30_000) / 1000 if isinstance(hint, int) and hint > 0 else 0.0
             frames = [self.outgoing[n] for n in sorted(self.outgoing) if n >= start]
-            task = asyncio.ensure_future(self._send_all(frames))
+            task = asyncio.ensure_future(self._send_all(frames, delay))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return None
