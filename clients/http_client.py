@@ -37,6 +37,14 @@ class HttpError(Exception):
         super().__init__(f"HTTP {status} {text}")
 
 
+def retry_after_seconds(document: Any) -> float:
+    """The wait a 429 asks for (``retryAfterMs``), at least 1 s and at most 30 s."""
+    hint = document.get("retryAfterMs") if isinstance(document, dict) else None
+    if isinstance(hint, bool) or not isinstance(hint, int | float):
+        return 1.0
+    return min(30.0, max(1.0, hint / 1000))
+
+
 class HttpChat:
     """The same client over the HTTP fallback: POST to send, long-poll GET per room."""
 
@@ -169,6 +177,11 @@ class HttpChat:
                 if looking_back and last:
                     got += await self.read(room, resume_after(last, window))
             except (aiohttp.ClientError, TimeoutError, HttpError) as exc:
+                if isinstance(exc, HttpError) and exc.status == 429:
+                    # Over the user's budget or its long-poll cap (docs/protocol.md,
+                    # "Limits"): not a failure; wait as told and ask again.
+                    await self.options.sleep(retry_after_seconds(exc.document))
+                    continue
                 failures += 1
                 if failures > self.options.backoff.attempts:
                     session.emit(f"! #{room}: giving up after {failures - 1} retries: {exc}")

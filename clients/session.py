@@ -27,7 +27,8 @@ __all__ = ["HELP", "ChatSession", "Message", "drain", "until"]
 
 Message = dict[str, Any]
 SEQ_REF = "s"  # the ref of numbered send n is "s<n>"
-RESEND_ATTEMPTS = 5  # resends of one numbered send (after internal or sequence_gap)
+RESEND_ATTEMPTS = 5  # resends of one numbered send (after one of RESENDABLE)
+RESENDABLE = ("internal", "sequence_gap", "rate_limited")
 
 
 def _members_by_user(members: Any) -> dict[str, dict[str, Any]]:
@@ -262,7 +263,9 @@ class ChatSession:
         self.outgoing[seq] = frame
         await self._send_raw(frame)
 
-    async def _send_all(self, frames: list[Message]) -> None:
+    async def _send_all(self, frames: list[Message], delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         for frame in frames:  # in seq order, one after the other
             await self._send_raw(frame)
 
@@ -276,13 +279,17 @@ class ChatSession:
         if seq not in self.outgoing:
             return error
         code = error.get("code")
-        if code in ("internal", "sequence_gap") and self.resends.get(seq, 0) < RESEND_ATTEMPTS:
+        if code in RESENDABLE and self.resends.get(seq, 0) < RESEND_ATTEMPTS:
             self.resends[seq] = self.resends.get(seq, 0) + 1
             start = error.get("expected") if code == "sequence_gap" else seq
             if not isinstance(start, int):
                 start = seq
+            # A rate_limited send used up no seq: it and the ones behind it (which wait for
+            # it, then answer sequence_gap) go again once the server's hint has passed.
+            hint = error.get("retryAfterMs") if code == "rate_limited" else None
+            delay = min(hint, 30_000) / 1000 if isinstance(hint, int) and hint > 0 else 0.0
             frames = [self.outgoing[n] for n in sorted(self.outgoing) if n >= start]
-            task = asyncio.ensure_future(self._send_all(frames))
+            task = asyncio.ensure_future(self._send_all(frames, delay))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return None
@@ -333,7 +340,9 @@ class ChatSession:
         if quiet:
             self.quiet.add(ref)
         try:
-            await ws.send(json.dumps({**frame, "ref": ref}))
+            # UTF-8, not ASCII-escaped: a frame over 32 KB would close the connection
+            # (1009); the largest allowed body stays well inside one frame this way.
+            await ws.send(json.dumps({**frame, "ref": ref}, ensure_ascii=False))
             return await asyncio.wait_for(future, self.options.reply_seconds)
         except (ConnectionClosed, TimeoutError):
             return None
@@ -370,7 +379,9 @@ class ChatSession:
             self.presence[room] = _members_by_user(reply.get("members"))
             self.emit(render({**reply, "missed": [], "more": False}) or "")
             caught_up += reply.get("missed") or []
-            more = await self._page_history(room, caught_up, bool(reply.get("more")))
+            more = await self._page_history(
+                room, caught_up, bool(reply.get("more")), frame.get("after")
+            )
             complete = not more
             return True
         finally:
@@ -383,13 +394,17 @@ class ChatSession:
                 held = [m for m in held if str(m.get("id", "")) <= limit]
             self.show(caught_up + held)
 
-    async def _page_history(self, room: str, caught_up: list[Message], more: bool) -> bool:
-        """Page ``history`` after the last of ``caught_up`` while ``more`` (bounded), adding to
-        it; whether more remain."""
+    async def _page_history(
+        self, room: str, caught_up: list[Message], more: bool, after: str | None = None
+    ) -> bool:
+        """Page ``history`` after the last of ``caught_up`` (else ``after``: `joined.missed`
+        may be empty with `more` when its first message did not fit beside the member
+        page) while ``more`` (bounded), adding to it; whether more remain."""
         for _ in range(MAX_CATCH_UP_PAGES):
-            if not (more and caught_up):
+            cursor = caught_up[-1]["id"] if caught_up else after
+            if not (more and cursor):
                 return more
-            frame = {"action": "history", "room": room, "after": caught_up[-1]["id"]}
+            frame = {"action": "history", "room": room, "after": cursor}
             page = await self.request({**frame, "limit": HISTORY_PAGE}, quiet=True)
             if page is None or page.get("type") != "history":
                 if page is not None:

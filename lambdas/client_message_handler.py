@@ -31,6 +31,16 @@ only an allowed ``join`` creates.
 ``PRESENCE_LIVE_MAX_MEMBERS`` and no ``member`` frames are pushed;
 :mod:`chat.roster`).
 
+Budgets (docs/protocol.md, "Limits"): every frame, whatever its action and
+even when it is not valid, first charges the connection's and the user's
+request budget (:mod:`chat.rate_limit`): each one costs an invocation and
+reads, whatever it asks, so counting them all is both simplest and what
+bounds the cost. Over budget: ``rate_limited`` with ``retryAfterMs`` and
+nothing else happens. A ``join`` that would put the connection in more than
+``MAX_ROOMS_PER_CONNECTION`` rooms answers ``too_many_rooms``. ``history``
+and ``joined.missed`` stop before the reply would pass ``MAX_REPLY_BYTES``
+and say ``more`` (:mod:`chat.limits`).
+
 ``join`` and ``leave`` publish ``chat.presence`` events on the user's
 presence transitions in this region, and ``ping`` renews the announcement
 when it is due (:mod:`chat.presence`); presence publishing never changes the
@@ -39,7 +49,6 @@ reply.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -51,7 +60,9 @@ from chat import (
     connection_store,
     frames,
     history_store,
+    limits,
     presence,
+    rate_limit,
     room_store,
     roster,
     sequence,
@@ -75,6 +86,7 @@ from chat.frames import (
     Send,
     frame,
 )
+from chat.identity import InvalidIdentityError, resolve
 from chat.model import Sender
 from chat.observability import count, logger, metrics, tracer
 
@@ -96,27 +108,35 @@ def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
         count("ForbiddenRequests")
         raise ProtocolError(FORBIDDEN, f"your token does not allow room {request.room!r}", ref)
     try:
+        limits.check_room_cap(
+            connection.rooms, request.room, config.get_settings().max_rooms_per_connection, ref
+        )
+    except limits.TooManyRoomsError:
+        count("RoomCapRefused")
+        raise
+    try:
         joined = connection_store.join_room(connection_id, request.room)
     except connection_store.UnknownConnectionError:
         count("UnknownConnections")
         raise ProtocolError(INTERNAL, UNREGISTERED, ref) from None
     presence.after_join(connection_id, request.room, joined)
-    missed: list[dict[str, Any]] = []
-    more = False
-    if request.after is not None:
-        missed, more = history_store.query_messages(request.room, request.after, MAX_MISSED)
     page = _member_page(request.room, request.member_limit, None)
-    return frame(
+    reply = frame(
         "joined",
         ref,
         room=request.room,
         members=page["members"],
-        missed=missed,
-        more=more,
+        missed=[],
+        more=False,
         memberCount=page["memberCount"],
         live=page["live"],
         **({"membersNext": page["next"]} if "next" in page else {}),
     )
+    if request.after is not None:
+        missed, more = history_store.query_messages(request.room, request.after, MAX_MISSED)
+        reply["missed"], cut = limits.fit_messages(reply, "missed", missed)
+        reply["more"] = more or cut
+    return reply
 
 
 def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any]:
@@ -201,7 +221,10 @@ def _history(connection_id: str, request: History, ref: str | None) -> dict[str,
     if connection_store.get_membership(connection_id, request.room) is None:
         raise _not_member(request.room, ref)
     messages, more = history_store.query_messages(request.room, request.after, request.limit)
-    return frame("history", ref, room=request.room, messages=messages, more=more)
+    reply = frame("history", ref, room=request.room, messages=[], more=False)
+    reply["messages"], cut = limits.fit_messages(reply, "messages", messages)
+    reply["more"] = more or cut
+    return reply
 
 
 def _member_page(room: str, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -268,7 +291,31 @@ def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str,
 
 
 def _response(reply: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"), allow_nan=False)}
+    body = limits.encode_reply(reply)
+    if len(body.encode("utf-8")) > limits.MAX_REPLY_BYTES:
+        # API Gateway would not deliver it: say so rather than leave the client waiting.
+        logger.error("reply over the message size limit", extra={"type": reply.get("type")})
+        count("OversizedReplies")
+        body = limits.encode_reply(
+            frames.error_frame(INTERNAL, "reply too large", reply.get("ref"))
+        )
+    return {"statusCode": 200, "body": body}
+
+
+def _user_id(request_context: dict[str, Any], connection_id: str) -> str:
+    """The user of the connection, from the ``$connect`` authorizer's context (API
+    Gateway passes it with every frame); a connection without one is its own user."""
+    try:
+        return resolve(request_context.get("authorizer")).user_id
+    except InvalidIdentityError:
+        return f"connection:{connection_id}"
+
+
+def _charge(request_context: dict[str, Any], connection_id: str, ref: str | None) -> None:
+    try:
+        rate_limit.enforce(_user_id(request_context, connection_id), connection_id)
+    except rate_limit.RateLimitedError as error:
+        raise limits.RateLimitedFrameError(error.retry_after_ms, error.message, ref) from None
 
 
 @logger.inject_lambda_context(
@@ -287,7 +334,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             raise RuntimeError("event without requestContext.connectionId")
         raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
         budget_s = sequence.budget_seconds(context)
-        request, ref = _parse(connection_id, raw, is_base64, budget_s)
+        try:
+            request, ref = _parse(connection_id, raw, is_base64, budget_s)
+        except ProtocolError as invalid:
+            _charge(request_context, connection_id, invalid.ref)  # invalid frames cost too
+            raise
+        _charge(request_context, connection_id, ref)
         logger.append_keys(action=type(request).__name__.lower())
         if token_expiry.expired(connection_id):
             logger.info("token expired; closing the connection")

@@ -11,10 +11,16 @@ Routes (docs/protocol.md, "HTTP fallback"):
   docs/contracts.md, "Identity"); there is no query-string identity.
 * ``GET /rooms/{room}/messages?after=<id>&limit=<1-100>&wait=<0-20>`` -> 200
   ``{"messages": [...], "more": bool}``; messages are shaped like ``history``
-  entries. With ``wait`` > 0 and nothing after ``after`` it long-polls: a
-  consistent Query every ``HTTP_POLL_INTERVAL_MS`` until something arrives or
-  ``wait`` seconds (bounded by the invocation's remaining time minus
+  entries. With ``wait`` > 0 and nothing after ``after`` it long-polls: it
+  holds one of the user's ``MAX_LONG_POLLS_PER_USER`` leases (none free: 429
+  ``rate_limited``) and probes cheaply, backing off from
+  ``HTTP_POLL_INTERVAL_MS`` (:mod:`chat.long_poll`), until something arrives
+  or ``wait`` seconds (bounded by the invocation's remaining time minus
   ``LONG_POLL_MARGIN_MS``) pass.
+
+Both routes charge the user's request budget (:mod:`chat.rate_limit`, shared
+with the user's WebSocket frames): over it, 429 ``rate_limited`` with
+``Retry-After`` (seconds) and ``retryAfterMs``.
 
 Both routes run behind the authorizer: a request without its identity is 400
 ``bad_request``; a room the token's ``rooms`` do not allow is 403
@@ -23,6 +29,15 @@ Both routes run behind the authorizer: a request without its identity is 400
 ``GET /health`` (routed only with the global endpoint, without the
 authorizer) answers 200 ``{"status": "ok", "region"}`` for Route 53's health
 checks, touching no table; it counts ``HealthChecks``, not ``HttpRequests``.
+
+Why not Powertools' ``APIGatewayHttpResolver``: it would own the two
+behaviours this API needs exactly as they are and the resolver does
+differently: a 405 with ``Allow`` for a known path with another method (the
+resolver answers 404), and the ``$default`` catch-all route, whose room comes
+from the raw path (the resolver matches its own route table and would need
+the same regular expression). Every failure must also carry the protocol's
+``{"code", "message"}``, so its 404/exception handlers would all be
+overridden; three routes do not pay for that.
 
 Dispatch uses ``requestContext.http.method`` and ``pathParameters.room``; when
 the route is ``$default`` (a catch-all integration) the room comes from the
@@ -44,7 +59,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import bus, config, history_store, sequence
+from chat import bus, config, history_store, long_poll, rate_limit, sequence
 from chat.claims import room_allowed
 from chat.frames import (
     BAD_REQUEST,
@@ -58,6 +73,7 @@ from chat.frames import (
 from chat.http_requests import parse_http_post
 from chat.identity import Identity, InvalidIdentityError, resolve
 from chat.ids import is_valid_id
+from chat.limits import RATE_LIMITED
 from chat.model import Sender, valid_room
 from chat.observability import count, logger, metrics, tracer
 
@@ -78,6 +94,7 @@ STATUS = {
     FORBIDDEN: 403,
     TOO_LARGE: 413,
     sequence.SEQUENCE_GAP: 409,
+    RATE_LIMITED: 429,
     INTERNAL: 500,
 }
 
@@ -91,6 +108,7 @@ class HttpError(Exception):
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}
+        self.retry_after_ms: int | None = None
 
 
 def _response(
@@ -146,6 +164,21 @@ def _check_room(who: Identity, room: object) -> None:
         raise ProtocolError(FORBIDDEN, f"your token does not allow room {room!r}")
 
 
+def _charge(who: Identity) -> None:
+    """The user's request budget (shared with its WebSocket frames); 429 over it."""
+    try:
+        rate_limit.enforce(who.user_id)
+    except rate_limit.RateLimitedError as error:
+        raise _too_many(error.message, error.retry_after_ms) from None
+
+
+def _too_many(message: str, retry_after_ms: int) -> HttpError:
+    seconds = max(1, -(-retry_after_ms // 1000))
+    error = HttpError(429, RATE_LIMITED, message, {"retry-after": str(seconds)})
+    error.retry_after_ms = retry_after_ms
+    return error
+
+
 def _sequence_key(who: Identity, fields: dict[str, Any]) -> tuple[str, int] | None:
     """``(key, seq)`` of a numbered post (``clientId`` and ``seq``), None for an unnumbered one."""
     client_id, seq = sequence.read_client_id(fields), sequence.read_seq(fields)
@@ -159,6 +192,7 @@ def _sequence_key(who: Identity, fields: dict[str, Any]) -> tuple[str, int] | No
 def _post(event: dict[str, Any], room: object, context: LambdaContext) -> dict[str, Any]:
     settings = config.get_settings()
     who = _identity(event)
+    _charge(who)
     _check_room(who, room)
     raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
     numbered = _sequence_key(who, sequence.sent_fields(raw, is_base64))
@@ -233,19 +267,40 @@ def _get(event: dict[str, Any], room: object, context: LambdaContext) -> dict[st
     if not valid_room(room):
         raise ProtocolError(BAD_REQUEST, "room must match ^[A-Za-z0-9_.:-]{1,64}$")
     assert isinstance(room, str)
+    _charge(who)
     _check_room(who, room)
     after, limit, wait = _get_params(event)
-    deadline = monotonic() + _wait_budget(wait, context)
-    interval = config.get_settings().http_poll_interval_ms / 1000
-    polls = 1
+    budget = _wait_budget(wait, context)
     messages, more = history_store.query_messages(room, after, limit, consistent=True)
-    while not messages and (left := deadline - monotonic()) > 0:
-        sleep(min(interval, left))
-        polls += 1
-        messages, more = history_store.query_messages(room, after, limit, consistent=True)
-    if wait:
-        logger.info("long poll answered", extra={"polls": polls, "messages": len(messages)})
+    if messages or budget <= 0:
+        return _response(200, {"messages": messages, "more": more})
+    lease = long_poll.acquire(who.user_id, budget + LONG_POLL_MARGIN_MS / 1000)
+    if lease is None:
+        count("LongPollsRefused")
+        cap = config.get_settings().max_long_polls_per_user
+        raise _too_many(f"too many long polls open; at most {cap} per user", 1000)
+    try:
+        messages, more, probes = _wait_for_messages(room, after, limit, monotonic() + budget)
+    finally:
+        long_poll.release(lease)
+    logger.info("long poll answered", extra={"probes": probes, "messages": len(messages)})
     return _response(200, {"messages": messages, "more": more})
+
+
+def _wait_for_messages(
+    room: str, after: str | None, limit: int, deadline: float
+) -> tuple[list[dict[str, Any]], bool, int]:
+    """Probe cheaply until a message after ``after`` exists or ``deadline``; then read it."""
+    next_interval = long_poll.backoff_intervals()
+    probes = 0
+    while (left := deadline - monotonic()) > 0:
+        sleep(min(next_interval(), left))
+        probes += 1
+        if long_poll.has_messages_after(room, after):
+            messages, more = history_store.query_messages(room, after, limit, consistent=True)
+            if messages:
+                return messages, more, probes
+    return [], False, probes
 
 
 @logger.inject_lambda_context(
@@ -269,9 +324,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return _get(event, room, context)
     except HttpError as error:
         count("ClientErrors")
-        return _response(
-            error.status, {"code": error.code, "message": error.message}, error.headers
-        )
+        payload: dict[str, Any] = {"code": error.code, "message": error.message}
+        if error.retry_after_ms is not None:
+            payload["retryAfterMs"] = error.retry_after_ms
+        return _response(error.status, payload, error.headers)
     except ProtocolError as error:
         logger.info("request answered with an error", extra={"code": error.code})
         count("ClientErrors" if error.code != INTERNAL else "InternalErrors")

@@ -7,6 +7,14 @@ refuses the handshake with that status; each frame routed by the route selection
 event; a route with a route response sends the integration result's ``body`` back on the
 socket; ``$disconnect`` on close. The ``@connections`` API (sandbox.management) uses
 ``post``/``info``/``delete`` below.
+
+Size limits, as API Gateway's WebSocket quotas state them ("WebSocket frame size 32 KB",
+"Message payload size 128 KB"; a larger message or frame received closes the connection
+with code 1009): a client frame over ``MAX_FRAME_BYTES`` or a message over
+``MAX_MESSAGE_BYTES`` closes the connection with 1009; an ``@connections`` post over the
+message limit is 413 (sandbox.management); a route response over it is not delivered and
+the client gets API Gateway's "Internal server error" frame instead (AWS documents no
+behaviour for this case; what matters is that the reply does not arrive).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from sandbox.model import ApiSpec, AuthorizerSpec, RouteSpec
 from sandbox.resolver import ACCOUNT_ID, PARTITION, URL_SUFFIX
@@ -59,12 +68,38 @@ protocol_log = logging.getLogger("sandbox.websocket.protocol")
 protocol_log.addFilter(_OneLineHandshakeFailures())
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
+MAX_FRAME_BYTES = 32 * 1024  # ... and its frame limit
 IDLE_TIMEOUT_SECONDS = 600.0  # API Gateway closes idle connections after 10 minutes
 MAX_DURATION_SECONDS = 7200.0  # ... and every connection after 2 hours
 IN_FLIGHT_PER_CONNECTION = 16
 INTEGRATION_TIMEOUT = 29.0  # API Gateway's integration timeout
 
 InvokeFn = Callable[[str, Any, float], Awaitable[InvokeResult]]
+
+
+class _FrameLimitedProtocol(ServerProtocol):
+    """websockets checks one ``max_size`` per message; API Gateway also limits each frame.
+
+    The parser allows the next frame ``max_size - <size so far>`` bytes, so a
+    ``max_size`` of ``min(frame limit + size so far, message limit)`` gives
+    every frame at most ``MAX_FRAME_BYTES`` and the message at most
+    ``MAX_MESSAGE_BYTES``; over either, websockets closes with 1009.
+    """
+
+    @property
+    def max_size(self) -> int:
+        return min(MAX_FRAME_BYTES + (self.cur_size or 0), MAX_MESSAGE_BYTES)
+
+    @max_size.setter
+    def max_size(self, value: int | None) -> None:
+        pass  # fixed by the limits above
+
+
+class _GatewayConnection(ServerConnection):
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        # serve() builds a plain ServerProtocol; no option takes a subclass.
+        protocol.__class__ = _FrameLimitedProtocol
+        super().__init__(protocol, *args, **kwargs)
 
 
 def new_connection_id() -> str:
@@ -140,6 +175,7 @@ class WebSocketApi:
             port,
             process_request=self._process_request,
             max_size=MAX_MESSAGE_BYTES,
+            create_connection=_GatewayConnection,
             ping_interval=None,  # API Gateway answers pings but sends none
             compression=None,
             server_header=None,
@@ -367,7 +403,12 @@ class WebSocketApi:
         if route.return_response:
             body = result.result.get("body") if isinstance(result.result, dict) else None
             if body is not None:
-                await self._reply(connection, body if isinstance(body, str) else json.dumps(body))
+                text = body if isinstance(body, str) else json.dumps(body)
+                if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+                    self.counters["oversized_route_responses"] += 1
+                    log.warning("route response of %d bytes not delivered", len(text))
+                    text = self._gateway_error("Internal server error", context)
+                await self._reply(connection, text)
 
     def _gateway_error(self, message: str, context: dict[str, Any]) -> str:
         return json.dumps(

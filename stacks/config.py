@@ -108,6 +108,13 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "fanoutMaxWorkers",
     "presenceLiveMaxMembers",
     "busClockSkewSeconds",
+    "connectionRateLimit",
+    "connectionBurstLimit",
+    "userRateLimit",
+    "userBurstLimit",
+    "maxRoomsPerConnection",
+    "maxLongPollsPerUser",
+    "httpReservedConcurrency",
     "alarmEmail",
     "apiGatewayAccountRole",
     "httpCorsOrigins",
@@ -160,10 +167,17 @@ _ORIGINS_ACCEPTED = (
 # membership items must outlive that or a live connection loses its records.
 _API_GATEWAY_MAX_CONNECTION_HOURS = 2
 
-# The event envelope (ids, sender, room, JSON framing) needs room next to the
-# body inside EventBridge's 256 KiB entry limit and API Gateway's 128 KiB frame
-# limit, hence a cap well below 128 KiB.
-_MAX_BODY_BYTES_LIMIT = 100_000
+# A `send` frame carrying the largest body must fit in one WebSocket frame:
+# API Gateway closes the connection (1009) on a frame over 32 KB, and browsers
+# never fragment what they send. 32,768 bytes less the envelope (action, room,
+# ref, JSON framing). One such message then also fits in any reply (128 KB,
+# chat.limits) beside a full member page (64 KiB).
+_MAX_BODY_BYTES_LIMIT = 32_000
+
+# AWS keeps 100 of a region's concurrency (1,000 by default) unreserved; the
+# HTTP fallback's share must leave the WebSocket path and the authorizer most
+# of it, hence at most half of the default quota.
+_HTTP_RESERVED_CONCURRENCY_LIMIT = 500
 
 
 class ConfigError(ValueError):
@@ -309,6 +323,17 @@ class ChatConfig:
     # How far in the future a bus event's timestamps may be (clock skew
     # between regions); later events are dropped as forged.
     bus_clock_skew_seconds: int = 60
+    # Client budgets (docs/protocol.md, "Limits"): requests/s and burst of one
+    # connection and of one user (all its connections and HTTP requests).
+    connection_rate_limit: int = 10
+    connection_burst_limit: int = 30
+    user_rate_limit: int = 20
+    user_burst_limit: int = 60
+    max_rooms_per_connection: int = 50
+    max_long_polls_per_user: int = 4
+    # HttpHandler's ReservedConcurrentExecutions: long polls can never take
+    # the concurrency the WebSocket functions and the authorizer need.
+    http_reserved_concurrency: int = 100
     alarm_email: str | None = None
     # AWS::ApiGateway::Account is one setting per account and region: exactly
     # one stack per account-region may own it (see ChatWebSocketApi). Default:
@@ -524,6 +549,40 @@ class ChatConfig:
                 "busClockSkewSeconds",
                 lambda k, v: _integer(k, v, 0, 3600),
                 defaults.bus_clock_skew_seconds,
+            ),
+            connection_rate_limit=get(
+                "connectionRateLimit",
+                lambda k, v: _integer(k, v, 1, 1000),
+                defaults.connection_rate_limit,
+            ),
+            connection_burst_limit=get(
+                "connectionBurstLimit",
+                lambda k, v: _integer(k, v, 1, 10_000),
+                defaults.connection_burst_limit,
+            ),
+            user_rate_limit=get(
+                "userRateLimit", lambda k, v: _integer(k, v, 1, 1000), defaults.user_rate_limit
+            ),
+            user_burst_limit=get(
+                "userBurstLimit",
+                lambda k, v: _integer(k, v, 1, 10_000),
+                defaults.user_burst_limit,
+            ),
+            # ping renews every membership (one UpdateItem each) within one invocation.
+            max_rooms_per_connection=get(
+                "maxRoomsPerConnection",
+                lambda k, v: _integer(k, v, 1, 500),
+                defaults.max_rooms_per_connection,
+            ),
+            max_long_polls_per_user=get(
+                "maxLongPollsPerUser",
+                lambda k, v: _integer(k, v, 1, 20),
+                defaults.max_long_polls_per_user,
+            ),
+            http_reserved_concurrency=get(
+                "httpReservedConcurrency",
+                lambda k, v: _integer(k, v, 1, _HTTP_RESERVED_CONCURRENCY_LIMIT),
+                defaults.http_reserved_concurrency,
             ),
             alarm_email=get("alarmEmail", email, defaults.alarm_email),
             # One stage owns the account-level singleton: prod unless told otherwise.

@@ -80,9 +80,17 @@ BUS_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:DeleteItem",  # 410 Gone cleanup: META
 )
 HTTP_HANDLER_MESSAGES_ACTIONS = ("dynamodb:Query",)  # GET: history page / long-poll
+HTTP_HANDLER_CONNECTIONS_ACTIONS = (
+    "dynamodb:GetItem",  # chat.rate_limit: the user's request budget
+    "dynamodb:UpdateItem",  # chat.rate_limit: conditional budget write
+    "dynamodb:PutItem",  # chat.long_poll: take a lease slot (conditional)
+    "dynamodb:DeleteItem",  # chat.long_poll: release it (conditional)
+)
 
-# HttpHandler polls the messages table while a long-poll GET waits (docs/contracts.md).
+# HttpHandler probes the messages table while a long-poll GET waits, backing
+# off from the first interval to the second (chat.long_poll, docs/contracts.md).
 HTTP_POLL_INTERVAL_MS = 250
+HTTP_POLL_MAX_INTERVAL_MS = 2000
 
 _ASSET_EXCLUDES = [
     "**/__pycache__",
@@ -167,11 +175,19 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             # waits up to 20 s: end the function first so the client gets the
             # handler's answer (or a clean 5xx), never a hung request.
             timeout_s=29,
-            # No connections table: there is no connection, so no membership check.
+            # No membership check (there is no connection): the connections
+            # table holds only the user's request budget and long-poll leases.
+            connections_actions=HTTP_HANDLER_CONNECTIONS_ACTIONS,
             messages_actions=HTTP_HANDLER_MESSAGES_ACTIONS,
             # POST publishes the message exactly like `send`.
             puts_events=True,
-            environment={"HTTP_POLL_INTERVAL_MS": str(HTTP_POLL_INTERVAL_MS)},
+            environment={
+                "HTTP_POLL_INTERVAL_MS": str(HTTP_POLL_INTERVAL_MS),
+                "HTTP_POLL_MAX_INTERVAL_MS": str(HTTP_POLL_MAX_INTERVAL_MS),
+            },
+            # A long poll holds an execution for up to 20 s: without a cap,
+            # polls could take the region's whole concurrency (docs/operations.md).
+            reserved_concurrency=config.http_reserved_concurrency,
         ),
         FunctionSpec(
             name="Authorizer",
@@ -260,6 +276,12 @@ class ChatFunctions(Construct):
             # Bus events from anywhere else are forged (event_bus_message_handler).
             "CHAT_REGIONS": ",".join(config.regions),
             "BUS_CLOCK_SKEW_SECONDS": str(config.bus_clock_skew_seconds),
+            "CONNECTION_RATE_LIMIT": str(config.connection_rate_limit),
+            "CONNECTION_BURST_LIMIT": str(config.connection_burst_limit),
+            "USER_RATE_LIMIT": str(config.user_rate_limit),
+            "USER_BURST_LIMIT": str(config.user_burst_limit),
+            "MAX_ROOMS_PER_CONNECTION": str(config.max_rooms_per_connection),
+            "MAX_LONG_POLLS_PER_USER": str(config.max_long_polls_per_user),
             **powertools_environment,
         }
         # Everything the runtime lacks, built for arm64 without Docker. aiohttp

@@ -48,6 +48,8 @@ class FunctionSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     shared_environment: bool = True
     async_failure_queue: bool = False
+    # ReservedConcurrentExecutions (None: none); see HttpHandler in stacks/functions.py.
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +119,7 @@ def chat_function(
         retry_attempts=2 if asynchronous else None,
         max_event_age=Duration.hours(6) if asynchronous else None,
         on_failure=on_failure,
+        reserved_concurrent_executions=spec.reserved_concurrency,
     )
     # CDK renders its construct dependency on the role as DependsOn next to
     # the Role GetAtt; cfn-lint flags the redundant half (W3005). Silenced

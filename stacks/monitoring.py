@@ -12,7 +12,8 @@ What is alarmed and why:
 * the HTTP API's ``5xx`` (HttpHandler failed or timed out, or API Gateway
   could not call it; 4xx are the clients' own errors and are not alarmed);
 * the runtime's ``FailedDeliveries``, ``PublishFailures``,
-  ``PresencePublishFailures`` and ``ShardFailures`` (names in
+  ``PresencePublishFailures``, ``ShardFailures``, ``OversizedReplies`` and
+  ``RateLimitErrors`` (names in
   docs/contracts.md, "Metrics").
 
 Why the topic has its own KMS key: an alarm action publishes as the
@@ -58,6 +59,12 @@ ALARMED_CUSTOM_METRICS: tuple[str, ...] = (
     # A fan-out shard failed (FanoutWorker reports it as a batch item failure, not
     # a Lambda error, so FanoutWorkerErrors does not see it); SQS retries it.
     "ShardFailures",
+    # A reply the handler had to replace with an error because it would not fit
+    # API Gateway's 128 KB (a bug: chat.limits keeps replies under it).
+    "OversizedReplies",
+    # The request budget could not be read or written (chat.rate_limit lets the
+    # request through): while it lasts, no client budget is enforced.
+    "RateLimitErrors",
 )
 
 # IntegrationError counts every 4XX the handlers return on purpose (a refused

@@ -11,8 +11,8 @@
 //
 // Order (docs/protocol.md, "Order of a sender's messages"): sends are numbered per connection
 // (`seq`) and not awaited, so a burst is accepted in the order typed; a send answered
-// `internal` or `sequence_gap` is sent again as is (same seq: never twice). Messages are placed
-// by id, so what arrives out of order is still shown in order.
+// `internal`, `sequence_gap` or `rate_limited` (after its hint) is sent again as is (same seq:
+// never twice). Messages are placed by id, so what arrives out of order is still shown in order.
 // Failover: when the pane's region cannot be connected to, stops answering `ping`, or drops two
 // connections in a row within 30 s, the pane moves to the next region (nearest first, measured
 // once at load by timing a request to each region's HTTP API) and resumes there; a close whose
@@ -411,13 +411,16 @@ class Pane {
     let messages = joined.missed || [];
     messages.forEach((message) => this.showMessage(message));
     let more = joined.more;
-    for (let page = 0; more && messages.length && page < CONFIG.maxPages; page += 1) {
-      const after = messages[messages.length - 1].id;
+    // `missed` may be empty with `more` when its first message did not fit beside
+    // the member page: page on from the resume point then.
+    let after = messages.length ? messages[messages.length - 1].id : join.after;
+    for (let page = 0; more && after && page < CONFIG.maxPages; page += 1) {
       const reply = await this.request({ action: "history", room, after, limit: CONFIG.historyPage });
       if (this.ws !== ws || !reply || reply.type !== "history") return;
       messages = reply.messages || [];
       messages.forEach((message) => this.showMessage(message));
-      more = reply.more;
+      more = reply.more && messages.length > 0;
+      if (messages.length) after = messages[messages.length - 1].id;
     }
     this.root.dataset.synced = room;
   }
@@ -548,16 +551,22 @@ class Pane {
     const seq = match ? Number(match[1]) : null;
     if (seq === null || !this.outgoing.has(seq)) return false;
     const tries = this.resent.get(seq) || 0;
-    if ((frame.code === "internal" || frame.code === "sequence_gap") && tries < CONFIG.resends) {
+    const resendable = ["internal", "sequence_gap", "rate_limited"];
+    if (resendable.includes(frame.code) && tries < CONFIG.resends) {
       this.resent.set(seq, tries + 1);
       const from = frame.code === "sequence_gap" && Number.isInteger(frame.expected)
         ? frame.expected : seq;
       const again = [...this.outgoing.keys()].filter((n) => n >= from).sort((a, b) => a - b);
-      for (const n of again) {
-        if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-          this.ws.send(JSON.stringify(this.outgoing.get(n)));
+      // rate_limited used up no seq: send it (and those behind it) again after the hint.
+      const hint = frame.code === "rate_limited" && Number.isInteger(frame.retryAfterMs)
+        ? Math.min(frame.retryAfterMs, 30000) : 0;
+      setTimeout(() => {
+        for (const n of again) {
+          if (this.outgoing.has(n) && this.ws && this.ws.readyState === WebSocket.OPEN) {
+            this.ws.send(JSON.stringify(this.outgoing.get(n)));
+          }
         }
-      }
+      }, hint);
       return true;
     }
     this.outgoing.delete(seq);

@@ -34,6 +34,7 @@ __all__ = [
     "LEEWAY_SECONDS",
     "MAX_NAME_CHARS",
     "MAX_ROOM_PATTERNS",
+    "MAX_TOKEN_CHARS",
     "MAX_USER_ID_CHARS",
     "has_control_characters",
     "room_allowed",
@@ -49,6 +50,10 @@ MAX_ROOM_PATTERNS = 50
 # Clock skew between a token's issuer and us: for the verifier (chat.tokens) and
 # for the expiry of open connections (chat.token_expiry), which must agree.
 LEEWAY_SECONDS = 30
+# OIDC tokens carry more claims than ours (Entra ID's with groups reach a few
+# KB); API Gateway's own header and query limits are 10 KB. Also bounds the
+# token of a `refresh` frame (chat.frames).
+MAX_TOKEN_CHARS = 8192
 
 _PATTERN = re.compile(r"[A-Za-z0-9_.:*-]{1,64}")
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})

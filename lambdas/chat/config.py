@@ -61,6 +61,14 @@ class Settings:
     # may be (clock skew between regions).
     chat_regions: tuple[str, ...] = ()
     bus_clock_skew_seconds: int = 60
+    # Client budgets (chat.rate_limit, chat.long_poll, docs/protocol.md "Limits").
+    connection_rate_per_second: int = 10
+    connection_burst: int = 30
+    user_rate_per_second: int = 20
+    user_burst: int = 60
+    max_rooms_per_connection: int = 50
+    max_long_polls_per_user: int = 4
+    http_poll_max_interval_ms: int = 2000
 
     @staticmethod
     def from_env() -> Settings:
@@ -89,6 +97,13 @@ class Settings:
                 if region.strip()
             ),
             bus_clock_skew_seconds=_int("BUS_CLOCK_SKEW_SECONDS", 60, minimum=0),
+            connection_rate_per_second=_int("CONNECTION_RATE_LIMIT", 10),
+            connection_burst=_int("CONNECTION_BURST_LIMIT", 30),
+            user_rate_per_second=_int("USER_RATE_LIMIT", 20),
+            user_burst=_int("USER_BURST_LIMIT", 60),
+            max_rooms_per_connection=_int("MAX_ROOMS_PER_CONNECTION", 50),
+            max_long_polls_per_user=_int("MAX_LONG_POLLS_PER_USER", 4),
+            http_poll_max_interval_ms=_int("HTTP_POLL_MAX_INTERVAL_MS", 2000),
         )
 
     @property

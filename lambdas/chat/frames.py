@@ -30,6 +30,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from chat.claims import MAX_TOKEN_CHARS
 from chat.ids import is_valid_id
 from chat.json_codec import MAX_DEPTH, TooDeepError, compact_json, loads_strict
 from chat.model import valid_room
@@ -60,9 +61,8 @@ MAX_HISTORY_LIMIT: Final = 100
 MAX_MEMBER_LIMIT: Final = 500
 MAX_CURSOR_CHARS: Final = 128  # a cursor is a user id (the last one of the page)
 ACTIONS: Final = frozenset({"join", "leave", "send", "history", "presence", "ping", "refresh"})
-# A fresh token on ``refresh``: the verifier's own limit is checked there; this
-# only keeps an absurd frame from reaching it.
-MAX_REFRESH_TOKEN_CHARS: Final = 8192
+# A fresh token on ``refresh``: the verifier's own limit (one definition).
+MAX_REFRESH_TOKEN_CHARS: Final = MAX_TOKEN_CHARS
 
 # Error codes (docs/protocol.md)
 BAD_REQUEST: Final = "bad_request"

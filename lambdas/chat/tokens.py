@@ -60,6 +60,7 @@ from chat.claims import (
     LEEWAY_SECONDS,
     MAX_NAME_CHARS,
     MAX_ROOM_PATTERNS,
+    MAX_TOKEN_CHARS,
     MAX_USER_ID_CHARS,
     valid_name,
     valid_pattern,
@@ -80,9 +81,6 @@ __all__ = [
     "verify",
 ]
 
-# OIDC tokens carry more claims than ours (Entra ID's with groups reach a few
-# KB); API Gateway's own header and query limits are 10 KB.
-MAX_TOKEN_CHARS = 8192
 MAX_JSON_DEPTH = 8  # {"rooms": [...]} is 2; IdPs nest a few levels (Keycloak's realm_access.roles)
 DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600
 _MAX_KID_CHARS = 256

@@ -306,7 +306,9 @@ class Client:
         """Send ``frame`` with a fresh ref; the direct reply carrying that ref."""
         self._refs += 1
         ref = f"{self.user}-{self._refs}"
-        await self.ws.send(json.dumps({**frame, "ref": ref}))
+        # UTF-8 like the bundled clients: ASCII escapes can triple a body past the
+        # 32 KB frame limit, where API Gateway (and the sandbox) close with 1009.
+        await self.ws.send(json.dumps({**frame, "ref": ref}, ensure_ascii=False))
         return await self.wait_for(lambda f: f.get("ref") == ref, timeout)
 
     async def join(self, room: str) -> dict[str, Any]:

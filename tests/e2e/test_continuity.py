@@ -35,7 +35,11 @@ async def close_all(*clients: Client) -> None:
 
 
 async def send(client: Client, room: str, body: Any) -> str:
-    ack = await client.request({"action": "send", "room": room, "body": body})
+    for _ in range(100):  # bounded; waits out the connection's budget as a client should
+        ack = await client.request({"action": "send", "room": room, "body": body})
+        if ack.get("code") != "rate_limited":
+            break
+        await asyncio.sleep(ack["retryAfterMs"] / 1000)
     assert ack["type"] == "ack", ack
     return str(ack["id"])
 

@@ -78,6 +78,13 @@ def test_cli_strings_are_parsed() -> None:
             "alarmEmail": "ops@example.com",
             "apiGatewayAccountRole": "false",
             "httpCorsOrigins": " https://chat.example.com , http://localhost:8080 ",
+            "connectionRateLimit": "5",
+            "connectionBurstLimit": "12",
+            "userRateLimit": "8",
+            "userBurstLimit": "24",
+            "maxRoomsPerConnection": "20",
+            "maxLongPollsPerUser": "3",
+            "httpReservedConcurrency": "40",
         }
     )
     assert config == ChatConfig(
@@ -95,6 +102,13 @@ def test_cli_strings_are_parsed() -> None:
         alarm_email="ops@example.com",
         api_gateway_account_role=False,
         http_cors_origins=("https://chat.example.com", "http://localhost:8080"),
+        connection_rate_limit=5,
+        connection_burst_limit=12,
+        user_rate_limit=8,
+        user_burst_limit=24,
+        max_rooms_per_connection=20,
+        max_long_polls_per_user=3,
+        http_reserved_concurrency=40,
     )
     assert config.bus_name == "talk-dev-chat-bus"
     assert config.event_source == "talk.chat"
@@ -210,6 +224,15 @@ def test_excluded_region_says_why() -> None:
         ("maxBodyBytes", "200000", "is out of range"),
         ("maxBodyBytes", "1.5", "is not an integer"),
         ("maxBodyBytes", True, "is not an integer"),
+        ("maxBodyBytes", "32001", "accepted: an integer from 1 to 32000"),
+        ("connectionRateLimit", "0", "is out of range"),
+        ("connectionBurstLimit", "x", "is not an integer"),
+        ("userRateLimit", "1001", "is out of range"),
+        ("userBurstLimit", "0", "is out of range"),
+        ("maxRoomsPerConnection", "501", "accepted: an integer from 1 to 500"),
+        ("maxLongPollsPerUser", "0", "is out of range"),
+        ("httpReservedConcurrency", "0", "is out of range"),
+        ("httpReservedConcurrency", "501", "accepted: an integer from 1 to 500"),
         ("historyRetentionHours", "0", "is out of range"),
         ("connectionTtlHours", "2", "'2' is out of range; accepted: an integer from 3 to"),
         ("throttleRateLimit", "-1", "is out of range"),

@@ -45,6 +45,12 @@ CONTRACT_ENV = {
     "PRESENCE_LIVE_MAX_MEMBERS",
     "CHAT_REGIONS",
     "BUS_CLOCK_SKEW_SECONDS",
+    "CONNECTION_RATE_LIMIT",
+    "CONNECTION_BURST_LIMIT",
+    "USER_RATE_LIMIT",
+    "USER_BURST_LIMIT",
+    "MAX_ROOMS_PER_CONNECTION",
+    "MAX_LONG_POLLS_PER_USER",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -72,7 +78,7 @@ FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "EventBusMessageHandler": (1769, 30, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
     "FanoutWorker": (1769, 60, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
     # HTTP API's integration limit is 30 s; a long-poll GET waits up to 20 s.
-    "HttpHandler": (256, 29, {"HTTP_POLL_INTERVAL_MS"}),
+    "HttpHandler": (256, 29, {"HTTP_POLL_INTERVAL_MS", "HTTP_POLL_MAX_INTERVAL_MS"}),
 }
 XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
 # docs/contracts.md, "IAM the handlers need", spelled out independently of
@@ -93,6 +99,7 @@ CONTRACT_IAM: dict[str, dict[str, Any]] = {
         "bus": True,
     },
     "HttpHandler": {
+        "connections": ("GetItem", "UpdateItem", "PutItem", "DeleteItem"),
         "messages": ("Query",),
         "bus": True,
     },
@@ -347,7 +354,9 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert props["Runtime"] == "python3.14"
     assert props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
-    assert "ReservedConcurrentExecutions" not in props
+    # Only HttpHandler's long polls could take the region's concurrency: it alone is capped.
+    reserved = config.http_reserved_concurrency if name == "HttpHandler" else None
+    assert props.get("ReservedConcurrentExecutions") == reserved
     assert "FunctionName" not in props
 
     _check_dependencies_layer(template, props)
@@ -373,8 +382,15 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert env["FANOUT_REQUEST_BUDGET"] == "5000"
     assert env["POWERTOOLS_SERVICE_NAME"] == "chat"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "chat/prod"
+    assert env["CONNECTION_RATE_LIMIT"] == "10"
+    assert env["CONNECTION_BURST_LIMIT"] == "30"
+    assert env["USER_RATE_LIMIT"] == "20"
+    assert env["USER_BURST_LIMIT"] == "60"
+    assert env["MAX_ROOMS_PER_CONNECTION"] == "50"
+    assert env["MAX_LONG_POLLS_PER_USER"] == "4"
     if name == "HttpHandler":
         assert env["HTTP_POLL_INTERVAL_MS"] == "250"
+        assert env["HTTP_POLL_MAX_INTERVAL_MS"] == "2000"
 
     log_group = template["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
     assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
@@ -778,7 +794,7 @@ def test_alarms(template: JsonDict) -> None:
     topic_id, _ = only(template, "AWS::SNS::Topic")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     # 6 functions x (Errors, Throttles) + 3 DLQs + 2 WebSocket + 1 HTTP API + 4 custom
-    assert len(alarms) == 22
+    assert len(alarms) == 24
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -793,6 +809,7 @@ def test_alarms(template: JsonDict) -> None:
         + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
         + [("chat/prod", "PresencePublishFailures"), ("chat/prod", "ShardFailures")]
+        + [("chat/prod", "OversizedReplies"), ("chat/prod", "RateLimitErrors")]
     )
     functions = {
         function_by_handler(template, handler)[0]

@@ -411,6 +411,42 @@ def test_pipelined_sends_are_numbered_and_resent_from_the_gap() -> None:
     assert "internal" not in out.getvalue() and "sequence_gap" not in out.getvalue()
 
 
+def test_a_rate_limited_numbered_send_goes_again_after_the_hint() -> None:
+    """rate_limited used up no seq: that send and the ones behind it are resent after
+    ``retryAfterMs`` and every line is acked once, in typed order."""
+    out = io.StringIO()
+    session = ChatSession("r", out)
+    answered: dict[int, int] = {}
+    acked: list[int] = []
+
+    def answer(frame: Frame) -> list[Frame]:
+        seq = frame["seq"]
+        answered[seq] = answered.get(seq, 0) + 1
+        ref = frame["ref"]
+        if seq == 1 and answered[seq] == 1:
+            limited = {"type": "error", "code": "rate_limited", "message": "slow down"}
+            return [{**limited, "retryAfterMs": 50, "ref": ref}]
+        if seq == 2 and answered[seq] == 1:
+            gap = {"type": "error", "code": "sequence_gap", "message": "gap", "expected": 1}
+            return [{**gap, "ref": ref}]
+        if seq in acked:
+            return []
+        acked.append(seq)
+        return [{"type": "ack", "room": "r", "id": f"id{seq}", "seq": seq, "ref": ref}]
+
+    async def scenario() -> None:
+        session.ws = ScriptedSocket(session, answer)  # type: ignore[assignment]
+        session.ready.set()
+        for text in ("one", "two"):
+            await session.command(text)
+        await until_true(lambda: not session.outgoing, "every send final")
+
+    asyncio.run(scenario())
+    assert acked == [1, 2]
+    assert answered[1] >= 2 and answered[2] >= 2
+    assert "rate_limited" not in out.getvalue() and "sequence_gap" not in out.getvalue()
+
+
 def test_unconfirmed_sends_are_reported_when_the_connection_goes() -> None:
     out = io.StringIO()
     session = ChatSession("r", out)

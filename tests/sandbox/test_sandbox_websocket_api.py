@@ -167,6 +167,48 @@ def test_message_over_128_kib_closes_with_1009() -> None:
     asyncio.run(run_with(api_spec(["$default"]), echo, scenario))
 
 
+def test_frames_over_32_kib_close_with_1009_and_fragments_under_it_pass() -> None:
+    """API Gateway: frames of at most 32 KB, messages of at most 128 KB (in fragments)."""
+
+    async def scenario(url: str, server: WebSocketApi) -> None:
+        async with connect(f"{url}/prod", max_size=None) as ws:
+            await ws.send("y" * (32 * 1024))  # exactly one full frame
+            assert json.loads(await ws.recv())["body"] == "y" * (32 * 1024)
+            fragments = ["z" * (30 * 1024)] * 4  # 120 KiB in four frames
+            await ws.send(fragments)
+            assert len(json.loads(await ws.recv())["body"]) == 120 * 1024
+            await ws.send("x" * (32 * 1024 + 1))  # one frame over the limit
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        async with connect(f"{url}/prod", max_size=None) as ws:
+            await ws.send(["z" * (30 * 1024)] * 5)  # 150 KiB in frames under 32 KiB
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+    asyncio.run(run_with(api_spec(["$default"]), echo, scenario))
+
+
+def test_a_route_response_over_128_kib_is_not_delivered() -> None:
+    def big_reply(function: str, event: dict[str, Any]) -> InvokeResult:
+        if event["requestContext"]["eventType"] != "MESSAGE":
+            return InvokeResult(True, {"statusCode": 200})
+        size = int(json.loads(event["body"])["size"])
+        return InvokeResult(True, {"statusCode": 200, "body": "r" * size})
+
+    async def scenario(url: str, server: WebSocketApi) -> None:
+        async with connect(f"{url}/prod", max_size=None) as ws:
+            await ws.send(json.dumps({"size": 128 * 1024}))
+            assert await ws.recv() == "r" * (128 * 1024)
+            await ws.send(json.dumps({"size": 128 * 1024 + 1}))
+            reply = json.loads(await ws.recv())
+            assert reply["message"] == "Internal server error"
+            assert server.counters["oversized_route_responses"] == 1
+
+    asyncio.run(run_with(api_spec(["$default"]), big_reply, scenario))
+
+
 def test_post_info_delete_and_drop() -> None:
     async def scenario(url: str, server: WebSocketApi) -> None:
         async with connect(f"{url}/prod") as ws, connect(f"{url}/prod") as other:

@@ -11,6 +11,16 @@ from typing import Any
 
 import pytest
 
+from chat import config
+
+
+@pytest.fixture(autouse=True)
+def _no_request_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One connection sends every frame of this module: the budgets are tested elsewhere."""
+    monkeypatch.setenv("CONNECTION_BURST_LIMIT", "100000")
+    monkeypatch.setenv("USER_BURST_LIMIT", "100000")
+    config.reset()
+
 
 @pytest.fixture(scope="module")
 def connection(module_aws: None) -> str:

@@ -132,5 +132,6 @@ def test_malformed_presence_events_are_dropped(
     emitted_metrics()
     assert chat_shared.deliver(bad, "chat.presence") == {"status": "malformed"}
     table = boto3.resource("dynamodb", region_name="us-east-1").Table(TEST_ENV["CONNECTIONS_TABLE"])
-    assert table.scan()["Items"] == []
+    # nothing written (the request budgets of earlier frames in this module aside)
+    assert [i for i in table.scan()["Items"] if not i["pk"].startswith("RATE#")] == []
     assert emitted_metrics()["MalformedEvents"] == 1

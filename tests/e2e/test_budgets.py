@@ -1,0 +1,162 @@
+"""Client budgets and reply sizes through the synthesized templates in the sandbox (issue 8).
+
+The default app's budgets apply (stacks/config.py): a connection's burst of
+frames, the room cap, and API Gateway's size limits as the sandbox enforces
+them (a client frame over 32 KB closes the connection with 1009; a reply
+over 128 KB would not be delivered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from chat.limits import MAX_REPLY_BYTES
+from stacks.config import ChatConfig
+
+from .harness import REGIONS, Client, SandboxProcess, room_name, wait_until
+
+DEFAULTS = ChatConfig()
+
+
+async def request_within_budget(client: Client, frame: dict[str, Any]) -> dict[str, Any]:
+    """``request``, waiting out ``rate_limited`` replies as a client should (bounded)."""
+    for _ in range(50):
+        reply = await client.request(frame)
+        if reply.get("code") != "rate_limited":
+            return reply
+        await asyncio.sleep(reply["retryAfterMs"] / 1000)
+    raise AssertionError(f"still rate limited: {frame}")
+
+
+def _replies(
+    client: Client, refs: list[str], found: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    wanted = set(refs)
+    for frame in client.frames:
+        if frame.get("ref") in wanted:
+            found[frame["ref"]] = frame
+    return found
+
+
+def test_a_burst_over_the_connection_budget_is_refused_and_the_connection_stays(
+    sandbox: SandboxProcess,
+) -> None:
+    asyncio.run(_burst(sandbox))
+
+
+async def _burst(sandbox: SandboxProcess) -> None:
+    client = await Client.open(sandbox.url(REGIONS[0]), "budget-burst")
+    room = room_name()
+    try:
+        await client.join(room)
+        # All frames at once (the replies are awaited after): more than the burst.
+        count = DEFAULTS.connection_burst_limit + 10
+        refs = [f"b{n}" for n in range(count)]
+        for n, ref in enumerate(refs):
+            await client.send_raw(
+                json.dumps({"action": "send", "room": room, "body": n, "ref": ref})
+            )
+        # Generous: 40 frames at once start up to 16 sandbox workers on a shared machine.
+        by_ref: dict[str, dict[str, Any]] = {}
+        await wait_until(
+            lambda: len(_replies(client, refs, by_ref)) == count,
+            timeout=300,
+            what=f"replies to the burst (frames so far: {client.frames[-5:]})",
+        )
+        replies = [by_ref[ref] for ref in refs]
+        limited = [r for r in replies if r.get("code") == "rate_limited"]
+        acked = [r for r in replies if r["type"] == "ack"]
+        assert len(acked) + len(limited) == count
+        assert len(acked) <= DEFAULTS.connection_burst_limit  # the join took one too
+        assert limited and all(r["retryAfterMs"] > 0 for r in limited)
+        # nothing refused was published: only the acked bodies come back as messages
+        ids = {r["id"] for r in acked}
+        last = max(ids)
+        await client.wait_for(lambda f: f.get("type") == "message" and f.get("id") == last)
+        assert {m["id"] for m in client.messages(room)} == ids
+        # the connection stayed up and works once the budget refills
+        reply = await request_within_budget(client, {"action": "send", "room": room, "body": "x"})
+        assert reply["type"] == "ack"
+    finally:
+        await client.close()
+
+
+def test_a_join_beyond_the_room_cap_is_refused(sandbox: SandboxProcess) -> None:
+    asyncio.run(_room_cap(sandbox))
+
+
+async def _room_cap(sandbox: SandboxProcess) -> None:
+    client = await Client.open(sandbox.url(REGIONS[0]), "budget-rooms")
+    prefix = room_name()
+    try:
+        for n in range(DEFAULTS.max_rooms_per_connection):
+            reply = await request_within_budget(client, {"action": "join", "room": f"{prefix}-{n}"})
+            assert reply["type"] == "joined", reply
+        refused = await request_within_budget(client, {"action": "join", "room": f"{prefix}-x"})
+        assert (refused["type"], refused["code"]) == ("error", "too_many_rooms")
+        # existing memberships are unaffected
+        reply = await request_within_budget(
+            client, {"action": "send", "room": f"{prefix}-0", "body": "still here"}
+        )
+        assert reply["type"] == "ack"
+        pong = await request_within_budget(client, {"action": "ping"})
+        assert pong["type"] == "pong"
+    finally:
+        await client.close()
+
+
+def test_history_of_large_messages_fits_in_replies(sandbox: SandboxProcess) -> None:
+    asyncio.run(_large_history(sandbox))
+
+
+async def _large_history(sandbox: SandboxProcess) -> None:
+    client = await Client.open(sandbox.url(REGIONS[0]), "budget-history")
+    room = room_name()
+    body = "\u00e9" * (DEFAULTS.max_body_bytes // 2 - 1)  # 2-byte characters, quotes: the limit
+    try:
+        await client.join(room)
+        sent = []
+        for _ in range(12):  # about 196 KB of bodies: more than one reply holds
+            ack = await request_within_budget(
+                client, {"action": "send", "room": room, "body": body}
+            )
+            assert ack["type"] == "ack", ack
+            sent.append(ack["id"])
+        await client.wait_for(lambda f: f.get("type") == "message" and f.get("id") == sent[-1])
+        got: list[str] = []
+        after: str | None = None
+        for _ in range(len(sent)):  # bounded
+            frame: dict[str, Any] = {"action": "history", "room": room, "limit": 100}
+            if after:
+                frame["after"] = after
+            start = len(client.frames)
+            reply = await request_within_budget(client, frame)
+            assert reply["type"] == "history", reply  # not the gateway's error
+            assert len(json.dumps(reply, ensure_ascii=False).encode()) <= MAX_REPLY_BYTES
+            assert client.frames[start:].count(reply) == 1
+            got += [m["id"] for m in reply["messages"]]
+            if not reply["more"]:
+                break
+            after = got[-1]
+        assert got == sent
+    finally:
+        await client.close()
+
+
+def test_a_client_frame_over_32_kb_closes_the_connection_with_1009(
+    sandbox: SandboxProcess,
+) -> None:
+    asyncio.run(_big_frame(sandbox))
+
+
+async def _big_frame(sandbox: SandboxProcess) -> None:
+    client = await Client.open(sandbox.url(REGIONS[0]), "budget-frame")
+    try:
+        # one unfragmented frame of 33 KB, as a browser would send it
+        await client.send_raw(json.dumps({"action": "ping", "pad": "p" * 33 * 1024}))
+        await asyncio.wait_for(asyncio.shield(client._reader), 15)  # the reader ends on close
+        assert client.ws.close_code == 1009
+    finally:
+        await client.close()
