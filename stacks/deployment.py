@@ -54,7 +54,15 @@ from stacks.extensions import (
 from stacks.region_stack import ChatRegionStack
 from stacks.websocket_api import CLIENT_ROUTE_KEYS
 
-__all__ = ["ChatDeployment", "Grant"]
+# Re-exported: what a team's app needs comes from this one module.
+__all__ = [
+    "BusTargetContext",
+    "ChatConfig",
+    "ChatDeployment",
+    "FunctionSpec",
+    "Grant",
+    "RegionOverrides",
+]
 
 # Permissions for a function in one region: e.g.
 # ``lambda stack, fn: stack.storage.messages_table.grant(fn, "dynamodb:Query")``.

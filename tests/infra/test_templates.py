@@ -28,6 +28,12 @@ from .helpers import (
     resources,
     role_statements,
 )
+from .template_checks import (
+    XRAY_ACTIONS,
+    check_no_wildcards_except_xray,
+    check_queues_enforce_tls,
+    check_rule_targets,
+)
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
 CONTRACT_ENV = {
@@ -69,7 +75,6 @@ FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     # HTTP API's integration limit is 30 s; a long-poll GET waits up to 20 s.
     "HttpHandler": (256, 29, {"HTTP_POLL_INTERVAL_MS"}),
 }
-XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
 # docs/contracts.md, "IAM the handlers need", spelled out independently of
 # stacks/functions.py: DynamoDB actions per table, and PutEvents on the bus.
 CONTRACT_IAM: dict[str, dict[str, Any]] = {
@@ -538,15 +543,7 @@ def test_fanout_queue_and_worker(app3: SynthResult, template: JsonDict) -> None:
 
 
 def test_no_wildcards_except_xray(template: JsonDict) -> None:
-    for logical_id, policy in resources(template, "AWS::IAM::Policy").items():
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            actions = as_list(statement["Action"])
-            assert not any(action.endswith(":*") or action == "*" for action in actions), (
-                logical_id,
-                actions,
-            )
-            if "*" in as_list(statement["Resource"]):
-                assert sorted(actions) == XRAY_ACTIONS, (logical_id, statement)
+    check_no_wildcards_except_xray(template)
 
 
 def test_no_physical_names(template: JsonDict) -> None:
@@ -656,52 +653,13 @@ def test_forwarding_rules(template: JsonDict, region: str) -> None:
 
 
 def test_every_target_has_retry_policy_and_dlq(template: JsonDict) -> None:
-    queue_policies = resources(template, "AWS::SQS::QueuePolicy")
-    for rule_id, rule in resources(template, "AWS::Events::Rule").items():
-        for target in rule["Properties"]["Targets"]:
-            assert target["RetryPolicy"] == {
-                "MaximumEventAgeInSeconds": 86400,
-                "MaximumRetryAttempts": 185,
-            }
-            queue_id = getatt_id(target["DeadLetterConfig"]["Arn"])
-            queue = template["Resources"][queue_id]
-            assert queue["Properties"]["SqsManagedSseEnabled"] is True
-            assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
-            # EventBridge may send to the DLQ only on behalf of this rule.
-            statements = [
-                statement
-                for policy in queue_policies.values()
-                if policy["Properties"]["Queues"] == [{"Ref": queue_id}]
-                for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-            ]
-            rule_arn = {"Fn::GetAtt": [rule_id, "Arn"]}
-            assert any(
-                s["Effect"] == "Allow"
-                and s["Principal"] == {"Service": "events.amazonaws.com"}
-                and s["Action"] == "sqs:SendMessage"
-                and s["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
-                for s in statements
-            ), rule_id
+    check_rule_targets(template)
 
 
 def test_queues_enforce_tls(template: JsonDict) -> None:
     queues = resources(template, "AWS::SQS::Queue")
     assert len(queues) == 4  # replication DLQ, bus handler failures, fan-out queue and DLQ
-    for queue_id, queue in queues.items():
-        assert queue["Properties"]["SqsManagedSseEnabled"] is True
-        policies = [
-            policy
-            for policy in resources(template, "AWS::SQS::QueuePolicy").values()
-            if policy["Properties"]["Queues"] == [{"Ref": queue_id}]
-        ]
-        (policy,) = policies
-        assert {
-            "Action": "sqs:*",
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            "Effect": "Deny",
-            "Principal": {"AWS": "*"},
-            "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
-        } in policy["Properties"]["PolicyDocument"]["Statement"]
+    check_queues_enforce_tls(template)
 
 
 # ---- monitoring and outputs --------------------------------------------------
