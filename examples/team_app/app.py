@@ -48,9 +48,7 @@ def build(app: App) -> ChatDeployment:
             handler="whoami.handler",
             description="whoami: the identity this connection was accepted with",
         ),
-        permissions=lambda stack, fn: stack.storage.connections_table.grant(
-            fn, "dynamodb:GetItem"
-        ),
+        permissions=lambda stack, fn: stack.storage.connections_table.grant(fn, "dynamodb:GetItem"),
     )
     chat.add_bus_consumer_function(
         "Moderation",

@@ -110,6 +110,11 @@ def valid_pattern(value: object) -> bool:
 
 def verify(token: object, secret: str | bytes, now: float) -> Claims:
     """The claims of ``token`` if it is valid at ``now`` (epoch seconds); else InvalidTokenError."""
+    return _claims(_signed_payload(token, secret), now)
+
+
+def _signed_payload(token: object, secret: str | bytes) -> dict[str, Any]:
+    """The payload of ``token`` once its form, header and HS256 signature are checked."""
     if not isinstance(token, str) or not token:
         raise InvalidTokenError("no token")
     if len(token) > MAX_TOKEN_CHARS:
@@ -132,8 +137,11 @@ def verify(token: object, secret: str | bytes, now: float) -> Claims:
     ).digest()
     if not hmac.compare_digest(expected, signature):
         raise InvalidTokenError("bad signature")
-    claims = _json_object(payload_segment, "payload")
+    return _json_object(payload_segment, "payload")
 
+
+def _claims(claims: dict[str, Any], now: float) -> Claims:
+    """The validated claims of a signed payload at ``now``."""
     sub = claims.get("sub")
     if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_CHARS:
         raise InvalidTokenError(f"sub must be a string of 1-{MAX_USER_ID_CHARS} characters")
