@@ -110,6 +110,12 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
             "frame, then DeleteConnection); connection ids are assigned at runtime, the ARN is "
             "limited to this API, this stage and the method, the trailing * is the connection id",
         )
+    _ack(
+        _default_policy(stack.server_api.function.role),
+        _manage_connections_finding(stack, "DELETE"),
+        "The server API closes a user's connections, whose ids API Gateway assigns at "
+        "runtime; the ARN is already limited to this API, this stage and DELETE",
+    )
 
     # APIG4: $connect and the HTTP routes have the token authorizer; the
     # WebSocket routes after $connect cannot have one.
@@ -134,6 +140,10 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
     acknowledge_dead_letter_queue(
         stack.replication.dead_letter_queue,
         "the DeadLetterConfig of every EventBridge target in the region (delivery and forwarding)",
+    )
+    acknowledge_dead_letter_queue(
+        stack.server_api.disconnect_consumer.dead_letter_queue,
+        "the DeadLetterConfig of the server API's chat.disconnect rule",
     )
     acknowledge_dead_letter_queue(
         stack.functions.async_failure_queue,

@@ -52,6 +52,7 @@ from stacks.extensions import (
     spec_function,
 )
 from stacks.region_stack import ChatRegionStack
+from stacks.server_api import ChatServerApi
 from stacks.websocket_api import CLIENT_ROUTE_KEYS
 
 # Re-exported: what a team's app needs comes from this one module.
@@ -129,6 +130,7 @@ class ChatDeployment:
         self.client_routes: dict[str, dict[str, ChatClientRoute]] = {}
         self.bus_consumers: dict[str, dict[str, ChatBusConsumer]] = {}
         self._route_keys: set[str] = set()
+        self._grant_scopes: dict[str, Construct] = {}
 
     @property
     def primary_stack(self) -> ChatRegionStack:
@@ -299,6 +301,38 @@ class ChatDeployment:
     ) -> None:
         """Add ``statement(stack)`` to built-in ``function_name``'s role in every region."""
         self.grant(function_name, lambda stack, fn: fn.add_to_role_policy(statement(stack)))
+
+    # ---- the server API ---------------------------------------------------
+    def grant_publish(self, role_arn: str, *, regions: Iterable[str] | None = None) -> None:
+        """Let the role ``role_arn`` publish through the server API of ``regions`` (default all).
+
+        HTTP APIs have no resource policy, so the permission is a policy on the
+        role: one per region, created in that region's stack (the API ids are
+        per-region values, and CloudFormation cannot reference across regions).
+        Publishing in one region reaches every region (the bus replicates it);
+        grant two or more for failover.
+        """
+        self._grant_server_api(role_arn, regions, "Publisher", ChatServerApi.grant_publish)
+
+    def grant_disconnect(self, role_arn: str, *, regions: Iterable[str] | None = None) -> None:
+        """Let the role ``role_arn`` disconnect users through the server API of ``regions``."""
+        self._grant_server_api(role_arn, regions, "Disconnector", ChatServerApi.grant_disconnect)
+
+    def _grant_server_api(
+        self,
+        role_arn: str,
+        regions: Iterable[str] | None,
+        kind: str,
+        grant: Callable[[ChatServerApi, iam.IGrantable], iam.Grant],
+    ) -> None:
+        for region in regions if regions is not None else self.config.regions:
+            stack = self.stacks[region]
+            scope = self._grant_scopes.get(region)
+            if scope is None:
+                scope = self._grant_scopes[region] = Construct(stack, "ServerApiGrants")
+            # Imported by ARN in each region's stack: the policy it gets lives there.
+            role = iam.Role.from_role_arn(scope, f"{kind}{len(scope.node.children) + 1}", role_arn)
+            grant(stack.server_api, role)
 
     # ---- helpers ------------------------------------------------------------
     def _check_name(self, name: str) -> None:

@@ -24,6 +24,7 @@ from stacks.global_endpoint import ChatGlobalEndpoint
 from stacks.http_api import ChatHttpApi
 from stacks.monitoring import ChatMonitoring
 from stacks.replication import ChatReplication
+from stacks.server_api import ChatServerApi
 from stacks.storage import ChatStorage
 from stacks.websocket_api import ChatWebSocketApi
 
@@ -41,8 +42,8 @@ class ChatRegionStack(Stack):
     Attributes:
         config, region_name, overrides: what the stack was built from.
         removal_policy, log_retention: what its tables, queues and log groups get.
-        storage, functions, auth, api (WebSocket), http_api, replication,
-            fanout, monitoring, dashboard: the constructs.
+        storage, functions, auth, api (WebSocket), http_api, server_api,
+            replication, fanout, monitoring, dashboard: the constructs.
         global_dashboard: every region side by side (primary region only, else None).
         global_endpoint: custom domains and latency records (None without domainName).
     """
@@ -144,6 +145,22 @@ class ChatRegionStack(Stack):
             removal_policy=removal,
         )
 
+        # The server API: IAM-authorized routes on the HTTP API for the team's backends.
+        self.server_api = ChatServerApi(
+            self,
+            "ServerApi",
+            http_api=self.http_api.api,
+            code=self.functions.code,
+            layers=self.functions.layers,
+            environment={**self.functions.environment, "CALLBACK_URL": self.api.callback_url},
+            event_bus=self.replication.event_bus,
+            event_source=config.event_source,
+            connections_table=self.storage.connections_table,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.server_api.allow_disconnect(self.api.close_connections_arn)
+
         # The optional global endpoint (domainName + hostedZoneId).
         self.global_endpoint: ChatGlobalEndpoint | None = None
         if config.domain_name and config.hosted_zone_id:
@@ -194,6 +211,9 @@ class ChatRegionStack(Stack):
             "ReplicationDeadLetterQueue": self.replication.dead_letter_queue,
             "EventBusMessageHandlerFailureQueue": self.functions.async_failure_queue,
             "FanoutDeadLetterQueue": self.fanout.dead_letter_queue,
+            "ServerApiDisconnectsDeadLetterQueue": (
+                self.server_api.disconnect_consumer.dead_letter_queue
+            ),
         }
         self.monitoring = ChatMonitoring(
             self,
@@ -285,7 +305,11 @@ class ChatRegionStack(Stack):
     @property
     def builtin_functions(self) -> dict[str, lambda_.Function]:
         """Every function of the app in this region, by name (the authorizer included)."""
-        return {**self.functions.functions, "FanoutWorker": self.fanout.worker}
+        return {
+            **self.functions.functions,
+            "FanoutWorker": self.fanout.worker,
+            "ServerApi": self.server_api.function,
+        }
 
     # ---- per-region overrides (RegionOverrides) -------------------------
     def apply_memory_override(self, name: str, function: lambda_.Function) -> None:
