@@ -86,7 +86,7 @@ class ServerApi:
             request
         )
         prepared = urllib.request.Request(
-            request.url, data=data, headers=dict(request.headers.items()), method="POST"
+            self.base_url + path, data=data, headers=dict(request.headers.items()), method="POST"
         )
         try:
             with urllib.request.urlopen(prepared, timeout=self.timeout_seconds) as response:
