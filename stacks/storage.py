@@ -49,13 +49,37 @@ def _table(
         deletion_protection=retained,
         removal_policy=removal_policy,
     )
-    for index_name, partition_key in schema.indexes:
-        table.add_global_secondary_index(
-            index_name=index_name,
-            partition_key=dynamodb.Attribute(name=partition_key, type=string),
-            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
-        )
+    if schema.indexes:
+        _add_indexes(table, schema)
     return table
+
+
+def _add_indexes(table: dynamodb.Table, schema: TableSchema) -> None:
+    """The schema's indexes (keys only), added on the CloudFormation resource.
+
+    Not with ``add_global_secondary_index``: once the L2 table knows of an
+    index, every ``table.grant(...)`` also grants on ``<table>/index/*``, and
+    every handler would get the index. This way only the statement that names
+    the index (stacks/server_api.py) does.
+    """
+    cfn_table = table.node.default_child
+    assert isinstance(cfn_table, dynamodb.CfnTable)
+    keys = [schema.partition_key, schema.sort_key, *(key for _, key in schema.indexes)]
+    cfn_table.add_property_override(
+        "AttributeDefinitions",
+        [{"AttributeName": key, "AttributeType": "S"} for key in dict.fromkeys(keys)],
+    )
+    cfn_table.add_property_override(
+        "GlobalSecondaryIndexes",
+        [
+            {
+                "IndexName": name,
+                "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+            for name, key in schema.indexes
+        ],
+    )
 
 
 class ChatStorage(Construct):

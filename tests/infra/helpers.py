@@ -174,10 +174,11 @@ def forwarding_rules(template: JsonDict) -> dict[str, JsonDict]:
 
 
 def delivery_rule(template: JsonDict) -> tuple[str, JsonDict]:
+    """The rule that matches every chat event (its pattern names the source only)."""
     rules = {
         logical_id: rule
         for logical_id, rule in resources(template, "AWS::Events::Rule").items()
-        if "detail" not in rule["Properties"]["EventPattern"]
+        if set(rule["Properties"]["EventPattern"]) == {"source"}
     }
     assert len(rules) == 1, sorted(rules)
     return next(iter(rules.items()))

@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match
 
 from stacks.auth import HTTP_IDENTITY_SOURCE, WEBSOCKET_IDENTITY_SOURCE
 from stacks.http_api import HTTP_ROUTE_KEYS
+from stacks.server_api import DISCONNECT_PATH, PUBLISH_PATH
 from stacks.websocket_api import CLIENT_ROUTE_KEYS, CONNECTION_ROUTE_KEYS
 
 from .helpers import (
@@ -36,6 +37,7 @@ from .template_checks import (
 )
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
+SERVER_API_ROUTE_KEYS = (f"POST {PUBLISH_PATH}", f"POST {DISCONNECT_PATH}")
 CONTRACT_ENV = {
     "CONNECTIONS_TABLE",
     "MESSAGES_TABLE",
@@ -61,6 +63,7 @@ HANDLERS = {
     "EventBusMessageHandler": "event_bus_message_handler.handler",
     "HttpHandler": "http_handler.handler",
     "FanoutWorker": "fanout_worker.handler",
+    "ServerApi": "server_api.handler",
 }
 AUTHORIZER_HANDLER = "authorizer.handler"
 SECRET_NAME = "chat/prod/token-signing-secret"
@@ -74,6 +77,8 @@ FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "FanoutWorker": (1769, 60, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
     # HTTP API's integration limit is 30 s; a long-poll GET waits up to 20 s.
     "HttpHandler": (256, 29, {"HTTP_POLL_INTERVAL_MS"}),
+    # Deletes connections through @connections (the server API's disconnect).
+    "ServerApi": (256, 29, {"CALLBACK_URL"}),
 }
 # docs/contracts.md, "IAM the handlers need", spelled out independently of
 # stacks/functions.py: DynamoDB actions per table, and PutEvents on the bus.
@@ -100,6 +105,8 @@ CONTRACT_IAM: dict[str, dict[str, Any]] = {
         "connections": ("GetItem", "UpdateItem", "BatchWriteItem", "DeleteItem"),
         "bus": True,
     },
+    # Plus Query on the ConnectionsByUser index only (test_function_role_exact_permissions).
+    "ServerApi": {"bus": True},
 }
 
 
@@ -253,12 +260,14 @@ def test_http_api_routes(template: JsonDict, region: str) -> None:
         "AllowHeaders": ["Authorization", "Content-Type"],
         "MaxAge": 3600,
     }
-    routes = {
+    all_routes = {
         route["Properties"]["RouteKey"]: route["Properties"]
         for route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).values()
     }
     assert HTTP_ROUTE_KEYS == ("GET /rooms/{room}/messages", "POST /rooms/{room}/messages")
-    assert sorted(routes) == sorted(HTTP_ROUTE_KEYS)
+    # The server API's IAM routes are checked in test_server_api_templates.py.
+    assert sorted(all_routes) == sorted((*HTTP_ROUTE_KEYS, *SERVER_API_ROUTE_KEYS))
+    routes = {key: all_routes[key] for key in HTTP_ROUTE_KEYS}
     # Both routes run the token authorizer.
     authorizer_id, _ = http_authorizer(template)
     for route in routes.values():
@@ -494,6 +503,22 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
         ]
         (secret,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
         expected.append((("secretsmanager:GetSecretValue",), _resource_key(secret["Resource"])))
+    if name == "ServerApi":
+        api_id, _ = api(template, "WEBSOCKET")
+        manage = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
+        assert len(manage) == 1
+        assert resolve(manage[0]["Resource"], region=region, refs={api_id: "abc123"}) == (
+            f"arn:aws:execute-api:{region}:{ACCOUNT}:abc123/prod/DELETE/@connections/*"
+        )
+        index = [s for s in statements if s["Action"] == "dynamodb:Query"]
+        assert len(index) == 1
+        assert resolve(index[0]["Resource"], region=region) == (
+            f"<{tables['connections']}.Arn>/index/ConnectionsByUser"
+        )
+        expected += [
+            (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
+            (("dynamodb:Query",), f"Other:{index[0]['Resource']}"),
+        ]
     if name == "EventBusMessageHandler":
         _, invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")
         failure_queue = getatt_id(
@@ -658,7 +683,8 @@ def test_every_target_has_retry_policy_and_dlq(template: JsonDict) -> None:
 
 def test_queues_enforce_tls(template: JsonDict) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    assert len(queues) == 4  # replication DLQ, bus handler failures, fan-out queue and DLQ
+    # replication DLQ, bus handler failures, fan-out queue and DLQ, server API disconnects DLQ
+    assert len(queues) == 5
     check_queues_enforce_tls(template)
 
 
@@ -730,8 +756,8 @@ def test_nothing_uses_an_aws_managed_key(template: JsonDict) -> None:
 def test_alarms(template: JsonDict) -> None:
     topic_id, _ = only(template, "AWS::SNS::Topic")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # 6 functions x (Errors, Throttles) + 3 DLQs + 2 WebSocket + 1 HTTP API + 4 custom
-    assert len(alarms) == 22
+    # 7 functions x (Errors, Throttles) + 4 DLQs + 2 WebSocket + 1 HTTP API + 4 custom
+    assert len(alarms) == 25
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -739,9 +765,9 @@ def test_alarms(template: JsonDict) -> None:
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
     )
     assert metrics == sorted(
-        [("AWS/Lambda", "Errors")] * 6
-        + [("AWS/Lambda", "Throttles")] * 6
-        + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 3
+        [("AWS/Lambda", "Errors")] * 7
+        + [("AWS/Lambda", "Throttles")] * 7
+        + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 4
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
         + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
