@@ -50,6 +50,7 @@ __all__ = [
     "MAX_ROOM_PATTERNS",
     "MAX_TOKEN_CHARS",
     "MAX_USER_ID_CHARS",
+    "SYSTEM_USER_PREFIX",
     "Claims",
     "InvalidTokenError",
     "room_allowed",
@@ -58,6 +59,9 @@ __all__ = [
 ]
 
 MAX_TOKEN_CHARS = 4096
+# userId prefix of the server API's system senders (lambdas/server_api.py): no
+# token may carry it, so no user can pose as one.
+SYSTEM_USER_PREFIX = "system:"
 MAX_NAME_CHARS = 64
 MAX_ROOM_PATTERNS = 50
 LEEWAY_SECONDS = 30  # clock skew between the token's issuer and the authorizer
@@ -145,6 +149,8 @@ def _claims(claims: dict[str, Any], now: float) -> Claims:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_CHARS:
         raise InvalidTokenError(f"sub must be a string of 1-{MAX_USER_ID_CHARS} characters")
+    if sub.startswith(SYSTEM_USER_PREFIX):
+        raise InvalidTokenError(f"sub must not start with {SYSTEM_USER_PREFIX!r} (system senders)")
     exp = claims.get("exp")
     if not _integer(exp):
         raise InvalidTokenError("exp must be an integer")
