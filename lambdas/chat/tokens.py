@@ -16,7 +16,8 @@ message names the reason and never contains the token):
   by the token) and no ``crit`` extensions;
 * signature: HMAC-SHA256 of ``<header>.<payload>`` with the secret, compared in
   constant time (:func:`hmac.compare_digest`);
-* claims: a JSON object; ``sub`` a string of 1-128 characters; ``exp`` an
+* claims: a JSON object; ``sub`` a string of 1-128 characters, not starting
+  with ``system:`` (the server API's senders); ``exp`` an
   integer (seconds since the epoch) not more than :data:`LEEWAY_SECONDS` in the
   past; ``nbf``, when present, not more than the leeway in the future;
   ``name`` (optional) a string of at most 64 characters, empty = absent;
