@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from stacks.bundling import CACHE_ENV, cache_root
+
 from .helpers import REPO_ROOT, JsonDict, api, of_api, resources
 from .template_checks import (
     CFN_LINT_ERROR,
@@ -80,6 +82,9 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
         # As the CDK CLI passes it (asset paths in the metadata: what the sandbox reads).
         "CDK_CONTEXT_JSON": json.dumps({**context, "aws:cdk:enable-asset-metadata": True}),
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        # The checkout's layer cache: the installed copy's default would be next to
+        # its own stacks/ (in the temporary folder), and filling it needs the network.
+        CACHE_ENV: str(cache_root()),
     }
     # The example imports the installed project, not this checkout.
     where = _run(
