@@ -164,8 +164,15 @@ def test_one_region_has_no_forwarding(app1_dev: SynthResult) -> None:
     template = app1_dev.template_json("eu-west-1")
     assert forwarding_rules(template) == {}
     assert stack.replication.forwarding_role is None
-    # Only the delivery rule, and no role for EventBridge at all.
-    assert len(resources(template, "AWS::Events::Rule")) == 1
+    # Only the delivery rule and the server API's disconnect rule (local
+    # delivery only), and no role for EventBridge at all.
+    patterns = [
+        r["Properties"]["EventPattern"] for r in resources(template, "AWS::Events::Rule").values()
+    ]
+    assert sorted(patterns, key=len) == [
+        {"source": ["chat.chat"]},
+        {"source": ["chat.chat"], "detail-type": ["chat.disconnect"]},
+    ]
     principals = [
         role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
         for role in resources(template, "AWS::IAM::Role").values()
