@@ -37,8 +37,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from chat import bus, clients, config, connection_store
-from chat.frames import BAD_REQUEST, INTERNAL, TOO_LARGE, FrameFields, ProtocolError
-from chat.frames import decode_payload
+from chat.frames import (
+    BAD_REQUEST,
+    INTERNAL,
+    TOO_LARGE,
+    FrameFields,
+    ProtocolError,
+    decode_payload,
+)
 from chat.model import MAX_USER_ID_CHARS, Sender
 from chat.observability import count, logger, metrics, tracer
 from chat.tokens import SYSTEM_USER_PREFIX
@@ -62,7 +68,7 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
 
 def _body_object() -> dict[str, Any]:
     event = app.current_event
-    obj = decode_payload(event.body, event.is_base64_encoded, what="request body")
+    obj = decode_payload(event.body, bool(event.is_base64_encoded), what="request body")
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_REQUEST, "request body must be a JSON object")
     return obj

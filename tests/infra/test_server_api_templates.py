@@ -52,6 +52,19 @@ def test_routes_are_iam_only_and_reach_server_api(template: JsonDict) -> None:
         assert getatt_id(integration["IntegrationUri"]) == function_id
 
 
+def test_the_runtime_publishes_the_detail_type_the_rule_matches() -> None:
+    from chat.bus import DISCONNECT_DETAIL_TYPE as RUNTIME_DETAIL_TYPE
+
+    assert RUNTIME_DETAIL_TYPE == DISCONNECT_DETAIL_TYPE
+
+
+def test_client_routes_are_the_runtimes_actions() -> None:
+    from chat.actions import BUILTIN_ACTIONS
+    from stacks.websocket_api import CLIENT_ROUTE_KEYS
+
+    assert ("$default", *BUILTIN_ACTIONS) == CLIENT_ROUTE_KEYS
+
+
 def test_disconnect_events_reach_server_api_with_retries(template: JsonDict) -> None:
     function_id, _ = function_by_handler(template, "server_api.handler")
     (rule,) = [
