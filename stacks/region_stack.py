@@ -241,6 +241,7 @@ class ChatRegionStack(Stack):
                     f"Forwarding{number}": rule
                     for number, rule in enumerate(self.replication.forwarding_rules, start=1)
                 },
+                "ServerApiDisconnects": self.server_api.disconnect_consumer.rule,
             },
             bus_name=config.bus_name,
             bus_handler=bus_handler,
