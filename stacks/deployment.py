@@ -173,10 +173,8 @@ class ChatDeployment:
                 api=stack.api.api,
                 spec=spec,
                 code=extension_code(spec.code_dir),
-                layers=stack.functions.layers,
+                defaults=stack.functions.defaults,
                 environment=stack.functions.environment,
-                log_retention=stack.log_retention,
-                removal_policy=stack.removal_policy,
             )
             self._wire_function(stack, name, added.function, permissions)
             acknowledge_client_route(added.route)
@@ -255,10 +253,8 @@ class ChatDeployment:
                 "Function",
                 spec,
                 code=extension_code(spec.code_dir),
-                layers=stack.functions.layers,
+                defaults=stack.functions.defaults,
                 environment=stack.functions.environment,
-                log_retention=stack.log_retention,
-                removal_policy=stack.removal_policy,
             )
             self._wire_function(stack, name, function, permissions)
             functions[stack.region_name] = function

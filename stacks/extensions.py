@@ -10,8 +10,8 @@ their alarms and cdk-nag acknowledgments.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jsii
@@ -26,7 +26,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
-from stacks.lambda_function import chat_function
+from stacks.lambda_function import FunctionDefaults, chat_function
+from stacks.lambda_function import FunctionSpec as AppFunctionSpec
 from stacks.replication import RETRY_ATTEMPTS, RETRY_MAX_EVENT_AGE
 from stacks.storage import dead_letter_queue
 
@@ -61,26 +62,26 @@ def spec_function(
     spec: FunctionSpec,
     *,
     code: lambda_.Code,
-    layers: Sequence[lambda_.ILayerVersion],
+    defaults: FunctionDefaults,
     environment: Mapping[str, str],
-    log_retention: logs.RetentionDays,
-    removal_policy: RemovalPolicy,
-    **props: Any,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
-    """``spec`` as a function named ``name`` (the runtime ``environment`` plus the spec's own)."""
+    """``spec`` as a function named ``name``, built like the app's own (``chat_function``).
+
+    ``defaults``: the stack's (``ChatFunctions.defaults``: layers, log
+    settings) with ``code`` (the team's folder plus ``chat``) instead of the
+    app's; ``environment``: the runtime's variables, plus the spec's own.
+    """
     return chat_function(
         scope,
-        name,
-        code=code,
-        handler=spec.handler,
-        description=spec.description or f"{name} (added with ChatDeployment)",
-        memory_size=spec.memory_size,
-        timeout=Duration.seconds(spec.timeout_seconds),
+        AppFunctionSpec(
+            name=name,
+            handler=spec.handler,
+            description=spec.description or f"{name} (added with ChatDeployment)",
+            memory_mb=spec.memory_size,
+            timeout_s=spec.timeout_seconds,
+        ),
+        replace(defaults, code=code),
         environment={**environment, **(spec.environment or {})},
-        layers=layers,
-        log_retention=log_retention,
-        removal_policy=removal_policy,
-        **props,
     )
 
 
@@ -105,21 +106,12 @@ class ChatClientRoute(Construct):
         api: apigwv2.WebSocketApi,
         spec: FunctionSpec,
         code: lambda_.Code,
-        layers: Sequence[lambda_.ILayerVersion],
+        defaults: FunctionDefaults,
         environment: Mapping[str, str],
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function, self.log_group = spec_function(
-            self,
-            "Function",
-            spec,
-            code=code,
-            layers=layers,
-            environment=environment,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            self, "Function", spec, code=code, defaults=defaults, environment=environment
         )
         self.route = api.add_route(
             route_key,

@@ -150,13 +150,11 @@ class ChatRegionStack(Stack):
             self,
             "ServerApi",
             http_api=self.http_api.api,
-            code=self.functions.code,
-            layers=self.functions.layers,
+            defaults=self.functions.defaults,
             environment={**self.functions.environment, "CALLBACK_URL": self.api.callback_url},
             event_bus=self.replication.event_bus,
             event_source=config.event_source,
             connections_table=self.storage.connections_table,
-            log_retention=retention,
             removal_policy=removal,
         )
         self.server_api.allow_disconnect(self.api.close_connections_arn)

@@ -24,9 +24,9 @@ HTTP APIs have no resource policies: access is granted on the caller's side
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -34,12 +34,10 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.extensions import BusTargetContext, ChatBusConsumer
-from stacks.lambda_function import chat_function
+from stacks.lambda_function import FunctionDefaults, FunctionSpec, chat_function
 from stacks.storage import CONNECTIONS_BY_USER_INDEX
 
 __all__ = [
@@ -72,28 +70,26 @@ class ChatServerApi(Construct):
         construct_id: str,
         *,
         http_api: apigwv2.HttpApi,
-        code: lambda_.Code,
-        layers: Sequence[lambda_.ILayerVersion],
+        defaults: FunctionDefaults,
         environment: Mapping[str, str],
         event_bus: events.IEventBus,
         event_source: str,
         connections_table: dynamodb.ITable,
-        log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function, self.log_group = chat_function(
             self,
-            "ServerApi",
-            code=code,
-            handler="server_api.handler",
-            description="Server API (IAM): publish into a room, disconnect a user everywhere",
-            memory_size=256,
-            timeout=Duration.seconds(29),
+            FunctionSpec(
+                name="ServerApi",
+                handler="server_api.handler",
+                description="Server API (IAM): publish into a room, disconnect a user everywhere",
+                memory_mb=256,
+                # HTTP API gives up on an integration after 30 s.
+                timeout_s=29,
+            ),
+            defaults,
             environment=environment,
-            layers=layers,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
         )
         event_bus.grant_put_events_to(self.function)
         self.function.add_to_role_policy(
