@@ -28,6 +28,7 @@ __all__ = [
     "acknowledge_dead_letter_queue",
     "acknowledge_findings",
     "acknowledge_function",
+    "acknowledge_server_api_grant",
     "enable_nag",
 ]
 
@@ -177,3 +178,23 @@ def acknowledge_client_route(route: IConstruct) -> None:
 def acknowledge_dead_letter_queue(queue: sqs.IQueue, role: str) -> None:
     """SQS3 on a queue that *is* a dead-letter queue (``role``: whose, in a few words)."""
     _ack(queue, "SQS3", f"This queue is {role}, i.e. a dead-letter queue; it needs none of its own")
+
+
+def acknowledge_server_api_grant(stack: ChatRegionStack, grantee: IConstruct, path: str) -> None:
+    """IAM5 on a role's ``execute-api:Invoke`` grant on a server API route (``path``).
+
+    CDK's ``grant_invoke`` ends the ARN at the route's first path parameter:
+    ``<api>/*/POST/server/rooms/*`` (any stage; any room is the point). Its
+    partition is always the ``AWS::Partition`` pseudo parameter.
+    """
+    cfn_api = stack.http_api.api.node.default_child
+    assert isinstance(cfn_api, apigwv2.CfnApi)
+    api_logical_id = stack.resolve(stack.get_logical_id(cfn_api))
+    region = stack.region if not Token.is_unresolved(stack.region) else "<AWS::Region>"
+    _ack(
+        grantee,
+        f"IAM5[Resource::arn:<AWS::Partition>:execute-api:{region}:<AWS::AccountId>:"
+        f"<{api_logical_id}>/*/POST{path}]",
+        "A backend's right to call one server API route of this region: the wildcards "
+        "are the stage and the room or user, which the backend chooses per call",
+    )

@@ -39,6 +39,7 @@ from stacks.checks import (
     acknowledge_dead_letter_queue,
     acknowledge_findings,
     acknowledge_function,
+    acknowledge_server_api_grant,
     enable_nag,
 )
 from stacks.config import ChatConfig, RegionOverrides
@@ -308,11 +309,15 @@ class ChatDeployment:
         Publishing in one region reaches every region (the bus replicates it);
         grant two or more for failover.
         """
-        self._grant_server_api(role_arn, regions, "Publisher", ChatServerApi.grant_publish)
+        self._grant_server_api(
+            role_arn, regions, "Publisher", ChatServerApi.grant_publish, "/server/rooms/*"
+        )
 
     def grant_disconnect(self, role_arn: str, *, regions: Iterable[str] | None = None) -> None:
         """Let the role ``role_arn`` disconnect users through the server API of ``regions``."""
-        self._grant_server_api(role_arn, regions, "Disconnector", ChatServerApi.grant_disconnect)
+        self._grant_server_api(
+            role_arn, regions, "Disconnector", ChatServerApi.grant_disconnect, "/server/users/*"
+        )
 
     def _grant_server_api(
         self,
@@ -320,6 +325,7 @@ class ChatDeployment:
         regions: Iterable[str] | None,
         kind: str,
         grant: Callable[[ChatServerApi, iam.IGrantable], iam.Grant],
+        path: str,
     ) -> None:
         for region in regions if regions is not None else self.config.regions:
             stack = self.stacks[region]
@@ -329,6 +335,10 @@ class ChatDeployment:
             # Imported by ARN in each region's stack: the policy it gets lives there.
             role = iam.Role.from_role_arn(scope, f"{kind}{len(scope.node.children) + 1}", role_arn)
             grant(stack.server_api, role)
+            # The grant is a Policy the imported role gets as a child; acknowledge on it.
+            for policy in role.node.children:
+                if isinstance(policy, iam.Policy):
+                    acknowledge_server_api_grant(stack, policy, path)
 
     # ---- helpers ------------------------------------------------------------
     def _check_name(self, name: str) -> None:

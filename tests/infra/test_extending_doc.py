@@ -39,6 +39,8 @@ def test_the_doc_has_a_block_per_extension_point() -> None:
         "add_bus_consumer(",
         "add_environment(",
         "add_to_role_policy(",
+        "grant_publish(",
+        "grant_disconnect(",
     ):
         assert call in code, call
 
@@ -68,6 +70,15 @@ def test_the_doc_synthesizes_and_passes_the_checks(
     handlers = {f["Properties"]["Handler"] for f in resources(eu, "AWS::Lambda::Function").values()}
     assert {"whoami.handler", "moderation.handler"} <= handlers
     assert resources(eu, "AWS::KinesisFirehose::DeliveryStream")
+    granted = [
+        policy["Properties"]["Roles"]
+        for policy in resources(eu, "AWS::IAM::Policy").values()
+        if any(
+            statement["Action"] == "execute-api:Invoke"
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        )
+    ]
+    assert sorted(granted) == [["announcements-backend"], ["moderation-backend"]]
     client_handler = next(
         f
         for f in resources(eu, "AWS::Lambda::Function").values()
