@@ -267,6 +267,11 @@ class ChatRegionStack(Stack):
         for alarm_id in self.monitoring.alarms:
             self.apply_alarm_override(alarm_id)
 
+        self._outputs()
+
+    def _outputs(self) -> None:
+        """The stack's outputs: URLs, names and the alarm topic."""
+        config = self.config
         CfnOutput(self, "WebSocketUrl", value=self.api.url, description="Clients connect here")
         CfnOutput(
             self,
