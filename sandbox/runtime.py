@@ -194,7 +194,8 @@ class Sandbox:
         self.ready_seconds = time.perf_counter() - self.started_at
         self._write_endpoints()
 
-    def _prepare_secrets(self) -> None:
+    # TODO(issue 12, 10identity): rewritten to read the secret from the template references.
+    def _prepare_secrets(self) -> None:  # noqa: C901, PLR0912
         """The secrets of every region, by name; the signing secret is one value everywhere.
 
         A template's secret exists in its region and in its ``ReplicaRegions``

@@ -36,6 +36,8 @@ from botocore.exceptions import ClientError
 
 from chat import clients, config, retry
 from chat.dynamo import (
+    CONNECTED_USER_ATTRIBUTE,
+    CONNECTIONS_BY_USER_INDEX,
     ENTRY_PREFIX,
     META,
     Item,
@@ -45,6 +47,7 @@ from chat.dynamo import (
     int_attr,
     is_conditional_failure,
     live_connection_ids,
+    query_pages,
     room_pk,
     str_attr,
     user_entries,
@@ -73,6 +76,7 @@ __all__ = [
     "refresh_connection",
     "remove_user_connection",
     "set_presence_mark",
+    "user_connection_ids",
 ]
 
 BATCH_SIZE = 25  # BatchWriteItem maximum
@@ -186,6 +190,7 @@ def put_connection(
         "pk": {"S": conn_pk(connection_id)},
         "sk": {"S": META},
         "userId": {"S": user_id},
+        CONNECTED_USER_ATTRIBUTE: {"S": user_id},
         "connectedAt": {"S": iso_from_ms(now_ms())},
         "expiresAt": {"N": str(connection_expires_at())},
     }
@@ -227,6 +232,27 @@ def token_expires_at(connection_id: str) -> int | None:
         ProjectionExpression="tokenExpiresAt",
     )
     return _token_expires_at(response.get("Item") or {})
+
+
+def user_connection_ids(user_id: str) -> list[str]:
+    """The ids of ``user_id``'s connections in this region (the ``ConnectionsByUser`` index).
+
+    Eventually consistent (a GSI): a connection opened a moment ago may be
+    missing, one closed a moment ago may still be listed (deleting it answers 410).
+    """
+    ids: list[str] = []
+    for page in query_pages(
+        TableName=connections_table(),
+        IndexName=CONNECTIONS_BY_USER_INDEX,
+        KeyConditionExpression="#u = :u",
+        ExpressionAttributeNames={"#u": CONNECTED_USER_ATTRIBUTE},
+        ExpressionAttributeValues={":u": {"S": user_id}},
+    ):
+        for item in page:
+            pk = str_attr(item, "pk") or ""
+            if pk.startswith("CONN#"):
+                ids.append(pk.removeprefix("CONN#"))
+    return ids
 
 
 def get_connection(connection_id: str) -> Connection | None:

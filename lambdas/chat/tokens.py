@@ -16,7 +16,8 @@ message names the reason and never contains the token):
   by the token) and no ``crit`` extensions;
 * signature: HMAC-SHA256 of ``<header>.<payload>`` with the secret, compared in
   constant time (:func:`hmac.compare_digest`);
-* claims: a JSON object; ``sub`` a string of 1-128 characters; ``exp`` an
+* claims: a JSON object; ``sub`` a string of 1-128 characters, not starting
+  with ``system:`` (the server API's senders); ``exp`` an
   integer (seconds since the epoch) not more than :data:`LEEWAY_SECONDS` in the
   past; ``nbf``, when present, not more than the leeway in the future;
   ``name`` (optional) a string of at most 64 characters, empty = absent;
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_ROOM_PATTERNS",
     "MAX_TOKEN_CHARS",
     "MAX_USER_ID_CHARS",
+    "SYSTEM_USER_PREFIX",
     "Claims",
     "InvalidTokenError",
     "room_allowed",
@@ -58,6 +60,9 @@ __all__ = [
 ]
 
 MAX_TOKEN_CHARS = 4096
+# userId prefix of the server API's system senders (lambdas/server_api.py): no
+# token may carry it, so no user can pose as one.
+SYSTEM_USER_PREFIX = "system:"
 MAX_NAME_CHARS = 64
 MAX_ROOM_PATTERNS = 50
 LEEWAY_SECONDS = 30  # clock skew between the token's issuer and the authorizer
@@ -110,6 +115,11 @@ def valid_pattern(value: object) -> bool:
 
 def verify(token: object, secret: str | bytes, now: float) -> Claims:
     """The claims of ``token`` if it is valid at ``now`` (epoch seconds); else InvalidTokenError."""
+    return _claims(_signed_payload(token, secret), now)
+
+
+def _signed_payload(token: object, secret: str | bytes) -> dict[str, Any]:
+    """The payload of ``token`` once its form, header and HS256 signature are checked."""
     if not isinstance(token, str) or not token:
         raise InvalidTokenError("no token")
     if len(token) > MAX_TOKEN_CHARS:
@@ -132,11 +142,16 @@ def verify(token: object, secret: str | bytes, now: float) -> Claims:
     ).digest()
     if not hmac.compare_digest(expected, signature):
         raise InvalidTokenError("bad signature")
-    claims = _json_object(payload_segment, "payload")
+    return _json_object(payload_segment, "payload")
 
+
+def _claims(claims: dict[str, Any], now: float) -> Claims:
+    """The validated claims of a signed payload at ``now``."""
     sub = claims.get("sub")
     if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_USER_ID_CHARS:
         raise InvalidTokenError(f"sub must be a string of 1-{MAX_USER_ID_CHARS} characters")
+    if sub.startswith(SYSTEM_USER_PREFIX):
+        raise InvalidTokenError(f"sub must not start with {SYSTEM_USER_PREFIX!r} (system senders)")
     exp = claims.get("exp")
     if not _integer(exp):
         raise InvalidTokenError("exp must be an integer")

@@ -338,3 +338,18 @@ def test_no_third_party_jwt_library() -> None:
     """The asset is not bundled: only the standard library verifies tokens."""
     source = Path(tokens.__file__).read_text(encoding="utf-8")
     assert "import jwt" not in source and "from jwt" not in source
+
+
+def test_system_sender_ids_are_refused() -> None:
+    """``system:`` user ids belong to the server API's senders: no token may claim one."""
+    import time
+
+    from chat.tokens import InvalidTokenError, verify
+    from clients.tokens import mint_token
+
+    token = mint_token("s3cret", "system:Announcements")
+    with pytest.raises(InvalidTokenError, match="system:"):
+        verify(token, "s3cret", time.time())
+    assert verify(mint_token("s3cret", "systems-team"), "s3cret", time.time()).user_id == (
+        "systems-team"
+    )
