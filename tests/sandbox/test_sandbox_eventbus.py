@@ -11,7 +11,7 @@ import pytest
 
 from sandbox import eventbus
 from sandbox.assembly import load_stacks
-from sandbox.eventbus import PutEventsError, RegionBus, target_input
+from sandbox.eventbus import ForwardFailure, PutEventsError, RegionBus, target_input
 from sandbox.model import RegionModel, RuleSpec, TargetSpec, build_models
 
 CHAT = {"Source": "chat.chat", "DetailType": "chat.message", "EventBusName": "chat-bus"}
@@ -39,9 +39,9 @@ class Mesh:
 
     async def forward(
         self, region: str, bus: str, event: dict[str, Any], source: str
-    ) -> str | None:
+    ) -> ForwardFailure | None:
         if region not in self.buses:
-            return f"region {region} not running"
+            return ForwardFailure("RESOURCE_NOT_FOUND", f"region {region} not running", False)
         self.buses[region].dispatch(bus, dict(event), arrived_from=source)
         return None
 
