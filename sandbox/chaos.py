@@ -9,8 +9,9 @@ B's fail with ``CONNECTION_FAILURE``; EventBridge's retry policy of the target t
 link lets the retries still running through.
 
 The controls know nothing of the app: regions and links are the ones of the templates.
-``POST /control/regions/{region}/down|up``, ``POST /control/links/{from}/{to}/cut|heal`` and
-``GET /control/state`` on the sandbox's web port (docs/sandbox.md, "Chaos").
+``POST /control/regions/{region}/down|up``, ``POST /control/links/{from}/{to}/cut|heal``,
+``PUT /control/retry-time-scale`` and ``GET /control/state`` on the sandbox's web port
+(docs/sandbox.md, "Chaos").
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ class Chaos:
             )
         return None
 
+    def set_retry_time_scale(self, scale: float) -> dict[str, Any]:
+        """Change ``--retry-time-scale`` for deliveries that start from now on."""
+        if not isinstance(scale, int | float) or isinstance(scale, bool) or not scale > 0:
+            raise ValueError("scale must be a positive number")
+        self._sandbox.options.retry_time_scale = float(scale)
+        for runtime in self._sandbox.regions:
+            if runtime.bus is not None:
+                runtime.bus.retry_time_scale = float(scale)
+        return {"retryTimeScale": float(scale)}
+
     # ----------------------------------------------------------------- state
 
     def state(self) -> dict[str, Any]:
@@ -141,8 +152,17 @@ def add_control_routes(app: web.Application, chaos: Chaos) -> None:
     async def state(_: web.Request) -> web.Response:
         return web.json_response(chaos.state())
 
+    async def retry_time_scale(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            return web.json_response(chaos.set_retry_time_scale(body["scale"]))
+        except (ValueError, KeyError, TypeError) as error:
+            message = f'expected {{"scale": <positive number>}}: {error}'
+            return web.json_response({"message": message}, status=400)
+
     app.router.add_post("/control/regions/{region}/down", answer(chaos.region_down))
     app.router.add_post("/control/regions/{region}/up", answer(chaos.region_up))
     app.router.add_post("/control/links/{source}/{target}/cut", answer(chaos.cut_link))
     app.router.add_post("/control/links/{source}/{target}/heal", answer(chaos.heal_link))
     app.router.add_get("/control/state", state)
+    app.router.add_put("/control/retry-time-scale", retry_time_scale)

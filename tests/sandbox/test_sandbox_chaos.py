@@ -277,5 +277,17 @@ def test_connects_over_the_rate_limit_are_refused_with_429(
         state = (await control(web, "GET", "/control/state"))[1]
         assert state["regions"][runtime.region]["connectThrottled"] == 1
         assert state["connectRateLimit"] == 500
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(f"{web}/control/retry-time-scale", json={"scale": 0.5}) as answer,
+        ):
+            assert (answer.status, await answer.json()) == (200, {"retryTimeScale": 0.5})
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(f"{web}/control/retry-time-scale", json={"scale": -1}) as answer,
+        ):
+            assert answer.status == 400
+        assert (await control(web, "GET", "/control/state"))[1]["retryTimeScale"] == 0.5
+        assert all(r.bus is not None and r.bus.retry_time_scale == 0.5 for r in sandbox.regions)
 
     run(cdk_out, tmp_path, work, connect_rate_limit=500)
