@@ -140,6 +140,7 @@ async def _open_clients(
 def tally(clients: list[SoakClient], seconds: float) -> dict[str, Any]:
     lost = duplicated = order_violations = live_out_of_order = redelivered = unacked = 0
     failovers = 0
+    samples: list[str] = []
     by_room: dict[str, list[SoakClient]] = {}
     for client in clients:
         by_room.setdefault(client.room, []).append(client)
@@ -151,7 +152,13 @@ def tally(clients: list[SoakClient], seconds: float) -> dict[str, Any]:
             shown = client.session.shown
             counts = Counter(mid for mid, _ in shown)
             duplicated += sum(n - 1 for n in counts.values() if n > 1)
-            lost += sum(1 for mid in acked.values() if mid not in counts)
+            missing = [(body, mid) for body, mid in acked.items() if mid not in counts]
+            lost += len(missing)
+            samples.extend(
+                f"{client.user} ({client.session.sink.lines[-1][:60] if client.session.sink.lines else ''}) "
+                f"missed {body} {mid}"
+                for body, mid in missing[:3]
+            )
             redelivered += sum(client.session.message_frames.values()) - len(counts)
             order_violations += _sender_order_breaks(sorted(shown))
             live_out_of_order += _sender_order_breaks(shown)
@@ -168,6 +175,7 @@ def tally(clients: list[SoakClient], seconds: float) -> dict[str, Any]:
         "redelivered": redelivered,
         "failovers": failovers,
         "seconds": round(seconds, 1),
+        "lost_samples": samples[:20],
     }
 
 
@@ -248,7 +256,12 @@ async def run_soak(
         # Then every acknowledged message reaches every member (bounded).
         while loop.time() < deadline and not _converged(clients):
             await asyncio.sleep(0.2)
-        return tally(clients, time.perf_counter() - started)
+        result = tally(clients, time.perf_counter() - started)
+        state = await asyncio.to_thread(control, sandbox, "GET", "/control/state")
+        # Forwards that outlived the retry window: in the DLQ, so "lost" until replayed.
+        result["dead_lettered"] = sum(r["deadLetterQueued"] for r in state["regions"].values())
+        result["converged"] = _converged(clients)
+        return result
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(
