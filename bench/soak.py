@@ -42,6 +42,8 @@ from clients.session import ChatSession
 from clients.websocket_client import run_websocket
 from tests.e2e.harness import SandboxProcess, room_name
 
+DEBUG_LINES: list[Any] | None = None
+
 
 class _Lines:
     """Where a session writes what it would print: kept, for the failover count."""
@@ -155,9 +157,9 @@ def tally(clients: list[SoakClient], seconds: float) -> dict[str, Any]:
             missing = [(body, mid) for body, mid in acked.items() if mid not in counts]
             lost += len(missing)
             samples.extend(
-                f"{client.user} ({client.session.sink.lines[-1][:60] if client.session.sink.lines else ''}) "
-                f"missed {body} {mid}"
-                for body, mid in missing[:3]
+                f"{client.user} missed {body} ({mid}; frames {client.session.message_frames[mid]}"
+                f", joined {sum('joined #' in line for line in client.session.sink.lines)}x)"
+                for body, mid in missing[:2]
             )
             redelivered += sum(client.session.message_frames.values()) - len(counts)
             order_violations += _sender_order_breaks(sorted(shown))
@@ -261,6 +263,8 @@ async def run_soak(
         # Forwards that outlived the retry window: in the DLQ, so "lost" until replayed.
         result["dead_lettered"] = sum(r["deadLetterQueued"] for r in state["regions"].values())
         result["converged"] = _converged(clients)
+        if DEBUG_LINES is not None:
+            DEBUG_LINES.extend((c.user, c.session.sink.lines) for c in clients)
         return result
     finally:
         with contextlib.suppress(Exception):

@@ -370,6 +370,10 @@ class ChatSession:
         try:
             reply = await self.request(frame, quiet=True)
             if reply is None:
+                # No answer (the integration failed or timed out: API Gateway's error frame
+                # carries no ref). The join may still have happened, so messages may be
+                # arriving live with a gap before them: reconnect, and resume from here.
+                await self.drop_connection()
                 return False
             if reply.get("type") != "joined":
                 self.emit(render(reply, self.verbose) or "")

@@ -305,6 +305,25 @@ def test_a_room_with_no_message_seen_resumes_from_when_it_was_joined() -> None:
     asyncio.run(scenario())
 
 
+def test_a_join_without_an_answer_drops_the_connection_to_resume() -> None:
+    """API Gateway's "Internal server error" frame has no ref: the join may have happened
+    server-side, so the client reconnects and resumes rather than carry on with a gap."""
+    out = io.StringIO()
+    session = ChatSession("r", out, ClientOptions(reply_seconds=0.05))
+
+    def answer(frame: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"message": "Internal server error", "connectionId": "c", "requestId": "q"}]
+
+    async def scenario() -> FakeSocket:
+        socket = FakeSocket(session, answer)
+        session.ws = socket  # type: ignore[assignment]
+        assert await session.join_room("r") is False
+        return socket
+
+    assert asyncio.run(scenario()).closed
+    assert "r" in session.rooms  # joined again after the reconnect
+
+
 def test_join_answered_internal_drops_the_connection() -> None:
     out = io.StringIO()
     session = ChatSession("r", out)
