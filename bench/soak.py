@@ -112,7 +112,14 @@ def control(sandbox: SandboxProcess, method: str, path: str) -> dict[str, Any]:
 
 def _options() -> ClientOptions:
     # Ride out a region outage: enough attempts for the back-off to reach another region.
-    return ClientOptions(backoff=Backoff(attempts=30, base=0.2, cap=2.0), drain_seconds=1.0)
+    # Replies and reconnects get more time than the CLI's defaults: a loaded sandbox (one
+    # process per function, moto for every table) answers slowly, and slow is not lost.
+    return ClientOptions(
+        backoff=Backoff(attempts=30, base=0.2, cap=2.0),
+        drain_seconds=1.0,
+        reply_seconds=30.0,
+        ready_seconds=300.0,
+    )
 
 
 async def _open_clients(
