@@ -79,13 +79,12 @@ class SoakSession(ChatSession):
     def receive_frame(self, frame: Any) -> None:
         if isinstance(frame, dict) and frame.get("type") == "message":
             self.message_frames[str(frame.get("id"))] += 1
+        if isinstance(frame, dict) and frame.get("type") == "ack":
+            # Numbered sends are pipelined: the ack names the seq of a frame still outgoing.
+            sent = self.outgoing.get(frame["seq"]) if isinstance(frame.get("seq"), int) else None
+            if sent is not None:
+                self.acked[str(sent.get("body"))] = str(frame.get("id"))
         super().receive_frame(frame)
-
-    async def request(self, frame: dict[str, Any], *, quiet: bool = False) -> Any:
-        reply = await super().request(frame, quiet=quiet)
-        if frame.get("action") == "send" and isinstance(reply, dict) and reply.get("type") == "ack":
-            self.acked[str(frame.get("body"))] = str(reply.get("id"))
-        return reply
 
 
 @dataclass
