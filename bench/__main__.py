@@ -13,7 +13,10 @@ Parts (``--parts``, default all but the two older scenarios):
   (bench/cold_start.py);
 * ``e2e``: 3 regions x 100 clients, 10,000 messages: cross-region latency, lost, duplicated
   (bench/e2e.py);
-* ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request.
+* ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request;
+* ``soak``: 3 regions x 100 clients of the bundled client library through a region outage
+  and a cut replication link (bench/soak.py), on request (``--parts soak``): lost,
+  duplicated, sender order, failovers.
 
 Every part runs ``--runs`` times (``synth`` and ``cold_start`` repeat inside their own
 measure functions; ``e2e`` runs ``--e2e-runs`` times, default once: 10,000 messages); the
@@ -47,7 +50,9 @@ from typing import Any
 from bench import report
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "e2e", "resume", "longpoll")
+ALL_PARTS = (
+    "fanout", "large_room", "model", "synth", "cold_start", "e2e", "resume", "longpoll", "soak",
+)  # fmt: skip
 DEFAULT_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "e2e")
 MODEL_SIZES = (20000, 100000)
 
@@ -92,6 +97,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs of e2e (one is 10,000 messages, about 19 minutes at 10/s)",
     )  # fmt: skip
     e2e.add_argument("--e2e-room-size", type=int, default=10)
+    soak = parser.add_argument_group("soak")
+    soak.add_argument("--soak-clients-per-region", type=int, default=100)
+    soak.add_argument("--soak-messages-per-client", type=int, default=5)
+    soak.add_argument("--soak-rate", type=float, default=10.0, help="messages/s in all")
+    soak.add_argument("--soak-room-size", type=int, default=10)
     old = parser.add_argument_group("resume, longpoll")
     old.add_argument("--missed", type=int, default=1000)
     old.add_argument("--count", type=int, default=20)
@@ -103,6 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             large_members=1000,
             e2e_clients_per_region=10,
             e2e_messages=300,
+            soak_clients_per_region=10,
+            soak_messages_per_client=3,
             missed=200,
             count=5,
         )
@@ -191,7 +203,7 @@ def part_cold_start(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
     """The parts that run in the 3-region sandbox of ``--cdk-out``, in one sandbox."""
-    from bench import e2e, scenarios
+    from bench import e2e, scenarios, soak
     from tests.e2e.harness import REGIONS, SandboxProcess
 
     if not (args.cdk_out / "manifest.json").exists():
@@ -210,6 +222,19 @@ def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[
                             args.e2e_messages,
                             args.e2e_rate,
                             args.e2e_room_size,
+                        )
+                    )
+                )
+            for _ in range(1 if "soak" in wanted else 0):  # one soak is minutes long
+                runs["soak"].append(
+                    asyncio.run(
+                        soak.run_soak(
+                            sandbox,
+                            REGIONS,
+                            args.soak_clients_per_region,
+                            args.soak_messages_per_client,
+                            args.soak_rate,
+                            args.soak_room_size,
                         )
                     )
                 )
@@ -274,8 +299,8 @@ class _Parts:
                     self.runs[part] = args.runs
 
     def in_sandbox(self, args: argparse.Namespace) -> None:
-        """The parts that share one sandbox: e2e, resume, longpoll."""
-        in_sandbox = [p for p in ("e2e", "resume", "longpoll") if p in args.parts]
+        """The parts that share one sandbox: e2e, resume, longpoll, soak."""
+        in_sandbox = [p for p in ("e2e", "resume", "longpoll", "soak") if p in args.parts]
         if not in_sandbox:
             return
         found = self.attempt(",".join(in_sandbox), lambda: part_sandbox(args, in_sandbox))

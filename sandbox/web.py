@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from clients.tokens import mint_token
+from sandbox.chaos import add_control_routes
 
 if TYPE_CHECKING:
     from sandbox.runtime import Sandbox
@@ -30,6 +31,7 @@ def web_app(sandbox: Sandbox) -> web.Application:
     app.router.add_get("/_sandbox/queues", pages.queues)
     app.router.add_post("/_sandbox/regions/{region}/drop", pages.drop)
     app.router.add_get("/_sandbox/token", pages.token)
+    add_control_routes(app, sandbox.chaos)
     app.router.add_get("/{name}", pages.page)
     return app
 
