@@ -265,8 +265,16 @@ def get_connection(connection_id: str) -> Connection | None:
     return _connection_from_item(connection_id, item) if item else None
 
 
-def join_room(connection_id: str, room: str) -> JoinResult:
+class RoomCapReachedError(Exception):
+    """The connection is already in ``max_rooms`` rooms (checked on the META write)."""
+
+
+def join_room(connection_id: str, room: str, max_rooms: int | None = None) -> JoinResult:
     """Add the membership (idempotent); raises UnknownConnectionError without META.
+
+    With ``max_rooms``, a new room is added only while META holds fewer rooms
+    (a condition on the write, so two joins racing on one connection cannot
+    both pass); RoomCapReachedError otherwise. Re-joining is always allowed.
 
     A new membership is written with ``presenceAt`` (epoch s) on the
     assumption that it is announced; :func:`clear_presence_mark` undoes that
@@ -275,19 +283,31 @@ def join_room(connection_id: str, room: str) -> JoinResult:
     """
     table, expires = connections_table(), connection_expires_at()
     ddb = clients.dynamodb()
+    condition = "attribute_exists(pk)"
+    values: Item = {":exp": {"N": str(expires)}, ":rooms": {"SS": [room]}}
+    if max_rooms is not None:
+        condition += (
+            " AND (attribute_not_exists(rooms) OR size(rooms) < :cap OR contains(rooms, :room))"
+        )
+        values |= {":cap": {"N": str(max_rooms)}, ":room": {"S": room}}
+    meta_key: Item = {"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}}
     try:
         response = ddb.update_item(
             TableName=table,
-            Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}},
+            Key=meta_key,
             UpdateExpression="SET expiresAt = :exp ADD rooms :rooms",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":exp": {"N": str(expires)}, ":rooms": {"SS": [room]}},
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
         )
     except ClientError as error:
-        if is_conditional_failure(error):
-            raise UnknownConnectionError(connection_id) from None
-        raise
+        if not is_conditional_failure(error):
+            raise
+        if max_rooms is not None and "Item" in ddb.get_item(
+            TableName=table, Key=meta_key, ProjectionExpression="pk", ConsistentRead=True
+        ):
+            raise RoomCapReachedError(connection_id) from None
+        raise UnknownConnectionError(connection_id) from None
     connection = _connection_from_item(connection_id, response.get("Attributes", {}))
     first = _add_user_connection(room, connection, expires)
     joined_at = iso_from_ms(now_ms())
