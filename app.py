@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CDK entry point: one ChatRegionStack per configured region.
+"""CDK entry point: the ChatDeployment (one ChatRegionStack per configured region).
 
 Run by the CDK CLI (``npx cdk synth``, see cdk.json). A bad context value
 prints one line naming the key and exits 1, instead of a jsii stack trace; an
@@ -40,38 +40,19 @@ def _tune_jsii_node() -> None:
 if __name__ == "__main__":
     _tune_jsii_node()  # before the imports below start the jsii kernel
 
-from aws_cdk import App, Aspects, Environment  # noqa: E402
+from aws_cdk import App  # noqa: E402
 
 from stacks.bundling import LAYER_BUILD_FAILED  # noqa: E402
-from stacks.checkov import CheckovSuppressions  # noqa: E402
-from stacks.checks import acknowledge_findings, enable_nag  # noqa: E402
 from stacks.config import ChatConfig, ConfigError  # noqa: E402
-from stacks.region_stack import ChatRegionStack  # noqa: E402
+from stacks.deployment import ChatDeployment  # noqa: E402
 
 
-def build_app(app: App | None = None) -> App:
-    """Add the regional stacks (and cdk-nag) to ``app``, a new ``App()`` by default."""
-    app = app if app is not None else App()
-    config = ChatConfig.from_context(app.node)
-    stacks: list[ChatRegionStack] = []
-    for region in config.regions:
-        stack = ChatRegionStack(
-            app,
-            config.stack_name(region),
-            config=config,
-            region=region,
-            env=Environment(region=region),
-        )
-        acknowledge_findings(stack)
-        Aspects.of(stack).add(CheckovSuppressions())
-        stacks.append(stack)
-    if config.signing_secret_managed and not config.oidc:
-        # The first region's stack creates the signing secret and its replicas;
-        # the others read it by name, so `cdk deploy --all` deploys it first.
-        for stack in stacks[1:]:
-            stack.add_stack_dependency(stacks[0], reason="the token signing secret (replicas)")
-    enable_nag(app)
-    return app
+def build_app(app: App) -> ChatDeployment:
+    """The chat app in every region of ``app``'s context (cdk.json, ``-c``), with cdk-nag.
+
+    The same public API a team's own app uses (docs/extending.md).
+    """
+    return ChatDeployment(app, config=ChatConfig.from_context(app.node))
 
 
 def builtin_validation() -> bool:
@@ -81,7 +62,8 @@ def builtin_validation() -> bool:
 
 def main() -> int:
     try:
-        app = build_app(App(builtin_cloud_formation_validation=builtin_validation()))
+        app = App(builtin_cloud_formation_validation=builtin_validation())
+        build_app(app)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1

@@ -13,7 +13,10 @@ Parts (``--parts``, default all but the two older scenarios):
   (bench/cold_start.py);
 * ``e2e``: 3 regions x 100 clients, 10,000 messages: cross-region latency, lost, duplicated
   (bench/e2e.py);
-* ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request.
+* ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request;
+* ``soak``: 3 regions x 100 clients of the bundled client library through a region outage
+  and a cut replication link (bench/soak.py), on request (``--parts soak``): lost,
+  duplicated, sender order, failovers.
 
 Every part runs ``--runs`` times (``synth`` and ``cold_start`` repeat inside their own
 measure functions; ``e2e`` runs ``--e2e-runs`` times, default once: 10,000 messages); the
@@ -47,7 +50,9 @@ from typing import Any
 from bench import report
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "e2e", "resume", "longpoll")
+ALL_PARTS = (
+    "fanout", "large_room", "model", "synth", "cold_start", "e2e", "resume", "longpoll", "soak",
+)  # fmt: skip
 DEFAULT_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "e2e")
 MODEL_SIZES = (20000, 100000)
 
@@ -92,6 +97,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs of e2e (one is 10,000 messages, about 19 minutes at 10/s)",
     )  # fmt: skip
     e2e.add_argument("--e2e-room-size", type=int, default=10)
+    soak = parser.add_argument_group("soak")
+    soak.add_argument("--soak-clients-per-region", type=int, default=100)
+    soak.add_argument("--soak-messages-per-client", type=int, default=5)
+    soak.add_argument("--soak-rate", type=float, default=10.0, help="messages/s in all")
+    soak.add_argument("--soak-room-size", type=int, default=10)
     old = parser.add_argument_group("resume, longpoll")
     old.add_argument("--missed", type=int, default=1000)
     old.add_argument("--count", type=int, default=20)
@@ -103,6 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             large_members=1000,
             e2e_clients_per_region=10,
             e2e_messages=300,
+            soak_clients_per_region=10,
+            soak_messages_per_client=3,
             missed=200,
             count=5,
         )
@@ -191,7 +203,7 @@ def part_cold_start(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
     """The parts that run in the 3-region sandbox of ``--cdk-out``, in one sandbox."""
-    from bench import e2e, scenarios
+    from bench import e2e, scenarios, soak
     from tests.e2e.harness import REGIONS, SandboxProcess
 
     if not (args.cdk_out / "manifest.json").exists():
@@ -210,6 +222,19 @@ def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[
                             args.e2e_messages,
                             args.e2e_rate,
                             args.e2e_room_size,
+                        )
+                    )
+                )
+            for _ in range(1 if "soak" in wanted else 0):  # one soak is minutes long
+                runs["soak"].append(
+                    asyncio.run(
+                        soak.run_soak(
+                            sandbox,
+                            REGIONS,
+                            args.soak_clients_per_region,
+                            args.soak_messages_per_client,
+                            args.soak_rate,
+                            args.soak_room_size,
                         )
                     )
                 )
@@ -233,56 +258,73 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:200]
 
 
-def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
-    """Run the wanted parts; the JSON document (medians per part, spread, errors, meta)."""
-    results: dict[str, Any] = {}
-    spread: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    runs: dict[str, int] = {}
+class _Parts:
+    """The results of the parts run so far: medians, spread, runs, and why a part did not run."""
 
-    def attempt(part: str, action: Callable[[], Any]) -> Any:
-        log(f"bench: {part} ...")
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.results: dict[str, Any] = {}
+        self.spread: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+        self.runs: dict[str, int] = {}
+
+    def attempt(self, part: str, action: Callable[[], Any]) -> Any:
+        self.log(f"bench: {part} ...")
         started = time.perf_counter()
         try:
             value = action()
         except Exception as error:
-            errors[part] = _reason(error)
+            self.errors[part] = _reason(error)
             if not isinstance(error, Unavailable):
                 traceback.print_exc(file=sys.stderr)
-            log(f"bench: {part} not run: {errors[part]}")
+            self.log(f"bench: {part} not run: {self.errors[part]}")
             return None
-        log(f"bench: {part} done in {time.perf_counter() - started:.0f} s")
+        self.log(f"bench: {part} done in {time.perf_counter() - started:.0f} s")
         return value
 
-    def keep(part: str, samples: list[dict[str, Any]] | None) -> None:
+    def keep(self, part: str, samples: list[dict[str, Any]] | None) -> None:
         if samples:
-            results[part], spread[part] = report.aggregate(samples)
-            runs[part] = len(samples)
+            self.results[part], self.spread[part] = report.aggregate(samples)
+            self.runs[part] = len(samples)
 
-    if "fanout" in args.parts:
-        keep("fanout", attempt("fanout", lambda: part_fanout(args)))
-    if "model" in args.parts:
-        measured = results.get("fanout", {}).get("deliveries_per_s")
-        keep("model", attempt("model", lambda: part_model(args, measured)))
-    if "large_room" in args.parts:
-        keep("large_room", attempt("large_room", lambda: part_large_room(args)))
-    measures: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], dict[str, Any]]]]
-    measures = {"synth": part_synth, "cold_start": part_cold_start}
-    for part, measure in measures.items():
-        if part in args.parts:
-            found = attempt(part, functools.partial(measure, args))
-            if found is not None:
-                results[part], spread[part] = found
-                runs[part] = args.runs
-    in_sandbox = [p for p in ("e2e", "resume", "longpoll") if p in args.parts]
-    if in_sandbox:
-        found = attempt(",".join(in_sandbox), lambda: part_sandbox(args, in_sandbox))
+    def measure(self, args: argparse.Namespace) -> None:
+        """The parts that report (medians, spread) themselves: synth, cold start."""
+        measures: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], dict[str, Any]]]]
+        measures = {"synth": part_synth, "cold_start": part_cold_start}
+        for part, measure in measures.items():
+            if part in args.parts:
+                found = self.attempt(part, functools.partial(measure, args))
+                if found is not None:
+                    self.results[part], self.spread[part] = found
+                    self.runs[part] = args.runs
+
+    def in_sandbox(self, args: argparse.Namespace) -> None:
+        """The parts that share one sandbox: e2e, resume, longpoll, soak."""
+        in_sandbox = [p for p in ("e2e", "resume", "longpoll", "soak") if p in args.parts]
+        if not in_sandbox:
+            return
+        found = self.attempt(",".join(in_sandbox), lambda: part_sandbox(args, in_sandbox))
         if found is None:
-            reason = errors.pop(",".join(in_sandbox))
-            errors.update({part: reason for part in in_sandbox})
-        else:
-            for part, samples in found.items():
-                keep(part, samples)
+            reason = self.errors.pop(",".join(in_sandbox))
+            self.errors.update({part: reason for part in in_sandbox})
+            return
+        for part, samples in found.items():
+            self.keep(part, samples)
+
+
+def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run the wanted parts; the JSON document (medians per part, spread, errors, meta)."""
+    parts = _Parts(log)
+    if "fanout" in args.parts:
+        parts.keep("fanout", parts.attempt("fanout", lambda: part_fanout(args)))
+    if "model" in args.parts:
+        measured = parts.results.get("fanout", {}).get("deliveries_per_s")
+        parts.keep("model", parts.attempt("model", lambda: part_model(args, measured)))
+    if "large_room" in args.parts:
+        parts.keep("large_room", parts.attempt("large_room", lambda: part_large_room(args)))
+    parts.measure(args)
+    parts.in_sandbox(args)
+    results, spread, errors, runs = parts.results, parts.spread, parts.errors, parts.runs
     return {
         **results,
         "spread": spread,

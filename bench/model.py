@@ -150,9 +150,24 @@ def simulate(p: Parameters) -> Prediction:
             p.members, wall, bound, wall / bound, cap, presence, 0, 1, pages, 0, 0, asdict(p)
         )
 
-    # 1-2: pages are read one after another; each page's shard jobs are sent in batches of
-    # 10 right after the page arrives (the handler does both in one loop).
-    visible: list[tuple[float, int]] = []  # (time the job is visible to a worker, ids)
+    visible, send_calls = _send_jobs(p, pages, per_page, page_s, t)
+    now, workers_used, cold_starts = _run_workers(p, visible, cap)
+    shards = len(visible)
+    return Prediction(
+        p.members, now, bound, now / bound, cap, presence, shards, workers_used, pages,
+        send_calls, cold_starts, asdict(p),
+    )  # fmt: skip
+
+
+def _send_jobs(
+    p: Parameters, pages: int, per_page: int, page_s: float, t: float
+) -> tuple[list[tuple[float, int]], int]:
+    """Steps 1-2: [(when a shard job becomes visible, its ids)], SendMessageBatch calls.
+
+    Pages are read one after another; each page's shard jobs are sent in batches of 10
+    right after the page arrives (the handler does both in one loop).
+    """
+    visible: list[tuple[float, int]] = []
     send_calls = 0
     remaining = p.members
     for _ in range(pages):
@@ -165,12 +180,20 @@ def simulate(p: Parameters) -> Prediction:
             t += p.send_batch_s
             send_calls += 1
             visible.extend((t + p.poll_s, size) for size in jobs[first : first + SQS_BATCH])
-    first_visible = visible[0][0]
+    return visible, send_calls
 
-    # 3-4: workers take visible jobs while the mapping's concurrency allows; running workers
-    # share the cap. Events: a job becomes visible, a worker finishes its cold start, a worker
-    # finishes its job, the mapping's concurrency grows by one.
-    pending = [(at, size) for at, size in visible]
+
+def _run_workers(
+    p: Parameters, visible: list[tuple[float, int]], cap: float
+) -> tuple[float, int, int]:
+    """Steps 3-4: (time the last job is done, most workers at once, cold starts).
+
+    Workers take visible jobs while the mapping's concurrency allows; running workers
+    share the cap. Events: a job becomes visible, a worker finishes its cold start, a
+    worker finishes its job, the mapping's concurrency grows by one.
+    """
+    first_visible = visible[0][0]
+    pending = list(visible)
     heapq.heapify(pending)
     queue: list[int] = []  # visible, not yet taken
     running: list[list[float]] = []  # [ids left, start of posting]; posting when now >= start
@@ -184,24 +207,16 @@ def simulate(p: Parameters) -> Prediction:
         allowed = _available_workers(p, now - first_visible)
         while queue and len(running) < allowed:
             size = queue.pop(0)
-            if warm_free > 0:
-                warm_free -= 1
-                start = now
-            else:
-                cold_starts += 1
-                start = now + p.cold_start_s
-            running.append([float(size), start])
+            cold = warm_free <= 0
+            warm_free -= 0 if cold else 1
+            cold_starts += 1 if cold else 0
+            running.append([float(size), now + (p.cold_start_s if cold else 0.0)])
             workers_used = max(workers_used, len(running))
         posting = [job for job in running if job[1] <= now + 1e-12]
         each = min(p.rate_per_worker, cap / len(posting)) if posting else 0.0
-        # the next event
-        candidates = [pending[0][0]] if pending else []
-        candidates += [job[1] for job in running if job[1] > now + 1e-12]
-        if posting:
-            candidates.append(now + min(job[0] for job in posting) / each)
-        if queue and allowed < p.max_concurrency:
-            candidates.append(first_visible + (_steps(now - first_visible) + 1) / SCALE_UP_PER_S)
-        step_to = min(candidates)
+        step_to = _next_event(
+            p, now, first_visible, pending, queue, running, posting, each, allowed
+        )
         for job in posting:
             job[0] -= each * (step_to - now)
         now = step_to
@@ -209,11 +224,28 @@ def simulate(p: Parameters) -> Prediction:
         for job in finished:
             running.remove(job)
             warm_free += 1  # its environment is warm for the next job
-    shards = len(visible)
-    return Prediction(
-        p.members, now, bound, now / bound, cap, presence, shards, workers_used, pages,
-        send_calls, cold_starts, asdict(p),
-    )  # fmt: skip
+    return now, workers_used, cold_starts
+
+
+def _next_event(
+    p: Parameters,
+    now: float,
+    first_visible: float,
+    pending: list[tuple[float, int]],
+    queue: list[int],
+    running: list[list[float]],
+    posting: list[list[float]],
+    each: float,
+    allowed: int,
+) -> float:
+    """When the next job becomes visible, cold start ends, job finishes or concurrency grows."""
+    candidates = [pending[0][0]] if pending else []
+    candidates += [job[1] for job in running if job[1] > now + 1e-12]
+    if posting:
+        candidates.append(now + min(job[0] for job in posting) / each)
+    if queue and allowed < p.max_concurrency:
+        candidates.append(first_visible + (_steps(now - first_visible) + 1) / SCALE_UP_PER_S)
+    return min(candidates)
 
 
 def predict(members: int, rate_per_worker: float, **overrides: Any) -> dict[str, Any]:

@@ -42,6 +42,12 @@ ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("e2e", "p99_ms", "cross-region p99", "ms", "<= 50"),
     ("e2e", "lost", "lost", "", "= 0"),
     ("e2e", "duplicated", "duplicated", "", "= 0"),
+    ("soak", "messages", "soak: messages acked", "", ""),
+    ("soak", "lost", "soak: lost", "", "= 0"),
+    ("soak", "duplicated", "soak: duplicated", "", "= 0"),
+    ("soak", "order_violations", "soak: sender order broken", "", "= 0"),
+    ("soak", "failovers", "soak: failovers", "", ""),
+    ("soak", "seconds", "soak: wall", "s", ""),
 )
 
 

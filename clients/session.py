@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from clients.commands import HELP, Command, parse_command
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render, render_entry
-from clients.resume import is_valid_id, resume_after
+from clients.resume import is_valid_id, resume_after, resume_from_now
 from clients.strict_json import loads_frame
 
 __all__ = ["HELP", "ChatSession", "Message", "drain", "until"]
@@ -50,6 +50,9 @@ class ChatSession:
         self.rooms: dict[str, None] = {room: None}  # ordered set
         self.joined: set[str] = set()  # on the current connection
         self.last_id: dict[str, str] = {}
+        # room -> an id of the moment it was first joined: the resume point of a room in which
+        # no message was seen yet (else a reconnect would miss what was sent meanwhile)
+        self.joined_from: dict[str, str] = {}
         self.seen: set[str] = set()
         self.presence: dict[str, dict[str, dict[str, Any]]] = {}
         self.paging: dict[str, str] = {}  # room -> cursor of a presence page asked for
@@ -357,7 +360,8 @@ class ChatSession:
         back meanwhile are printed together: each new one once, in id order.
         """
         frame: Message = {"action": "join", "room": room}
-        last = self.last_id.get(room)
+        last = self.last_id.get(room) or self.joined_from.get(room)
+        self.joined_from.setdefault(room, resume_from_now(0))
         if last is not None and is_valid_id(last):
             frame["after"] = resume_after(last, self.options.resume_window_ms)
         held = self.held.setdefault(room, [])
@@ -366,6 +370,10 @@ class ChatSession:
         try:
             reply = await self.request(frame, quiet=True)
             if reply is None:
+                # No answer (the integration failed or timed out: API Gateway's error frame
+                # carries no ref). The join may still have happened, so messages may be
+                # arriving live with a gap before them: reconnect, and resume from here.
+                await self.drop_connection()
                 return False
             if reply.get("type") != "joined":
                 self.emit(render(reply, self.verbose) or "")

@@ -107,18 +107,20 @@ def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
     if not room_allowed(connection.allowed_rooms, request.room):
         count("ForbiddenRequests")
         raise ProtocolError(FORBIDDEN, f"your token does not allow room {request.room!r}", ref)
+    max_rooms = config.get_settings().max_rooms_per_connection
     try:
-        limits.check_room_cap(
-            connection.rooms, request.room, config.get_settings().max_rooms_per_connection, ref
-        )
+        limits.check_room_cap(connection.rooms, request.room, max_rooms, ref)
     except limits.TooManyRoomsError:
         count("RoomCapRefused")
         raise
     try:
-        joined = connection_store.join_room(connection_id, request.room)
+        joined = connection_store.join_room(connection_id, request.room, max_rooms)
     except connection_store.UnknownConnectionError:
         count("UnknownConnections")
         raise ProtocolError(INTERNAL, UNREGISTERED, ref) from None
+    except connection_store.RoomCapReachedError:  # a join racing this one took the last place
+        count("RoomCapRefused")
+        raise limits.TooManyRoomsError(max_rooms, ref) from None
     presence.after_join(connection_id, request.room, joined)
     page = _member_page(request.room, request.member_limit, None)
     reply = frame(

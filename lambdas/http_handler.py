@@ -63,12 +63,11 @@ from chat import bus, config, history_store, long_poll, rate_limit, sequence
 from chat.claims import room_allowed
 from chat.frames import (
     BAD_REQUEST,
-    DEFAULT_HISTORY_LIMIT,
     FORBIDDEN,
     INTERNAL,
-    MAX_HISTORY_LIMIT,
     TOO_LARGE,
     ProtocolError,
+    history_limit,
 )
 from chat.http_requests import parse_http_post
 from chat.identity import Identity, InvalidIdentityError, resolve
@@ -236,13 +235,10 @@ def _get_params(event: dict[str, Any]) -> tuple[str | None, int, float]:
             BAD_REQUEST, "'after' must be a message id (26 Crockford base32 characters)"
         )
     raw_limit = _query_param(query, "limit")
-    limit = DEFAULT_HISTORY_LIMIT
-    if raw_limit is not None:
-        if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
-            raise ProtocolError(
-                BAD_REQUEST, f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}"
-            )
-        limit = int(raw_limit)
+    # The same rule as the history frame's (chat.frames.history_limit), on the digits.
+    limit = history_limit(
+        int(raw_limit) if raw_limit is not None and _LIMIT.fullmatch(raw_limit) else raw_limit
+    )
     raw_wait = _query_param(query, "wait")
     wait = 0.0
     if raw_wait is not None:

@@ -175,6 +175,27 @@ def provision(
             )
 
 
+def send_to_queue(endpoint: str, queue_arn: str, body: str, attributes: Mapping[str, str]) -> None:
+    """SendMessage to the queue ``queue_arn`` names (any region) with string attributes (blocking).
+
+    How EventBridge hands an undeliverable event to a target's dead-letter queue.
+    """
+    import boto3
+
+    parts = queue_arn.split(":")
+    if len(parts) != 6 or parts[2] != "sqs":
+        raise ValueError(f"{queue_arn} is not a queue ARN")
+    region, account, name = parts[3], parts[4], parts[5]
+    session = boto3.session.Session(region_name=region, **_credential_kwargs())
+    session.client("sqs", endpoint_url=endpoint).send_message(
+        QueueUrl=f"{endpoint}/{account}/{name}",
+        MessageBody=body,
+        MessageAttributes={
+            key: {"DataType": "String", "StringValue": value} for key, value in attributes.items()
+        },
+    )
+
+
 def local_queue_url(endpoint: str, queue: QueueSpec) -> str:
     """The queue's URL at moto, as moto's own GetQueueUrl answers it."""
     return f"{endpoint}/{ACCOUNT_ID}/{queue.name}"

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from sandbox.errors import SandboxError
+from sandbox.eventbus import DEFAULT_RETRY_TIME_SCALE
 from sandbox.runtime import Options, Sandbox
 
 log = logging.getLogger("sandbox")
@@ -68,6 +69,36 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="the token bucket's capacity with --mgmt-rate-limit (default: N)",
     )
     parser.add_argument(
+        "--connect-rate-limit",
+        type=float,
+        default=None,
+        metavar="N",
+        help="admit at most N new WebSocket connections/s per region; the others are refused "
+        "at the handshake with 429, as API Gateway does over its quota (default: no limit)",
+    )
+    parser.add_argument(
+        "--retry-time-scale",
+        type=float,
+        default=DEFAULT_RETRY_TIME_SCALE,
+        metavar="F",
+        help="multiply EventBridge's retry delays and maximum event age by F (default "
+        f"{DEFAULT_RETRY_TIME_SCALE}: 24 h of retries take 86 s)",
+    )
+    parser.add_argument(
+        "--down",
+        action="append",
+        default=[],
+        metavar="REGION",
+        help="start with this region down (chaos; repeatable)",
+    )
+    parser.add_argument(
+        "--cut-link",
+        action="append",
+        default=[],
+        metavar="FROM:TO",
+        help="start with replication from FROM to TO cut (chaos; repeatable)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".sandbox"),
@@ -109,6 +140,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
     ):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1")
+    if args.connect_rate_limit is not None and args.connect_rate_limit < 1:
+        parser.error("--connect-rate-limit must be at least 1")
+    if not args.retry_time_scale > 0:
+        parser.error("--retry-time-scale must be positive")
+    cut_links = []
+    for link in args.cut_link:
+        source, _, target = link.partition(":")
+        if not source or not target:
+            parser.error(f"--cut-link {link}: expected FROM:TO, e.g. us-east-1:eu-west-1")
+        cut_links.append((source, target))
     return Options(
         cdk_out=args.cdk_out,
         regions=regions,
@@ -121,6 +162,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
         handler_logs=args.handler_logs,
         signing_secret=args.signing_secret,
         oidc=args.oidc,
+        connect_rate_limit=args.connect_rate_limit,
+        retry_time_scale=args.retry_time_scale,
+        down_regions=list(args.down),
+        cut_links=cut_links,
     )
 
 

@@ -10,7 +10,14 @@ Semantics kept from AWS:
 * an event-bus target receives the event through that region's own PutEvents logic, marked as
   having arrived from another bus; such an event is never forwarded to a bus again (AWS's
   one-hop limit for bus-to-bus delivery). The sandbox logs and counts every such drop, so a
-  rule that only works because of that limit is visible.
+  rule that only works because of that limit is visible;
+* a forward that fails for a reason EventBridge retries (a link cut by the chaos controls) is
+  retried following the target's ``RetryPolicy`` (``MaximumRetryAttempts``,
+  ``MaximumEventAgeInSeconds``) with exponential back-off and jitter, every delay and the age
+  limit multiplied by ``--retry-time-scale``; an event that exhausts them goes to the target's
+  ``DeadLetterConfig`` queue as EventBridge writes it (the event as the body, ``RULE_ARN``,
+  ``TARGET_ARN``, ``ERROR_CODE``, ``ERROR_MESSAGE``, ``EXHAUSTED_RETRY_CONDITION`` and
+  ``RETRY_ATTEMPTS`` as message attributes).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 import uuid
 from collections import Counter
@@ -38,8 +46,33 @@ MAX_REQUEST_BYTES = 256 * 1024
 LAMBDA_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
 RETRY_DELAYS = (0.2, 0.5)  # AWS waits about 1 and 2 minutes; the sandbox does not
 
+# EventBridge documents "exponential back off and jitter" for up to 24 h / 185 attempts, not
+# the delays. This model (AWS seconds): retry n waits a random 50-100 % of min(2^(n-1), 600);
+# 185 attempts then take about 22 h, so both defaults end a failing delivery near 24 h.
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 600.0
+DEFAULT_RETRY_TIME_SCALE = 0.001  # 24 h of retries take 86 s in the sandbox
+
+
+@dataclass(frozen=True)
+class ForwardFailure:
+    """Why a forward to another bus failed; ``code`` is EventBridge's DLQ ``ERROR_CODE``."""
+
+    code: str
+    message: str
+    retryable: bool
+
+
 InvokeFn = Callable[[str, Any], Awaitable[tuple[bool, str]]]
-ForwardFn = Callable[[str, str, dict[str, Any], str], Awaitable[str | None]]
+ForwardFn = Callable[[str, str, dict[str, Any], str], Awaitable[ForwardFailure | None]]
+# (queue ARN, message body, message attributes) -> an error, or None once the queue has it
+DeadLetterFn = Callable[[str, str, dict[str, str]], Awaitable[str | None]]
+
+
+def retry_delay(retry: int, scale: float, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number ``retry`` (1, 2, ...), time-scaled."""
+    ceiling = min(RETRY_FIRST_DELAY * 2 ** (retry - 1), RETRY_MAX_DELAY)
+    return ceiling * (rng or random).uniform(0.5, 1.0) * scale
 
 
 class PutEventsError(Exception):
@@ -63,6 +96,12 @@ def _matches(pattern: EventPattern, event: dict[str, Any]) -> bool:
 
 def bus_arn(region: str, name: str) -> str:
     return f"arn:{PARTITION}:events:{region}:{ACCOUNT_ID}:event-bus/{name}"
+
+
+def rule_arn(region: str, rule: RuleSpec) -> str:
+    """A rule's ARN; a rule on a custom bus has the bus name in it, as in AWS."""
+    path = rule.name if rule.bus_name == "default" else f"{rule.bus_name}/{rule.name}"
+    return f"arn:{PARTITION}:events:{region}:{ACCOUNT_ID}:rule/{path}"
 
 
 def compile_rules(model: RegionModel) -> list[CompiledRule]:
@@ -119,6 +158,8 @@ class RegionBus:
         invoke: InvokeFn,
         forward: ForwardFn,
         max_concurrency: int = 32,
+        dead_letter: DeadLetterFn | None = None,
+        retry_time_scale: float = DEFAULT_RETRY_TIME_SCALE,
     ) -> None:
         self.region = model.region
         self.buses = set(model.buses)
@@ -126,6 +167,8 @@ class RegionBus:
         self._async_retries = dict(model.async_retries)
         self._invoke = invoke
         self._forward = forward
+        self._dead_letter = dead_letter
+        self.retry_time_scale = retry_time_scale
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: Counter[str] = Counter()
@@ -224,7 +267,8 @@ class RegionBus:
                     self.region, label, event["id"], event.get("detail-type"), arrived_from,
                 )  # fmt: skip
                 return
-            self._spawn(self._forward_to_bus(label, target, bus, event))
+            # Not in a slot: a forward waiting out its back-off must not hold up deliveries.
+            self._spawn(self._forward_to_bus(rule, label, target, bus, event), slotted=False)
         elif target.kind == "lambda":
             assert target.function is not None
             try:
@@ -240,8 +284,11 @@ class RegionBus:
                 "%s: %s: target %s not emulated; event dropped", self.region, label, target.arn
             )
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[None], slotted: bool = True) -> None:
         async def run() -> None:
+            if not slotted:
+                await work
+                return
             async with self._slots:
                 await work
 
@@ -250,15 +297,41 @@ class RegionBus:
         task.add_done_callback(self._tasks.discard)
 
     async def _forward_to_bus(
-        self, label: str, target: TargetSpec, bus: str, event: dict[str, Any]
+        self, rule: RuleSpec, label: str, target: TargetSpec, bus: str, event: dict[str, Any]
     ) -> None:
         assert target.bus_region is not None and target.bus_name is not None
-        error = await self._forward(
-            target.bus_region, target.bus_name, event, bus_arn(self.region, bus)
-        )
-        if error is None:
-            self.counters["forwarded"] += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + target.max_age_seconds * self.retry_time_scale
+        attempts = 0
+        while True:
+            attempts += 1
+            async with self._slots:
+                failure = await self._forward(
+                    target.bus_region, target.bus_name, event, bus_arn(self.region, bus)
+                )
+            if failure is None:
+                self.counters["forwarded"] += 1
+                if attempts > 1:
+                    self.counters["forwarded_after_retry"] += 1
+                return
+            if not failure.retryable:
+                self._report_unforwardable(label, event, failure.message)
+                return
+            retry_at = loop.time() + retry_delay(attempts, self.retry_time_scale)
+            if attempts > target.max_retries:
+                condition = "MaximumRetryAttempts"
+            elif retry_at > deadline:
+                condition = "MaximumEventAgeInSeconds"
+            else:
+                self.counters["forward_retries"] += 1
+                await asyncio.sleep(max(0.0, retry_at - loop.time()))
+                continue
+            await self._forward_dead_letter(
+                rule, label, target, event, failure, condition, attempts
+            )
             return
+
+    def _report_unforwardable(self, label: str, event: dict[str, Any], error: str) -> None:
         self.counters["forward_failed"] += 1
         level = logging.DEBUG if error in self._reported else logging.WARNING
         self._reported.add(error)
@@ -271,6 +344,43 @@ class RegionBus:
             error,
             "" if level == logging.DEBUG else " (counted; reported once)",
         )
+
+    async def _forward_dead_letter(
+        self,
+        rule: RuleSpec,
+        label: str,
+        target: TargetSpec,
+        event: dict[str, Any],
+        failure: ForwardFailure,
+        condition: str,
+        attempts: int,
+    ) -> None:
+        self.counters["dead_lettered"] += 1
+        error: str | None = "the target has no DeadLetterConfig"
+        if target.dead_letter_arn and self._dead_letter is not None:
+            attributes = {
+                "RULE_ARN": rule_arn(self.region, rule),
+                "TARGET_ARN": target.arn,
+                "ERROR_CODE": failure.code,
+                "ERROR_MESSAGE": failure.message,
+                "EXHAUSTED_RETRY_CONDITION": condition,
+                "RETRY_ATTEMPTS": str(attempts - 1),
+            }
+            error = await self._dead_letter(target.dead_letter_arn, json.dumps(event), attributes)
+        if error is None:
+            self.counters["dead_letter_queued"] += 1
+            log.warning(
+                "%s: %s: event %s not forwarded after %d attempts (%s: %s); sent to %s",
+                self.region, label, event["id"], attempts, condition, failure.message,
+                target.dead_letter_arn,
+            )  # fmt: skip
+        else:
+            self.counters["dead_letter_lost"] += 1
+            log.error(
+                "%s: %s: event %s not forwarded after %d attempts (%s: %s) and not dead-lettered: "
+                "%s; it is lost", self.region, label, event["id"], attempts, condition,
+                failure.message, error,
+            )  # fmt: skip
 
     async def _invoke_with_retries(
         self, label: str, target: TargetSpec, payload: Any, event_id: str

@@ -2,8 +2,9 @@
 
 Route keys ``METHOD /path/{param}`` (``ANY``, ``{proxy+}`` and ``$default`` included) choose the
 integration; the event is the payload format the integration asks for (2.0 or 1.0); a REQUEST
-authorizer (simple or IAM-policy answers) runs first. A region without an HTTP API answers
-404 here.
+authorizer (simple or IAM-policy answers) runs first, and an ``AWS_IAM`` route wants a SigV4
+signature for ``execute-api`` in the region (:func:`sigv4_identity`). A region without an HTTP
+API answers 404 here.
 """
 
 from __future__ import annotations
@@ -36,6 +37,35 @@ class _CompiledRoute:
     pattern: re.Pattern[str] | None
     literal_segments: int
     route: RouteSpec
+
+
+# What an AWS_IAM route requires: a SigV4 signature for execute-api in this region.
+_SIGV4 = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[A-Za-z0-9]+)/(?P<date>[0-9]{8})/"
+    r"(?P<region>[a-z0-9-]+)/execute-api/aws4_request, ?SignedHeaders=[a-z0-9;-]+, ?"
+    r"Signature=[0-9a-f]{64}"
+)
+
+
+def sigv4_identity(authorization: str, region: str) -> dict[str, Any] | None:
+    """The ``authorizer.iam`` context of a SigV4-signed request, None if it is not one.
+
+    The sandbox has no IAM: it checks that the request is signed for
+    ``execute-api`` in this region (what a caller gets wrong when it signs for
+    the wrong service or region), not the signature itself, which would need
+    the caller's secret key.
+    """
+    found = _SIGV4.fullmatch(authorization.strip())
+    if found is None or found.group("region") != region:
+        return None
+    return {
+        "accessKey": found.group("key"),
+        "accountId": ACCOUNT_ID,
+        "callerId": found.group("key"),
+        "principalOrgId": None,
+        "userArn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:user/sandbox",
+        "userId": found.group("key"),
+    }
 
 
 def _compile(route: RouteSpec) -> _CompiledRoute:
@@ -129,6 +159,12 @@ class HttpApi:
         route, parameters = matched
         body = await request.read()
         event = self._event(request, route, path, parameters, body)
+        if route.iam:
+            identity = sigv4_identity(request.headers.get("Authorization", ""), self.region)
+            if identity is None:
+                self.counters["unauthorized"] += 1
+                return web.json_response({"message": "Forbidden"}, status=403)
+            event["requestContext"]["authorizer"] = {"iam": identity}
         if route.authorizer is not None and route.authorizer.function:
             try:
                 event["requestContext"]["authorizer"] = await self._authorize(

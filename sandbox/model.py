@@ -111,6 +111,7 @@ class RouteSpec:
     return_response: bool
     authorizer: AuthorizerSpec | None
     payload_version: str = "1.0"
+    iam: bool = False  # AuthorizationType AWS_IAM: callers sign with SigV4
 
 
 @dataclass
@@ -542,7 +543,7 @@ class ModelBuilder:
             if authorizer_id is None:
                 raise SandboxError(f"{where}: AuthorizerId {authorizer_ref!r} is unknown")
             authorizer = self._authorizer(authorizer_id)
-        elif authorization not in ("NONE", None):
+        elif authorization not in ("NONE", "AWS_IAM", None):
             self.model.warnings.append(f"{where}: AuthorizationType {authorization} not emulated")
         return_response = has_response or (
             r.prop(route_id, "RouteResponseSelectionExpression") is not None
@@ -555,6 +556,7 @@ class ModelBuilder:
             return_response=return_response,
             authorizer=authorizer,
             payload_version=str(r.prop(integration, "PayloadFormatVersion", "1.0")),
+            iam=authorization == "AWS_IAM",
         )
 
     def _authorizer(self, logical_id: str) -> AuthorizerSpec:

@@ -243,6 +243,7 @@ class StackResolver:
         return physical.attrs[attribute]
 
     def _function(self, key: str, argument: Any, where: str) -> Any:
+        # These three read their argument unresolved (a condition name, a Sub template).
         if key == "Fn::GetAtt":
             return self._get_att(argument, where)
         if key == "Fn::If":
@@ -250,48 +251,12 @@ class StackResolver:
                 raise SandboxError(f"{where}: malformed Fn::If")
             branch = argument[1] if self.condition(argument[0], where) else argument[2]
             return self.resolve(branch, where)
-        args = self.resolve(argument, f"{where}.{key}")
-        if key == "Fn::Join":
-            if not (isinstance(args, list) and len(args) == 2 and isinstance(args[1], list)):
-                raise SandboxError(f"{where}: malformed Fn::Join")
-            return str(args[0]).join(_text(item, where) for item in args[1])
         if key == "Fn::Sub":
             return self._sub(argument, where)
-        if key == "Fn::Select":
-            index, items = args
-            if not isinstance(items, list) or not 0 <= int(index) < len(items):
-                raise SandboxError(f"{where}: Fn::Select index {index} out of range")
-            return items[int(index)]
-        if key == "Fn::Split":
-            separator, text = args
-            return str(text).split(str(separator))
-        if key == "Fn::Equals":
-            return args[0] == args[1]
-        if key == "Fn::And":
-            return all(args)
-        if key == "Fn::Or":
-            return any(args)
-        if key == "Fn::Not":
-            return not args[0]
-        if key == "Fn::FindInMap":
-            mappings = self.template.get("Mappings") or {}
-            try:
-                return mappings[args[0]][args[1]][args[2]]
-            except (KeyError, IndexError, TypeError) as exc:
-                raise SandboxError(f"{where}: Fn::FindInMap {args} has no value") from exc
-        if key == "Fn::GetAZs":
-            return [f"{self.region}{zone}" for zone in "abc"]
-        if key == "Fn::Base64":
-            return base64.b64encode(str(args).encode()).decode()
-        if key == "Fn::ToJsonString":
-            return json.dumps(args, separators=(",", ":"))
-        if key == "Fn::Length":
-            return len(args)
-        if key == "Fn::ImportValue":
-            if self._import_value is None:
-                raise SandboxError(f"{where}: Fn::ImportValue {args!r} has no exporting stack")
-            return self._import_value(str(args), where)
-        raise SandboxError(f"{where}: the sandbox cannot resolve {key}")
+        evaluate = _INTRINSICS.get(key)
+        if evaluate is None:
+            raise SandboxError(f"{where}: the sandbox cannot resolve {key}")
+        return evaluate(self, self.resolve(argument, f"{where}.{key}"), where)
 
     def _sub(self, argument: Any, where: str) -> str:
         if isinstance(argument, str):
@@ -346,86 +311,183 @@ class StackResolver:
             name = self.prop(logical_id, name_property)
         if name is None:
             name = self.local_name(logical_id, limit)
-        name = str(name)
-        region, arn = self.region, self.arn
-        if kind == "AWS::Lambda::Function":
-            function_arn = arn("lambda", f"function:{name}")
-            return Physical(name, name, {"Arn": function_arn})
-        if kind in ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"):
-            table_arn = arn("dynamodb", f"table/{name}")
-            return Physical(
-                name,
-                name,
-                {"Arn": table_arn, "StreamArn": f"{table_arn}/stream/1970-01-01T00:00:00.000"},
-            )
-        if kind == "AWS::Events::EventBus":
-            return Physical(name, name, {"Arn": arn("events", f"event-bus/{name}"), "Name": name})
-        if kind == "AWS::Events::Rule":
-            bus = self.prop(logical_id, "EventBusName") or "default"
-            bus_name = str(bus).rsplit("/", 1)[-1]
-            if bus_name == "default":
-                return Physical(name, name, {"Arn": arn("events", f"rule/{name}")})
-            rule_arn = arn("events", f"rule/{bus_name}/{name}")
-            return Physical(f"{bus_name}|{name}", name, {"Arn": rule_arn})
-        if kind == "AWS::ApiGatewayV2::Api":
-            api_id = short_hash(f"{self.stack.stack_name}/{logical_id}", 10)
-            protocol = self.prop(logical_id, "ProtocolType", "HTTP")
-            scheme = "wss" if protocol == "WEBSOCKET" else "https"
-            endpoint = f"{scheme}://{api_id}.execute-api.{region}.{URL_SUFFIX}"
-            return Physical(api_id, name, {"ApiId": api_id, "ApiEndpoint": endpoint})
-        if kind == "AWS::ApiGatewayV2::Stage":
-            stage = str(self.prop(logical_id, "StageName"))
-            return Physical(stage, stage, {})
+        make = _PHYSICAL.get(kind)
+        if make is not None:
+            return make(self, logical_id, str(name), limit)
+        return self._other_physical(logical_id, kind, str(name))
+
+    def _other_physical(self, logical_id: str, kind: str, name: str) -> Physical:
         if kind.startswith("AWS::ApiGatewayV2::"):
             short = short_hash(f"{self.stack.stack_name}/{logical_id}", 7)
             attr = kind.rsplit("::", 1)[-1] + "Id"
             return Physical(short, short, {attr: short})
-        if kind == "AWS::IAM::Role":
-            role_id = "AROA" + short_hash(logical_id, 17).upper()
-            return Physical(
-                name,
-                name,
-                {"Arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{name}", "RoleId": role_id},
-            )
-        if kind == "AWS::IAM::ManagedPolicy":
-            policy_arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:policy/{name}"
-            return Physical(policy_arn, name, {"PolicyArn": policy_arn})
-        if kind == "AWS::SQS::Queue":
-            fifo = self.prop(logical_id, "FifoQueue", False) is True
-            if fifo and self.prop(logical_id, "QueueName") is None:
-                name = self.local_name(logical_id, limit - 5) + ".fifo"  # SQS requires it
-            url = f"https://sqs.{region}.{URL_SUFFIX}/{ACCOUNT_ID}/{name}"
-            return Physical(
-                url, name, {"Arn": arn("sqs", name), "QueueName": name, "QueueUrl": url}
-            )
-        if kind == "AWS::SNS::Topic":
-            topic_arn = arn("sns", name)
-            return Physical(topic_arn, name, {"TopicArn": topic_arn, "TopicName": name})
-        if kind == "AWS::Logs::LogGroup":
-            return Physical(name, name, {"Arn": arn("logs", f"log-group:{name}:*")})
-        if kind == "AWS::SecretsManager::Secret":
-            secret_arn = arn("secretsmanager", f"secret:{name}-{short_hash(name, 6)}")
-            return Physical(secret_arn, name, {"Id": secret_arn})
-        if kind == "AWS::SSM::Parameter":
-            return Physical(
-                name,
-                name,
-                {
-                    "Type": self.prop(logical_id, "Type", "String"),
-                    "Value": self.prop(logical_id, "Value", ""),
-                },
-            )
-        if kind == "AWS::KMS::Key":
-            key_id = short_hash(logical_id, 32)
-            return Physical(key_id, key_id, {"Arn": arn("kms", f"key/{key_id}"), "KeyId": key_id})
-        if kind == "AWS::CloudWatch::Alarm":
-            return Physical(name, name, {"Arn": arn("cloudwatch", f"alarm:{name}")})
         if kind.startswith(("Custom::", "AWS::CloudFormation::CustomResource")):
             # A custom resource's attributes come from code that runs in AWS only.
             return Physical(name, name, {})
         service = kind.split("::")[1].lower() if kind.count("::") == 2 else "unknown"
         resource_type = kind.rsplit("::", 1)[-1].lower()
-        return Physical(name, name, {"Arn": arn(service, f"{resource_type}/{name}")})
+        return Physical(name, name, {"Arn": self.arn(service, f"{resource_type}/{name}")})
+
+
+# ---- intrinsic functions whose arguments are resolved first -----------------
+def _join(_: StackResolver, args: Any, where: str) -> str:
+    if not (isinstance(args, list) and len(args) == 2 and isinstance(args[1], list)):
+        raise SandboxError(f"{where}: malformed Fn::Join")
+    return str(args[0]).join(_text(item, where) for item in args[1])
+
+
+def _select(_: StackResolver, args: Any, where: str) -> Any:
+    index, items = args
+    if not isinstance(items, list) or not 0 <= int(index) < len(items):
+        raise SandboxError(f"{where}: Fn::Select index {index} out of range")
+    return items[int(index)]
+
+
+def _find_in_map(resolver: StackResolver, args: Any, where: str) -> Any:
+    mappings = resolver.template.get("Mappings") or {}
+    try:
+        return mappings[args[0]][args[1]][args[2]]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise SandboxError(f"{where}: Fn::FindInMap {args} has no value") from exc
+
+
+def _import_value(resolver: StackResolver, args: Any, where: str) -> Any:
+    if resolver._import_value is None:
+        raise SandboxError(f"{where}: Fn::ImportValue {args!r} has no exporting stack")
+    return resolver._import_value(str(args), where)
+
+
+_INTRINSICS: dict[str, Callable[[StackResolver, Any, str], Any]] = {
+    "Fn::Join": _join,
+    "Fn::Select": _select,
+    "Fn::Split": lambda _, args, where: str(args[1]).split(str(args[0])),
+    "Fn::Equals": lambda _, args, where: args[0] == args[1],
+    "Fn::And": lambda _, args, where: all(args),
+    "Fn::Or": lambda _, args, where: any(args),
+    "Fn::Not": lambda _, args, where: not args[0],
+    "Fn::FindInMap": _find_in_map,
+    "Fn::GetAZs": lambda resolver, args, where: [f"{resolver.region}{zone}" for zone in "abc"],
+    "Fn::Base64": lambda _, args, where: base64.b64encode(str(args).encode()).decode(),
+    "Fn::ToJsonString": lambda _, args, where: json.dumps(args, separators=(",", ":")),
+    "Fn::Length": lambda _, args, where: len(args),
+    "Fn::ImportValue": _import_value,
+}
+
+
+# ---- physical ids and attributes, by resource type --------------------------
+def _function_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    return Physical(name, name, {"Arn": r.arn("lambda", f"function:{name}")})
+
+
+def _table_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    table_arn = r.arn("dynamodb", f"table/{name}")
+    return Physical(
+        name,
+        name,
+        {"Arn": table_arn, "StreamArn": f"{table_arn}/stream/1970-01-01T00:00:00.000"},
+    )
+
+
+def _bus_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    return Physical(name, name, {"Arn": r.arn("events", f"event-bus/{name}"), "Name": name})
+
+
+def _rule_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    bus = r.prop(logical_id, "EventBusName") or "default"
+    bus_name = str(bus).rsplit("/", 1)[-1]
+    if bus_name == "default":
+        return Physical(name, name, {"Arn": r.arn("events", f"rule/{name}")})
+    rule_arn = r.arn("events", f"rule/{bus_name}/{name}")
+    return Physical(f"{bus_name}|{name}", name, {"Arn": rule_arn})
+
+
+def _api_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    api_id = short_hash(f"{r.stack.stack_name}/{logical_id}", 10)
+    protocol = r.prop(logical_id, "ProtocolType", "HTTP")
+    scheme = "wss" if protocol == "WEBSOCKET" else "https"
+    endpoint = f"{scheme}://{api_id}.execute-api.{r.region}.{URL_SUFFIX}"
+    return Physical(api_id, name, {"ApiId": api_id, "ApiEndpoint": endpoint})
+
+
+def _stage_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    stage = str(r.prop(logical_id, "StageName"))
+    return Physical(stage, stage, {})
+
+
+def _role_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    role_id = "AROA" + short_hash(logical_id, 17).upper()
+    return Physical(
+        name,
+        name,
+        {"Arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{name}", "RoleId": role_id},
+    )
+
+
+def _managed_policy_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    policy_arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:policy/{name}"
+    return Physical(policy_arn, name, {"PolicyArn": policy_arn})
+
+
+def _queue_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    fifo = r.prop(logical_id, "FifoQueue", False) is True
+    if fifo and r.prop(logical_id, "QueueName") is None:
+        name = r.local_name(logical_id, limit - 5) + ".fifo"  # SQS requires it
+    url = f"https://sqs.{r.region}.{URL_SUFFIX}/{ACCOUNT_ID}/{name}"
+    return Physical(url, name, {"Arn": r.arn("sqs", name), "QueueName": name, "QueueUrl": url})
+
+
+def _topic_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    topic_arn = r.arn("sns", name)
+    return Physical(topic_arn, name, {"TopicArn": topic_arn, "TopicName": name})
+
+
+def _log_group_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    return Physical(name, name, {"Arn": r.arn("logs", f"log-group:{name}:*")})
+
+
+def _secret_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    secret_arn = r.arn("secretsmanager", f"secret:{name}-{short_hash(name, 6)}")
+    return Physical(secret_arn, name, {"Id": secret_arn})
+
+
+def _parameter_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    return Physical(
+        name,
+        name,
+        {
+            "Type": r.prop(logical_id, "Type", "String"),
+            "Value": r.prop(logical_id, "Value", ""),
+        },
+    )
+
+
+def _key_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    key_id = short_hash(logical_id, 32)
+    return Physical(key_id, key_id, {"Arn": r.arn("kms", f"key/{key_id}"), "KeyId": key_id})
+
+
+def _alarm_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    return Physical(name, name, {"Arn": r.arn("cloudwatch", f"alarm:{name}")})
+
+
+_PHYSICAL: dict[str, Callable[[StackResolver, str, str, int], Physical]] = {
+    "AWS::Lambda::Function": _function_physical,
+    "AWS::DynamoDB::Table": _table_physical,
+    "AWS::DynamoDB::GlobalTable": _table_physical,
+    "AWS::Events::EventBus": _bus_physical,
+    "AWS::Events::Rule": _rule_physical,
+    "AWS::ApiGatewayV2::Api": _api_physical,
+    "AWS::ApiGatewayV2::Stage": _stage_physical,
+    "AWS::IAM::Role": _role_physical,
+    "AWS::IAM::ManagedPolicy": _managed_policy_physical,
+    "AWS::SQS::Queue": _queue_physical,
+    "AWS::SNS::Topic": _topic_physical,
+    "AWS::Logs::LogGroup": _log_group_physical,
+    "AWS::SecretsManager::Secret": _secret_physical,
+    "AWS::SSM::Parameter": _parameter_physical,
+    "AWS::KMS::Key": _key_physical,
+    "AWS::CloudWatch::Alarm": _alarm_physical,
+}
 
 
 def _text(value: Any, where: str) -> str:

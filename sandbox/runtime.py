@@ -25,13 +25,15 @@ from sandbox.aws_local import (
     generate_secret,
     local_queue_url,
     provision,
+    send_to_queue,
 )
+from sandbox.chaos import Chaos
 from sandbox.errors import SandboxError
 from sandbox.event_sources import QueuePoller
-from sandbox.eventbus import RegionBus
+from sandbox.eventbus import DEFAULT_RETRY_TIME_SCALE, ForwardFailure, RegionBus
 from sandbox.events_api import events_app
 from sandbox.http_api import HttpApi
-from sandbox.management import ManagementApi
+from sandbox.management import ManagementApi, RateLimit
 from sandbox.model import FunctionSpec, RegionModel, SecretSpec, build_models
 from sandbox.oidc import LocalIdentityProvider, declared_issuer
 from sandbox.resolver import ACCOUNT_ID, URL_SUFFIX
@@ -57,6 +59,12 @@ class Options:
     handler_logs: str = "file"  # file, or stderr (also mirrored to the sandbox's stderr)
     signing_secret: str | None = None
     oidc: bool = False  # be the token issuer the templates declare (sandbox.oidc)
+    # new WebSocket connections/s per region (None: no limit); the excess is answered 429
+    connect_rate_limit: float | None = None
+    # EventBridge retry delays and event ages are multiplied by this (docs/sandbox.md, "Chaos")
+    retry_time_scale: float = DEFAULT_RETRY_TIME_SCALE
+    down_regions: list[str] = field(default_factory=list)  # down from the start
+    cut_links: list[tuple[str, str]] = field(default_factory=list)  # (from, to) cut from the start
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,8 @@ class RegionRuntime:
     http: HttpApi | None = None
     bus: RegionBus | None = None
     pollers: list[QueuePoller] = field(default_factory=list)
+    http_runner: web.AppRunner | None = None
+    http_site: web.TCPSite | None = None  # None while the region is down (chaos)
 
     @property
     def region(self) -> str:
@@ -142,6 +152,7 @@ class Sandbox:
         self.started_at = 0.0
         self.ready_seconds = 0.0
         self._endpoints_written = False
+        self.chaos = Chaos(self)
 
     # ----------------------------------------------------------------- start
 
@@ -193,10 +204,15 @@ class Sandbox:
         for runtime in self.regions:
             await self._start_region(runtime)
         await self._start_web()
+        for source, target in options.cut_links:
+            self.chaos.cut_link(source, target)
+        for region in options.down_regions:
+            await self.chaos.region_down(region)
         self.ready_seconds = time.perf_counter() - self.started_at
         self._write_endpoints()
 
-    def _prepare_secrets(self) -> None:
+    # TODO(issue 12, 10identity): rewritten to read the secret from the template references.
+    def _prepare_secrets(self) -> None:  # noqa: C901, PLR0912
         """The secrets of every region, by name; the signing secret is one value everywhere.
 
         A template's secret exists in its region and in its ``ReplicaRegions``
@@ -390,15 +406,28 @@ class Sandbox:
             del environment["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"]
         return environment
 
-    async def _listen(self, app: web.Application, port: int, what: str) -> None:
+    async def _listen(
+        self, app: web.Application, port: int, what: str
+    ) -> tuple[web.AppRunner, web.TCPSite]:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, HOST, port, reuse_address=True, shutdown_timeout=1.0)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise _port_error(port, what, exc) from exc
+        return runner, await _site(runner, port, what)
+
+    async def stop_http(self, runtime: RegionRuntime) -> None:
+        """Stop listening on the region's HTTP API port and drop its open connections (chaos)."""
+        if runtime.http_site is not None:
+            await runtime.http_site.stop()
+            runtime.http_site = None
+        server = runtime.http_runner.server if runtime.http_runner else None
+        for handler in list(server.connections if server else []):
+            handler.force_close()
+
+    async def start_http(self, runtime: RegionRuntime) -> None:
+        if runtime.http_site is None and runtime.http_runner is not None:
+            runtime.http_site = await _site(
+                runtime.http_runner, runtime.ports.http, f"{runtime.region} HTTP API"
+            )
 
     async def _start_region(self, runtime: RegionRuntime) -> None:
         region = runtime.region
@@ -421,12 +450,26 @@ class Sandbox:
             result = await invoke(function, event)
             return result.ok, f"{result.error_type}: {result.error_message}"
 
-        runtime.bus = RegionBus(runtime.model, invoke_async, self._forward)
+        runtime.bus = RegionBus(
+            runtime.model,
+            invoke_async,
+            self._forward,
+            dead_letter=self._dead_letter,
+            retry_time_scale=self.options.retry_time_scale,
+        )
         await self._listen(events_app(runtime.bus), runtime.ports.events, f"{region} events")
         runtime.http = HttpApi(region, runtime.model.http, invoke)
-        await self._listen(runtime.http.app(), runtime.ports.http, f"{region} HTTP API")
+        runtime.http_runner, runtime.http_site = await self._listen(
+            runtime.http.app(), runtime.ports.http, f"{region} HTTP API"
+        )
         if runtime.model.websocket is not None:
-            runtime.websocket = WebSocketApi(region, runtime.model.websocket, invoke)
+            limit = self.options.connect_rate_limit
+            runtime.websocket = WebSocketApi(
+                region,
+                runtime.model.websocket,
+                invoke,
+                connect_limit=RateLimit(limit) if limit else None,
+            )
             runtime.management = ManagementApi(
                 runtime.websocket,
                 self.options.mgmt_latency_ms,
@@ -455,14 +498,36 @@ class Sandbox:
 
     async def _forward(
         self, region: str, bus: str, event: dict[str, Any], source_arn: str
-    ) -> str | None:
+    ) -> ForwardFailure | None:
+        source_region = source_arn.split(":")[3]
+        cut = self.chaos.forward_failure(source_region, region)
+        if cut is not None:
+            return cut
         for runtime in self.regions:
             if runtime.region == region and runtime.bus is not None:
                 if bus not in runtime.bus.buses:
-                    return f"no event bus {bus} in {region}"
+                    return ForwardFailure(
+                        "RESOURCE_NOT_FOUND", f"no event bus {bus} in {region}", False
+                    )
                 runtime.bus.dispatch(bus, dict(event), arrived_from=source_arn)
                 return None
-        return f"region {region} is not running in this sandbox (--regions)"
+        # Not an outage: the region is simply not part of this run.
+        return ForwardFailure(
+            "RESOURCE_NOT_FOUND",
+            f"region {region} is not running in this sandbox (--regions)",
+            False,
+        )
+
+    async def _dead_letter(
+        self, queue_arn: str, body: str, attributes: dict[str, str]
+    ) -> str | None:
+        """Put an undeliverable event on a dead-letter queue in moto; an error, or None."""
+        assert self._moto is not None
+        try:
+            await asyncio.to_thread(send_to_queue, self._moto.url, queue_arn, body, attributes)
+        except Exception as exc:  # the queue is missing or moto refused: reported by the bus
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     async def _start_web(self) -> None:
         from sandbox.web import web_app
@@ -631,6 +696,15 @@ class Sandbox:
         if self._endpoints_written:
             _remove_stale(self.options.endpoints_file, only_pid=os.getpid())
             self._endpoints_written = False
+
+
+async def _site(runner: web.AppRunner, port: int, what: str) -> web.TCPSite:
+    site = web.TCPSite(runner, HOST, port, reuse_address=True, shutdown_timeout=1.0)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise _port_error(port, what, exc) from exc
+    return site
 
 
 def _port_error(port: int, what: str, exc: OSError) -> SandboxError:

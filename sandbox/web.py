@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from clients.tokens import minter_from_endpoints
+from sandbox.chaos import add_control_routes
 
 if TYPE_CHECKING:
     from sandbox.runtime import Sandbox
@@ -23,7 +24,29 @@ STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "
 
 
 def web_app(sandbox: Sandbox) -> web.Application:
-    async def page(request: web.Request) -> web.StreamResponse:
+    pages = _Pages(sandbox)
+    app = web.Application()
+    if sandbox.identity_provider is not None:
+        sandbox.identity_provider.add_routes(app)
+    app.router.add_get("/", pages.page)
+    app.router.add_get("/endpoints.json", pages.endpoints)
+    app.router.add_get("/_sandbox/stats", pages.stats)
+    app.router.add_get("/_sandbox/connections", pages.connections)
+    app.router.add_get("/_sandbox/queues", pages.queues)
+    app.router.add_post("/_sandbox/regions/{region}/drop", pages.drop)
+    app.router.add_get("/_sandbox/token", pages.token)
+    add_control_routes(app, sandbox.chaos)
+    app.router.add_get("/{name}", pages.page)
+    return app
+
+
+class _Pages:
+    """The page's request handlers, over one sandbox."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info.get("name") or "index.html"
         if name not in STATIC:
             raise web.HTTPNotFound()
@@ -31,36 +54,36 @@ def web_app(sandbox: Sandbox) -> web.Application:
             WEB_ROOT / name, headers={"Content-Type": STATIC[name], "Cache-Control": "no-store"}
         )
 
-    async def endpoints(_: web.Request) -> web.Response:
-        document = sandbox.endpoints()
+    async def endpoints(self, _: web.Request) -> web.Response:
+        document = self.sandbox.endpoints()
         document["auth"] = (
             document.pop("signingSecret", None) or document.pop("oidc", None)
         ) is not None
         return web.json_response(document, headers={"Cache-Control": "no-store"})
 
-    async def stats(_: web.Request) -> web.Response:
-        return web.json_response(sandbox.stats())
+    async def stats(self, _: web.Request) -> web.Response:
+        return web.json_response(self.sandbox.stats())
 
-    async def queues(_: web.Request) -> web.Response:
-        return web.json_response(await sandbox.queue_depths())
+    async def queues(self, _: web.Request) -> web.Response:
+        return web.json_response(await self.sandbox.queue_depths())
 
-    async def connections(_: web.Request) -> web.Response:
+    async def connections(self, _: web.Request) -> web.Response:
         return web.json_response(
-            {r.region: r.websocket.describe() if r.websocket else [] for r in sandbox.regions}
+            {r.region: r.websocket.describe() if r.websocket else [] for r in self.sandbox.regions}
         )
 
-    async def drop(request: web.Request) -> web.Response:
+    async def drop(self, request: web.Request) -> web.Response:
         region = request.match_info["region"]
         connection_id = request.query.get("connectionId", "")
-        for runtime in sandbox.regions:
+        for runtime in self.sandbox.regions:
             if runtime.region == region and runtime.websocket is not None:
                 if await runtime.websocket.drop(connection_id):
                     return web.json_response({"dropped": connection_id})
                 return web.json_response({"message": "no such connection"}, status=404)
         return web.json_response({"message": f"no region {region}"}, status=404)
 
-    async def token(request: web.Request) -> web.Response:
-        mint = minter_from_endpoints(sandbox.endpoints())  # the IdP's key or the secret
+    async def token(self, request: web.Request) -> web.Response:
+        mint = minter_from_endpoints(self.sandbox.endpoints())  # the IdP's key or the secret
         if mint is None:
             return web.json_response({"message": "this app has no auth"}, status=404)
         sub = request.query.get("sub", "")
@@ -73,16 +96,3 @@ def web_app(sandbox: Sandbox) -> web.Application:
             rooms=rooms.split(",") if rooms else None,
         )
         return web.json_response({"token": value})
-
-    app = web.Application()
-    if sandbox.identity_provider is not None:
-        sandbox.identity_provider.add_routes(app)
-    app.router.add_get("/", page)
-    app.router.add_get("/endpoints.json", endpoints)
-    app.router.add_get("/_sandbox/stats", stats)
-    app.router.add_get("/_sandbox/connections", connections)
-    app.router.add_get("/_sandbox/queues", queues)
-    app.router.add_post("/_sandbox/regions/{region}/drop", drop)
-    app.router.add_get("/_sandbox/token", token)
-    app.router.add_get("/{name}", page)
-    return app

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -149,11 +149,24 @@ class HandshakeRefused(Exception):
         self.message = message
 
 
+class ConnectLimit(Protocol):
+    def admit(self) -> bool: ...
+
+
 class WebSocketApi:
-    def __init__(self, region: str, api: ApiSpec, invoke: InvokeFn) -> None:
+    def __init__(
+        self,
+        region: str,
+        api: ApiSpec,
+        invoke: InvokeFn,
+        connect_limit: ConnectLimit | None = None,
+    ) -> None:
         self.region = region
         self.api = api
         self._invoke = invoke
+        # --connect-rate-limit: API Gateway's new-connections-per-second quota (429 over it)
+        self.connect_limit = connect_limit
+        self._address: tuple[str, int] | None = None
         self.domain_name = f"{api.api_id}.execute-api.{region}.{URL_SUFFIX}"
         self.connections: dict[str, Connection] = {}
         self._pending: weakref.WeakKeyDictionary[ServerConnection, Connection] = (
@@ -169,6 +182,11 @@ class WebSocketApi:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        await self._serve(host, port)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _serve(self, host: str, port: int) -> None:
         self._server = await serve(
             self._handle,
             host,
@@ -181,7 +199,32 @@ class WebSocketApi:
             server_header=None,
             logger=protocol_log,
         )
-        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def go_down(self) -> int:
+        """A regional outage: stop listening (connects are refused) and lose every connection.
+
+        The connections end as a dead region's would: abruptly, without ``$disconnect`` (no
+        integration runs in a region that is down). Returns how many were open.
+        """
+        if self._server is not None:
+            self._server.close(close_connections=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+            self._server = None
+        lost = list(self.connections.values())
+        for connection in lost:
+            connection.skip_disconnect = True
+            connection.open = False
+            if connection.ws is not None:
+                connection.ws.transport.abort()
+        self.connections.clear()
+        self.counters["lost_to_outage"] += len(lost)
+        return len(lost)
+
+    async def go_up(self) -> None:
+        """Listen again after :meth:`go_down`."""
+        if self._server is None and self._address is not None:
+            await self._serve(*self._address)
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -260,6 +303,11 @@ class WebSocketApi:
     # ----------------------------------------------------------------- handshake
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if self.connect_limit is not None and not self.connect_limit.admit():
+            # API Gateway refuses connects over the account's new-connections quota at the
+            # handshake, before the authorizer or $connect run.
+            self.counters["connect_throttled"] += 1
+            return ws.respond(429, json.dumps({"message": "Too Many Requests"}) + "\n")
         split = urlsplit(request.path)
         if split.path.rstrip("/") != f"/{self.api.stage}":
             self.counters["refused"] += 1

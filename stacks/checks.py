@@ -12,16 +12,25 @@ the ``[Resource::...]`` part for IAM5, so a new wildcard elsewhere still fails.
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, App, Token, Validations
+from aws_cdk import Acknowledgment, Token, Validations
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from stacks.region_stack import ChatRegionStack
 from stacks.websocket_api import CLIENT_ROUTE_KEYS
 
-__all__ = ["acknowledge_findings", "enable_nag"]
+__all__ = [
+    "acknowledge_client_route",
+    "acknowledge_dead_letter_queue",
+    "acknowledge_findings",
+    "acknowledge_function",
+    "acknowledge_server_api_grant",
+    "enable_nag",
+]
 
 _XRAY = (
     "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions, "
@@ -41,9 +50,12 @@ _SECRET_ROTATION = (
 )
 
 
-def enable_nag(app: App) -> None:
-    """Run the AWS Solutions pack on every stack; an unacknowledged finding fails synth."""
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+def enable_nag(scope: IConstruct) -> None:
+    """Run the AWS Solutions pack on every stack of ``scope`` (an App or a Stage).
+
+    An unacknowledged finding fails synth.
+    """
+    Validations.of(scope).add_plugins(AwsSolutionsChecks(scope))
 
 
 def _ack(scope: IConstruct, finding: str, reason: str) -> None:
@@ -79,8 +91,8 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
     # acknowledges a finding id per construct, so this would also cover a second
     # "*" statement in the same policy: tests/infra (test_no_wildcards_except_xray)
     # asserts that X-Ray is the only one.
-    for function in (*stack.functions.functions.values(), stack.fanout.worker):
-        _ack(_default_policy(function.role), "IAM5[Resource::*]", _XRAY)
+    for function in stack.builtin_functions.values():
+        acknowledge_function(function)
 
     # IAM5 on the @connections ARN: the trailing * is the connection id.
     for poster in (stack.functions.event_bus_message_handler, stack.fanout.worker):
@@ -100,12 +112,18 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
             "frame, then DeleteConnection); connection ids are assigned at runtime, the ARN is "
             "limited to this API, this stage and the method, the trailing * is the connection id",
         )
+    _ack(
+        _default_policy(stack.server_api.function.role),
+        _manage_connections_finding(stack, "DELETE"),
+        "The server API closes a user's connections, whose ids API Gateway assigns at "
+        "runtime; the ARN is already limited to this API, this stage and DELETE",
+    )
 
     # APIG4: $connect and the HTTP routes have the token authorizer; the
     # WebSocket routes after $connect cannot have one.
     api = stack.api.api
     for route_key in ("$disconnect", *CLIENT_ROUTE_KEYS):
-        _ack(api.node.find_child(f"{route_key}-Route"), "APIG4", _ROUTE_AFTER_CONNECT)
+        acknowledge_client_route(api.node.find_child(f"{route_key}-Route"))
 
     # APIG4: Route 53's health checkers cannot send a token (global endpoint only).
     if stack.global_endpoint is not None:
@@ -121,17 +139,17 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
         _ack(stack.auth.secret, "SMG4", _SECRET_ROTATION)
 
     # SQS3: these queues *are* dead-letter queues, just not SQS redrive targets.
-    _ack(
+    acknowledge_dead_letter_queue(
         stack.replication.dead_letter_queue,
-        "SQS3",
-        "This queue is the DeadLetterConfig of every EventBridge target in the region "
-        "(delivery and forwarding); a DLQ needs no DLQ of its own",
+        "the DeadLetterConfig of every EventBridge target in the region (delivery and forwarding)",
     )
-    _ack(
+    acknowledge_dead_letter_queue(
+        stack.server_api.disconnect_consumer.dead_letter_queue,
+        "the DeadLetterConfig of the server API's chat.disconnect rule",
+    )
+    acknowledge_dead_letter_queue(
         stack.functions.async_failure_queue,
-        "SQS3",
-        "This queue is EventBusMessageHandler's Lambda on-failure destination, i.e. its "
-        "dead-letter queue; a DLQ needs no DLQ of its own",
+        "EventBusMessageHandler's Lambda on-failure destination",
     )
 
     # IAM4: the account-level API Gateway CloudWatch role (only when managed here).
@@ -145,3 +163,39 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
             "account and region (log groups API Gateway creates itself), so it cannot be "
             "scoped to this stack",
         )
+
+
+# ---- what every added function, route and dead-letter queue needs -----------
+def acknowledge_function(function: lambda_.IFunction) -> None:
+    """The X-Ray wildcard of a function built by ``stacks.lambda_function.chat_function``."""
+    _ack(_default_policy(function.role), "IAM5[Resource::*]", _XRAY)
+
+
+def acknowledge_client_route(route: IConstruct) -> None:
+    """APIG4 on a WebSocket route after ``$connect`` (no authorizer is possible there)."""
+    _ack(route, "APIG4", _ROUTE_AFTER_CONNECT)
+
+
+def acknowledge_dead_letter_queue(queue: sqs.IQueue, role: str) -> None:
+    """SQS3 on a queue that *is* a dead-letter queue (``role``: whose, in a few words)."""
+    _ack(queue, "SQS3", f"This queue is {role}, i.e. a dead-letter queue; it needs none of its own")
+
+
+def acknowledge_server_api_grant(stack: ChatRegionStack, grantee: IConstruct, path: str) -> None:
+    """IAM5 on a role's ``execute-api:Invoke`` grant on a server API route (``path``).
+
+    CDK's ``grant_invoke`` ends the ARN at the route's first path parameter:
+    ``<api>/*/POST/server/rooms/*`` (any stage; any room is the point). Its
+    partition is always the ``AWS::Partition`` pseudo parameter.
+    """
+    cfn_api = stack.http_api.api.node.default_child
+    assert isinstance(cfn_api, apigwv2.CfnApi)
+    api_logical_id = stack.resolve(stack.get_logical_id(cfn_api))
+    region = stack.region if not Token.is_unresolved(stack.region) else "<AWS::Region>"
+    _ack(
+        grantee,
+        f"IAM5[Resource::arn:<AWS::Partition>:execute-api:{region}:<AWS::AccountId>:"
+        f"<{api_logical_id}>/*/POST{path}]",
+        "A backend's right to call one server API route of this region: the wildcards "
+        "are the stage and the room or user, which the backend chooses per call",
+    )

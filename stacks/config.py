@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = [
     "ACCEPTED_REGIONS",
+    "CLOUDWATCH_LOG_RETENTION",
     "CLOUDWATCH_LOG_RETENTION_DAYS",
     "CONTEXT_KEYS",
     "EXCLUDED_REGIONS",
     "ChatConfig",
     "ConfigError",
+    "RegionOverrides",
 ]
 
 # The regions a deployment may use: every region of the commercial `aws`
@@ -82,11 +84,35 @@ EXCLUDED_REGIONS: dict[str, str] = {
     ),
 }
 
-# The only retention periods CloudWatch Logs accepts (PutRetentionPolicy).
-CLOUDWATCH_LOG_RETENTION_DAYS: tuple[int, ...] = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
-    1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)  # fmt: skip
+# The only retention periods CloudWatch Logs accepts (PutRetentionPolicy), each
+# with the name of its ``aws_logs.RetentionDays`` member: the one list both the
+# validation here and the stacks (stacks.region_stack.log_retention) use.
+# tests/infra/test_config.py ties it to CDK's enum (every finite member).
+CLOUDWATCH_LOG_RETENTION: Mapping[int, str] = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+CLOUDWATCH_LOG_RETENTION_DAYS: tuple[int, ...] = tuple(CLOUDWATCH_LOG_RETENTION)
 
 # Every context key the config reads, in the order of the dataclass fields.
 CONTEXT_KEYS: tuple[str, ...] = (
@@ -286,6 +312,25 @@ def _matching(key: str, raw: object, pattern: re.Pattern[str], accepted: str) ->
     return value
 
 
+def _https_url(key: str, raw: object) -> str:
+    return _matching(key, raw, _HTTPS_URL, "an https:// URL")
+
+
+def _claim(key: str, raw: object) -> str:
+    return _matching(key, raw, _CLAIM, "a claim name (letters, digits, _:.-)")
+
+
+def _room_patterns(key: str, raw: object) -> tuple[str, ...] | None:
+    accepted = '"*" (every room) or comma-separated room patterns like lobby,team-*'
+    items = raw if isinstance(raw, list) else _string(key, raw).split(",")
+    patterns = [str(item).strip() for item in items if str(item).strip()]
+    if patterns == ["*"]:
+        return None
+    if not patterns or not all(_ROOM_PATTERN.fullmatch(p) for p in patterns):
+        raise ConfigError(key, raw, "is not a list of room patterns", accepted)
+    return tuple(patterns)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChatConfig:
     """Everything the stacks need to know about one deployment of the app.
@@ -449,22 +494,6 @@ class ChatConfig:
                 "both domainName and hostedZoneId (the global endpoint), or neither",
             )
 
-        def https_url(key: str, raw: object) -> str:
-            return _matching(key, raw, _HTTPS_URL, "an https:// URL")
-
-        def claim(key: str, raw: object) -> str:
-            return _matching(key, raw, _CLAIM, "a claim name (letters, digits, _:.-)")
-
-        def room_patterns(key: str, raw: object) -> tuple[str, ...] | None:
-            accepted = '"*" (every room) or comma-separated room patterns like lobby,team-*'
-            items = raw if isinstance(raw, list) else _string(key, raw).split(",")
-            patterns = [str(item).strip() for item in items if str(item).strip()]
-            if patterns == ["*"]:
-                return None
-            if not patterns or not all(_ROOM_PATTERN.fullmatch(p) for p in patterns):
-                raise ConfigError(key, raw, "is not a list of room patterns", accepted)
-            return tuple(patterns)
-
         return cls(
             app_name=get(
                 "appName",
@@ -605,17 +634,17 @@ class ChatConfig:
                 lambda k, v: _integer(k, v, 1, 24 * 30),
                 defaults.max_token_lifetime_hours,
             ),
-            jwt_issuer=get("jwtIssuer", https_url, defaults.jwt_issuer),
+            jwt_issuer=get("jwtIssuer", _https_url, defaults.jwt_issuer),
             jwt_audience=get(
                 "jwtAudience",
                 lambda k, v: _matching(k, v, _AUDIENCE, "1-256 printable characters, no space"),
                 defaults.jwt_audience,
             ),
-            jwks_url=get("jwksUrl", https_url, defaults.jwks_url),
-            jwt_user_id_claim=get("jwtUserIdClaim", claim, defaults.jwt_user_id_claim),
-            jwt_name_claim=get("jwtNameClaim", claim, defaults.jwt_name_claim),
-            jwt_rooms_claim=get("jwtRoomsClaim", claim, defaults.jwt_rooms_claim),
-            jwt_default_rooms=get("jwtDefaultRooms", room_patterns, defaults.jwt_default_rooms),
+            jwks_url=get("jwksUrl", _https_url, defaults.jwks_url),
+            jwt_user_id_claim=get("jwtUserIdClaim", _claim, defaults.jwt_user_id_claim),
+            jwt_name_claim=get("jwtNameClaim", _claim, defaults.jwt_name_claim),
+            jwt_rooms_claim=get("jwtRoomsClaim", _claim, defaults.jwt_rooms_claim),
+            jwt_default_rooms=get("jwtDefaultRooms", _room_patterns, defaults.jwt_default_rooms),
         )
 
     # ---- derived names ------------------------------------------------
@@ -687,3 +716,40 @@ class ChatConfig:
     def other_regions(self, region: str) -> tuple[str, ...]:
         """Every configured region except ``region`` (the forwarding targets)."""
         return tuple(r for r in self.regions if r != region)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegionOverrides:
+    """What one region does differently from the ``ChatConfig`` every region shares.
+
+    Give them to ``ChatDeployment(overrides={"eu-west-1": RegionOverrides(...)})``.
+    Every field is optional; a name that matches nothing fails synth (a typo
+    never silently does nothing).
+
+    Attributes:
+        throttle_rate_limit, throttle_burst_limit: the WebSocket and HTTP
+            stages' default route throttling in this region.
+        memory_mb: function name (``ClientMessageHandler``, ``FanoutWorker``,
+            or a route/consumer function you added) -> memory in MB.
+        alarm_thresholds: alarm id (``ChatMonitoring.alarms`` keys, e.g.
+            ``WebSocketIntegrationErrors``) -> threshold.
+    """
+
+    throttle_rate_limit: int | None = None
+    throttle_burst_limit: int | None = None
+    memory_mb: Mapping[str, int] = field(default_factory=dict)
+    alarm_thresholds: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The same ranges as the context keys (ChatConfig.from_mapping) and Lambda's.
+        if self.throttle_rate_limit is not None:
+            _integer("throttle_rate_limit", self.throttle_rate_limit, 1, 10_000)
+        if self.throttle_burst_limit is not None:
+            _integer("throttle_burst_limit", self.throttle_burst_limit, 1, 5_000)
+        for name, memory in self.memory_mb.items():
+            _integer(f"memory_mb[{name!r}]", memory, 128, 10_240)
+        for name, threshold in self.alarm_thresholds.items():
+            if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+                raise ConfigError(
+                    f"alarm_thresholds[{name!r}]", threshold, "is not a number", "a number"
+                )

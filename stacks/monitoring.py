@@ -157,24 +157,9 @@ class ChatMonitoring(Construct):
         self.alarms: dict[str, cloudwatch.Alarm] = {}
 
         for name, function in functions.items():
-            self._alarm(
-                f"{name}Errors",
-                function.metric_errors(period=_PERIOD, statistic="Sum"),
-                f"{name} invocations failed",
-            )
-            self._alarm(
-                f"{name}Throttles",
-                function.metric_throttles(period=_PERIOD, statistic="Sum"),
-                f"{name} invocations were throttled",
-            )
+            self.add_function_alarms(name, function)
         for name, queue in queues.items():
-            self._alarm(
-                f"{name}NotEmpty",
-                queue.metric_approximate_number_of_messages_visible(
-                    period=_PERIOD, statistic="Maximum"
-                ),
-                f"{name} holds undelivered events: inspect and redrive",
-            )
+            self.add_queue_alarm(name, queue)
 
         api_dimensions = {"ApiId": api_id, "Stage": api_stage_name}
         self._alarm(
@@ -201,6 +186,39 @@ class ChatMonitoring(Construct):
                 self._metric(metrics_namespace, metric_name, {"service": service_name}),
                 f"Runtime reported {metric_name}",
             )
+
+    # ---- extension points ----------------------------------------------
+    def add_function_alarms(self, name: str, function: lambda_.IFunction) -> None:
+        """Alarms ``<name>Errors`` and ``<name>Throttles`` on ``function``."""
+        self._alarm(
+            f"{name}Errors",
+            function.metric_errors(period=_PERIOD, statistic="Sum"),
+            f"{name} invocations failed",
+        )
+        self._alarm(
+            f"{name}Throttles",
+            function.metric_throttles(period=_PERIOD, statistic="Sum"),
+            f"{name} invocations were throttled",
+        )
+
+    def add_queue_alarm(self, name: str, queue: sqs.IQueue) -> None:
+        """Alarm (``<name>NotEmpty``) as soon as ``queue`` (a dead-letter queue) holds a message."""
+        self._alarm(
+            f"{name}NotEmpty",
+            queue.metric_approximate_number_of_messages_visible(
+                period=_PERIOD, statistic="Maximum"
+            ),
+            f"{name} holds undelivered events: inspect and redrive",
+        )
+
+    def set_threshold(self, alarm_id: str, threshold: float) -> None:
+        """Change one alarm's threshold (a per-region override); ``alarm_id`` as in ``alarms``."""
+        alarm = self.alarms.get(alarm_id)
+        if alarm is None:
+            raise ValueError(f"no alarm {alarm_id!r}; alarms: {', '.join(sorted(self.alarms))}")
+        cfn_alarm = alarm.node.default_child
+        assert isinstance(cfn_alarm, cloudwatch.CfnAlarm)
+        cfn_alarm.threshold = threshold
 
     @staticmethod
     def _metric(namespace: str, name: str, dimensions: Mapping[str, str]) -> cloudwatch.Metric:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsii
 from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IValidation
 
 from stacks.auth import ChatAuth
-from stacks.config import ChatConfig
+from stacks.config import CLOUDWATCH_LOG_RETENTION, ChatConfig, RegionOverrides
 from stacks.dashboards import ChatGlobalDashboard, ChatRegionDashboard
 from stacks.fanout import ChatFanout
 from stacks.functions import SERVICE_NAME, ChatFunctions
@@ -22,49 +24,26 @@ from stacks.global_endpoint import ChatGlobalEndpoint
 from stacks.http_api import ChatHttpApi
 from stacks.monitoring import ChatMonitoring
 from stacks.replication import ChatReplication
+from stacks.server_api import ChatServerApi
 from stacks.storage import ChatStorage
 from stacks.websocket_api import ChatWebSocketApi
 
 __all__ = ["ChatRegionStack", "log_retention"]
 
-_RETENTION_DAYS: dict[int, logs.RetentionDays] = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-    1096: logs.RetentionDays.THREE_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS,
-    2557: logs.RetentionDays.SEVEN_YEARS,
-    2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
-}
-
 
 def log_retention(days: int) -> logs.RetentionDays:
     """The ``RetentionDays`` member for ``days`` (validated by ChatConfig)."""
-    return _RETENTION_DAYS[days]
+    return logs.RetentionDays[CLOUDWATCH_LOG_RETENTION[days]]
 
 
 class ChatRegionStack(Stack):
     """Everything one region runs: API, functions, tables, bus, rules, alarms.
 
     Attributes:
-        config, region: what the stack was built from.
-        storage, functions, auth, api (WebSocket), http_api, replication,
-            fanout, monitoring, dashboard: the constructs.
+        config, region_name, overrides: what the stack was built from.
+        removal_policy, log_retention: what its tables, queues and log groups get.
+        storage, functions, auth, api (WebSocket), http_api, server_api,
+            replication, fanout, monitoring, dashboard: the constructs.
         global_dashboard: every region side by side (primary region only, else None).
         global_endpoint: custom domains and latency records (None without domainName).
     """
@@ -76,6 +55,7 @@ class ChatRegionStack(Stack):
         *,
         config: ChatConfig,
         region: str,
+        overrides: RegionOverrides | None = None,
         **kwargs: Any,
     ) -> None:
         if region not in config.regions:
@@ -90,6 +70,11 @@ class ChatRegionStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.region_name = region
+        self.overrides = overrides or RegionOverrides()
+        self._applied_overrides: set[str] = set()
+        self.node.add_validation(_UnusedOverrides(self))
+        throttle_rate_limit = self.overrides.throttle_rate_limit or config.throttle_rate_limit
+        throttle_burst_limit = self.overrides.throttle_burst_limit or config.throttle_burst_limit
         Tags.of(self).add("app", config.app_name)
         Tags.of(self).add("stage", config.stage)
         # cfn-lint checks a template against one region's CloudFormation
@@ -100,6 +85,8 @@ class ChatRegionStack(Stack):
             RemovalPolicy.RETAIN if config.removal_policy == "retain" else RemovalPolicy.DESTROY
         )
         retention = log_retention(config.log_retention_days)
+        self.removal_policy = removal
+        self.log_retention = retention
 
         self.storage = ChatStorage(self, "Storage", removal_policy=removal)
         self.replication = ChatReplication(
@@ -139,8 +126,8 @@ class ChatRegionStack(Stack):
             client_message_handler=self.functions.client_message_handler,
             connect_authorizer=self.auth.websocket_authorizer,
             stage_name=config.stage,
-            throttle_rate_limit=config.throttle_rate_limit,
-            throttle_burst_limit=config.throttle_burst_limit,
+            throttle_rate_limit=throttle_rate_limit,
+            throttle_burst_limit=throttle_burst_limit,
             log_retention=retention,
             removal_policy=removal,
             manage_account_role=config.api_gateway_account_role,
@@ -153,11 +140,25 @@ class ChatRegionStack(Stack):
             http_handler=self.functions.http_handler,
             authorizer=self.auth.http_authorizer,
             cors_origins=config.http_cors_origins,
-            throttle_rate_limit=config.throttle_rate_limit,
-            throttle_burst_limit=config.throttle_burst_limit,
+            throttle_rate_limit=throttle_rate_limit,
+            throttle_burst_limit=throttle_burst_limit,
             log_retention=retention,
             removal_policy=removal,
         )
+
+        # The server API: IAM-authorized routes on the HTTP API for the team's backends.
+        self.server_api = ChatServerApi(
+            self,
+            "ServerApi",
+            http_api=self.http_api.api,
+            defaults=self.functions.defaults,
+            environment={**self.functions.environment, "CALLBACK_URL": self.api.callback_url},
+            event_bus=self.replication.event_bus,
+            event_source=config.event_source,
+            connections_table=self.storage.connections_table,
+            removal_policy=removal,
+        )
+        self.server_api.allow_disconnect(self.api.close_connections_arn)
 
         # The optional global endpoint (domainName + hostedZoneId).
         self.global_endpoint: ChatGlobalEndpoint | None = None
@@ -204,11 +205,14 @@ class ChatRegionStack(Stack):
         self.fanout.allow_send_jobs(bus_handler)
         self.functions.allow_manage_connections(self.api.manage_connections_arn, self.fanout.worker)
 
-        monitored_functions = {**self.functions.functions, "FanoutWorker": self.fanout.worker}
+        monitored_functions = self.builtin_functions
         dead_letter_queues = {
             "ReplicationDeadLetterQueue": self.replication.dead_letter_queue,
             "EventBusMessageHandlerFailureQueue": self.functions.async_failure_queue,
             "FanoutDeadLetterQueue": self.fanout.dead_letter_queue,
+            "ServerApiDisconnectsDeadLetterQueue": (
+                self.server_api.disconnect_consumer.dead_letter_queue
+            ),
         }
         self.monitoring = ChatMonitoring(
             self,
@@ -236,6 +240,7 @@ class ChatRegionStack(Stack):
                     f"Forwarding{number}": rule
                     for number, rule in enumerate(self.replication.forwarding_rules, start=1)
                 },
+                "ServerApiDisconnects": self.server_api.disconnect_consumer.rule,
             },
             bus_name=config.bus_name,
             bus_handler=bus_handler,
@@ -258,6 +263,16 @@ class ChatRegionStack(Stack):
                 service_name=SERVICE_NAME,
             )
 
+        for name, function in self.builtin_functions.items():
+            self.apply_memory_override(name, function)
+        for alarm_id in self.monitoring.alarms:
+            self.apply_alarm_override(alarm_id)
+
+        self._outputs()
+
+    def _outputs(self) -> None:
+        """The stack's outputs: URLs, names and the alarm topic."""
+        config = self.config
         CfnOutput(self, "WebSocketUrl", value=self.api.url, description="Clients connect here")
         CfnOutput(
             self,
@@ -296,3 +311,52 @@ class ChatRegionStack(Stack):
                 value=self.global_endpoint.http_url,
                 description="HTTP fallback API of the nearest healthy region",
             )
+
+    @property
+    def builtin_functions(self) -> dict[str, lambda_.Function]:
+        """Every function of the app in this region, by name (the authorizer included)."""
+        return {
+            **self.functions.functions,
+            "FanoutWorker": self.fanout.worker,
+            "ServerApi": self.server_api.function,
+        }
+
+    # ---- per-region overrides (RegionOverrides) -------------------------
+    def apply_memory_override(self, name: str, function: lambda_.Function) -> None:
+        """Give ``function`` the memory ``overrides.memory_mb[name]``, if there is one."""
+        memory = self.overrides.memory_mb.get(name)
+        if memory is None:
+            return
+        cfn_function = function.node.default_child
+        assert isinstance(cfn_function, lambda_.CfnFunction)
+        cfn_function.memory_size = memory
+        self._applied_overrides.add(f"memory_mb[{name!r}]")
+
+    def apply_alarm_override(self, alarm_id: str) -> None:
+        """Set alarm ``alarm_id``'s ``overrides.alarm_thresholds`` entry, if it has one."""
+        threshold = self.overrides.alarm_thresholds.get(alarm_id)
+        if threshold is None:
+            return
+        self.monitoring.set_threshold(alarm_id, threshold)
+        self._applied_overrides.add(f"alarm_thresholds[{alarm_id!r}]")
+
+    def unused_overrides(self) -> list[str]:
+        """Override entries that named no function or alarm of this stack."""
+        named = [f"memory_mb[{name!r}]" for name in self.overrides.memory_mb] + [
+            f"alarm_thresholds[{name!r}]" for name in self.overrides.alarm_thresholds
+        ]
+        return [entry for entry in named if entry not in self._applied_overrides]
+
+
+@jsii.implements(IValidation)
+class _UnusedOverrides:
+    """Fails synth when a RegionOverrides entry names no function or alarm (a typo)."""
+
+    def __init__(self, stack: ChatRegionStack) -> None:
+        self.stack = stack
+
+    def validate(self) -> list[str]:
+        return [
+            f"RegionOverrides for {self.stack.region_name}: {entry} names nothing in the stack"
+            for entry in self.stack.unused_overrides()
+        ]

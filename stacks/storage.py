@@ -12,27 +12,31 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-__all__ = ["TTL_ATTRIBUTE", "ChatStorage", "dead_letter_queue"]
+from stacks.table_schema import (
+    CONNECTIONS_BY_USER_INDEX,
+    CONNECTIONS_TABLE,
+    MESSAGES_TABLE,
+    TTL_ATTRIBUTE,
+    TableSchema,
+)
 
-# Epoch seconds; DynamoDB's TTL deletes expired connections, memberships,
-# remote presence and history for free (no sweeper function).
-TTL_ATTRIBUTE = "expiresAt"
+__all__ = ["CONNECTIONS_BY_USER_INDEX", "TTL_ATTRIBUTE", "ChatStorage", "dead_letter_queue"]
 
 
 def _table(
     scope: Construct,
     construct_id: str,
     *,
-    partition_key: str,
-    sort_key: str,
+    schema: TableSchema,
     removal_policy: RemovalPolicy,
 ) -> dynamodb.Table:
     retained = removal_policy == RemovalPolicy.RETAIN
-    return dynamodb.Table(
+    string = dynamodb.AttributeType.STRING
+    table = dynamodb.Table(
         scope,
         construct_id,
-        partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
-        sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING),
+        partition_key=dynamodb.Attribute(name=schema.partition_key, type=string),
+        sort_key=dynamodb.Attribute(name=schema.sort_key, type=string),
         # Chat traffic is spiky and idle most of the time: on-demand costs
         # nothing at rest and needs no capacity planning per region.
         billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
@@ -45,6 +49,37 @@ def _table(
         deletion_protection=retained,
         removal_policy=removal_policy,
     )
+    if schema.indexes:
+        _add_indexes(table, schema)
+    return table
+
+
+def _add_indexes(table: dynamodb.Table, schema: TableSchema) -> None:
+    """The schema's indexes (keys only), added on the CloudFormation resource.
+
+    Not with ``add_global_secondary_index``: once the L2 table knows of an
+    index, every ``table.grant(...)`` also grants on ``<table>/index/*``, and
+    every handler would get the index. This way only the statement that names
+    the index (stacks/server_api.py) does.
+    """
+    cfn_table = table.node.default_child
+    assert isinstance(cfn_table, dynamodb.CfnTable)
+    keys = [schema.partition_key, schema.sort_key, *(key for _, key in schema.indexes)]
+    cfn_table.add_property_override(
+        "AttributeDefinitions",
+        [{"AttributeName": key, "AttributeType": "S"} for key in dict.fromkeys(keys)],
+    )
+    cfn_table.add_property_override(
+        "GlobalSecondaryIndexes",
+        [
+            {
+                "IndexName": name,
+                "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+            for name, key in schema.indexes
+        ],
+    )
 
 
 class ChatStorage(Construct):
@@ -52,7 +87,8 @@ class ChatStorage(Construct):
 
     Attributes:
         connections_table: ``pk``/``sk`` strings; connection, membership and
-            remote-presence items.
+            remote-presence items; index ``ConnectionsByUser`` (META items by
+            ``connectedUserId``, keys only).
         messages_table: pk ``room``, sk ``id``; one item per message, the
             conditional write that de-duplicates replicated events.
     """
@@ -64,15 +100,13 @@ class ChatStorage(Construct):
         self.connections_table = _table(
             self,
             "ConnectionsTable",
-            partition_key="pk",
-            sort_key="sk",
+            schema=CONNECTIONS_TABLE,
             removal_policy=removal_policy,
         )
         self.messages_table = _table(
             self,
             "MessagesTable",
-            partition_key="room",
-            sort_key="id",
+            schema=MESSAGES_TABLE,
             removal_policy=removal_policy,
         )
 

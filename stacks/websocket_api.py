@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -12,22 +14,33 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.access_logs import json_access_logs
+from stacks.functions import LAMBDAS_DIR
 
 __all__ = ["CLIENT_ROUTE_KEYS", "CONNECTION_ROUTE_KEYS", "ChatWebSocketApi"]
 
 CONNECTION_ROUTE_KEYS: tuple[str, ...] = ("$connect", "$disconnect")
+
+
+def _builtin_actions() -> tuple[str, ...]:
+    """The runtime's list of client actions (``lambdas/chat/actions.py``), read by path.
+
+    One list for the routes here and the runtime's frame validation. Loaded
+    from its file under a private name rather than imported: ``lambdas/`` is
+    the handlers' code asset, not a package of the CDK app, and a top-level
+    ``chat`` import could collide with a team app's own modules.
+    """
+    spec = importlib.util.spec_from_file_location(
+        "_chat_runtime_actions", LAMBDAS_DIR / "chat" / "actions.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.BUILTIN_ACTIONS)
+
+
 # Every client action of docs/protocol.md, plus $default for frames whose
 # `action` is missing or unknown (the handler answers `unknown_action`).
-CLIENT_ROUTE_KEYS: tuple[str, ...] = (
-    "$default",
-    "join",
-    "leave",
-    "send",
-    "history",
-    "presence",
-    "ping",
-    "refresh",
-)
+CLIENT_ROUTE_KEYS: tuple[str, ...] = ("$default", *_builtin_actions())
 
 # One JSON object per line. Ids, route, status and error fields only: never a
 # message body, a query string (the connect URL may carry a token) or a header.

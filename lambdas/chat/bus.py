@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 __all__ = [
+    "DISCONNECT_DETAIL_TYPE",
     "MESSAGE_DETAIL_TYPE",
     "PRESENCE_DETAIL_TYPE",
     "PublishError",
@@ -30,6 +31,9 @@ __all__ = [
     "publish_message",
 ]
 
+# The server API's "disconnect a user everywhere" (lambdas/server_api.py); the
+# stacks route it with stacks.server_api.DISCONNECT_DETAIL_TYPE (a test ties them).
+DISCONNECT_DETAIL_TYPE = "chat.disconnect"
 MESSAGE_DETAIL_TYPE = "chat.message"
 PRESENCE_DETAIL_TYPE = "chat.presence"
 PUBLISH_ATTEMPTS = 3

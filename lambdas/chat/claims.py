@@ -36,6 +36,7 @@ __all__ = [
     "MAX_ROOM_PATTERNS",
     "MAX_TOKEN_CHARS",
     "MAX_USER_ID_CHARS",
+    "SYSTEM_USER_PREFIX",
     "has_control_characters",
     "room_allowed",
     "valid_name",
@@ -47,6 +48,9 @@ __all__ = [
 MAX_USER_ID_CHARS = 128
 MAX_NAME_CHARS = 64
 MAX_ROOM_PATTERNS = 50
+# userId prefix of the server API's system senders (lambdas/server_api.py): no
+# token may carry it, so no user can pose as one (chat.tokens refuses it).
+SYSTEM_USER_PREFIX = "system:"
 # Clock skew between a token's issuer and us: for the verifier (chat.tokens) and
 # for the expiry of open connections (chat.token_expiry), which must agree.
 LEEWAY_SECONDS = 30

@@ -36,6 +36,8 @@ from botocore.exceptions import ClientError
 
 from chat import clients, config, retry
 from chat.dynamo import (
+    CONNECTED_USER_ATTRIBUTE,
+    CONNECTIONS_BY_USER_INDEX,
     ENTRY_PREFIX,
     META,
     Item,
@@ -45,6 +47,7 @@ from chat.dynamo import (
     int_attr,
     is_conditional_failure,
     live_connection_ids,
+    query_pages,
     room_pk,
     str_attr,
     user_entries,
@@ -73,6 +76,7 @@ __all__ = [
     "refresh_connection",
     "remove_user_connection",
     "set_presence_mark",
+    "user_connection_ids",
 ]
 
 BATCH_SIZE = 25  # BatchWriteItem maximum
@@ -186,6 +190,7 @@ def put_connection(
         "pk": {"S": conn_pk(connection_id)},
         "sk": {"S": META},
         "userId": {"S": user_id},
+        CONNECTED_USER_ATTRIBUTE: {"S": user_id},
         "connectedAt": {"S": iso_from_ms(now_ms())},
         "expiresAt": {"N": str(connection_expires_at())},
     }
@@ -229,6 +234,27 @@ def token_expires_at(connection_id: str) -> int | None:
     return _token_expires_at(response.get("Item") or {})
 
 
+def user_connection_ids(user_id: str) -> list[str]:
+    """The ids of ``user_id``'s connections in this region (the ``ConnectionsByUser`` index).
+
+    Eventually consistent (a GSI): a connection opened a moment ago may be
+    missing, one closed a moment ago may still be listed (deleting it answers 410).
+    """
+    ids: list[str] = []
+    for page in query_pages(
+        TableName=connections_table(),
+        IndexName=CONNECTIONS_BY_USER_INDEX,
+        KeyConditionExpression="#u = :u",
+        ExpressionAttributeNames={"#u": CONNECTED_USER_ATTRIBUTE},
+        ExpressionAttributeValues={":u": {"S": user_id}},
+    ):
+        for item in page:
+            pk = str_attr(item, "pk") or ""
+            if pk.startswith("CONN#"):
+                ids.append(pk.removeprefix("CONN#"))
+    return ids
+
+
 def get_connection(connection_id: str) -> Connection | None:
     response = clients.dynamodb().get_item(
         TableName=connections_table(),
@@ -239,8 +265,16 @@ def get_connection(connection_id: str) -> Connection | None:
     return _connection_from_item(connection_id, item) if item else None
 
 
-def join_room(connection_id: str, room: str) -> JoinResult:
+class RoomCapReachedError(Exception):
+    """The connection is already in ``max_rooms`` rooms (checked on the META write)."""
+
+
+def join_room(connection_id: str, room: str, max_rooms: int | None = None) -> JoinResult:
     """Add the membership (idempotent); raises UnknownConnectionError without META.
+
+    With ``max_rooms``, a new room is added only while META holds fewer rooms
+    (a condition on the write, so two joins racing on one connection cannot
+    both pass); RoomCapReachedError otherwise. Re-joining is always allowed.
 
     A new membership is written with ``presenceAt`` (epoch s) on the
     assumption that it is announced; :func:`clear_presence_mark` undoes that
@@ -249,19 +283,31 @@ def join_room(connection_id: str, room: str) -> JoinResult:
     """
     table, expires = connections_table(), connection_expires_at()
     ddb = clients.dynamodb()
+    condition = "attribute_exists(pk)"
+    values: Item = {":exp": {"N": str(expires)}, ":rooms": {"SS": [room]}}
+    if max_rooms is not None:
+        condition += (
+            " AND (attribute_not_exists(rooms) OR size(rooms) < :cap OR contains(rooms, :room))"
+        )
+        values |= {":cap": {"N": str(max_rooms)}, ":room": {"S": room}}
+    meta_key: Item = {"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}}
     try:
         response = ddb.update_item(
             TableName=table,
-            Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}},
+            Key=meta_key,
             UpdateExpression="SET expiresAt = :exp ADD rooms :rooms",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":exp": {"N": str(expires)}, ":rooms": {"SS": [room]}},
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
         )
     except ClientError as error:
-        if is_conditional_failure(error):
-            raise UnknownConnectionError(connection_id) from None
-        raise
+        if not is_conditional_failure(error):
+            raise
+        if max_rooms is not None and "Item" in ddb.get_item(
+            TableName=table, Key=meta_key, ProjectionExpression="pk", ConsistentRead=True
+        ):
+            raise RoomCapReachedError(connection_id) from None
+        raise UnknownConnectionError(connection_id) from None
     connection = _connection_from_item(connection_id, response.get("Attributes", {}))
     first = _add_user_connection(room, connection, expires)
     joined_at = iso_from_ms(now_ms())

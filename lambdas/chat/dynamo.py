@@ -3,8 +3,8 @@ attribute readers and the connections table's lease.
 
 Item layout (docs/contracts.md)::
 
-    connections  CONN#<id>   / META                userId, name?, rooms (SS), allowedRooms (L)?,
-                                                   connectedAt, expiresAt
+    connections  CONN#<id>   / META                userId, connectedUserId, name?, rooms (SS),
+                                                   allowedRooms (L)?, connectedAt, expiresAt
                  ROOM#<room> / CONN#<id>           connectionId, userId, name?, joinedAt,
                                                    presenceAt?, expiresAt
                  ROOM#<room> / USER#<userId>       userId, name?, c:<id> (N, one per local
@@ -31,6 +31,8 @@ from chat import clients, config
 from chat.ids import epoch_seconds
 
 __all__ = [
+    "CONNECTED_USER_ATTRIBUTE",
+    "CONNECTIONS_BY_USER_INDEX",
     "ENTRY_PREFIX",
     "META",
     "USER_PREFIX",
@@ -51,6 +53,10 @@ __all__ = [
 ]
 
 META = "META"
+# On META items only: the key of the sparse index CONNECTIONS_BY_USER_INDEX (a
+# user's connections in this region; stacks/table_schema.py, a test ties them).
+CONNECTED_USER_ATTRIBUTE = "connectedUserId"
+CONNECTIONS_BY_USER_INDEX = "ConnectionsByUser"
 
 Item = dict[str, Any]  # a DynamoDB item in low-level (typed attribute value) form
 

@@ -30,6 +30,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from chat.actions import BUILTIN_ACTIONS
 from chat.claims import MAX_TOKEN_CHARS
 from chat.ids import is_valid_id
 from chat.json_codec import MAX_DEPTH, TooDeepError, compact_json, loads_strict
@@ -50,7 +51,9 @@ __all__ = [
     "decode_payload",
     "error_frame",
     "frame",
+    "history_limit",
     "parse_client_frame",
+    "parse_envelope",
 ]
 
 MAX_REF_CHARS: Final = 64
@@ -60,7 +63,7 @@ MAX_HISTORY_LIMIT: Final = 100
 # and the default when no limit is sent; 0 asks for the count only.
 MAX_MEMBER_LIMIT: Final = 500
 MAX_CURSOR_CHARS: Final = 128  # a cursor is a user id (the last one of the page)
-ACTIONS: Final = frozenset({"join", "leave", "send", "history", "presence", "ping", "refresh"})
+ACTIONS: Final = frozenset(BUILTIN_ACTIONS)
 # A fresh token on ``refresh``: the verifier's own limit (one definition).
 MAX_REFRESH_TOKEN_CHARS: Final = MAX_TOKEN_CHARS
 
@@ -160,6 +163,23 @@ def decode_payload(raw: str | bytes | None, is_base64: bool, what: str = "frame"
         raise ProtocolError(BAD_REQUEST, f"{what} is not valid JSON") from None
 
 
+def history_limit(limit: object, ref: str | None = None) -> int:
+    """The ``limit`` of a history read: the ``history`` frame's and ``GET .../messages``' alike.
+
+    Absent (None) -> ``DEFAULT_HISTORY_LIMIT``; else an integer from 1 to
+    ``MAX_HISTORY_LIMIT`` or ``bad_request`` (HttpHandler turns a query
+    string's digits into an int first; a frame's ``"5"`` is no integer).
+    """
+    if limit is None:
+        return DEFAULT_HISTORY_LIMIT
+    # bool is a subclass of int in Python; JSON true is not a number.
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_LIMIT:
+        raise ProtocolError(
+            BAD_REQUEST, f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}", ref
+        )
+    return limit
+
+
 class FrameFields:
     """Typed access to a frame's fields, raising protocol errors with the ref."""
 
@@ -187,15 +207,7 @@ class FrameFields:
         return str(after)
 
     def limit(self) -> int:
-        limit = self.obj.get("limit")
-        if limit is None:
-            return DEFAULT_HISTORY_LIMIT
-        # bool is a subclass of int in Python; JSON true is not a number.
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise self.bad(f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}")
-        if not 1 <= limit <= MAX_HISTORY_LIMIT:
-            raise self.bad(f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}")
-        return limit
+        return history_limit(self.obj.get("limit"), self.ref)
 
     def member_limit(self, key: str) -> int:
         limit = self.obj.get(key)
@@ -235,10 +247,15 @@ class FrameFields:
         return body
 
 
-def parse_client_frame(
-    raw: str | bytes | None, *, max_body_bytes: int, is_base64: bool = False
-) -> tuple[Request, str | None]:
-    """Validate one client frame; returns ``(request, ref)`` or raises ProtocolError."""
+def parse_envelope(
+    raw: str | bytes | None, *, is_base64: bool = False
+) -> tuple[dict[str, Any], str | None, str]:
+    """``(frame, ref, action)`` of any client frame, built-in or a team's own action.
+
+    The first checks of every frame, in the protocol's order: a JSON object,
+    then ``ref`` (a string of at most ``MAX_REF_CHARS``), then ``action`` (a
+    string); errors raised after the ``ref`` check echo it.
+    """
     obj = decode_payload(raw, is_base64)
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_REQUEST, "frame must be a JSON object")
@@ -247,12 +264,20 @@ def parse_client_frame(
         raise ProtocolError(
             BAD_REQUEST, f"'ref' must be a string of at most {MAX_REF_CHARS} characters"
         )
-    fields = FrameFields(obj, ref)
     if "action" not in obj:
-        raise fields.bad("missing field 'action'")
+        raise ProtocolError(BAD_REQUEST, "missing field 'action'", ref)
     action = obj["action"]
     if not isinstance(action, str):
-        raise fields.bad("'action' must be a string")
+        raise ProtocolError(BAD_REQUEST, "'action' must be a string", ref)
+    return obj, ref, action
+
+
+def parse_client_frame(
+    raw: str | bytes | None, *, max_body_bytes: int, is_base64: bool = False
+) -> tuple[Request, str | None]:
+    """Validate one client frame; returns ``(request, ref)`` or raises ProtocolError."""
+    obj, ref, action = parse_envelope(raw, is_base64=is_base64)
+    fields = FrameFields(obj, ref)
     request: Request
     match action:
         case "join":

@@ -91,9 +91,10 @@ class TooManyRoomsError(ProtocolError):
 def check_room_cap(rooms: frozenset[str] | set[str], room: str, cap: int, ref: str | None) -> None:
     """TooManyRoomsError when joining ``room`` would put the connection over ``cap``.
 
-    Re-joining a room the connection is already in is always allowed. Two joins
-    racing on one connection can both pass (the check reads META before the
-    join writes it): the overshoot is bounded by the connection's burst budget.
+    Re-joining a room the connection is already in is always allowed. This is
+    the cheap early answer from the META read ``join`` makes anyway; the write
+    itself is conditioned on the cap too (``connection_store.join_room``), so
+    two joins racing on one connection cannot both pass.
     """
     if room not in rooms and len(rooms) >= cap:
         raise TooManyRoomsError(cap, ref)

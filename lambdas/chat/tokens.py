@@ -37,7 +37,8 @@ clock, so tests control time): ``exp`` an integer not more than
 :data:`LEEWAY_SECONDS` in the past; ``exp`` at most ``max_lifetime_seconds``
 after ``now`` and, when ``iat`` is present, after ``iat``; ``nbf``/``iat``
 (optional) integers not in the future beyond the leeway; the user id, name and
-rooms claims as chat.claims says. Every failure is :class:`InvalidTokenError`
+rooms claims as chat.claims says, the user id not starting with ``system:``
+(the server API's senders). Every failure is :class:`InvalidTokenError`
 whose message names the reason and never contains the token.
 """
 
@@ -62,6 +63,7 @@ from chat.claims import (
     MAX_ROOM_PATTERNS,
     MAX_TOKEN_CHARS,
     MAX_USER_ID_CHARS,
+    SYSTEM_USER_PREFIX,
     valid_name,
     valid_pattern,
     valid_user_id,
@@ -72,6 +74,7 @@ __all__ = [
     "LEEWAY_SECONDS",
     "MAX_JSON_DEPTH",
     "MAX_TOKEN_CHARS",
+    "SYSTEM_USER_PREFIX",
     "Claims",
     "HmacKeys",
     "InvalidTokenError",
@@ -340,6 +343,10 @@ def _identity(payload: Mapping[str, Any], policy: TokenPolicy, exp: int) -> Clai
         raise InvalidTokenError(
             f"{policy.user_id_claim} must be a string of 1-{MAX_USER_ID_CHARS} characters "
             "without control characters"
+        )
+    if user_id.startswith(SYSTEM_USER_PREFIX):
+        raise InvalidTokenError(
+            f"{policy.user_id_claim} must not start with {SYSTEM_USER_PREFIX!r} (system senders)"
         )
     name = payload.get(policy.name_claim)
     if not valid_name(name):

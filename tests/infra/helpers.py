@@ -13,6 +13,7 @@ from aws_cdk.assertions import Template
 
 from app import build_app
 from stacks.config import ChatConfig
+from stacks.deployment import ChatDeployment
 from stacks.region_stack import ChatRegionStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,7 @@ class SynthResult:
     config: ChatConfig
     outdir: Path
     stacks: dict[str, ChatRegionStack]
+    deployment: ChatDeployment
 
     def template(self, region: str) -> Template:
         return Template.from_stack(self.stacks[region])
@@ -52,15 +54,16 @@ def make_app(overrides: Mapping[str, Any], outdir: Path | None = None) -> App:
 
 def synth(overrides: Mapping[str, Any], outdir: Path) -> SynthResult:
     """Build and synthesize the app; raises if cdk-nag (or CFN validation) fails."""
-    app = build_app(make_app(overrides, outdir))
+    app = make_app(overrides, outdir)
+    deployment = build_app(app)
     app.synth()
-    config = ChatConfig.from_context(app.node)
-    stacks = {
-        child.region_name: child
-        for child in app.node.children
-        if isinstance(child, ChatRegionStack)
-    }
-    return SynthResult(app=app, config=config, outdir=outdir, stacks=stacks)
+    return SynthResult(
+        app=app,
+        config=deployment.config,
+        outdir=outdir,
+        stacks=dict(deployment.stacks),
+        deployment=deployment,
+    )
 
 
 # ---- template queries -------------------------------------------------------
@@ -171,10 +174,11 @@ def forwarding_rules(template: JsonDict) -> dict[str, JsonDict]:
 
 
 def delivery_rule(template: JsonDict) -> tuple[str, JsonDict]:
+    """The rule that matches every chat event (its pattern names the source only)."""
     rules = {
         logical_id: rule
         for logical_id, rule in resources(template, "AWS::Events::Rule").items()
-        if "detail" not in rule["Properties"]["EventPattern"]
+        if set(rule["Properties"]["EventPattern"]) == {"source"}
     }
     assert len(rules) == 1, sorted(rules)
     return next(iter(rules.items()))

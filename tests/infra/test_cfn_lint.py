@@ -18,10 +18,6 @@ GetAtt) is silenced on those resources only, in stacks/lambda_function.py.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cfnlint
@@ -30,41 +26,16 @@ import pytest
 from stacks.config import ACCEPTED_REGIONS
 
 from .helpers import SynthResult
+from .template_checks import CFN_LINT_ERROR, CFN_LINT_WARNING, cfn_lint
 
-# cfn-lint's exit code is a bit mask (8 = informational, not checked).
-ERROR, WARNING = 2, 4
 PROVIDER_SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas" / "providers"
 # Accepted regions without a cfn-lint schema (linted against us-east-1's).
 CFN_LINT_LACKS: frozenset[str] = frozenset()
-
-
-def _executable() -> str:
-    executable = shutil.which(
-        "cfn-lint", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
-    )
-    assert executable, "cfn-lint is not installed (requirements-dev.txt)"
-    return executable
+ERROR, WARNING = CFN_LINT_ERROR, CFN_LINT_WARNING
 
 
 def _run(templates: list[str]) -> tuple[int, str]:
-    """cfn-lint on ``templates`` in parallel; (OR of the exit codes, combined output)."""
-    # cfn-lint is single-threaded: one process per core halves the 20-region run.
-    workers = max(1, min(os.cpu_count() or 1, 4, len(templates)))
-    processes = [
-        subprocess.Popen(
-            [_executable(), "--", *templates[i::workers]],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(workers)
-    ]
-    code, output = 0, ""
-    for process in processes:
-        out, _ = process.communicate(timeout=600)
-        code |= process.returncode
-        output += out
-    return code, output
+    return cfn_lint([Path(template) for template in templates])
 
 
 def _cfn_lint(result: SynthResult) -> tuple[int, str]:

@@ -13,6 +13,7 @@ import pytest
 
 from stacks.config import (
     ACCEPTED_REGIONS,
+    CLOUDWATCH_LOG_RETENTION,
     CLOUDWATCH_LOG_RETENTION_DAYS,
     CONTEXT_KEYS,
     EXCLUDED_REGIONS,
@@ -280,6 +281,25 @@ def test_cors_origins() -> None:
 def test_every_retention_value_is_accepted() -> None:
     for days in CLOUDWATCH_LOG_RETENTION_DAYS:
         assert ChatConfig.from_mapping({"logRetentionDays": days}).log_retention_days == days
+
+
+def test_retention_list_is_cdks() -> None:
+    """CLOUDWATCH_LOG_RETENTION is every finite RetentionDays member, each with its days."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_logs as logs
+    from aws_cdk.assertions import Template
+
+    from stacks.region_stack import log_retention
+
+    finite = {member.name for member in logs.RetentionDays} - {"INFINITE"}
+    assert set(CLOUDWATCH_LOG_RETENTION.values()) == finite
+    stack = Stack(App(), "Retention")
+    for days in CLOUDWATCH_LOG_RETENTION:
+        logs.LogGroup(stack, f"Group{days}", retention=log_retention(days))
+    groups = Template.from_stack(stack).find_resources("AWS::Logs::LogGroup")
+    assert sorted(g["Properties"]["RetentionInDays"] for g in groups.values()) == sorted(
+        CLOUDWATCH_LOG_RETENTION
+    )
 
 
 def _run_app(

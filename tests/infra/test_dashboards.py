@@ -124,11 +124,17 @@ def test_regional_dashboard_covers_every_function_queue_and_rule(
     queues = set(resources(template, "AWS::SQS::Queue"))
     dlq_rows = metric_rows(shown["Dead-letter queue depth"])
     assert all(r[1] == "ApproximateNumberOfMessagesVisible" for r in dlq_rows)
-    assert len(dlq_rows) == 3 and {r[3] for r in dlq_rows} <= {
+    # replication, bus handler failures, fan-out, the server API's disconnects
+    assert len(dlq_rows) == 4 and {r[3] for r in dlq_rows} <= {
         f"<GetAtt:{q}.QueueName>" for q in queues
     }
 
-    rules = [delivery_rule(template)[0], *forwarding_rules(template)]
+    disconnect_rules = [
+        rule_id
+        for rule_id, rule in resources(template, "AWS::Events::Rule").items()
+        if rule["Properties"]["EventPattern"].get("detail-type") == ["chat.disconnect"]
+    ]
+    rules = [delivery_rule(template)[0], *forwarding_rules(template), *disconnect_rules]
     failures = metric_rows(shown["EventBridge rules: failed and dead-lettered invocations"])
     for rule_id in rules:
         for name in ("FailedInvocations", "InvocationsSentToDlq"):

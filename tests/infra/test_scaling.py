@@ -11,7 +11,6 @@ import pytest
 from aws_cdk import aws_sqs as sqs
 
 from app import build_app
-from stacks.region_stack import ChatRegionStack
 
 from .conftest import TWENTY_REGIONS
 from .helpers import (
@@ -165,8 +164,15 @@ def test_one_region_has_no_forwarding(app1_dev: SynthResult) -> None:
     template = app1_dev.template_json("eu-west-1")
     assert forwarding_rules(template) == {}
     assert stack.replication.forwarding_role is None
-    # Only the delivery rule, and no role for EventBridge at all.
-    assert len(resources(template, "AWS::Events::Rule")) == 1
+    # Only the delivery rule and the server API's disconnect rule (local
+    # delivery only), and no role for EventBridge at all.
+    patterns = [
+        r["Properties"]["EventPattern"] for r in resources(template, "AWS::Events::Rule").values()
+    ]
+    assert sorted(patterns, key=len) == [
+        {"source": ["chat.chat"]},
+        {"source": ["chat.chat"], "detail-type": ["chat.disconnect"]},
+    ]
     principals = [
         role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
         for role in resources(template, "AWS::IAM::Role").values()
@@ -224,11 +230,7 @@ def test_stages_side_by_side_do_not_collide() -> None:
     """prod and dev in one account: disjoint stack names, buses and sources."""
     prod = build_app(make_app({"stage": "prod"}))
     dev = build_app(make_app({"stage": "dev"}))
-
-    def stacks(app: object) -> list[ChatRegionStack]:
-        return [c for c in app.node.children if isinstance(c, ChatRegionStack)]  # type: ignore[attr-defined]
-
-    prod_stacks, dev_stacks = stacks(prod), stacks(dev)
+    prod_stacks, dev_stacks = list(prod.stacks.values()), list(dev.stacks.values())
     assert len(prod_stacks) == len(dev_stacks) == 3
     assert not {s.stack_name for s in prod_stacks} & {s.stack_name for s in dev_stacks}
     assert not {s.node.id for s in prod_stacks} & {s.node.id for s in dev_stacks}
@@ -253,8 +255,8 @@ def test_a_dev_stage_can_own_the_account_setting(tmp_path: Path) -> None:
 
 def test_unacknowledged_nag_finding_fails_synth(tmp_path: Path) -> None:
     """cdk-nag gates synth: a finding nobody acknowledged is an error, not a warning."""
-    app = build_app(make_app({"regions": "us-east-1"}, tmp_path))
-    (stack,) = [c for c in app.node.children if isinstance(c, ChatRegionStack)]
+    app = make_app({"regions": "us-east-1"}, tmp_path)
+    (stack,) = build_app(app).stacks.values()
     sqs.Queue(stack, "Unreviewed")  # no TLS enforcement, not a DLQ, no DLQ
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()

@@ -10,6 +10,8 @@ from aws_cdk.assertions import Match
 
 from stacks.auth import HTTP_IDENTITY_SOURCE, WEBSOCKET_IDENTITY_SOURCE
 from stacks.http_api import HTTP_ROUTE_KEYS
+from stacks.monitoring import ALARMED_CUSTOM_METRICS
+from stacks.server_api import DISCONNECT_PATH, PUBLISH_PATH
 from stacks.websocket_api import CLIENT_ROUTE_KEYS, CONNECTION_ROUTE_KEYS
 
 from .helpers import (
@@ -28,8 +30,15 @@ from .helpers import (
     resources,
     role_statements,
 )
+from .template_checks import (
+    XRAY_ACTIONS,
+    check_no_wildcards_except_xray,
+    check_queues_enforce_tls,
+    check_rule_targets,
+)
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
+SERVER_API_ROUTE_KEYS = (f"POST {PUBLISH_PATH}", f"POST {DISCONNECT_PATH}")
 CONTRACT_ENV = {
     "CONNECTIONS_TABLE",
     "MESSAGES_TABLE",
@@ -61,6 +70,7 @@ HANDLERS = {
     "EventBusMessageHandler": "event_bus_message_handler.handler",
     "HttpHandler": "http_handler.handler",
     "FanoutWorker": "fanout_worker.handler",
+    "ServerApi": "server_api.handler",
 }
 AUTHORIZER_HANDLER = "authorizer.handler"
 SECRET_NAME = "chat/prod/token-signing-secret"
@@ -79,8 +89,9 @@ FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "FanoutWorker": (1769, 60, {"CALLBACK_URL", "FANOUT_QUEUE_URL"}),
     # HTTP API's integration limit is 30 s; a long-poll GET waits up to 20 s.
     "HttpHandler": (256, 29, {"HTTP_POLL_INTERVAL_MS", "HTTP_POLL_MAX_INTERVAL_MS"}),
+    # Deletes connections through @connections (the server API's disconnect).
+    "ServerApi": (256, 29, {"CALLBACK_URL"}),
 }
-XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
 # docs/contracts.md, "IAM the handlers need", spelled out independently of
 # stacks/functions.py: DynamoDB actions per table, and PutEvents on the bus.
 CONTRACT_IAM: dict[str, dict[str, Any]] = {
@@ -107,6 +118,8 @@ CONTRACT_IAM: dict[str, dict[str, Any]] = {
         "connections": ("GetItem", "UpdateItem", "BatchWriteItem", "DeleteItem"),
         "bus": True,
     },
+    # Plus Query on the ConnectionsByUser index only (test_function_role_exact_permissions).
+    "ServerApi": {"bus": True},
 }
 
 
@@ -260,12 +273,14 @@ def test_http_api_routes(template: JsonDict, region: str) -> None:
         "AllowHeaders": ["Authorization", "Content-Type"],
         "MaxAge": 3600,
     }
-    routes = {
+    all_routes = {
         route["Properties"]["RouteKey"]: route["Properties"]
         for route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).values()
     }
     assert HTTP_ROUTE_KEYS == ("GET /rooms/{room}/messages", "POST /rooms/{room}/messages")
-    assert sorted(routes) == sorted(HTTP_ROUTE_KEYS)
+    # The server API's IAM routes are checked in test_server_api_templates.py.
+    assert sorted(all_routes) == sorted((*HTTP_ROUTE_KEYS, *SERVER_API_ROUTE_KEYS))
+    routes = {key: all_routes[key] for key in HTTP_ROUTE_KEYS}
     # Both routes run the token authorizer.
     authorizer_id, _ = http_authorizer(template)
     for route in routes.values():
@@ -510,6 +525,22 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
         ]
         (secret,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
         expected.append((("secretsmanager:GetSecretValue",), _resource_key(secret["Resource"])))
+    if name == "ServerApi":
+        api_id, _ = api(template, "WEBSOCKET")
+        manage = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
+        assert len(manage) == 1
+        assert resolve(manage[0]["Resource"], region=region, refs={api_id: "abc123"}) == (
+            f"arn:aws:execute-api:{region}:{ACCOUNT}:abc123/prod/DELETE/@connections/*"
+        )
+        index = [s for s in statements if s["Action"] == "dynamodb:Query"]
+        assert len(index) == 1
+        assert resolve(index[0]["Resource"], region=region) == (
+            f"<{tables['connections']}.Arn>/index/ConnectionsByUser"
+        )
+        expected += [
+            (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
+            (("dynamodb:Query",), f"Other:{index[0]['Resource']}"),
+        ]
     if name == "EventBusMessageHandler":
         _, invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")
         failure_queue = getatt_id(
@@ -559,15 +590,7 @@ def test_fanout_queue_and_worker(app3: SynthResult, template: JsonDict) -> None:
 
 
 def test_no_wildcards_except_xray(template: JsonDict) -> None:
-    for logical_id, policy in resources(template, "AWS::IAM::Policy").items():
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            actions = as_list(statement["Action"])
-            assert not any(action.endswith(":*") or action == "*" for action in actions), (
-                logical_id,
-                actions,
-            )
-            if "*" in as_list(statement["Resource"]):
-                assert sorted(actions) == XRAY_ACTIONS, (logical_id, statement)
+    check_no_wildcards_except_xray(template)
 
 
 def test_no_physical_names(template: JsonDict) -> None:
@@ -677,52 +700,14 @@ def test_forwarding_rules(template: JsonDict, region: str) -> None:
 
 
 def test_every_target_has_retry_policy_and_dlq(template: JsonDict) -> None:
-    queue_policies = resources(template, "AWS::SQS::QueuePolicy")
-    for rule_id, rule in resources(template, "AWS::Events::Rule").items():
-        for target in rule["Properties"]["Targets"]:
-            assert target["RetryPolicy"] == {
-                "MaximumEventAgeInSeconds": 86400,
-                "MaximumRetryAttempts": 185,
-            }
-            queue_id = getatt_id(target["DeadLetterConfig"]["Arn"])
-            queue = template["Resources"][queue_id]
-            assert queue["Properties"]["SqsManagedSseEnabled"] is True
-            assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
-            # EventBridge may send to the DLQ only on behalf of this rule.
-            statements = [
-                statement
-                for policy in queue_policies.values()
-                if policy["Properties"]["Queues"] == [{"Ref": queue_id}]
-                for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-            ]
-            rule_arn = {"Fn::GetAtt": [rule_id, "Arn"]}
-            assert any(
-                s["Effect"] == "Allow"
-                and s["Principal"] == {"Service": "events.amazonaws.com"}
-                and s["Action"] == "sqs:SendMessage"
-                and s["Condition"] == {"ArnEquals": {"aws:SourceArn": rule_arn}}
-                for s in statements
-            ), rule_id
+    check_rule_targets(template)
 
 
 def test_queues_enforce_tls(template: JsonDict) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    assert len(queues) == 4  # replication DLQ, bus handler failures, fan-out queue and DLQ
-    for queue_id, queue in queues.items():
-        assert queue["Properties"]["SqsManagedSseEnabled"] is True
-        policies = [
-            policy
-            for policy in resources(template, "AWS::SQS::QueuePolicy").values()
-            if policy["Properties"]["Queues"] == [{"Ref": queue_id}]
-        ]
-        (policy,) = policies
-        assert {
-            "Action": "sqs:*",
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            "Effect": "Deny",
-            "Principal": {"AWS": "*"},
-            "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
-        } in policy["Properties"]["PolicyDocument"]["Statement"]
+    # replication DLQ, bus handler failures, fan-out queue and DLQ, server API disconnects DLQ
+    assert len(queues) == 5
+    check_queues_enforce_tls(template)
 
 
 # ---- monitoring and outputs --------------------------------------------------
@@ -793,8 +778,9 @@ def test_nothing_uses_an_aws_managed_key(template: JsonDict) -> None:
 def test_alarms(template: JsonDict) -> None:
     topic_id, _ = only(template, "AWS::SNS::Topic")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # 6 functions x (Errors, Throttles) + 3 DLQs + 2 WebSocket + 1 HTTP API + 4 custom
-    assert len(alarms) == 24
+    # 7 functions x (Errors, Throttles) + 4 DLQs + 2 WebSocket + 1 HTTP API
+    # + one per ALARMED_CUSTOM_METRICS
+    assert len(alarms) == 14 + 4 + 2 + 1 + len(ALARMED_CUSTOM_METRICS)
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -802,9 +788,9 @@ def test_alarms(template: JsonDict) -> None:
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
     )
     assert metrics == sorted(
-        [("AWS/Lambda", "Errors")] * 6
-        + [("AWS/Lambda", "Throttles")] * 6
-        + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 3
+        [("AWS/Lambda", "Errors")] * 7
+        + [("AWS/Lambda", "Throttles")] * 7
+        + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 4
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
         + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]

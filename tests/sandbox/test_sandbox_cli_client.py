@@ -290,6 +290,49 @@ def test_an_interrupted_catch_up_shows_no_live_message_beyond_it() -> None:
     assert session.last_id == {"r": ids[100]}
 
 
+def test_a_room_with_no_message_seen_resumes_from_when_it_was_joined() -> None:
+    """A quiet client fails over: it must still get what was sent while it was away."""
+    out = io.StringIO()
+    session = ChatSession("r", out)
+    sent: list[dict[str, Any]] = []
+
+    def answer(frame: dict[str, Any]) -> list[dict[str, Any]]:
+        sent.append(frame)
+        return [{"type": "joined", "room": "r", "members": [], "missed": [], "ref": frame["ref"]}]
+
+    async def scenario() -> None:
+        session.ws = FakeSocket(session, answer)  # type: ignore[assignment]
+        before = client_resume_after(str(new_id()), 0)
+        await session.join_room("r")  # the first join: nothing to resume from
+        await session.rejoin()  # after a reconnect, no message seen yet
+        first, second = sent
+        assert "after" not in first
+        # From the first join, less the resume window (late replicas).
+        assert second["after"] >= client_resume_after(before, 5000)
+        assert second["after"] < before
+
+    asyncio.run(scenario())
+
+
+def test_a_join_without_an_answer_drops_the_connection_to_resume() -> None:
+    """API Gateway's "Internal server error" frame has no ref: the join may have happened
+    server-side, so the client reconnects and resumes rather than carry on with a gap."""
+    out = io.StringIO()
+    session = ChatSession("r", out, ClientOptions(reply_seconds=0.05))
+
+    def answer(frame: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"message": "Internal server error", "connectionId": "c", "requestId": "q"}]
+
+    async def scenario() -> FakeSocket:
+        socket = FakeSocket(session, answer)
+        session.ws = socket  # type: ignore[assignment]
+        assert await session.join_room("r") is False
+        return socket
+
+    assert asyncio.run(scenario()).closed
+    assert "r" in session.rooms  # joined again after the reconnect
+
+
 def test_join_answered_internal_drops_the_connection() -> None:
     out = io.StringIO()
     session = ChatSession("r", out)

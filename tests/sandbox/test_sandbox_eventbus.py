@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from sandbox import eventbus
 from sandbox.assembly import load_stacks
-from sandbox.eventbus import PutEventsError, RegionBus, target_input
+from sandbox.eventbus import ForwardFailure, PutEventsError, RegionBus, target_input
 from sandbox.model import RegionModel, RuleSpec, TargetSpec, build_models
 
 CHAT = {"Source": "chat.chat", "DetailType": "chat.message", "EventBusName": "chat-bus"}
@@ -39,9 +40,9 @@ class Mesh:
 
     async def forward(
         self, region: str, bus: str, event: dict[str, Any], source: str
-    ) -> str | None:
+    ) -> ForwardFailure | None:
         if region not in self.buses:
-            return f"region {region} not running"
+            return ForwardFailure("RESOURCE_NOT_FOUND", f"region {region} not running", False)
         self.buses[region].dispatch(bus, dict(event), arrived_from=source)
         return None
 
@@ -169,3 +170,74 @@ def test_target_input_forms() -> None:
         "where": "r",
         "count": 2,
     }
+
+
+def _failing_bus(
+    chat_assembly: Path, letters: list[tuple[str, Any, dict[str, str]]], **limits: Any
+) -> RegionBus:
+    """us-east-1's bus whose forwards always fail as a cut link does; DLQ sends recorded."""
+    model = build_models(load_stacks(chat_assembly), None)[0]
+
+    async def forward(region: str, bus: str, event: dict[str, Any], source: str) -> Any:
+        return ForwardFailure("CONNECTION_FAILURE", "the link is cut", True)
+
+    async def dead_letter(arn: str, body: str, attributes: dict[str, str]) -> str | None:
+        letters.append((arn, json.loads(body), attributes))
+        return None
+
+    async def invoke(function: str, payload: Any) -> tuple[bool, str]:
+        return True, ""
+
+    bus = RegionBus(model, invoke, forward, dead_letter=dead_letter, retry_time_scale=1e-6)
+    for compiled in bus.rules:
+        compiled.spec = dataclasses.replace(
+            compiled.spec,
+            targets=tuple(
+                dataclasses.replace(t, dead_letter_arn="arn:aws:sqs:us-east-1:000000000000:dlq",
+                                    **limits)
+                for t in compiled.spec.targets
+            ),
+        )  # fmt: skip
+    return bus
+
+
+@pytest.mark.parametrize(
+    ("limits", "condition", "retries"),
+    [
+        ({"max_retries": 2}, "MaximumRetryAttempts", "2"),
+        ({"max_age_seconds": 0}, "MaximumEventAgeInSeconds", "0"),
+    ],
+)
+def test_a_forward_that_keeps_failing_ends_in_the_targets_dlq(
+    chat_assembly: Path, limits: dict[str, int], condition: str, retries: str
+) -> None:
+    letters: list[tuple[str, Any, dict[str, str]]] = []
+
+    async def scenario() -> RegionBus:
+        bus = _failing_bus(chat_assembly, letters, **limits)
+        bus.put_events({"Entries": [entry("us-east-1")]})
+        await bus.drain(30.0)
+        return bus
+
+    bus = asyncio.run(scenario())
+    assert len(letters) == 2  # one per forwarding target (eu-west-1, ap-northeast-1)
+    arn, event, attributes = letters[0]
+    assert arn == "arn:aws:sqs:us-east-1:000000000000:dlq"
+    assert event["detail"]["originRegion"] == "us-east-1" and event["source"] == "chat.chat"
+    assert attributes["EXHAUSTED_RETRY_CONDITION"] == condition
+    assert attributes["RETRY_ATTEMPTS"] == retries
+    assert attributes["ERROR_CODE"] == "CONNECTION_FAILURE"
+    assert attributes["RULE_ARN"].startswith("arn:aws:events:us-east-1:000000000000:rule/chat-bus/")
+    assert {a["TARGET_ARN"] for _, _, a in letters} == {
+        "arn:aws:events:eu-west-1:000000000000:event-bus/chat-bus",
+        "arn:aws:events:ap-northeast-1:000000000000:event-bus/chat-bus",
+    }
+    assert bus.counters["dead_letter_queued"] == 2
+    assert bus.counters["forward_retries"] == 2 * int(retries)
+
+
+def test_retry_delays_grow_to_the_cap_with_jitter_and_scale() -> None:
+    for retry in range(1, 200):
+        ceiling = min(eventbus.RETRY_FIRST_DELAY * 2 ** (retry - 1), eventbus.RETRY_MAX_DELAY)
+        delay = eventbus.retry_delay(retry, 0.001)
+        assert ceiling * 0.0005 <= delay <= ceiling * 0.001

@@ -164,3 +164,54 @@ def test_cors_preflight_and_headers() -> None:
     assert headers["Access-Control-Allow-Methods"] == "GET,POST"
     assert headers["Access-Control-Max-Age"] == "3600"
     assert result["simple"]["Access-Control-Allow-Origin"] == "*"
+
+
+def test_iam_routes_want_a_sigv4_signature_for_the_region() -> None:
+    """AWS_IAM routes: signed for execute-api in this region passes, anything else is 403."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from sandbox.http_api import sigv4_identity
+
+    api_spec = http_spec(None)
+    key = "POST /server/rooms/{room}/messages"
+    api_spec.routes[key] = RouteSpec(key, "RIam", "Fn", "I", False, None, "2.0", iam=True)
+    calls: list[dict[str, Any]] = []
+
+    async def invoke(function: str, event: Any, timeout: float | None = None) -> InvokeResult:
+        calls.append(event)
+        return InvokeResult(True, {"statusCode": 202, "body": "{}"})
+
+    def signed(url: str, region: str, service: str = "execute-api") -> dict[str, str]:
+        request = AWSRequest(method="POST", url=url, data=b"{}")
+        SigV4Auth(Credentials("AKIDSANDBOX", "secret"), service, region).add_auth(request)
+        return dict(request.headers.items())
+
+    async def scenario() -> list[int]:
+        api = HttpApi("eu-west-1", api_spec, invoke)
+        runner = web.AppRunner(api.app())
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/server/rooms/lobby/messages"
+        statuses = []
+        try:
+            async with aiohttp.ClientSession() as http:
+                for headers in (
+                    signed(url, "eu-west-1"),
+                    {},
+                    signed(url, "us-east-1"),
+                    signed(url, "eu-west-1", service="lambda"),
+                    {"Authorization": "Bearer good"},
+                ):
+                    async with http.post(url, data=b"{}", headers=headers) as answer:
+                        statuses.append(answer.status)
+        finally:
+            await runner.cleanup()
+        return statuses
+
+    assert asyncio.run(scenario()) == [202, 403, 403, 403, 403]
+    (event,) = calls
+    assert event["requestContext"]["authorizer"]["iam"]["accessKey"] == "AKIDSANDBOX"
+    assert sigv4_identity("", "eu-west-1") is None

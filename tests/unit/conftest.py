@@ -51,6 +51,12 @@ import http_handler  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from chat import clients, fanout, observability, presence, retry  # noqa: E402
+from chat.frames import ACTIONS  # noqa: E402
+from stacks.table_schema import (  # noqa: E402
+    CONNECTIONS_TABLE,
+    MESSAGES_TABLE,
+    TTL_ATTRIBUTE,
+)
 from tests.unit.connections_server import ConnectionsServer  # noqa: E402
 
 ACCOUNT = "123456789012"
@@ -66,27 +72,38 @@ class FakeLambdaContext:
 
 
 def create_tables(region: str = REGION) -> None:
-    """Both tables exactly as docs/contracts.md describes them."""
+    """Both tables exactly as the stacks build them (stacks/table_schema.py)."""
     ddb = boto3.client("dynamodb", region_name=region)
-    for name, (hash_key, range_key) in {
-        TEST_ENV["CONNECTIONS_TABLE"]: ("pk", "sk"),
-        TEST_ENV["MESSAGES_TABLE"]: ("room", "id"),
+    for name, schema in {
+        TEST_ENV["CONNECTIONS_TABLE"]: CONNECTIONS_TABLE,
+        TEST_ENV["MESSAGES_TABLE"]: MESSAGES_TABLE,
     }.items():
+        keys = [schema.partition_key, schema.sort_key, *(key for _, key in schema.indexes)]
+        indexes: dict[str, Any] = {}
+        if schema.indexes:
+            indexes["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index_name,
+                    "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+                for index_name, key in schema.indexes
+            ]
         ddb.create_table(
             TableName=name,
             AttributeDefinitions=[
-                {"AttributeName": hash_key, "AttributeType": "S"},
-                {"AttributeName": range_key, "AttributeType": "S"},
+                {"AttributeName": key, "AttributeType": "S"} for key in dict.fromkeys(keys)
             ],
             KeySchema=[
-                {"AttributeName": hash_key, "KeyType": "HASH"},
-                {"AttributeName": range_key, "KeyType": "RANGE"},
+                {"AttributeName": schema.partition_key, "KeyType": "HASH"},
+                {"AttributeName": schema.sort_key, "KeyType": "RANGE"},
             ],
             BillingMode="PAY_PER_REQUEST",
+            **indexes,
         )
         ddb.update_time_to_live(
             TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
         )
 
 
@@ -256,11 +273,7 @@ class Chat:
         else:
             body = json.dumps(frame)
             action = frame.get("action") if isinstance(frame, dict) else None
-            route = (
-                action
-                if action in {"join", "leave", "send", "history", "presence", "ping"}
-                else "$default"
-            )
+            route = action if action in ACTIONS else "$default"
         reply = json.loads(self.raw(connection_id, body, route)["body"])
         assert isinstance(reply, dict)
         return reply

@@ -370,3 +370,22 @@ def test_signatures_are_the_library_s() -> None:
     source = Path(tokens.__file__).read_text(encoding="utf-8")
     assert "import jwt" in source
     assert "hmac" not in source.replace("hmac_key_id", "").replace("HmacKeys", "")
+
+
+SECRET_32 = "system-sender-test-secret-of-32-bytes"
+
+
+def test_system_sender_ids_are_refused() -> None:
+    """``system:`` user ids belong to the server API's senders: no token may claim one."""
+    import time
+
+    from chat.tokens import HmacKeys, InvalidTokenError, verify
+    from clients.tokens import mint_token
+
+    keys = HmacKeys.from_secret(SECRET_32)
+    token = mint_token(SECRET_32, "system:Announcements")
+    with pytest.raises(InvalidTokenError, match="system:"):
+        verify(token, keys, time.time())
+    assert verify(mint_token(SECRET_32, "systems-team"), keys, time.time()).user_id == (
+        "systems-team"
+    )

@@ -15,7 +15,7 @@ import client_message_handler
 import pytest
 from botocore.stub import Stubber
 
-from chat import clients, config, long_poll, rate_limit
+from chat import clients, config, connection_store, long_poll, rate_limit
 from chat.rate_limit import Bucket
 
 from .conftest import authorizer_context
@@ -315,3 +315,19 @@ def test_the_http_client_waits_as_a_429_tells() -> None:
     assert retry_after_seconds({"retryAfterMs": 10**9}) == 30.0
     assert retry_after_seconds({"retryAfterMs": True}) == 1.0
     assert retry_after_seconds("Too Many Requests") == 1.0
+
+
+def test_the_room_cap_holds_on_the_write_when_joins_race(chat: Any, tables: Any) -> None:
+    """Two joins of one connection that both passed the early check: the META write's
+    condition lets only the one that fits in."""
+    chat.connect("c1", "alice")
+    for room in ("r1", "r2"):
+        connection_store.join_room("c1", room, max_rooms=3)
+    connection_store.join_room("c1", "r3", max_rooms=3)  # the racing join that won
+    with pytest.raises(connection_store.RoomCapReachedError):
+        connection_store.join_room("c1", "r4", max_rooms=3)  # read 2 rooms, writes after r3
+    connection_store.join_room("c1", "r2", max_rooms=3)  # re-joining is always allowed
+    with pytest.raises(connection_store.UnknownConnectionError):
+        connection_store.join_room("ghost", "r1", max_rooms=3)
+    meta = tables.connections.get_item(Key={"pk": "CONN#c1", "sk": "META"})["Item"]
+    assert meta["rooms"] == {"r1", "r2", "r3"}

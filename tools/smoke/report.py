@@ -56,7 +56,6 @@ def build_reports(
     reports = []
     for target in targets:
         report = RegionReport(target.region)
-        listens_only = target.region == GLOBAL_ROW
         if target.problem:
             report.problems.append(target.problem)
         result = exchanges.get(target.region)
@@ -68,31 +67,7 @@ def build_reports(
             report.connect = "FAIL"
             report.problems.append(f"connect: {result.connect_error}")
         else:
-            report.connect = "ok"
-            if listens_only:
-                report.sent = "(listens)"
-            elif result.sent:
-                report.sent = f"ok ({_ms(result.ack_ms or 0)} ack)"
-            else:
-                report.sent = "FAIL"
-                report.problems.append(f"send: {result.send_error}")
-            missing = result.missing(expected)
-            duplicated = result.duplicated()
-            unexpected = result.unexpected(expected)
-            report.received = f"{len(expected) - len(missing)}/{len(expected)}"
-            if missing:
-                report.problems.append(f"never received the message from {', '.join(missing)}")
-            if duplicated:
-                report.received += " dup"
-                report.problems.append(
-                    "received more than one copy of the message from " + ", ".join(duplicated)
-                )
-            if unexpected:
-                report.problems.append(
-                    "received a message whose send was refused, from " + ", ".join(unexpected)
-                )
-            if result.latencies_ms:
-                report.latency = f"max {_ms(max(result.latencies_ms.values()))}"
+            _exchange_columns(report, result, expected, target.region == GLOBAL_ROW)
         replica = replicas.get(target.region)
         if replica is not None:
             report.replica = replica.status
@@ -103,6 +78,37 @@ def build_reports(
                 )
         reports.append(report)
     return reports
+
+
+def _exchange_columns(
+    report: RegionReport, result: RegionExchange, expected: set[str], listens_only: bool
+) -> None:
+    """connect, sent, received and latency of a region that connected."""
+    report.connect = "ok"
+    if listens_only:
+        report.sent = "(listens)"
+    elif result.sent:
+        report.sent = f"ok ({_ms(result.ack_ms or 0)} ack)"
+    else:
+        report.sent = "FAIL"
+        report.problems.append(f"send: {result.send_error}")
+    missing = result.missing(expected)
+    duplicated = result.duplicated()
+    unexpected = result.unexpected(expected)
+    report.received = f"{len(expected) - len(missing)}/{len(expected)}"
+    if missing:
+        report.problems.append(f"never received the message from {', '.join(missing)}")
+    if duplicated:
+        report.received += " dup"
+        report.problems.append(
+            "received more than one copy of the message from " + ", ".join(duplicated)
+        )
+    if unexpected:
+        report.problems.append(
+            "received a message whose send was refused, from " + ", ".join(unexpected)
+        )
+    if result.latencies_ms:
+        report.latency = f"max {_ms(max(result.latencies_ms.values()))}"
 
 
 def render(reports: Sequence[RegionReport], notes: Sequence[str] = ()) -> str:

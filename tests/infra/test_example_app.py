@@ -1,0 +1,186 @@
+"""examples/team_app: a separate app that installs this project and extends it.
+
+The project is built into a wheel and installed (``pip install --no-deps
+--target``) into a folder that is the example's only source of ``app``,
+``stacks`` and ``lambdas``: the example runs from its own directory with that
+folder as ``PYTHONPATH``, not from this checkout. (The CDK libraries come from
+the test's own environment: installing them again would need the network.) Its
+synth runs cdk-nag (ChatDeployment enables it; a finding fails the synth),
+then the project's template checks and cfn-lint run on what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stacks.bundling import CACHE_ENV, cache_root
+
+from .helpers import REPO_ROOT, JsonDict, api, of_api, resources
+from .template_checks import (
+    CFN_LINT_ERROR,
+    CFN_LINT_WARNING,
+    cfn_lint,
+    check_no_wildcards_except_xray,
+    check_queues_enforce_tls,
+    check_rule_targets,
+)
+
+EXAMPLE = REPO_ROOT / "examples" / "team_app"
+# What a wheel build needs from the checkout (everything else stays behind).
+_NOT_SHIPPED = shutil.ignore_patterns(
+    ".git", ".venv", "node_modules", "cdk.out", ".cache", ".bench", ".sandbox", "build",
+    "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+)  # fmt: skip
+
+
+@dataclass
+class ExampleSynth:
+    site: Path  # where the project's wheel was installed
+    outdir: Path
+    context: dict[str, object]
+
+    def template(self, region: str) -> JsonDict:
+        stack_name = f"{self.context['appName']}-{self.context['stage']}-{region}"
+        template: JsonDict = json.loads((self.outdir / f"{stack_name}.template.json").read_text())
+        return template
+
+
+def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=900, **kwargs)  # type: ignore[call-overload]
+    assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
+    return result  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
+    work = tmp_path_factory.mktemp("team_app")
+    source = work / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=_NOT_SHIPPED)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    _run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(source)]
+    )
+    (wheel,) = (work / "dist").glob("multi_region_chat-*.whl")
+    site = work / "site"
+    _run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)])
+
+    context = json.loads((EXAMPLE / "cdk.json").read_text())["context"]
+    outdir = work / "cdk.out"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "CDK_OUTDIR": str(outdir),
+        # As the CDK CLI passes it (asset paths in the metadata: what the sandbox reads).
+        "CDK_CONTEXT_JSON": json.dumps({**context, "aws:cdk:enable-asset-metadata": True}),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        # The checkout's layer cache: the installed copy's default would be next to
+        # its own stacks/ (in the temporary folder), and filling it needs the network.
+        CACHE_ENV: str(cache_root()),
+    }
+    # The example imports the installed project, not this checkout.
+    where = _run(
+        [sys.executable, "-c", "import app, stacks.deployment; print(stacks.deployment.__file__)"],
+        cwd=EXAMPLE,
+        env=env,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(site), where.stdout
+    _run([sys.executable, "app.py"], cwd=EXAMPLE, env=env)
+    yield ExampleSynth(site=site, outdir=outdir, context=context)
+
+
+def test_templates_pass_the_project_checks(example: ExampleSynth) -> None:
+    regions = example.context["regions"]
+    assert isinstance(regions, list)
+    for region in regions:
+        template = example.template(region)
+        check_rule_targets(template)
+        check_no_wildcards_except_xray(template)
+        check_queues_enforce_tls(template)
+    code, output = cfn_lint(sorted(example.outdir.glob("*.template.json")))
+    assert code & CFN_LINT_ERROR == 0, output
+    assert code & CFN_LINT_WARNING == 0, output
+
+
+def test_the_route_has_its_own_function_and_a_route_response(example: ExampleSynth) -> None:
+    template = example.template("us-east-1")
+    api_id, _ = api(template, "WEBSOCKET")
+    routes = {
+        route["Properties"]["RouteKey"]: logical_id
+        for logical_id, route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).items()
+    }
+    assert "whoami" in routes
+    responses = {
+        response["Properties"]["RouteId"]["Ref"]
+        for response in resources(template, "AWS::ApiGatewayV2::RouteResponse").values()
+    }
+    assert routes["whoami"] in responses
+    handlers = {
+        function["Properties"]["Handler"]
+        for function in resources(template, "AWS::Lambda::Function").values()
+    }
+    assert {"whoami.handler", "moderation.handler"} <= handlers
+    alarms = {
+        a["Properties"]["AlarmDescription"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+    }
+    assert {"WhoAmI invocations failed", "Moderation invocations failed"} <= alarms
+
+
+def test_the_code_asset_carries_the_runtime_package(example: ExampleSynth) -> None:
+    template = example.template("us-east-1")
+    (whoami,) = [
+        f
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "whoami.handler"
+    ]
+    asset = example.outdir / whoami["Metadata"]["aws:asset:path"]
+    assert (asset / "whoami.py").is_file()
+    assert (asset / "chat" / "extension.py").is_file()
+
+
+def test_the_bus_consumer_sees_messages_only(example: ExampleSynth) -> None:
+    template = example.template("eu-west-1")
+    patterns = [
+        rule["Properties"]["EventPattern"]
+        for rule in resources(template, "AWS::Events::Rule").values()
+    ]
+    assert {"source": ["teamchat.chat"], "detail-type": ["chat.message"]} in patterns
+
+
+def test_the_override_applies_to_its_region_only(example: ExampleSynth) -> None:
+    def shape(region: str) -> tuple[object, ...]:
+        template = example.template(region)
+        (stage,) = [
+            s
+            for s in resources(template, "AWS::ApiGatewayV2::Stage").values()
+            if s["Properties"]["StageName"] == "dev"
+        ]
+        (moderation,) = [
+            f
+            for f in resources(template, "AWS::Lambda::Function").values()
+            if f["Properties"]["Handler"] == "moderation.handler"
+        ]
+        (alarm,) = [
+            a
+            for a in resources(template, "AWS::CloudWatch::Alarm").values()
+            if a["Properties"]["MetricName"] == "IntegrationError"
+        ]
+        settings = stage["Properties"]["DefaultRouteSettings"]
+        return (
+            settings["ThrottlingRateLimit"],
+            settings["ThrottlingBurstLimit"],
+            moderation["Properties"]["MemorySize"],
+            alarm["Properties"]["Threshold"],
+        )
+
+    assert shape("eu-west-1") == (50, 100, 512, 25)
+    assert shape("us-east-1") == (100, 200, 256, 10)

@@ -1,0 +1,123 @@
+"""The server API in the templates: IAM-only routes, its function, the chat.disconnect rule."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Template
+
+from stacks.deployment import ChatDeployment
+from stacks.server_api import DISCONNECT_DETAIL_TYPE, DISCONNECT_PATH, PUBLISH_PATH
+
+from .helpers import (
+    ACCOUNT,
+    JsonDict,
+    SynthResult,
+    api,
+    function_by_handler,
+    getatt_id,
+    make_app,
+    of_api,
+    resolve,
+    resources,
+)
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
+
+
+@pytest.fixture(scope="module", params=REGIONS)
+def region(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.fixture(scope="module")
+def template(app3: SynthResult, region: str) -> JsonDict:
+    return app3.template_json(region)
+
+
+def test_routes_are_iam_only_and_reach_server_api(template: JsonDict) -> None:
+    api_id, _ = api(template, "HTTP")
+    routes = {
+        route["Properties"]["RouteKey"]: route["Properties"]
+        for route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).values()
+    }
+    function_id, _ = function_by_handler(template, "server_api.handler")
+    integrations = of_api(template, "AWS::ApiGatewayV2::Integration", api_id)
+    for key in (f"POST {PUBLISH_PATH}", f"POST {DISCONNECT_PATH}"):
+        route = routes[key]
+        assert route["AuthorizationType"] == "AWS_IAM"
+        assert "AuthorizerId" not in route
+        integration = integrations[route["Target"]["Fn::Join"][1][1]["Ref"]]["Properties"]
+        assert integration["PayloadFormatVersion"] == "2.0"
+        assert getatt_id(integration["IntegrationUri"]) == function_id
+
+
+def test_the_runtime_publishes_the_detail_type_the_rule_matches() -> None:
+    from chat.bus import DISCONNECT_DETAIL_TYPE as RUNTIME_DETAIL_TYPE
+
+    assert RUNTIME_DETAIL_TYPE == DISCONNECT_DETAIL_TYPE
+
+
+def test_client_routes_are_the_runtimes_actions() -> None:
+    from chat.actions import BUILTIN_ACTIONS
+    from stacks.websocket_api import CLIENT_ROUTE_KEYS
+
+    assert ("$default", *BUILTIN_ACTIONS) == CLIENT_ROUTE_KEYS
+
+
+def test_disconnect_events_reach_server_api_with_retries(template: JsonDict) -> None:
+    function_id, _ = function_by_handler(template, "server_api.handler")
+    (rule,) = [
+        rule["Properties"]
+        for rule in resources(template, "AWS::Events::Rule").values()
+        if rule["Properties"]["EventPattern"].get("detail-type") == [DISCONNECT_DETAIL_TYPE]
+    ]
+    assert rule["EventPattern"] == {"source": ["chat.chat"], "detail-type": ["chat.disconnect"]}
+    (target,) = rule["Targets"]
+    assert getatt_id(target["Arn"]) == function_id
+    assert "DeadLetterConfig" in target and "RetryPolicy" in target
+
+
+def test_connections_by_user_index(template: JsonDict) -> None:
+    (connections,) = [
+        table["Properties"]
+        for table in resources(template, "AWS::DynamoDB::Table").values()
+        if table["Properties"]["KeySchema"][0]["AttributeName"] == "pk"
+    ]
+    assert connections["GlobalSecondaryIndexes"] == [
+        {
+            "IndexName": "ConnectionsByUser",
+            "KeySchema": [{"AttributeName": "connectedUserId", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ]
+    assert {"AttributeName": "connectedUserId", "AttributeType": "S"} in connections[
+        "AttributeDefinitions"
+    ]
+
+
+def test_grants_are_policies_on_the_role_in_each_region() -> None:
+    app = make_app({"regions": "us-east-1,eu-west-1"})
+    from stacks.config import ChatConfig
+
+    chat = ChatDeployment(app, config=ChatConfig.from_context(app.node), nag=False)
+    role_arn = f"arn:aws:iam::{ACCOUNT}:role/backend"
+    chat.grant_publish(role_arn)
+    chat.grant_disconnect(role_arn, regions=["eu-west-1"])
+    for region, stack in chat.stacks.items():
+        template = Template.from_stack(stack).to_json()
+        api_id, _ = api(template, "HTTP")
+        granted = sorted(
+            resolve(statement["Resource"], region=region, refs={api_id: "http1"})
+            for policy in resources(template, "AWS::IAM::Policy").values()
+            if policy["Properties"]["Roles"] == ["backend"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if statement["Action"] == "execute-api:Invoke"
+        )
+        # CDK's grant_invoke cuts the path at its first parameter: publishing
+        # and disconnecting stay apart (/server/rooms/* vs /server/users/*).
+        arn = f"arn:aws:execute-api:{region}:{ACCOUNT}:http1/*/POST/server"
+        expected = [f"{arn}/rooms/*"]
+        if region == "eu-west-1":
+            expected.append(f"{arn}/users/*")
+        assert granted == sorted(expected)
