@@ -17,7 +17,7 @@ DynamoDB's update expressions have no ``max``, so the new values are computed
 here from a consistent read and written with an UpdateItem conditional on
 ``u`` being unchanged (every accepted request moves ``u`` forward, so the
 condition serialises all of a user's requests, across containers). A writer
-that loses the race reads again (bounded attempts).
+that loses the race pauses (jittered) and reads again (bounded attempts).
 
 Cost per frame: one consistent GetItem (1 RCU; the item is small) and, when
 the frame is accepted, one UpdateItem (1 WCU; a lost race adds one of each).
@@ -37,6 +37,7 @@ API Gateway's stage throttle still bounds the total.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,13 +58,20 @@ __all__ = [
     "user_bucket",
 ]
 
-ATTEMPTS = 4  # reads+conditional writes before a contended request counts as over budget
+# Reads+conditional writes before a contended request counts as over budget. Every round of
+# a race has one winner, so a burst arriving at once (API Gateway invokes a pipelined
+# connection's frames concurrently) needs about as many rounds as it has frames; the jittered
+# pause between attempts spreads the contenders so most rounds are not races at all.
+ATTEMPTS = 16
+RETRY_PAUSE_MS = 5  # times the attempt number, jittered, at most MAX_RETRY_PAUSE_MS
+MAX_RETRY_PAUSE_MS = 50
 USER_ATTRIBUTE = "u"
 CONNECTION_PREFIX = "c:"
 EXPIRY_MARGIN_SECONDS = 60
 
 # Looked up at call time so tests can move time.
 clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)  # noqa: E731
+sleep: Callable[[float], None] = time.sleep
 
 
 class RateLimitedError(Exception):
@@ -190,7 +198,10 @@ def _attempt(user_id: str, connection_id: str | None) -> Decision | None:
 def charge(user_id: str, connection_id: str | None = None) -> Decision:
     """Take one request from the user's bucket (and the connection's, when given)."""
     try:
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                pause_ms = min(RETRY_PAUSE_MS * attempt, MAX_RETRY_PAUSE_MS)
+                sleep(random.uniform(0, pause_ms) / 1000)
             decision = _attempt(user_id, connection_id)
             if decision is not None:
                 return decision

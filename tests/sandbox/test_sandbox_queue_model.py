@@ -25,7 +25,7 @@ def test_queues_mappings_and_reserved_concurrency(make_assembly: AssemblyFactory
     work = model.queues["WorkQueue"]
     assert work.name == f"chat-{REGION}-WorkQueue"
     assert work.url == f"https://sqs.{REGION}.amazonaws.com/000000000000/{work.name}"
-    assert work.attributes == {"VisibilityTimeout": "4"}
+    assert work.attributes == {"VisibilityTimeout": "12"}
     assert work.dead_letter_arn == model.queues["DeadLetters"].arn and work.max_receive_count == 2
     mappings = {m.logical_id: m for m in model.mappings}
     assert mappings["WorkMapping"].function == "Work"
@@ -56,7 +56,7 @@ def test_function_name_forms_fifo_names_and_warnings(make_assembly: AssemblyFact
             "FunctionName": {"Ref": "Work"},
         },
     }
-    resources["Work"]["Properties"]["Timeout"] = 5  # over the queue's visibility timeout
+    resources["Work"]["Properties"]["Timeout"] = 13  # over the queue's visibility timeout
     model = model_of(make_assembly, template)
     mappings = {m.logical_id: m for m in model.mappings}
     assert mappings["SlowMapping"].function == "Slow"
@@ -65,7 +65,7 @@ def test_function_name_forms_fifo_names_and_warnings(make_assembly: AssemblyFact
     assert model.queues["Ordered"].name.endswith(".fifo") and model.queues["Ordered"].fifo
     warnings = "\n".join(model.warnings)
     assert "StreamMapping: event source" in warnings and "not emulated" in warnings
-    assert "VisibilityTimeout 4s is less than function Work Timeout 5s" in warnings
+    assert "VisibilityTimeout 12s is less than function Work Timeout 13s" in warnings
 
 
 def test_a_mapping_to_a_foreign_queue_stops_the_sandbox(make_assembly: AssemblyFactory) -> None:
