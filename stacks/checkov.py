@@ -98,12 +98,18 @@ FUNCTION_SKIPS: Mapping[str, Mapping[str, str]] = {
         "CKV_AWS_116": _SYNCHRONOUS,
     },
     "authorizer.handler": {"CKV_AWS_115": _NO_RESERVATION, "CKV_AWS_116": _SYNCHRONOUS},
-    "http_handler.handler": {
-        # Dropped by _skips as soon as the function has reserved concurrency
-        # (the long-poll budget of issue 8); until then the finding is known.
-        "CKV_AWS_115": "Known gap: reserved concurrency sized from config is being added "
-        "with the long-poll budget (issue 8)",
-        "CKV_AWS_116": _SYNCHRONOUS,
+    # CKV_AWS_115 is fixed, not skipped: reserved concurrency (httpReservedConcurrency).
+    "http_handler.handler": {"CKV_AWS_116": _SYNCHRONOUS},
+    "server_api.handler": {
+        "CKV_AWS_115": (
+            "Called by the team's own backends through IAM-authorized routes (never by "
+            "clients), bounded by the HTTP stage throttle; a reservation would take from the "
+            "pool the WebSocket path uses"
+        ),
+        "CKV_AWS_116": (
+            "Invoked synchronously by the HTTP API, and by the chat.disconnect rule, whose "
+            "target has EventBridge retries and its own dead-letter queue"
+        ),
     },
     "fanout_worker.handler": {
         "CKV_AWS_115": (
