@@ -128,10 +128,14 @@ def test_dead_letters_of_a_long_cut_are_replayed_once(sandbox: SandboxProcess) -
             [dlq] = [q["url"] for name, q in queues.items() if "ReplicationDeadLetter" in name]
             clients = client_factory(sandbox.endpoints)
             sqs = clients("sqs", source)
+            # At least our 3 messages: the sandbox is shared, and another test's clients
+            # leaving during the cut put their presence events in the same DLQ.
             dry = await asyncio.to_thread(replay_queue, sqs, dlq, clients, dry_run=True)
-            assert dry.as_dict()["outcomes"] == {"would-replay": {"event-bus": 3}}
+            would = dry.as_dict()["outcomes"]
+            assert set(would) == {"would-replay"} and set(would["would-replay"]) == {"event-bus"}
+            assert would["would-replay"]["event-bus"] >= 3
             report = await asyncio.to_thread(replay_queue, sqs, dlq, clients)
-            assert report.as_dict()["outcomes"] == {"replayed": {"event-bus": 3}}
+            assert report.as_dict()["outcomes"] == {"replayed": would["would-replay"]}
             await wait_until(
                 lambda: len(receiver.messages(room)) >= 3, TIMEOUT, "the replayed messages"
             )
