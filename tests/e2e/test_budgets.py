@@ -83,10 +83,17 @@ async def _burst(sandbox: SandboxProcess) -> None:
         assert len(acked) <= DEFAULTS.connection_burst_limit + refilled
         assert all(r["retryAfterMs"] > 0 for r in limited)
         # nothing refused was published: only the acked bodies come back as messages
+        # (unnumbered sends are concurrent, so they may arrive in any order: wait for all)
         ids = {r["id"] for r in acked}
-        last = max(ids)
-        await client.wait_for(lambda f: f.get("type") == "message" and f.get("id") == last)
+        await wait_until(
+            lambda: {m["id"] for m in client.messages(room)} >= ids,
+            timeout=120,
+            what="every acked message delivered",
+        )
         assert {m["id"] for m in client.messages(room)} == ids
+        assert sorted(m["body"] for m in client.messages(room)) == sorted(
+            n for n, reply in enumerate(replies) if reply["type"] == "ack"
+        )
         # the connection stayed up and works once the budget refills
         reply = await request_within_budget(client, {"action": "send", "room": room, "body": "x"})
         assert reply["type"] == "ack"
