@@ -22,16 +22,15 @@ the same process (what moves from init to the first invocation when something
 is imported lazily); that call may fail on the missing AWS services, which is
 fine: only the time to reach that point is wanted.
 
-Bytecode, as deployed: the function code (``lambdas/``) and the dependencies
-layer (Powertools, aiohttp, ...: ``lambdas/requirements.txt``) ship without
-``.pyc`` files (the layer is built by pip for python3.14 on a host that may
-run another Python, so it cannot compile for the target), and ``/var/task``
-and ``/opt`` are read-only: Lambda compiles those modules from source on
-every cold start. The runtime's own modules (stdlib, boto3) come with
-bytecode. So by default each import here compiles the function code and the
-layer's packages from source and uses bytecode for everything else
-(``deployed_bytecode=False``); ``--bytecode`` measures with ``__pycache__``
-everywhere instead (what a layer shipping bytecode would give).
+Bytecode, as deployed: Lambda's ``/var/task`` and ``/opt`` are read-only, so
+whatever ships without ``.pyc`` files compiles from source on every cold
+start. The app compiles the function code and the dependencies layer for the
+runtime at synth (stacks/bytecode.py, with Pyodide) when Pyodide is
+installed (``npm ci``), and ships source only otherwise. By default this
+measures what this checkout would deploy (``bytecode`` in the result says
+which); ``--no-bytecode`` measures the source-only build (each import
+compiles the function code and the layer's packages, boto3 keeps the
+runtime's bytecode), ``--bytecode`` forces bytecode everywhere.
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ from typing import Any
 
 __all__ = [
     "LAMBDA_ENV",
+    "deploys_bytecode",
     "discover_handlers",
     "layer_roots",
     "measure_cold_start",
@@ -219,13 +219,21 @@ def measure_module(
     return sample
 
 
+def deploys_bytecode() -> bool:
+    """Whether a synth here compiles the Lambda code for its runtime (Pyodide installed)."""
+    from stacks.bytecode import compiler_tag, runtime_python_version
+    from stacks.lambda_function import RUNTIME
+
+    return compiler_tag(runtime_python_version(RUNTIME)) != "no-bytecode"
+
+
 def measure_cold_start(
     runs: int = 7,
     *,
     handlers: Sequence[str] | None = None,
     extra_modules: Iterable[str] = (),
     first_call: bool = False,
-    deployed_bytecode: bool = False,
+    deployed_bytecode: bool | None = None,
 ) -> dict[str, Any]:
     """Median init per handler beside ``import boto3``; ratios vs boto3.
 
@@ -234,11 +242,13 @@ def measure_cold_start(
     ``worst`` (the module with the highest wall ratio), ``runs``; with
     ``first_call``, also ``<handler>_first_call_ms``. ``extra_modules`` (for
     example ``aiohttp``) are measured the same way but are not handlers, so they
-    take no part in the worst ratio. ``deployed_bytecode=False`` (as deployed):
-    the function code and the layer's packages compile from source in every
-    import but boto3's; ``True``: bytecode everywhere. ``bytecode`` in the
-    result says which.
+    take no part in the worst ratio. ``deployed_bytecode=False``: the function
+    code and the layer's packages compile from source in every import but
+    boto3's; ``True``: bytecode everywhere; ``None``: as this checkout deploys
+    (:func:`deploys_bytecode`). ``bytecode`` in the result says which.
     """
+    if deployed_bytecode is None:
+        deployed_bytecode = deploys_bytecode()
     names = list(handlers if handlers is not None else discover_handlers())
     extras = list(extra_modules)
     modules = ["boto3", *names, *extras]
@@ -275,8 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-call", action="store_true", help="also time the first call")
     parser.add_argument(
         "--bytecode",
-        action="store_true",
-        help="cached bytecode for the function code and the layer too (not as deployed)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bytecode for the function code and the layer, or none (default: as deployed)",
     )
     args = parser.parse_args(argv)
     result = measure_cold_start(

@@ -10,13 +10,18 @@ extras, aiohttp for the fan-out engine). They ship as one layer built by CDK
 file lists the whole closure, minus what the runtime provides (boto3,
 botocore), which must not be shadowed by a second copy in the layer.
 
+pip installs with ``--no-compile`` (the host's Python is not the runtime's);
+the runtime's CPython then compiles the tree (:mod:`stacks.bytecode`), since
+``/opt`` is read-only and a layer without ``.pyc`` files compiles on every
+cold start.
+
 If pip fails (the registry cannot be reached and the cache is cold, or a pin
 has no wheel for the target), synth stops with :class:`LayerBuildError`
 naming the requirement pip could not get, the target, and pip's own error.
 
 Cached and offline-repeatable: the pip output goes to
 ``<cache>/<key>/python`` where ``key`` hashes (requirements text, platform tag,
-Python version); later synths copy from there without the network. The cache
+Python version, bytecode compiler); later synths copy from there without the network. The cache
 is ``$CHAT_LAYER_CACHE`` or ``<repo>/.cache/lambda-layers`` (gitignored). The
 same key is the asset's CUSTOM hash, so CDK skips bundling entirely when
 ``cdk.out`` already holds the staged asset, and the template only changes when
@@ -33,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -41,12 +47,15 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from stacks.bytecode import compile_tree, compiler_tag, runtime_python_version
+
 __all__ = [
     "CACHE_ENV",
     "LAYER_BUILD_FAILED",
     "LayerBuildError",
     "build_layer_tree",
     "cache_root",
+    "cached_tree",
     "dependencies_layer",
     "layer_key",
     "pip_target",
@@ -55,6 +64,7 @@ __all__ = [
 CACHE_ENV = "CHAT_LAYER_CACHE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+LAYER_PATH = "/opt/python"  # where Lambda puts a layer's python/ folder
 _COMPLETE = ".complete"  # written last: a cache entry without it is ignored and rebuilt
 # The command that runs pip (tests replace it to prove a cached build runs none).
 PIP: list[str] = [sys.executable, "-m", "pip"]
@@ -91,15 +101,13 @@ def pip_target(architecture: lambda_.Architecture, runtime: lambda_.Runtime) -> 
     platform = _PLATFORMS.get(architecture.name)
     if platform is None:
         raise ValueError(f"no wheel platform for architecture {architecture.name!r}")
-    name = runtime.name  # e.g. "python3.14"
-    if not name.startswith("python3."):
-        raise ValueError(f"not a Python runtime: {name!r}")
-    return platform, name.removeprefix("python")
+    return platform, runtime_python_version(runtime)
 
 
 def layer_key(requirements: str, platform: str, python_version: str) -> str:
     digest = hashlib.sha256()
-    for part in ("chat-layer-v2", platform, python_version, requirements):
+    compiler = compiler_tag(python_version)  # a layer with bytecode is another layer
+    for part in ("chat-layer-v3", platform, python_version, compiler, requirements):
         digest.update(part.encode("utf-8") + b"\0")
     return digest.hexdigest()
 
@@ -109,16 +117,31 @@ def cache_root() -> Path:
     return Path(configured) if configured else REPO_ROOT / ".cache" / "lambda-layers"
 
 
-def build_layer_tree(requirements: Path, platform: str, python_version: str) -> Path:
-    """The cached layer tree (a directory holding ``python/``) for these inputs,
-    running pip only when the cache has no complete entry."""
-    key = layer_key(requirements.read_text(encoding="utf-8"), platform, python_version)
+def cached_tree(key: str, build: Callable[[Path], None]) -> Path:
+    """The cache entry ``key`` (a directory), running ``build(staging_dir)`` only when
+    the cache has no complete entry. An interrupted build is never used."""
     entry = cache_root() / key
     if (entry / _COMPLETE).is_file():
         return entry
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=entry.parent))
     try:
+        build(staging)
+        (staging / _COMPLETE).write_text(key + "\n", encoding="utf-8")
+        if entry.exists():  # an incomplete leftover of an interrupted build
+            shutil.rmtree(entry)
+        staging.rename(entry)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return entry
+
+
+def build_layer_tree(requirements: Path, platform: str, python_version: str) -> Path:
+    """The cached layer tree (a directory holding ``python/``) for these inputs,
+    running pip (and the bytecode compiler) only when the cache has no complete entry."""
+
+    def build(staging: Path) -> None:
         completed = subprocess.run(
             [
                 *PIP,
@@ -126,7 +149,7 @@ def build_layer_tree(requirements: Path, platform: str, python_version: str) -> 
                 "--quiet",
                 "--disable-pip-version-check",
                 "--no-deps",  # the file is the closure (module docstring)
-                "--no-compile",  # .pyc of the build host's Python would be useless there
+                "--no-compile",  # the build host's Python is not the runtime's: see below
                 "--platform",
                 platform,
                 "--only-binary=:all:",
@@ -147,14 +170,11 @@ def build_layer_tree(requirements: Path, platform: str, python_version: str) -> 
             raise LayerBuildError(
                 requirements, platform, python_version, completed.stdout + completed.stderr
             )
-        (staging / _COMPLETE).write_text(key + "\n", encoding="utf-8")
-        if entry.exists():  # an incomplete leftover of an interrupted build
-            shutil.rmtree(entry)
-        staging.rename(entry)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return entry
+        # The runtime's own CPython compiles it (stacks/bytecode.py); /opt is read-only.
+        compile_tree(staging / "python", python_version=python_version, deployed_at=LAYER_PATH)
+
+    key = layer_key(requirements.read_text(encoding="utf-8"), platform, python_version)
+    return cached_tree(key, build)
 
 
 @jsii.implements(ILocalBundling)

@@ -5,7 +5,8 @@ the exact table actions it may call, whether it publishes on the bus. Adding
 a function is adding a row (and its handler module in ``lambdas/``).
 
 Handler strings, environment variable names and the metrics namespace are the
-contract in ``docs/contracts.md``. The code is the plain ``lambdas/`` folder;
+contract in ``docs/contracts.md``. The code is the ``lambdas/`` folder with
+its bytecode compiled for the runtime (:mod:`stacks.code_asset`);
 everything the runtime lacks (``lambdas/requirements.txt``: Powertools with
 its tracer and parser extras, aiohttp, PyJWT with cryptography, their
 dependencies, all pinned) is one
@@ -29,6 +30,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.bundling import dependencies_layer
+from stacks.code_asset import CodeSource, python_code
 from stacks.config import ChatConfig
 from stacks.lambda_function import (
     ARCHITECTURE,
@@ -92,14 +94,8 @@ HTTP_HANDLER_CONNECTIONS_ACTIONS = (
 HTTP_POLL_INTERVAL_MS = 250
 HTTP_POLL_MAX_INTERVAL_MS = 2000
 
-_ASSET_EXCLUDES = [
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.pytest_cache",
-    "**/.mypy_cache",
-    "**/.ruff_cache",
-    "requirements.txt",  # the dependencies layer's, not the handlers'
-]
+# The dependencies layer's, not the handlers' (stacks.code_asset drops host caches).
+_NOT_FUNCTION_CODE = ("requirements.txt",)
 
 
 def authorizer_environment(config: ChatConfig) -> dict[str, str]:
@@ -295,7 +291,9 @@ class ChatFunctions(Construct):
             runtime=RUNTIME,
         )
         self.defaults = FunctionDefaults(
-            code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=_ASSET_EXCLUDES),
+            code=python_code(
+                [CodeSource(folder=LAMBDAS_DIR, ignore=_NOT_FUNCTION_CODE)], runtime=RUNTIME
+            ),
             layers=(self.dependencies_layer,),
             log_retention=log_retention,
             removal_policy=removal_policy,

@@ -16,7 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from stacks import bundling
+from stacks import bundling, bytecode
 
 REQUIREMENTS = bundling.REPO_ROOT / "lambdas" / "requirements.txt"
 ARM = lambda_.Architecture.ARM_64
@@ -94,6 +94,8 @@ def fake_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     script.write_text(FAKE_PIP.replace("{runs}", str(runs)))
     monkeypatch.setattr(bundling, "PIP", [sys.executable, str(script)])
     monkeypatch.setenv(bundling.CACHE_ENV, str(tmp_path / "cache"))
+    # no compiler: these fake layers need no bytecode (tests/infra/test_bytecode.py has it)
+    monkeypatch.setenv(bytecode.PYODIDE_ENV, str(tmp_path / "no-pyodide"))
     return runs
 
 
@@ -166,6 +168,15 @@ def test_layer_holds_aiohttp_built_for_aarch64(real_layer: Path) -> None:
     assert any(name.endswith("cpython-314-aarch64-linux-gnu.so") for name in native), native
     assert not any("x86_64" in name for name in native)
     assert (site / "aws_lambda_powertools" / "__init__.py").is_file()
+    # compiled for the runtime (stacks/bytecode.py): /opt is read-only in Lambda
+    if bytecode.compiler_tag("3.14") != "no-bytecode":
+        assert (site / "aiohttp" / "__pycache__" / "__init__.cpython-314.pyc").is_file()
+        uncompiled = [
+            source
+            for source in site.rglob("*.py")
+            if not (source.parent / "__pycache__" / f"{source.stem}.cpython-314.pyc").is_file()
+        ]
+        assert not uncompiled
     assert any(name.startswith("_pydantic_core.cpython-314-aarch64") for name in native), native
     assert not (site / "botocore").exists() and not (site / "boto3").exists()
     installed = {}

@@ -105,11 +105,11 @@ def test_layer_roots_are_the_layer_packages() -> None:
     assert not names & {"boto3", "botocore"}  # the runtime's, with bytecode
 
 
-def test_as_deployed_the_function_code_and_layer_compile_from_source(
+def test_without_bytecode_the_function_code_and_layer_compile_from_source(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Lambda has no bytecode for /var/task and the layer: neither does the measure,
-    except for boto3 (the runtime's). --bytecode turns that off."""
+    """A build without bytecode: every import compiles /var/task and the layer from
+    source, except boto3 (the runtime's); --bytecode: cached bytecode everywhere."""
     calls: list[tuple[str, tuple[str, ...]]] = []
 
     def fake(name: str, env: object = None, **kwargs: object) -> dict[str, float]:
@@ -117,7 +117,9 @@ def test_as_deployed_the_function_code_and_layer_compile_from_source(
         return {"wall_ms": 1.0, "cpu_ms": 1.0}
 
     monkeypatch.setattr(cold_start, "measure_module", fake)
-    result = cold_start.measure_cold_start(1, handlers=["connection_handler"])
+    result = cold_start.measure_cold_start(
+        1, handlers=["connection_handler"], deployed_bytecode=False
+    )
     assert result["bytecode"] is False
     measured = dict(calls[2:])  # after the warm-up round
     assert measured["boto3"] == ()
@@ -128,6 +130,18 @@ def test_as_deployed_the_function_code_and_layer_compile_from_source(
         1, handlers=["connection_handler"], deployed_bytecode=True
     )["bytecode"]
     assert all(sourced == () for _, sourced in calls)
+
+
+@pytest.mark.parametrize("deploys", [True, False])
+def test_by_default_the_measure_follows_what_a_synth_here_deploys(
+    monkeypatch: pytest.MonkeyPatch, deploys: bool
+) -> None:
+    monkeypatch.setattr(cold_start, "deploys_bytecode", lambda: deploys)
+    monkeypatch.setattr(
+        cold_start, "measure_module", lambda *a, **k: {"wall_ms": 1.0, "cpu_ms": 1.0}
+    )
+    result = cold_start.measure_cold_start(1, handlers=["connection_handler"])
+    assert result["bytecode"] is deploys
 
 
 def test_sourced_modules_skip_cached_bytecode(tmp_path: Path) -> None:
