@@ -34,17 +34,17 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import jwt
 
 __all__ = [
-    "OidcSigner",
+    "Signer",
+    "TokenOptions",
     "current_key",
     "hmac_key_id",
-    "mint_oidc_token",
     "mint_token",
     "minter_from_endpoints",
 ]
@@ -70,72 +70,64 @@ def current_key(secret: str) -> str:
     return text
 
 
-def _claims(
-    sub: str,
-    name: str | None,
-    rooms: Sequence[str] | None,
-    ttl_seconds: int,
-    now: float | None,
-) -> dict[str, Any]:
-    issued = int(now if now is not None else time.time())
-    claims: dict[str, Any] = {"sub": sub, "iat": issued, "exp": issued + ttl_seconds}
-    if name:
-        claims["name"] = name
-    if rooms is not None:
-        claims["rooms"] = list(rooms)
-    return claims
+class TokenOptions(TypedDict, total=False):
+    """The chat claims a token carries besides ``sub`` (see :meth:`Signer.mint`)."""
 
-
-def mint_token(
-    secret: str,
-    sub: str,
-    *,
-    name: str | None = None,
-    rooms: Sequence[str] | None = None,
-    ttl_seconds: int = 3600,
-    now: float | None = None,
-) -> str:
-    """An HS256 token signed with the secret's current key."""
-    key = current_key(secret)
-    claims = _claims(sub, name, rooms, ttl_seconds, now)
-    return jwt.encode(claims, key, algorithm="HS256", headers={"kid": hmac_key_id(key)})
+    name: str | None
+    rooms: Sequence[str] | None
+    ttl_seconds: int
+    now: float | None
 
 
 @dataclass(frozen=True)
-class OidcSigner:
-    """An identity provider's signing key: the endpoints file's ``oidc`` entry."""
+class Signer:
+    """A signing key: the algorithm, the key, its ``kid`` and the claims every token of
+    this key carries (an identity provider's ``iss`` and ``aud``). The one minting path
+    for both kinds of token."""
 
-    issuer: str
-    audience: str
+    algorithm: str
+    key: str
     kid: str
-    private_key_pem: str
+    fixed_claims: Mapping[str, str] = field(default_factory=dict)
 
     @staticmethod
-    def from_entry(entry: Mapping[str, Any]) -> OidcSigner:
-        key = Path(str(entry["privateKeyFile"])).read_text(encoding="utf-8")
-        return OidcSigner(
-            issuer=str(entry["issuer"]),
-            audience=str(entry["audience"]),
+    def hs256(secret: str) -> Signer:
+        """The signing secret's current key."""
+        key = current_key(secret)
+        return Signer(algorithm="HS256", key=key, kid=hmac_key_id(key))
+
+    @staticmethod
+    def from_oidc_entry(entry: Mapping[str, Any]) -> Signer:
+        """RS256 as the identity provider of an endpoints file's ``oidc`` entry issues."""
+        return Signer(
+            algorithm="RS256",
+            key=Path(str(entry["privateKeyFile"])).read_text(encoding="utf-8"),
             kid=str(entry["kid"]),
-            private_key_pem=key,
+            fixed_claims={"iss": str(entry["issuer"]), "aud": str(entry["audience"])},
         )
 
+    def mint(
+        self,
+        sub: str,
+        *,
+        name: str | None = None,
+        rooms: Sequence[str] | None = None,
+        ttl_seconds: int = 3600,
+        now: float | None = None,
+    ) -> str:
+        issued = int(now if now is not None else time.time())
+        claims: dict[str, Any] = {"sub": sub, "iat": issued, "exp": issued + ttl_seconds}
+        if name:
+            claims["name"] = name
+        if rooms is not None:
+            claims["rooms"] = list(rooms)
+        claims.update(self.fixed_claims)
+        return jwt.encode(claims, self.key, algorithm=self.algorithm, headers={"kid": self.kid})
 
-def mint_oidc_token(
-    signer: OidcSigner,
-    sub: str,
-    *,
-    name: str | None = None,
-    rooms: Sequence[str] | None = None,
-    ttl_seconds: int = 3600,
-    now: float | None = None,
-) -> str:
-    """An RS256 token as the identity provider would issue it (``iss``, ``aud``, ``kid``)."""
-    claims = _claims(sub, name, rooms, ttl_seconds, now)
-    claims.update({"iss": signer.issuer, "aud": signer.audience})
-    return jwt.encode(
-        claims, signer.private_key_pem, algorithm="RS256", headers={"kid": signer.kid}
-    )
+
+def mint_token(secret: str, sub: str, **options: Unpack[TokenOptions]) -> str:
+    """An HS256 token signed with the secret's current key."""
+    return Signer.hs256(secret).mint(sub, **options)
 
 
 def minter_from_endpoints(document: Mapping[str, Any]) -> Minter | None:
@@ -144,8 +136,7 @@ def minter_from_endpoints(document: Mapping[str, Any]) -> Minter | None:
     has neither (an app without auth)."""
     entry = document.get("oidc")
     if isinstance(entry, Mapping):
-        signer = OidcSigner.from_entry(entry)
-        return lambda sub, **options: mint_oidc_token(signer, sub, **options)
+        return Signer.from_oidc_entry(entry).mint
     secret = document.get("signingSecret")
     if isinstance(secret, str) and secret:
         return lambda sub, **options: mint_token(secret, sub, **options)

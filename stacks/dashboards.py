@@ -124,6 +124,51 @@ def _graph(
     )
 
 
+def _api_gateway_metric(
+    api_id: str, stage: str, name: str, statistic: str, label: str
+) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace="AWS/ApiGateway",
+        metric_name=name,
+        dimensions_map={"ApiId": api_id, "Stage": stage},
+        statistic=statistic,
+        period=_PERIOD,
+        label=label,
+    )
+
+
+def _dashboard(
+    scope: Construct,
+    name: str,
+    *,
+    header: str,
+    totals_title: str,
+    totals: Sequence[cloudwatch.IMetric],
+    rows: Sequence[Sequence[cloudwatch.IWidget]],
+) -> cloudwatch.Dashboard:
+    """The layout both dashboards share: a markdown header, one line of totals over the
+    time range, then the rows of graphs."""
+    return cloudwatch.Dashboard(
+        scope,
+        "Dashboard",
+        dashboard_name=name,
+        default_interval=Duration.hours(3),
+        widgets=[
+            [cloudwatch.TextWidget(markdown=header, width=24, height=2)],
+            [
+                cloudwatch.SingleValueWidget(
+                    title=totals_title,
+                    metrics=list(totals),
+                    set_period_to_time_range=True,
+                    width=24,
+                    height=4,
+                )
+            ],
+            *(list(row) for row in rows),
+        ],
+    )
+
+
 class ChatRegionDashboard(Construct):
     """The region's dashboard.
 
@@ -156,23 +201,13 @@ class ChatRegionDashboard(Construct):
             return _runtime_metric(metrics_namespace, service_name, name)
 
         def api(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/ApiGateway",
-                metric_name=name,
-                dimensions_map={"ApiId": api_id, "Stage": api_stage_name},
-                statistic=statistic,
-                period=_PERIOD,
-                label=label or f"WebSocket {name}",
+            return _api_gateway_metric(
+                api_id, api_stage_name, name, statistic, label or f"WebSocket {name}"
             )
 
         def http(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/ApiGateway",
-                metric_name=name,
-                dimensions_map={"ApiId": http_api_id, "Stage": http_api_stage_name},
-                statistic=statistic,
-                period=_PERIOD,
-                label=f"HTTP {name}",
+            return _api_gateway_metric(
+                http_api_id, http_api_stage_name, name, statistic, f"HTTP {name}"
             )
 
         def rule_metric(
@@ -188,29 +223,6 @@ class ChatRegionDashboard(Construct):
                 label=f"{rule_label} {name}",
             )
 
-        header = cloudwatch.TextWidget(
-            markdown=(
-                f"## {dashboard_name}\n"
-                "Runtime metrics: docs/contracts.md (Metrics). Alarms: docs/operations.md. "
-                "API Gateway counts a throttled request (429) as a client error / 4xx."
-            ),
-            width=24,
-            height=2,
-        )
-        totals = cloudwatch.SingleValueWidget(
-            title=f"Totals over the time range ({region})",
-            metrics=[
-                api("ConnectCount"),
-                api("MessageCount"),
-                runtime("MessagesAccepted"),
-                runtime("DeliveredMessages"),
-                runtime("FailedDeliveries"),
-                runtime("InternalErrors"),
-            ],
-            set_period_to_time_range=True,
-            width=24,
-            height=4,
-        )
         traffic = [
             _graph(
                 "Connections",
@@ -305,12 +317,24 @@ class ChatRegionDashboard(Construct):
                 ],
             ),
         ]
-        self.dashboard = cloudwatch.Dashboard(
+        self.dashboard = _dashboard(
             self,
-            "Dashboard",
-            dashboard_name=dashboard_name,
-            default_interval=Duration.hours(3),
-            widgets=[[header], [totals], traffic, delivery, health],
+            dashboard_name,
+            header=(
+                f"## {dashboard_name}\n"
+                "Runtime metrics: docs/contracts.md (Metrics). Alarms: docs/operations.md. "
+                "API Gateway counts a throttled request (429) as a client error / 4xx."
+            ),
+            totals_title=f"Totals over the time range ({region})",
+            totals=[
+                api("ConnectCount"),
+                api("MessageCount"),
+                runtime("MessagesAccepted"),
+                runtime("DeliveredMessages"),
+                runtime("FailedDeliveries"),
+                runtime("InternalErrors"),
+            ],
+            rows=[traffic, delivery, health],
         )
 
 
@@ -337,15 +361,6 @@ class ChatGlobalDashboard(Construct):
             f"[{region}]({dashboard_url(region, name)})"
             for region, name in regional_dashboards.items()
         )
-        header = cloudwatch.TextWidget(
-            markdown=(
-                f"## {dashboard_name}: every region\n"
-                f"Runtime metrics per region. Each region's own dashboard (API Gateway, "
-                f"Lambda, EventBridge, queues): {links}"
-            ),
-            width=24,
-            height=2,
-        )
 
         def per_region(name: str) -> list[cloudwatch.IMetric]:
             return [
@@ -353,13 +368,6 @@ class ChatGlobalDashboard(Construct):
                 for r in regions
             ]
 
-        totals = cloudwatch.SingleValueWidget(
-            title="Messages delivered per region over the time range",
-            metrics=per_region("DeliveredMessages"),
-            set_period_to_time_range=True,
-            width=24,
-            height=4,
-        )
         event_age = [
             _runtime_metric(
                 metrics_namespace,
@@ -375,12 +383,15 @@ class ChatGlobalDashboard(Construct):
             _graph("Replication delay: EventAge p99 (ms)", event_age),
             *(_graph(title, per_region(name)) for name, title in GLOBAL_METRICS),
         ]
-        rows: list[list[cloudwatch.IWidget]] = [[header], [totals]]
-        rows += [list(graphs[i : i + 3]) for i in range(0, len(graphs), 3)]
-        self.dashboard = cloudwatch.Dashboard(
+        self.dashboard = _dashboard(
             self,
-            "Dashboard",
-            dashboard_name=dashboard_name,
-            default_interval=Duration.hours(3),
-            widgets=rows,
+            dashboard_name,
+            header=(
+                f"## {dashboard_name}: every region\n"
+                f"Runtime metrics per region. Each region's own dashboard (API Gateway, "
+                f"Lambda, EventBridge, queues): {links}"
+            ),
+            totals_title="Messages delivered per region over the time range",
+            totals=per_region("DeliveredMessages"),
+            rows=[graphs[i : i + 3] for i in range(0, len(graphs), 3)],
         )

@@ -1,7 +1,8 @@
 """Strict JSON for the wire, the bus and history.
 
 Everything the server parses (client frames, HTTP bodies, shard jobs, stored
-messages) goes through :func:`loads_strict`, everything it writes through
+messages, and a token's header and payload with chat.tokens' tighter depth
+bound) goes through :func:`loads_strict`, everything it writes through
 :func:`compact_json`, so one set of rules holds on every path:
 
 * no ``NaN``/``Infinity``, neither as literals nor as a number that overflows

@@ -28,7 +28,8 @@ before the library sees the token, in this order:
 * header and payload: UTF-8 JSON objects nested at most :data:`MAX_JSON_DEPTH`
   deep (counted before parsing: a few thousand ``[`` would otherwise exhaust
   the parser's recursion), without NaN, Infinity or numbers that overflow a
-  float;
+  float: the server's one strict reader, ``chat.json_codec.loads_strict``,
+  with this tighter depth bound;
 * header: ``alg`` one the key source accepts (never ``none``; the algorithm is
   the server's choice, never the token's), no ``crit``, no detached payload.
 
@@ -48,7 +49,6 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -68,6 +68,7 @@ from chat.claims import (
     valid_pattern,
     valid_user_id,
 )
+from chat.json_codec import TooDeepError, loads_strict
 
 __all__ = [
     "DEFAULT_MAX_LIFETIME_SECONDS",
@@ -221,48 +222,13 @@ def _segment(text: str, what: str) -> bytes:
     return raw
 
 
-def _nesting_depth(text: str) -> int:
-    """How deep ``[``/``{`` nest outside strings (a linear scan, no recursion)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
-
-
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        text = raw.decode("utf-8")
+        value = loads_strict(raw, max_depth=MAX_JSON_DEPTH)
     except UnicodeDecodeError:
         raise InvalidTokenError(f"{what} is not UTF-8") from None
-    if _nesting_depth(text) > MAX_JSON_DEPTH:
-        raise InvalidTokenError(f"{what} nests deeper than {MAX_JSON_DEPTH}")
-    try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except TooDeepError:
+        raise InvalidTokenError(f"{what} nests deeper than {MAX_JSON_DEPTH}") from None
     except (ValueError, RecursionError):  # JSONDecodeError, huge integers, NaN, 1e400
         raise InvalidTokenError(f"{what} is not JSON") from None
     if not isinstance(value, dict):

@@ -7,19 +7,33 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .harness import REGIONS, REPO, SandboxProcess
 
 
-def test_smoke_check_passes_against_the_sandbox(sandbox: SandboxProcess) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.smoke", "--endpoints-file", str(sandbox.endpoints_file)],
+def run_smoke(endpoints_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``python -m tools.smoke --endpoints-file ...`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tools.smoke", "--endpoints-file", str(endpoints_file), *extra],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def endpoints_with(sandbox: SandboxProcess, tmp_path: Path, **changes: Any) -> Path:
+    """A copy of the sandbox's endpoints file with top-level entries replaced."""
+    document = {**json.loads(sandbox.endpoints_file.read_text()), **changes}
+    endpoints = tmp_path / "endpoints.json"
+    endpoints.write_text(json.dumps(document))
+    return endpoints
+
+
+def test_smoke_check_passes_against_the_sandbox(sandbox: SandboxProcess) -> None:
+    result = run_smoke(sandbox.endpoints_file)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     rows = {
         cells[0]: cells
@@ -40,18 +54,9 @@ def test_smoke_check_fails_when_a_region_is_unreachable(
     sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
     """A region whose endpoint does not answer fails the check (exit 1), the others pass."""
-    document = json.loads(sandbox.endpoints_file.read_text())
-    document["regions"]["eu-west-1"]["websocket"] = "ws://127.0.0.1:9/prod"  # discard port
-    endpoints = tmp_path / "endpoints.json"
-    endpoints.write_text(json.dumps(document))
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.smoke", "--endpoints-file", str(endpoints), "--settle", "0"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    regions = json.loads(sandbox.endpoints_file.read_text())["regions"]
+    regions["eu-west-1"]["websocket"] = "ws://127.0.0.1:9/prod"  # discard port
+    result = run_smoke(endpoints_with(sandbox, tmp_path, regions=regions), "--settle", "0")
     assert result.returncode == 1, result.stdout
     assert "eu-west-1: connect: " in result.stdout
     assert "us-east-1: " not in result.stdout
@@ -82,18 +87,8 @@ def test_a_failed_secret_replica_fails_the_smoke_check(
         SecretString=sandbox.signing_secret,
         AddReplicaRegions=[{"Region": "eu-west-1"}, {"Region": "ap-northeast-1"}],
     )
-    document = json.loads(sandbox.endpoints_file.read_text())
-    document["signingSecretName"] = name
-    endpoints = tmp_path / "endpoints.json"
-    endpoints.write_text(json.dumps(document))
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.smoke", "--endpoints-file", str(endpoints), "--settle", "0"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    endpoints = endpoints_with(sandbox, tmp_path, signingSecretName=name)
+    result = run_smoke(endpoints, "--settle", "0")
     assert result.returncode == 1, result.stdout
     assert "ap-northeast-1: signing secret replica Failed" in result.stdout
     assert result.stdout.rstrip().endswith("FAIL: ap-northeast-1")

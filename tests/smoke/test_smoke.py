@@ -91,6 +91,25 @@ def smoke(context_file: Path, *extra: str) -> tuple[int, str]:
     return status, out.getvalue()
 
 
+def smoke_deployment(
+    context_file: Path,
+    *,
+    deployed: tuple[str, ...] = REGIONS,
+    secret: bool = True,
+    replicas: tuple[str, ...] = REGIONS[1:],
+    taken_in: tuple[str, ...] = (),
+    **faults: set[str],
+) -> tuple[int, str]:
+    """``smoke`` against the stacks of ``deployed`` on local chat servers (``faults``:
+    ChatServers' lose_in, duplicate_in, refuse_send_in), with the signing secret
+    (``create_secret``'s ``replicas`` and ``taken_in``) unless ``secret`` is False."""
+    with ChatServers(REGIONS, SECRET, **faults) as servers:
+        deploy(servers, regions=deployed)
+        if secret:
+            create_secret(replicas=replicas, taken_in=taken_in)
+        return smoke(context_file)
+
+
 def rows(output: str) -> dict[str, list[str]]:
     """The table's rows by region (cells split on runs of 2+ spaces)."""
     import re
@@ -104,10 +123,7 @@ def rows(output: str) -> dict[str, list[str]]:
 
 
 def test_a_healthy_deployment_passes(context_file: Path) -> None:
-    with ChatServers(REGIONS, SECRET) as servers:
-        deploy(servers)
-        create_secret()
-        status, output = smoke(context_file)
+    status, output = smoke_deployment(context_file)
     assert status == 0, output
     table = rows(output)
     assert list(table) == list(REGIONS)
@@ -158,10 +174,7 @@ def test_the_global_endpoint_listens_and_must_receive_everything(
 
 def test_a_failed_secret_replica_fails_the_check(context_file: Path) -> None:
     """CloudFormation says CREATE_COMPLETE, the replica says Failed: the check must say FAIL."""
-    with ChatServers(REGIONS, SECRET) as servers:
-        deploy(servers)
-        create_secret(taken_in=("eu-west-1",))
-        status, output = smoke(context_file)
+    status, output = smoke_deployment(context_file, taken_in=("eu-west-1",))
     assert status == 1, output
     table = rows(output)
     assert table["eu-west-1"][4] == "Failed" and table["eu-west-1"][6] == "FAIL"
@@ -171,20 +184,14 @@ def test_a_failed_secret_replica_fails_the_check(context_file: Path) -> None:
 
 
 def test_a_region_without_a_replica_fails(context_file: Path) -> None:
-    with ChatServers(REGIONS, SECRET) as servers:
-        deploy(servers)
-        create_secret(replicas=("eu-west-1",))
-        status, output = smoke(context_file)
+    status, output = smoke_deployment(context_file, replicas=("eu-west-1",))
     assert status == 1
     assert rows(output)["ap-northeast-1"][4] == "missing"
     assert "ap-northeast-1: signing secret replica missing" in output
 
 
 def test_a_region_that_never_receives_fails(context_file: Path) -> None:
-    with ChatServers(REGIONS, SECRET, lose_in={"ap-northeast-1"}) as servers:
-        deploy(servers)
-        create_secret()
-        status, output = smoke(context_file)
+    status, output = smoke_deployment(context_file, lose_in={"ap-northeast-1"})
     assert status == 1
     table = rows(output)
     assert table["ap-northeast-1"][3] == "0/3" and table["ap-northeast-1"][6] == "FAIL"
@@ -193,20 +200,14 @@ def test_a_region_that_never_receives_fails(context_file: Path) -> None:
 
 
 def test_a_duplicate_delivery_fails(context_file: Path) -> None:
-    with ChatServers(REGIONS, SECRET, duplicate_in={"eu-west-1"}) as servers:
-        deploy(servers)
-        create_secret()
-        status, output = smoke(context_file)
+    status, output = smoke_deployment(context_file, duplicate_in={"eu-west-1"})
     assert status == 1
     assert rows(output)["eu-west-1"][3] == "3/3 dup"
     assert "eu-west-1: received more than one copy of the message from" in output
 
 
 def test_a_refused_send_fails_that_region_only(context_file: Path) -> None:
-    with ChatServers(REGIONS, SECRET, refuse_send_in={"us-east-1"}) as servers:
-        deploy(servers)
-        create_secret()
-        status, output = smoke(context_file)
+    status, output = smoke_deployment(context_file, refuse_send_in={"us-east-1"})
     assert status == 1
     table = rows(output)
     assert table["us-east-1"][2] == "FAIL" and "us-east-1: send: internal: no" in output
@@ -215,10 +216,7 @@ def test_a_refused_send_fails_that_region_only(context_file: Path) -> None:
 
 
 def test_a_stack_that_is_not_deployed_fails_its_region(context_file: Path) -> None:
-    with ChatServers(REGIONS, SECRET) as servers:
-        deploy(servers, regions=REGIONS[:2])
-        create_secret()
-        status, output = smoke(context_file)
+    status, output = smoke_deployment(context_file, deployed=REGIONS[:2])
     assert status == 1
     table = rows(output)
     assert table["ap-northeast-1"][1] == "FAIL"
@@ -238,9 +236,7 @@ def test_a_token_from_the_command_line_is_used(context_file: Path) -> None:
 
 
 def test_an_unreadable_secret_is_reported_without_connecting(context_file: Path) -> None:
-    with ChatServers(REGIONS, SECRET) as servers:
-        deploy(servers)  # no secret at all
-        status, output = smoke(context_file)
+    status, output = smoke_deployment(context_file, secret=False)
     assert status == 1
     assert (
         "no connection attempted: GetSecretValue chat/prod/token-signing-secret in us-east-1: "

@@ -4,101 +4,39 @@ key rotation test_key_rotation.py."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import authorizer
-import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 
 from chat import tokens
 from chat.claims import room_allowed
-from chat.tokens import Claims, HmacKeys, InvalidTokenError
+from chat.tokens import InvalidTokenError
 from clients.tokens import mint_token
-from tests.unit.conftest import REGION, FakeLambdaContext
-
-SECRET = "test-signing-secret-0123456789abcdef"  # 32+ bytes: no InsecureKeyLengthWarning
-SECRET_NAME = "chat/test/token-signing-secret"
-METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"
-ROUTE_ARN = "arn:aws:execute-api:us-east-1:123456789012:http123/$default/POST/rooms/lobby/messages"
-
-
-def verify(token: object, secret: str | bytes, now: float) -> Claims:
-    return tokens.verify(token, HmacKeys.from_secret(secret), now)
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def forge(
-    claims: dict[str, Any],
-    *,
-    header: dict[str, Any] | None = None,
-    secret: str = SECRET,
-    digest: Any = hashlib.sha256,
-) -> str:
-    """A JWT with any header and claims, signed with HMAC ``digest``."""
-    head = b64(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps(claims).encode())
-    signature = hmac.new(secret.encode(), f"{head}.{body}".encode(), digest).digest()
-    return f"{head}.{body}.{b64(signature)}"
-
-
-def good(**extra: Any) -> dict[str, Any]:
-    return {"sub": "alice", "exp": int(time.time()) + 600, **extra}
+from tests.unit.tokens_helpers import (
+    METHOD_ARN,
+    SECRET,
+    SECRET_NAME,
+    b64,
+    forge,
+    good,
+    http_event,
+    invoke,
+    signed,
+    signing_secret_stored,
+    verify,
+    ws_event,
+)
 
 
 @pytest.fixture
 def secret_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("SIGNING_SECRET_NAME", SECRET_NAME)
-    for name in ("JWT_ISSUER", "JWT_AUDIENCE", "JWKS_URL", "MAX_TOKEN_LIFETIME_SECONDS"):
-        monkeypatch.delenv(name, raising=False)
-    authorizer.reset()
-    parameters.clear_caches()
-    with mock_aws():
-        manager = boto3.client("secretsmanager", region_name=REGION)
-        manager.create_secret(Name=SECRET_NAME, SecretString=SECRET)
+    with signing_secret_stored(monkeypatch) as manager:
         yield manager
-    parameters.clear_caches()
-    authorizer.reset()
-
-
-def ws_event(token: str | None) -> dict[str, Any]:
-    return {
-        "type": "REQUEST",
-        "methodArn": METHOD_ARN,
-        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com"},
-        "queryStringParameters": {"token": token} if token is not None else None,
-        "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": "c1"},
-    }
-
-
-def http_event(authorization: str | None) -> dict[str, Any]:
-    headers = {"content-type": "application/json"}
-    if authorization is not None:
-        headers["authorization"] = authorization
-    return {
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": ROUTE_ARN,
-        "identitySource": [authorization] if authorization else [],
-        "routeKey": "POST /rooms/{room}/messages",
-        "headers": headers,
-        "requestContext": {"http": {"method": "POST"}},
-    }
-
-
-def invoke(event: Any) -> Any:
-    return authorizer.handler(event, FakeLambdaContext())
 
 
 # --- chat.tokens.verify ---------------------------------------------------------------
@@ -170,11 +108,10 @@ def test_invalid_tokens_are_refused(make_token: Callable[[], str], reason: str) 
 
 
 def test_payload_that_is_not_an_object_is_refused() -> None:
-    head = b64(b'{"alg":"HS256"}')
-    body = b64(b'"alice"')
-    sig = b64(hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    token = signed(b'{"alg":"HS256"}', b'"alice"')
     with pytest.raises(InvalidTokenError, match="object"):
-        verify(f"{head}.{body}.{sig}", SECRET, time.time())
+        verify(token, SECRET, time.time())
+    head, _, sig = token.split(".")
     # a tampered payload fails on the signature before its claims are read
     with pytest.raises(InvalidTokenError, match="bad signature"):
         verify(f"{head}.{b64(b'{}')}.{sig}", SECRET, time.time())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import authorizer
@@ -21,6 +22,7 @@ from chat import jwks as jwks_module
 from chat import token_keys
 from chat.jwks import JwksKeys, JwksUnavailableError
 from chat.tokens import InvalidTokenError, TokenPolicy, verify
+from clients.tokens import minter_from_endpoints
 from tests.unit.conftest import FakeLambdaContext
 
 ISSUER = "https://issuer.example"
@@ -249,6 +251,28 @@ def test_jwks_keeps_only_signature_keys_for_rs256_and_es256(issuer: FakeIssuer) 
     for kid in ("enc", "rs512", "oct", "broken"):
         with pytest.raises(InvalidTokenError, match="unknown kid"):
             check(rs256(kid), source)
+
+
+def test_the_clients_mint_rs256_tokens_the_authorizer_accepts(
+    issuer: FakeIssuer, tmp_path: Path
+) -> None:
+    """An endpoints file's ``oidc`` entry (the sandbox's issuer) mints through the same
+    path as HS256 (clients.tokens.Signer): iss, aud and kid from the entry."""
+    key_file = tmp_path / "issuer.pem"
+    key_file.write_bytes(
+        RSA_KEY.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    entry = {"issuer": ISSUER, "audience": AUDIENCE, "kid": "rsa-1", "privateKeyFile": key_file}
+    mint = minter_from_endpoints({"oidc": entry, "signingSecret": "ignored-with-an-issuer"})
+    assert mint is not None
+    token = mint("ann", name="Ann", rooms=["lobby"], ttl_seconds=600)
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}
+    found = check(token, issuer.source(JWKS_URL))
+    assert (found.user_id, found.name, found.rooms) == ("ann", "Ann", ("lobby",))
 
 
 # --- claim mapping -------------------------------------------------------------------------

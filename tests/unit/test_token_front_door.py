@@ -8,51 +8,34 @@ Each case goes through ``chat.tokens.verify`` (the reason) and through the handl
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import authorizer
-import boto3
 import jwt
 import pytest
-from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 
-from chat import tokens
-from chat.tokens import HmacKeys, InvalidTokenError, TokenPolicy
-from tests.unit.conftest import REGION, FakeLambdaContext
+from chat.tokens import InvalidTokenError, TokenPolicy
+from tests.unit.tokens_helpers import (
+    SECRET,
+    b64,
+    both_apis_refuse,
+    forge,
+    good,
+    invoke,
+    signed,
+    signing_secret_stored,
+    verify,
+    ws_event,
+)
 
-SECRET = "front-door-signing-secret-0123456789abcdef"
-SECRET_NAME = "chat/test/front-door-secret"
-METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"
-ROUTE_ARN = "arn:aws:execute-api:us-east-1:123456789012:http123/$default/GET/rooms/lobby/messages"
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def sign(head: str, body: str, secret: str = SECRET) -> str:
-    return b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
-
-
-def raw_token(header: bytes, payload: bytes) -> str:
-    """A correctly signed token over any header and payload bytes."""
-    head, body = b64(header), b64(payload)
-    return f"{head}.{body}.{sign(head, body)}"
-
-
-def claims(**extra: Any) -> dict[str, Any]:
-    return {"sub": "alice", "exp": int(time.time()) + 600, **extra}
-
-
 def token(**extra: Any) -> str:
-    return raw_token(b'{"alg":"HS256","typ":"JWT"}', json.dumps(claims(**extra)).encode())
+    return forge(good(**extra))
 
 
 def non_canonical(segment: str) -> str:
@@ -64,38 +47,10 @@ def non_canonical(segment: str) -> str:
     return segment[:-1] + ALPHABET[last | 1]
 
 
-def verify(value: object, policy: TokenPolicy | None = None) -> tokens.Claims:
-    return tokens.verify(value, HmacKeys.from_secret(SECRET), time.time(), policy)
-
-
 @pytest.fixture
 def handler_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SIGNING_SECRET_NAME", SECRET_NAME)
-    for name in ("JWT_ISSUER", "JWT_AUDIENCE", "JWKS_URL", "MAX_TOKEN_LIFETIME_SECONDS"):
-        monkeypatch.delenv(name, raising=False)
-    authorizer.reset()
-    parameters.clear_caches()
-    with mock_aws():
-        boto3.client("secretsmanager", region_name=REGION).create_secret(
-            Name=SECRET_NAME, SecretString=SECRET
-        )
+    with signing_secret_stored(monkeypatch):
         yield
-    parameters.clear_caches()
-    authorizer.reset()
-
-
-def both_apis_refuse(value: str) -> None:
-    ws = authorizer.handler(
-        {"type": "REQUEST", "methodArn": METHOD_ARN, "queryStringParameters": {"token": value}},
-        FakeLambdaContext(),
-    )
-    assert ws["principalId"] == "unauthorized"
-    assert ws["policyDocument"]["Statement"][0]["Effect"] == "Deny"
-    http = authorizer.handler(
-        {"version": "2.0", "routeArn": ROUTE_ARN, "headers": {"authorization": f"Bearer {value}"}},
-        FakeLambdaContext(),
-    )
-    assert http == {"isAuthorized": False}
 
 
 # Each: (attack, how to build it, the reason verify gives).
@@ -107,11 +62,11 @@ ATTACKS: list[tuple[str, Callable[[], str], str]] = [
     ("a lone surrogate", lambda: token() + "\ud800", "base64url"),
     ("a NUL byte", lambda: token().replace(".", "\0.", 1), "base64url"),
     # Observed crash (RecursionError): a header of a few thousand "[".
-    ("5,000 [ in the header", lambda: raw_token(b"[" * 5000, b"{}"), "nests deeper"),
-    ("3,000 { in the payload", lambda: raw_token(b'{"alg":"HS256"}', b'{"a":' * 1000), "nests"),
+    ("5,000 [ in the header", lambda: signed(b"[" * 5000, b"{}"), "nests deeper"),
+    ("3,000 { in the payload", lambda: signed(b'{"alg":"HS256"}', b'{"a":' * 1000), "nests"),
     (
         "nesting hidden after a string",
-        lambda: raw_token(b'{"x":"]]","y":' + b"[" * 9, b"{}"),
+        lambda: signed(b'{"x":"]]","y":' + b"[" * 9, b"{}"),
         "nests",
     ),
     ("huge token", lambda: token(pad="x" * 9000), "longer"),
@@ -136,13 +91,13 @@ ATTACKS: list[tuple[str, Callable[[], str], str]] = [
         lambda: non_canonical(b64(b'{"alg":"HS256" }')) + "." + token().split(".", 1)[1],
         "canonical",
     ),
-    ("header in UTF-16", lambda: raw_token('{"alg":"HS256"}'.encode("utf-16"), b"{}"), "UTF-8"),
-    ("header with a BOM", lambda: raw_token(b'\xef\xbb\xbf{"alg":"HS256"}', b"{}"), "JSON"),
-    ("NaN exp", lambda: raw_token(b'{"alg":"HS256"}', b'{"sub":"a","exp":NaN}'), "JSON"),
-    ("1e400 exp", lambda: raw_token(b'{"alg":"HS256"}', b'{"sub":"a","exp":1e400}'), "JSON"),
+    ("header in UTF-16", lambda: signed('{"alg":"HS256"}'.encode("utf-16"), b"{}"), "UTF-8"),
+    ("header with a BOM", lambda: signed(b'\xef\xbb\xbf{"alg":"HS256"}', b"{}"), "JSON"),
+    ("NaN exp", lambda: signed(b'{"alg":"HS256"}', b'{"sub":"a","exp":NaN}'), "JSON"),
+    ("1e400 exp", lambda: signed(b'{"alg":"HS256"}', b'{"sub":"a","exp":1e400}'), "JSON"),
     (
         "5,000-digit exp",
-        lambda: raw_token(b'{"alg":"HS256"}', b'{"sub":"a","exp":' + b"9" * 5000 + b"}"),
+        lambda: signed(b'{"alg":"HS256"}', b'{"sub":"a","exp":' + b"9" * 5000 + b"}"),
         "JSON",
     ),
     ("exp in a thousand years", lambda: token(exp=int(time.time()) + 10**10), "lifetime"),
@@ -166,27 +121,27 @@ ATTACKS: list[tuple[str, Callable[[], str], str]] = [
     ),
     (
         "alg none, signed",
-        lambda: raw_token(b'{"alg":"none"}', json.dumps(claims()).encode()),
+        lambda: signed(b'{"alg":"none"}', json.dumps(good()).encode()),
         "alg",
     ),
     (
         "alg as a list",
-        lambda: raw_token(b'{"alg":["HS256"]}', json.dumps(claims()).encode()),
+        lambda: signed(b'{"alg":["HS256"]}', json.dumps(good()).encode()),
         "alg",
     ),
     (
         "crit header",
-        lambda: raw_token(b'{"alg":"HS256","crit":["exp"]}', json.dumps(claims()).encode()),
+        lambda: signed(b'{"alg":"HS256","crit":["exp"]}', json.dumps(good()).encode()),
         "crit",
     ),
     (
         "detached payload (b64 false)",
-        lambda: raw_token(b'{"alg":"HS256","b64":false}', json.dumps(claims()).encode()),
+        lambda: signed(b'{"alg":"HS256","b64":false}', json.dumps(good()).encode()),
         "b64",
     ),
     (
         "kid of 300 characters",
-        lambda: raw_token(json.dumps({"alg": "HS256", "kid": "k" * 300}).encode(), b"{}"),
+        lambda: signed(json.dumps({"alg": "HS256", "kid": "k" * 300}).encode(), b"{}"),
         "kid",
     ),
 ]
@@ -228,11 +183,11 @@ def test_a_non_canonical_signature_decodes_to_the_same_bytes_and_is_refused() ->
 def test_the_lifetime_bound_is_configurable_and_inclusive() -> None:
     now = int(time.time())
     hour = TokenPolicy(max_lifetime_seconds=3600)
-    assert verify(token(iat=now, exp=now + 3600), hour).user_id == "alice"
+    assert verify(token(iat=now, exp=now + 3600), policy=hour).user_id == "alice"
     with pytest.raises(InvalidTokenError, match="lifetime"):
-        verify(token(iat=now, exp=now + 3601), hour)
+        verify(token(iat=now, exp=now + 3601), policy=hour)
     with pytest.raises(InvalidTokenError, match="lifetime"):
-        verify(token(exp=now + 7200), hour)  # no iat: exp - now counts
+        verify(token(exp=now + 7200), policy=hour)  # no iat: exp - now counts
     assert verify(token(exp=now + 24 * 3600)).user_id == "alice"  # the default: 24 h
 
 
@@ -243,13 +198,7 @@ def test_the_handler_reads_the_lifetime_bound(
     authorizer.reset()
     now = int(time.time())
     both_apis_refuse(token(iat=now, exp=now + 3600))
-    allowed = authorizer.handler(
-        {
-            "methodArn": METHOD_ARN,
-            "queryStringParameters": {"token": token(iat=now, exp=now + 600)},
-        },
-        FakeLambdaContext(),
-    )
+    allowed = invoke(ws_event(token(iat=now, exp=now + 600)))
     assert allowed["principalId"] == "alice"
 
 
