@@ -26,9 +26,9 @@ Both routes run behind the authorizer: a request without its identity is 400
 ``bad_request``; a room the token's ``rooms`` do not allow is 403
 ``forbidden`` (checked right after the room name).
 
-``GET /health`` (routed only with the global endpoint, without the
-authorizer) answers 200 ``{"status": "ok", "region"}`` for Route 53's health
-checks, touching no table; it counts ``HealthChecks``, not ``HttpRequests``.
+``GET /health`` (the global endpoint's health check) is not served here but by
+HealthHandler (``health_handler``): this function's executions are capped and
+long polls hold them, which must not fail the region's health check.
 
 Why not Powertools' ``APIGatewayHttpResolver``: it would own the two
 behaviours this API needs exactly as they are and the resolver does
@@ -37,7 +37,7 @@ resolver answers 404), and the ``$default`` catch-all route, whose room comes
 from the raw path (the resolver matches its own route table and would need
 the same regular expression). Every failure must also carry the protocol's
 ``{"code", "message"}``, so its 404/exception handlers would all be
-overridden; three routes do not pay for that.
+overridden; two routes do not pay for that.
 
 Dispatch uses ``requestContext.http.method`` and ``pathParameters.room``; when
 the route is ``$default`` (a catch-all integration) the room comes from the
@@ -76,12 +76,7 @@ from chat.limits import RATE_LIMITED
 from chat.model import Sender, valid_room
 from chat.observability import count, logger, metrics, tracer
 
-__all__ = ["HEALTH_ROUTE_KEY", "LONG_POLL_MARGIN_MS", "MAX_WAIT_SECONDS", "handler"]
-
-# Only routed (without the authorizer) when the global endpoint is configured:
-# Route 53's health checkers call it (stacks/global_endpoint.py). It answers
-# 200 without touching a table: "API Gateway and this function answer here".
-HEALTH_ROUTE_KEY = "GET /health"
+__all__ = ["LONG_POLL_MARGIN_MS", "MAX_WAIT_SECONDS", "handler"]
 
 MAX_WAIT_SECONDS = 20
 LONG_POLL_MARGIN_MS = 1500  # kept free of the invocation's time to answer
@@ -305,10 +300,6 @@ def _wait_for_messages(
 @tracer.capture_lambda_handler(capture_response=False)  # responses carry message bodies
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if isinstance(event, dict) and event.get("routeKey") == HEALTH_ROUTE_KEY:
-        # A metric of its own (an empty metric set would log a warning per check).
-        count("HealthChecks")
-        return _response(200, {"status": "ok", "region": config.get_settings().region})
     count("HttpRequests")
     try:
         if not isinstance(event, dict):

@@ -100,6 +100,8 @@ FUNCTION_SKIPS: Mapping[str, Mapping[str, str]] = {
     "authorizer.handler": {"CKV_AWS_115": _NO_RESERVATION, "CKV_AWS_116": _SYNCHRONOUS},
     # CKV_AWS_115 is fixed, not skipped: reserved concurrency (httpReservedConcurrency).
     "http_handler.handler": {"CKV_AWS_116": _SYNCHRONOUS},
+    # CKV_AWS_115 is fixed, not skipped: reserved concurrency of its own (stacks/functions.py).
+    "health_handler.handler": {"CKV_AWS_116": _SYNCHRONOUS},
     "server_api.handler": {
         "CKV_AWS_115": (
             "Called by the team's own backends through IAM-authorized routes (never by "

@@ -131,7 +131,7 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
             stack.global_endpoint.health_route,
             "APIG4",
             "GET /health is called by Route 53 health checkers, which cannot authenticate; it "
-            "answers a constant 200 and reads no data (HttpHandler, HEALTH_ROUTE_KEY)",
+            "answers a constant 200 and reads no data (HealthHandler, lambdas/health_handler.py)",
         )
 
     # SMG4: the signing secret is rotated by hand (where it is created).

@@ -1,4 +1,5 @@
-"""The five Lambda functions of a region, each with its own least-privilege role.
+"""The five Lambda functions of a region (six with the global endpoint), each with its
+own least-privilege role.
 
 Each function is one row of :func:`function_specs`: handler, memory, timeout,
 the exact table actions it may call, whether it publishes on the bus. Adding
@@ -185,6 +186,30 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             # polls could take the region's whole concurrency (docs/operations.md).
             reserved_concurrency=config.http_reserved_concurrency,
         ),
+        # Only with the global endpoint, like its one route (GET /health).
+        *(
+            (
+                FunctionSpec(
+                    name="HealthHandler",
+                    handler="health_handler.handler",
+                    description="GET /health: Route 53's health check of the region",
+                    memory_mb=256,  # CPU for the cold start: Route 53 waits 2 s for an answer
+                    timeout_s=3,  # it answers in milliseconds; Route 53 gave up long before
+                    # No table, bus or secret (lambdas/health_handler.py says why).
+                    shared_environment=False,
+                    # Its own executions: HttpHandler's long polls cannot queue it
+                    # (and fail the region over), and a burst elsewhere in the
+                    # region cannot throttle it: overload is for the alarms, a
+                    # failover would only move the load. It also caps what a flood
+                    # of this unauthenticated route takes from the region's pool.
+                    # A check takes milliseconds: 5 answer far more than the
+                    # stage's throttle lets through.
+                    reserved_concurrency=5,
+                ),
+            )
+            if config.domain_name and config.hosted_zone_id
+            else ()
+        ),
         FunctionSpec(
             name="Authorizer",
             handler="authorizer.handler",
@@ -204,7 +229,8 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
 
 
 class ChatFunctions(Construct):
-    """ConnectionHandler, ClientMessageHandler, EventBusMessageHandler, HttpHandler, Authorizer.
+    """ConnectionHandler, ClientMessageHandler, EventBusMessageHandler, HttpHandler, Authorizer
+    (and HealthHandler with the global endpoint).
 
     Each function has an explicit role with no managed policies: it may write
     to its own log group, send X-Ray traces, use exactly the table actions its
@@ -218,6 +244,8 @@ class ChatFunctions(Construct):
         client_message_handler: every client action (route responses).
         event_bus_message_handler: the delivery rule's target (history + fan-out).
         http_handler: the HTTP fallback API's routes (send, history long-poll).
+        health_handler: ``GET /health``, Route 53's health check (None without
+            the global endpoint).
         authorizer: the token authorizer of both APIs (``$connect``, the HTTP
             routes). Its environment is only Powertools' and the token rules
             (:func:`authorizer_environment`); its one permission beyond logs
@@ -334,6 +362,7 @@ class ChatFunctions(Construct):
         self.event_bus_message_handler = self.functions["EventBusMessageHandler"]
         self.http_handler = self.functions["HttpHandler"]
         self.authorizer = self.functions["Authorizer"]
+        self.health_handler: lambda_.Function | None = self.functions.get("HealthHandler")
         self.async_failure_queue = failure_queues["EventBusMessageHandler"]
 
     # ---- wiring done by the stack ---------------------------------------

@@ -9,8 +9,9 @@ With ``domainName`` and ``hostedZoneId`` configured, every region gets:
   mapped to the WebSocket API's stage and the HTTP API's ``$default`` stage;
 * a Route 53 health check of the region: HTTPS ``GET /health`` on the HTTP
   API's own regional endpoint (a route without the authorizer, served by
-  HttpHandler without touching a table, so it says "API Gateway and Lambda
-  answer in this region");
+  HealthHandler without touching a table, so it says "API Gateway and Lambda
+  answer in this region"). HealthHandler has executions of its own: not
+  HttpHandler, whose capped executions long polls can fill;
 * latency-based alias records for both names, with that health check, so
   resolvers get the nearest region whose health check passes.
 
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
 from constructs import Construct
@@ -49,6 +52,7 @@ class ChatGlobalEndpoint(Construct):
         health_check: the region's Route 53 health check.
         websocket_record, http_record: the latency alias records.
         health_route: the unauthenticated ``GET /health`` route of the HTTP API.
+        health_integration: its Lambda proxy integration (``health_handler``).
         websocket_url, http_url: ``wss://chat.<domain>``, ``https://api.<domain>/``.
     """
 
@@ -65,7 +69,7 @@ class ChatGlobalEndpoint(Construct):
         websocket_stage: apigwv2.IWebSocketStage,
         http_api: apigwv2.HttpApi,
         http_stage: apigwv2.IHttpStage,
-        http_integration: apigwv2.HttpRouteIntegration,
+        health_handler: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -81,10 +85,15 @@ class ChatGlobalEndpoint(Construct):
             validation=acm.CertificateValidation.from_dns(zone),
         )
 
+        self.health_integration = integrations.HttpLambdaIntegration(
+            "HealthIntegration",
+            health_handler,
+            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
+        )
         (self.health_route,) = http_api.add_routes(
             path=HEALTH_PATH,
             methods=[apigwv2.HttpMethod.GET],
-            integration=http_integration,
+            integration=self.health_integration,
             authorizer=apigwv2.HttpNoneAuthorizer(),
         )
         self.health_check = route53.HealthCheck(

@@ -164,6 +164,7 @@ class ChatRegionStack(Stack):
         self.global_endpoint: ChatGlobalEndpoint | None = None
         if config.domain_name and config.hosted_zone_id:
             assert config.global_websocket_domain and config.global_http_domain
+            assert self.functions.health_handler is not None
             self.global_endpoint = ChatGlobalEndpoint(
                 self,
                 "GlobalEndpoint",
@@ -175,7 +176,7 @@ class ChatRegionStack(Stack):
                 websocket_stage=self.api.stage,
                 http_api=self.http_api.api,
                 http_stage=self.http_api.stage,
-                http_integration=self.http_api.integration,
+                health_handler=self.functions.health_handler,
             )
 
         # Fan-out: EventBusMessageHandler posts to this API's connections

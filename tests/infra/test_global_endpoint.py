@@ -12,11 +12,28 @@ import pytest
 
 from stacks.config import ChatConfig, ConfigError
 
-from .helpers import JsonDict, SynthResult, api, only, resources, synth
+from .helpers import (
+    ACCOUNT,
+    JsonDict,
+    SynthResult,
+    api,
+    as_list,
+    function_by_handler,
+    getatt_id,
+    only,
+    resolve,
+    resources,
+    role_statements,
+    synth,
+)
+from .template_checks import XRAY_ACTIONS
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
 DOMAIN = "example.com"
 ZONE = "Z0123456789ABCDEFGHIJ"
+HEALTH_HANDLER = "health_handler.handler"
+HTTP_HANDLER = "http_handler.handler"
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 GLOBAL_TYPES = (
     "AWS::CertificateManager::Certificate",
     "AWS::ApiGatewayV2::DomainName",
@@ -48,6 +65,12 @@ def test_default_synth_has_no_global_endpoint(app3: SynthResult, region: str) ->
     for resource_type in GLOBAL_TYPES:
         assert not resources(template, resource_type), resource_type
     assert "GET /health" not in route_keys(template)
+    # Nor its function: no reserved concurrency taken for a route that is not there.
+    handlers = {
+        f["Properties"]["Handler"] for f in resources(template, "AWS::Lambda::Function").values()
+    }
+    assert HEALTH_HANDLER not in handlers
+    assert app3.stacks[region].functions.health_handler is None
     assert not {"GlobalWebSocketUrl", "GlobalHttpUrl"} & set(template["Outputs"])
 
 
@@ -114,6 +137,99 @@ def test_health_check_calls_the_regions_own_http_api(app_global: SynthResult, re
         and r["Properties"]["RouteKey"].startswith(("GET /rooms", "POST /rooms"))
     ]
     assert len(others) == 2 and all(r["AuthorizationType"] == "CUSTOM" for r in others)
+
+
+def _integration_function(template: JsonDict, route: JsonDict) -> str:
+    """The logical id of the function behind an HTTP API route's Lambda proxy integration."""
+    integration_id = route["Target"]["Fn::Join"][1][1]["Ref"]
+    integration = template["Resources"][integration_id]["Properties"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["PayloadFormatVersion"] == "2.0"
+    return getatt_id(integration["IntegrationUri"])
+
+
+def test_health_route_has_a_function_of_its_own(app_global: SynthResult, region: str) -> None:
+    """Not HttpHandler: long polls fill its capped executions, which must not fail the check."""
+    template = app_global.template_json(region)
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in resources(template, "AWS::ApiGatewayV2::Route").values()
+    }
+    health_id, health = function_by_handler(template, HEALTH_HANDLER)
+    http_id, http_handler = function_by_handler(template, HTTP_HANDLER)
+    assert _integration_function(template, routes["GET /health"]) == health_id
+    for key in ("GET /rooms/{room}/messages", "POST /rooms/{room}/messages"):
+        assert _integration_function(template, routes[key]) == http_id
+    props = health["Properties"]
+    # Executions of its own, apart from HttpHandler's (and a cap on a flood of the route).
+    assert props["ReservedConcurrentExecutions"] == 5
+    assert http_handler["Properties"]["ReservedConcurrentExecutions"] == (
+        app_global.config.http_reserved_concurrency
+    )
+    assert (props["Runtime"], props["Architectures"]) == ("python3.14", ["arm64"])
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Timeout"] == 3 and props["MemorySize"] == 256
+    # Powertools' variables only: no table, bus or secret name to reach.
+    assert set(props["Environment"]["Variables"]) == POWERTOOLS_ENV
+    assert app_global.stacks[region].functions.health_handler is not None
+
+
+def test_health_function_may_only_log_and_trace(app_global: SynthResult, region: str) -> None:
+    template = app_global.template_json(region)
+    _, health = function_by_handler(template, HEALTH_HANDLER)
+    role_id = getatt_id(health["Properties"]["Role"])
+    assert "ManagedPolicyArns" not in template["Resources"][role_id]["Properties"]
+    own_log_group = health["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    granted = sorted(
+        (tuple(sorted(as_list(s["Action"]))), str(s["Resource"]))
+        for s in role_statements(template, role_id)
+    )
+    assert granted == sorted(
+        [
+            (
+                ("logs:CreateLogStream", "logs:PutLogEvents"),
+                str({"Fn::GetAtt": [own_log_group, "Arn"]}),
+            ),
+            (tuple(XRAY_ACTIONS), "*"),
+        ]
+    )
+
+
+def test_only_the_health_route_invokes_the_health_function(
+    app_global: SynthResult, region: str
+) -> None:
+    template = app_global.template_json(region)
+    http_api, _ = api(template, "HTTP")
+    health_id, _ = function_by_handler(template, HEALTH_HANDLER)
+    http_id, _ = function_by_handler(template, HTTP_HANDLER)
+    source_arns: dict[str, list[str]] = {health_id: [], http_id: []}
+    for permission in resources(template, "AWS::Lambda::Permission").values():
+        props = permission["Properties"]
+        function = props["FunctionName"].get("Fn::GetAtt", [None])[0]
+        if function in source_arns:
+            assert props["Principal"] == "apigateway.amazonaws.com"
+            arn = resolve(props["SourceArn"], region=region, refs={http_api: "http123"})
+            source_arns[function].append(arn)
+    prefix = f"arn:aws:execute-api:{region}:{ACCOUNT}:http123/*/*"
+    assert source_arns[health_id] == [f"{prefix}/health"]
+    # HttpHandler: the message routes only (one permission per method).
+    assert source_arns[http_id] == [f"{prefix}/rooms/{{room}}/messages"] * 2
+
+
+def test_health_function_is_alarmed(app_global: SynthResult, region: str) -> None:
+    """Errors or throttles of the health check are a failover in the making."""
+    template = app_global.template_json(region)
+    health_id, _ = function_by_handler(template, HEALTH_HANDLER)
+    alarmed = sorted(
+        a["Properties"]["MetricName"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == "AWS/Lambda"
+        and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": health_id}
+    )
+    assert alarmed == ["Errors", "Throttles"]
+    assert {"HealthHandlerErrors", "HealthHandlerThrottles"} <= set(
+        app_global.stacks[region].monitoring.alarms
+    )
 
 
 def test_latency_records_with_health_check(app_global: SynthResult, region: str) -> None:

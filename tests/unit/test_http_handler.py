@@ -353,21 +353,12 @@ def test_not_an_http_event(chat: Any, context: Any) -> None:
     assert response["statusCode"] == 404
 
 
-def test_health_route_answers_without_identity_or_tables(
-    chat: Any, monkeypatch: pytest.MonkeyPatch, emitted_metrics: Any
-) -> None:
-    """Route 53's health checkers call GET /health without a token (global endpoint only)."""
-
-    def boom(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the health route must not read a table")
-
-    monkeypatch.setattr(history_store, "query_messages", boom)
+def test_health_is_not_served_here(chat: Any, emitted_metrics: Any) -> None:
+    """GET /health has a function of its own (health_handler): routed here by mistake it
+    is no health check but an unknown path, so Route 53 would see the mistake."""
     emitted_metrics()
-    response = chat.http("GET", None, user=None, route_key="GET /health", raw_path="/health")
-    assert response["statusCode"] == 200
-    assert response["json"] == {"status": "ok", "region": TEST_ENV["AWS_REGION"]}
-    emitted = emitted_metrics()
-    assert emitted["HealthChecks"] == 1 and "HttpRequests" not in emitted
-    # The same path under the catch-all route is no health check (and has no room).
-    response = chat.http("GET", None, user=None, route_key="$default", raw_path="/health")
-    assert response["statusCode"] == 404
+    for route_key in ("GET /health", "$default"):
+        response = chat.http("GET", None, user=None, route_key=route_key, raw_path="/health")
+        assert response["statusCode"] == 404
+        assert response["json"]["code"] == "bad_request"
+    assert "HealthChecks" not in emitted_metrics()
