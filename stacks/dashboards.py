@@ -57,6 +57,7 @@ RUNTIME_ERROR_METRICS = (
     "InternalErrors",
     "PublishFailures",
     "PresencePublishFailures",
+    "PresenceCountFailures",
     "FanoutErrors",
     "HistoryWriteFailures",
 )

@@ -12,8 +12,8 @@ What is alarmed and why:
 * the HTTP API's ``5xx`` (HttpHandler failed or timed out, or API Gateway
   could not call it; 4xx are the clients' own errors and are not alarmed);
 * the runtime's ``FailedDeliveries``, ``PublishFailures``,
-  ``PresencePublishFailures``, ``ShardFailures``, ``OversizedReplies`` and
-  ``RateLimitErrors`` (names in
+  ``PresencePublishFailures``, ``PresenceCountFailures``, ``ShardFailures``,
+  ``OversizedReplies`` and ``RateLimitErrors`` (names in
   docs/contracts.md, "Metrics").
 
 Why the topic has its own KMS key: an alarm action publishes as the
@@ -56,6 +56,9 @@ ALARMED_CUSTOM_METRICS: tuple[str, ...] = (
     "FailedDeliveries",
     "PublishFailures",
     "PresencePublishFailures",
+    # A room's member count (chat.roster) was not updated, or its live/quiet
+    # switch failed: memberCount drifts (bounded) and a big room may stay live.
+    "PresenceCountFailures",
     # A fan-out shard failed (FanoutWorker reports it as a batch item failure, not
     # a Lambda error, so FanoutWorkerErrors does not see it); SQS retries it.
     "ShardFailures",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -794,7 +796,8 @@ def test_alarms(template: JsonDict) -> None:
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
         + [("AWS/ApiGateway", "5xx")]
         + [("chat/prod", "FailedDeliveries"), ("chat/prod", "PublishFailures")]
-        + [("chat/prod", "PresencePublishFailures"), ("chat/prod", "ShardFailures")]
+        + [("chat/prod", "PresencePublishFailures"), ("chat/prod", "PresenceCountFailures")]
+        + [("chat/prod", "ShardFailures")]
         + [("chat/prod", "OversizedReplies"), ("chat/prod", "RateLimitErrors")]
     )
     functions = {
@@ -823,6 +826,23 @@ def test_alarms(template: JsonDict) -> None:
                 {"Name": "Stage", "Value": "prod"},
             ]
     assert alarmed_functions == functions
+
+
+def test_alarmed_runtime_metrics_are_emitted_and_documented(repo_root: Path) -> None:
+    """An alarm on a metric no handler emits never fires; an undocumented one surprises
+    whoever is paged (docs/contracts.md, "Metrics": one row per alarmed metric)."""
+    source = "\n".join(path.read_text() for path in (repo_root / "lambdas").rglob("*.py"))
+    emitted = set(re.findall(r'count\(\s*"([A-Za-z]+)"', source))
+    emitted |= set(re.findall(r'FAILURE_METRIC = "([A-Za-z]+)"', source))
+    assert set(ALARMED_CUSTOM_METRICS) - emitted == set()
+    contracts = (repo_root / "docs" / "contracts.md").read_text()
+    rows = {
+        found.group(1): found.group(2)
+        for found in re.finditer(r"^\| `([A-Za-z]+)` \|.*\| ([^|]+) \|$", contracts, re.MULTILINE)
+    }
+    for name in ALARMED_CUSTOM_METRICS:
+        assert name in rows, f"{name}: no row in docs/contracts.md, Metrics"
+        assert rows[name].strip() == "Sum > 0 over 5 min", name
 
 
 def test_outputs(app3: SynthResult, region: str) -> None:
