@@ -108,6 +108,10 @@ async def _health_beside_a_long_poll(sandbox: SandboxProcess) -> None:
             ) as answer:
                 return answer.status, await answer.json()
 
+        # Warm HealthHandler first (a cold worker start on a loaded machine is seconds), so
+        # the check below has the poll's whole wait to answer in.
+        async with http.get(f"{base}/health") as answer:
+            assert answer.status == 200, await answer.text()
         poll = asyncio.create_task(long_poll())
         sender = None
         try:
