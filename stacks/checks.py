@@ -102,6 +102,13 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
             "Connection ids are assigned by API Gateway at runtime; the ARN is already limited "
             "to this API, this stage and POST, the trailing * is the connection id",
         )
+    _ack(
+        _default_policy(stack.functions.event_bus_message_handler.role),
+        _manage_connections_finding(stack, "DELETE"),
+        "EventBusMessageHandler closes room members whose token expired (the token_expired "
+        "frame, then DeleteConnection); connection ids are assigned at runtime, the ARN is "
+        "limited to this API, this stage and DELETE, the trailing * is the connection id",
+    )
 
     closer = _default_policy(stack.functions.client_message_handler.role)
     for method in ("POST", "DELETE"):

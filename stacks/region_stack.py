@@ -180,10 +180,14 @@ class ChatRegionStack(Stack):
             )
 
         # Fan-out: EventBusMessageHandler posts to this API's connections
-        # itself, or shards a big room's members onto the fan-out queue.
+        # itself, or shards a big room's members onto the fan-out queue. It
+        # reads the members, so it also closes those whose token expired
+        # (the ``token_expired`` frame, then DELETE).
         bus_handler = self.functions.event_bus_message_handler
         bus_handler.add_environment("CALLBACK_URL", self.api.callback_url)
-        self.functions.allow_manage_connections(self.api.manage_connections_arn)
+        self.functions.allow_manage_connections(
+            self.api.manage_connections_arn, bus_handler, self.api.close_connections_arn
+        )
         self.replication.add_delivery_target(bus_handler)
         # ClientMessageHandler closes connections whose token expired: it
         # pushes the ``token_expired`` frame (POST), then closes (DELETE).

@@ -2,7 +2,8 @@
 
 EventBusMessageHandler calls :func:`broadcast` for every frame it pushes.
 The room's local connection ids are read in projected Query pages of
-``FANOUT_SHARD_SIZE`` ids, then:
+``FANOUT_SHARD_SIZE`` ids (with each token's ``exp``: members whose token
+has expired are closed, not delivered to; :mod:`chat.token_expiry`), then:
 
 * up to ``FANOUT_SHARD_THRESHOLD`` members: delivered here, by
   :func:`chat.fanout.deliver` (one invocation easily posts a few thousand
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chat import config, fanout, fanout_queue, room_store
+from chat import config, fanout, fanout_queue, token_expiry
 from chat.observability import logger
 
 __all__ = ["BroadcastResult", "broadcast"]
@@ -58,7 +59,8 @@ def broadcast(room: str, frame: str, *, job_id: str) -> BroadcastResult:
     # Pages of one shard's size: in a big room the first shards are queued
     # (and workers start) while later pages are still being read.
     big = False
-    for page in room_store.iter_room_connection_ids(room, shard_size if sharding else None):
+    # Members whose token has expired are closed instead (chat.token_expiry).
+    for page in token_expiry.live_connection_ids(room, shard_size if sharding else None):
         ids.extend(page)
         result.members += len(page)
         big = big or (sharding and result.members > settings.fanout_shard_threshold)

@@ -205,19 +205,38 @@ def put_connection(
 
 def extend_token(connection_id: str, user_id: str, expires_at: int) -> bool:
     """Record a fresh token's ``exp`` (``refresh``); False when the connection is
-    unknown or belongs to another user (conditional write, nothing changed)."""
+    unknown or belongs to another user (conditional write, nothing changed).
+
+    META first, then each membership META lists (at most the rooms-per-connection
+    cap): the fan-out reads the expiry from the membership items.
+    """
+    ddb, table = clients.dynamodb(), connections_table()
+    value: AttributeValueTypeDef = {"N": str(expires_at)}
     try:
-        clients.dynamodb().update_item(
-            TableName=connections_table(),
+        response = ddb.update_item(
+            TableName=table,
             Key={"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}},
             UpdateExpression="SET tokenExpiresAt = :exp",
             ConditionExpression="userId = :user",
-            ExpressionAttributeValues={":exp": {"N": str(expires_at)}, ":user": {"S": user_id}},
+            ExpressionAttributeValues={":exp": value, ":user": {"S": user_id}},
+            ReturnValues="ALL_NEW",
         )
     except ClientError as error:
         if is_conditional_failure(error):
             return False
         raise
+    for room in sorted(response.get("Attributes", {}).get("rooms", {}).get("SS", [])):
+        try:
+            ddb.update_item(
+                TableName=table,
+                Key={"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}},
+                UpdateExpression="SET tokenExpiresAt = :exp",
+                ConditionExpression="attribute_exists(pk)",  # never recreate a left membership
+                ExpressionAttributeValues={":exp": value},
+            )
+        except ClientError as error:
+            if not is_conditional_failure(error):
+                raise
     return True
 
 
@@ -322,6 +341,9 @@ def join_room(connection_id: str, room: str, max_rooms: int | None = None) -> Jo
     }
     if connection.name:
         item["name"] = {"S": connection.name}
+    if connection.token_expires_at is not None:
+        # the fan-out reads it with the ids: listen-only connections are closed after exp
+        item["tokenExpiresAt"] = {"N": str(connection.token_expires_at)}
     try:
         ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         return JoinResult(connection=connection, created=True, joined_at=joined_at, first=first)

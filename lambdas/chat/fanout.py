@@ -83,7 +83,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from chat import config, presence, retry, room_store
+from chat import config, presence, retry, token_expiry
 from chat.observability import logger
 
 if TYPE_CHECKING:
@@ -606,7 +606,7 @@ def deliver(
     on_done: Callable[[str, str], None] | None = None,
 ) -> FanoutResult:
     """Post ``data`` to ``connection_ids`` (default: every local connection in
-    ``room``, read page by page); never raises for a post.
+    ``room`` whose token has not expired, read page by page); never raises for a post.
 
     Raises only if the member query fails (nothing is retried then: the caller
     decides) or no credentials are available.
@@ -640,7 +640,9 @@ def deliver(
     )
     pages: Iterator[list[str]] | None = None
     if connection_ids is None:
-        pages = room_store.iter_room_connection_ids(room, page_size)
+        # Closes members whose token expired, synchronously; pages are pulled
+        # off the event loop (run_in_executor), so posts keep flowing meanwhile.
+        pages = token_expiry.live_connection_ids(room, page_size)
     else:
         fanout.add(connection_ids)
     return runtime.loop.run_until_complete(fanout.run(pages))

@@ -30,6 +30,7 @@ from chat.dynamo import (
     USER_PREFIX,
     Item,
     connections_table,
+    int_attr,
     is_conditional_failure,
     lease_expired,
     live_connection_ids,
@@ -48,6 +49,7 @@ __all__ = [
     "RemotePresenceOutcome",
     "apply_remote_presence",
     "iter_room_connection_ids",
+    "iter_room_connections",
     "member_presence",
     "room_members",
     "room_members_page",
@@ -252,20 +254,37 @@ def member_presence(room: str, user_id: str) -> dict[str, str] | None:
     return found[0] if found else None
 
 
-def iter_room_connection_ids(room: str, page_size: int | None = None) -> Iterator[list[str]]:
-    """The local connection ids in ``room``, one list per Query page (membership
-    items only: ``USER#``, ``REMOTE#`` and ``COUNT`` do not begin with ``CONN#``)."""
+RoomConnection = tuple[str, int | None]  # (connectionId, tokenExpiresAt) of one membership
+
+
+def iter_room_connections(
+    room: str, page_size: int | None = None
+) -> Iterator[list[RoomConnection]]:
+    """The local connections in ``room`` with their token's ``exp`` (None: not
+    recorded), one list per Query page (membership items only: ``USER#``,
+    ``REMOTE#`` and ``COUNT`` do not begin with ``CONN#``)."""
     kwargs: dict[str, Any] = {
         "TableName": connections_table(),
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :conn)",
-        "ProjectionExpression": "connectionId",
+        "ProjectionExpression": "connectionId, tokenExpiresAt",
         "ExpressionAttributeValues": {":pk": {"S": room_pk(room)}, ":conn": {"S": "CONN#"}},
     }
     limit = page_size or FANOUT_PAGE_SIZE
     if limit:
         kwargs["Limit"] = limit
     for page in query_pages(**kwargs):
-        yield [cid for item in page if (cid := str_attr(item, "connectionId"))]
+        yield [
+            (cid, int_attr(item, "tokenExpiresAt"))
+            for item in page
+            if (cid := str_attr(item, "connectionId"))
+        ]
+
+
+def iter_room_connection_ids(room: str, page_size: int | None = None) -> Iterator[list[str]]:
+    """The local connection ids in ``room``, one list per Query page, expired
+    tokens included (deliveries use :func:`chat.token_expiry.live_connection_ids`)."""
+    for page in iter_room_connections(room, page_size):
+        yield [cid for cid, _ in page]
 
 
 def user_connections(room: str, user_id: str) -> list[str]:

@@ -548,19 +548,22 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
         failure_queue = getatt_id(
             invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
         )
-        manage = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
-        assert len(manage) == 1
+        # post frames; close members whose token expired (token_expired, then DELETE)
+        (manage,) = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
         api_id, _ = api(template, "WEBSOCKET")
-        assert resolve(manage[0]["Resource"], region=region, refs={api_id: "abc123"}) == (
-            f"arn:aws:execute-api:{region}:{ACCOUNT}:abc123/prod/POST/@connections/*"
-        )
+        assert sorted(resolve(manage["Resource"], region=region, refs={api_id: "abc123"})) == [
+            f"arn:aws:execute-api:{region}:{ACCOUNT}:abc123/prod/{method}/@connections/*"
+            for method in ("DELETE", "POST")
+        ]
         expected += [
             # Lambda's SqsDestination grant: send, plus two read-only calls on this queue.
             (
                 ("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"),
                 f"GetAtt:{failure_queue}",
             ),
-            (("execute-api:ManageConnections",), f"Other:{manage[0]['Resource']}"),
+        ]
+        expected += [
+            (("execute-api:ManageConnections",), f"Other:{arn}") for arn in manage["Resource"]
         ]
     assert _normalized(statements) == sorted(expected)
 

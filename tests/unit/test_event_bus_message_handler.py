@@ -239,7 +239,7 @@ def test_many_members_paged_and_concurrent_with_mixed_outcomes(
     fanout_queries: list[dict[str, Any]] = []
 
     def counting_query(**kwargs: Any) -> Any:
-        if kwargs.get("ProjectionExpression") == "connectionId":
+        if kwargs.get("ProjectionExpression") == "connectionId, tokenExpiresAt":
             fanout_queries.append(kwargs)
         return real_query(**kwargs)
 
@@ -364,7 +364,7 @@ def test_member_query_failure_after_write_is_not_raised(
     def broken_pages(*args: Any, **kwargs: Any) -> Iterator[list[str]]:
         raise client_error("InternalServerError", 500)
 
-    monkeypatch.setattr(room_store, "iter_room_connection_ids", broken_pages)
+    monkeypatch.setattr(room_store, "iter_room_connections", broken_pages)
     d = detail()
     emitted_metrics()
     assert chat.deliver(d) == {"status": "fanout_error"}

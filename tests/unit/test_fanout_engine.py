@@ -161,7 +161,7 @@ def test_members_are_read_from_the_table_when_not_given(
         seen.append((room, page_size))
         yield from pages
 
-    monkeypatch.setattr(fanout.room_store, "iter_room_connection_ids", fake_pages)
+    monkeypatch.setattr(fanout.token_expiry, "live_connection_ids", fake_pages)
     result = fanout.deliver("lobby", FRAME, page_size=2)
     assert result.delivered == 3 and seen == [("lobby", 2)]
     assert sorted(ids_of(mgmt.posts())) == ["a", "b", "c"]

@@ -14,10 +14,11 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from botocore.stub import ANY, Stubber
 
-from chat import clients, connection_store, token_keys
+from chat import clients, connection_store, fanout, ids, room_store, token_expiry, token_keys
 from chat.tokens import LEEWAY_SECONDS
 from clients.tokens import mint_token
 from tests.unit.conftest import REGION, authorizer_context
+from tests.unit.connections_server import ConnectionsServer, ids_of
 
 
 def connect_until(chat: Any, cid: str, expires_at: int | str | None) -> dict[str, Any]:
@@ -192,3 +193,116 @@ def test_refresh_with_an_oidc_issuer_uses_its_jwks_and_reads_no_secret(
         assert issuer.requests  # the keys came from the issuer, no secret was read
     finally:
         token_keys.policy.cache_clear()
+
+
+# --- delivery: a listen-only connection is closed at the next frame to its room ---------
+
+
+def member_until(chat: Any, cid: str, expires_at: int | None) -> None:
+    connect_until(chat, cid, expires_at)
+    assert chat.send(cid, {"action": "join", "room": "lobby"})["type"] == "joined"
+
+
+def clock_at(monkeypatch: pytest.MonkeyPatch, now: int) -> None:
+    """The delivery's clock (tokens are judged with it; nothing else moves)."""
+    monkeypatch.setattr(token_expiry, "epoch_seconds", lambda: now)
+
+
+def message() -> dict[str, Any]:
+    message_id = ids.new_id()
+    return {
+        "originRegion": REGION,
+        "room": "lobby",
+        "id": message_id,
+        "sender": {"userId": "bob", "region": REGION},
+        "body": {"text": "hi"},
+        "sentAt": ids.iso_from_ms(ids.id_timestamp_ms(message_id)),
+    }
+
+
+def test_join_copies_the_token_expiry_into_the_membership(chat: Any) -> None:
+    expires_at = int(time.time()) + 600
+    member_until(chat, "c1", expires_at)
+    assert list(room_store.iter_room_connections("lobby")) == [[("c1", expires_at)]]
+
+
+def test_an_expired_member_is_closed_instead_of_delivered_to(
+    chat: Any,
+    management: Stubber,
+    mgmt: ConnectionsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    emitted_metrics: Any,
+) -> None:
+    now = int(time.time())
+    member_until(chat, "expired", now + 60)
+    member_until(chat, "live", now + 7200)
+    member_until(chat, "unknown", None)  # written before tokenExpiresAt, or no exp
+    clock_at(monkeypatch, now + 60 + LEEWAY_SECONDS + 1)
+    expect_close(management, "expired")
+    emitted_metrics()
+    result = chat.deliver(message())
+    assert (result["status"], result["delivered"]) == ("delivered", 2)
+    assert sorted(ids_of(mgmt.posts())) == ["live", "unknown"]
+    assert emitted_metrics()["ExpiredConnectionsClosed"] == 1
+
+
+def test_within_the_leeway_a_member_is_still_delivered_to(
+    chat: Any, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = int(time.time())
+    member_until(chat, "c1", now + 60)
+    clock_at(monkeypatch, now + 60 + LEEWAY_SECONDS)
+    assert fanout.deliver("lobby", b'{"type":"message"}').delivered == 1
+    assert ids_of(mgmt.posts()) == ["c1"]
+
+
+def test_the_fanout_engine_reading_the_room_closes_expired_members_too(
+    chat: Any, management: Stubber, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = int(time.time())
+    member_until(chat, "expired", now + 60)
+    member_until(chat, "live", now + 7200)
+    clock_at(monkeypatch, now + 3600)
+    expect_close(management, "expired")
+    assert fanout.deliver("lobby", b'{"type":"message"}').delivered == 1
+    assert ids_of(mgmt.posts()) == ["live"]
+
+
+def test_an_expired_member_already_gone_is_cleaned_up(
+    chat: Any,
+    management: Stubber,
+    mgmt: ConnectionsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    items_of: Any,
+) -> None:
+    now = int(time.time())
+    member_until(chat, "expired", now + 60)
+    clock_at(monkeypatch, now + 3600)
+    expect_close(management, "expired", gone=True)
+    assert chat.deliver(message())["status"] == "delivered"
+    assert mgmt.posts() == []
+    assert items_of("expired") == []  # META and membership removed, as on a fan-out 410
+
+
+def test_refresh_moves_the_membership_expiry_so_the_member_is_delivered_to_again(
+    chat: Any, signing_secret: None, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = int(time.time())
+    member_until(chat, "c1", now + 60)
+    token = mint_token(SECRET, "alice", ttl_seconds=7200, now=now)
+    assert chat.send("c1", {"action": "refresh", "token": token})["type"] == "refreshed"
+    assert list(room_store.iter_room_connections("lobby")) == [[("c1", now + 7200)]]
+    clock_at(monkeypatch, now + 3600)  # past the first token, within the fresh one
+    assert chat.deliver(message())["delivered"] == 1
+    assert ids_of(mgmt.posts()) == ["c1"]
+
+
+def test_refresh_never_recreates_a_membership_that_is_gone(
+    chat: Any, signing_secret: None, tables: Any
+) -> None:
+    now = int(time.time())
+    member_until(chat, "c1", now + 60)
+    tables.connections.delete_item(Key={"pk": "ROOM#lobby", "sk": "CONN#c1"})
+    token = mint_token(SECRET, "alice", ttl_seconds=7200, now=now)
+    assert chat.send("c1", {"action": "refresh", "token": token})["type"] == "refreshed"
+    assert list(room_store.iter_room_connections("lobby")) == [[]]
