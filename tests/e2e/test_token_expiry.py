@@ -12,7 +12,7 @@ from clients.tokens import mint_token
 from .harness import Client, SandboxProcess, room_name, wait_until
 
 LEEWAY_SECONDS = 30  # chat.claims.LEEWAY_SECONDS: the server's clock leeway on exp
-ACCEPTED_FOR = 10  # seconds the listener's token is still accepted for (connect, join)
+ACCEPTED_FOR = 30  # seconds the listener's token is still accepted for (connect, join): generous
 
 
 def test_a_listen_only_connection_is_closed_at_the_next_message_after_its_token_expired(
