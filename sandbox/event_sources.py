@@ -149,6 +149,11 @@ class QueuePoller:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._slots = asyncio.Semaphore(max(1, self.concurrency))
+        # One ReceiveMessage at a time: moto's receive checks a message's visibility and
+        # marks it received without a lock, so two concurrent receives (one per receiver)
+        # can both get the same message, which SQS would not do within its visibility
+        # timeout. Processing stays concurrent; only the (fast, or idle) receive waits.
+        self._receiving = asyncio.Lock()
         self._receivers: list[asyncio.Task[None]] = []
         self._batches: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
@@ -255,14 +260,15 @@ class QueuePoller:
         self._slots.release()
 
     async def _receive(self, count: int, wait: int) -> list[dict[str, Any]]:
-        answer = await self._call(
-            self._client.receive_message,
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=count,
-            WaitTimeSeconds=wait,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
+        async with self._receiving:
+            answer = await self._call(
+                self._client.receive_message,
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=count,
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
         return list(answer.get("Messages") or [])
 
     async def _gather_batch(self) -> list[dict[str, Any]]:
