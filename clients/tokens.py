@@ -86,7 +86,7 @@ class Signer:
     for both kinds of token."""
 
     algorithm: str
-    key: str
+    key: str = field(repr=False)  # a secret or a private key: never in a repr or a log
     kid: str
     fixed_claims: Mapping[str, str] = field(default_factory=dict)
 

@@ -128,9 +128,17 @@ def cached_tree(key: str, build: Callable[[Path], None]) -> Path:
     try:
         build(staging)
         (staging / _COMPLETE).write_text(key + "\n", encoding="utf-8")
+        if (entry / _COMPLETE).is_file():  # another synth built the same key meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+            return entry
         if entry.exists():  # an incomplete leftover of an interrupted build
             shutil.rmtree(entry)
-        staging.rename(entry)
+        try:
+            staging.rename(entry)
+        except OSError:  # lost a race to another synth's rename: theirs is as good
+            if not (entry / _COMPLETE).is_file():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

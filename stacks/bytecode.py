@@ -31,6 +31,7 @@ asset hash, so the two kinds of build never mix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -140,7 +141,11 @@ def _matching(python_version: str) -> Pyodide | None:
 def compiler_tag(python_version: str) -> str:
     """What compiles bytecode for ``python_version`` here: part of cache keys and asset hashes."""
     found = _matching(python_version)
-    return f"pyodide-{found.version}" if found else "no-bytecode"
+    if found is None:
+        return "no-bytecode"
+    # the script is part of the compiler: a change to how it compiles is a new build
+    script = hashlib.sha256(_COMPILE_SCRIPT.encode("utf-8")).hexdigest()[:12]
+    return f"pyodide-{found.version}-{script}"
 
 
 @cache
@@ -159,11 +164,15 @@ def _warn_once(python_version: str) -> None:
     )
 
 
-def compile_tree(root: Path, *, python_version: str, deployed_at: str) -> bool:
+def compile_tree(
+    root: Path, *, python_version: str, deployed_at: str, strict: bool = False
+) -> bool:
     """Write ``__pycache__`` bytecode for every ``.py`` under ``root`` (in place) for
     CPython ``python_version``, as if ``root`` were at ``deployed_at``.
 
-    False (and one warning per synth) when no matching Pyodide is available.
+    False (and one warning per synth) when no matching Pyodide is available. A
+    file that does not compile stays source-only with a warning, or, with
+    ``strict`` (the function code: it would fail at import), stops the synth.
     """
     pyodide = _matching(python_version)
     if pyodide is None:
@@ -198,6 +207,11 @@ def compile_tree(root: Path, *, python_version: str, deployed_at: str) -> bool:
     if result["cacheTag"] != expected_tag:
         raise BytecodeError(
             f"Pyodide {pyodide.version} runs {result['cacheTag']}, not {expected_tag}"
+        )
+    if result["failed"] and strict:
+        raise BytecodeError(
+            f"code under {root} does not compile with CPython {result['version']}:\n"
+            + completed.stdout.strip()[-2000:]
         )
     if result["failed"]:
         # compileall printed the files; they stay source-only (as pip --no-compile left them)

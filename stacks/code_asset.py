@@ -11,8 +11,9 @@ the layer cache (:func:`stacks.bundling.cached_tree`), keyed, like the
 asset's CUSTOM hash, by every included file's path and bytes, the runtime
 and the compiler: a synth with unchanged code copies the cached tree and runs
 no compiler, and the template changes only when the code (or the compiler)
-does. One folder, so the local sandbox runs it unchanged (its own Python
-ignores the ``cpython-314`` bytecode).
+does. One folder, so the local sandbox runs it unchanged: a Python other
+than 3.14 ignores the ``cpython-314`` bytecode; a 3.14 one uses it (its code
+objects name ``/var/task/...``, so a traceback there shows no source lines).
 """
 
 from __future__ import annotations
@@ -86,7 +87,10 @@ class _CompiledCopy:
                 (code / inside).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, code / inside)
         code.mkdir(exist_ok=True)
-        compile_tree(code, python_version=self.python_version, deployed_at=FUNCTION_ROOT)
+        # strict: a handler that does not compile for the runtime would fail at import
+        compile_tree(
+            code, python_version=self.python_version, deployed_at=FUNCTION_ROOT, strict=True
+        )
 
     def try_bundle(self, output_dir: str, _options: object = None) -> bool:  # jsii: (dir, opts)
         tree = cached_tree(self.key, self._build)

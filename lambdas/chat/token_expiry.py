@@ -44,43 +44,75 @@ def expired_frame(ref: str | None = None) -> dict[str, Any]:
     return error_frame(TOKEN_EXPIRED, "your token has expired; reconnect with a new token", ref)
 
 
-def close(connection_id: str, frame: dict[str, Any]) -> bool:
-    """Push ``frame`` to the connection, then close it; True if it was already
-    gone (410), which is fine. Any other failure is logged, and the connection
-    is refused again on its next frame (or delivery)."""
+def close(connection_id: str, frame: dict[str, Any]) -> str:
+    """Push ``frame`` to the connection, then close it: ``"closed"``, ``"gone"``
+    (410: already closed, which is fine) or ``"failed"`` (logged; the connection
+    is refused again on its next frame, or left out of the next delivery)."""
     api = clients.management()
     try:
         api.post_to_connection(ConnectionId=connection_id, Data=compact_json(frame).encode())
         api.delete_connection(ConnectionId=connection_id)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "GoneException":
-            return True
+            return "gone"
         logger.warning("closing an expired connection failed", extra={"error": str(error)})
-    return False
+        return "failed"
+    return "closed"
+
+
+# Expired members closed per delivery: each close is two @connections calls in series,
+# outside the fan-out engine's rate limiter, so a room where many listen-only members
+# expired together must not spend the invocation on them. The ones over the budget are
+# left out of the delivery all the same, and closed by a later one (or their next frame).
+MAX_CLOSES_PER_DELIVERY = 20
 
 
 def live_connection_ids(room: str, page_size: int | None = None) -> Iterator[list[str]]:
     """The room's local connection ids to deliver to, one list per Query page.
 
-    Members whose token has expired are left out and closed here, one by one
-    (synchronous ``@connections`` calls: they are few, since each is closed
-    once; the fan-out engine pulls pages off its event loop). A member already
-    gone (410) has its records removed, as the fan-out does on 410.
+    Members whose membership item says their token has expired are candidates:
+    META (one consistent read each, the record ``refresh`` moves first) decides,
+    since a ``join`` racing a ``refresh`` can leave a membership with the old
+    expiry. Confirmed ones are left out and closed here, up to
+    :data:`MAX_CLOSES_PER_DELIVERY` (synchronous calls; the fan-out engine pulls
+    pages off its event loop). A member already gone (410) has its records
+    removed, as the fan-out does on 410.
     """
+    budget = MAX_CLOSES_PER_DELIVERY
     for page in room_store.iter_room_connections(room, page_size):
         now = epoch_seconds()
         live = [cid for cid, expires_at in page if not _past(expires_at, now)]
-        if len(live) < len(page):
-            _close_expired(room, [cid for cid, expires_at in page if _past(expires_at, now)])
+        candidates = [cid for cid, expires_at in page if _past(expires_at, now)]
+        if candidates:
+            refreshed, budget = _close_expired(room, candidates, now, budget)
+            live.extend(refreshed)
         yield live
 
 
-def _close_expired(room: str, connection_ids: list[str]) -> None:
-    count("ExpiredConnectionsClosed", len(connection_ids))
+def _close_expired(
+    room: str, candidates: list[str], now: int, budget: int
+) -> tuple[list[str], int]:
+    """Close the candidates META confirms, within ``budget``: (the ones META says
+    are live after all, the budget left)."""
+    refreshed: list[str] = []
+    closed = 0
     frame = expired_frame()
-    for cid in connection_ids:
-        if close(cid, frame):
+    for cid in candidates:
+        if budget <= 0:
+            break  # left out of this delivery unconfirmed; a later one closes it
+        budget -= 1
+        if not expired(cid, now):
+            refreshed.append(cid)
+            continue
+        outcome = close(cid, frame)
+        if outcome == "failed":
+            continue
+        closed += 1
+        if outcome == "gone":
             try:
                 presence.cleanup_connection(cid, rooms_hint=(room,))
             except Exception:  # one failed cleanup must not stop the delivery to the others
                 logger.exception("cleanup of a gone connection failed", extra={"connectionId": cid})
+    if closed:
+        count("ExpiredConnectionsClosed", closed)
+    return refreshed, budget

@@ -150,6 +150,25 @@ def test_an_interrupted_build_is_not_used(fake_pip: Path, tmp_path: Path) -> Non
     assert (tree / "python" / "fakepkg").is_dir() and fake_pip.read_text() == "1"
 
 
+def test_a_build_racing_another_synth_keeps_the_finished_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two synths building one key: the second to finish keeps the first's complete entry
+    (which a third may be copying) instead of deleting it."""
+    monkeypatch.setenv(bundling.CACHE_ENV, str(tmp_path / "cache"))
+    entry = bundling.cache_root() / "k"
+
+    def build(staging: Path) -> None:
+        (staging / "mine").write_text("late")
+        # meanwhile another synth finished the same key
+        (entry / "python").mkdir(parents=True)
+        (entry / ".complete").write_text("k\n")
+
+    assert bundling.cached_tree("k", build) == entry
+    assert (entry / "python").is_dir() and not (entry / "mine").exists()
+    assert [p.name for p in bundling.cache_root().iterdir()] == ["k"]  # no staging left
+
+
 @pytest.fixture(scope="session")
 def real_layer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The real requirements installed by pip for arm64, once per session (network)."""

@@ -184,3 +184,25 @@ def test_extension_code_carries_the_runtime_package_compiled(tmp_path: Path) -> 
     assert (asset / "moderation" / "__pycache__" / "handler.cpython-314.pyc").is_file()
     assert (asset / "chat" / "__pycache__" / "frames.cpython-314.pyc").is_file()
     assert not (asset / "chat" / "__pycache__" / "frames.cpython-311.pyc").exists()
+
+
+@needs_pyodide
+def test_function_code_that_does_not_compile_stops_the_synth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_package(tmp_path / "code")
+    (root / "pkg" / "broken.py").write_text('print "python 2"\n')
+    with pytest.raises(bytecode.BytecodeError, match="does not compile"):
+        bytecode.compile_tree(root, python_version=PY, deployed_at="/var/task", strict=True)
+    # a layer package's stray file only warns: it stays source-only, the rest is compiled
+    assert bytecode.compile_tree(root, python_version=PY, deployed_at="/opt/python")
+    assert "do not compile" in capsys.readouterr().err
+    assert (root / "pkg" / "__pycache__" / "mod.cpython-314.pyc").is_file()
+    assert not (root / "pkg" / "__pycache__" / "broken.cpython-314.pyc").exists()
+
+
+@needs_pyodide
+def test_the_compile_script_is_part_of_the_compiler_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = bytecode.compiler_tag(PY)
+    monkeypatch.setattr(bytecode, "_COMPILE_SCRIPT", bytecode._COMPILE_SCRIPT + "\n// changed")
+    assert bytecode.compiler_tag(PY) != before

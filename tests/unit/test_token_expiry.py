@@ -14,7 +14,16 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from botocore.stub import ANY, Stubber
 
-from chat import clients, connection_store, fanout, ids, room_store, token_expiry, token_keys
+from chat import (
+    clients,
+    connection_store,
+    dynamo,
+    fanout,
+    ids,
+    room_store,
+    token_expiry,
+    token_keys,
+)
 from chat.tokens import LEEWAY_SECONDS
 from clients.tokens import mint_token
 from tests.unit.conftest import REGION, authorizer_context
@@ -306,3 +315,45 @@ def test_refresh_never_recreates_a_membership_that_is_gone(
     token = mint_token(SECRET, "alice", ttl_seconds=7200, now=now)
     assert chat.send("c1", {"action": "refresh", "token": token})["type"] == "refreshed"
     assert list(room_store.iter_room_connections("lobby")) == [[]]
+
+
+def test_meta_decides_when_a_membership_kept_an_old_expiry(
+    chat: Any, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A join racing a refresh can leave the membership with the old expiry: META (moved
+    first by refresh) says the token is fresh, so the member is delivered to, not closed."""
+    now = int(time.time())
+    member_until(chat, "c1", now + 60)
+    boto3.client("dynamodb", region_name=REGION).update_item(
+        TableName=dynamo.connections_table(),
+        Key={"pk": {"S": "CONN#c1"}, "sk": {"S": "META"}},
+        UpdateExpression="SET tokenExpiresAt = :later",
+        ExpressionAttributeValues={":later": {"N": str(now + 7200)}},
+    )
+    clock_at(monkeypatch, now + 3600)  # past the membership's copy, within META's
+    assert chat.deliver(message())["delivered"] == 1  # no close expected (Stubber unused)
+    assert ids_of(mgmt.posts()) == ["c1"]
+
+
+def test_closes_per_delivery_are_bounded_and_the_rest_left_out(
+    chat: Any,
+    management: Stubber,
+    mgmt: ConnectionsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    emitted_metrics: Any,
+) -> None:
+    monkeypatch.setattr(token_expiry, "MAX_CLOSES_PER_DELIVERY", 2)
+    now = int(time.time())
+    for n in range(4):
+        member_until(chat, f"expired{n}", now + 60)
+    member_until(chat, "live", now + 7200)
+    clock_at(monkeypatch, now + 3600)
+    closed = []
+    for cid, _ in next(room_store.iter_room_connections("lobby"))[:5]:
+        if cid != "live" and len(closed) < 2:
+            closed.append(cid)
+            expect_close(management, cid)
+    emitted_metrics()
+    assert chat.deliver(message())["delivered"] == 1
+    assert ids_of(mgmt.posts()) == ["live"]  # the unclosed expired ones are left out too
+    assert emitted_metrics()["ExpiredConnectionsClosed"] == 2
