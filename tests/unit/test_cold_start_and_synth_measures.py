@@ -15,23 +15,12 @@ from pathlib import Path
 import pytest
 
 from bench import cold_start, synth
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.lambda_process import run_fresh
 
 
 def _fresh(code: str) -> dict[str, object]:
     """Run ``code`` in a fresh interpreter with the Lambda environment; its last JSON line."""
-    env = {**cold_start.LAMBDA_ENV, "PYTHONPATH": str(ROOT / "lambdas")}
-    env["PATH"] = str(Path(sys.executable).parent)
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, object] = run_fresh(code)
     return result
 
 
