@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -86,6 +86,31 @@ def free_port_base(count: int = PORTS_NEEDED) -> int:
         if ports_free(base, count):
             return base
     raise RuntimeError("no free port range")
+
+
+@contextlib.contextmanager
+def synthesized_sandbox(
+    workdir: Path,
+    *,
+    preset_env: str,
+    context: Sequence[str],
+    regions: tuple[str, ...] | None = None,
+    extra: tuple[str, ...] = (),
+) -> Iterator[SandboxProcess]:
+    """A sandbox of the app synthesized with ``context`` (or of the cdk.out named by the
+    environment variable ``preset_env``, to skip the synth), stopped cleanly at the end."""
+    preset = os.environ.get(preset_env)
+    cdk_out = (
+        Path(preset).resolve() if preset else synth(workdir / "synth" / "cdk.out", context=context)
+    )
+    (workdir / "sandbox").mkdir(parents=True, exist_ok=True)
+    process = SandboxProcess(cdk_out, workdir / "sandbox", regions=regions, extra=extra)
+    process.start()
+    try:
+        yield process
+    finally:
+        status = process.stop()
+        assert status == 0, f"the sandbox exited {status}:\n{process.stderr()[-4000:]}"
 
 
 class SandboxProcess:

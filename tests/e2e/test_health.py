@@ -14,9 +14,7 @@ Set ``SANDBOX_TEST_HEALTH_CDK_OUT`` to such a synthesized cdk.out to skip the sy
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,7 +23,7 @@ import pytest
 
 from sandbox import virtual
 
-from .harness import Client, SandboxProcess, room_name, synth, wait_until
+from .harness import Client, SandboxProcess, room_name, synthesized_sandbox, wait_until
 
 REGION = "us-east-1"
 CONTEXT = [
@@ -41,19 +39,13 @@ LONG_POLL_SECONDS = "20"
 
 @pytest.fixture(scope="module")
 def health_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    preset = os.environ.get("SANDBOX_TEST_HEALTH_CDK_OUT")
-    cdk_out = (
-        Path(preset).resolve()
-        if preset
-        else synth(tmp_path_factory.mktemp("synth-health") / "cdk.out", context=CONTEXT)
-    )
-    process = SandboxProcess(cdk_out, tmp_path_factory.mktemp("sandbox-health"), regions=(REGION,))
-    process.start()
-    try:
+    with synthesized_sandbox(
+        tmp_path_factory.mktemp("health"),
+        preset_env="SANDBOX_TEST_HEALTH_CDK_OUT",
+        context=CONTEXT,
+        regions=(REGION,),
+    ) as process:
         yield process
-    finally:
-        status = process.stop()
-        assert status == 0, f"the sandbox exited {status}:\n{process.stderr()[-4000:]}"
 
 
 def test_health_answers_without_a_token(health_sandbox: SandboxProcess) -> None:

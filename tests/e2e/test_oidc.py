@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from .harness import REPO, Client, SandboxProcess, room_name, synth
+from .harness import REPO, Client, SandboxProcess, room_name, synthesized_sandbox
 
 ISSUER = "https://issuer.example"  # whatever the deployment names: the sandbox becomes it
 AUDIENCE = "chat"
@@ -33,22 +32,13 @@ AUDIENCE = "chat"
 
 @pytest.fixture(scope="module")
 def oidc_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    preset = os.environ.get("SANDBOX_TEST_OIDC_CDK_OUT")
-    cdk_out = (
-        Path(preset).resolve()
-        if preset
-        else synth(
-            tmp_path_factory.mktemp("synth-oidc") / "cdk.out",
-            context=["-c", f"jwtIssuer={ISSUER}", "-c", f"jwtAudience={AUDIENCE}"],
-        )
-    )
-    process = SandboxProcess(cdk_out, tmp_path_factory.mktemp("sandbox-oidc"), extra=["--oidc"])
-    process.start()
-    try:
+    with synthesized_sandbox(
+        tmp_path_factory.mktemp("oidc"),
+        preset_env="SANDBOX_TEST_OIDC_CDK_OUT",
+        context=["-c", f"jwtIssuer={ISSUER}", "-c", f"jwtAudience={AUDIENCE}"],
+        extra=("--oidc",),
+    ) as process:
         yield process
-    finally:
-        status = process.stop()
-        assert status == 0, f"the sandbox exited {status}:\n{process.stderr()[-4000:]}"
 
 
 def forged(sandbox: SandboxProcess, **changes: Any) -> str:
