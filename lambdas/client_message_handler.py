@@ -189,18 +189,16 @@ def _send_in_order(
 
 
 def _refused_in_order(
-    connection_id: str,
-    raw: str | bytes | None,
-    is_base64: bool,
-    error: ProtocolError,
-    budget_s: float | None,
+    connection_id: str, obj: dict[str, Any], error: ProtocolError, budget_s: float | None
 ) -> ProtocolError:
-    """A ``send`` with a ``seq`` refused by validation still takes its place in the order."""
-    fields = sequence.sent_fields(raw, is_base64)
-    if fields.get("action") != "send":
+    """A ``send`` with a ``seq`` refused by validation still takes its place in the order.
+
+    Only frames that were charged get here: an over-budget frame never touches the order.
+    """
+    if obj.get("action") != "send":
         return error
     try:
-        seq = sequence.read_seq(fields)
+        seq = sequence.read_seq(obj)
     except ProtocolError:
         return error
     if seq is None:
@@ -208,15 +206,13 @@ def _refused_in_order(
     return sequence.reject(sequence.connection_key(connection_id), seq, error, budget_s)
 
 
-def _parse(
-    connection_id: str, raw: str | bytes | None, is_base64: bool, budget_s: float | None
-) -> tuple[Request, str | None]:
-    try:
-        return frames.parse_client_frame(
-            raw, max_body_bytes=config.get_settings().max_body_bytes, is_base64=is_base64
-        )
-    except ProtocolError as error:
-        raise _refused_in_order(connection_id, raw, is_base64, error, budget_s) from None
+def _decode(raw: str | bytes | None, is_base64: bool) -> tuple[dict[str, Any], str | None, str]:
+    """The frame's envelope, decoded once: ``(fields, ref, action)``; ProtocolError if bad.
+
+    Its length is checked before it is read; the decoder is linear (:mod:`chat.json_codec`).
+    """
+    frames.check_frame_size(raw, config.get_settings().max_body_bytes)
+    return frames.parse_envelope(raw, is_base64=is_base64)
 
 
 def _history(connection_id: str, request: History, ref: str | None) -> dict[str, Any]:
@@ -313,11 +309,15 @@ def _user_id(request_context: dict[str, Any], connection_id: str) -> str:
         return f"connection:{connection_id}"
 
 
-def _charge(request_context: dict[str, Any], connection_id: str, ref: str | None) -> None:
+def _over_budget(
+    request_context: dict[str, Any], connection_id: str
+) -> limits.RateLimitedFrameError | None:
+    """Charge the frame to its connection and user; the error to answer when over budget."""
     try:
         rate_limit.enforce(_user_id(request_context, connection_id), connection_id)
     except rate_limit.RateLimitedError as error:
-        raise limits.RateLimitedFrameError(error.retry_after_ms, error.message, ref) from None
+        return limits.RateLimitedFrameError(error.retry_after_ms, error.message, None)
+    return None
 
 
 @logger.inject_lambda_context(
@@ -336,12 +336,22 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             raise RuntimeError("event without requestContext.connectionId")
         raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
         budget_s = sequence.budget_seconds(context)
+        # Charged before the frame is read at all: every frame costs an invocation,
+        # so every frame is counted, valid or not (docs/protocol.md, "Limits").
+        over_budget = _over_budget(request_context, connection_id)
         try:
-            request, ref = _parse(connection_id, raw, is_base64, budget_s)
+            obj, ref, action = _decode(raw, is_base64)
         except ProtocolError as invalid:
-            _charge(request_context, connection_id, invalid.ref)  # invalid frames cost too
-            raise
-        _charge(request_context, connection_id, ref)
+            raise over_budget or invalid from None
+        if over_budget is not None:
+            over_budget.ref = ref  # the one decode above read it for the reply
+            raise over_budget
+        try:
+            request = frames.parse_request(
+                obj, ref, action, max_body_bytes=config.get_settings().max_body_bytes
+            )
+        except ProtocolError as error:
+            raise _refused_in_order(connection_id, obj, error, budget_s) from None
         logger.append_keys(action=type(request).__name__.lower())
         if token_expiry.expired(connection_id):
             logger.info("token expired; closing the connection")
@@ -349,9 +359,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             reply = token_expiry.expired_frame(ref)
             token_expiry.close(connection_id, reply)
             return _response(reply)
-        seq = None
-        if isinstance(request, Send):
-            seq = sequence.read_seq(sequence.sent_fields(raw, is_base64), ref)
+        seq = sequence.read_seq(obj, ref) if isinstance(request, Send) else None
         if isinstance(request, Send) and seq is not None:
             reply = _send_in_order(connection_id, request, ref, seq, budget_s)
         else:

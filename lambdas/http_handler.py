@@ -69,7 +69,7 @@ from chat.frames import (
     ProtocolError,
     history_limit,
 )
-from chat.http_requests import parse_http_post
+from chat.http_requests import decode_http_body, http_post_request
 from chat.identity import Identity, InvalidIdentityError, resolve
 from chat.ids import is_valid_id
 from chat.limits import RATE_LIMITED
@@ -188,12 +188,15 @@ def _post(event: dict[str, Any], room: object, context: LambdaContext) -> dict[s
     who = _identity(event)
     _charge(who)
     _check_room(who, room)
-    raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
-    numbered = _sequence_key(who, sequence.sent_fields(raw, is_base64))
+    # Decoded once, after the charge; its size is checked before it is read.
+    fields = decode_http_body(
+        event.get("body"),
+        max_body_bytes=settings.max_body_bytes,
+        is_base64=bool(event.get("isBase64Encoded")),
+    )
+    numbered = _sequence_key(who, fields)
     try:
-        request = parse_http_post(
-            raw, room=room, max_body_bytes=settings.max_body_bytes, is_base64=is_base64
-        )
+        request = http_post_request(fields, room=room, max_body_bytes=settings.max_body_bytes)
     except ProtocolError as error:
         if numbered is None:
             raise

@@ -44,8 +44,8 @@ from chat.frames import (
     TOO_LARGE,
     FrameFields,
     ProtocolError,
-    decode_payload,
 )
+from chat.http_requests import decode_http_body
 from chat.model import MAX_USER_ID_CHARS, Sender
 from chat.observability import count, logger, metrics, tracer
 
@@ -68,10 +68,11 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
 
 def _body_object() -> dict[str, Any]:
     event = app.current_event
-    obj = decode_payload(event.body, bool(event.is_base64_encoded), what="request body")
-    if not isinstance(obj, dict):
-        raise ProtocolError(BAD_REQUEST, "request body must be a JSON object")
-    return obj
+    return decode_http_body(
+        event.body,
+        max_body_bytes=config.get_settings().max_body_bytes,
+        is_base64=bool(event.is_base64_encoded),
+    )
 
 
 @app.post("/server/rooms/<room>/messages")

@@ -48,12 +48,15 @@ __all__ = [
     "Refresh",
     "Request",
     "Send",
+    "check_frame_size",
     "decode_payload",
     "error_frame",
     "frame",
     "history_limit",
+    "max_frame_chars",
     "parse_client_frame",
     "parse_envelope",
+    "parse_request",
 ]
 
 MAX_REF_CHARS: Final = 64
@@ -66,6 +69,9 @@ MAX_CURSOR_CHARS: Final = 128  # a cursor is a user id (the last one of the page
 ACTIONS: Final = frozenset(BUILTIN_ACTIONS)
 # A fresh token on ``refresh``: the verifier's own limit (one definition).
 MAX_REFRESH_TOKEN_CHARS: Final = MAX_TOKEN_CHARS
+# ``action``, ``ref``, ``room``, ``seq`` and the JSON around them, with room to spare.
+FRAME_ENVELOPE_CHARS: Final = 4096
+MAX_ESCAPE_CHARS: Final = 6  # the longest JSON spelling of one byte: \u00XX
 
 # Error codes (docs/protocol.md)
 BAD_REQUEST: Final = "bad_request"
@@ -272,11 +278,41 @@ def parse_envelope(
     return obj, ref, action
 
 
+def max_frame_chars(max_body_bytes: int) -> int:
+    """The longest raw frame (or HTTP body) read at all: ``too_large`` beyond, before any parse.
+
+    Room for the largest field a frame may carry (a body of ``max_body_bytes``
+    or a ``refresh`` token) written as escaped as JSON allows (``\\u00XX``: six
+    characters for each byte the compact measure counts), plus the envelope, so
+    no valid frame is refused. Parsing is linear (:mod:`chat.json_codec`), so
+    this bounds the CPU a frame can cost before anything else about it is known.
+    """
+    return MAX_ESCAPE_CHARS * max(max_body_bytes, MAX_REFRESH_TOKEN_CHARS) + FRAME_ENVELOPE_CHARS
+
+
+def check_frame_size(raw: str | bytes | None, max_body_bytes: int, what: str = "frame") -> None:
+    """``too_large`` (no ``ref``: nothing was read) when ``raw`` is longer than
+    :func:`max_frame_chars`."""
+    limit = max_frame_chars(max_body_bytes)
+    if raw is not None and len(raw) > limit:
+        raise ProtocolError(
+            TOO_LARGE, f"{what} is {len(raw)} characters; the limit is {limit}", None
+        )
+
+
 def parse_client_frame(
     raw: str | bytes | None, *, max_body_bytes: int, is_base64: bool = False
 ) -> tuple[Request, str | None]:
     """Validate one client frame; returns ``(request, ref)`` or raises ProtocolError."""
+    check_frame_size(raw, max_body_bytes)
     obj, ref, action = parse_envelope(raw, is_base64=is_base64)
+    return parse_request(obj, ref, action, max_body_bytes=max_body_bytes), ref
+
+
+def parse_request(
+    obj: dict[str, Any], ref: str | None, action: str, *, max_body_bytes: int
+) -> Request:
+    """The request of a decoded envelope (:func:`parse_envelope`); raises ProtocolError."""
     fields = FrameFields(obj, ref)
     request: Request
     match action:
@@ -310,4 +346,4 @@ def parse_client_frame(
                 f"unknown action {shown!r}; expected one of {', '.join(sorted(ACTIONS))}",
                 ref,
             )
-    return request, ref
+    return request

@@ -41,7 +41,6 @@ keeps a per-key order with a bounded wait across Lambda containers.
 
 from __future__ import annotations
 
-import binascii
 import re
 import time
 from collections.abc import Callable
@@ -54,7 +53,6 @@ from chat import clients, config
 from chat.dynamo import connections_table, is_conditional_failure
 from chat.frames import BAD_REQUEST, INTERNAL, ProtocolError, frame
 from chat.ids import epoch_seconds, new_id_after
-from chat.json_codec import loads_strict
 
 __all__ = [
     "ACK_WINDOW",
@@ -68,7 +66,6 @@ __all__ = [
     "read_client_id",
     "read_seq",
     "reject",
-    "sent_fields",
 ]
 
 SEQUENCE_GAP = "sequence_gap"
@@ -134,22 +131,6 @@ def read_seq(obj: dict[str, Any], ref: str | None = None) -> int | None:
     if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
         raise ProtocolError(BAD_REQUEST, "'seq' must be an integer from 1 to 2^53-1", ref)
     return seq
-
-
-def sent_fields(raw: str | bytes | None, is_base64: bool) -> dict[str, Any]:
-    """The JSON object of a frame or POST body, best effort ({} when it is not one).
-
-    The frame was (or failed to be) validated already; this reads the sequencing
-    fields only, also from a frame refused for another reason, so that its
-    ``seq`` still takes its place in the order.
-    """
-    if raw is None:
-        return {}
-    try:
-        obj = loads_strict(raw, is_base64)
-    except (ValueError, binascii.Error, RecursionError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
 
 
 def read_client_id(obj: dict[str, Any]) -> str | None:

@@ -331,3 +331,58 @@ def test_the_room_cap_holds_on_the_write_when_joins_race(chat: Any, tables: Any)
         connection_store.join_room("ghost", "r1", max_rooms=3)
     meta = tables.connections.get_item(Key={"pk": "CONN#c1", "sk": "META"})["Item"]
     assert meta["rooms"] == {"r1", "r2", "r3"}
+
+
+def test_an_over_budget_numbered_send_never_reaches_the_sequence(
+    chat: Any, tables: Any, frozen_ms: list[int], items_of: Any, monkeypatch: Any
+) -> None:
+    """Charged before it is read (issue 18, item 2): an invalid numbered send over budget
+    neither waits for its turn nor records a rejection, and a valid one writes no SEQ."""
+    monkeypatch.setenv("CONNECTION_BURST_LIMIT", "1")
+    config.reset()
+    chat.connect("c1", "alice")
+    assert frame_from(chat, "c1", "alice", {"action": "ping"})["type"] == "pong"
+    turns: list[Any] = []
+    monkeypatch.setattr(client_message_handler.sequence, "reject", lambda *a, **k: turns.append(a))
+    monkeypatch.setattr(client_message_handler.sequence, "accept", lambda *a, **k: turns.append(a))
+    bad = {"action": "send", "seq": 1000, "room": "bad room!", "body": 1, "ref": "b"}
+    reply = frame_from(chat, "c1", "alice", bad)
+    assert (reply["code"], reply["ref"]) == ("rate_limited", "b")
+    reply = frame_from(chat, "c1", "alice", {"action": "send", "seq": 1, "room": "r", "body": 1})
+    assert reply["code"] == "rate_limited"
+    assert turns == []
+    assert not [item for item in items_of("c1") if item["sk"] == "SEQ"]
+
+
+def test_a_frame_is_decoded_once(
+    chat: Any, tables: Any, frozen_ms: list[int], monkeypatch: Any
+) -> None:
+    """A numbered send reads its ``seq`` from the one decode, also when it is refused."""
+    chat.connect("c1", "alice")
+    assert frame_from(chat, "c1", "alice", {"action": "join", "room": "lobby"})["type"] == "joined"
+    decodes: list[Any] = []
+    real = client_message_handler.frames.decode_payload
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        decodes.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client_message_handler.frames, "decode_payload", counting)
+    monkeypatch.setattr("chat.frames.decode_payload", counting)
+    ack = frame_from(chat, "c1", "alice", {"action": "send", "seq": 1, "room": "lobby", "body": 1})
+    assert (ack["type"], ack["seq"]) == ("ack", 1)
+    refused = frame_from(chat, "c1", "alice", {"action": "send", "seq": 2, "room": "lobby"})
+    assert refused["code"] == "bad_request"
+    assert len(decodes) == 2
+
+
+def test_an_oversized_frame_is_charged_and_refused_unread(
+    chat: Any, tables: Any, frozen_ms: list[int], monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("CONNECTION_BURST_LIMIT", "1")
+    config.reset()
+    chat.connect("c1", "alice")
+    huge = {"action": "send", "room": "lobby", "body": "x" * 200_000, "ref": "h"}
+    reply = frame_from(chat, "c1", "alice", huge)
+    assert reply["code"] == "too_large" and "ref" not in reply  # never read, so no ref
+    assert frame_from(chat, "c1", "alice", {"action": "ping"})["code"] == "rate_limited"
