@@ -10,6 +10,7 @@ the tens of thousands; a linear one stays within a small factor (about 10 here).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -61,10 +62,8 @@ def _ordinary_frame(size: int) -> str:
 
 def _refused(parse: Callable[[str], object], raw: str) -> Callable[[], None]:
     def call() -> None:
-        try:
+        with contextlib.suppress(ProtocolError):
             parse(raw)
-        except ProtocolError:
-            pass
 
     return call
 
@@ -85,7 +84,7 @@ def test_hostile_json_costs_a_small_multiple_of_an_ordinary_frame(
     for name, raw in _hostile_json(SIZE).items():
         hostile = _best_seconds(_refused(parse, raw))
         assert hostile / ordinary <= MAX_RATIO, (
-            f"{name}: {hostile * 1000:.2f} ms against {ordinary * 1000:.3f} ms for an ordinary frame"
+            f"{name}: {hostile * 1000:.2f} ms, an ordinary frame {ordinary * 1000:.3f} ms"
         )
 
 
