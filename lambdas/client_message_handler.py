@@ -58,6 +58,7 @@ from chat import (
     bus,
     config,
     connection_store,
+    frame_state,
     frames,
     history_store,
     limits,
@@ -70,6 +71,7 @@ from chat import (
     token_refresh,
 )
 from chat.claims import room_allowed
+from chat.frame_state import FrameState
 from chat.frames import (
     FORBIDDEN,
     INTERNAL,
@@ -98,9 +100,9 @@ def _not_member(room: str, ref: str | None) -> ProtocolError:
     return ProtocolError(NOT_MEMBER, f"not a member of room {room!r}; join it first", ref)
 
 
-def _join(connection_id: str, request: Join, ref: str | None) -> dict[str, Any]:
-    # The token's rooms (META ``allowedRooms``) decide; one consistent read.
-    connection = connection_store.get_connection(connection_id)
+def _join(state: FrameState, request: Join, ref: str | None) -> dict[str, Any]:
+    # The token's rooms (META ``allowedRooms``, read with the frame) decide.
+    connection_id, connection = state.connection_id, state.connection
     if connection is None:
         count("UnknownConnections")
         raise ProtocolError(INTERNAL, UNREGISTERED, ref)
@@ -149,8 +151,8 @@ def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any
     return frame("left", ref, room=request.room)
 
 
-def _sender(connection_id: str, request: Send, ref: str | None) -> Sender:
-    sender = connection_store.get_membership(connection_id, request.room)
+def _sender(state: FrameState, request: Send, ref: str | None) -> Sender:
+    sender = state.member(request.room)
     if sender is None:
         raise _not_member(request.room, ref)
     return sender
@@ -164,32 +166,37 @@ def _publish(request: Send, sender: Sender, ref: str | None, message_id: str | N
         raise ProtocolError(INTERNAL, "message not accepted; please retry", ref) from None
 
 
-def _send(connection_id: str, request: Send, ref: str | None) -> dict[str, Any]:
-    message_id = _publish(request, _sender(connection_id, request, ref), ref, None)
+def _send(state: FrameState, request: Send, ref: str | None) -> dict[str, Any]:
+    message_id = _publish(request, _sender(state, request, ref), ref, None)
     return frame("ack", ref, room=request.room, id=message_id)
 
 
 def _send_in_order(
-    connection_id: str, request: Send, ref: str | None, seq: int, budget_s: float | None
+    state: FrameState, request: Send, ref: str | None, seq: int, budget_s: float | None
 ) -> dict[str, Any]:
     """A numbered ``send``: accepted in the connection's ``seq`` order (:mod:`chat.sequence`).
 
-    The membership is read before the send waits for its turn, so that the turn itself (claim,
+    The membership and the sequence were read with the frame, so the turn itself (claim,
     publish, commit) holds up the sends behind it as briefly as possible.
     """
-    key = sequence.connection_key(connection_id)
+    key = sequence.connection_key(state.connection_id)
     try:
-        sender = _sender(connection_id, request, ref)
+        sender = _sender(state, request, ref)
     except ProtocolError as error:
-        raise sequence.reject(key, seq, error, budget_s) from None
+        raise sequence.reject(key, seq, error, budget_s, state.sequence_item) from None
     message_id = sequence.accept(
-        key, seq, lambda chosen: _publish(request, sender, ref, chosen), ref, budget_s
+        key,
+        seq,
+        lambda chosen: _publish(request, sender, ref, chosen),
+        ref,
+        budget_s,
+        state.sequence_item,
     )
     return frame("ack", ref, room=request.room, id=message_id, seq=seq)
 
 
 def _refused_in_order(
-    connection_id: str, obj: dict[str, Any], error: ProtocolError, budget_s: float | None
+    state: FrameState, obj: dict[str, Any], error: ProtocolError, budget_s: float | None
 ) -> ProtocolError:
     """A ``send`` with a ``seq`` refused by validation still takes its place in the order.
 
@@ -203,7 +210,8 @@ def _refused_in_order(
         return error
     if seq is None:
         return error
-    return sequence.reject(sequence.connection_key(connection_id), seq, error, budget_s)
+    key = sequence.connection_key(state.connection_id)
+    return sequence.reject(key, seq, error, budget_s, state.sequence_item)
 
 
 def _decode(raw: str | bytes | None, is_base64: bool) -> tuple[dict[str, Any], str | None, str]:
@@ -215,8 +223,8 @@ def _decode(raw: str | bytes | None, is_base64: bool) -> tuple[dict[str, Any], s
     return frames.parse_envelope(raw, is_base64=is_base64)
 
 
-def _history(connection_id: str, request: History, ref: str | None) -> dict[str, Any]:
-    if connection_store.get_membership(connection_id, request.room) is None:
+def _history(state: FrameState, request: History, ref: str | None) -> dict[str, Any]:
+    if state.member(request.room) is None:
         raise _not_member(request.room, ref)
     messages, more = history_store.query_messages(request.room, request.after, request.limit)
     reply = frame("history", ref, room=request.room, messages=[], more=False)
@@ -237,8 +245,8 @@ def _member_page(room: str, limit: int, cursor: str | None) -> dict[str, Any]:
     return page
 
 
-def _presence(connection_id: str, request: Presence, ref: str | None) -> dict[str, Any]:
-    if connection_store.get_membership(connection_id, request.room) is None:
+def _presence(state: FrameState, request: Presence, ref: str | None) -> dict[str, Any]:
+    if state.member(request.room) is None:
         raise _not_member(request.room, ref)
     return frame(
         "presence",
@@ -268,19 +276,20 @@ def _refresh(connection_id: str, request: Refresh, ref: str | None) -> dict[str,
     return frame("refreshed", ref, expiresAt=claims.expires_at)
 
 
-def dispatch(connection_id: str, request: Request, ref: str | None) -> dict[str, Any]:
+def dispatch(state: FrameState, request: Request, ref: str | None) -> dict[str, Any]:
     """Run one validated request; returns the reply frame or raises ProtocolError."""
+    connection_id = state.connection_id
     match request:
         case Join():
-            return _join(connection_id, request, ref)
+            return _join(state, request, ref)
         case Leave():
             return _leave(connection_id, request, ref)
         case Send():
-            return _send(connection_id, request, ref)
+            return _send(state, request, ref)
         case History():
-            return _history(connection_id, request, ref)
+            return _history(state, request, ref)
         case Presence():
-            return _presence(connection_id, request, ref)
+            return _presence(state, request, ref)
         case Ping():
             return _ping(connection_id, ref)
         case Refresh():
@@ -309,12 +318,10 @@ def _user_id(request_context: dict[str, Any], connection_id: str) -> str:
         return f"connection:{connection_id}"
 
 
-def _over_budget(
-    request_context: dict[str, Any], connection_id: str
-) -> limits.RateLimitedFrameError | None:
+def _over_budget(state: FrameState, user_id: str) -> limits.RateLimitedFrameError | None:
     """Charge the frame to its connection and user; the error to answer when over budget."""
     try:
-        rate_limit.enforce(_user_id(request_context, connection_id), connection_id)
+        rate_limit.enforce(user_id, state.connection_id, state.rate_item)
     except rate_limit.RateLimitedError as error:
         return limits.RateLimitedFrameError(error.retry_after_ms, error.message, None)
     return None
@@ -338,7 +345,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         budget_s = sequence.budget_seconds(context)
         # Charged before the frame is read at all: every frame costs an invocation,
         # so every frame is counted, valid or not (docs/protocol.md, "Limits").
-        over_budget = _over_budget(request_context, connection_id)
+        user_id = _user_id(request_context, connection_id)
+        state = frame_state.read_frame_state(
+            connection_id, user_id, sequence.connection_key(connection_id)
+        )
+        over_budget = _over_budget(state, user_id)
         try:
             obj, ref, action = _decode(raw, is_base64)
         except ProtocolError as invalid:
@@ -351,9 +362,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 obj, ref, action, max_body_bytes=config.get_settings().max_body_bytes
             )
         except ProtocolError as error:
-            raise _refused_in_order(connection_id, obj, error, budget_s) from None
+            raise _refused_in_order(state, obj, error, budget_s) from None
         logger.append_keys(action=type(request).__name__.lower())
-        if token_expiry.expired(connection_id):
+        if state.connection is not None and token_expiry.has_passed(
+            state.connection.token_expires_at
+        ):
             logger.info("token expired; closing the connection")
             count("ExpiredConnections")
             reply = token_expiry.expired_frame(ref)
@@ -361,9 +374,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             return _response(reply)
         seq = sequence.read_seq(obj, ref) if isinstance(request, Send) else None
         if isinstance(request, Send) and seq is not None:
-            reply = _send_in_order(connection_id, request, ref, seq, budget_s)
+            reply = _send_in_order(state, request, ref, seq, budget_s)
         else:
-            reply = dispatch(connection_id, request, ref)
+            reply = dispatch(state, request, ref)
     except ProtocolError as error:
         logger.info("request answered with an error", extra={"code": error.code})
         count("ClientErrors" if error.code != INTERNAL else "InternalErrors")

@@ -67,6 +67,7 @@ __all__ = [
     "MembershipLease",
     "UnknownConnectionError",
     "clear_presence_mark",
+    "connection_from_item",
     "delete_connection_records",
     "get_connection",
     "get_membership",
@@ -135,7 +136,7 @@ class CleanupResult:
     removed_rooms: list[str] = field(default_factory=list)
 
 
-def _connection_from_item(connection_id: str, item: Item) -> Connection:
+def connection_from_item(connection_id: str, item: Item) -> Connection:
     return Connection(
         connection_id=connection_id,
         user_id=str_attr(item, "userId") or "",
@@ -281,7 +282,7 @@ def get_connection(connection_id: str) -> Connection | None:
         ConsistentRead=True,
     )
     item = response.get("Item")
-    return _connection_from_item(connection_id, item) if item else None
+    return connection_from_item(connection_id, item) if item else None
 
 
 class RoomCapReachedError(Exception):
@@ -327,7 +328,7 @@ def join_room(connection_id: str, room: str, max_rooms: int | None = None) -> Jo
         ):
             raise RoomCapReachedError(connection_id) from None
         raise UnknownConnectionError(connection_id) from None
-    connection = _connection_from_item(connection_id, response.get("Attributes", {}))
+    connection = connection_from_item(connection_id, response.get("Attributes", {}))
     first = _add_user_connection(room, connection, expires)
     joined_at = iso_from_ms(now_ms())
     key: Item = {"pk": {"S": room_pk(room)}, "sk": {"S": conn_pk(connection_id)}}
@@ -542,7 +543,7 @@ def refresh_connection(connection_id: str) -> tuple[Connection, list[MembershipL
     meta = _extend_expiry({"pk": {"S": conn_pk(connection_id)}, "sk": {"S": META}}, expires)
     if meta is None:
         raise UnknownConnectionError(connection_id)
-    connection = _connection_from_item(connection_id, meta)
+    connection = connection_from_item(connection_id, meta)
     due: list[MembershipLease] = []
     for room in sorted(connection.rooms):
         item = _extend_expiry(

@@ -19,8 +19,10 @@ here from a consistent read and written with an UpdateItem conditional on
 condition serialises all of a user's requests, across containers). A writer
 that loses the race pauses (jittered) and reads again (bounded attempts).
 
-Cost per frame: one consistent GetItem (1 RCU; the item is small) and, when
-the frame is accepted, one UpdateItem (1 WCU; a lost race adds one of each).
+Cost per frame: the item is read with the frame's other items in one consistent
+BatchGetItem (:mod:`chat.frame_state`; an HTTP request reads it alone) and, when
+the frame is accepted, one UpdateItem (1 WCU; a lost race adds a GetItem and an
+UpdateItem).
 A refused frame writes nothing, so a flood above the budget costs reads only.
 Connection entries whose ``tat`` has passed (a full bucket) are removed on the
 next write, so the item holds only the user's busy connections; TTL deletes
@@ -55,6 +57,7 @@ __all__ = [
     "charge",
     "connection_bucket",
     "enforce",
+    "item_key",
     "user_bucket",
 ]
 
@@ -128,7 +131,8 @@ def connection_bucket() -> Bucket:
     return Bucket(settings.connection_rate_per_second, settings.connection_burst)
 
 
-def _key(user_id: str) -> dict[str, Any]:
+def item_key(user_id: str) -> dict[str, Any]:
+    """The key of the user's budget item (read with the frame's other items, chat.frame_state)."""
     return {"pk": {"S": f"RATE#{user_id}"}, "sk": {"S": "RATE"}}
 
 
@@ -137,12 +141,16 @@ def _number(item: Mapping[str, Any], name: str) -> int | None:
     return int(value["N"]) if value and "N" in value else None
 
 
-def _attempt(user_id: str, connection_id: str | None) -> Decision | None:
-    """One read and (when allowed) one conditional write; None: lost a race."""
+def _attempt(
+    user_id: str, connection_id: str | None, item: Mapping[str, Any] | None = None
+) -> Decision | None:
+    """One read (unless ``item`` was read already) and, when allowed, one conditional
+    write; None: lost a race."""
     ddb = clients.dynamodb()
     table = config.get_settings().connections_table
-    key = _key(user_id)
-    item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {}
+    key = item_key(user_id)
+    if item is None:
+        item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {}
     now = clock_ms()
     old_user = _number(item, USER_ATTRIBUTE)
     new_user, user_wait = user_bucket().take(old_user, now)
@@ -195,14 +203,20 @@ def _attempt(user_id: str, connection_id: str | None) -> Decision | None:
     return Decision(True)
 
 
-def charge(user_id: str, connection_id: str | None = None) -> Decision:
-    """Take one request from the user's bucket (and the connection's, when given)."""
+def charge(
+    user_id: str, connection_id: str | None = None, item: Mapping[str, Any] | None = None
+) -> Decision:
+    """Take one request from the user's bucket (and the connection's, when given).
+
+    ``item``: the budget item as just read consistently (:mod:`chat.frame_state`), ``{}``
+    when there is none; the first attempt then makes no read of its own.
+    """
     try:
         for attempt in range(ATTEMPTS):
             if attempt:
                 pause_ms = min(RETRY_PAUSE_MS * attempt, MAX_RETRY_PAUSE_MS)
                 sleep(random.uniform(0, pause_ms) / 1000)
-            decision = _attempt(user_id, connection_id)
+            decision = _attempt(user_id, connection_id, item if attempt == 0 else None)
             if decision is not None:
                 return decision
     except Exception:
@@ -214,9 +228,11 @@ def charge(user_id: str, connection_id: str | None = None) -> Decision:
     return Decision(False, math.ceil(user_bucket().interval_ms))
 
 
-def enforce(user_id: str, connection_id: str | None = None) -> None:
+def enforce(
+    user_id: str, connection_id: str | None = None, item: Mapping[str, Any] | None = None
+) -> None:
     """:func:`charge`, raising RateLimitedError (and counting ``RateLimited``) when refused."""
-    decision = charge(user_id, connection_id)
+    decision = charge(user_id, connection_id, item)
     if not decision.allowed:
         count("RateLimited")
         raise RateLimitedError(

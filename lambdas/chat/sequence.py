@@ -63,6 +63,7 @@ __all__ = [
     "budget_seconds",
     "client_key",
     "connection_key",
+    "item_key",
     "read_client_id",
     "read_seq",
     "reject",
@@ -152,14 +153,19 @@ class _State:
     acks: dict[int, str] = field(default_factory=dict)
 
 
-def _key(pk: str) -> dict[str, Any]:
+def item_key(pk: str) -> dict[str, Any]:
+    """The key of sender ``pk``'s sequence item (a frame reads it with its other items,
+    chat.frame_state)."""
     return {"pk": {"S": pk}, "sk": {"S": SK}}
 
 
 def _read(pk: str) -> _State:
     table = connections_table()
-    answer = clients.dynamodb().get_item(TableName=table, Key=_key(pk), ConsistentRead=True)
-    item = answer.get("Item")
+    answer = clients.dynamodb().get_item(TableName=table, Key=item_key(pk), ConsistentRead=True)
+    return _state(answer.get("Item") or {})
+
+
+def _state(item: dict[str, Any]) -> _State:
     if not item:
         return _State()
     acks = {}
@@ -198,7 +204,7 @@ def _claim(pk: str, seq: int, message_id: str) -> bool:
     return _conditional(
         lambda: clients.dynamodb().update_item(
             TableName=connections_table(),
-            Key=_key(pk),
+            Key=item_key(pk),
             UpdateExpression=(
                 "SET #last = if_not_exists(#last, :zero), pending = :seq, pendingId = :id,"
                 " acks = if_not_exists(acks, :empty), expiresAt = :exp"
@@ -236,13 +242,13 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
     if seq > ACK_WINDOW:
         names["#old"] = str(seq - ACK_WINDOW)
         removes += ", acks.#old"
-    # A refused seq 1 has had no claim: create the map first (one update cannot SET a map
-    # and one of its keys).
-    if seq == 1:
+    # A refused seq 1 may have had no claim: create the map first (one update cannot SET a
+    # map and one of its keys). An accepted one was claimed, which created it.
+    if seq == 1 and outcome.startswith(REFUSED):
         _conditional(
             lambda: clients.dynamodb().update_item(
                 TableName=connections_table(),
-                Key=_key(pk),
+                Key=item_key(pk),
                 UpdateExpression=(
                     "SET acks = if_not_exists(acks, :empty), #last = if_not_exists(#last, :zero)"
                 ),
@@ -254,7 +260,7 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
     _conditional(
         lambda: clients.dynamodb().update_item(
             TableName=connections_table(),
-            Key=_key(pk),
+            Key=item_key(pk),
             UpdateExpression=f"SET {sets} REMOVE {removes}",
             ConditionExpression="#last = :prev",
             ExpressionAttributeNames=names,
@@ -263,7 +269,9 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
     )
 
 
-def _turn(pk: str, seq: int, ref: str | None, budget_s: float | None) -> _State:
+def _turn(
+    pk: str, seq: int, ref: str | None, budget_s: float | None, item: dict[str, Any] | None = None
+) -> _State:
     """Wait until every seq before ``seq`` is final; the state then. A state with
     ``last >= seq`` means ``seq`` is final already.
 
@@ -271,13 +279,15 @@ def _turn(pk: str, seq: int, ref: str | None, budget_s: float | None) -> _State:
     seq before ``seq`` becomes final or claimed) for ``SEQUENCE_WAIT_MS``, or when
     ``budget_s`` (what the invocation can spare) runs out. A deep pipeline therefore waits as
     long as the sends ahead of it keep moving, and a missing one is reported after the wait.
+    ``item``: the sequence item as just read consistently, which the first look uses.
     """
     wait_s = config.get_settings().sequence_wait_ms / 1000
     started = stalled_since = monotonic()
     progress: tuple[int, int | None] | None = None
     pause = FIRST_PAUSE_S
     while True:
-        state = _read(pk)
+        state = _read(pk) if item is None else _state(item)
+        item = None
         if seq <= state.last + 1:
             return state
         now = monotonic()
@@ -317,6 +327,7 @@ def accept(
     publish: Callable[[str], object],
     ref: str | None = None,
     budget_s: float | None = None,
+    item: dict[str, Any] | None = None,
 ) -> str:
     """Publish sender ``pk``'s send number ``seq`` in its order; the message's id.
 
@@ -327,9 +338,11 @@ def accept(
     the bus. If it raises ``internal`` (the bus refused), ``seq`` stays claimed
     with that id for the retry; any other ProtocolError refuses ``seq`` for good
     (:func:`reject`). Raises SequenceGap, or replays an earlier refusal of ``seq``.
+    ``item``: the sequence item as just read consistently (spares the first read).
     """
     while True:
-        state = _turn(pk, seq, ref, budget_s)
+        state = _turn(pk, seq, ref, budget_s, item)
+        item = None
         if seq <= state.last:
             return _replay(state, seq, ref)
         message_id = state.pending_id if state.pending == seq else None
@@ -348,7 +361,13 @@ def accept(
     return message_id
 
 
-def reject(pk: str, seq: int, error: ProtocolError, budget_s: float | None = None) -> ProtocolError:
+def reject(
+    pk: str,
+    seq: int,
+    error: ProtocolError,
+    budget_s: float | None = None,
+    item: dict[str, Any] | None = None,
+) -> ProtocolError:
     """Record that ``seq`` is refused with ``error`` when its turn comes; the error to answer.
 
     For errors found before :func:`accept` could run (the frame's own fields). A
@@ -358,7 +377,7 @@ def reject(pk: str, seq: int, error: ProtocolError, budget_s: float | None = Non
     if error.code == INTERNAL:
         return error
     try:
-        state = _turn(pk, seq, error.ref, budget_s)
+        state = _turn(pk, seq, error.ref, budget_s, item)
     except SequenceGap as gap:
         return gap
     if seq > state.last:

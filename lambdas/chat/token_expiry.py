@@ -27,17 +27,22 @@ from chat.ids import epoch_seconds
 from chat.json_codec import compact_json
 from chat.observability import count, logger
 
-__all__ = ["close", "expired", "expired_frame", "live_connection_ids"]
+__all__ = ["close", "expired", "expired_frame", "has_passed", "live_connection_ids"]
 
 
 def _past(expires_at: int | None, now: int) -> bool:
     return expires_at is not None and now > expires_at + LEEWAY_SECONDS
 
 
-def expired(connection_id: str, now: int | None = None) -> bool:
-    """Whether the connection's token has expired (unknown expiry: no)."""
-    expires_at = connection_store.token_expires_at(connection_id)
+def has_passed(expires_at: int | None, now: int | None = None) -> bool:
+    """Whether a token ``exp`` (as recorded in META) has passed, with the verifier's
+    leeway (unknown expiry: no)."""
     return _past(expires_at, epoch_seconds() if now is None else now)
+
+
+def expired(connection_id: str, now: int | None = None) -> bool:
+    """Whether the connection's token has expired (unknown expiry: no); reads META."""
+    return has_passed(connection_store.token_expires_at(connection_id), now)
 
 
 def expired_frame(ref: str | None = None) -> dict[str, Any]:

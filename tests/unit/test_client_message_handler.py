@@ -472,14 +472,14 @@ def test_unexpected_exception_is_an_internal_error_frame(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from chat import connection_store
+    from chat import bus
 
     chat.send(alice, {"action": "join", "room": "lobby"})
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("dynamodb exploded")
 
-    monkeypatch.setattr(connection_store, "get_membership", boom)
+    monkeypatch.setattr(bus, "publish_message", boom)
     secret = "do-not-log-this-body"
     reply = chat.send(alice, {"action": "send", "room": "lobby", "body": secret, "ref": "i"})
     assert reply == {"type": "error", "code": "internal", "message": "internal error", "ref": "i"}
