@@ -58,16 +58,14 @@ from chat import (
     bus,
     config,
     connection_store,
-    frame_state,
+    frame_intake,
     frames,
     history_store,
     limits,
     presence,
-    rate_limit,
     room_store,
     roster,
     sequence,
-    token_expiry,
     token_refresh,
 )
 from chat.claims import room_allowed
@@ -88,7 +86,6 @@ from chat.frames import (
     Send,
     frame,
 )
-from chat.identity import InvalidIdentityError, resolve
 from chat.model import Sender
 from chat.observability import count, logger, metrics, tracer
 
@@ -214,15 +211,6 @@ def _refused_in_order(
     return sequence.reject(key, seq, error, budget_s, state.sequence_item)
 
 
-def _decode(raw: str | bytes | None, is_base64: bool) -> tuple[dict[str, Any], str | None, str]:
-    """The frame's envelope, decoded once: ``(fields, ref, action)``; ProtocolError if bad.
-
-    Its length is checked before it is read; the decoder is linear (:mod:`chat.json_codec`).
-    """
-    frames.check_frame_size(raw, config.get_settings().max_body_bytes)
-    return frames.parse_envelope(raw, is_base64=is_base64)
-
-
 def _history(state: FrameState, request: History, ref: str | None) -> dict[str, Any]:
     if state.member(request.room) is None:
         raise _not_member(request.room, ref)
@@ -297,36 +285,6 @@ def dispatch(state: FrameState, request: Request, ref: str | None) -> dict[str, 
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
 
-def _response(reply: dict[str, Any]) -> dict[str, Any]:
-    body = limits.encode_reply(reply)
-    if len(body.encode("utf-8")) > limits.MAX_REPLY_BYTES:
-        # API Gateway would not deliver it: say so rather than leave the client waiting.
-        logger.error("reply over the message size limit", extra={"type": reply.get("type")})
-        count("OversizedReplies")
-        body = limits.encode_reply(
-            frames.error_frame(INTERNAL, "reply too large", reply.get("ref"))
-        )
-    return {"statusCode": 200, "body": body}
-
-
-def _user_id(request_context: dict[str, Any], connection_id: str) -> str:
-    """The user of the connection, from the ``$connect`` authorizer's context (API
-    Gateway passes it with every frame); a connection without one is its own user."""
-    try:
-        return resolve(request_context.get("authorizer")).user_id
-    except InvalidIdentityError:
-        return f"connection:{connection_id}"
-
-
-def _over_budget(state: FrameState, user_id: str) -> limits.RateLimitedFrameError | None:
-    """Charge the frame to its connection and user; the error to answer when over budget."""
-    try:
-        rate_limit.enforce(user_id, state.connection_id, state.rate_item)
-    except rate_limit.RateLimitedError as error:
-        return limits.RateLimitedFrameError(error.retry_after_ms, error.message, None)
-    return None
-
-
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
 )
@@ -337,42 +295,24 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     count("Requests")
     try:
         request_context = event.get("requestContext") or {}
-        connection_id = request_context.get("connectionId")
-        logger.append_keys(connectionId=connection_id, routeKey=request_context.get("routeKey"))
-        if not isinstance(connection_id, str) or not connection_id:
-            raise RuntimeError("event without requestContext.connectionId")
-        raw, is_base64 = event.get("body"), bool(event.get("isBase64Encoded"))
-        budget_s = sequence.budget_seconds(context)
-        # Charged before the frame is read at all: every frame costs an invocation,
-        # so every frame is counted, valid or not (docs/protocol.md, "Limits").
-        user_id = _user_id(request_context, connection_id)
-        state = frame_state.read_frame_state(
-            connection_id, user_id, sequence.connection_key(connection_id)
+        logger.append_keys(
+            connectionId=request_context.get("connectionId"),
+            routeKey=request_context.get("routeKey"),
         )
-        over_budget = _over_budget(state, user_id)
-        try:
-            obj, ref, action = _decode(raw, is_base64)
-        except ProtocolError as invalid:
-            raise over_budget or invalid from None
-        if over_budget is not None:
-            over_budget.ref = ref  # the one decode above read it for the reply
-            raise over_budget
+        budget_s = sequence.budget_seconds(context)
+        frame = frame_intake.intake(event)
+        state, ref = frame.state, frame.ref
         try:
             request = frames.parse_request(
-                obj, ref, action, max_body_bytes=config.get_settings().max_body_bytes
+                frame.fields, ref, frame.action, max_body_bytes=config.get_settings().max_body_bytes
             )
         except ProtocolError as error:
-            raise _refused_in_order(state, obj, error, budget_s) from None
+            raise _refused_in_order(state, frame.fields, error, budget_s) from None
         logger.append_keys(action=type(request).__name__.lower())
-        if state.connection is not None and token_expiry.has_passed(
-            state.connection.token_expires_at
-        ):
-            logger.info("token expired; closing the connection")
-            count("ExpiredConnections")
-            reply = token_expiry.expired_frame(ref)
-            token_expiry.close(connection_id, reply)
-            return _response(reply)
-        seq = sequence.read_seq(obj, ref) if isinstance(request, Send) else None
+        expired = frame_intake.expired_reply(state, ref)
+        if expired is not None:
+            return frame_intake.route_response(expired)
+        seq = sequence.read_seq(frame.fields, ref) if isinstance(request, Send) else None
         if isinstance(request, Send) and seq is not None:
             reply = _send_in_order(state, request, ref, seq, budget_s)
         else:
@@ -385,4 +325,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.exception("request failed")
         count("InternalErrors")
         reply = frames.error_frame(INTERNAL, "internal error", ref)
-    return _response(reply)
+    return frame_intake.route_response(reply)

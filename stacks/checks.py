@@ -110,15 +110,7 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
         "limited to this API, this stage and DELETE, the trailing * is the connection id",
     )
 
-    closer = _default_policy(stack.functions.client_message_handler.role)
-    for method in ("POST", "DELETE"):
-        _ack(
-            closer,
-            _manage_connections_finding(stack, method),
-            "ClientMessageHandler closes connections whose token expired (the token_expired "
-            "frame, then DeleteConnection); connection ids are assigned at runtime, the ARN is "
-            "limited to this API, this stage and the method, the trailing * is the connection id",
-        )
+    acknowledge_connection_closer(stack, stack.functions.client_message_handler)
     _ack(
         _default_policy(stack.server_api.function.role),
         _manage_connections_finding(stack, "DELETE"),
@@ -173,6 +165,19 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
 
 
 # ---- what every added function, route and dead-letter queue needs -----------
+def acknowledge_connection_closer(stack: ChatRegionStack, function: lambda_.IFunction) -> None:
+    """IAM5 on ``@connections/*`` (POST and DELETE) of a function that serves client frames
+    (ClientMessageHandler, a team's client route): it closes connections whose token expired."""
+    for method in ("POST", "DELETE"):
+        _ack(
+            _default_policy(function.role),
+            _manage_connections_finding(stack, method),
+            "Client frames on a connection whose token expired get the token_expired frame, "
+            "then DeleteConnection; connection ids are assigned at runtime, the ARN is "
+            "limited to this API, this stage and the method, the trailing * is the connection id",
+        )
+
+
 def acknowledge_function(function: lambda_.IFunction) -> None:
     """The X-Ray wildcard of a function built by ``stacks.lambda_function.chat_function``."""
     _ack(_default_policy(function.role), "IAM5[Resource::*]", _XRAY)

@@ -36,6 +36,7 @@ from constructs import Construct
 from stacks.checkov import CheckovSuppressions
 from stacks.checks import (
     acknowledge_client_route,
+    acknowledge_connection_closer,
     acknowledge_dead_letter_queue,
     acknowledge_findings,
     acknowledge_function,
@@ -52,6 +53,7 @@ from stacks.extensions import (
     TargetFactory,
     spec_function,
 )
+from stacks.functions import FRAME_INTAKE_CONNECTIONS_ACTIONS
 from stacks.region_stack import ChatRegionStack
 from stacks.server_api import ChatServerApi
 from stacks.websocket_api import CLIENT_ROUTE_KEYS
@@ -178,6 +180,13 @@ class ChatDeployment:
                 environment=stack.functions.environment,
             )
             self._wire_function(stack, name, added.function, permissions)
+            # Charged, expiry-checked and closed like the built-in actions (chat.frame_intake).
+            stack.storage.connections_table.grant(added.function, *FRAME_INTAKE_CONNECTIONS_ACTIONS)
+            added.function.add_environment("CALLBACK_URL", stack.api.callback_url)
+            stack.functions.allow_manage_connections(
+                stack.api.manage_connections_arn, added.function, stack.api.close_connections_arn
+            )
+            acknowledge_connection_closer(stack, added.function)
             acknowledge_client_route(added.route)
             return added
 

@@ -67,7 +67,8 @@ CONNECTION_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:UpdateItem",  # $disconnect: the user item (last leave?), member count
 )
 CLIENT_HANDLER_CONNECTIONS_ACTIONS = (
-    "dynamodb:GetItem",  # membership checks; join: META (the token's allowedRooms)
+    "dynamodb:BatchGetItem",  # chat.frame_state: budget, META and sequence in one read
+    "dynamodb:GetItem",  # budget and sequence re-reads after a lost race; join's cap check
     "dynamodb:PutItem",  # join: membership
     "dynamodb:UpdateItem",  # join/leave/ping: META rooms and expiry; the user item
     "dynamodb:DeleteItem",  # leave: membership; the user item on the last leave
@@ -81,6 +82,12 @@ BUS_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:UpdateItem",  # chat.presence: REMOTE#<region>#<userId> (conditional upsert)
     "dynamodb:BatchWriteItem",  # 410 Gone cleanup: memberships
     "dynamodb:DeleteItem",  # 410 Gone cleanup: META
+)
+# What every client frame's intake needs (chat.frame_intake), also a team's client route.
+FRAME_INTAKE_CONNECTIONS_ACTIONS = (
+    "dynamodb:BatchGetItem",  # chat.frame_state: budget, META and sequence in one read
+    "dynamodb:GetItem",  # chat.rate_limit: the budget again after a lost race
+    "dynamodb:UpdateItem",  # chat.rate_limit: conditional budget write
 )
 HTTP_HANDLER_MESSAGES_ACTIONS = ("dynamodb:Query",)  # GET: history page / long-poll
 HTTP_HANDLER_CONNECTIONS_ACTIONS = (

@@ -10,20 +10,23 @@ module is what that function's handler is made of::
 
 The decorated function receives the validated frame and returns the reply's
 fields; the decorator makes it a Lambda handler that answers through the
-route response exactly like ClientMessageHandler: the frame's envelope is
-checked by the runtime's own validation (:func:`chat.frames.parse_envelope`:
-a JSON object, ``ref``, ``action`` equal to the route key; a ``body`` field
-is checked against ``MAX_BODY_BYTES`` by ``request.checked.body(...)``),
-every failure is the protocol's ``error`` frame with the ``ref`` echoed
+route response exactly like ClientMessageHandler, through the same steps
+(:mod:`chat.frame_intake`): the frame is charged to the connection's and the
+user's request budget before it is read (``rate_limited`` over it), its
+envelope is checked by the runtime's own validation (a JSON object, ``ref``,
+``action`` equal to the route key; a ``body`` field is checked against
+``MAX_BODY_BYTES`` by ``request.checked.body(...)``), a connection whose token
+has expired gets ``token_expired`` and is closed, and a reply over API
+Gateway's message limit becomes ``internal`` "reply too large". Every failure
+is the protocol's ``error`` frame with the ``ref`` echoed
 (:class:`chat.frames.ProtocolError` raised by the function included), anything
 unexpected is ``internal`` (logged with the exception, never with the frame),
 and ``Requests`` / ``ClientErrors`` / ``InternalErrors`` are counted. It never
-raises and never closes the connection.
+raises.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +34,9 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import connection_store
+from chat import frame_intake
 from chat.connection_store import Connection
+from chat.frame_state import FrameState
 from chat.frames import (
     BAD_REQUEST,
     INTERNAL,
@@ -40,7 +44,6 @@ from chat.frames import (
     ProtocolError,
     error_frame,
     frame,
-    parse_envelope,
 )
 from chat.observability import count, logger, metrics
 
@@ -67,10 +70,12 @@ class ActionRequest:
     ref: str | None
     fields: dict[str, Any]
     checked: FrameFields = field(repr=False)
+    state: FrameState | None = field(default=None, repr=False)
 
     def connection(self) -> Connection:
-        """The connection's record (user, name, rooms); ``internal`` error without one."""
-        found = connection_store.get_connection(self.connection_id)
+        """The connection's record (user, name, rooms), as read with the frame;
+        ``internal`` error without one."""
+        found = self.state.connection if self.state is not None else None
         if found is None:
             count("UnknownConnections")
             raise ProtocolError(INTERNAL, UNREGISTERED, self.ref)
@@ -95,17 +100,22 @@ def client_action(action: str) -> Callable[[ActionFunction], LambdaHandler]:
             try:
                 request = _request(action, event)
                 ref = request.ref
+                assert request.state is not None
+                expired = frame_intake.expired_reply(request.state, ref)
+                if expired is not None:
+                    return frame_intake.route_response(expired)
                 fields = function(request)
                 reply = frame(action, ref, **fields)
             except ProtocolError as error:
                 logger.info("request answered with an error", extra={"code": error.code})
                 count("ClientErrors" if error.code != INTERNAL else "InternalErrors")
-                reply = error_frame(error.code, error.message, error.ref or ref)
+                error.ref = error.ref or ref
+                reply = error.to_frame()  # rate_limited carries retryAfterMs
             except Exception:
                 logger.exception("request failed")
                 count("InternalErrors")
                 reply = error_frame(INTERNAL, "internal error", ref)
-            return {"statusCode": 200, "body": json.dumps(reply, separators=(",", ":"))}
+            return frame_intake.route_response(reply)
 
         handler.__wrapped_action__ = function  # type: ignore[attr-defined]
         return handler
@@ -115,20 +125,17 @@ def client_action(action: str) -> Callable[[ActionFunction], LambdaHandler]:
 
 def _request(action: str, event: dict[str, Any]) -> ActionRequest:
     request_context = event.get("requestContext") or {}
-    connection_id = request_context.get("connectionId")
-    logger.append_keys(connectionId=connection_id, action=action)
-    if not isinstance(connection_id, str) or not connection_id:
-        raise RuntimeError("event without requestContext.connectionId")
-    obj, ref, sent_action = parse_envelope(
-        event.get("body"), is_base64=bool(event.get("isBase64Encoded"))
-    )
+    logger.append_keys(connectionId=request_context.get("connectionId"), action=action)
+    intake = frame_intake.intake(event)
+    obj, ref, sent_action = intake.fields, intake.ref, intake.action
     if sent_action != action:
         raise ProtocolError(BAD_REQUEST, f"this route serves action {action!r}", ref)
     fields = {key: value for key, value in obj.items() if key not in ("action", "ref")}
     return ActionRequest(
         action=action,
-        connection_id=connection_id,
+        connection_id=intake.state.connection_id,
         ref=ref,
         fields=fields,
         checked=FrameFields(obj, ref),
+        state=intake.state,
     )

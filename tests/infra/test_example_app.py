@@ -23,8 +23,19 @@ from pathlib import Path
 import pytest
 
 from stacks.bundling import CACHE_ENV, cache_root
+from stacks.functions import FRAME_INTAKE_CONNECTIONS_ACTIONS
 
-from .helpers import REPO_ROOT, JsonDict, api, of_api, resources
+from .helpers import (
+    REPO_ROOT,
+    JsonDict,
+    api,
+    as_list,
+    function_by_handler,
+    getatt_id,
+    of_api,
+    resources,
+    role_statements,
+)
 from .template_checks import (
     CFN_LINT_ERROR,
     CFN_LINT_WARNING,
@@ -184,3 +195,21 @@ def test_the_override_applies_to_its_region_only(example: ExampleSynth) -> None:
 
     assert shape("eu-west-1") == (50, 100, 512, 25)
     assert shape("us-east-1") == (100, 200, 256, 10)
+
+
+def test_the_route_function_may_charge_and_close_like_the_builtin_actions(
+    example: ExampleSynth,
+) -> None:
+    """Issue 18, item 3: a team action is charged, expiry-checked and closed by the runtime,
+    so its role reads and writes the budget and may post to and close connections."""
+    template = example.template("us-east-1")
+    _, function = function_by_handler(template, "whoami.handler")
+    role_id = getatt_id(function["Properties"]["Role"])
+    actions = {
+        action
+        for statement in role_statements(template, role_id)
+        for action in as_list(statement["Action"])
+    }
+    assert set(FRAME_INTAKE_CONNECTIONS_ACTIONS) <= actions
+    assert "execute-api:ManageConnections" in actions
+    assert "CALLBACK_URL" in function["Properties"]["Environment"]["Variables"]

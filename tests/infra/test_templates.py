@@ -102,7 +102,7 @@ CONTRACT_IAM: dict[str, dict[str, Any]] = {
         "bus": True,
     },
     "ClientMessageHandler": {
-        "connections": ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"),
+        "connections": ("BatchGetItem", "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"),
         "messages": ("Query",),
         "bus": True,
     },

@@ -5,17 +5,26 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from unittest.mock import ANY
 
+import client_message_handler
 import pytest
+from botocore.stub import Stubber
 
+from chat import clients, config
+from chat.claims import LEEWAY_SECONDS
 from chat.extension import ActionRequest, client_action
 from chat.frames import FORBIDDEN, ProtocolError
-from tests.unit.conftest import FakeLambdaContext
+from tests.unit.conftest import FakeLambdaContext, authorizer_context
 
 EXAMPLE_HANDLERS = Path(__file__).resolve().parents[2] / "examples" / "team_app" / "team_handlers"
+
+# Every frame reads its sender's items (chat.frame_state): the table is moto's.
+pytestmark = pytest.mark.usefixtures("aws")
 
 
 @client_action("echo")
@@ -24,6 +33,8 @@ def echo(request: ActionRequest) -> dict[str, Any]:
         raise ProtocolError(FORBIDDEN, "not you", request.ref)
     if request.fields.get("crash"):
         raise RuntimeError("boom: a secret in the message")
+    if request.fields.get("huge"):
+        return {"blob": "x" * 200_000}
     return {"room": request.checked.room(), "said": request.fields.get("text")}
 
 
@@ -35,6 +46,7 @@ def frame_event(body: str | None, connection_id: str = "c1") -> dict[str, Any]:
             "connectionId": connection_id,
             "requestId": "r1",
             "stage": "test",
+            "authorizer": authorizer_context("alice"),
         },
         "body": body,
         "isBase64Encoded": False,
@@ -127,3 +139,46 @@ def test_moderation_flags_blocked_words_of_its_own_region(
     assert moderation.handler(event("hello"), context) == {"status": "ok"}
     assert moderation.handler(event("spam", origin="eu-west-1"), context) == {"status": "not-ours"}
     assert emitted_metrics()["FlaggedMessages"] == 1
+
+
+# --- wired like the built-in actions (issue 18, item 3) --------------------------------------
+
+
+def test_a_team_action_is_charged_to_the_same_budget(
+    chat: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONNECTION_BURST_LIMIT", "2")
+    config.reset()
+    chat.connect("c1", "alice")
+    frame = '{"action": "echo", "ref": "e", "room": "lobby"}'
+    assert reply(frame)["type"] == "echo"
+    assert reply(frame)["type"] == "echo"
+    refused = reply(frame)
+    assert (refused["code"], refused["ref"]) == ("rate_limited", "e")
+    assert refused["retryAfterMs"] > 0
+    # built-in and team actions share the connection's budget
+    ping = client_message_handler.handler(frame_event('{"action": "ping"}'), FakeLambdaContext())
+    assert json.loads(ping["body"])["code"] == "rate_limited"
+
+
+def test_a_team_action_on_an_expired_token_gets_token_expired(chat: Any) -> None:
+    context = authorizer_context("alice")
+    context["expiresAt"] = str(int(time.time()) - LEEWAY_SECONDS - 1)
+    chat.connect("c1", authorizer=context)
+    with Stubber(clients.management()) as management:
+        management.add_response("post_to_connection", {}, {"ConnectionId": "c1", "Data": ANY})
+        management.add_response("delete_connection", {}, {"ConnectionId": "c1"})
+        answer = reply('{"action": "echo", "ref": "x", "room": "lobby"}')
+        management.assert_no_pending_responses()
+    assert (answer["code"], answer["ref"]) == ("token_expired", "x")
+
+
+def test_a_team_reply_over_the_message_limit_is_refused(chat: Any, emitted_metrics: Any) -> None:
+    chat.connect("c1", "alice")
+    answer = reply('{"action": "echo", "ref": "h", "huge": true}')
+    assert (answer["code"], answer["message"], answer["ref"]) == (
+        "internal",
+        "reply too large",
+        "h",
+    )
+    assert emitted_metrics()["OversizedReplies"] == 1
