@@ -1,6 +1,8 @@
 """WebSocket ``$connect`` / ``$disconnect`` (handler ``connection_handler.handler``).
 
-``$connect`` runs only after the token authorizer accepted the handshake; the
+``$connect`` runs only after the token authorizer accepted the handshake, and
+refuses it with 429 when the user already has ``MAX_CONNECTIONS_PER_USER`` open
+connections in this region (:mod:`chat.connection_cap`); the
 user is the authorizer's context (docs/contracts.md, "Identity"): ``userId``,
 optional ``name`` and ``rooms`` (the token's room patterns, stored in META as
 ``allowedRooms`` for ``join`` to check). There is no query-string identity: a
@@ -26,7 +28,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from chat import connection_store, presence
+from chat import config, connection_cap, connection_store, presence
 from chat.identity import (
     MAX_NAME_CHARS,
     MAX_USER_ID_CHARS,
@@ -51,7 +53,18 @@ def _connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
         logger.info("connection refused", extra={"reason": str(error)})
         count("RefusedConnections")
         return {"statusCode": 400}
-    connection_store.put_connection(connection_id, who.user_id, who.name, who.rooms, who.expires_at)
+    cap = config.get_settings().max_connections_per_user
+    if not connection_cap.admit(who.user_id, connection_id, cap):
+        logger.info("connection refused: over the user's connections", extra={"cap": cap})
+        count("ConnectionCapRefused")
+        return {"statusCode": 429}
+    try:
+        connection_store.put_connection(
+            connection_id, who.user_id, who.name, who.rooms, who.expires_at
+        )
+    except Exception:
+        connection_cap.release(who.user_id, connection_id)  # the handshake fails: not open
+        raise
     logger.info("connected", extra={"userId": who.user_id})
     count("Connections")
     return {"statusCode": 200}
@@ -59,6 +72,8 @@ def _connect(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
 
 def _disconnect(connection_id: str) -> dict[str, Any]:
     cleanup = presence.cleanup_connection(connection_id)
+    if cleanup.user_id is not None:
+        connection_cap.release(cleanup.user_id, connection_id)
     logger.info("disconnected", extra={"deletedItems": cleanup.deleted})
     count("Disconnections")
     return {"statusCode": 200}

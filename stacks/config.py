@@ -139,6 +139,7 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "userRateLimit",
     "userBurstLimit",
     "maxRoomsPerConnection",
+    "maxConnectionsPerUser",
     "maxLongPollsPerUser",
     "httpReservedConcurrency",
     "alarmEmail",
@@ -375,6 +376,9 @@ class ChatConfig:
     user_rate_limit: int = 20
     user_burst_limit: int = 60
     max_rooms_per_connection: int = 50
+    # Open WebSocket connections of one user in one region: every message to a room
+    # costs one post per member connection, from the region's shared fan-out budget.
+    max_connections_per_user: int = 20
     max_long_polls_per_user: int = 4
     # HttpHandler's ReservedConcurrentExecutions: long polls can never take
     # the concurrency the WebSocket functions and the authorizer need.
@@ -602,6 +606,11 @@ class ChatConfig:
                 "maxRoomsPerConnection",
                 lambda k, v: _integer(k, v, 1, 500),
                 defaults.max_rooms_per_connection,
+            ),
+            max_connections_per_user=get(
+                "maxConnectionsPerUser",
+                lambda k, v: _integer(k, v, 1, 1000),
+                defaults.max_connections_per_user,
             ),
             max_long_polls_per_user=get(
                 "maxLongPollsPerUser",

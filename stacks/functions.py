@@ -60,7 +60,7 @@ SERVICE_NAME = "chat"
 # handlers need"), spelled out: grant_read_write_data() would add Scan,
 # BatchGetItem, ConditionCheckItem, DescribeTable and more.
 CONNECTION_HANDLER_CONNECTIONS_ACTIONS = (
-    "dynamodb:PutItem",  # $connect: META
+    "dynamodb:PutItem",  # $connect: META; the user's first connection entry
     "dynamodb:GetItem",  # $disconnect: META's room list
     "dynamodb:BatchWriteItem",  # $disconnect: memberships
     "dynamodb:DeleteItem",  # $disconnect: META; the user item on the last leave
@@ -313,6 +313,7 @@ class ChatFunctions(Construct):
             "USER_BURST_LIMIT": str(config.user_burst_limit),
             "MAX_ROOMS_PER_CONNECTION": str(config.max_rooms_per_connection),
             "MAX_LONG_POLLS_PER_USER": str(config.max_long_polls_per_user),
+            "MAX_CONNECTIONS_PER_USER": str(config.max_connections_per_user),
             **powertools_environment,
         }
         # Everything the runtime lacks, built for arm64 without Docker. aiohttp

@@ -67,6 +67,7 @@ class Settings:
     user_rate_per_second: int = 20
     user_burst: int = 60
     max_rooms_per_connection: int = 50
+    max_connections_per_user: int = 20
     max_long_polls_per_user: int = 4
     http_poll_max_interval_ms: int = 2000
 
@@ -103,6 +104,7 @@ class Settings:
             user_burst=_int("USER_BURST_LIMIT", 60),
             max_rooms_per_connection=_int("MAX_ROOMS_PER_CONNECTION", 50),
             max_long_polls_per_user=_int("MAX_LONG_POLLS_PER_USER", 4),
+            max_connections_per_user=_int("MAX_CONNECTIONS_PER_USER", 20),
             http_poll_max_interval_ms=_int("HTTP_POLL_MAX_INTERVAL_MS", 2000),
         )
 

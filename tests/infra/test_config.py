@@ -84,6 +84,7 @@ def test_cli_strings_are_parsed() -> None:
             "userRateLimit": "8",
             "userBurstLimit": "24",
             "maxRoomsPerConnection": "20",
+            "maxConnectionsPerUser": "7",
             "maxLongPollsPerUser": "3",
             "httpReservedConcurrency": "40",
         }
@@ -108,6 +109,7 @@ def test_cli_strings_are_parsed() -> None:
         user_rate_limit=8,
         user_burst_limit=24,
         max_rooms_per_connection=20,
+        max_connections_per_user=7,
         max_long_polls_per_user=3,
         http_reserved_concurrency=40,
     )
@@ -231,6 +233,8 @@ def test_excluded_region_says_why() -> None:
         ("userRateLimit", "1001", "is out of range"),
         ("userBurstLimit", "0", "is out of range"),
         ("maxRoomsPerConnection", "501", "accepted: an integer from 1 to 500"),
+        ("maxConnectionsPerUser", "0", "accepted: an integer from 1 to 1000"),
+        ("maxConnectionsPerUser", "1001", "is out of range"),
         ("maxLongPollsPerUser", "0", "is out of range"),
         ("httpReservedConcurrency", "0", "is out of range"),
         ("httpReservedConcurrency", "501", "accepted: an integer from 1 to 500"),

@@ -62,6 +62,7 @@ CONTRACT_ENV = {
     "USER_BURST_LIMIT",
     "MAX_ROOMS_PER_CONNECTION",
     "MAX_LONG_POLLS_PER_USER",
+    "MAX_CONNECTIONS_PER_USER",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -405,6 +406,7 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert env["USER_BURST_LIMIT"] == "60"
     assert env["MAX_ROOMS_PER_CONNECTION"] == "50"
     assert env["MAX_LONG_POLLS_PER_USER"] == "4"
+    assert env["MAX_CONNECTIONS_PER_USER"] == "20"
     if name == "HttpHandler":
         assert env["HTTP_POLL_INTERVAL_MS"] == "250"
         assert env["HTTP_POLL_MAX_INTERVAL_MS"] == "2000"
