@@ -188,6 +188,7 @@ def _send_in_order(
         ref,
         budget_s,
         state.sequence_item,
+        sequence.message_digest(request.room, request.body),
     )
     return frame("ack", ref, room=request.room, id=message_id, seq=seq)
 

@@ -212,7 +212,14 @@ def _post(event: dict[str, Any], room: object, context: LambdaContext) -> dict[s
     if numbered is None:
         return _response(202, {"id": publish(None)})
     key, seq = numbered
-    message_id = sequence.accept(key, seq, publish, None, sequence.budget_seconds(context))
+    message_id = sequence.accept(
+        key,
+        seq,
+        publish,
+        None,
+        sequence.budget_seconds(context),
+        digest=sequence.message_digest(request.room, request.body),
+    )
     return _response(202, {"id": message_id, "seq": seq})
 
 

@@ -46,12 +46,15 @@ class BroadcastResult:
 def broadcast(room: str, frame: str, *, job_id: str) -> BroadcastResult:
     """Deliver ``frame`` (compact JSON) to the room's local connections.
 
-    ``job_id`` names the shards (``<job_id>:<n>``) and must be unique per
-    frame: the message id for a message, the bus event id for presence.
+    ``job_id`` names the shards (``<room>/<job_id>:<n>``) and must be unique per
+    frame in the room: the message id for a message, the bus event id for
+    presence. The room is part of the name so that one id reused in two rooms
+    (a forged or replayed event) can never share a shard's progress item.
     Raises if the members cannot be read or the shard jobs cannot be queued
     (the caller counts ``FanoutErrors``); never raises for a single post.
     """
     settings = config.get_settings()
+    job_id = f"{room}/{job_id}"
     sharding = bool(settings.fanout_queue_url)
     shard_size = settings.fanout_shard_size
     result = BroadcastResult()

@@ -17,7 +17,10 @@ client) gets them accepted strictly in that order, pipelined or not:
 * A frame sent again (a retry, or API Gateway invoking twice) is idempotent:
   a committed ``seq`` answers the same ``ack`` (the same id) without
   publishing; a claimed one (its publish failed, or is running) publishes the
-  claimed id again, which history de-duplicates.
+  claimed id again, which history de-duplicates. The claim and the ack are
+  bound to a digest of the message (:func:`message_digest`: room and body), so
+  a ``seq`` sent again with another room or body is refused (``bad_request``)
+  instead of getting the first message's id: one id never names two messages.
 * A gap that does not fill in time answers ``sequence_gap`` (with
   ``expected``, the seq the sender must send next); nothing is published.
 * A numbered send refused for good (``not_member``, ``too_large``,
@@ -31,8 +34,9 @@ One item per sender in the connections table::
       last       N  the last seq whose outcome is final (absent: none yet)
       lastId     S  the id of the last accepted message
       pending    N  the seq being published (always last + 1) ...
-      pendingId  S  ... and its id, reused by a retry
-      acks       M  seq -> id ("!<code>" for a refused seq), the last ACK_WINDOW seqs
+      pendingId  S  ... and its id, reused by a retry ...
+      pendingDigest S  ... for the same message only (:func:`message_digest`)
+      acks       M  seq -> "<id> <digest>" ("!<code>" for a refused seq), the last ACK_WINDOW
       expiresAt  N  TTL: a connection's lease; a day for an HTTP client
 
 Written by hand: a conditional counter is two DynamoDB updates; no library
@@ -41,6 +45,8 @@ keeps a per-key order with a bounded wait across Lambda containers.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -53,6 +59,7 @@ from chat import clients, config
 from chat.dynamo import connections_table, is_conditional_failure
 from chat.frames import BAD_REQUEST, INTERNAL, ProtocolError, frame
 from chat.ids import epoch_seconds, new_id_after
+from chat.json_codec import compact_json
 
 __all__ = [
     "ACK_WINDOW",
@@ -64,6 +71,7 @@ __all__ = [
     "client_key",
     "connection_key",
     "item_key",
+    "message_digest",
     "read_client_id",
     "read_seq",
     "reject",
@@ -144,12 +152,20 @@ def read_client_id(obj: dict[str, Any]) -> str | None:
     return client_id
 
 
+def message_digest(room: str, body: Any) -> str:
+    """What a claim and an ack are bound to: 16 characters of SHA-256 over the room and
+    the body's compact JSON (a resent ``seq`` must carry the same message)."""
+    digest = hashlib.sha256(compact_json([room, body]).encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest[:12]).decode("ascii")
+
+
 @dataclass(frozen=True, slots=True)
 class _State:
     last: int = 0
     last_id: str | None = None
     pending: int | None = None
     pending_id: str | None = None
+    pending_digest: str | None = None
     acks: dict[int, str] = field(default_factory=dict)
 
 
@@ -178,6 +194,7 @@ def _state(item: dict[str, Any]) -> _State:
         last_id=item.get("lastId", {}).get("S"),
         pending=int(pending) if pending is not None else None,
         pending_id=item.get("pendingId", {}).get("S"),
+        pending_digest=item.get("pendingDigest", {}).get("S"),
         acks=acks,
     )
 
@@ -199,15 +216,16 @@ def _expires_at(pk: str) -> int:
     return epoch_seconds() + ttl
 
 
-def _claim(pk: str, seq: int, message_id: str) -> bool:
-    """Mark ``seq`` as being published with ``message_id``; False if someone was first."""
+def _claim(pk: str, seq: int, message_id: str, digest: str) -> bool:
+    """Mark ``seq`` as being published with ``message_id`` (for the message of ``digest``);
+    False if someone was first."""
     return _conditional(
         lambda: clients.dynamodb().update_item(
             TableName=connections_table(),
             Key=item_key(pk),
             UpdateExpression=(
                 "SET #last = if_not_exists(#last, :zero), pending = :seq, pendingId = :id,"
-                " acks = if_not_exists(acks, :empty), expiresAt = :exp"
+                " pendingDigest = :digest, acks = if_not_exists(acks, :empty), expiresAt = :exp"
             ),
             ConditionExpression=(
                 "(attribute_not_exists(#last) OR #last = :prev) AND attribute_not_exists(pending)"
@@ -218,6 +236,7 @@ def _claim(pk: str, seq: int, message_id: str) -> bool:
                 ":prev": {"N": str(seq - 1)},
                 ":seq": {"N": str(seq)},
                 ":id": {"S": message_id},
+                ":digest": {"S": digest},
                 ":empty": {"M": {}},
                 ":exp": {"N": str(_expires_at(pk))},
             },
@@ -237,8 +256,9 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
     }
     sets = "#last = :seq, acks.#seq = :outcome, expiresAt = :exp"
     if not outcome.startswith(REFUSED):
-        sets += ", lastId = :outcome"
-    removes = "pending, pendingId"
+        sets += ", lastId = :id"
+        values[":id"] = {"S": outcome.split(" ", 1)[0]}
+    removes = "pending, pendingId, pendingDigest"
     if seq > ACK_WINDOW:
         names["#old"] = str(seq - ACK_WINDOW)
         removes += ", acks.#old"
@@ -305,8 +325,17 @@ def _turn(
         pause = min(MAX_PAUSE_S, pause * 2)
 
 
-def _replay(state: _State, seq: int, ref: str | None) -> str:
-    """The final outcome of ``seq`` again: its id, or its error raised."""
+def _reused(seq: int, ref: str | None) -> ProtocolError:
+    return ProtocolError(
+        BAD_REQUEST,
+        f"seq {seq} was sent before with another room or body; number each message anew",
+        ref,
+    )
+
+
+def _replay(state: _State, seq: int, ref: str | None, digest: str | None = None) -> str:
+    """The final outcome of ``seq`` again: its id, or its error raised (also when the
+    frame is not the message ``seq`` was accepted for)."""
     outcome = state.acks.get(seq)
     if outcome is None:
         raise ProtocolError(
@@ -318,7 +347,10 @@ def _replay(state: _State, seq: int, ref: str | None) -> str:
     if outcome.startswith(REFUSED):
         code = outcome.removeprefix(REFUSED)
         raise ProtocolError(code, f"seq {seq} was refused before ({code})", ref)
-    return outcome
+    message_id, _, accepted_digest = outcome.partition(" ")
+    if digest is not None and accepted_digest and accepted_digest != digest:
+        raise _reused(seq, ref)
+    return message_id
 
 
 def accept(
@@ -328,6 +360,7 @@ def accept(
     ref: str | None = None,
     budget_s: float | None = None,
     item: dict[str, Any] | None = None,
+    digest: str = "",
 ) -> str:
     """Publish sender ``pk``'s send number ``seq`` in its order; the message's id.
 
@@ -339,16 +372,20 @@ def accept(
     with that id for the retry; any other ProtocolError refuses ``seq`` for good
     (:func:`reject`). Raises SequenceGap, or replays an earlier refusal of ``seq``.
     ``item``: the sequence item as just read consistently (spares the first read).
+    ``digest``: :func:`message_digest` of the message; a claim or ack of ``seq`` for
+    another message refuses this one (``bad_request``).
     """
     while True:
         state = _turn(pk, seq, ref, budget_s, item)
         item = None
         if seq <= state.last:
-            return _replay(state, seq, ref)
+            return _replay(state, seq, ref, digest)
         message_id = state.pending_id if state.pending == seq else None
+        if message_id is not None and state.pending_digest not in (None, digest):
+            raise _reused(seq, ref)  # the claim stays for the message it was made for
         if message_id is None:
             message_id = new_id_after(state.last_id)
-            if not _claim(pk, seq, message_id):
+            if not _claim(pk, seq, message_id, digest):
                 continue  # a duplicate of this frame claimed it first: publish its id
         break
     try:
@@ -357,7 +394,7 @@ def accept(
         if error.code != INTERNAL:
             _commit(pk, seq, REFUSED + error.code)
         raise
-    _commit(pk, seq, message_id)
+    _commit(pk, seq, f"{message_id} {digest}" if digest else message_id)
     return message_id
 
 

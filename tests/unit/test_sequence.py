@@ -321,3 +321,38 @@ def test_budget_seconds_is_the_invocations_time_left_minus_a_margin() -> None:
 
     assert sequence.budget_seconds(Context()) == 7.0
     assert sequence.budget_seconds(object()) is None
+
+
+def test_a_claimed_seq_is_refused_for_another_message(
+    chat: Any, member: str, published: Published, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18, item 5: the claim is bound to the room and body, so one id never names
+    two messages (nor two rooms, where the shards' progress items would collide)."""
+    chat.send(member, {"action": "join", "room": "other"})
+    recorded = bus.publish
+    failures = [1]
+
+    def flaky(detail_type: str, detail: dict[str, Any]) -> None:
+        if failures:
+            failures.pop()
+            raise bus.PublishError("bus down")
+        recorded(detail_type, detail)
+
+    monkeypatch.setattr(bus, "publish", flaky)
+    assert send(chat, member, 1, "m1")["code"] == "internal"  # claimed, not published
+    for other in (send(chat, member, 1, "changed"), send(chat, member, 1, "m1", room="other")):
+        assert (other["code"], other["ref"]) == ("bad_request", "r1")
+    assert published == []
+    retried = send(chat, member, 1, "m1")
+    assert retried["type"] == "ack"
+    assert [(p["room"], p["body"], p["id"]) for p in published] == [("lobby", "m1", retried["id"])]
+
+
+def test_an_acked_seq_answers_its_ack_only_for_its_own_message(
+    chat: Any, member: str, published: Published
+) -> None:
+    first = send(chat, member, 1, "m1")
+    assert send(chat, member, 1, "m1")["id"] == first["id"]  # a retry: the same ack
+    reused = send(chat, member, 1, "another")
+    assert reused["code"] == "bad_request" and "seq 1" in reused["message"]
+    assert [p["body"] for p in published] == ["m1"]

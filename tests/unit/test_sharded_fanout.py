@@ -154,7 +154,7 @@ def test_big_room_is_split_into_shards_covering_every_member_once(queue_url: str
     assert (result.members, result.delivered, result.shards, result.handed_on) == (30, 0, 5, 30)
     assert result.sharded
     jobs = queued(queue_url)
-    assert sorted(job["shardId"] for job in jobs) == [f"m1:{n}" for n in range(5)]
+    assert sorted(job["shardId"] for job in jobs) == [f"{ROOM}/m1:{n}" for n in range(5)]
     assert all(job["frame"] == FRAME and job["kind"] == "shard" for job in jobs)
     assert all(len(job["connectionIds"]) <= 7 for job in jobs)
     assert sorted(cid for job in jobs for cid in job["connectionIds"]) == ids
@@ -181,7 +181,7 @@ def test_workers_deliver_every_member_exactly_once(queue_url: str, mgmt: Connect
     assert all(response == {"batchItemFailures": []} for response in responses)
     assert posts_per_id(mgmt) == Counter(ids)
     assert {record.body.decode() for record in mgmt.posts()} == {FRAME}
-    assert all(shard_progress.load(f"m1:{n}").complete for n in range(5))
+    assert all(shard_progress.load(f"{ROOM}/m1:{n}").complete for n in range(5))
 
 
 def test_a_job_delivered_twice_posts_once(queue_url: str, mgmt: ConnectionsServer):
