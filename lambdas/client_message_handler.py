@@ -62,6 +62,7 @@ from chat import (
     frames,
     history_store,
     limits,
+    local_delivery,
     presence,
     room_store,
     roster,
@@ -157,10 +158,13 @@ def _sender(state: FrameState, request: Send, ref: str | None) -> Sender:
 
 def _publish(request: Send, sender: Sender, ref: str | None, message_id: str | None) -> str:
     try:
-        return bus.publish_message(request.room, sender, request.body, message_id).id
+        message = bus.publish_message(request.room, sender, request.body, message_id)
     except bus.PublishError:
         # Never acknowledge what the bus did not accept (docs/protocol.md).
         raise ProtocolError(INTERNAL, "message not accepted; please retry", ref) from None
+    # Only once the bus has it, so every other region gets it too (chat.local_delivery).
+    local_delivery.deliver_locally(message)
+    return message.id
 
 
 def _send(state: FrameState, request: Send, ref: str | None) -> dict[str, Any]:

@@ -140,6 +140,7 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "userBurstLimit",
     "maxRoomsPerConnection",
     "maxConnectionsPerUser",
+    "localFastPathMaxMembers",
     "maxLongPollsPerUser",
     "httpReservedConcurrency",
     "alarmEmail",
@@ -379,6 +380,10 @@ class ChatConfig:
     # Open WebSocket connections of one user in one region: every message to a room
     # costs one post per member connection, from the region's shared fan-out budget.
     max_connections_per_user: int = 20
+    # ClientMessageHandler serves the local members of rooms up to this size itself,
+    # without the EventBridge hop (0: off). 100 fits one concurrent round of posts
+    # (fanoutConcurrency, 128), so the sender's ack waits about one POST.
+    local_fast_path_max_members: int = 100
     max_long_polls_per_user: int = 4
     # HttpHandler's ReservedConcurrentExecutions: long polls can never take
     # the concurrency the WebSocket functions and the authorizer need.
@@ -611,6 +616,11 @@ class ChatConfig:
                 "maxConnectionsPerUser",
                 lambda k, v: _integer(k, v, 1, 1000),
                 defaults.max_connections_per_user,
+            ),
+            local_fast_path_max_members=get(
+                "localFastPathMaxMembers",
+                lambda k, v: _integer(k, v, 0, 1000),
+                defaults.local_fast_path_max_members,
             ),
             max_long_polls_per_user=get(
                 "maxLongPollsPerUser",

@@ -75,6 +75,8 @@ CLIENT_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:Query",  # presence: member pages (USER#, REMOTE#<region># ranges)
 )
 CLIENT_HANDLER_MESSAGES_ACTIONS = ("dynamodb:Query",)  # history, join's `missed`
+# The same-region fast path (chat.local_delivery): the conditional history write.
+FAST_PATH_MESSAGES_ACTIONS = ("dynamodb:PutItem",)
 BUS_HANDLER_MESSAGES_ACTIONS = ("dynamodb:PutItem",)  # conditional history write
 BUS_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:Query",  # fan-out: the room's connections; remote regions of a room
@@ -149,7 +151,11 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             memory_mb=512,
             timeout_s=10,
             connections_actions=CLIENT_HANDLER_CONNECTIONS_ACTIONS,
-            messages_actions=CLIENT_HANDLER_MESSAGES_ACTIONS,
+            messages_actions=(
+                CLIENT_HANDLER_MESSAGES_ACTIONS + FAST_PATH_MESSAGES_ACTIONS
+                if config.local_fast_path_max_members > 0
+                else CLIENT_HANDLER_MESSAGES_ACTIONS
+            ),
             # send; presence "joined"/"left" from join, leave and ping.
             puts_events=True,
             # `refresh` verifies a fresh token by the authorizer's rules.
@@ -314,6 +320,7 @@ class ChatFunctions(Construct):
             "MAX_ROOMS_PER_CONNECTION": str(config.max_rooms_per_connection),
             "MAX_LONG_POLLS_PER_USER": str(config.max_long_polls_per_user),
             "MAX_CONNECTIONS_PER_USER": str(config.max_connections_per_user),
+            "LOCAL_FAST_PATH_MAX_MEMBERS": str(config.local_fast_path_max_members),
             **powertools_environment,
         }
         # Everything the runtime lacks, built for arm64 without Docker. aiohttp

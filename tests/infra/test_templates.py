@@ -63,6 +63,7 @@ CONTRACT_ENV = {
     "MAX_ROOMS_PER_CONNECTION",
     "MAX_LONG_POLLS_PER_USER",
     "MAX_CONNECTIONS_PER_USER",
+    "LOCAL_FAST_PATH_MAX_MEMBERS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -104,7 +105,8 @@ CONTRACT_IAM: dict[str, dict[str, Any]] = {
     },
     "ClientMessageHandler": {
         "connections": ("BatchGetItem", "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"),
-        "messages": ("Query",),
+        # Query: history, join's missed; PutItem: the same-region fast path's history write
+        "messages": ("Query", "PutItem"),
         "bus": True,
     },
     "EventBusMessageHandler": {
@@ -407,6 +409,7 @@ def test_function(app3: SynthResult, template: JsonDict, name: str) -> None:
     assert env["MAX_ROOMS_PER_CONNECTION"] == "50"
     assert env["MAX_LONG_POLLS_PER_USER"] == "4"
     assert env["MAX_CONNECTIONS_PER_USER"] == "20"
+    assert env["LOCAL_FAST_PATH_MAX_MEMBERS"] == "100"
     if name == "HttpHandler":
         assert env["HTTP_POLL_INTERVAL_MS"] == "250"
         assert env["HTTP_POLL_MAX_INTERVAL_MS"] == "2000"

@@ -60,6 +60,7 @@ def test_one_message_at_the_largest_body_always_fits(
     chat: Any, tables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MAX_BODY_BYTES", "32000")
+    monkeypatch.setenv("LOCAL_FAST_PATH_MAX_MEMBERS", "0")  # history holds the seeded ones only
     config.reset()
     # 4-byte UTF-8 characters: as ASCII escapes (\\ud83d\\ude00) this would be 96 KB
     body = "\U0001f600" * 7999

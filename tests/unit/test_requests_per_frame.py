@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chat import clients
+from chat import clients, config
 
 
 @pytest.fixture
@@ -57,10 +57,29 @@ def test_requests_per_frame(chat: Any, requests_made: Counter[str]) -> None:
     # UpdateItem records the charge. Before issue 16: GetItem x3 (budget, expiry,
     # membership) + UpdateItem, and three more for a numbered send.
     frame_reads = {"dynamodb:BatchGetItem": 1, "dynamodb:UpdateItem": 1}
-    assert send == Counter({**frame_reads, "events:PutEvents": 1})
+    # The same-region fast path (issue 17): the members' page that shows the room is small,
+    # the conditional history write, the members again after it (the posts themselves go
+    # to @connections through the delivery engine, not boto3).
+    fast_path = {"dynamodb:Query": 2, "dynamodb:PutItem": 1}
+    assert send == Counter({**frame_reads, **fast_path, "events:PutEvents": 1})
     # claim and commit of the seq (the sequence item was read with the frame)
-    assert numbered == Counter({**frame_reads, "dynamodb:UpdateItem": 3, "events:PutEvents": 1})
+    assert numbered == Counter(
+        {**frame_reads, **fast_path, "dynamodb:UpdateItem": 3, "events:PutEvents": 1}
+    )
     assert history == Counter({**frame_reads, "dynamodb:Query": 1})
     assert ping["dynamodb:BatchGetItem"] == 1 and "dynamodb:GetItem" not in ping
     assert join["dynamodb:BatchGetItem"] == 1
     assert "dynamodb:GetItem" not in send + numbered + history
+
+
+def test_without_the_fast_path_a_send_makes_two_dynamodb_requests(
+    chat: Any, requests_made: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCAL_FAST_PATH_MAX_MEMBERS", "0")
+    config.reset()
+    chat.connect("c1", "alice")
+    chat.send("c1", {"action": "join", "room": "lobby"})
+    send = _count(chat, requests_made, "c1", {"action": "send", "room": "lobby", "body": "hi"})
+    assert send == Counter(
+        {"dynamodb:BatchGetItem": 1, "dynamodb:UpdateItem": 1, "events:PutEvents": 1}
+    )

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from chat import clients, ids
+from chat import clients, config, ids
 
 BUS = "chat-test-chat-bus"
 
@@ -71,16 +71,84 @@ def test_send_publishes_the_contract_event(chat: Any, member: str, captured: Any
 
 
 def test_published_event_flows_to_every_member(
-    chat: Any, member: str, captured: Any, posted: Any
+    chat: Any, member: str, captured: Any, posted: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The bus path (the fast path off): EventBusMessageHandler posts to every member."""
+    monkeypatch.setenv("LOCAL_FAST_PATH_MAX_MEMBERS", "0")
+    config.reset()
     chat.connect("c2", "bob")
     chat.send("c2", {"action": "join", "room": "lobby"})
     ack = chat.send(member, {"action": "send", "room": "lobby", "body": "hello"})
+    assert posted(member) == [] and posted("c2") == []  # nothing before the bus
     (event,) = captured()
     assert chat.deliver(event["detail"])["delivered"] == 2
     for cid in (member, "c2"):
         (frame,) = posted(cid)
         assert frame["type"] == "message" and frame["id"] == ack["id"] and frame["body"] == "hello"
+
+
+def test_the_fast_path_posts_before_the_ack_and_the_bus_event_is_a_duplicate(
+    chat: Any, member: str, captured: Any, posted: Any
+) -> None:
+    """Issue 17: a small room's local members get the frame from ClientMessageHandler, once:
+    the origin region's EventBusMessageHandler finds the history item and posts nothing."""
+    chat.connect("c2", "bob")
+    chat.send("c2", {"action": "join", "room": "lobby"})
+    ack = chat.send(member, {"action": "send", "room": "lobby", "body": "hello"})
+    for cid in (member, "c2"):  # already there when the ack came back
+        (frame,) = posted(cid)
+        assert frame["type"] == "message" and frame["id"] == ack["id"] and frame["body"] == "hello"
+    (event,) = captured()  # the bus still got it, for every other region
+    assert event["detail"]["id"] == ack["id"]
+    assert chat.deliver(event["detail"])["status"] == "duplicate"
+    assert [len(posted(cid)) for cid in (member, "c2")] == [1, 1]
+    history = chat.send(member, {"action": "history", "room": "lobby"})
+    assert [m["id"] for m in history["messages"]] == [ack["id"]]
+
+
+def test_above_the_limit_the_room_takes_the_bus_path(
+    chat: Any, member: str, captured: Any, posted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCAL_FAST_PATH_MAX_MEMBERS", "1")
+    config.reset()
+    chat.connect("c2", "bob")
+    chat.send("c2", {"action": "join", "room": "lobby"})
+    chat.send(member, {"action": "send", "room": "lobby", "body": "hello"})
+    assert posted(member) == [] and posted("c2") == []
+    (event,) = captured()
+    assert chat.deliver(event["detail"])["delivered"] == 2
+
+
+def test_when_the_bus_path_stored_it_first_the_fast_path_posts_nothing(
+    chat: Any, member: str, posted: Any
+) -> None:
+    from chat import local_delivery
+    from chat.bus import publish_message
+    from chat.model import Sender
+
+    message = publish_message("lobby", Sender("alice", "Alice", "us-east-1"), "raced")
+    assert chat.deliver(message.detail())["delivered"] == 1  # the bus handler won the race
+    assert local_delivery.deliver_locally(message) == "already_stored"
+    assert len(posted(member)) == 1
+
+
+def test_a_failed_history_write_leaves_the_message_to_the_bus_path(
+    chat: Any, member: str, captured: Any, posted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import history_store
+
+    real = history_store.put_message
+
+    def throttled(message: Any) -> bool:
+        raise RuntimeError("ProvisionedThroughputExceeded")
+
+    monkeypatch.setattr(history_store, "put_message", throttled)
+    ack = chat.send(member, {"action": "send", "room": "lobby", "body": "x"})
+    assert ack["type"] == "ack" and posted(member) == []  # acked: the bus has it
+    monkeypatch.setattr(history_store, "put_message", real)
+    (event,) = captured()
+    assert chat.deliver(event["detail"])["delivered"] == 1
+    assert [f["id"] for f in posted(member)] == [ack["id"]]
 
 
 def test_put_events_entry_params(chat: Any, member: str, stubbed_events: Stubber) -> None:

@@ -208,10 +208,12 @@ class _SerialDynamoDB:
 
 
 def test_concurrent_out_of_order_invocations_are_published_in_seq_order(
-    chat: Any, member: str, published: Published, monkeypatch: pytest.MonkeyPatch
+    chat: Any, member: str, published: Published, monkeypatch: pytest.MonkeyPatch, posted: Any
 ) -> None:
     """API Gateway's view: every frame invoked at once, in any order, some of them twice."""
     monkeypatch.setenv("SEQUENCE_WAIT_MS", "120000")  # generous: no test depends on speed
+    chat.connect("c-bob", "bob")
+    chat.send("c-bob", {"action": "join", "room": "lobby"})
     clients.reset()
     serial = _SerialDynamoDB(clients.dynamodb())
     monkeypatch.setattr(sequence.clients, "dynamodb", lambda: serial)
@@ -246,6 +248,9 @@ def test_concurrent_out_of_order_invocations_are_published_in_seq_order(
     assert list(dict.fromkeys(p["id"] for p in published)) == message_ids
     assert [first_bodies[i] for i in message_ids] == [f"a{s}" for s in range(1, count + 1)]
     assert len(published) <= count + 2
+    # The same-region fast path posts inside each send's turn: a member of the sender's
+    # region receives every message once, in the sender's order (issue 17).
+    assert [f["body"] for f in posted("c-bob")] == [f"a{s}" for s in range(1, count + 1)]
 
 
 def test_the_ack_window_forgets_old_seqs(
