@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,20 @@ def getatt_id(value: Any) -> str:
     assert isinstance(value, dict) and "Fn::GetAtt" in value, value
     logical_id: str = value["Fn::GetAtt"][0]
     return logical_id
+
+
+def access_log_group_id(stage: JsonDict, region: str) -> str:
+    """Logical id of the log group a stage's access logs go to.
+
+    The destination must be the log group's ARN without the ``:*`` that
+    ``GetAtt LogGroup.Arn`` ends with: API Gateway stores it without, so a
+    ``:*`` makes drift detection report the stage as modified forever
+    (aws-cdk#38816).
+    """
+    arn = resolve(stage["Properties"]["AccessLogSettings"]["DestinationArn"], region=region)
+    match = re.fullmatch(rf"arn:{PARTITION}:logs:{region}:{ACCOUNT}:log-group:<(\w+)>", arn)
+    assert match, f"access-log destination {arn!r} is not a log group ARN without ':*'"
+    return match.group(1)
 
 
 def resolve(value: Any, *, region: str, refs: Mapping[str, str] | None = None) -> Any:
