@@ -32,6 +32,7 @@ from constructs import Construct
 
 from stacks.bundling import dependencies_layer
 from stacks.code_asset import CodeSource, python_code
+from stacks.concurrency import HEALTH_HANDLER_RESERVED_CONCURRENCY
 from stacks.config import ChatConfig
 from stacks.lambda_function import (
     ARCHITECTURE,
@@ -204,7 +205,7 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
                     # of this unauthenticated route takes from the region's pool.
                     # A check takes milliseconds: 5 answer far more than the
                     # stage's throttle lets through.
-                    reserved_concurrency=5,
+                    reserved_concurrency=HEALTH_HANDLER_RESERVED_CONCURRENCY,
                 ),
             )
             if config.domain_name and config.hosted_zone_id

@@ -1,0 +1,156 @@
+"""``python -m tools.preflight``: can this account take the app? Run it before deploying.
+
+Per configured region it checks, read-only:
+
+* the region is enabled (``account:GetRegionOptStatus``, else
+  ``ec2:DescribeRegions``): opt-in regions are off in a new account;
+* Lambda's concurrency (``lambda:GetAccountSettings``): the stack's reserved
+  concurrency must leave Lambda's unreserved minimum (100; a new account's
+  whole quota of 10 or 50), counting what this stage's stack already holds
+  (``cloudformation:ListStackResources``, ``lambda:GetFunctionConcurrency``)
+  and what other stages and apps reserve (already out of the unreserved
+  figure);
+* CDK's bootstrap (``ssm:GetParameter`` of the bootstrap version, else the
+  ``CDKToolkit`` stack's output) at the version the templates need;
+* API Gateway's account quotas (``servicequotas:GetServiceQuota``, else the
+  documented defaults): WebSocket new connections per second and the account
+  throttle, which ``fanoutRequestBudget`` must stay under.
+
+The regions and reservations come from ``cdk.json``'s context (with
+``--stage``/``--regions`` and ``-c key=value`` overrides, as ``cdk`` takes
+them) or, with ``--cdk-out``, from the synthesized templates (a team's own
+functions' reservations included). It prints a table and exits 0 when nothing
+blocks the deploy, 1 when something does, 2 when it cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from stacks.config import ChatConfig, ConfigError
+from tools.preflight.checks import (
+    BLOCK,
+    OK,
+    Check,
+    ClientFactory,
+    check_api_gateway_quotas,
+    check_bootstrap,
+    check_lambda_concurrency,
+    check_opt_in,
+)
+from tools.preflight.plan import PlanError, RegionPlan, plan_from_cdk_out, plan_from_config
+
+__all__ = ["COLUMNS", "main", "render", "run"]
+
+COLUMNS = ("region", "check", "result", "found")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.preflight",
+        description="Before deploying: Lambda concurrency, opt-in regions, CDK bootstrap and "
+        "API Gateway quotas of every configured region.",
+    )
+    parser.add_argument(
+        "--context", type=Path, default=Path("cdk.json"),
+        help="cdk.json whose context configures the app (default ./cdk.json)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-c", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="a context override, as `cdk deploy -c` takes it (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--stage", default=None, help="overrides the context's stage")
+    parser.add_argument("--regions", default=None, help="comma-separated regions")
+    parser.add_argument(
+        "--cdk-out", type=Path, default=None,
+        help="read the reservations and bootstrap version from this synthesized cdk.out",
+    )  # fmt: skip
+    parser.add_argument("--profile", default=None, help="AWS profile")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ChatConfig:
+    context: dict[str, object] = {}
+    if args.context.exists():
+        try:
+            context = dict(json.loads(args.context.read_text(encoding="utf-8"))["context"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise PlanError(f"{args.context} has no readable context: {error}") from None
+    for override in args.overrides:
+        key, separator, value = override.partition("=")
+        if not separator:
+            raise PlanError(f"-c {override}: expected KEY=VALUE")
+        context[key] = value
+    context.update({k: v for k, v in (("stage", args.stage), ("regions", args.regions)) if v})
+    try:
+        return ChatConfig.from_mapping(context)
+    except ConfigError as error:
+        raise PlanError(str(error)) from None
+
+
+def run(
+    plans: Sequence[RegionPlan], clients: ClientFactory, *, fanout_request_budget: int
+) -> list[Check]:
+    """Every check of every region, in order; a disabled region gets no further calls."""
+    rows: list[Check] = []
+    for plan in plans:
+        opt_in = check_opt_in(clients, plan.region)
+        rows.append(opt_in)
+        if opt_in.status == BLOCK:
+            continue
+        rows.append(check_lambda_concurrency(clients, plan))
+        rows.append(check_bootstrap(clients, plan))
+        rows += check_api_gateway_quotas(clients, plan.region, fanout_request_budget)
+    return rows
+
+
+def render(rows: Sequence[Check], out: TextIO) -> None:
+    """The table, then one verdict line."""
+    cells = [COLUMNS] + [(r.region, r.name, r.status, r.detail) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS) - 1)]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1], file=out)
+    blocked = sorted({r.region for r in rows if r.status == BLOCK})
+    if blocked:
+        print(f"BLOCKED: {', '.join(blocked)} (fix the BLOCK rows before deploying)", file=out)
+    else:
+        warned = sum(r.status != OK for r in rows)
+        print(f"OK: nothing blocks the deploy ({warned} warning(s))", file=out)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    clients: ClientFactory | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Exit status: 0 nothing blocks, 1 something does, 2 cannot start."""
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    try:
+        config = _config(args)
+        plans = (
+            plan_from_cdk_out(args.cdk_out, config) if args.cdk_out else plan_from_config(config)
+        )
+    except PlanError as error:
+        print(f"preflight: {error}", file=sys.stderr)
+        return 2
+    if clients is None:
+        session = boto3.session.Session(profile_name=args.profile)
+        cache: dict[tuple[str, str], Any] = {}
+
+        def clients(service: str, region: str) -> Any:
+            if (service, region) not in cache:
+                cache[service, region] = session.client(service, region_name=region)  # type: ignore[call-overload]
+            return cache[service, region]
+
+    rows = run(plans, clients, fanout_request_budget=config.fanout_request_budget)
+    render(rows, out)
+    return 1 if any(r.status == BLOCK for r in rows) else 0
