@@ -187,7 +187,7 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             # polls could take the region's whole concurrency (docs/operations.md).
             reserved_concurrency=config.http_reserved_concurrency,
         ),
-        # Only with the global endpoint, like its one route (GET /health).
+        # Only with the global endpoint, like its one route (GET /health/<key>).
         *(
             (
                 FunctionSpec(
@@ -245,7 +245,7 @@ class ChatFunctions(Construct):
         client_message_handler: every client action (route responses).
         event_bus_message_handler: the delivery rule's target (history + fan-out).
         http_handler: the HTTP fallback API's routes (send, history long-poll).
-        health_handler: ``GET /health``, Route 53's health check (None without
+        health_handler: ``GET /health/<key>``, Route 53's health check (None without
             the global endpoint).
         authorizer: the token authorizer of both APIs (``$connect``, the HTTP
             routes). Its environment is only Powertools' and the token rules
