@@ -26,7 +26,6 @@ blocks the deploy, 1 when something does, 2 when it cannot start.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Any, TextIO
 
 import boto3
 
-from stacks.config import ChatConfig, ConfigError
 from tools.preflight.checks import (
     BLOCK,
     OK,
@@ -45,7 +43,14 @@ from tools.preflight.checks import (
     check_lambda_concurrency,
     check_opt_in,
 )
-from tools.preflight.plan import PlanError, RegionPlan, plan_from_cdk_out, plan_from_config
+from tools.preflight.plan import (
+    PlanError,
+    RegionPlan,
+    add_config_arguments,
+    config_from_arguments,
+    plan_from_cdk_out,
+    plan_from_config,
+)
 
 __all__ = ["COLUMNS", "main", "render", "run"]
 
@@ -58,41 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Before deploying: Lambda concurrency, opt-in regions, CDK bootstrap and "
         "API Gateway quotas of every configured region.",
     )
-    parser.add_argument(
-        "--context", type=Path, default=Path("cdk.json"),
-        help="cdk.json whose context configures the app (default ./cdk.json)",
-    )  # fmt: skip
-    parser.add_argument(
-        "-c", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="a context override, as `cdk deploy -c` takes it (repeatable)",
-    )  # fmt: skip
-    parser.add_argument("--stage", default=None, help="overrides the context's stage")
-    parser.add_argument("--regions", default=None, help="comma-separated regions")
+    add_config_arguments(parser)
     parser.add_argument(
         "--cdk-out", type=Path, default=None,
         help="read the reservations and bootstrap version from this synthesized cdk.out",
     )  # fmt: skip
     parser.add_argument("--profile", default=None, help="AWS profile")
     return parser
-
-
-def _config(args: argparse.Namespace) -> ChatConfig:
-    context: dict[str, object] = {}
-    if args.context.exists():
-        try:
-            context = dict(json.loads(args.context.read_text(encoding="utf-8"))["context"])
-        except (ValueError, KeyError, TypeError) as error:
-            raise PlanError(f"{args.context} has no readable context: {error}") from None
-    for override in args.overrides:
-        key, separator, value = override.partition("=")
-        if not separator:
-            raise PlanError(f"-c {override}: expected KEY=VALUE")
-        context[key] = value
-    context.update({k: v for k, v in (("stage", args.stage), ("regions", args.regions)) if v})
-    try:
-        return ChatConfig.from_mapping(context)
-    except ConfigError as error:
-        raise PlanError(str(error)) from None
 
 
 def run(
@@ -135,7 +112,7 @@ def main(
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     try:
-        config = _config(args)
+        config = config_from_arguments(args)
         plans = (
             plan_from_cdk_out(args.cdk_out, config) if args.cdk_out else plan_from_config(config)
         )

@@ -9,18 +9,21 @@ version each stack needs comes from the cloud assembly's manifest.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.concurrency import reserved_concurrency
-from stacks.config import ChatConfig
+from stacks.config import ChatConfig, ConfigError
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_PARAMETER",
     "DEFAULT_BOOTSTRAP_VERSION",
     "PlanError",
     "RegionPlan",
+    "add_config_arguments",
+    "config_from_arguments",
     "plan_from_cdk_out",
     "plan_from_config",
 ]
@@ -49,6 +52,40 @@ class RegionPlan:
     @property
     def reserved_total(self) -> int:
         return sum(self.reserved.values())
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--context``, ``-c KEY=VALUE``, ``--stage``, ``--regions``: the config, as cdk reads it."""
+    parser.add_argument(
+        "--context", type=Path, default=Path("cdk.json"),
+        help="cdk.json whose context configures the app (default ./cdk.json)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-c", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="a context override, as `cdk deploy -c` takes it (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--stage", default=None, help="overrides the context's stage")
+    parser.add_argument("--regions", default=None, help="comma-separated regions")
+
+
+def config_from_arguments(args: argparse.Namespace) -> ChatConfig:
+    """The ``ChatConfig`` of ``add_config_arguments``' arguments; PlanError if it is invalid."""
+    context: dict[str, object] = {}
+    if args.context.exists():
+        try:
+            context = dict(json.loads(args.context.read_text(encoding="utf-8"))["context"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise PlanError(f"{args.context} has no readable context: {error}") from None
+    for override in args.overrides:
+        key, separator, value = override.partition("=")
+        if not separator:
+            raise PlanError(f"-c {override}: expected KEY=VALUE")
+        context[key] = value
+    context.update({k: v for k, v in (("stage", args.stage), ("regions", args.regions)) if v})
+    try:
+        return ChatConfig.from_mapping(context)
+    except ConfigError as error:
+        raise PlanError(str(error)) from None
 
 
 def plan_from_config(config: ChatConfig) -> list[RegionPlan]:
