@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup checkov-setup synth local lint test test-fast bench clean
+.PHONY: setup checkov-setup synth local lint test test-fast bench clean destroy-stage
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -68,6 +68,15 @@ test-fast: setup
 # own variant of the app into .bench/, the sandbox parts use $(CDK_OUT).
 bench: synth
 	$(PY) -m bench --cdk-out $(CDK_OUT) $(BENCH_ARGS)
+
+# Destroy a stage other than prod (make destroy-stage STAGE=dev CDK_ARGS="-c regions=..."):
+# the signing secret's replicas first, or its stack may end in DELETE_FAILED
+# (Secrets Manager refuses to delete a primary secret that has replicas).
+STAGE ?=
+destroy-stage: setup
+	@test -n "$(STAGE)" || { echo "usage: make destroy-stage STAGE=<stage>"; exit 2; }
+	$(PY) -m tools.remove_secret_replicas --stage $(STAGE) $(CDK_ARGS)
+	$(CDK) destroy --all -c stage=$(STAGE) $(CDK_ARGS)
 
 clean:
 	rm -rf $(CDK_OUT) .bench .pytest_cache .mypy_cache .ruff_cache

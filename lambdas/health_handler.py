@@ -1,6 +1,6 @@
 """Route 53's health check of the region (handler ``health_handler.handler``).
 
-``GET /health`` on the HTTP API, routed only with the global endpoint and
+``GET /health/<key>`` on the HTTP API, routed only with the global endpoint and
 without the authorizer (stacks/global_endpoint.py): 200
 ``{"status": "ok", "region"}``, counted as ``HealthChecks``.
 

@@ -26,7 +26,7 @@ Both routes run behind the authorizer: a request without its identity is 400
 ``bad_request``; a room the token's ``rooms`` do not allow is 403
 ``forbidden`` (checked right after the room name).
 
-``GET /health`` (the global endpoint's health check) is not served here but by
+``GET /health/<key>`` (the global endpoint's health check) is not served here but by
 HealthHandler (``health_handler``): this function's executions are capped and
 long polls hold them, which must not fail the region's health check.
 

@@ -99,6 +99,22 @@ def function_variable(cdk_out: Path, region: str, name: str) -> str:
     raise KeyError(f"no function of {region} has the environment variable {name}")
 
 
+def http_route_path(cdk_out: Path, region: str, handler: str) -> str:
+    """The path of the region's HTTP API route served by ``handler`` (e.g.
+    ``health_handler.handler``), resolved as the sandbox serves it: the global endpoint's
+    health path carries a key known only once the stack exists (its stack id)."""
+    from sandbox.assembly import load_stacks
+    from sandbox.model import build_models
+
+    (model,) = build_models(load_stacks(cdk_out), [region])
+    if model.http is None:
+        raise KeyError(f"{region} has no HTTP API")
+    for route in model.http.routes.values():
+        if model.functions[route.function].handler == handler:
+            return route.route_key.partition(" ")[2]
+    raise KeyError(f"no HTTP route of {region} is served by {handler}")
+
+
 def seed_room(
     table: str,
     room: str,

@@ -6,11 +6,12 @@ import json
 from collections.abc import Mapping
 
 import jsii
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_logs as logs
 
-__all__ = ["AccessLogSettings", "json_access_logs"]
+__all__ = ["AccessLogSettings", "LogGroupArnDestination", "json_access_logs"]
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -32,9 +33,31 @@ class AccessLogSettings:
         return self._format
 
 
+@jsii.implements(apigwv2.IAccessLogDestination)
+class LogGroupArnDestination:
+    """A log group as an access-log destination, named by its ARN *without* the ``:*``.
+
+    CDK's ``LogGroupLogDestination`` passes ``GetAtt LogGroup.Arn``, which ends
+    with ``:*``; API Gateway stores the ARN without it, so CloudFormation's
+    drift detection reports every stage as modified forever (aws-cdk#38816).
+    """
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self.log_group = log_group
+
+    def bind(self, stage: apigwv2.IStage) -> apigwv2.AccessLogDestinationConfig:
+        arn = Stack.of(self.log_group).format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=self.log_group.log_group_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        return apigwv2.AccessLogDestinationConfig(destination_arn=arn)
+
+
 def json_access_logs(log_group: logs.ILogGroup, fields: Mapping[str, str]) -> AccessLogSettings:
     """One JSON object per request, with ``fields`` (name -> ``$context`` variable)."""
     return AccessLogSettings(
-        apigwv2.LogGroupLogDestination(log_group),
+        LogGroupArnDestination(log_group),
         apigateway.AccessLogFormat.custom(json.dumps(dict(fields))),
     )

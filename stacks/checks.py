@@ -129,8 +129,9 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
         _ack(
             stack.global_endpoint.health_route,
             "APIG4",
-            "GET /health is called by Route 53 health checkers, which cannot authenticate; it "
-            "answers a constant 200 and reads no data (HealthHandler, lambdas/health_handler.py)",
+            "GET /health/<key> is called by Route 53 health checkers, which cannot send a "
+            "header; its path carries an unguessable key (the stack id's UUID), it answers a "
+            "constant 200 and reads no data (HealthHandler, lambdas/health_handler.py)",
         )
 
     # SMG4: the signing secret is rotated by hand (where it is created).

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
+from stacks.concurrency import default_quota_problem, fanout_workers_limit
+
 __all__ = [
     "ACCEPTED_REGIONS",
     "CLOUDWATCH_LOG_RETENTION",
@@ -419,6 +421,23 @@ class ChatConfig:
     jwt_default_rooms: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        global_endpoint = bool(self.domain_name and self.hosted_zone_id)
+        quota_problem = default_quota_problem(
+            self.http_reserved_concurrency,
+            global_endpoint=global_endpoint,
+            fanout_max_workers=self.fanout_max_workers,
+        )
+        if quota_problem:
+            limit = fanout_workers_limit(
+                self.http_reserved_concurrency, global_endpoint=global_endpoint
+            )
+            raise ConfigError(
+                "fanoutMaxWorkers",
+                self.fanout_max_workers,
+                f"with httpReservedConcurrency={self.http_reserved_concurrency} {quota_problem}",
+                f"at most {limit} with that httpReservedConcurrency, or a lower "
+                "httpReservedConcurrency",
+            )
         if self.jwt_issuer and not self.jwt_audience:
             raise ConfigError(
                 "jwtAudience", None, "is missing", "the audience (aud) the issuer's tokens carry"

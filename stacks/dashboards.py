@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
@@ -38,6 +38,7 @@ __all__ = [
     "RUNTIME_ERROR_METRICS",
     "ChatGlobalDashboard",
     "ChatRegionDashboard",
+    "custom_bus_rule_name",
     "dashboard_url",
 ]
 
@@ -89,6 +90,17 @@ def dashboard_url(region: str, name: str) -> str:
         f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
         f"#dashboards/dashboard/{name}"
     )
+
+
+def custom_bus_rule_name(rule: events.IRule) -> str:
+    """The name of ``rule`` (a rule on a custom bus) as its metrics' ``RuleName`` dimension.
+
+    ``rule.rule_name`` is the rule's ``Ref``, and for a rule on a custom bus
+    CloudFormation's ``Ref`` is ``<bus name>|<rule name>``, not the name
+    (cloudformation-coverage-roadmap#1131): a metric with that dimension
+    matches no data. The part after the ``|`` is the name.
+    """
+    return Fn.select(1, Fn.split("|", rule.rule_name))
 
 
 def _runtime_metric(
@@ -218,7 +230,7 @@ class ChatRegionDashboard(Construct):
             return cloudwatch.Metric(
                 namespace="AWS/Events",
                 metric_name=name,
-                dimensions_map={"EventBusName": bus_name, "RuleName": rule.rule_name},
+                dimensions_map={"EventBusName": bus_name, "RuleName": custom_bus_rule_name(rule)},
                 statistic=statistic,
                 period=_PERIOD,
                 label=f"{rule_label} {name}",

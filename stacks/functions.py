@@ -32,6 +32,7 @@ from constructs import Construct
 
 from stacks.bundling import dependencies_layer
 from stacks.code_asset import CodeSource, python_code
+from stacks.concurrency import HEALTH_HANDLER_RESERVED_CONCURRENCY
 from stacks.config import ChatConfig
 from stacks.lambda_function import (
     ARCHITECTURE,
@@ -199,7 +200,7 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             # polls could take the region's whole concurrency (docs/operations.md).
             reserved_concurrency=config.http_reserved_concurrency,
         ),
-        # Only with the global endpoint, like its one route (GET /health).
+        # Only with the global endpoint, like its one route (GET /health/<key>).
         *(
             (
                 FunctionSpec(
@@ -217,7 +218,7 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
                     # of this unauthenticated route takes from the region's pool.
                     # A check takes milliseconds: 5 answer far more than the
                     # stage's throttle lets through.
-                    reserved_concurrency=5,
+                    reserved_concurrency=HEALTH_HANDLER_RESERVED_CONCURRENCY,
                 ),
             )
             if config.domain_name and config.hosted_zone_id
@@ -257,7 +258,7 @@ class ChatFunctions(Construct):
         client_message_handler: every client action (route responses).
         event_bus_message_handler: the delivery rule's target (history + fan-out).
         http_handler: the HTTP fallback API's routes (send, history long-poll).
-        health_handler: ``GET /health``, Route 53's health check (None without
+        health_handler: ``GET /health/<key>``, Route 53's health check (None without
             the global endpoint).
         authorizer: the token authorizer of both APIs (``$connect``, the HTTP
             routes). Its environment is only Powertools' and the token rules

@@ -7,8 +7,8 @@ With ``domainName`` and ``hostedZoneId`` configured, every region gets:
   record; ACM asks for the same record in every region);
 * API Gateway custom domains (regional endpoints, TLS 1.2) for both names,
   mapped to the WebSocket API's stage and the HTTP API's ``$default`` stage;
-* a Route 53 health check of the region: HTTPS ``GET /health`` on the HTTP
-  API's own regional endpoint (a route without the authorizer, served by
+* a Route 53 health check of the region: HTTPS ``GET /health/<key>`` on the
+  HTTP API's own regional endpoint (a route without the authorizer, served by
   HealthHandler without touching a table, so it says "API Gateway and Lambda
   answer in this region"). HealthHandler has executions of its own: not
   HttpHandler, whose capped executions long polls can fill;
@@ -18,6 +18,19 @@ With ``domainName`` and ``hostedZoneId`` configured, every region gets:
 Each regional stack owns its own records (``SetIdentifier`` = region), so
 adding or removing a region adds or removes only its records.
 
+Why the path carries a key (``health_path``): the route is unauthenticated
+and Route 53's checkers cannot send a header, so a guessable ``/health`` let
+anyone flood it into the stage's route throttle; three 429s in a row and
+Route 53 takes a working region out of DNS (about 90 s). The key is the
+UUID of the region's CloudFormation stack id: made by CloudFormation when the
+stack is created, stable across updates, different per region and stage,
+and never in an output; only the account sees it (the stack id, the health
+check's configuration, the access logs). A request for any other path finds
+no route: API Gateway answers 404 without touching the health route's
+throttle or HealthHandler. (A throttle of its own for the route cannot be
+set: a stage's RouteSettings are keyed by route key, and this route key is
+only known at deploy time.)
+
 Why an endpoint health check on a route of our own: Route 53 counts only
 2xx/3xx as healthy, the message routes answer 401 without a token, and HTTP
 APIs have no mock integrations; a CloudWatch-alarm health check would say
@@ -26,7 +39,7 @@ APIs have no mock integrations; a CloudWatch-alarm health check would say
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
@@ -35,12 +48,23 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
 from constructs import Construct
 
-__all__ = ["HEALTH_CHECK_FAILURE_THRESHOLD", "HEALTH_PATH", "ChatGlobalEndpoint"]
+__all__ = [
+    "HEALTH_CHECK_FAILURE_THRESHOLD",
+    "HEALTH_PATH_PREFIX",
+    "ChatGlobalEndpoint",
+    "health_path",
+]
 
-HEALTH_PATH = "/health"
+HEALTH_PATH_PREFIX = "/health/"
 # Three failed checks 30 s apart (Route 53's standard interval): a region
 # leaves the answers after about 90 s, clients follow as cached answers expire.
 HEALTH_CHECK_FAILURE_THRESHOLD = 3
+
+
+def health_path(scope: Construct) -> str:
+    """``/health/<key>``: the key is the UUID at the end of the stack's id
+    (``arn:...:stack/<name>/<uuid>``), unguessable from outside the account."""
+    return HEALTH_PATH_PREFIX + Fn.select(2, Fn.split("/", Stack.of(scope).stack_id))
 
 
 class ChatGlobalEndpoint(Construct):
@@ -51,7 +75,8 @@ class ChatGlobalEndpoint(Construct):
         websocket_domain, http_domain: the API Gateway custom domains.
         health_check: the region's Route 53 health check.
         websocket_record, http_record: the latency alias records.
-        health_route: the unauthenticated ``GET /health`` route of the HTTP API.
+        health_path: ``/health/<key>`` (a token: the key is known at deploy time).
+        health_route: the unauthenticated ``GET <health_path>`` route of the HTTP API.
         health_integration: its Lambda proxy integration (``health_handler``).
         websocket_url, http_url: ``wss://chat.<domain>``, ``https://api.<domain>/``.
     """
@@ -90,9 +115,13 @@ class ChatGlobalEndpoint(Construct):
             health_handler,
             payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
         )
-        (self.health_route,) = http_api.add_routes(
-            path=HEALTH_PATH,
-            methods=[apigwv2.HttpMethod.GET],
+        self.health_path = health_path(self)
+        # A route of its own id: add_routes derives construct ids from the path, a token here.
+        self.health_route = apigwv2.HttpRoute(
+            self,
+            "HealthRoute",
+            http_api=http_api,
+            route_key=apigwv2.HttpRouteKey.with_(self.health_path, apigwv2.HttpMethod.GET),
             integration=self.health_integration,
             authorizer=apigwv2.HttpNoneAuthorizer(),
         )
@@ -102,7 +131,7 @@ class ChatGlobalEndpoint(Construct):
             type=route53.HealthCheckType.HTTPS,
             fqdn=f"{http_api.api_id}.execute-api.{region}.{stack.url_suffix}",
             port=443,
-            resource_path=HEALTH_PATH,
+            resource_path=self.health_path,
             request_interval=Duration.seconds(30),
             failure_threshold=HEALTH_CHECK_FAILURE_THRESHOLD,
         )

@@ -1,4 +1,4 @@
-"""The global endpoint's health check, ``GET /health``, end to end: the app synthesized with
+"""The global endpoint's health check, ``GET /health/<key>``, end to end: the app synthesized with
 ``-c domainName=... -c hostedZoneId=...`` (the route exists only then) and
 ``-c httpReservedConcurrency=1``, one region in the sandbox, which runs the route's function
 whatever it is called and honours each function's ``ReservedConcurrentExecutions``.
@@ -48,11 +48,24 @@ def health_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
         yield process
 
 
+def health_url(sandbox: SandboxProcess) -> str:
+    """The region's health check URL: the path's key is the stack id's UUID, as the sandbox
+    resolves the template (stacks/global_endpoint.py, health_path)."""
+    path = virtual.http_route_path(sandbox.cdk_out, REGION, "health_handler.handler")
+    return sandbox.url(REGION, "http") + path
+
+
 def test_health_answers_without_a_token(health_sandbox: SandboxProcess) -> None:
     async def scenario() -> None:
         base = health_sandbox.url(REGION, "http")
+        url = health_url(health_sandbox)
+        assert url.startswith(f"{base}/health/") and len(url) > len(f"{base}/health/") + 8
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{base}/health") as answer:
+            # A guessable path reaches no route, so a flood of it cannot throttle the check.
+            for guess in ("/health", "/health/", "/health/x"):
+                async with http.get(f"{base}{guess}") as answer:
+                    assert answer.status == 404, (guess, await answer.text())
+            async with http.get(url) as answer:
                 assert answer.status == 200, await answer.text()
                 assert answer.headers["cache-control"] == "no-store"
                 assert await answer.json() == {"status": "ok", "region": REGION}
@@ -72,6 +85,7 @@ def test_health_answers_while_a_long_poll_holds_every_http_handler_execution(
 async def _health_beside_a_long_poll(sandbox: SandboxProcess) -> None:
     room, poller = room_name(), f"poller-{room_name()}"
     base = sandbox.url(REGION, "http")
+    health = health_url(sandbox)
     dynamodb = boto3.client(
         "dynamodb",
         endpoint_url=sandbox.endpoints["dynamodb"],
@@ -102,7 +116,7 @@ async def _health_beside_a_long_poll(sandbox: SandboxProcess) -> None:
 
         # Warm HealthHandler first (a cold worker start on a loaded machine is seconds), so
         # the check below has the poll's whole wait to answer in.
-        async with http.get(f"{base}/health") as answer:
+        async with http.get(health) as answer:
             assert answer.status == 200, await answer.text()
         poll = asyncio.create_task(long_poll())
         sender = None
@@ -112,7 +126,7 @@ async def _health_beside_a_long_poll(sandbox: SandboxProcess) -> None:
                 lambda: poll.done() or poll_leases(), timeout=60, what="the long poll's lease"
             )
             assert not poll.done(), poll.result()
-            async with http.get(f"{base}/health") as answer:
+            async with http.get(health) as answer:
                 assert answer.status == 200, await answer.text()
                 assert await answer.json() == {"status": "ok", "region": REGION}
             # Answered while the poll still held HttpHandler: not queued behind it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ CDK_JSON_CONTEXT: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text
 
 ACCOUNT = "123456789012"
 PARTITION = "aws"
+# The UUID `resolve` gives every stack id (AWS::StackId ends with it).
+STACK_UUID = "11111111-2222-3333-4444-555555555555"
 
 JsonDict = dict[str, Any]
 
@@ -108,8 +111,23 @@ def getatt_id(value: Any) -> str:
     return logical_id
 
 
+def access_log_group_id(stage: JsonDict, region: str) -> str:
+    """Logical id of the log group a stage's access logs go to.
+
+    The destination must be the log group's ARN without the ``:*`` that
+    ``GetAtt LogGroup.Arn`` ends with: API Gateway stores it without, so a
+    ``:*`` makes drift detection report the stage as modified forever
+    (aws-cdk#38816).
+    """
+    arn = resolve(stage["Properties"]["AccessLogSettings"]["DestinationArn"], region=region)
+    match = re.fullmatch(rf"arn:{PARTITION}:logs:{region}:{ACCOUNT}:log-group:<(\w+)>", arn)
+    assert match, f"access-log destination {arn!r} is not a log group ARN without ':*'"
+    return match.group(1)
+
+
 def resolve(value: Any, *, region: str, refs: Mapping[str, str] | None = None) -> Any:
-    """Resolve pseudo parameters, Ref, Fn::Join and Fn::Sub as CloudFormation would.
+    """Resolve pseudo parameters, Ref, Fn::Join, Fn::Select, Fn::Split and Fn::Sub as
+    CloudFormation would (the stack id ends with ``STACK_UUID``).
 
     ``refs`` maps logical ids to stand-in values; unknown Refs/GetAtts resolve
     to ``<LogicalId>`` / ``<LogicalId.Attr>`` so comparisons stay readable.
@@ -119,6 +137,7 @@ def resolve(value: Any, *, region: str, refs: Mapping[str, str] | None = None) -
         "AWS::Partition": PARTITION,
         "AWS::Region": region,
         "AWS::URLSuffix": "amazonaws.com",
+        "AWS::StackId": f"arn:{PARTITION}:cloudformation:{region}:{ACCOUNT}:stack/s/{STACK_UUID}",
     }
     known = {**pseudo, **(refs or {})}
     if isinstance(value, list):
@@ -133,6 +152,12 @@ def resolve(value: Any, *, region: str, refs: Mapping[str, str] | None = None) -
     if set(value) == {"Fn::Join"}:
         separator, parts = value["Fn::Join"]
         return separator.join(str(resolve(part, region=region, refs=refs)) for part in parts)
+    if set(value) == {"Fn::Select"}:
+        index, items = value["Fn::Select"]
+        return resolve(items, region=region, refs=refs)[int(index)]
+    if set(value) == {"Fn::Split"}:
+        separator, source = value["Fn::Split"]
+        return str(resolve(source, region=region, refs=refs)).split(separator)
     if set(value) == {"Fn::Sub"}:
         text = value["Fn::Sub"]
         assert isinstance(text, str), "Fn::Sub with variables is not used by this app"

@@ -338,3 +338,33 @@ def test_app_prints_one_line_for_a_bad_region(repo_root: Path, tmp_path: Path) -
     assert "jsii" not in result.stderr.lower()
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*.template.json"))
+
+
+@pytest.mark.parametrize(
+    ("context", "limit"),
+    [
+        ({"httpReservedConcurrency": "100"}, 800),
+        ({"httpReservedConcurrency": "500"}, 400),
+        # HealthHandler's 5 come out of the same quota with the global endpoint.
+        (
+            {
+                "httpReservedConcurrency": "100",
+                "domainName": "example.com",
+                "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+            },
+            795,
+        ),
+    ],
+)
+def test_a_stage_that_cannot_fit_the_default_lambda_quota_is_refused(
+    context: dict[str, str], limit: int
+) -> None:
+    # Reservations + FanoutWorkers + the 100 other functions need <= 1,000 (stacks/concurrency.py).
+    assert ChatConfig.from_mapping({**context, "fanoutMaxWorkers": str(limit)})
+    with pytest.raises(ConfigError) as refused:
+        ChatConfig.from_mapping({**context, "fanoutMaxWorkers": str(limit + 1)})
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("Invalid context value for 'fanoutMaxWorkers'")
+    assert f"at most {limit} with that httpReservedConcurrency" in message
+    assert "above Lambda's default quota of 1,000" in message

@@ -41,6 +41,10 @@ def _reference(token: dict[str, Any]) -> str:
         return f"<Ref:{token['Ref']}>"
     if "Fn::GetAtt" in token:
         return f"<GetAtt:{'.'.join(token['Fn::GetAtt'])}>"
+    if "Fn::Select" in token:  # a custom-bus rule's name: the part of its Ref after "|"
+        index, split = token["Fn::Select"]
+        separator, source = split["Fn::Split"]
+        return f"<Select{index}:Split{separator}:{_reference(source)}>"
     return "<token>"
 
 
@@ -139,7 +143,7 @@ def test_regional_dashboard_covers_every_function_queue_and_rule(
     for rule_id in rules:
         for name in ("FailedInvocations", "InvocationsSentToDlq"):
             assert ["AWS/Events", name, "EventBusName", "chat-prod-chat-bus", "RuleName",
-                    f"<Ref:{rule_id}>"] in [r[:6] for r in failures]  # fmt: skip
+                    f"<Select1:Split|:<Ref:{rule_id}>>"] in [r[:6] for r in failures]  # fmt: skip
     age = metric_rows(shown["Event age (p99, ms)"])
     assert {r[1] for r in age} == {
         "IngestiontoInvocationStartLatency",

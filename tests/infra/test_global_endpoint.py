@@ -14,6 +14,7 @@ from stacks.config import ChatConfig, ConfigError
 
 from .helpers import (
     ACCOUNT,
+    STACK_UUID,
     JsonDict,
     SynthResult,
     api,
@@ -51,6 +52,19 @@ def app_global(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthResult
 @pytest.fixture(scope="module", params=REGIONS)
 def region(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# The health route's key: the stack id's UUID (stacks/global_endpoint.py, health_path).
+HEALTH_PATH = f"/health/{STACK_UUID}"
+
+
+def health_routes(template: JsonDict, region: str) -> dict[str, JsonDict]:
+    """Logical id -> properties of every route whose key resolves to ``GET /health...``."""
+    return {
+        logical_id: r["Properties"]
+        for logical_id, r in resources(template, "AWS::ApiGatewayV2::Route").items()
+        if str(resolve(r["Properties"]["RouteKey"], region=region)).startswith("GET /health")
+    }
 
 
 def route_keys(template: JsonDict) -> set[str]:
@@ -118,15 +132,14 @@ def test_health_check_calls_the_regions_own_http_api(app_global: SynthResult, re
     _, check = only(template, "AWS::Route53::HealthCheck")
     config = check["Properties"]["HealthCheckConfig"]
     assert config["Type"] == "HTTPS" and config["Port"] == 443
-    assert config["ResourcePath"] == "/health"
+    # The path Route 53 calls is the one route: /health/<the stack id's UUID>, not /health.
+    assert resolve(config["ResourcePath"], region=region) == HEALTH_PATH
+    assert "Fn::Select" in str(config["ResourcePath"])  # a deploy-time value, not a constant
     assert config["FullyQualifiedDomainName"] == {
         "Fn::Join": ["", [{"Ref": http_api}, f".execute-api.{region}.", {"Ref": "AWS::URLSuffix"}]]
     }
-    (health_route,) = [
-        r["Properties"]
-        for r in resources(template, "AWS::ApiGatewayV2::Route").values()
-        if r["Properties"]["RouteKey"] == "GET /health"
-    ]
+    (health_route,) = health_routes(template, region).values()
+    assert resolve(health_route["RouteKey"], region=region) == f"GET {HEALTH_PATH}"
     assert health_route["AuthorizationType"] == "NONE"
     assert health_route["ApiId"] == {"Ref": http_api}
     # The message routes keep their authorizer.
@@ -134,7 +147,7 @@ def test_health_check_calls_the_regions_own_http_api(app_global: SynthResult, re
         r["Properties"]
         for r in resources(template, "AWS::ApiGatewayV2::Route").values()
         if r["Properties"]["ApiId"] == {"Ref": http_api}
-        and r["Properties"]["RouteKey"].startswith(("GET /rooms", "POST /rooms"))
+        and str(r["Properties"]["RouteKey"]).startswith(("GET /rooms", "POST /rooms"))
     ]
     assert len(others) == 2 and all(r["AuthorizationType"] == "CUSTOM" for r in others)
 
@@ -152,12 +165,12 @@ def test_health_route_has_a_function_of_its_own(app_global: SynthResult, region:
     """Not HttpHandler: long polls fill its capped executions, which must not fail the check."""
     template = app_global.template_json(region)
     routes = {
-        r["Properties"]["RouteKey"]: r["Properties"]
+        resolve(r["Properties"]["RouteKey"], region=region): r["Properties"]
         for r in resources(template, "AWS::ApiGatewayV2::Route").values()
     }
     health_id, health = function_by_handler(template, HEALTH_HANDLER)
     http_id, http_handler = function_by_handler(template, HTTP_HANDLER)
-    assert _integration_function(template, routes["GET /health"]) == health_id
+    assert _integration_function(template, routes[f"GET {HEALTH_PATH}"]) == health_id
     for key in ("GET /rooms/{room}/messages", "POST /rooms/{room}/messages"):
         assert _integration_function(template, routes[key]) == http_id
     props = health["Properties"]
@@ -211,7 +224,7 @@ def test_only_the_health_route_invokes_the_health_function(
             arn = resolve(props["SourceArn"], region=region, refs={http_api: "http123"})
             source_arns[function].append(arn)
     prefix = f"arn:aws:execute-api:{region}:{ACCOUNT}:http123/*/*"
-    assert source_arns[health_id] == [f"{prefix}/health"]
+    assert source_arns[health_id] == [f"{prefix}{HEALTH_PATH}"]
     # HttpHandler: the message routes only (one permission per method).
     assert source_arns[http_id] == [f"{prefix}/rooms/{{room}}/messages"] * 2
 

@@ -20,6 +20,7 @@ from .helpers import (
     ACCOUNT,
     JsonDict,
     SynthResult,
+    access_log_group_id,
     api,
     as_list,
     delivery_rule,
@@ -235,7 +236,7 @@ def test_api_and_routes(template: JsonDict) -> None:
     assert all(route["ApiId"] == {"Ref": api_id} for _, route in routes.values())
 
 
-def test_stage(app3: SynthResult, template: JsonDict) -> None:
+def test_stage(app3: SynthResult, template: JsonDict, region: str) -> None:
     config = app3.config
     api_id, _ = api(template, "WEBSOCKET")
     (stage,) = of_api(template, "AWS::ApiGatewayV2::Stage", api_id).values()
@@ -248,8 +249,7 @@ def test_stage(app3: SynthResult, template: JsonDict) -> None:
         "LoggingLevel": "ERROR",
         "DataTraceEnabled": False,
     }
-    log_group_id = getatt_id(props["AccessLogSettings"]["DestinationArn"])
-    log_group = template["Resources"][log_group_id]
+    log_group = template["Resources"][access_log_group_id(stage, region)]
     assert log_group["Type"] == "AWS::Logs::LogGroup"
     assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
     log_format = props["AccessLogSettings"]["Format"]
@@ -324,7 +324,7 @@ def test_http_api_construct_attributes(app3: SynthResult, region: str) -> None:
     assert http_api.url == http_api.stage.url
 
 
-def test_http_stage(app3: SynthResult, template: JsonDict) -> None:
+def test_http_stage(app3: SynthResult, template: JsonDict, region: str) -> None:
     config = app3.config
     api_id, _ = api(template, "HTTP")
     (stage,) = of_api(template, "AWS::ApiGatewayV2::Stage", api_id).values()
@@ -336,7 +336,7 @@ def test_http_stage(app3: SynthResult, template: JsonDict) -> None:
         "ThrottlingRateLimit": config.throttle_rate_limit,
         "ThrottlingBurstLimit": config.throttle_burst_limit,
     }
-    log_group = template["Resources"][getatt_id(props["AccessLogSettings"]["DestinationArn"])]
+    log_group = template["Resources"][access_log_group_id(stage, region)]
     assert log_group["Type"] == "AWS::Logs::LogGroup"
     assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
     fields = json.loads(props["AccessLogSettings"]["Format"])

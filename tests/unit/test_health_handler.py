@@ -1,4 +1,4 @@
-"""HealthHandler: ``GET /health``, Route 53's health check of the region (global endpoint)."""
+"""HealthHandler: ``GET /health/<key>``, Route 53's health check of the region (global endpoint)."""
 
 from __future__ import annotations
 
@@ -16,21 +16,23 @@ from chat import clients
 from tests.unit.conftest import TEST_ENV, FakeLambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
+# The route's path carries the stack id's UUID (stacks/global_endpoint.py, health_path).
+HEALTH_PATH = "/health/6f1c3a40-1b2c-11f0-9c7d-0a1b2c3d4e5f"
 
 
 def health_event() -> dict[str, Any]:
-    """What API Gateway sends for ``GET /health`` (payload 2.0, no authorizer)."""
+    """What API Gateway sends for ``GET /health/<key>`` (payload 2.0, no authorizer)."""
     return {
         "version": "2.0",
-        "routeKey": "GET /health",
-        "rawPath": "/health",
+        "routeKey": f"GET {HEALTH_PATH}",
+        "rawPath": HEALTH_PATH,
         "rawQueryString": "",
         "headers": {"user-agent": "Amazon-Route53-Health-Check-Service"},
         "requestContext": {
             "apiId": "http123",
-            "http": {"method": "GET", "path": "/health", "protocol": "HTTP/1.1"},
+            "http": {"method": "GET", "path": HEALTH_PATH, "protocol": "HTTP/1.1"},
             "requestId": "health-1",
-            "routeKey": "GET /health",
+            "routeKey": f"GET {HEALTH_PATH}",
             "stage": "$default",
         },
         "isBase64Encoded": False,
