@@ -171,8 +171,9 @@ def hmac_key_id(key: str) -> str:
 class HmacKeys:
     """The HS256 keys of a signing secret's value (see the module docstring)."""
 
-    current: str
-    others: tuple[str, ...] = ()
+    # Secrets: never in a repr, so never in a log line or a traceback's locals.
+    current: str = field(repr=False)
+    others: tuple[str, ...] = field(default=(), repr=False)
     algorithms: frozenset[str] = field(default=frozenset({"HS256"}))
 
     @staticmethod
