@@ -53,7 +53,7 @@ from stacks.extensions import (
     spec_function,
 )
 from stacks.region_stack import ChatRegionStack
-from stacks.server_api import ChatServerApi
+from stacks.server_api import ChatServerApi, check_grantee_account
 from stacks.websocket_api import CLIENT_ROUTE_KEYS
 
 # Re-exported: what a team's app needs comes from this one module.
@@ -307,7 +307,8 @@ class ChatDeployment:
         role: one per region, created in that region's stack (the API ids are
         per-region values, and CloudFormation cannot reference across regions).
         Publishing in one region reaches every region (the bus replicates it);
-        grant two or more for failover.
+        grant two or more for failover. A role of another account is refused
+        (ValueError; :func:`stacks.server_api.check_grantee_account`).
         """
         self._grant_server_api(
             role_arn, regions, "Publisher", ChatServerApi.grant_publish, "/server/rooms/*"
@@ -329,6 +330,7 @@ class ChatDeployment:
     ) -> None:
         for region in regions if regions is not None else self.config.regions:
             stack = self.stacks[region]
+            check_grantee_account(stack, role_arn)
             scope = self._grant_scopes.get(region)
             if scope is None:
                 scope = self._grant_scopes[region] = Construct(stack, "ServerApiGrants")
