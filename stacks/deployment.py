@@ -206,7 +206,7 @@ class ChatDeployment:
         """
         self._check_name(name)
         pattern = events.EventPattern(
-            source=[self.config.event_source],
+            source=self.config.chat_event_sources,
             detail_type=list(detail_types) if detail_types is not None else None,
         )
 

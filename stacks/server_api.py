@@ -37,8 +37,10 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.config import server_event_source
 from stacks.extensions import BusTargetContext, ChatBusConsumer
 from stacks.lambda_function import FunctionDefaults, FunctionSpec, chat_function
+from stacks.replication import grant_put_chat_events
 from stacks.storage import CONNECTIONS_BY_USER_INDEX
 
 __all__ = [
@@ -120,7 +122,10 @@ class ChatServerApi(Construct):
             defaults,
             environment=environment,
         )
-        event_bus.grant_put_events_to(self.function)
+        # chat.disconnect under the app's source, messages under the server's.
+        grant_put_chat_events(
+            event_bus, self.function, [event_source, server_event_source(event_source)]
+        )
         self.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=list(SERVER_API_CONNECTIONS_ACTIONS),

@@ -43,12 +43,16 @@ class PublishError(Exception):
     """The event could not be put on the bus; the request must not be acknowledged."""
 
 
-def publish(detail_type: str, detail: dict[str, Any]) -> None:
-    """Put one chat event on the bus or raise PublishError."""
+def publish(detail_type: str, detail: dict[str, Any], *, server: bool = False) -> None:
+    """Put one chat event on the bus or raise PublishError.
+
+    ``server``: the server API's message, under ``Settings.server_source``
+    (the only events whose sender may be ``system:``).
+    """
     settings = config.get_settings()
     entries: list[PutEventsRequestEntryTypeDef] = [
         {
-            "Source": settings.source,
+            "Source": settings.server_source if server else settings.source,
             "DetailType": detail_type,
             "Detail": compact_json(detail),
             "EventBusName": settings.bus_name,
@@ -81,7 +85,7 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
 
 
 def publish_message(
-    room: str, sender: Sender, body: Any, message_id: str | None = None
+    room: str, sender: Sender, body: Any, message_id: str | None = None, *, server: bool = False
 ) -> ChatMessage:
     """Accept a validated message: mint its id (unless given) and publish ``chat.message``.
 
@@ -90,7 +94,7 @@ def publish_message(
     (:mod:`chat.sequence`) passes the id its sequence chose; publishing the
     same id twice is harmless (history de-duplicates by id). Counts
     ``MessagesAccepted``, or ``PublishFailures`` and raises PublishError (the
-    caller must then not acknowledge).
+    caller must then not acknowledge). ``server``: see :func:`publish`.
     """
     message_id = message_id or new_id()
     message = ChatMessage(
@@ -102,7 +106,7 @@ def publish_message(
         origin_region=config.get_settings().region,
     )
     try:
-        publish(MESSAGE_DETAIL_TYPE, message.detail())
+        publish(MESSAGE_DETAIL_TYPE, message.detail(), server=server)
     except PublishError:
         logger.exception("message not published", extra={"room": room, "id": message_id})
         count("PublishFailures")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from aws_cdk.assertions import Template
 
@@ -135,3 +137,15 @@ def test_a_role_of_another_account_is_refused(grant: str, monkeypatch: pytest.Mo
     with pytest.raises(ValueError, match=r"role .* is in account 210987654321.* 123456789012"):
         getattr(chat, grant)(other)
     getattr(chat, grant)(f"arn:aws:iam::{ACCOUNT}:role/backend")  # its own account is fine
+
+
+def test_the_server_source_is_the_runtime_s() -> None:
+    """The rules and the IAM condition name the source ServerApi puts its messages under."""
+    from chat.config import SERVER_SOURCE_SUFFIX as RUNTIME_SUFFIX
+    from chat.config import Settings
+    from stacks.config import SERVER_SOURCE_SUFFIX, ChatConfig
+
+    assert RUNTIME_SUFFIX == SERVER_SOURCE_SUFFIX
+    config = ChatConfig.from_context(make_app({}).node)
+    runtime = dataclasses.replace(Settings.from_env(), event_source=config.event_source)
+    assert runtime.server_source == config.server_event_source == "chat.chat.server"
