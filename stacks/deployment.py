@@ -53,6 +53,7 @@ from stacks.extensions import (
     spec_function,
 )
 from stacks.region_stack import ChatRegionStack
+from stacks.runtime_contract import RUNTIME_VARIABLES
 from stacks.server_api import ChatServerApi, check_grantee_account
 from stacks.websocket_api import CLIENT_ROUTE_KEYS
 
@@ -280,12 +281,13 @@ class ChatDeployment:
     def add_environment(self, function_name: str, key: str, value: str) -> None:
         """Set ``key`` in built-in function ``function_name``'s environment in every region.
 
-        The runtime's own variables (docs/contracts.md) are refused: change
+        The runtime's own variables (docs/contracts.md;
+        :data:`stacks.runtime_contract.RUNTIME_VARIABLES`) are refused: change
         them through ``ChatConfig``.
         """
-        for region, stack in self.stacks.items():
-            if key in stack.functions.environment:
-                raise ValueError(f"{key} belongs to the runtime contract; set it via ChatConfig")
+        if key in RUNTIME_VARIABLES:
+            raise ValueError(f"{key} belongs to the runtime contract; set it via ChatConfig")
+        for region in self.stacks:
             self.builtin_function(region, function_name).add_environment(key, value)
 
     def grant(self, function_name: str, permissions: Grant) -> None:
