@@ -255,10 +255,15 @@ def test_secret_is_read_once_and_cached(secret_store: Any) -> None:
 def test_missing_secret_is_an_error_not_a_refusal(
     secret_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A secret that cannot be read is the Lambda's error (API Gateway 500, alarmed), raised
+    from the secret read itself: never a policy, never "Unauthorized", never a bad token."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
     monkeypatch.setenv("SIGNING_SECRET_NAME", "no/such/secret")
-    with pytest.raises(Exception) as raised:  # a Lambda error: API Gateway 500, alarmed
+    with pytest.raises(GetParameterError, match="ResourceNotFoundException"):
         invoke(ws_event(mint_token(SECRET, "alice")))
-    assert "Unauthorized" not in str(raised.value)
+    with pytest.raises(GetParameterError, match="ResourceNotFoundException"):
+        invoke(http_event(f"Bearer {mint_token(SECRET, 'alice')}"))
 
 
 # --- the handler: HTTP API simple responses -----------------------------------------------
