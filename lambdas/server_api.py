@@ -7,6 +7,9 @@ HTTP API routes (payload 2.0, ``AWS_IAM``; docs/protocol.md, "Server API"):
   (:func:`chat.bus.publish_message`), the sender being the system sender
   ``{"userId": "system:<name>", "name": "<name>"}`` (the authorizer refuses
   tokens whose ``sub`` starts with ``system:``, so no user can pose as one).
+  Its ``source`` is ``EVENT_SOURCE`` + ``.server``: the only events
+  EventBusMessageHandler takes a ``system:`` sender from, and only this
+  function's role may put them (the stacks' ``events:source`` condition).
   The room and body follow the ``send`` rules and codes (``too_large`` is 413);
   ``sender`` is 1-64 letters, digits, ``_``, ``.`` or ``-``.
 * ``POST /server/users/{userId}/disconnect`` -> 202 ``{"userId"}``: puts a
@@ -88,7 +91,7 @@ def publish(room: str) -> Response:
         user_id=f"{SYSTEM_USER_PREFIX}{sender_name}", name=sender_name, region=settings.region
     )
     try:
-        message = bus.publish_message(checked_room, sender, body)
+        message = bus.publish_message(checked_room, sender, body, server=True)
     except bus.PublishError:
         raise ProtocolError(INTERNAL, "message not accepted; please retry") from None
     count("ServerMessages")

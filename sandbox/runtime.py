@@ -400,6 +400,9 @@ class Sandbox:
                 "LAMBDA_TASK_ROOT": code_dir,
                 "_HANDLER": spec.handler,
                 "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+                # chat.jwks.LOOPBACK_SETTING: the local issuer (--oidc) is http on
+                # 127.0.0.1; deployed functions never get it (docs/sandbox.md).
+                "CHAT_SANDBOX_LOOPBACK_ISSUER": "1",
             }
         )
         if not management:

@@ -39,8 +39,9 @@ clock, so tests control time): ``exp`` an integer not more than
 after ``now`` and, when ``iat`` is present, after ``iat``; ``nbf``/``iat``
 (optional) integers not in the future beyond the leeway; the user id, name and
 rooms claims as chat.claims says, the user id not starting with ``system:``
-(the server API's senders). Every failure is :class:`InvalidTokenError`
-whose message names the reason and never contains the token.
+or a look-alike (the server API's senders; ``chat.claims.is_system_user_id``).
+Every failure is :class:`InvalidTokenError` whose message names the reason
+and never contains the token.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from chat.claims import (
     MAX_TOKEN_CHARS,
     MAX_USER_ID_CHARS,
     SYSTEM_USER_PREFIX,
+    is_system_user_id,
     valid_name,
     valid_pattern,
     valid_user_id,
@@ -171,8 +173,9 @@ def hmac_key_id(key: str) -> str:
 class HmacKeys:
     """The HS256 keys of a signing secret's value (see the module docstring)."""
 
-    current: str
-    others: tuple[str, ...] = ()
+    # Secrets: never in a repr, so never in a log line or a traceback's locals.
+    current: str = field(repr=False)
+    others: tuple[str, ...] = field(default=(), repr=False)
     algorithms: frozenset[str] = field(default=frozenset({"HS256"}))
 
     @staticmethod
@@ -310,9 +313,10 @@ def _identity(payload: Mapping[str, Any], policy: TokenPolicy, exp: int) -> Clai
             f"{policy.user_id_claim} must be a string of 1-{MAX_USER_ID_CHARS} characters "
             "without control characters"
         )
-    if user_id.startswith(SYSTEM_USER_PREFIX):
+    if is_system_user_id(user_id):
         raise InvalidTokenError(
-            f"{policy.user_id_claim} must not start with {SYSTEM_USER_PREFIX!r} (system senders)"
+            f"{policy.user_id_claim} must not start with {SYSTEM_USER_PREFIX!r} or a look-alike "
+            "(system senders)"
         )
     name = payload.get(policy.name_claim)
     if not valid_name(name):

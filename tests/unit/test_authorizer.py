@@ -255,10 +255,15 @@ def test_secret_is_read_once_and_cached(secret_store: Any) -> None:
 def test_missing_secret_is_an_error_not_a_refusal(
     secret_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A secret that cannot be read is the Lambda's error (API Gateway 500, alarmed), raised
+    from the secret read itself: never a policy, never "Unauthorized", never a bad token."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
     monkeypatch.setenv("SIGNING_SECRET_NAME", "no/such/secret")
-    with pytest.raises(Exception) as raised:  # a Lambda error: API Gateway 500, alarmed
+    with pytest.raises(GetParameterError, match="ResourceNotFoundException"):
         invoke(ws_event(mint_token(SECRET, "alice")))
-    assert "Unauthorized" not in str(raised.value)
+    with pytest.raises(GetParameterError, match="ResourceNotFoundException"):
+        invoke(http_event(f"Bearer {mint_token(SECRET, 'alice')}"))
 
 
 # --- the handler: HTTP API simple responses -----------------------------------------------
@@ -312,7 +317,24 @@ def test_signatures_are_the_library_s() -> None:
 SECRET_32 = "system-sender-test-secret-of-32-bytes"
 
 
-def test_system_sender_ids_are_refused() -> None:
+# Each of these verified as an ordinary user before issue 18 (item 9).
+SYSTEM_LOOK_ALIKES = [
+    "system:Announcements",
+    "System:ops",  # case
+    "SYSTEM:ops",
+    "system\u200b:ops",  # a zero-width space (Cf) before the colon
+    "\u200dsystem:ops",  # a zero-width joiner in front
+    "system\uff1aops",  # FULLWIDTH COLON (NFKC: ':')
+    "\u0455ystem:ops",  # CYRILLIC SMALL LETTER DZE for the s
+    "\u0455\u0443\u0455t\u0435m:ops",  # Cyrillic s, u, s, e
+    "syste\u0301m:ops",  # a combining acute accent (Mn)
+    "system\u2236ops",  # RATIO as the colon
+    " system:ops",  # leading white space
+]
+
+
+@pytest.mark.parametrize("user_id", SYSTEM_LOOK_ALIKES)
+def test_system_sender_ids_and_look_alikes_are_refused(user_id: str) -> None:
     """``system:`` user ids belong to the server API's senders: no token may claim one."""
     import time
 
@@ -320,9 +342,19 @@ def test_system_sender_ids_are_refused() -> None:
     from clients.tokens import mint_token
 
     keys = HmacKeys.from_secret(SECRET_32)
-    token = mint_token(SECRET_32, "system:Announcements")
     with pytest.raises(InvalidTokenError, match="system:"):
-        verify(token, keys, time.time())
-    assert verify(mint_token(SECRET_32, "systems-team"), keys, time.time()).user_id == (
-        "systems-team"
-    )
+        verify(mint_token(SECRET_32, user_id), keys, time.time())
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["systems-team", "system", "sys:ops", "ops:system:x", "\u5c71\u7530:ops", "\u00e9mile"],
+)
+def test_ids_that_only_resemble_system_are_accepted(user_id: str) -> None:
+    import time
+
+    from chat.tokens import HmacKeys, verify
+    from clients.tokens import mint_token
+
+    keys = HmacKeys.from_secret(SECRET_32)
+    assert verify(mint_token(SECRET_32, user_id), keys, time.time()).user_id == user_id

@@ -167,3 +167,11 @@ def test_a_token_without_kid_is_tried_against_each_key() -> None:
     legacy = jwt.encode({"sub": "old", "exp": int(time.time()) + 60}, "k" * 40, algorithm="HS256")
     both = HmacKeys.from_secret('{"current":"' + "n" * 40 + '","previous":"' + "k" * 40 + '"}')
     assert tokens.verify(legacy, both, time.time()).user_id == "old"
+
+
+def test_the_signing_keys_stay_out_of_repr() -> None:
+    keys = HmacKeys.from_secret('{"current": "k-current-1", "previous": "k-previous-2"}')
+    shown = repr(keys)
+    assert "k-current-1" not in shown
+    assert "k-previous-2" not in shown
+    assert "HS256" in shown  # the rest of the dataclass repr is still there

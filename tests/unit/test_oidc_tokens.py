@@ -399,10 +399,3 @@ def test_an_unreachable_issuer_is_a_lambda_error(oidc_handler: FakeIssuer) -> No
             {"methodArn": METHOD_ARN, "queryStringParameters": {"token": rs256()}},
             FakeLambdaContext(),
         )
-
-
-def test_fetch_json_refuses_plain_http_except_loopback() -> None:
-    with pytest.raises(JwksUnavailableError, match="https"):
-        jwks_module.fetch_json("http://issuer.example/keys")
-    with pytest.raises(JwksUnavailableError, match="https"):
-        jwks_module.fetch_json("file:///etc/passwd")
