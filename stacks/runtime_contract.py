@@ -42,6 +42,8 @@ RUNTIME_VARIABLES: Final = frozenset(
         "USER_BURST_LIMIT",
         "MAX_ROOMS_PER_CONNECTION",
         "MAX_LONG_POLLS_PER_USER",
+        "MAX_CONNECTIONS_PER_USER",
+        "LOCAL_FAST_PATH_MAX_MEMBERS",
         "SEQUENCE_WAIT_MS",
         # tokens (chat.token_keys, chat.tokens, chat.jwks)
         "SIGNING_SECRET_NAME",
