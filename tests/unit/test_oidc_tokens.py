@@ -343,8 +343,9 @@ def oidc_handler(issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.delenv("JWKS_URL", raising=False)
     monkeypatch.delenv("SIGNING_SECRET_NAME", raising=False)
     monkeypatch.setattr(jwks_module, "fetch_json", issuer.fetch)
+    # chat.token_keys builds its key source through chat.jwks (imported when first needed).
     monkeypatch.setattr(
-        token_keys, "JwksKeys", lambda iss, url: JwksKeys(iss, url, fetch=issuer.fetch)
+        jwks_module, "JwksKeys", lambda iss, url: JwksKeys(iss, url, fetch=issuer.fetch)
     )
     authorizer.reset()
     yield issuer
