@@ -61,7 +61,6 @@ _SENDER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 STATUS = {BAD_REQUEST: 400, TOO_LARGE: 413, INTERNAL: 500}
 
 
-
 def _json(status: int, payload: dict[str, Any]) -> dict[str, Any]:
     """An HTTP API (payload 2.0) response with a JSON body."""
     return {

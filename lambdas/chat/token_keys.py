@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import os
-
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities import parameters

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from chat import jwks as jwks_module
-from chat import token_keys
 from chat.jwks import JwksKeys, JwksUnavailableError
 from chat.tokens import InvalidTokenError, TokenPolicy, verify
 from clients.tokens import minter_from_endpoints
