@@ -115,7 +115,9 @@ def _check(token: object) -> Claims | None:
     return claims
 
 
-def _policy(principal: str, effect: str, method_arn: str, context: Any = None) -> dict[str, Any]:
+def _policy(
+    principal: str, effect: str, method_arn: str, context: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A REQUEST authorizer's IAM policy: ``effect`` on exactly the event's method ARN (its
     route: ``$connect``), the identity ``context`` with an Allow."""
     answer: dict[str, Any] = {
