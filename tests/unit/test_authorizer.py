@@ -4,10 +4,11 @@ key rotation test_key_rotation.py."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -307,11 +308,69 @@ def test_unknown_event_shape_is_unauthorized(secret_store: Any) -> None:
         invoke(["not", "an", "event"])
 
 
-def test_signatures_are_the_library_s() -> None:
-    """No hand-written signature check: PyJWT verifies, chat.tokens only screens input."""
-    source = Path(tokens.__file__).read_text(encoding="utf-8")
-    assert "import jwt" in source
-    assert "hmac" not in source.replace("hmac_key_id", "").replace("HmacKeys", "")
+ROTATION = json.dumps({"current": SECRET, "previous": "previous-key-0123456789abcdefghij"})
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        lambda: mint_token(SECRET, "alice"),  # with kid
+        lambda: forge(good()),  # without kid: every key is tried
+        lambda: mint_token("previous-key-0123456789abcdefghij", "bob"),  # the rotation's other key
+        lambda: forge(good(), secret="another-secret-0123456789abcdefgh"),
+        lambda: forge(good(), digest=hashlib.sha384, header={"alg": "HS256"}),  # wrong digest
+        lambda: _tampered(mint_token(SECRET, "alice"), payload=b64(b'{"sub":"mallory"}')),
+        lambda: _tampered(forge(good()), signature=b64(b"\0" * 32)),
+        lambda: _tampered(forge(good()), signature=b64(b"\0" * 31)),  # too short
+        lambda: _tampered(forge(good()), signature=b64(bytes(33))),  # too long
+        lambda: _resigned(forge(good()), lambda sig: sig[:-1]),  # a byte short of the right one
+        lambda: _resigned(forge(good()), lambda sig: sig + b"\0"),  # the right one and a byte
+        lambda: _resigned(forge(good()), lambda sig: sig[:-1] + bytes([sig[-1] ^ 1])),
+    ],
+)
+def test_the_hs256_signature_check_agrees_with_pyjwt(make_token: Callable[[], str]) -> None:
+    """HS256 is checked with hmac (no PyJWT import at cold start): same verdict as PyJWT's
+    over the same keys, for good, foreign, tampered and mis-sized signatures."""
+    import jwt
+
+    token, keys = make_token(), tokens.HmacKeys.from_secret(ROTATION)
+    library_accepts = False
+    for key in keys.keys_for("HS256", None):
+        try:
+            jwt.decode(token, key, algorithms=["HS256"], options={"verify_exp": False})
+            library_accepts = True
+        except jwt.InvalidSignatureError:
+            pass
+    try:
+        tokens.verify(token, keys, time.time())
+        ours_accepts = True
+    except InvalidTokenError as error:
+        assert str(error) == "bad signature"
+        ours_accepts = False
+    assert ours_accepts is library_accepts
+
+
+def test_an_hs256_policy_with_issuer_goes_through_the_library() -> None:
+    """iss/aud rules are PyJWT's: an HS256 key source under such a policy still checks them."""
+    policy = tokens.TokenPolicy(issuer="https://issuer.example", audience="chat")
+    keys = tokens.HmacKeys.from_secret(SECRET)
+    with pytest.raises(InvalidTokenError, match="no iss claim"):
+        tokens.verify(forge(good()), keys, time.time(), policy)
+    claims = good(iss="https://issuer.example", aud="chat")
+    assert tokens.verify(forge(claims), keys, time.time(), policy).user_id == "alice"
+    with pytest.raises(InvalidTokenError, match="wrong audience"):
+        tokens.verify(forge({**claims, "aud": "other"}), keys, time.time(), policy)
+
+
+def _resigned(token: str, change: Callable[[bytes], bytes]) -> str:
+    head, body, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    return f"{head}.{body}.{b64(change(raw))}"
+
+
+def _tampered(token: str, *, payload: str | None = None, signature: str | None = None) -> str:
+    head, body, sig = token.split(".")
+    return f"{head}.{payload or body}.{signature or sig}"
 
 
 SECRET_32 = "system-sender-test-secret-of-32-bytes"

@@ -191,3 +191,13 @@ def test_malformed_disconnect_events_are_dropped(aws: None, detail: Any) -> None
     assert server_api.handler(disconnect_event(detail), FakeLambdaContext()) == {
         "status": "malformed"
     }
+
+
+def test_a_named_stage_prefixes_the_raw_path(published: list[Any]) -> None:
+    """As with Powertools' resolver: a stage other than ``$default`` is taken off the path;
+    a method other than POST is 404 like an unknown path."""
+    event = http_event("/prod/server/users/ann/disconnect")
+    event["requestContext"]["stage"] = "prod"
+    assert call(event) == (202, {"userId": "ann"})
+    event["requestContext"]["http"]["method"] = "GET"
+    assert call(event)[0] == 404
