@@ -119,7 +119,12 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
     _run([str(venv_bin / "pip"), "install", "-r", "requirements.txt"], cwd=folder, env=env)
     # 3. the synth, the venv first on PATH (cdk.json: python3 app.py); `npx cdk` is the
     # project's pinned CLI, named by its path (the copy has no node_modules to find)
-    synth_env = {**env, "PATH": f"{venv_bin}{os.pathsep}{env['PATH']}"}
+    # pip's offline settings were for the install: a layer the cache lacks (another test
+    # may have pointed the cache elsewhere) is built from the registry, as for a user.
+    synth_env = {
+        **{k: v for k, v in env.items() if k != "PIP_NO_INDEX"},
+        "PATH": f"{venv_bin}{os.pathsep}{env['PATH']}",
+    }
     _run([str(REPO_ROOT / "node_modules" / ".bin" / "cdk"), "synth"], cwd=folder, env=synth_env)
 
     # The example imports the installed project, not the checkout (or its copy).
