@@ -21,6 +21,7 @@ from clients.commands import HELP, Command, parse_command
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render, render_entry
 from clients.resume import is_valid_id, resume_after, resume_from_now
+from clients.safe_text import printable_lines
 from clients.strict_json import loads_frame
 
 __all__ = ["HELP", "ChatSession", "Message", "drain", "until"]
@@ -79,7 +80,9 @@ class ChatSession:
         return self.options.verbose
 
     def emit(self, text: str) -> None:
-        self.out.write(text + "\n")
+        # The last gate before the terminal: render() escapes each field it prints (a newline
+        # in a body too); this catches whatever else reaches the output (clients/safe_text.py).
+        self.out.write(printable_lines(text) + "\n")
         self.out.flush()
 
     def next_ref(self) -> str:
