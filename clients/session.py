@@ -375,8 +375,9 @@ class ChatSession(RequestChannel):
             cursor = caught_up[-1]["id"] if caught_up else after
             if not (more and cursor):
                 return more
-            frame = {"action": "history", "room": room, "after": cursor}
-            page = await self.request({**frame, "limit": HISTORY_PAGE}, quiet=True)
+            frame = {"action": "history", "room": room, "after": cursor, "limit": HISTORY_PAGE}
+            # Unanswered: asked again while the region answers ping (else None: reconnected).
+            page = await self.ask_until_answered(frame, f"history #{room}")
             if page is None or page.get("type") != "history":
                 if page is not None:
                     self.emit(render(page, self.verbose) or "")

@@ -135,3 +135,34 @@ def test_a_region_slow_past_every_try_is_left_for_a_new_connection() -> None:
     assert join_refused(session, answer).closed
     assert session.unhealthy is None  # slow, not down: no failover on its account
     assert "! still no answer to join #r after 3 tries; reconnecting" in out.getvalue()
+
+
+def test_an_unanswered_history_page_is_asked_again_not_skipped() -> None:
+    """A catch-up page without an answer on a live region: the same page is asked again, so
+    the messages after ``joined.missed`` are not left behind the live ones."""
+    ids = _ids(8)
+    out = io.StringIO()
+    session = ChatSession("r", out, _slow_options())
+    session.show([_entry(ids[0])])
+    pages: list[Frame] = []
+
+    def answer(frame: Frame) -> list[Frame]:
+        if frame["action"] == "ping":
+            return [{"type": "pong", "ref": frame["ref"]}]
+        if frame["action"] == "join":
+            live = {"type": "message", **_entry(ids[7])}
+            return [live, {**_joined(frame["ref"], [_entry(i) for i in ids[:3]]), "more": True}]
+        pages.append(frame)
+        if len(pages) == 1:
+            return []
+        messages = [_entry(i) for i in ids[3:7]]
+        return [{"type": "history", "room": "r", "messages": messages, "ref": frame["ref"]}]
+
+    async def scenario() -> None:
+        session.ws = FakeSocket(session, answer)  # type: ignore[assignment]
+        assert await session.join_room("r") is True
+
+    asyncio.run(scenario())
+    assert [p["after"] for p in pages] == [ids[2], ids[2]]
+    assert _shown(out) == ids
+    assert session.last_id == {"r": ids[7]}
