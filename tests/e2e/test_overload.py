@@ -26,7 +26,10 @@ from clients.endpoints import connect_url
 from clients.options import Backoff, ClientOptions
 from clients.websocket_client import run_websocket
 
+from .cdp import Browser, Page, chromium_path
 from .harness import Client, SandboxProcess, room_name, wait_until
+
+CHROMIUM = chromium_path()
 
 REGIONS = ("us-east-1", "eu-west-1")
 CLIENTS_PER_REGION = 2
@@ -199,3 +202,76 @@ def _start_clients(sandbox: SandboxProcess, room: str) -> list[SoakClient]:
 
 def _said(client: SoakClient, text: str) -> bool:
     return any(text in line for line in client.session.sink.lines)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: install Debian's `chromium` package")
+def test_the_web_page_waits_out_a_slow_region_and_resumes_a_quiet_room(
+    overload: tuple[SandboxProcess, Path], tmp_path: Path
+) -> None:
+    """The page's pane, as the CLI: a join unanswered while ping is answered is asked again on
+    the same connection (no reconnect, no failover), and everything sent meanwhile is shown
+    once. Then the two resume gaps: a pane that saw no message in its room resumes from when
+    it joined, and the messages sent while it was away are shown."""
+    assert CHROMIUM is not None
+    sandbox, flag = overload
+    busy, quiet = room_name(), room_name()
+    browser = Browser(CHROMIUM, tmp_path / "profile")
+    pane = "document.querySelector('[data-testid=pane-{}]').dataset"
+    ids_js = (
+        "[...document.querySelectorAll('[data-testid=messages-{}] li.message')]"
+        ".map(li => li.dataset.id)"
+    )
+
+    async def send_all(talker: Client, room: str, count: int) -> list[str]:
+        sent = []
+        for n in range(count):
+            ack = await talker.request({"action": "send", "room": room, "body": f"m{n}"})
+            assert ack["type"] == "ack", ack
+            sent.append(str(ack["id"]))
+        return sent
+
+    async def scenario() -> None:
+        page = await Page.open(browser.page_ws_url())
+        talker = await Client.open(sandbox.url(REGIONS[0]), "talker")
+        try:
+            await talker.join(busy)
+            await talker.join(quiet)
+            await page.send("Page.enable")
+            await page.send("Page.navigate", url=f"{sandbox.web}?reply=2&rejoin=0.2&backoff=0.5")
+            await page.wait_until("document.body && document.body.dataset.ready === 'true'")
+            # Pane 1 joins the quiet room before the overload, and sees no message there.
+            await page.type_into("[data-testid=room-1]", quiet)
+            await page.click("[data-testid=connect-1]")
+            await page.wait_until(f"{pane.format(1)}.synced === {json.dumps(quiet)}")
+            # Overloaded: pane 0's join does its work and fails; pings are answered.
+            flag.touch()
+            await page.type_into("[data-testid=room-0]", busy)
+            await page.click("[data-testid=connect-0]")
+            await page.wait_until(f"Number({pane.format(0)}.slow || 0) >= 1", timeout=120)
+            sent = await send_all(talker, busy, 3)
+            flag.unlink()
+            await page.wait_until(f"{pane.format(0)}.synced === {json.dumps(busy)}", timeout=120)
+            await page.wait_until(
+                f"{json.dumps(sent)}.every(id => {ids_js.format(0)}.includes(id))"
+            )
+            assert await page.evaluate(ids_js.format(0)) == sent  # each once, in order
+            assert await page.evaluate(f"{pane.format(0)}.reconnects || '0'") == "0"
+            assert await page.evaluate(f"{pane.format(0)}.failovers || '0'") == "0"
+            # Pane 1 goes away (no reconnect scheduled yet); messages are sent meanwhile.
+            await page.evaluate("state.paneList[1].closeSocket(), true")
+            missed = await send_all(talker, quiet, 2)
+            await page.evaluate("state.paneList[1].open(), true")
+            await page.wait_until(
+                f"{json.dumps(missed)}.every(id => {ids_js.format(1)}.includes(id))", timeout=60
+            )
+            assert await page.evaluate(ids_js.format(1)) == missed
+        finally:
+            flag.unlink(missing_ok=True)
+            await talker.close()
+            await page.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        browser.close()
