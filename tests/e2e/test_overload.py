@@ -258,6 +258,17 @@ def test_the_web_page_waits_out_a_slow_region_and_resumes_a_quiet_room(
             assert await page.evaluate(ids_js.format(0)) == sent  # each once, in order
             assert await page.evaluate(f"{pane.format(0)}.reconnects || '0'") == "0"
             assert await page.evaluate(f"{pane.format(0)}.failovers || '0'") == "0"
+            # A live message during a catch-up does not move the resume point; it does once
+            # the catch-up is complete (here: an id far in the future, shown only to pane 0).
+            future_id = "7ZZZZZZZZZ" + "0" * 16
+            held = await page.evaluate(
+                "(() => { const pane = state.paneList[0]; const room = "
+                f"{json.dumps(busy)}; const before = pane.lastIds[room];"
+                " pane.syncing.add(room);"
+                f" pane.showMessage({{id: {json.dumps(future_id)}, room, body: 'x'}}, true);"
+                " return [pane.lastIds[room] === before, pane.liveNewest[room]]; })()"
+            )
+            assert held == [True, future_id]
             # Pane 1 goes away (no reconnect scheduled yet); messages are sent meanwhile.
             await page.evaluate("state.paneList[1].closeSocket(), true")
             missed = await send_all(talker, quiet, 2)
