@@ -52,7 +52,7 @@ def test_a_slow_join_is_asked_again_on_the_same_connection_and_nothing_is_lost()
 
     async def scenario() -> FakeSocket:
         socket = FakeSocket(session, answer)
-        session.ws = socket  # type: ignore[assignment]
+        session.ws = socket
         assert await session.join_room("r") is True
         return socket
 
@@ -82,7 +82,7 @@ def test_a_late_answer_to_an_earlier_join_counts_and_later_ones_are_dropped() ->
         return []
 
     async def scenario() -> None:
-        session.ws = FakeSocket(session, answer)  # type: ignore[assignment]
+        session.ws = FakeSocket(session, answer)
         session.joined_from["r"] = ids_resume_after(ids[0], 0)
         assert await session.join_room("r") is True
         assert len(joins) == 2
@@ -116,7 +116,7 @@ def test_a_rate_limited_join_waits_for_the_hint_and_goes_again() -> None:
         return [{**reply, "ref": frame["ref"]}]
 
     async def scenario() -> None:
-        session.ws = FakeSocket(session, answer)  # type: ignore[assignment]
+        session.ws = FakeSocket(session, answer)
         assert await session.join_room("r") is True
 
     asyncio.run(scenario())
@@ -159,7 +159,7 @@ def test_an_unanswered_history_page_is_asked_again_not_skipped() -> None:
         return [{"type": "history", "room": "r", "messages": messages, "ref": frame["ref"]}]
 
     async def scenario() -> None:
-        session.ws = FakeSocket(session, answer)  # type: ignore[assignment]
+        session.ws = FakeSocket(session, answer)
         assert await session.join_room("r") is True
 
     asyncio.run(scenario())
