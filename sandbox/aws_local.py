@@ -243,7 +243,9 @@ def main() -> None:
     )
     from werkzeug.serving import make_server
 
-    app = DomainDispatcherApplication(create_backend_app)
+    from sandbox.calls import CountingApp, moto_item_size
+
+    app = CountingApp(DomainDispatcherApplication(create_backend_app), moto_item_size(ACCOUNT_ID))
     try:
         server = make_server(
             "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler

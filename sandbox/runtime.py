@@ -27,6 +27,7 @@ from sandbox.aws_local import (
     provision,
     send_to_queue,
 )
+from sandbox.calls import CallCounts, counting_middleware, function_access_key
 from sandbox.chaos import Chaos
 from sandbox.errors import SandboxError
 from sandbox.event_sources import QueuePoller
@@ -153,6 +154,7 @@ class Sandbox:
         self.ready_seconds = 0.0
         self._endpoints_written = False
         self.chaos = Chaos(self)
+        self.calls = CallCounts()  # the functions' requests to the sandbox's own services
 
     # ----------------------------------------------------------------- start
 
@@ -381,6 +383,8 @@ class Sandbox:
                 "AWS_REGION": runtime.region,
                 "AWS_DEFAULT_REGION": runtime.region,
                 **FAKE_CREDENTIALS,
+                # The function's own access key: the services count its requests by it.
+                "AWS_ACCESS_KEY_ID": function_access_key(runtime.region, spec.logical_id),
                 "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                 "AWS_EC2_METADATA_DISABLED": "true",
@@ -457,7 +461,9 @@ class Sandbox:
             dead_letter=self._dead_letter,
             retry_time_scale=self.options.retry_time_scale,
         )
-        await self._listen(events_app(runtime.bus), runtime.ports.events, f"{region} events")
+        events = events_app(runtime.bus)
+        events.middlewares.append(counting_middleware(self.calls))
+        await self._listen(events, runtime.ports.events, f"{region} events")
         runtime.http = HttpApi(region, runtime.model.http, invoke)
         runtime.http_runner, runtime.http_site = await self._listen(
             runtime.http.app(), runtime.ports.http, f"{region} HTTP API"
@@ -476,9 +482,9 @@ class Sandbox:
                 self.options.mgmt_rate_limit,
                 self.options.mgmt_rate_burst,
             )
-            await self._listen(
-                runtime.management.app(), runtime.ports.management, f"{region} management API"
-            )
+            management = runtime.management.app()
+            management.middlewares.append(counting_middleware(self.calls))
+            await self._listen(management, runtime.ports.management, f"{region} management API")
             try:
                 await runtime.websocket.start(HOST, runtime.ports.websocket)
             except OSError as exc:
