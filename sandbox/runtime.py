@@ -27,6 +27,7 @@ from sandbox.aws_local import (
     provision,
     send_to_queue,
 )
+from sandbox.bus_latency import BusLatency
 from sandbox.calls import CallCounts, counting_middleware, function_access_key
 from sandbox.chaos import Chaos
 from sandbox.errors import SandboxError
@@ -64,6 +65,7 @@ class Options:
     connect_rate_limit: float | None = None
     # EventBridge retry delays and event ages are multiplied by this (docs/sandbox.md, "Chaos")
     retry_time_scale: float = DEFAULT_RETRY_TIME_SCALE
+    bus_latency: BusLatency | None = None  # --bus-latency-ms: delay of each bus delivery
     down_regions: list[str] = field(default_factory=list)  # down from the start
     cut_links: list[tuple[str, str]] = field(default_factory=list)  # (from, to) cut from the start
 
@@ -460,6 +462,7 @@ class Sandbox:
             self._forward,
             dead_letter=self._dead_letter,
             retry_time_scale=self.options.retry_time_scale,
+            latency=self.options.bus_latency,
         )
         events = events_app(runtime.bus)
         events.middlewares.append(counting_middleware(self.calls))
