@@ -95,10 +95,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     e2e = parser.add_argument_group("e2e")
     e2e.add_argument("--e2e-clients-per-region", type=int, default=100)
     e2e.add_argument("--e2e-messages", type=int, default=10000)
-    e2e.add_argument("--e2e-rate", type=float, default=10.0, help="messages/s in all")
+    e2e.add_argument(
+        "--e2e-rate", type=float, default=20.0, help="messages/s in all (issue 16's target)"
+    )
     e2e.add_argument(
         "--e2e-runs", type=int, default=1,
-        help="runs of e2e (one is 10,000 messages, about 19 minutes at 10/s)",
+        help="runs of e2e (one is 10,000 messages, about 9 minutes at 20/s)",
     )  # fmt: skip
     e2e.add_argument("--e2e-room-size", type=int, default=10)
     soak = parser.add_argument_group("soak")

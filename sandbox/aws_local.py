@@ -7,7 +7,8 @@ answers are the ones the templates resolve to (a RedrivePolicy's ``deadLetterTar
 event source mapping's ``EventSourceArn``).
 
 moto runs in its own process (``python -m sandbox.aws_local --port N``) so the handlers' database
-calls do not compete with the sandbox's event loop for one interpreter lock.
+calls do not compete with the sandbox's event loop for one interpreter lock, behind an aiohttp
+server rather than werkzeug's (``sandbox.moto_front``).
 """
 
 from __future__ import annotations
@@ -236,24 +237,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="sandbox.aws_local")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     from sandbox.calls import CountingApp, moto_item_size
+    from sandbox.moto_dispatch import DirectDispatch
+    from sandbox.moto_front import MotoFront
 
-    app = CountingApp(DomainDispatcherApplication(create_backend_app), moto_item_size(ACCOUNT_ID))
-    try:
-        server = make_server(
-            "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler
-        )
-    except (OSError, SystemExit) as exc:
-        sys.stderr.write(f"port {args.port}: {exc}\n")
+    moto_app = DirectDispatch(DomainDispatcherApplication(create_backend_app))
+    app = CountingApp(moto_app, moto_item_size(ACCOUNT_ID))
+    front = MotoFront(app, "127.0.0.1", args.port)
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            asyncio.run(front.serve(ready.set))
+        except BaseException as exc:  # the port is taken, say: reported below
+            failure.append(exc)
+            ready.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    ready.wait()
+    if failure:
+        sys.stderr.write(f"port {args.port}: {failure[0]}\n")
         sys.exit(1)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     sys.stdout.write("READY\n")
     sys.stdout.flush()
 

@@ -46,11 +46,22 @@ def function_access_key(region: str, logical_id: str) -> str:
     return f"{ACCESS_KEY_PREFIX}{region}.{logical_id}"
 
 
+def credential_scope(authorization: str) -> list[str]:
+    """``[access key, date, region, service, "aws4_request"]`` of a SigV4 ``Authorization``
+    header (fewer parts when it is not one)."""
+    return authorization.partition("Credential=")[2].split(",", 1)[0].strip().split("/")
+
+
+def service_of(authorization: str) -> str:
+    """The service a SigV4 request is signed for ("" when it is not one)."""
+    scope = credential_scope(authorization)
+    return scope[3] if len(scope) >= 5 else ""
+
+
 def caller_of(authorization: str) -> tuple[str, str, str, str] | None:
     """(function region, logical id, service region, service) of a SigV4 ``Authorization``
     header signed with a function's access key; None for anything else."""
-    _, _, rest = authorization.partition("Credential=")
-    scope = rest.split(",", 1)[0].strip().split("/")
+    scope = credential_scope(authorization)
     if len(scope) < 5 or not scope[0].startswith(ACCESS_KEY_PREFIX):
         return None
     function_region, _, logical_id = scope[0][len(ACCESS_KEY_PREFIX) :].partition(".")

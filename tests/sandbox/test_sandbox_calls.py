@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from typing import Any
 
 import boto3
@@ -25,6 +26,8 @@ from sandbox.calls import (
     totals,
 )
 
+# moto keeps its tables for the whole test process: a name of this run alone
+TABLE = f"calls-{uuid.uuid4().hex[:8]}"
 SCOPE = "20261205/eu-west-1/dynamodb/aws4_request"
 
 
@@ -153,14 +156,14 @@ def test_moto_counts_a_functions_dynamodb_requests_with_units(moto_url: Any) -> 
         aws_secret_access_key="x",
     )
     sandbox_own.create_table(
-        TableName="t",
+        TableName=TABLE,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    client.put_item(TableName="t", Item={"pk": {"S": "a"}, "v": {"S": "x" * 1500}})
-    client.get_item(TableName="t", Key={"pk": {"S": "a"}}, ConsistentRead=True)
-    client.get_item(TableName="t", Key={"pk": {"S": "missing"}})
+    client.put_item(TableName=TABLE, Item={"pk": {"S": "a"}, "v": {"S": "x" * 1500}})
+    client.get_item(TableName=TABLE, Key={"pk": {"S": "a"}}, ConsistentRead=True)
+    client.get_item(TableName=TABLE, Key={"pk": {"S": "missing"}})
     assert app.counts.snapshot() == {
         "eu-west-1": {
             "Handler": {
