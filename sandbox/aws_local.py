@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import os
 import secrets
@@ -242,6 +243,9 @@ def main() -> None:
     from sandbox.calls import CountingApp, moto_item_size
     from sandbox.moto_dispatch import DirectDispatch
     from sandbox.moto_front import MotoFront
+    from sandbox.moto_speedups import install
+
+    install()
 
     moto_app = DirectDispatch(DomainDispatcherApplication(create_backend_app))
     app = CountingApp(moto_app, moto_item_size(ACCOUNT_ID))
@@ -249,7 +253,12 @@ def main() -> None:
     ready = threading.Event()
     failure: list[BaseException] = []
 
+    profile_path = os.environ.get("SANDBOX_MOTO_PROFILE")  # docs/sandbox.md, "Capacity"
+    profiler = cProfile.Profile() if profile_path else None
+
     def serve() -> None:
+        if profiler is not None:
+            profiler.enable()  # this thread: every request is handled on it (or its pool)
         try:
             asyncio.run(front.serve(ready.set))
         except BaseException as exc:  # the port is taken, say: reported below
@@ -271,6 +280,9 @@ def main() -> None:
 
     threading.Thread(target=exit_when_parent_goes, daemon=True).start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    if profiler is not None and profile_path:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
     os._exit(0)
 
 
