@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.calls import EXPECTED_FILE, differences, measure_calls
-from tests.e2e.harness import REGIONS, SandboxProcess
+from bench.calls import EXPECTED_FILE, differences, measure_calls, start_sandbox
+from tests.e2e.harness import REGIONS
 
 
 def test_each_scenario_makes_exactly_the_expected_requests(
     cdk_out: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     expected = json.loads(EXPECTED_FILE.read_text())
-    sandbox = SandboxProcess(cdk_out, tmp_path_factory.mktemp("calls")).start()
+    sandbox = start_sandbox(cdk_out, tmp_path_factory.mktemp("calls"))
     try:
         measured = asyncio.run(measure_calls(sandbox, REGIONS))
     finally:
