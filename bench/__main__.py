@@ -15,6 +15,8 @@ Parts (``--parts``, default all but the two older scenarios):
   per region and function, beside bench/expected_calls.json (bench/calls.py);
 * ``e2e``: 3 regions x 100 clients, 10,000 messages: cross-region latency, lost, duplicated
   (bench/e2e.py);
+* ``latency``: same-region and cross-region delivery and the sender's ack under the emulated
+  bus latency, with the same-region fast path on and off (bench/latency.py);
 * ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request;
 * ``soak``: 3 regions x 100 clients of the bundled client library through a region outage
   and a cut replication link (bench/soak.py), on request (``--parts soak``): lost,
@@ -53,11 +55,12 @@ from bench import report
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_PARTS = (
-    "fanout", "large_room", "model", "synth", "cold_start", "calls", "e2e", "resume", "longpoll",
-    "soak",
+    "fanout", "large_room", "model", "synth", "cold_start", "calls", "latency", "e2e", "resume",
+    "longpoll", "soak",
 )  # fmt: skip
-DEFAULT_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "calls", "e2e")
-SANDBOX_PARTS = ("calls", "e2e", "resume", "longpoll", "soak")
+DEFAULT_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "calls", "latency", "e2e")
+SANDBOX_PARTS = ("e2e", "resume", "longpoll", "soak")  # one shared sandbox; calls and
+# latency start sandboxes of their own (with the bus's latency emulated)
 MODEL_SIZES = (20000, 100000)
 
 
@@ -103,6 +106,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs of e2e (one is 10,000 messages, about 9 minutes at 20/s)",
     )  # fmt: skip
     e2e.add_argument("--e2e-room-size", type=int, default=10)
+    latency = parser.add_argument_group("latency")
+    latency.add_argument("--latency-clients-per-region", type=int, default=10)
+    latency.add_argument("--latency-messages", type=int, default=300, help="per mode")
+    latency.add_argument("--latency-rate", type=float, default=5.0, help="messages/s in all")
     soak = parser.add_argument_group("soak")
     soak.add_argument("--soak-clients-per-region", type=int, default=100)
     soak.add_argument("--soak-messages-per-client", type=int, default=5)
@@ -119,6 +126,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             large_members=1000,
             e2e_clients_per_region=10,
             e2e_messages=300,
+            latency_messages=60,
             soak_clients_per_region=10,
             soak_messages_per_client=3,
             missed=200,
@@ -207,21 +215,52 @@ def part_cold_start(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     return _with_runs(measure_cold_start(max(args.runs, 5) if not args.quick else 3))
 
 
-def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The parts that run in the 3-region sandbox of ``--cdk-out``, in one sandbox."""
-    from bench import calls, e2e, scenarios, soak
-    from tests.e2e.harness import REGIONS, SandboxProcess
-
+def _synthesized(args: argparse.Namespace) -> Path:
     if not (args.cdk_out / "manifest.json").exists():
         raise Unavailable(f"no synthesized app in {args.cdk_out}; run `make synth`")
+    return args.cdk_out.resolve()
+
+
+def part_calls(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One run: the counts are exact, a second run would only repeat them."""
+    from bench import calls
+    from tests.e2e.harness import REGIONS
+
+    cdk_out = _synthesized(args)
+    with tempfile.TemporaryDirectory(prefix="chat-bench-calls-") as workdir:
+        sandbox = calls.start_sandbox(cdk_out, Path(workdir))
+        try:
+            return [calls.bench_row(asyncio.run(calls.measure_calls(sandbox, REGIONS)))]
+        finally:
+            sandbox.stop()
+
+
+def part_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench.latency import measure_latency
+    from tests.e2e.harness import REGIONS
+
+    cdk_out = _synthesized(args)
+    return [
+        measure_latency(
+            cdk_out,
+            REGIONS,
+            clients_per_region=args.latency_clients_per_region,
+            messages=args.latency_messages,
+            rate=args.latency_rate,
+        )
+    ]
+
+
+def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The parts that run in the 3-region sandbox of ``--cdk-out``, in one sandbox."""
+    from bench import e2e, scenarios, soak
+    from tests.e2e.harness import REGIONS, SandboxProcess
+
+    cdk_out = _synthesized(args)
     runs: dict[str, list[dict[str, Any]]] = {part: [] for part in wanted}
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
-        sandbox = SandboxProcess(args.cdk_out.resolve(), Path(workdir)).start()
+        sandbox = SandboxProcess(cdk_out, Path(workdir)).start()
         try:
-            if "calls" in wanted:  # first: the sandbox is quiet, and one run is exact
-                runs["calls"].append(
-                    calls.bench_row(asyncio.run(calls.measure_calls(sandbox, REGIONS)))
-                )
             for _ in range(args.e2e_runs if "e2e" in wanted else 0):
                 runs["e2e"].append(
                     asyncio.run(
@@ -309,7 +348,7 @@ class _Parts:
                     self.runs[part] = args.runs
 
     def in_sandbox(self, args: argparse.Namespace) -> None:
-        """The parts that share one sandbox: calls, e2e, resume, longpoll, soak."""
+        """The parts that share one sandbox: e2e, resume, longpoll, soak."""
         in_sandbox = [p for p in SANDBOX_PARTS if p in args.parts]
         if not in_sandbox:
             return
@@ -333,6 +372,10 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     if "large_room" in args.parts:
         parts.keep("large_room", parts.attempt("large_room", lambda: part_large_room(args)))
     parts.measure(args)
+    if "calls" in args.parts:  # before the loaded parts, on a quiet machine
+        parts.keep("calls", parts.attempt("calls", lambda: part_calls(args)))
+    if "latency" in args.parts:
+        parts.keep("latency", parts.attempt("latency", lambda: part_latency(args)))
     parts.in_sandbox(args)
     results, spread, errors, runs = parts.results, parts.spread, parts.errors, parts.runs
     return {

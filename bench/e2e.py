@@ -32,10 +32,12 @@ from tests.e2e.harness import Client, SandboxProcess, room_name
 
 
 class TimedClient(Client):
-    """A harness :class:`Client` that also remembers when each ``message`` frame arrived."""
+    """A harness :class:`Client` that also remembers when each ``message`` frame, and each
+    ``ack`` of a frame sent with a ``ref``, arrived."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.arrivals: list[tuple[float, str]] = []  # (perf_counter, body)
+        self.acks: dict[str, float] = {}  # ref -> perf_counter
         super().__init__(*args, **kwargs)
 
     async def _read(self) -> None:
@@ -46,6 +48,9 @@ class TimedClient(Client):
                 if frame.get("type") == "message":
                     self.arrivals.append((now, str(frame.get("body"))))
                     continue  # kept out of ``frames``: 10,000 of them would slow wait_for
+                if frame.get("type") == "ack" and isinstance(frame.get("ref"), str):
+                    self.acks[frame["ref"]] = now
+                    continue
                 async with self._arrived:
                     self.frames.append(frame)
                     self._arrived.notify_all()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench import __main__ as bench_main
-from bench import e2e, report
+from bench import e2e, latency, report
 from bench.fanout import measure_fanout
 from bench.model import Parameters, predict, presence_rps, simulate
 
@@ -128,6 +128,41 @@ def test_tally_counts_lost_duplicated_and_cross_region_latency() -> None:
     assert found["duplicated"] == 2  # m0 twice, and a body never sent
     assert found["p50_ms"] == pytest.approx(50.0)
     assert found["same_region_p50_ms"] == pytest.approx(15.0)
+
+
+def test_latency_tally_splits_paths_leaves_the_sender_out_and_times_acks() -> None:
+    room = e2e.Room("r")
+    sender = FakeClient([(1.005, "m0"), (2.005, "m1")])
+    near = FakeClient([(1.030, "m0"), (2.040, "m1"), (2.041, "m1")])  # m1 twice
+    far = FakeClient([(1.400, "m0"), (9.0, "stray")])  # m1 lost
+    room.members = [  # type: ignore[list-item]
+        ("us-east-1", sender),
+        ("us-east-1", near),
+        ("eu-west-1", far),
+    ]
+    sent = {"m0": (1.0, "us-east-1", room), "m1": (2.0, "us-east-1", room)}
+    senders: dict[str, Any] = {"m0": sender, "m1": sender}
+    found = latency.tally([room], sent, senders, acks={"m0": 0.050})
+    assert found["same_region_p50_ms"] == pytest.approx(30.0)  # not the sender's 5 ms
+    assert found["same_region_p99_ms"] == pytest.approx(40.0)
+    assert found["cross_region_p50_ms"] == pytest.approx(400.0)
+    assert found["ack_p99_ms"] == pytest.approx(50.0)
+    assert (found["unacked"], found["lost"], found["duplicated"]) == (1, 1, 2)
+
+
+def test_latency_compare_gives_the_targets_figures() -> None:
+    on = {"ack_p99_ms": 120.0, "cross_region_p99_ms": 900.0, "lost": 0, "duplicated": 1}
+    off = {"ack_p99_ms": 100.0, "cross_region_p99_ms": 1000.0, "lost": 2, "duplicated": 0}
+    row = latency.compare(on, off)
+    assert row["ack_p99_growth_ms"] == pytest.approx(20.0)
+    assert row["cross_region_p99_ratio"] == pytest.approx(0.9)
+    assert (row["lost"], row["duplicated"]) == (2, 1)
+    table = report.format_table({"latency": row}, {}, {}, {"latency": 1})
+    assert "latency: ack p99 growth (on - off) (ms)" in table and "<= 30" in table
+
+
+def test_latency_bus_delay_is_the_models_eventbridge_hop() -> None:
+    assert latency.bus_latency_option() == ("--bus-latency-ms", "148,387")
 
 
 def test_every_e2e_room_has_members_in_every_region() -> None:
