@@ -108,6 +108,19 @@ def test_the_bucket_is_private_encrypted_versioned_and_logged(
         for p in resources(template, "AWS::S3::BucketPolicy").values()
     }
     assert policed == {bucket_id, log_bucket_id}
+    (log_policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in resources(template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"]["Ref"] == log_bucket_id
+    ]
+    (delivery,) = [s for s in log_policy if s["Effect"] == "Allow"]
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert delivery["Action"] == "s3:PutObject"
+    assert resolve(delivery["Condition"], region=region) == {
+        "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket_name(region)}"},
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+    }
+    assert "AccessControl" not in log_bucket  # no ACLs: bucket-owner-enforced
     assert bucket["DeletionPolicy"] == "Retain"  # prod
 
 
