@@ -17,6 +17,13 @@ top-level ``handler``. Runs are interleaved (boto3, each handler, boto3, ...)
 so load on the machine hits all of them alike; one warm-up round first writes
 the ``__pycache__`` files. Both wall and CPU time (``time.process_time``) of
 the import are kept: on a busy machine CPU time is the steadier figure.
+Each import also reports which of :data:`DEFERRED_MODULES` it loaded: modules a handler
+must load on first use, not at init, unless the table names it as one that needs them there
+(the delivery engine ``chat.fanout`` in the two handlers that deliver; aiohttp, PyJWT and
+``cryptography`` in none). A handler that loads one anyway is listed under
+``<handler>_deferred_loaded`` and counted in ``deferred_loaded_at_init`` (target 0): such an
+import can cost little on its own (``chat.fanout`` is about 1 ms: aiohttp is its lazy part)
+and hide in the noise of the init figures, so it is checked by name.
 ``first_call=True`` also times the first ``handler`` call of a no-op event in
 the same process (what moves from init to the first invocation when something
 is imported lazily); that call may fail on the missing AWS services, which is
@@ -50,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DEFERRED_MODULES",
     "LAMBDA_ENV",
     "deploys_bytecode",
     "discover_handlers",
@@ -108,11 +116,25 @@ _APP_ENV = {
 }
 LAMBDA_ENV: dict[str, str] = {**_RUNTIME_ENV, **_APP_ENV, "LAMBDA_TASK_ROOT": str(LAMBDAS)}
 
+# Module -> the handlers whose init may load it. Every other handler loads it on first use
+# (or never): ClientMessageHandler's fast path loads the delivery engine for its first local
+# delivery; OIDC's PyJWT comes with chat.jwks (HS256 deployments verify with hmac); Powertools'
+# data_classes and event_handler packages import every event class and resolver they have.
+DEFERRED_MODULES: dict[str, tuple[str, ...]] = {
+    "chat.fanout": ("event_bus_message_handler", "fanout_worker"),
+    "aiohttp": (),
+    "jwt": (),
+    "cryptography": (),
+    "aws_lambda_powertools.utilities.data_classes": (),
+    "aws_lambda_powertools.event_handler": (),
+}
+
 # Runs in the fresh process: argv = module, first_call ("1"/"0"), JSON list of
 # path prefixes whose modules must compile from source (no cached bytecode).
 _CHILD = r"""
 import sys, time, json, io, contextlib
 name, first, sourced = sys.argv[1], sys.argv[2] == "1", tuple(json.loads(sys.argv[3]))
+watched = json.loads(sys.argv[4]) if len(sys.argv) > 4 else []
 if sourced:
     # SourceLoader.get_code skips the cached .pyc (and writes none) when
     # path_stats fails: exactly Lambda's read-only code without bytecode.
@@ -126,7 +148,8 @@ if sourced:
 wall0, cpu0 = time.perf_counter(), time.process_time()
 module = __import__(name)
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-result = {"wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3}
+result = {"wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3,
+          "loaded": [watch for watch in watched if watch in sys.modules]}
 if first and hasattr(module, "handler"):
     class Context:
         function_name = "chat-bench"; memory_limit_in_mb = 1769; aws_request_id = "bench"
@@ -187,8 +210,9 @@ def measure_module(
     *,
     first_call: bool = False,
     sourced: Sequence[str] = (),
-) -> dict[str, float]:
-    """Import ``name`` in a fresh process; its import wall/CPU ms (and first call's).
+) -> dict[str, Any]:
+    """Import ``name`` in a fresh process; its import wall/CPU ms (and first call's), and
+    which of :data:`DEFERRED_MODULES` it loaded (``loaded``).
 
     Modules under the path prefixes ``sourced`` compile from source (module docstring).
     """
@@ -205,6 +229,7 @@ def measure_module(
                 name,
                 "1" if first_call else "0",
                 json.dumps(list(sourced)),
+                json.dumps(sorted(DEFERRED_MODULES)),
             ],
             cwd=cwd,
             env=child_env,
@@ -215,8 +240,18 @@ def measure_module(
         )
     if completed.returncode != 0:
         raise RuntimeError(f"importing {name} failed:\n{completed.stderr}")
-    sample: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
+    sample: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     return sample
+
+
+def deferred_loaded(handler: str, loaded: Iterable[str]) -> list[str]:
+    """The modules of :data:`DEFERRED_MODULES` in ``loaded`` that ``handler``'s init may not
+    load."""
+    return sorted(
+        module
+        for module in loaded
+        if module in DEFERRED_MODULES and handler not in DEFERRED_MODULES[module]
+    )
 
 
 def deploys_bytecode() -> bool:
@@ -239,7 +274,9 @@ def measure_cold_start(
 
     Keys: ``boto3_ms`` and ``<module>_ms`` (wall medians), the same with
     ``_cpu_ms``, ``worst_ratio_vs_boto3`` (wall) and ``worst_cpu_ratio_vs_boto3``,
-    ``worst`` (the module with the highest wall ratio), ``runs``; with
+    ``worst`` (the module with the highest wall ratio), ``ratio_vs_boto3`` and
+    ``cpu_ratio_vs_boto3`` (per handler), ``<handler>_deferred_loaded`` and
+    ``deferred_loaded_at_init`` (module docstring), ``runs``; with
     ``first_call``, also ``<handler>_first_call_ms``. ``extra_modules`` (for
     example ``aiohttp``) are measured the same way but are not handlers, so they
     take no part in the worst ratio. ``deployed_bytecode=False``: the function
@@ -255,7 +292,7 @@ def measure_cold_start(
     sourced = [] if deployed_bytecode else [str(LAMBDAS) + os.sep, *layer_roots()]
     for module in modules:  # warm-up: __pycache__ written, files in the page cache
         measure_module(module)
-    samples: dict[str, list[dict[str, float]]] = {module: [] for module in modules}
+    samples: dict[str, list[dict[str, Any]]] = {module: [] for module in modules}
     for _ in range(runs):
         for module in modules:
             call = first_call and module in names
@@ -275,6 +312,14 @@ def measure_cold_start(
         result["worst"] = max(ratios, key=lambda name: ratios[name])
         result["worst_ratio_vs_boto3"] = round(max(ratios.values()), 2)
         result["worst_cpu_ratio_vs_boto3"] = round(max(cpu_ratios.values()), 2)
+        result["ratio_vs_boto3"] = {name: round(ratio, 2) for name, ratio in ratios.items()}
+        result["cpu_ratio_vs_boto3"] = {name: round(r, 2) for name, r in cpu_ratios.items()}
+        found = 0
+        for name in names:
+            loaded = {module for sample in samples[name] for module in sample.get("loaded", [])}
+            result[f"{name}_deferred_loaded"] = deferred_loaded(name, loaded)
+            found += len(result[f"{name}_deferred_loaded"])
+        result["deferred_loaded_at_init"] = found
     return result
 
 

@@ -28,6 +28,11 @@ Continuity (docs/protocol.md, "Resuming after a disconnect"):
 - It pings every ``--ping-interval`` seconds (default 5 minutes: API Gateway closes idle
   connections after 10, and ``ping`` renews the user's presence in the other regions); a ping
   without ``pong`` drops the connection and reconnects.
+- A slow region is not a dead one (clients/requests.py): a ``join`` or ``history`` page without
+  an answer is followed by a ``ping``; while that is answered the request is asked again on
+  the same connection with a jittered, capped backoff, instead of reconnecting.
+- What other users wrote is printed with controls and bidi characters escaped
+  (clients/safe_text.py).
 - Presence: the members are printed on join, then every ``member`` frame; the client keeps
   them as a map by ``userId`` (``ChatSession.presence``, clients/session.py).
 

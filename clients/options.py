@@ -11,6 +11,9 @@ from clients.resume import RESUME_WINDOW_MS
 
 DRAIN_SECONDS = 5.0
 REPLY_SECONDS = 10.0
+# How long a liveness ``ping`` waits for its answer before the region is taken for down: API
+# Gateway's integration timeout is 29 s, so after 30 s no answer can come any more.
+ALIVE_SECONDS = 30.0
 PING_SECONDS = 300.0  # API Gateway closes a connection idle for 10 minutes
 # How often a minting client sends ``refresh`` with a fresh token: well inside
 # the minted tokens' lifetime (clients.tokens: 1 hour), so `exp` never passes.
@@ -55,6 +58,11 @@ class Backoff:
         return step / 2 + rng() * step / 2
 
 
+# Joins asked again on a slow region (a ping answered, the join not): 1, 2, 4, ... up to 30 s,
+# jittered, 10 tries (about 4 minutes with the waits for answers) before reconnecting.
+REJOIN_BACKOFF = Backoff(attempts=10, base=1.0, cap=30.0)
+
+
 @dataclass
 class ClientOptions:
     """What ``run_client`` takes: a field per CLI flag, and timings a test can shorten."""
@@ -63,6 +71,8 @@ class ClientOptions:
     verbose: bool = False  # also show acks
     drain_seconds: float = DRAIN_SECONDS
     reply_seconds: float = REPLY_SECONDS
+    alive_seconds: float = ALIVE_SECONDS
+    rejoin: Backoff = REJOIN_BACKOFF
     ping_seconds: float = PING_SECONDS
     ready_seconds: float = READY_SECONDS
     backoff: Backoff = field(default_factory=Backoff)

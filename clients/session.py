@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 from collections.abc import Awaitable, Iterable
 from typing import Any, TextIO
@@ -20,12 +19,13 @@ from websockets.exceptions import ConnectionClosed
 from clients.commands import HELP, Command, parse_command
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render, render_entry
+from clients.requests import Message, RequestChannel, is_alive_answer
 from clients.resume import is_valid_id, resume_after, resume_from_now
+from clients.safe_text import printable_lines
 from clients.strict_json import loads_frame
 
 __all__ = ["HELP", "ChatSession", "Message", "drain", "until"]
 
-Message = dict[str, Any]
 SEQ_REF = "s"  # the ref of numbered send n is "s<n>"
 RESEND_ATTEMPTS = 5  # resends of one numbered send (after one of RESENDABLE)
 RESENDABLE = ("internal", "sequence_gap", "rate_limited")
@@ -35,7 +35,7 @@ def _members_by_user(members: Any) -> dict[str, dict[str, Any]]:
     return {str(m["userId"]): m for m in members or [] if isinstance(m, dict) and m.get("userId")}
 
 
-class ChatSession:
+class ChatSession(RequestChannel):
     """What the client knows across reconnects, and the WebSocket requests.
 
     ``rooms`` are re-joined after a reconnect; ``last_id`` is the newest id seen per room (the
@@ -44,7 +44,7 @@ class ChatSession:
     """
 
     def __init__(self, room: str, out: TextIO, options: ClientOptions | None = None) -> None:
-        self.options = options or ClientOptions()
+        super().__init__(options or ClientOptions())
         self.room = room
         self.out = out
         self.rooms: dict[str, None] = {room: None}  # ordered set
@@ -59,11 +59,7 @@ class ChatSession:
         self.member_counts: dict[str, Any] = {}  # room -> memberCount of a ``members`` frame
         self.unechoed: set[str] = set()  # acked ids whose message has not arrived yet
         self.held: dict[str, list[Message]] = {}  # live messages held back while catching up
-        self.waiting: dict[str, asyncio.Future[Message | None]] = {}
-        self.quiet: set[str] = set()  # refs whose reply the requester shows itself
         self.ready = asyncio.Event()  # connected and every room re-joined
-        self.ws: ClientConnection | None = None
-        self._refs = itertools.count(1)
         # Numbered sends (docs/protocol.md, "Order of a sender's messages"): seq per connection;
         # ``outgoing`` holds the frames not acked yet, resent as is after internal/sequence_gap.
         self.next_seq = 1
@@ -71,7 +67,6 @@ class ChatSession:
         self.resends: dict[int, int] = {}
         # Live messages held ``options.reorder_seconds`` so they are printed in id order.
         self.unshown: list[tuple[float, Message]] = []
-        self.unhealthy: str | None = None  # why this connection's region looks down (no pong)
         self._background: set[asyncio.Future[None]] = set()
 
     @property
@@ -79,11 +74,10 @@ class ChatSession:
         return self.options.verbose
 
     def emit(self, text: str) -> None:
-        self.out.write(text + "\n")
+        # The last gate before the terminal: render() escapes each field it prints (a newline
+        # in a body too); this catches whatever else reaches the output (clients/safe_text.py).
+        self.out.write(printable_lines(text) + "\n")
         self.out.flush()
-
-    def next_ref(self) -> str:
-        return f"c{next(self._refs)}"
 
     # --------------------------------------------------------------- messages and state
 
@@ -135,13 +129,13 @@ class ChatSession:
             self.emit(render(frame) or "")
             return
         ref = frame.get("ref")
+        if isinstance(ref, str) and ref in self.stale:
+            self.stale.discard(ref)  # its requester gave up: not shown, state unchanged
+            return
         quiet = isinstance(ref, str) and ref in self.quiet
         on_kind = self._on_kind.get(str(frame.get("type")))
         shown: Message | None = on_kind(self, frame, quiet) if on_kind else frame
-        if isinstance(ref, str):
-            future = self.waiting.pop(ref, None)
-            if future is not None and not future.done():
-                future.set_result(shown if shown is not None else frame)
+        self.take_reply(ref, shown if shown is not None else frame)
         if quiet or shown is None:
             return
         line = render(shown, self.verbose)
@@ -320,38 +314,7 @@ class ChatSession:
         self.outgoing.clear()
         self.resends.clear()
         self.next_seq = 1
-        for future in self.waiting.values():
-            if not future.done():
-                future.set_result(None)
-        self.waiting.clear()
-        self.quiet.clear()
-
-    async def drop_connection(self) -> None:
-        """Close the connection (the reconnect loop opens a new one)."""
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await self.ws.close()
-
-    async def request(self, frame: Message, *, quiet: bool = False) -> Message | None:
-        """Send ``frame`` with a fresh ref; its direct reply, None without one (bounded)."""
-        ws = self.ws
-        if ws is None:
-            return None
-        ref = self.next_ref()
-        future: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
-        self.waiting[ref] = future
-        if quiet:
-            self.quiet.add(ref)
-        try:
-            # UTF-8, not ASCII-escaped: a frame over 32 KB would close the connection
-            # (1009); the largest allowed body stays well inside one frame this way.
-            await ws.send(json.dumps({**frame, "ref": ref}, ensure_ascii=False))
-            return await asyncio.wait_for(future, self.options.reply_seconds)
-        except (ConnectionClosed, TimeoutError):
-            return None
-        finally:
-            self.waiting.pop(ref, None)
-            self.quiet.discard(ref)
+        self.fail_requests()
 
     async def join_room(self, room: str) -> bool:
         """Join ``room``; when it was seen before, catch up from the resume point.
@@ -368,12 +331,12 @@ class ChatSession:
         caught_up: list[Message] = []
         complete = False
         try:
-            reply = await self.request(frame, quiet=True)
+            # No answer in time (overload, or a failed integration: API Gateway's error frame
+            # carries no ref): the join may still have happened, and live messages may be
+            # arriving with a gap before them. They are held; the join is asked again with the
+            # same ``after`` while the region answers ping, else the client reconnects.
+            reply = await self.ask_until_answered(frame, f"join #{room}")
             if reply is None:
-                # No answer (the integration failed or timed out: API Gateway's error frame
-                # carries no ref). The join may still have happened, so messages may be
-                # arriving live with a gap before them: reconnect, and resume from here.
-                await self.drop_connection()
                 return False
             if reply.get("type") != "joined":
                 self.emit(render(reply, self.verbose) or "")
@@ -412,8 +375,9 @@ class ChatSession:
             cursor = caught_up[-1]["id"] if caught_up else after
             if not (more and cursor):
                 return more
-            frame = {"action": "history", "room": room, "after": cursor}
-            page = await self.request({**frame, "limit": HISTORY_PAGE}, quiet=True)
+            frame = {"action": "history", "room": room, "after": cursor, "limit": HISTORY_PAGE}
+            # Unanswered: asked again while the region answers ping (else None: reconnected).
+            page = await self.ask_until_answered(frame, f"history #{room}")
             if page is None or page.get("type") != "history":
                 if page is not None:
                     self.emit(render(page, self.verbose) or "")
@@ -433,16 +397,19 @@ class ChatSession:
             await self.join_room(room)
 
     async def keepalive(self) -> None:
-        """Ping every ``ping_seconds``; no pong: drop the connection (a reconnect follows)."""
+        """Ping every ``ping_seconds``. No answer within ``alive_seconds``: the region is down
+        (drop the connection; the reconnect loop fails over). Answered but not ``pong``
+        (``internal``: the server lost the connection): reconnect, to the same region."""
         while self.ws is not None:
             await asyncio.sleep(self.options.ping_seconds)
-            reply = await self.request({"action": "ping"}, quiet=True)
-            if reply is not None and reply.get("type") == "pong":
+            reply = await self.probe()
+            if is_alive_answer(reply):
                 continue
             if self.ws is not None:
                 reason = render(reply) if reply is not None else "no reply"
                 self.emit(f"! ping failed ({reason}); reconnecting")
-                self.unhealthy = "no pong"
+                if reply is None:
+                    self.unhealthy = "no pong"
                 await self.drop_connection()
             return
 

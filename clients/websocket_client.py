@@ -4,7 +4,8 @@ When is a region "failed", so that the client moves to the next URL?
 
 - it cannot be reached, or refuses the handshake with a 5xx (API Gateway down, or a region
   taken down in the sandbox): at once;
-- a ``ping`` gets no ``pong`` within ``reply_seconds``: at once;
+- a ``ping`` gets no answer within ``alive_seconds`` (30 s): at once (answered late, or
+  ``rate_limited``, the region is slow, not down: clients/requests.py);
 - connections to it drop before they are usable or within ``stable_seconds``,
   ``region_failures`` times in a row ("repeated close").
 

@@ -22,9 +22,11 @@
   answers ``false`` with 403); HttpHandler reads the context from
   ``requestContext.authorizer.lambda``.
 
-Both answers are built with Powertools' authorizer response classes
-(``APIGatewayAuthorizerResponseWebSocket`` for the policy,
-``APIGatewayAuthorizerResponseV2`` for the simple response).
+Both answers are built here (:func:`_policy`, :func:`_simple`), not with
+Powertools' authorizer response classes: their module is inside the
+``utilities.data_classes`` package, whose ``__init__`` imports every event
+class of every service (about 10 ms of the authorizer's cold start,
+``python -X importtime``) for two dictionaries of a few keys.
 
 ``rooms`` in the context is a JSON string (authorizer context values must be
 scalars): the token's list of room patterns, or ``null`` when every room is
@@ -53,11 +55,6 @@ import re
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
-    APIGatewayAuthorizerResponseV2,
-    APIGatewayAuthorizerResponseWebSocket,
-    parse_api_gateway_arn,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import token_keys
@@ -118,28 +115,43 @@ def _check(token: object) -> Claims | None:
     return claims
 
 
+def _policy(
+    principal: str, effect: str, method_arn: str, context: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A REQUEST authorizer's IAM policy: ``effect`` on exactly the event's method ARN (its
+    route: ``$connect``), the identity ``context`` with an Allow."""
+    answer: dict[str, Any] = {
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": effect, "Resource": [method_arn]}
+            ],
+        },
+    }
+    if context is not None:
+        answer["context"] = context
+    return answer
+
+
+def _simple(claims: Claims | None) -> dict[str, Any]:
+    """The HTTP API's simple response (payload format 2.0)."""
+    if claims is None:
+        return {"isAuthorized": False}
+    return {"isAuthorized": True, "context": identity_context(claims)}
+
+
 def _websocket(event: dict[str, Any]) -> dict[str, Any]:
     query = event.get("queryStringParameters") or {}
     claims = _check(query.get("token") if isinstance(query, dict) else None)
     method_arn = event["methodArn"]
-    # The policy names exactly the event's method ARN (its route: $connect).
-    route = parse_api_gateway_arn(method_arn, is_websocket_authorizer=True).resource
     if claims is None:
-        denied = APIGatewayAuthorizerResponseWebSocket.from_route_arn(method_arn, "unauthorized")
-        denied.deny_route(route)
-        return denied.asdict()  # API Gateway: 403
-    allowed = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
-        method_arn, claims.user_id, context=identity_context(claims)
-    )
-    allowed.allow_route(route)
-    return allowed.asdict()
+        return _policy("unauthorized", "Deny", method_arn)  # API Gateway: 403
+    return _policy(claims.user_id, "Allow", method_arn, identity_context(claims))
 
 
 def _http(event: dict[str, Any]) -> dict[str, Any]:
-    claims = _check(_bearer(event))
-    if claims is None:
-        return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
-    return APIGatewayAuthorizerResponseV2(authorize=True, context=identity_context(claims)).asdict()
+    return _simple(_check(_bearer(event)))
 
 
 @logger.inject_lambda_context(clear_state=True, log_event=False)

@@ -31,12 +31,17 @@ only an allowed ``join`` creates.
 ``PRESENCE_LIVE_MAX_MEMBERS`` and no ``member`` frames are pushed;
 :mod:`chat.roster`).
 
-Budgets (docs/protocol.md, "Limits"): every frame, whatever its action and
-even when it is not valid, first charges the connection's and the user's
-request budget (:mod:`chat.rate_limit`): each one costs an invocation and
-reads, whatever it asks, so counting them all is both simplest and what
-bounds the cost. Over budget: ``rate_limited`` with ``retryAfterMs`` and
-nothing else happens. A ``join`` that would put the connection in more than
+Every frame first goes through :mod:`chat.frame_intake`: one consistent read
+of the sender's budget, META and sequence (:mod:`chat.frame_state`), the
+charge to the connection's and the user's request budget
+(:mod:`chat.rate_limit`) before the frame is read at all (each one costs an
+invocation, whatever it asks, so counting them all is both simplest and what
+bounds the cost; over budget: ``rate_limited`` with ``retryAfterMs`` and
+nothing else happens), a length cap, one linear decode, and the token expiry.
+
+A ``send`` to a room with at most ``LOCAL_FAST_PATH_MAX_MEMBERS`` local members
+is delivered to them by this handler once the bus accepted it, before the
+``ack`` (:mod:`chat.local_delivery`). A ``join`` that would put the connection in more than
 ``MAX_ROOMS_PER_CONNECTION`` rooms answers ``too_many_rooms``. ``history``
 and ``joined.missed`` stop before the reply would pass ``MAX_REPLY_BYTES``
 and say ``more`` (:mod:`chat.limits`).

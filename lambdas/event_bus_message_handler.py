@@ -7,7 +7,10 @@ forwarded from another region. For ``chat.message``:
    "Bus events"): the fields' shapes, ``originRegion`` one of the deployment's
    regions (``CHAT_REGIONS``) and equal to ``sender.region``, identity fields
    within the token's limits (length, no control characters), the body within
-   the JSON depth limit, and the message id's time no later than now plus
+   the JSON depth limit and ``MAX_BODY_BYTES`` (the ``send`` limit), a
+   ``system:`` sender (or a look-alike, ``chat.claims.is_system_user_id``)
+   only with the server API's source (``EVENT_SOURCE`` + ``.server``), and
+   the message id's time no later than now plus
    ``BUS_CLOCK_SKEW_SECONDS``. A malformed event is logged (without its body),
    counted (``MalformedEvents``) and dropped; raising would only make
    EventBridge retry an event that can never succeed. Detail types other
@@ -35,7 +38,7 @@ For ``chat.presence`` (:mod:`chat.presence` publishes it):
 
 1. Validate (``MalformedEvents``), with the same rules for ``member`` and
    ``at`` (a forged ``at`` far in the future would make every later genuine
-   event of that user stale). An event older than
+   event of that user stale; a ``system:`` member has no presence). An event older than
    ``CONNECTION_TTL_SECONDS`` is dropped as stale (``StalePresenceEvents``):
    any tombstone that could refuse it may have expired.
 2. From another region: record it in the ``REMOTE#<region>#<userId>`` item
@@ -68,6 +71,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import broadcast, config, history_store, room_store, roster
 from chat.bus import MESSAGE_DETAIL_TYPE, PRESENCE_DETAIL_TYPE
+from chat.claims import is_system_user_id
 from chat.ids import id_timestamp_ms, now_ms
 from chat.json_codec import compact_json
 from chat.model import ChatMessage, PresenceEvent, check_not_future, check_origin
@@ -118,15 +122,21 @@ def _fanout(room: str, frame: dict[str, Any], job_id: str | None = None) -> dict
 
 def _validated_presence(detail: object) -> PresenceEvent:
     presence = PresenceEvent.from_detail(detail)
+    if is_system_user_id(presence.member.user_id):
+        raise ValueError("detail.member is a system sender: they have no presence")
     settings = config.get_settings()
     check_origin(presence.origin_region, presence.member.region, settings.origin_regions, "member")
     check_not_future(presence.at, now_ms(), settings.bus_clock_skew_seconds * 1000, "detail.at")
     return presence
 
 
-def _validated_message(detail: object) -> ChatMessage:
-    message = ChatMessage.from_detail(detail)
+def _validated_message(event: dict[str, Any]) -> ChatMessage:
     settings = config.get_settings()
+    message = ChatMessage.from_detail(event.get("detail"), settings.max_body_bytes)
+    if is_system_user_id(message.sender.user_id) and event.get("source") != (
+        settings.server_source
+    ):
+        raise ValueError("a system sender comes only in the server API's events")
     check_origin(message.origin_region, message.sender.region, settings.origin_regions)
     check_not_future(
         id_timestamp_ms(message.id),
@@ -204,7 +214,7 @@ def _presence_live(room: str) -> bool:
 
 def _message(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        message = _validated_message(event.get("detail"))
+        message = _validated_message(event)
     except ValueError as error:
         logger.warning(
             "malformed chat event dropped", extra={"reason": str(error), "eventId": event.get("id")}

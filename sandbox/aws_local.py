@@ -7,7 +7,8 @@ answers are the ones the templates resolve to (a RedrivePolicy's ``deadLetterTar
 event source mapping's ``EventSourceArn``).
 
 moto runs in its own process (``python -m sandbox.aws_local --port N``) so the handlers' database
-calls do not compete with the sandbox's event loop for one interpreter lock.
+calls do not compete with the sandbox's event loop for one interpreter lock, behind an aiohttp
+server rather than werkzeug's (``sandbox.moto_front``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import os
 import secrets
@@ -236,22 +238,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="sandbox.aws_local")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    app = DomainDispatcherApplication(create_backend_app)
-    try:
-        server = make_server(
-            "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler
-        )
-    except (OSError, SystemExit) as exc:
-        sys.stderr.write(f"port {args.port}: {exc}\n")
+    from sandbox.calls import CountingApp, moto_item_size
+    from sandbox.moto_dispatch import DirectDispatch
+    from sandbox.moto_front import MotoFront
+    from sandbox.moto_speedups import install
+
+    install()
+
+    moto_app = DirectDispatch(DomainDispatcherApplication(create_backend_app))
+    app = CountingApp(moto_app, moto_item_size(ACCOUNT_ID))
+    front = MotoFront(app, "127.0.0.1", args.port)
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    profile_path = os.environ.get("SANDBOX_MOTO_PROFILE")  # docs/sandbox.md, "Capacity"
+    profiler = cProfile.Profile() if profile_path else None
+
+    def serve() -> None:
+        if profiler is not None:
+            profiler.enable()  # this thread: every request is handled on it (or its pool)
+        try:
+            asyncio.run(front.serve(ready.set))
+        except BaseException as exc:  # the port is taken, say: reported below
+            failure.append(exc)
+            ready.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    ready.wait()
+    if failure:
+        sys.stderr.write(f"port {args.port}: {failure[0]}\n")
         sys.exit(1)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     sys.stdout.write("READY\n")
     sys.stdout.flush()
 
@@ -262,6 +280,9 @@ def main() -> None:
 
     threading.Thread(target=exit_when_parent_goes, daemon=True).start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    if profiler is not None and profile_path:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
     os._exit(0)
 
 

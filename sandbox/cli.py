@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from sandbox.bus_latency import BusLatency
 from sandbox.errors import SandboxError
 from sandbox.eventbus import DEFAULT_RETRY_TIME_SCALE
 from sandbox.runtime import Options, Sandbox
@@ -85,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         f"{DEFAULT_RETRY_TIME_SCALE}: 24 h of retries take 86 s)",
     )
     parser.add_argument(
+        "--bus-latency-ms",
+        default=None,
+        metavar="P50,P99",
+        help="delay every rule delivery and cross-region forward by a log-normal draw with "
+        "this median and 99th percentile in ms, e.g. 148,387 (default: off)",
+    )
+    parser.add_argument(
         "--down",
         action="append",
         default=[],
@@ -144,6 +152,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error("--connect-rate-limit must be at least 1")
     if not args.retry_time_scale > 0:
         parser.error("--retry-time-scale must be positive")
+    bus_latency = None
+    if args.bus_latency_ms is not None:
+        try:
+            bus_latency = BusLatency.parse(args.bus_latency_ms)
+        except ValueError as error:
+            parser.error(f"--bus-latency-ms: {error}")
     cut_links = []
     for link in args.cut_link:
         source, _, target = link.partition(":")
@@ -164,6 +178,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         oidc=args.oidc,
         connect_rate_limit=args.connect_rate_limit,
         retry_time_scale=args.retry_time_scale,
+        bus_latency=bus_latency,
         down_regions=list(args.down),
         cut_links=cut_links,
     )

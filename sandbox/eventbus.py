@@ -17,7 +17,9 @@ Semantics kept from AWS:
   limit multiplied by ``--retry-time-scale``; an event that exhausts them goes to the target's
   ``DeadLetterConfig`` queue as EventBridge writes it (the event as the body, ``RULE_ARN``,
   ``TARGET_ARN``, ``ERROR_CODE``, ``ERROR_MESSAGE``, ``EXHAUSTED_RETRY_CONDITION`` and
-  ``RETRY_ATTEMPTS`` as message attributes).
+  ``RETRY_ATTEMPTS`` as message attributes);
+* with ``--bus-latency-ms`` each rule delivery and each forward first waits a log-normal
+  delay (sandbox.bus_latency), in its own task: delays overlap, none holds a delivery slot.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 
 from moto.events.models import EventPattern
 
+from sandbox.bus_latency import BusLatency
 from sandbox.model import RegionModel, RuleSpec, TargetSpec
 from sandbox.resolver import ACCOUNT_ID, PARTITION
 
@@ -160,6 +163,8 @@ class RegionBus:
         max_concurrency: int = 32,
         dead_letter: DeadLetterFn | None = None,
         retry_time_scale: float = DEFAULT_RETRY_TIME_SCALE,
+        latency: BusLatency | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.region = model.region
         self.buses = set(model.buses)
@@ -169,6 +174,8 @@ class RegionBus:
         self._forward = forward
         self._dead_letter = dead_letter
         self.retry_time_scale = retry_time_scale
+        self.latency = latency
+        self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: Counter[str] = Counter()
@@ -268,7 +275,11 @@ class RegionBus:
                 )  # fmt: skip
                 return
             # Not in a slot: a forward waiting out its back-off must not hold up deliveries.
-            self._spawn(self._forward_to_bus(rule, label, target, bus, event), slotted=False)
+            self._spawn(
+                self._forward_to_bus(rule, label, target, bus, event),
+                slotted=False,
+                delay=self._delay(),
+            )
         elif target.kind == "lambda":
             assert target.function is not None
             try:
@@ -277,15 +288,28 @@ class RegionBus:
                 self.counters["dead_lettered"] += 1
                 log.error("%s: %s: cannot build input: %s", self.region, label, exc)
                 return
-            self._spawn(self._invoke_with_retries(label, target, payload, event["id"]))
+            self._spawn(
+                self._invoke_with_retries(label, target, payload, event["id"]), delay=self._delay()
+            )
         else:
             self.counters["unsupported_target"] += 1
             log.info(
                 "%s: %s: target %s not emulated; event dropped", self.region, label, target.arn
             )
 
-    def _spawn(self, work: Awaitable[None], slotted: bool = True) -> None:
+    def _delay(self) -> float:
+        """The emulated latency of one delivery or forward (--bus-latency-ms), in seconds."""
+        if self.latency is None:
+            return 0.0
+        self.counters["latency_delayed"] += 1
+        return self.latency.draw_seconds(self._rng)
+
+    def _spawn(self, work: Awaitable[None], slotted: bool = True, delay: float = 0.0) -> None:
         async def run() -> None:
+            # Each delivery waits in its own task, before taking a slot: delays overlap and
+            # never hold up other deliveries. The task counts as in flight while it waits.
+            if delay > 0:
+                await asyncio.sleep(delay)
             if not slotted:
                 await work
                 return

@@ -27,6 +27,8 @@ from sandbox.aws_local import (
     provision,
     send_to_queue,
 )
+from sandbox.bus_latency import BusLatency
+from sandbox.calls import CallCounts, counting_middleware, function_access_key
 from sandbox.chaos import Chaos
 from sandbox.errors import SandboxError
 from sandbox.event_sources import QueuePoller
@@ -63,6 +65,7 @@ class Options:
     connect_rate_limit: float | None = None
     # EventBridge retry delays and event ages are multiplied by this (docs/sandbox.md, "Chaos")
     retry_time_scale: float = DEFAULT_RETRY_TIME_SCALE
+    bus_latency: BusLatency | None = None  # --bus-latency-ms: delay of each bus delivery
     down_regions: list[str] = field(default_factory=list)  # down from the start
     cut_links: list[tuple[str, str]] = field(default_factory=list)  # (from, to) cut from the start
 
@@ -153,6 +156,7 @@ class Sandbox:
         self.ready_seconds = 0.0
         self._endpoints_written = False
         self.chaos = Chaos(self)
+        self.calls = CallCounts()  # the functions' requests to the sandbox's own services
 
     # ----------------------------------------------------------------- start
 
@@ -381,6 +385,8 @@ class Sandbox:
                 "AWS_REGION": runtime.region,
                 "AWS_DEFAULT_REGION": runtime.region,
                 **FAKE_CREDENTIALS,
+                # The function's own access key: the services count its requests by it.
+                "AWS_ACCESS_KEY_ID": function_access_key(runtime.region, spec.logical_id),
                 "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                 "AWS_EC2_METADATA_DISABLED": "true",
@@ -400,6 +406,9 @@ class Sandbox:
                 "LAMBDA_TASK_ROOT": code_dir,
                 "_HANDLER": spec.handler,
                 "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+                # chat.jwks.LOOPBACK_SETTING: the local issuer (--oidc) is http on
+                # 127.0.0.1; deployed functions never get it (docs/sandbox.md).
+                "CHAT_SANDBOX_LOOPBACK_ISSUER": "1",
             }
         )
         if not management:
@@ -456,8 +465,11 @@ class Sandbox:
             self._forward,
             dead_letter=self._dead_letter,
             retry_time_scale=self.options.retry_time_scale,
+            latency=self.options.bus_latency,
         )
-        await self._listen(events_app(runtime.bus), runtime.ports.events, f"{region} events")
+        events = events_app(runtime.bus)
+        events.middlewares.append(counting_middleware(self.calls))
+        await self._listen(events, runtime.ports.events, f"{region} events")
         runtime.http = HttpApi(region, runtime.model.http, invoke)
         runtime.http_runner, runtime.http_site = await self._listen(
             runtime.http.app(), runtime.ports.http, f"{region} HTTP API"
@@ -476,9 +488,9 @@ class Sandbox:
                 self.options.mgmt_rate_limit,
                 self.options.mgmt_rate_burst,
             )
-            await self._listen(
-                runtime.management.app(), runtime.ports.management, f"{region} management API"
-            )
+            management = runtime.management.app()
+            management.middlewares.append(counting_middleware(self.calls))
+            await self._listen(management, runtime.ports.management, f"{region} management API")
             try:
                 await runtime.websocket.start(HOST, runtime.ports.websocket)
             except OSError as exc:

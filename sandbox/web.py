@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from clients.tokens import minter_from_endpoints
+from sandbox.activity import calls_document, reset_calls
 from sandbox.chaos import add_control_routes
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ def web_app(sandbox: Sandbox) -> web.Application:
     app.router.add_get("/_sandbox/stats", pages.stats)
     app.router.add_get("/_sandbox/connections", pages.connections)
     app.router.add_get("/_sandbox/queues", pages.queues)
+    app.router.add_get("/_sandbox/calls", pages.calls)
+    app.router.add_delete("/_sandbox/calls", pages.reset_calls)
     app.router.add_post("/_sandbox/regions/{region}/drop", pages.drop)
     app.router.add_get("/_sandbox/token", pages.token)
     add_control_routes(app, sandbox.chaos)
@@ -63,6 +66,13 @@ class _Pages:
 
     async def stats(self, _: web.Request) -> web.Response:
         return web.json_response(self.sandbox.stats())
+
+    async def calls(self, _: web.Request) -> web.Response:
+        return web.json_response(await calls_document(self.sandbox))
+
+    async def reset_calls(self, _: web.Request) -> web.Response:
+        await reset_calls(self.sandbox)
+        return web.json_response(await calls_document(self.sandbox))
 
     async def queues(self, _: web.Request) -> web.Response:
         return web.json_response(await self.sandbox.queue_depths())

@@ -236,6 +236,11 @@ class WebSocketApi:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5.0)
 
+    @property
+    def tasks_in_flight(self) -> int:
+        """Frames and disconnects being handled (their integrations may not have started)."""
+        return len(self._tasks)
+
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
             await work

@@ -214,6 +214,15 @@ _MAX_BUCKET_NAME = 63  # S3's limit on bucket names
 _HTTP_RESERVED_CONCURRENCY_LIMIT = 500
 
 
+# EVENT_SOURCE + this is the server API's source (the runtime's
+# chat.config.SERVER_SOURCE_SUFFIX; a test ties them).
+SERVER_SOURCE_SUFFIX = ".server"
+
+
+def server_event_source(event_source: str) -> str:
+    return event_source + SERVER_SOURCE_SUFFIX
+
+
 class ConfigError(ValueError):
     """A context value is invalid. ``str(error)`` is one printable line."""
 
@@ -770,8 +779,19 @@ class ChatConfig:
 
     @property
     def event_source(self) -> str:
-        """``source`` of every chat event (what the rules match)."""
+        """``source`` of every chat event the app's functions put (what the rules match)."""
         return f"{self.app_name}.chat"
+
+    @property
+    def server_event_source(self) -> str:
+        """``source`` of the server API's messages: the only events a ``system:``
+        sender is accepted in, and only ServerApi's role may put them."""
+        return server_event_source(self.event_source)
+
+    @property
+    def chat_event_sources(self) -> list[str]:
+        """Both sources: what the delivery, forwarding and consumer rules match."""
+        return [self.event_source, self.server_event_source]
 
     @property
     def metrics_namespace(self) -> str:

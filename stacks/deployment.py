@@ -55,7 +55,8 @@ from stacks.extensions import (
 )
 from stacks.functions import FRAME_INTAKE_CONNECTIONS_ACTIONS
 from stacks.region_stack import ChatRegionStack
-from stacks.server_api import ChatServerApi
+from stacks.runtime_contract import RUNTIME_VARIABLES
+from stacks.server_api import ChatServerApi, check_grantee_account
 from stacks.websocket_api import CLIENT_ROUTE_KEYS
 
 # Re-exported: what a team's app needs comes from this one module.
@@ -215,7 +216,7 @@ class ChatDeployment:
         """
         self._check_name(name)
         pattern = events.EventPattern(
-            source=[self.config.event_source],
+            source=self.config.chat_event_sources,
             detail_type=list(detail_types) if detail_types is not None else None,
         )
 
@@ -289,12 +290,13 @@ class ChatDeployment:
     def add_environment(self, function_name: str, key: str, value: str) -> None:
         """Set ``key`` in built-in function ``function_name``'s environment in every region.
 
-        The runtime's own variables (docs/contracts.md) are refused: change
+        The runtime's own variables (docs/contracts.md;
+        :data:`stacks.runtime_contract.RUNTIME_VARIABLES`) are refused: change
         them through ``ChatConfig``.
         """
-        for region, stack in self.stacks.items():
-            if key in stack.functions.environment:
-                raise ValueError(f"{key} belongs to the runtime contract; set it via ChatConfig")
+        if key in RUNTIME_VARIABLES:
+            raise ValueError(f"{key} belongs to the runtime contract; set it via ChatConfig")
+        for region in self.stacks:
             self.builtin_function(region, function_name).add_environment(key, value)
 
     def grant(self, function_name: str, permissions: Grant) -> None:
@@ -316,7 +318,8 @@ class ChatDeployment:
         role: one per region, created in that region's stack (the API ids are
         per-region values, and CloudFormation cannot reference across regions).
         Publishing in one region reaches every region (the bus replicates it);
-        grant two or more for failover.
+        grant two or more for failover. A role of another account is refused
+        (ValueError; :func:`stacks.server_api.check_grantee_account`).
         """
         self._grant_server_api(
             role_arn, regions, "Publisher", ChatServerApi.grant_publish, "/server/rooms/*"
@@ -338,6 +341,7 @@ class ChatDeployment:
     ) -> None:
         for region in regions if regions is not None else self.config.regions:
             stack = self.stacks[region]
+            check_grantee_account(stack, role_arn)
             scope = self._grant_scopes.get(region)
             if scope is None:
                 scope = self._grant_scopes[region] = Construct(stack, "ServerApiGrants")

@@ -25,6 +25,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.lambda_function import FunctionDefaults, FunctionSpec, chat_function
+from stacks.replication import grant_put_chat_events
 from stacks.storage import dead_letter_queue
 
 __all__ = ["FANOUT_WORKER_CONNECTIONS_ACTIONS", "ChatFanout"]
@@ -66,6 +67,7 @@ class ChatFanout(Construct):
         environment: dict[str, str],
         connections_table: dynamodb.ITable,
         event_bus: events.IEventBus,
+        event_source: str,
         memory_size: int,
         max_workers: int,
         removal_policy: RemovalPolicy,
@@ -101,7 +103,7 @@ class ChatFanout(Construct):
         )
         connections_table.grant(self.worker, *FANOUT_WORKER_CONNECTIONS_ACTIONS)
         # 410 cleanup publishes "left" presence events.
-        event_bus.grant_put_events_to(self.worker)
+        grant_put_chat_events(event_bus, self.worker, [event_source])
         self.allow_send_jobs(self.worker)  # hand-offs
         self.worker.add_event_source(
             event_sources.SqsEventSource(

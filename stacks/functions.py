@@ -41,6 +41,7 @@ from stacks.lambda_function import (
     FunctionSpec,
     chat_function,
 )
+from stacks.replication import grant_put_chat_events
 from stacks.storage import dead_letter_queue
 
 __all__ = [
@@ -375,7 +376,7 @@ class ChatFunctions(Construct):
             if spec.messages_actions:
                 messages_table.grant(function, *spec.messages_actions)
             if spec.puts_events:
-                event_bus.grant_put_events_to(function)
+                grant_put_chat_events(event_bus, function, [config.event_source])
             self.functions[spec.name] = function
             self.log_groups[spec.name] = log_group
 

@@ -38,6 +38,24 @@ RETRY_MAX_EVENT_AGE = Duration.hours(24)
 RETRY_ATTEMPTS = 185
 
 
+def grant_put_chat_events(
+    event_bus: events.IEventBus, grantee: iam.IGrantable, sources: Sequence[str]
+) -> iam.Grant:
+    """``events:PutEvents`` on the chat bus, only for events whose ``source`` is in ``sources``.
+
+    The condition (``events:source``) is what makes the server API's source
+    mean "from ServerApi": no other function of the app can put an event
+    with it, so a ``system:`` sender in any other event is forged
+    (EventBusMessageHandler drops it).
+    """
+    return iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=["events:PutEvents"],
+        resource_arns=[event_bus.event_bus_arn],
+        conditions={"StringEquals": {"events:source": list(sources)}},
+    )
+
+
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -49,7 +67,7 @@ class ChatReplication(Construct):
         event_bus: the custom bus, named ``bus_name`` (the same in every region).
         dead_letter_queue: receives events EventBridge could not deliver to any
             target of this construct's rules (after the retry policy).
-        delivery_rule: ``{"source": [event_source]}``; its target is added by
+        delivery_rule: ``{"source": event_sources}``; its target is added by
             :meth:`add_delivery_target`.
         forwarding_rules: one rule per at most 5 other regions.
         forwarding_role: the one role every forwarding target uses
@@ -63,7 +81,7 @@ class ChatReplication(Construct):
         construct_id: str,
         *,
         bus_name: str,
-        event_source: str,
+        event_sources: Sequence[str],
         region: str,
         other_regions: Sequence[str],
         removal_policy: RemovalPolicy,
@@ -92,7 +110,7 @@ class ChatReplication(Construct):
             "DeliveryRule",
             event_bus=self.event_bus,
             description="Every chat event, local or forwarded, to EventBusMessageHandler",
-            event_pattern=events.EventPattern(source=[event_source]),
+            event_pattern=events.EventPattern(source=list(event_sources)),
         )
 
         self.target_bus_arns: dict[str, str] = {
@@ -142,7 +160,7 @@ class ChatReplication(Construct):
                 # originRegion == this region: what arrives from elsewhere is
                 # delivered locally but never forwarded again (no loops).
                 event_pattern=events.EventPattern(
-                    source=[event_source], detail={"originRegion": [region]}
+                    source=list(event_sources), detail={"originRegion": [region]}
                 ),
             )
             for other in chunk:

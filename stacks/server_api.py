@@ -24,9 +24,10 @@ HTTP APIs have no resource policies: access is granted on the caller's side
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Arn, ArnFormat, RemovalPolicy, Stack, Token
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -36,8 +37,10 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.config import server_event_source
 from stacks.extensions import BusTargetContext, ChatBusConsumer
 from stacks.lambda_function import FunctionDefaults, FunctionSpec, chat_function
+from stacks.replication import grant_put_chat_events
 from stacks.storage import CONNECTIONS_BY_USER_INDEX
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "DISCONNECT_PATH",
     "PUBLISH_PATH",
     "ChatServerApi",
+    "check_grantee_account",
 ]
 
 PUBLISH_PATH = "/server/rooms/{room}/messages"
@@ -52,6 +56,33 @@ DISCONNECT_PATH = "/server/users/{userId}/disconnect"
 # The bus event that carries a disconnect to every region (lambdas/server_api.py).
 DISCONNECT_DETAIL_TYPE = "chat.disconnect"
 SERVER_API_CONNECTIONS_ACTIONS = ("dynamodb:Query",)  # the ConnectionsByUser index
+
+
+def check_grantee_account(stack: Stack, role_arn: str) -> None:
+    """Refuse a role of another account: ValueError naming both accounts.
+
+    A grant is a policy attached to the role *by name*, and an imported
+    role's policy always lands in the deploying account: another account's
+    ``arn:...:role/backend`` would give this account's ``backend`` the
+    permission instead (and the intended role nothing). That role's account
+    must grant it itself. The deploying account is the stack's, or, for the
+    environment-agnostic stacks, ``CDK_DEFAULT_ACCOUNT``: the account of the
+    credentials the CDK CLI synthesizes (and deploys) with. With neither
+    known, or an ARN whose account is a token, there is nothing to compare.
+    """
+    role_account = Arn.split(role_arn, ArnFormat.SLASH_RESOURCE_NAME).account
+    deploying = stack.account
+    if Token.is_unresolved(deploying):
+        deploying = os.environ.get("CDK_DEFAULT_ACCOUNT", "")
+    if not deploying or role_account is None or Token.is_unresolved(role_account):
+        return
+    if role_account != deploying:
+        raise ValueError(
+            f"role {role_arn} is in account {role_account}, but this app deploys to account "
+            f"{deploying}: a grant attaches a policy to the role by name, and it would land on "
+            "this account's role of that name. Grant a role of this account (the other account "
+            "can let its role assume it), or deploy the grant in the role's own account."
+        )
 
 
 class ChatServerApi(Construct):
@@ -91,7 +122,10 @@ class ChatServerApi(Construct):
             defaults,
             environment=environment,
         )
-        event_bus.grant_put_events_to(self.function)
+        # chat.disconnect under the app's source, messages under the server's.
+        grant_put_chat_events(
+            event_bus, self.function, [event_source, server_event_source(event_source)]
+        )
         self.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=list(SERVER_API_CONNECTIONS_ACTIONS),

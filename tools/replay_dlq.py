@@ -14,10 +14,17 @@ recognizes three kinds (docs/operations.md, "Region outage longer than the retry
   back to the queue whose ``RedrivePolicy`` names this DLQ (``ListDeadLetterSourceQueues``, or
   ``--to-queue-url``).
 
-A message is deleted only after its put succeeded; one that failed or was not recognized stays
-in the queue (made visible again at the end). A replayed chat event may still reach a region
-that already has it (the put succeeded but the delete did not, or a region received it before
-the failure): the history write de-duplicates by message id, so no client sees it twice.
+Only this deployment's own buses, functions and queues are ever called, and an EventBridge
+dead letter must name a rule on the chat bus (:mod:`tools.dlq_destinations`; the deployment is
+cdk.json's context, ``--app-name``/``--stage``/``--regions`` override it): a dead letter names
+its own destination, and anything that can send to the queue can write it. A refused message
+stays in the queue, reported as ``refused`` with the reason.
+
+A message is deleted only after its put succeeded; one that failed, was refused or was not
+recognized stays in the queue (made visible again at the end). A replayed chat event may still
+reach a region that already has it (the put succeeded but the delete did not, or a region
+received it before the failure): the history write de-duplicates by message id, so no client
+sees it twice.
 
 The standard boto3 credential chain applies. ``--sandbox-endpoints FILE`` points every
 client at a running sandbox instead (its moto for SQS, each region's PutEvents endpoint).
@@ -33,6 +40,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stacks.config import ChatConfig
+from tools.deployment_config import add_deployment_arguments, deployment_config_of
+from tools.dlq_destinations import Destinations
 
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> boto3 client
 
@@ -50,6 +61,7 @@ class Replay:
     region: str
     destination: str  # bus ARN, function ARN, queue URL, or why it is not recognized
     payload: Any = None
+    rule: str | None = None  # an EventBridge dead letter's RULE_ARN (None: not one)
 
 
 @dataclass
@@ -94,6 +106,7 @@ def plan(message: dict[str, Any], to_queue: Callable[[], str]) -> Replay:
     except ValueError:
         document = None
     target = _attribute(message, "TARGET_ARN")
+    rule = _attribute(message, "RULE_ARN") or ""  # "": an EventBridge letter without one
     if target is not None:
         if not isinstance(document, dict) or "detail" not in document:
             return Replay(UNRECOGNIZED, "", "TARGET_ARN set but the body is not an event")
@@ -105,9 +118,9 @@ def plan(message: dict[str, Any], to_queue: Callable[[], str]) -> Replay:
                 "Resources": list(document.get("resources") or []),
                 "EventBusName": target,
             }
-            return Replay(BUS, arn_region(target), target, entry)
+            return Replay(BUS, arn_region(target), target, entry, rule)
         if ":function:" in target:
-            return Replay(FUNCTION, arn_region(target), target, document)
+            return Replay(FUNCTION, arn_region(target), target, document, rule)
         return Replay(UNRECOGNIZED, "", f"target {target} is neither a bus nor a function")
     if isinstance(document, dict) and "requestPayload" in document:
         function = (document.get("requestContext") or {}).get("functionArn")
@@ -115,6 +128,21 @@ def plan(message: dict[str, Any], to_queue: Callable[[], str]) -> Replay:
             return Replay(FUNCTION, arn_region(function), function, document["requestPayload"])
         return Replay(UNRECOGNIZED, "", "an invocation record without requestContext.functionArn")
     return Replay(QUEUE, "", to_queue(), body)
+
+
+def refusal(replay: Replay, destinations: Destinations) -> str | None:
+    """Why ``replay`` must not be carried out (None: it goes to this deployment's own resource)."""
+    if replay.rule is not None:
+        problem = destinations.rule_refusal(replay.rule or None)
+        if problem:
+            return f"rule: {problem}"
+    if replay.kind == BUS:
+        return destinations.bus_refusal(replay.destination)
+    if replay.kind == FUNCTION:
+        return destinations.function_refusal(replay.destination)
+    if replay.kind == QUEUE:
+        return destinations.queue_refusal(replay.destination)
+    return None
 
 
 def _queue_attributes(message: dict[str, Any]) -> dict[str, Any]:
@@ -175,13 +203,18 @@ def replay_queue(
     queue_url: str,
     clients: ClientFactory,
     *,
+    config: ChatConfig,
     dry_run: bool = False,
     to_queue_url: str | None = None,
     max_messages: int | None = None,
     wait_seconds: int = 1,
     visibility: int = 60,
 ) -> Report:
-    """Replay (or, with ``dry_run``, only classify) the messages of ``queue_url``."""
+    """Replay (or, with ``dry_run``, only classify) the messages of ``queue_url``.
+
+    ``config``: the deployment the queue belongs to; nothing outside it is called.
+    """
+    destinations = Destinations.for_queue(sqs, queue_url, config)
     report = Report()
     source_queue: list[str] = []
 
@@ -202,7 +235,9 @@ def replay_queue(
         if max_messages is not None and number >= max_messages:
             kept.append(message["ReceiptHandle"])
             break
-        if _replay_one(message, sqs, queue_url, clients, to_queue, report, dry_run=dry_run):
+        if _replay_one(
+            message, sqs, queue_url, clients, to_queue, report, destinations, dry_run=dry_run
+        ):
             kept.append(message["ReceiptHandle"])
     _release(sqs, queue_url, kept)
     return report
@@ -215,6 +250,7 @@ def _replay_one(
     clients: ClientFactory,
     to_queue: Callable[[], str],
     report: Report,
+    destinations: Destinations,
     *,
     dry_run: bool,
 ) -> bool:
@@ -226,6 +262,10 @@ def _replay_one(
         replay = Replay(UNRECOGNIZED, "", str(error))
     if replay.kind == UNRECOGNIZED:
         report.add("left", UNRECOGNIZED, message_id, replay.destination)
+        return True
+    problem = refusal(replay, destinations)
+    if problem:
+        report.add("refused", replay.kind, message_id, f"{replay.destination}: {problem}")
         return True
     if dry_run:
         report.add("would-replay", replay.kind)
@@ -307,7 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox-endpoints", type=Path, help="a sandbox's endpoints file (local run)"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_deployment_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        config = deployment_config_of(args)
+    except ValueError as error:
+        parser.error(str(error))
     endpoints = (
         json.loads(args.sandbox_endpoints.read_text(encoding="utf-8"))
         if args.sandbox_endpoints
@@ -330,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         clients("sqs", region),
         queue_url,
         clients,
+        config=config,
         dry_run=args.dry_run,
         to_queue_url=args.to_queue_url,
         max_messages=args.max_messages,
@@ -338,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print("\n".join(report.lines()))
-    failed = sum(n for (outcome, _), n in report.counts.items() if outcome in ("failed", "left"))
+    failed = sum(
+        n for (outcome, _), n in report.counts.items() if outcome in ("failed", "left", "refused")
+    )
     return 1 if failed and not args.dry_run else 0
 
 

@@ -7,7 +7,17 @@
 // `history` is paged while `more`, and messages are de-duplicated by id and shown in id order.
 // The pane pings every 5 minutes and keeps a presence list (`joined.members`, then `member`
 // frames, as a map by userId).
-// The page's query string can change the timings: ?ping=SECONDS&backoff=SECONDS&attempts=N.
+// The page's query string can change the timings:
+// ?ping=SECONDS&backoff=SECONDS&attempts=N&reply=SECONDS&alive=SECONDS&rejoin=SECONDS.
+//
+// Overload (as clients/requests.py): a slow region is not a dead one. A `join` or `history`
+// without an answer in `reply` s is followed by a `ping`; answered (`pong`, or `rate_limited`),
+// the request is asked again on the same connection (same `after`) with a growing, jittered,
+// capped wait, and an answer to any attempt counts. Only a ping unanswered for `alive` s (API
+// Gateway's integration timeout is 29 s) makes the pane reconnect and move to the next region.
+// While a room catches up, live messages are shown but do not move its resume point, so an
+// interrupted catch-up resumes before the pages it did not fetch; a room where no message was
+// seen yet resumes from when it was first joined.
 //
 // Order (docs/protocol.md, "Order of a sender's messages"): sends are numbered per connection
 // (`seq`) and not awaited, so a burst is accepted in the order typed; a send answered
@@ -29,7 +39,11 @@ const CONFIG = {
   backoffMs: 1000 * Number(params.get("backoff") || 0.5),
   backoffCapMs: 15000,
   attempts: Number(params.get("attempts") || 8),
-  replyMs: 10000,
+  replyMs: 1000 * Number(params.get("reply") || 10),
+  aliveMs: 1000 * Number(params.get("alive") || 30), // a ping unanswered this long: region down
+  rejoinMs: 1000 * Number(params.get("rejoin") || 1), // first wait before asking a slow region again
+  rejoinCapMs: 30000,
+  rejoinAttempts: 10,
   resumeWindowMs: 5000,
   historyPage: 100,
   maxPages: 200,
@@ -70,15 +84,39 @@ function resumeAfter(lastId, windowMs = CONFIG.resumeWindowMs) {
   return chars + ALPHABET[31].repeat(ID_LENGTH - TIME_CHARS);
 }
 
-function backoffDelayMs(attempt, hintMs = null) {
+// An id of the millisecond `ms` (the least one): only its timestamp matters to resumeAfter.
+function idAt(ms) {
+  let value = ms;
+  let chars = "";
+  for (let i = 0; i < TIME_CHARS; i += 1) {
+    chars = ALPHABET[value % 32] + chars;
+    value = Math.floor(value / 32);
+  }
+  return chars + ALPHABET[0].repeat(ID_LENGTH - TIME_CHARS);
+}
+
+function backoffDelayMs(attempt, hintMs = null, baseMs = CONFIG.backoffMs,
+                        capMs = CONFIG.backoffCapMs) {
   // A server hint (close reason `retry-after=N`): at least that, plus up to half again.
   if (hintMs !== null && hintMs > 0) {
     const hint = Math.min(hintMs, CONFIG.maxHintMs);
     return hint + (Math.random() * hint) / 2;
   }
   // Exponential, capped, with equal jitter: half the step fixed, half random.
-  const step = Math.min(CONFIG.backoffCapMs, CONFIG.backoffMs * 2 ** Math.max(0, attempt - 1));
+  const step = Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return step / 2 + (Math.random() * step) / 2;
+}
+
+// The wait a `rate_limited` answer asks for (ms); null for any other answer.
+function retryHintMs(reply) {
+  if (!reply || reply.type !== "error" || reply.code !== "rate_limited") return null;
+  return Number.isInteger(reply.retryAfterMs) && reply.retryAfterMs > 0
+    ? Math.min(reply.retryAfterMs, 30000) : 0;
+}
+
+// A ping's answer that shows the region's app at work (slow at worst, not down).
+function isAlive(reply) {
+  return Boolean(reply) && (reply.type === "pong" || retryHintMs(reply) !== null);
 }
 
 function closeHintMs(reason) {
@@ -176,6 +214,9 @@ class Pane {
     this.timers = { reconnect: null, ping: null, refresh: null };
     this.seen = new Set();
     this.lastIds = {}; // room -> newest id seen (the resume point's base)
+    this.joinedFrom = {}; // room -> an id of when it was first joined (no message seen yet)
+    this.syncing = new Set(); // rooms catching up: live messages do not move lastIds
+    this.liveNewest = {}; // room -> newest live id shown while it caught up
     this.presence = new Map(); // userId -> member
     this.waiting = new Map(); // ref -> resolve
     this.refs = 0;
@@ -232,11 +273,14 @@ class Pane {
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
-  showMessage(message) {
+  showMessage(message, live = false) {
     if (!message || typeof message.id !== "string" || this.seen.has(message.id)) return;
     this.seen.add(message.id);
     const room = message.room;
-    if (!this.lastIds[room] || message.id > this.lastIds[room]) this.lastIds[room] = message.id;
+    // A live message during a catch-up may be newer than pages not fetched yet: it moves the
+    // resume point only once the catch-up is complete.
+    const newest = live && this.syncing.has(room) ? this.liveNewest : this.lastIds;
+    if (!newest[room] || message.id > newest[room]) newest[room] = message.id;
     const sender = message.sender || {};
     const own = sender.userId === this.q(".user").value.trim();
     const item = el("li", { class: own ? "message own" : "message" });
@@ -314,11 +358,11 @@ class Pane {
   }
 
   // Send a frame and resolve with its direct reply (null: no reply in time, or the socket went).
-  request(frame) {
+  request(frame, timeoutMs = CONFIG.replyMs) {
     const ref = this.send(frame);
     if (ref === null) return Promise.resolve(null);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => this.settle(ref, null), CONFIG.replyMs);
+      const timer = setTimeout(() => this.settle(ref, null), timeoutMs);
       this.waiting.set(ref, (reply) => {
         clearTimeout(timer);
         resolve(reply);
@@ -389,12 +433,77 @@ class Pane {
     });
   }
 
+  // `frame`'s answer, asked again while the region is slow but alive (header); null when the
+  // socket went, or was closed here (no pong either, or still no answer after every try).
+  async askUntilAnswered(ws, frame, what) {
+    let got = null;
+    let limited = null;
+    let wake = () => {};
+    const nap = (ms) => new Promise((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, ms);
+    });
+    const refs = [];
+    try {
+      for (let attempt = 1; ; attempt += 1) {
+        const ref = this.ws === ws ? this.send(frame) : null;
+        if (ref === null) return null;
+        refs.push(ref);
+        this.waiting.set(ref, (reply) => {
+          if (reply && retryHintMs(reply) !== null) limited = reply;
+          else if (reply) got = reply;
+          wake();
+        });
+        await nap(CONFIG.replyMs);
+        if (!got && !limited && this.ws === ws) {
+          const alive = isAlive(await this.request({ action: "ping" }, CONFIG.aliveMs));
+          if (!got && !alive && this.ws === ws) {
+            this.line(`no answer to ${what}, nor to ping; reconnecting`, "error");
+            this.regionDown = true;
+            ws.close(4000, "no answer");
+            return null;
+          }
+        }
+        if (this.ws !== ws) return null;
+        if (got) return got;
+        const hintMs = retryHintMs(limited);
+        limited = null;
+        if (attempt >= CONFIG.rejoinAttempts) {
+          this.line(`still no answer to ${what} after ${attempt} tries; reconnecting`, "error");
+          ws.close(4000, "no answer");
+          return null;
+        }
+        const delay = backoffDelayMs(attempt, hintMs, CONFIG.rejoinMs, CONFIG.rejoinCapMs);
+        const why = hintMs !== null ? "rate limited" : "no answer yet; ping answered: slow";
+        this.line(`${what}: ${why}; asking again in ${(delay / 1000).toFixed(1)}s`);
+        this.root.dataset.slow = String(Number(this.root.dataset.slow || 0) + 1);
+        await nap(delay); // a late answer ends the wait
+        if (got) return got;
+      }
+    } finally {
+      for (const ref of refs) this.waiting.delete(ref);
+    }
+  }
+
   // Join (again) with after = the resume point, then page `history` while `more`.
   async joinRoom(ws) {
     const room = this.room;
     const join = { action: "join", room };
-    if (this.lastIds[room]) join.after = resumeAfter(this.lastIds[room]);
-    const joined = await this.request(join);
+    const from = this.lastIds[room] || this.joinedFrom[room];
+    if (!this.joinedFrom[room]) this.joinedFrom[room] = resumeAfter(idAt(Date.now()), 0);
+    if (from) join.after = resumeAfter(from);
+    this.syncing.add(room);
+    delete this.liveNewest[room];
+    try {
+      await this.catchUp(ws, room, join);
+    } finally {
+      this.syncing.delete(room);
+      delete this.liveNewest[room];
+    }
+  }
+
+  async catchUp(ws, room, join) {
+    const joined = await this.askUntilAnswered(ws, join, `join #${room}`);
     if (this.ws !== ws || !joined) return;
     if (joined.type !== "joined") {
       this.line(`error ${joined.code}: ${joined.message}`, "error");
@@ -415,13 +524,17 @@ class Pane {
     // the member page: page on from the resume point then.
     let after = messages.length ? messages[messages.length - 1].id : join.after;
     for (let page = 0; more && after && page < CONFIG.maxPages; page += 1) {
-      const reply = await this.request({ action: "history", room, after, limit: CONFIG.historyPage });
+      const history = { action: "history", room, after, limit: CONFIG.historyPage };
+      const reply = await this.askUntilAnswered(ws, history, `history #${room}`);
       if (this.ws !== ws || !reply || reply.type !== "history") return;
       messages = reply.messages || [];
       messages.forEach((message) => this.showMessage(message));
       more = reply.more && messages.length > 0;
       if (messages.length) after = messages[messages.length - 1].id;
     }
+    if (more) return; // stopped early: the resume point stays before what was not fetched
+    const live = this.liveNewest[room];
+    if (live && (!this.lastIds[room] || live > this.lastIds[room])) this.lastIds[room] = live;
     this.root.dataset.synced = room;
   }
 
@@ -443,11 +556,13 @@ class Pane {
     }
   }
 
+  // No answer within aliveMs: the region is down (reconnect elsewhere). Answered but not
+  // pong (`internal`: the server lost the connection): reconnect, to the same region.
   async ping(ws) {
-    const reply = await this.request({ action: "ping" });
-    if (this.ws === ws && (!reply || reply.type !== "pong")) {
+    const reply = await this.request({ action: "ping" }, CONFIG.aliveMs);
+    if (this.ws === ws && !isAlive(reply)) {
       this.line("ping failed; reconnecting", "error");
-      this.regionDown = true;
+      this.regionDown = !reply;
       ws.close(4000, "no pong");
     }
   }
@@ -587,7 +702,7 @@ class Pane {
     if (frame.type === "error" && this.numberedSendFailed(frame)) return;
     switch (frame.type) {
       case "message":
-        this.showMessage(frame);
+        this.showMessage(frame, true);
         break;
       case "member":
         this.applyMember(frame);

@@ -11,9 +11,9 @@ It adds what docs/extending.md describes:
   consumer, a higher integration-error alarm threshold;
 * an environment variable for the built-in ClientMessageHandler.
 
-``cdk synth`` here (or ``python3 app.py`` with ``CDK_OUTDIR``) synthesizes it;
-tests/infra/test_example_app.py installs the project's wheel, runs this app and
-applies the project's template checks to what it writes.
+``cdk synth`` here synthesizes it (README.md: venv, ``pip install -r
+requirements.txt``, synth); tests/infra/test_example_app.py runs those commands
+and applies the project's template checks to what the synth writes.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ Modules (imported as ``chat.*``; the asset root ``lambdas/`` is on ``sys.path``)
 * :mod:`chat.presence`           presence transitions published as ``chat.presence`` events
 * :mod:`chat.identity`           the caller's user (the token authorizer's context only)
 * :mod:`chat.claims`             identity limits and room patterns (standard library only)
-* :mod:`chat.tokens`             token verification with PyJWT
+* :mod:`chat.token_front_door`   the strict token parser every token passes first
+* :mod:`chat.tokens`             token verification (HS256 with hmac, RS256/ES256 with PyJWT)
 * :mod:`chat.jwks`               an OIDC issuer's keys, fetched and cached
 * :mod:`chat.token_keys`         which keys verify tokens here (signing secret or JWKS)
 * :mod:`chat.token_refresh`      ``refresh``: a fresh token extends an open connection
@@ -28,8 +29,9 @@ Modules (imported as ``chat.*``; the asset root ``lambdas/`` is on ``sys.path``)
 Only the standard library, boto3/botocore and what ``lambdas/requirements.txt``
 pins (Powertools, aiohttp, PyJWT with cryptography: the dependencies layer) may
 be imported here: the asset is deployed unbundled next to that layer.
-chat.tokens, chat.jwks and chat.token_keys (PyJWT) are imported at init by the
-authorizer alone, and by ClientMessageHandler on its first ``refresh``
-(chat.token_refresh): no other handler, and no other frame, pays their import
-at cold start (tests/unit/test_jwt_layering.py).
+PyJWT and cryptography come with chat.jwks alone: imported at init by an OIDC
+deployment's authorizer (``JWT_ISSUER`` set), never in an HS256 deployment,
+whose tokens chat.tokens verifies with hmac (tests/unit/test_jwt_layering.py).
+chat.tokens and chat.token_keys are imported at init by the authorizer, and by
+ClientMessageHandler on its first ``refresh`` (chat.token_refresh).
 """

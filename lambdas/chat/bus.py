@@ -29,6 +29,7 @@ __all__ = [
     "PublishError",
     "publish",
     "publish_message",
+    "put",
 ]
 
 # The server API's "disconnect a user everywhere" (lambdas/server_api.py); the
@@ -44,11 +45,16 @@ class PublishError(Exception):
 
 
 def publish(detail_type: str, detail: dict[str, Any]) -> None:
-    """Put one chat event on the bus or raise PublishError."""
+    """Put one chat event on the bus (``source`` ``EVENT_SOURCE``) or raise PublishError."""
+    put(config.get_settings().source, detail_type, detail)
+
+
+def put(source: str, detail_type: str, detail: dict[str, Any]) -> None:
+    """Put one event with ``source`` on the bus or raise PublishError."""
     settings = config.get_settings()
     entries: list[PutEventsRequestEntryTypeDef] = [
         {
-            "Source": settings.source,
+            "Source": source,
             "DetailType": detail_type,
             "Detail": compact_json(detail),
             "EventBusName": settings.bus_name,
@@ -81,7 +87,7 @@ def publish(detail_type: str, detail: dict[str, Any]) -> None:
 
 
 def publish_message(
-    room: str, sender: Sender, body: Any, message_id: str | None = None
+    room: str, sender: Sender, body: Any, message_id: str | None = None, *, server: bool = False
 ) -> ChatMessage:
     """Accept a validated message: mint its id (unless given) and publish ``chat.message``.
 
@@ -90,7 +96,9 @@ def publish_message(
     (:mod:`chat.sequence`) passes the id its sequence chose; publishing the
     same id twice is harmless (history de-duplicates by id). Counts
     ``MessagesAccepted``, or ``PublishFailures`` and raises PublishError (the
-    caller must then not acknowledge).
+    caller must then not acknowledge). ``server``: the server API's message,
+    under ``Settings.server_source`` (EventBusMessageHandler accepts a
+    ``system:`` sender only there).
     """
     message_id = message_id or new_id()
     message = ChatMessage(
@@ -102,7 +110,10 @@ def publish_message(
         origin_region=config.get_settings().region,
     )
     try:
-        publish(MESSAGE_DETAIL_TYPE, message.detail())
+        if server:  # the server API's own source: the only one a system: sender may use
+            put(config.get_settings().server_source, MESSAGE_DETAIL_TYPE, message.detail())
+        else:
+            publish(MESSAGE_DETAIL_TYPE, message.detail())
     except PublishError:
         logger.exception("message not published", extra={"room": room, "id": message_id})
         count("PublishFailures")

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_USER_ID_CHARS",
     "SYSTEM_USER_PREFIX",
     "has_control_characters",
+    "is_system_user_id",
     "room_allowed",
     "valid_name",
     "valid_pattern",
@@ -67,6 +68,49 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 def has_control_characters(text: str) -> bool:
     return any(
         char in _BIDI_CONTROLS or unicodedata.category(char) in _CONTROL_CATEGORIES for char in text
+    )
+
+
+def _may_show_as(char: str, ascii_char: str) -> bool:
+    """``char`` is ``ascii_char``, or a non-ASCII character of the same kind that may look like it.
+
+    A letter stands for any non-ASCII letter (Cyrillic U+0455 for s, Greek omicron for o)
+    and the colon for any non-ASCII punctuation, symbol or modifier letter
+    (U+2236 RATIO, U+A789 MODIFIER LETTER COLON, ...): no confusables table to
+    keep up to date.
+    """
+    if char == ascii_char:
+        return True
+    if char.isascii():
+        return False
+    category = unicodedata.category(char)
+    if ascii_char.isalpha():
+        return category.startswith("L")
+    return category[0] in "PS" or category == "Lm"
+
+
+def is_system_user_id(user_id: str) -> bool:
+    """Whether ``user_id`` is, or could be shown as, a system sender (``system:...``).
+
+    The simplest rule that refuses every look-alike we know of:
+
+    1. NFKC (FULLWIDTH COLON U+FF1A becomes ``:``, compatibility forms their plain
+       letters) and casefold (``System`` is ``system``);
+    2. drop format characters (Unicode category Cf: zero-width space, joiners,
+       soft hyphen, bidi marks) and combining marks (Mn): they are invisible
+       or ride on the letter before them;
+    3. strip surrounding white space;
+    4. compare the first 7 characters with ``system:`` by :func:`_may_show_as`.
+
+    An ASCII id that is not ``system:...`` in some case is never refused. The
+    price: a non-ASCII id that *starts* with six letters and a colon-like
+    character (six Cyrillic letters and a colon) is refused too, rare in ids and worth it.
+    """
+    text = unicodedata.normalize("NFKC", user_id).casefold()
+    text = "".join(char for char in text if unicodedata.category(char) not in ("Cf", "Mn"))
+    text = text.strip()
+    return len(text) >= len(SYSTEM_USER_PREFIX) and all(
+        _may_show_as(char, want) for char, want in zip(text, SYSTEM_USER_PREFIX, strict=False)
     )
 
 

@@ -11,7 +11,10 @@ import functools
 import os
 from dataclasses import dataclass
 
-__all__ = ["Settings", "get_settings", "reset"]
+__all__ = ["SERVER_SOURCE_SUFFIX", "Settings", "get_settings", "reset"]
+
+# EVENT_SOURCE + this: the server API's messages (stacks.config.SERVER_SOURCE_SUFFIX).
+SERVER_SOURCE_SUFFIX = ".server"
 
 
 class ConfigError(RuntimeError):
@@ -149,6 +152,13 @@ class Settings:
     @property
     def source(self) -> str:
         return _required("EVENT_SOURCE", self.event_source)
+
+    @property
+    def server_source(self) -> str:
+        """``source`` of the server API's messages, the one source a ``system:``
+        sender is accepted from (EventBusMessageHandler); only ServerApi's role
+        may put events with it (stacks: the ``events:source`` condition)."""
+        return self.source + SERVER_SOURCE_SUFFIX
 
     @property
     def callback_endpoint(self) -> str:

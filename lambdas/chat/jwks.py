@@ -13,6 +13,13 @@ it), and a known set is refreshed after :data:`MAX_AGE_SECONDS`. Parsing each
 key is PyJWT's (``PyJWK``); only keys usable for RS256 or ES256 signatures are
 kept, and a key is used only for the algorithm it is for.
 
+Where keys may come from: https only, never through a redirect (the URL
+checked is the URL read), and never from a loopback, link-local, private or
+unspecified address (in Lambda the Runtime API listens on 127.0.0.1:9001).
+The local sandbox's issuer is plain http on 127.0.0.1: it sets
+:data:`LOOPBACK_SETTING` in its functions' environment (sandbox/runtime.py),
+which allows http and https to loopback hosts; the templates never set it.
+
 Failures: no key set at all (the first fetch failed) raises
 :class:`JwksUnavailableError` (the authorizer fails: API Gateway 500 and the
 AuthorizerErrors alarm, not "bad token"); a failed refresh keeps the cached set
@@ -21,8 +28,10 @@ and logs.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -35,10 +44,12 @@ from chat.tokens import InvalidTokenError
 
 __all__ = [
     "ALGORITHMS",
+    "LOOPBACK_SETTING",
     "MAX_AGE_SECONDS",
     "REFETCH_INTERVAL_SECONDS",
     "JwksKeys",
     "JwksUnavailableError",
+    "check_url",
     "fetch_json",
 ]
 
@@ -48,8 +59,10 @@ MAX_AGE_SECONDS = 3600.0
 FETCH_TIMEOUT_SECONDS = 3.0
 MAX_DOCUMENT_BYTES = 256 * 1024
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-# The local sandbox's identity provider is plain HTTP on the loopback interface.
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Sandbox only (sandbox/runtime.py sets it to "1"; no template does): the local
+# identity provider is plain HTTP on the loopback interface.
+LOOPBACK_SETTING = "CHAT_SANDBOX_LOOPBACK_ISSUER"
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +71,62 @@ class JwksUnavailableError(RuntimeError):
     """The issuer's keys cannot be read and none are cached."""
 
 
-def fetch_json(url: str) -> Any:
-    """GET a JSON document (https only, loopback http excepted; bounded size and time)."""
+def _loopback(host: str) -> bool:
+    if host.rstrip(".").lower() in _LOOPBACK_NAMES or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _internal_address(host: str) -> bool:
+    """An address literal no issuer has: private, link-local, unspecified, reserved."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (
+        address.is_private
+        or address.is_link_local
+        or address.is_unspecified
+        or (address.is_reserved or address.is_multicast)
+    )
+
+
+def check_url(url: str) -> None:
+    """JwksUnavailableError unless ``url`` is one keys may be read from (module docstring)."""
     parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme != "https" and not (
-        parsed.scheme == "http" and parsed.hostname in _LOCAL_HOSTS
-    ):
+    host = parsed.hostname or ""
+    if _loopback(host):
+        if os.environ.get(LOOPBACK_SETTING) != "1" or parsed.scheme not in ("http", "https"):
+            raise JwksUnavailableError(
+                f"{url} is on the loopback interface (allowed only in the local sandbox)"
+            )
+        return
+    if parsed.scheme != "https" or not host:
         raise JwksUnavailableError(f"{url} is not an https URL")
+    if _internal_address(host):
+        raise JwksUnavailableError(f"{url} names an internal address")
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Keys are read from the URL that was checked, never from where it points to."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        raise JwksUnavailableError(f"{req.full_url} redirects ({code}); redirects are refused")
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects())
+
+
+def fetch_json(url: str) -> Any:
+    """GET a JSON document (:func:`check_url`, no redirects; bounded size and time)."""
+    check_url(url)
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
+    with _OPENER.open(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
         body = response.read(MAX_DOCUMENT_BYTES + 1)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise JwksUnavailableError(f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes")
@@ -141,6 +201,8 @@ class JwksKeys:
         age = self._clock() - self._fetched_at
         if self._keys is None or age >= MAX_AGE_SECONDS:
             self._refresh()
+            # Just fetched: an unknown kid must not fetch again at once.
+            age = self._clock() - self._fetched_at
         assert self._keys is not None
         if kid not in self._keys and age >= REFETCH_INTERVAL_SECONDS:
             self._refresh()

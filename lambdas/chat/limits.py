@@ -9,7 +9,12 @@
   a message list that fits and says whether it cut, so ``history`` and
   ``joined.missed`` end early with ``more: true`` and the client asks again
   from the last id it got. ``maxBodyBytes`` is capped (stacks/config.py) so one
-  message at the largest body always fits, with a member page beside it.
+  message at the largest body always fits, with a member page beside it, and
+  bus events over it are dropped (EventBusMessageHandler). A stored message
+  that does not fit even alone (from before that check, or a limit lowered
+  since) is replaced by :func:`omitted_body`, the message without its body:
+  a page never comes back empty with ``more: true``, which would send the
+  client asking for the same page until the message expires.
 * A connection may be in at most ``MAX_ROOMS_PER_CONNECTION`` rooms: ``ping``
   renews every membership (an UpdateItem per room) and ``$disconnect`` removes
   them (a Query and a PutEvents per room), so the cap bounds what one frame can
@@ -34,9 +39,12 @@ __all__ = [
     "encode_reply",
     "encoded_size",
     "fit_messages",
+    "omitted_body",
 ]
 
 MAX_REPLY_BYTES: Final = 128_000
+# ``bodyOmitted`` of a message shown without its body (docs/protocol.md).
+BODY_TOO_LARGE: Final = "too_large"
 RATE_LIMITED: Final = "rate_limited"
 TOO_MANY_ROOMS: Final = "too_many_rooms"
 
@@ -50,17 +58,29 @@ def encoded_size(value: Any) -> int:
     return len(encode_reply(value).encode("utf-8"))
 
 
+def omitted_body(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` with ``body`` null and ``bodyOmitted: "too_large"``: its id, sender
+    and time still reach the client, so the next page starts after it."""
+    return {**message, "body": None, "bodyOmitted": BODY_TOO_LARGE}
+
+
 def fit_messages(
     frame: dict[str, Any], key: str, messages: Sequence[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], bool]:
     """The longest prefix of ``messages`` that, as ``frame[key]``, keeps the frame
-    within ``MAX_REPLY_BYTES``; and whether any message was left out."""
+    within ``MAX_REPLY_BYTES``; and whether any message was left out.
+
+    At least one message comes back whenever there is one: a first message
+    too big for the reply on its own is sent as :func:`omitted_body`.
+    """
     # "more": false is the longer spelling: the frame only shrinks when it becomes true.
     room_left = MAX_REPLY_BYTES - encoded_size({**frame, key: [], "more": False})
     kept: list[dict[str, Any]] = []
     for message in messages:
         room_left -= encoded_size(message) + 1  # the separating comma
         if room_left < 0:
+            if not kept:  # ids, sender and time are bounded: this always fits
+                kept.append(omitted_body(message))
             break
         kept.append(message)
     return kept, len(kept) < len(messages)

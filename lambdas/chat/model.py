@@ -119,8 +119,13 @@ class ChatMessage:
         return {"originRegion": self.origin_region, **self.fields()}
 
     @staticmethod
-    def from_detail(detail: object) -> ChatMessage:
-        """Validate a ``chat.message`` event detail; ValueError says what is wrong."""
+    def from_detail(detail: object, max_body_bytes: int) -> ChatMessage:
+        """Validate a ``chat.message`` event detail; ValueError says what is wrong.
+
+        ``max_body_bytes``: the ``send`` limit (``MAX_BODY_BYTES``), measured
+        the same way (compact UTF-8 JSON). A bigger body from the bus would be
+        stored, and then be a history page of its own that no reply can hold.
+        """
         if not isinstance(detail, dict):
             raise ValueError("detail must be an object")
         room, id_ = detail.get("room"), detail.get("id")
@@ -138,10 +143,14 @@ class ChatMessage:
         if value_too_deep(detail["body"], MAX_BODY_DEPTH):
             raise ValueError(f"detail.body nests deeper than {MAX_BODY_DEPTH} levels")
         try:  # it is stored and posted as UTF-8 JSON; refuse now, not after the write
-            compact_json(detail["body"]).encode("utf-8")
+            body_bytes = len(compact_json(detail["body"]).encode("utf-8"))
         except (UnicodeEncodeError, RecursionError, ValueError):
             # ValueError: NaN/Infinity (allow_nan=False) among others.
             raise ValueError("detail.body is not encodable as UTF-8 JSON") from None
+        if body_bytes > max_body_bytes:
+            raise ValueError(
+                f"detail.body is {body_bytes} bytes as compact JSON; the limit is {max_body_bytes}"
+            )
         return ChatMessage(
             room=str(room),
             id=str(id_),

@@ -11,19 +11,29 @@ the rules of the first one (kid, rotation, OIDC, front door, lifetime):
 * ``JWT_ISSUER`` set: RS256/ES256 tokens of that issuer (``JWT_AUDIENCE``),
   keys from its JWKS (``JWKS_URL`` or discovered; chat.jwks).
 
-Imports PyJWT (through chat.tokens and chat.jwks): only code that verifies
-tokens imports this module.
+PyJWT and ``cryptography`` come with chat.jwks, which is imported only when
+``JWT_ISSUER`` is set: at module import (an OIDC deployment verifies every
+token with them, so their import belongs to init, where provisioned
+concurrency and SnapStart-style pre-initialization absorb it), or on the first
+key lookup when the environment changed later (tests). HS256 deployments
+verify with the standard library (chat.tokens) and never load them.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities import parameters
 
-from chat.jwks import JwksKeys
 from chat.tokens import HmacKeys, KeySource, TokenPolicy
+
+if TYPE_CHECKING:
+    from chat.jwks import JwksKeys
+
+if os.environ.get("JWT_ISSUER", "").strip():
+    import chat.jwks  # noqa: F401  (an OIDC deployment's import, paid at init: docstring)
 
 __all__ = ["SECRET_MAX_AGE_SECONDS", "keys", "policy", "reset"]
 
@@ -38,7 +48,9 @@ def policy() -> TokenPolicy:
 
 @functools.cache
 def _jwks(issuer: str, jwks_url: str | None) -> JwksKeys:
-    return JwksKeys(issuer, jwks_url)
+    from chat import jwks
+
+    return jwks.JwksKeys(issuer, jwks_url)
 
 
 def reset() -> None:

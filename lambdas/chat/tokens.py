@@ -12,50 +12,45 @@
   picked by ``kid`` from the issuer's JWKS (chat.jwks), ``iss`` and ``aud``
   checked, identity claims mapped by :class:`TokenPolicy`.
 
-Signatures, ``iss`` and ``aud`` are checked by PyJWT (with the ``cryptography``
-backend; the authorizer's dependencies layer). HS256 moved to the library too:
-one code path for every algorithm, and the front door below is the only
-hand-written part.
+First the front door (chat.token_front_door: the strict parser; it refuses,
+it never raises). Then the signature:
 
-The front door (issue 8: the authorizer refuses, it never raises), checked
-before the library sees the token, in this order:
+* HS256 with no ``iss``/``aud`` rule (the deployment's own tokens): HMAC-SHA256
+  of ``header.payload`` compared in constant time (``hmac.compare_digest``).
+  That is all PyJWT would check for these tokens once the front door passed
+  them (``alg`` from the key source's set, no ``crit``/``b64``, a string
+  ``kid``, JSON objects), and it keeps PyJWT and ``cryptography`` (about 20 ms
+  of imports, bench/cold_start.py) out of the authorizer's cold start. The
+  keys come from the signing secret only, never from a token or a JWKS, so no
+  key can be an RSA key used as an HMAC secret (the confusion PyJWT's key
+  checks guard against). tests/unit/test_authorizer.py checks this path
+  against PyJWT's verdicts.
+* RS256/ES256, and HS256 under a policy with ``iss``/``aud``: PyJWT (with the
+  ``cryptography`` backend; imported on first use), which also checks ``iss``
+  and ``aud``.
 
-* a string of at most :data:`MAX_TOKEN_CHARS` ASCII characters: three
-  non-empty base64url segments, no padding, no other character;
-* each segment in the canonical encoding (decoding then encoding gives the same
-  text: no set trailing bits; base64 decoders ignore them, so without this one
-  signature would have several spellings);
-* header and payload: UTF-8 JSON objects nested at most :data:`MAX_JSON_DEPTH`
-  deep (counted before parsing: a few thousand ``[`` would otherwise exhaust
-  the parser's recursion), without NaN, Infinity or numbers that overflow a
-  float: the server's one strict reader, ``chat.json_codec.loads_strict``,
-  with this tighter depth bound;
-* header: ``alg`` one the key source accepts (never ``none``; the algorithm is
-  the server's choice, never the token's), no ``crit``, no detached payload.
-
-Then the signature (library), then the claims with ``now`` (not the library's
-clock, so tests control time): ``exp`` an integer not more than
-:data:`LEEWAY_SECONDS` in the past; ``exp`` at most ``max_lifetime_seconds``
-after ``now`` and, when ``iat`` is present, after ``iat``; ``nbf``/``iat``
-(optional) integers not in the future beyond the leeway; the user id, name and
-rooms claims as chat.claims says, the user id not starting with ``system:``
-(the server API's senders). Every failure is :class:`InvalidTokenError`
-whose message names the reason and never contains the token.
+Then the claims with ``now`` (not a library's clock, so tests control time):
+``exp`` an integer not more than :data:`LEEWAY_SECONDS` in the past; ``exp`` at
+most ``max_lifetime_seconds`` after ``now`` and, when ``iat`` is present, after
+``iat``; ``nbf``/``iat`` (optional) integers not in the future beyond the
+leeway; the user id, name and rooms claims as chat.claims says, the user id not
+starting with ``system:`` or a look-alike (the server API's senders;
+``chat.claims.is_system_user_id``). Every failure is
+:class:`InvalidTokenError` whose message names the reason and never contains
+the token.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
+import hmac
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import jwt
 
 from chat.claims import (
     LEEWAY_SECONDS,
@@ -64,11 +59,12 @@ from chat.claims import (
     MAX_TOKEN_CHARS,
     MAX_USER_ID_CHARS,
     SYSTEM_USER_PREFIX,
+    is_system_user_id,
     valid_name,
     valid_pattern,
     valid_user_id,
 )
-from chat.json_codec import TooDeepError, loads_strict
+from chat.token_front_door import MAX_JSON_DEPTH, InvalidTokenError, WellFormedToken, parse
 
 __all__ = [
     "DEFAULT_MAX_LIFETIME_SECONDS",
@@ -85,15 +81,8 @@ __all__ = [
     "verify",
 ]
 
-MAX_JSON_DEPTH = 8  # {"rooms": [...]} is 2; IdPs nest a few levels (Keycloak's realm_access.roles)
 DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600
-_MAX_KID_CHARS = 256
-
-_TOKEN = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
-
-
-class InvalidTokenError(ValueError):
-    """The token is refused; ``str(error)`` is a reason safe to log (no token content)."""
+HMAC_ALGORITHM = "HS256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +160,9 @@ def hmac_key_id(key: str) -> str:
 class HmacKeys:
     """The HS256 keys of a signing secret's value (see the module docstring)."""
 
-    current: str
-    others: tuple[str, ...] = ()
+    # Secrets: never in a repr, so never in a log line or a traceback's locals.
+    current: str = field(repr=False)
+    others: tuple[str, ...] = field(default=(), repr=False)
     algorithms: frozenset[str] = field(default=frozenset({"HS256"}))
 
     @staticmethod
@@ -205,61 +195,6 @@ class HmacKeys:
         if kid not in keys:
             raise InvalidTokenError("unknown kid")
         return [keys[kid].encode("utf-8")]
-
-
-# ---- the front door ------------------------------------------------------------------
-
-
-def _segment(text: str, what: str) -> bytes:
-    if len(text) % 4 == 1:
-        raise InvalidTokenError(f"{what} is not base64url")
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidTokenError(f"{what} is not base64url") from None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
-        raise InvalidTokenError(f"{what} is not canonical base64url")
-    return raw
-
-
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = loads_strict(raw, max_depth=MAX_JSON_DEPTH)
-    except UnicodeDecodeError:
-        raise InvalidTokenError(f"{what} is not UTF-8") from None
-    except TooDeepError:
-        raise InvalidTokenError(f"{what} nests deeper than {MAX_JSON_DEPTH}") from None
-    except (ValueError, RecursionError):  # JSONDecodeError, huge integers, NaN, 1e400
-        raise InvalidTokenError(f"{what} is not JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidTokenError(f"{what} is not a JSON object")
-    return value
-
-
-def _header(token: object, algorithms: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and (unverified) payload of a well-formed token, or InvalidTokenError."""
-    if not isinstance(token, str) or not token:
-        raise InvalidTokenError("no token")
-    if len(token) > MAX_TOKEN_CHARS:
-        raise InvalidTokenError(f"token longer than {MAX_TOKEN_CHARS} characters")
-    match = _TOKEN.fullmatch(token)
-    if match is None:
-        if token.count(".") != 2:
-            raise InvalidTokenError("token is not three dot-separated segments")
-        raise InvalidTokenError("token is not base64url (ASCII letters, digits, - and _)")
-    header_text, payload_text, signature_text = match.groups()
-    header = _json_object(_segment(header_text, "header"), "header")
-    payload = _json_object(_segment(payload_text, "payload"), "payload")
-    _segment(signature_text, "signature")
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in algorithms:
-        raise InvalidTokenError(f"alg is not {' or '.join(sorted(algorithms))}")
-    if "crit" in header or header.get("b64") is not None:
-        raise InvalidTokenError("crit and b64 header parameters are not supported")
-    kid = header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not 1 <= len(kid) <= _MAX_KID_CHARS):
-        raise InvalidTokenError("kid must be a string")
-    return header, payload
 
 
 # ---- claims ----------------------------------------------------------------------------
@@ -310,9 +245,10 @@ def _identity(payload: Mapping[str, Any], policy: TokenPolicy, exp: int) -> Clai
             f"{policy.user_id_claim} must be a string of 1-{MAX_USER_ID_CHARS} characters "
             "without control characters"
         )
-    if user_id.startswith(SYSTEM_USER_PREFIX):
+    if is_system_user_id(user_id):
         raise InvalidTokenError(
-            f"{policy.user_id_claim} must not start with {SYSTEM_USER_PREFIX!r} (system senders)"
+            f"{policy.user_id_claim} must not start with {SYSTEM_USER_PREFIX!r} or a look-alike "
+            "(system senders)"
         )
     name = payload.get(policy.name_claim)
     if not valid_name(name):
@@ -332,21 +268,25 @@ def _identity(payload: Mapping[str, Any], policy: TokenPolicy, exp: int) -> Clai
     return Claims(user_id=user_id, name=name or None, rooms=rooms, expires_at=exp)
 
 
-def verify(token: object, keys: KeySource, now: float, policy: TokenPolicy | None = None) -> Claims:
-    """The claims of ``token`` if it is valid at ``now`` (epoch seconds); else InvalidTokenError.
+def _hs256_payload(token: WellFormedToken, candidates: Sequence[Any]) -> dict[str, Any] | None:
+    """The payload if one of the HS256 ``candidates`` (key bytes) signed the token."""
+    for key in candidates:
+        expected = hmac.new(key, token.signing_input, hashlib.sha256).digest()
+        if hmac.compare_digest(expected, token.signature):
+            return token.payload
+    return None
 
-    Errors of the key source itself (an unreachable JWKS with nothing cached)
-    propagate: an outage must not look like a bad token.
-    """
-    policy = policy or TokenPolicy()
-    header, _unverified = _header(token, keys.algorithms)
-    alg = header["alg"]
-    candidates = keys.keys_for(alg, header.get("kid"))
-    payload: dict[str, Any] | None = None
+
+def _library_payload(
+    token: str, alg: str, candidates: Sequence[Any], policy: TokenPolicy
+) -> dict[str, Any] | None:
+    """The payload PyJWT verified with one of ``candidates`` (and iss/aud by ``policy``)."""
+    import jwt  # here, not at module import: HS256 deployments never load it (docstring)
+
     for key in candidates:
         try:
-            payload = jwt.decode(
-                str(token),
+            payload: dict[str, Any] = jwt.decode(
+                token,
                 key,
                 algorithms=[alg],
                 issuer=policy.issuer,
@@ -364,7 +304,7 @@ def verify(token: object, keys: KeySource, now: float, policy: TokenPolicy | Non
                     "require": ["iss", "aud"] if policy.issuer else [],
                 },
             )
-            break
+            return payload
         except jwt.InvalidSignatureError:
             continue
         except jwt.InvalidIssuerError:
@@ -375,6 +315,23 @@ def verify(token: object, keys: KeySource, now: float, policy: TokenPolicy | Non
             raise InvalidTokenError(f"no {error.claim} claim") from None
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as error:
             raise InvalidTokenError(f"refused by the JWT library: {type(error).__name__}") from None
+    return None
+
+
+def verify(token: object, keys: KeySource, now: float, policy: TokenPolicy | None = None) -> Claims:
+    """The claims of ``token`` if it is valid at ``now`` (epoch seconds); else InvalidTokenError.
+
+    Errors of the key source itself (an unreachable JWKS with nothing cached)
+    propagate: an outage must not look like a bad token.
+    """
+    policy = policy or TokenPolicy()
+    parsed = parse(token, keys.algorithms)
+    alg = parsed.header["alg"]
+    candidates = keys.keys_for(alg, parsed.header.get("kid"))
+    if alg == HMAC_ALGORITHM and policy.issuer is None and policy.audience is None:
+        payload = _hs256_payload(parsed, candidates)
+    else:
+        payload = _library_payload(str(token), alg, candidates, policy)
     if payload is None:
         raise InvalidTokenError("bad signature")
     exp = _check_times(payload, now, policy)

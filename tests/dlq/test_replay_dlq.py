@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from tools.replay_dlq import Replay, main, plan, replay_queue
+from stacks.config import ChatConfig
+from tools import replay_dlq
+from tools.replay_dlq import Replay, main, plan
 
 ACCOUNT = "123456789012"
 SOURCE, TARGET = "us-east-1", "eu-west-1"
-BUS = "chat-bus"
+# The deployment the queues belong to: cdk.json's defaults (chat, prod, three regions).
+CONFIG = ChatConfig.from_mapping({})
+BUS = CONFIG.bus_name  # chat-prod-chat-bus
 TARGET_BUS_ARN = f"arn:aws:events:{TARGET}:{ACCOUNT}:event-bus/{BUS}"
-RULE_ARN = f"arn:aws:events:{SOURCE}:{ACCOUNT}:rule/{BUS}/ForwardingRule1"
-FUNCTION_ARN = f"arn:aws:lambda:{SOURCE}:{ACCOUNT}:function:chat-EventBusMessageHandler"
+RULE_ARN = f"arn:aws:events:{SOURCE}:{ACCOUNT}:rule/{BUS}/chat-prod-us-east-1-ForwardingRule1-X1"
+# CloudFormation's generated name: <stack name>-<logical id>-<suffix>.
+FUNCTION_ARN = (
+    f"arn:aws:lambda:{SOURCE}:{ACCOUNT}:function:"
+    f"{CONFIG.stack_name(SOURCE)}-FunctionsEventBusMessageH-AbCdEf123456"
+)
 
 
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "MOTO_ACCOUNT_ID": ACCOUNT,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
+def replay_queue(sqs: Any, queue_url: str, clients: Any, **options: Any) -> Any:
+    """The tool's replay for this deployment (CONFIG)."""
+    return replay_dlq.replay_queue(sqs, queue_url, clients, config=CONFIG, **options)
 
 
 def chat_event(message_id: str) -> dict[str, Any]:
@@ -48,10 +45,12 @@ def chat_event(message_id: str) -> dict[str, Any]:
     }
 
 
-def eventbridge_dead_letter(sqs: Any, queue_url: str, event: Any, target: str) -> None:
-    """A message as EventBridge writes it to a target's DLQ."""
+def eventbridge_dead_letter(
+    sqs: Any, queue_url: str, event: Any, target: str, rule: str | None = RULE_ARN
+) -> None:
+    """A message as EventBridge writes it to a target's DLQ (``rule`` None: without RULE_ARN)."""
     attributes = {
-        "RULE_ARN": RULE_ARN,
+        "RULE_ARN": rule,
         "TARGET_ARN": target,
         "ERROR_CODE": "CONNECTION_FAILURE",
         "ERROR_MESSAGE": "the target bus could not be reached",
@@ -62,7 +61,9 @@ def eventbridge_dead_letter(sqs: Any, queue_url: str, event: Any, target: str) -
         QueueUrl=queue_url,
         MessageBody=event if isinstance(event, str) else json.dumps(event),
         MessageAttributes={
-            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+            k: {"DataType": "String", "StringValue": v}
+            for k, v in attributes.items()
+            if v is not None
         },
     )
 
@@ -81,23 +82,6 @@ class Clients:
     def invoke(self, **arguments: Any) -> dict[str, Any]:
         self.invocations.append(arguments)
         return {"StatusCode": 202}
-
-
-@pytest.fixture
-def world(aws: None) -> dict[str, Any]:
-    """The replication DLQ in us-east-1; eu-west-1's bus with a rule copying events to a queue."""
-    sqs = boto3.client("sqs", region_name=SOURCE)
-    dlq = sqs.create_queue(QueueName="ReplicationDeadLetterQueue")["QueueUrl"]
-    target_sqs = boto3.client("sqs", region_name=TARGET)
-    observer = target_sqs.create_queue(QueueName="observer")["QueueUrl"]
-    observer_arn = f"arn:aws:sqs:{TARGET}:{ACCOUNT}:observer"
-    events = boto3.client("events", region_name=TARGET)
-    events.create_event_bus(Name=BUS)
-    events.put_rule(
-        Name="all", EventBusName=BUS, EventPattern=json.dumps({"source": ["chat.prod"]})
-    )
-    events.put_targets(Rule="all", EventBusName=BUS, Targets=[{"Id": "o", "Arn": observer_arn}])
-    return {"sqs": sqs, "dlq": dlq, "target_sqs": target_sqs, "observer": observer}
 
 
 def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
@@ -183,10 +167,11 @@ def test_function_targets_and_on_failure_records_are_invoked_again(world: dict[s
 
 def test_a_redrive_dlq_goes_back_to_its_source_queue(aws: None) -> None:
     sqs = boto3.client("sqs", region_name=SOURCE)
-    dlq = sqs.create_queue(QueueName="FanoutDeadLetterQueue")["QueueUrl"]
-    dlq_arn = f"arn:aws:sqs:{SOURCE}:{ACCOUNT}:FanoutDeadLetterQueue"
+    dlq_name = "chat-prod-us-east-1-FanoutFanoutDeadLetterQueue-X"
+    dlq = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
+    dlq_arn = f"arn:aws:sqs:{SOURCE}:{ACCOUNT}:{dlq_name}"
     source = sqs.create_queue(
-        QueueName="FanoutQueue",
+        QueueName="chat-prod-us-east-1-FanoutQueue-X",
         Attributes={
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})
         },
@@ -209,7 +194,8 @@ def test_a_redrive_dlq_goes_back_to_its_source_queue(aws: None) -> None:
 
 def test_refused_and_unrecognized_messages_stay_in_the_queue(world: dict[str, Any]) -> None:
     sqs, dlq = world["sqs"], world["dlq"]
-    missing_bus = f"arn:aws:events:{TARGET}:{ACCOUNT}:event-bus/no-such-bus"
+    # The deployment's bus in a region where it does not exist (yet): PutEvents fails.
+    missing_bus = f"arn:aws:events:ap-northeast-1:{ACCOUNT}:event-bus/{BUS}"
     eventbridge_dead_letter(sqs, dlq, chat_event("m1"), missing_bus)
     eventbridge_dead_letter(sqs, dlq, "not json", TARGET_BUS_ARN)
     eventbridge_dead_letter(sqs, dlq, chat_event("m2"), TARGET_BUS_ARN)
@@ -228,10 +214,13 @@ def test_refused_and_unrecognized_messages_stay_in_the_queue(world: dict[str, An
 def test_plan_reads_the_target_from_the_attributes() -> None:
     message = {
         "Body": json.dumps(chat_event("m1")),
-        "MessageAttributes": {"TARGET_ARN": {"StringValue": TARGET_BUS_ARN, "DataType": "String"}},
+        "MessageAttributes": {
+            "TARGET_ARN": {"StringValue": TARGET_BUS_ARN, "DataType": "String"},
+            "RULE_ARN": {"StringValue": RULE_ARN, "DataType": "String"},
+        },
     }
     replay = plan(message, lambda: "unused")
-    assert replay == Replay("event-bus", TARGET, TARGET_BUS_ARN, replay.payload)
+    assert replay == Replay("event-bus", TARGET, TARGET_BUS_ARN, replay.payload, RULE_ARN)
     assert replay.payload["EventBusName"] == TARGET_BUS_ARN
     assert json.loads(replay.payload["Detail"])["id"] == "m1"
 
@@ -241,6 +230,7 @@ def test_command_line_reports_and_exits_nonzero_when_something_is_left(
 ) -> None:
     sqs, dlq = world["sqs"], world["dlq"]
     eventbridge_dead_letter(sqs, dlq, "not json", TARGET_BUS_ARN)
-    assert main(["--queue-url", dlq, "--region", SOURCE, "--json"]) == 1
+    deployment = ["--app-name", "chat", "--stage", "prod"]
+    assert main(["--queue-url", dlq, "--region", SOURCE, "--json", *deployment]) == 1
     assert json.loads(capsys.readouterr().out)["outcomes"] == {"left": {"unrecognized": 1}}
-    assert main(["--queue-url", dlq, "--region", SOURCE, "--dry-run"]) == 0
+    assert main(["--queue-url", dlq, "--region", SOURCE, "--dry-run", *deployment]) == 0

@@ -35,6 +35,33 @@ async def request_within_budget(client: Client, frame: dict[str, Any]) -> dict[s
     raise AssertionError(f"still rate limited: {frame}")
 
 
+def table_client(sandbox: SandboxProcess, region: str) -> tuple[Any, str]:
+    """The sandbox's DynamoDB and the region's connections table (budgets live there)."""
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=sandbox.endpoints["dynamodb"],
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return dynamodb, virtual.function_variable(sandbox.cdk_out, region, "CONNECTIONS_TABLE")
+
+
+def rate_key(user: str) -> dict[str, Any]:
+    """The user's budget item (chat.rate_limit): ``u`` and one ``c:<connectionId>`` each."""
+    return {"pk": {"S": f"RATE#{user}"}, "sk": {"S": "RATE"}}
+
+
+def connection_ids(dynamodb: Any, table: str, user: str) -> list[str]:
+    answer = dynamodb.query(
+        TableName=table,
+        IndexName="ConnectionsByUser",
+        KeyConditionExpression="connectedUserId = :u",
+        ExpressionAttributeValues={":u": {"S": user}},
+    )
+    return [item["pk"]["S"].removeprefix("CONN#") for item in answer["Items"]]
+
+
 def _replies(
     client: Client, refs: list[str], found: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
@@ -52,7 +79,9 @@ def test_a_burst_over_the_connection_budget_is_refused_and_the_connection_stays(
 
 
 async def _burst(sandbox: SandboxProcess) -> None:
-    client = await Client.open(sandbox.url(REGIONS[0]), "budget-burst")
+    user = "budget-burst"
+    client = await Client.open(sandbox.url(REGIONS[0]), user)
+    dynamodb, table = table_client(sandbox, REGIONS[0])
     room = room_name()
     loop = asyncio.get_running_loop()
     try:
@@ -94,9 +123,35 @@ async def _burst(sandbox: SandboxProcess) -> None:
         assert sorted(m["body"] for m in client.messages(room)) == sorted(
             n for n, reply in enumerate(replies) if reply["type"] == "ack"
         )
+        # The burst alone proves no refusal: a slow machine refills the bucket as it
+        # works. So, speed-independent, the connection's own bucket is emptied in the
+        # table (its theoretical arrival time 10 minutes ahead; the user's bucket is
+        # left alone): the next frame must be refused by the connection budget.
+        (connection_id,) = await asyncio.to_thread(connection_ids, dynamodb, table, user)
+        ahead_ms = int(time.time() * 1000) + 600_000
+        await asyncio.to_thread(
+            dynamodb.update_item,
+            TableName=table,
+            Key=rate_key(user),
+            UpdateExpression="SET #c = :ahead",
+            ExpressionAttributeNames={"#c": f"c:{connection_id}"},
+            ExpressionAttributeValues={":ahead": {"N": str(ahead_ms)}},
+        )
+        refused = await client.request({"action": "send", "room": room, "body": "over"})
+        assert (refused["type"], refused.get("code")) == ("error", "rate_limited"), refused
+        assert refused["retryAfterMs"] > 60_000
+        await asyncio.to_thread(
+            dynamodb.update_item,
+            TableName=table,
+            Key=rate_key(user),
+            UpdateExpression="REMOVE #c",
+            ExpressionAttributeNames={"#c": f"c:{connection_id}"},
+        )
         # the connection stayed up and works once the budget refills
         reply = await request_within_budget(client, {"action": "send", "room": room, "body": "x"})
         assert reply["type"] == "ack"
+        await client.wait_for(lambda f: f.get("type") == "message" and f.get("id") == reply["id"])
+        assert "over" not in [m["body"] for m in client.messages(room)]
     finally:
         await client.close()
 
@@ -113,15 +168,8 @@ async def _exhausted(sandbox: SandboxProcess) -> None:
     region, user = REGIONS[0], "budget-empty"
     client = await Client.open(sandbox.url(region), user)
     room = room_name()
-    table = virtual.function_variable(sandbox.cdk_out, region, "CONNECTIONS_TABLE")
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=sandbox.endpoints["dynamodb"],
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    key = {"pk": {"S": f"RATE#{user}"}, "sk": {"S": "RATE"}}
+    dynamodb, table = table_client(sandbox, region)
+    key = rate_key(user)
     try:
         await client.join(room)
         ahead_ms = int(time.time() * 1000) + 60_000

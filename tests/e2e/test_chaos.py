@@ -20,6 +20,7 @@ from clients.chat import run_client
 from clients.endpoints import connect_url
 from clients.options import Backoff, ClientOptions
 from sandbox.eventbus import DEFAULT_RETRY_TIME_SCALE
+from stacks.config import ChatConfig
 from tools.replay_dlq import client_factory, replay_queue
 
 from .harness import REGIONS, Client, Lines, SandboxProcess, room_name, wait_until
@@ -130,11 +131,14 @@ def test_dead_letters_of_a_long_cut_are_replayed_once(sandbox: SandboxProcess) -
             sqs = clients("sqs", source)
             # At least our 3 messages: the sandbox is shared, and another test's clients
             # leaving during the cut put their presence events in the same DLQ.
-            dry = await asyncio.to_thread(replay_queue, sqs, dlq, clients, dry_run=True)
+            config = ChatConfig.from_mapping({})  # the sandbox's: cdk.json's defaults
+            dry = await asyncio.to_thread(
+                replay_queue, sqs, dlq, clients, config=config, dry_run=True
+            )
             would = dry.as_dict()["outcomes"]
             assert set(would) == {"would-replay"} and set(would["would-replay"]) == {"event-bus"}
             assert would["would-replay"]["event-bus"] >= 3
-            report = await asyncio.to_thread(replay_queue, sqs, dlq, clients)
+            report = await asyncio.to_thread(replay_queue, sqs, dlq, clients, config=config)
             assert report.as_dict()["outcomes"] == {"replayed": would["would-replay"]}
             await wait_until(
                 lambda: len(receiver.messages(room)) >= 3, TIMEOUT, "the replayed messages"

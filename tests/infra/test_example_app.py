@@ -1,21 +1,26 @@
 """examples/team_app: a separate app that installs this project and extends it.
 
-The project is built into a wheel and installed (``pip install --no-deps
---target``) into a folder that is the example's only source of ``app``,
-``stacks`` and ``lambdas``: the example runs from its own directory with that
-folder as ``PYTHONPATH``, not from this checkout. (The CDK libraries come from
-the test's own environment: installing them again would need the network.) Its
-synth runs cdk-nag (ChatDeployment enables it; a finding fails the synth),
-then the project's template checks and cfn-lint run on what it wrote.
+The example is run exactly as its README says, in a copy of the repository
+(the example two folders below the project, as in a checkout): a fresh venv,
+``pip install -r requirements.txt`` from the example's folder, then ``cdk
+synth`` with the venv first on ``PATH``. Offline: the venv sees this test
+environment's packages through a ``.pth`` file (the CDK libraries, and
+setuptools for the build), and pip gets ``PIP_NO_INDEX`` and no build
+isolation from its environment; the commands themselves are the README's.
+The app must import the project installed in that venv, not the checkout.
+Its synth runs cdk-nag (ChatDeployment enables it; a finding fails the
+synth), then the project's template checks and cfn-lint run on what it wrote.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +60,7 @@ _NOT_SHIPPED = shutil.ignore_patterns(
 
 @dataclass
 class ExampleSynth:
-    site: Path  # where the project's wheel was installed
+    site: Path  # the example venv's site-packages, where the project was installed
     outdir: Path
     context: dict[str, object]
 
@@ -71,40 +76,65 @@ def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return result  # type: ignore[no-any-return]
 
 
+def readme_commands() -> list[str]:
+    """The shell commands of the example's README (its one ``sh`` block)."""
+    readme = (EXAMPLE / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
     work = tmp_path_factory.mktemp("team_app")
     source = work / "source"
     shutil.copytree(REPO_ROOT, source, ignore=_NOT_SHIPPED)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    _run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(source)]
-    )
-    (wheel,) = (work / "dist").glob("multi_region_chat-*.whl")
-    site = work / "site"
-    _run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)])
-
-    context = json.loads((EXAMPLE / "cdk.json").read_text())["context"]
-    outdir = work / "cdk.out"
+    folder = source / "examples" / "team_app"
+    outdir = folder / "cdk.out"
+    venv_bin = folder / ".venv" / "bin"
     env = {
         **os.environ,
-        "PYTHONPATH": str(site),
-        "CDK_OUTDIR": str(outdir),
-        # As the CDK CLI passes it (asset paths in the metadata: what the sandbox reads).
-        "CDK_CONTEXT_JSON": json.dumps({**context, "aws:cdk:enable-asset-metadata": True}),
+        # Offline (pip's own settings, not other commands): no index, and the test
+        # environment's setuptools instead of an isolated build environment.
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         # The checkout's layer cache: the installed copy's default would be next to
-        # its own stacks/ (in the temporary folder), and filling it needs the network.
+        # its own stacks/ (in the venv), and filling it needs the network.
         CACHE_ENV: str(cache_root()),
     }
-    # The example imports the installed project, not this checkout.
+    env.pop("PYTHONPATH", None)
+    env.pop("VIRTUAL_ENV", None)
+    commands = readme_commands()
+    assert commands == [
+        "python3 -m venv .venv",
+        ".venv/bin/pip install -r requirements.txt",
+        'PATH="$PWD/.venv/bin:$PATH" npx cdk synth',
+    ]
+    # 1. the venv (with this Python: the tests' interpreter is the one they pin)
+    _run([sys.executable, "-m", "venv", ".venv"], cwd=folder, env=env)
+    (site,) = (folder / ".venv" / "lib").glob("python3.*/site-packages")
+    (site / "test-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # 2. the install, word for word
+    _run([str(venv_bin / "pip"), "install", "-r", "requirements.txt"], cwd=folder, env=env)
+    # 3. the synth, the venv first on PATH (cdk.json: python3 app.py); `npx cdk` is the
+    # project's pinned CLI, named by its path (the copy has no node_modules to find)
+    # pip's offline settings were for the install: a layer the cache lacks (another test
+    # may have pointed the cache elsewhere) is built from the registry, as for a user.
+    synth_env = {
+        **{k: v for k, v in env.items() if k != "PIP_NO_INDEX"},
+        "PATH": f"{venv_bin}{os.pathsep}{env['PATH']}",
+    }
+    _run([str(REPO_ROOT / "node_modules" / ".bin" / "cdk"), "synth"], cwd=folder, env=synth_env)
+
+    # The example imports the installed project, not the checkout (or its copy).
     where = _run(
-        [sys.executable, "-c", "import app, stacks.deployment; print(stacks.deployment.__file__)"],
-        cwd=EXAMPLE,
-        env=env,
+        [str(venv_bin / "python3"), "-c", "import stacks.deployment as d; print(d.__file__)"],
+        cwd=folder,
+        env=synth_env,
     )
     assert Path(where.stdout.strip()).is_relative_to(site), where.stdout
-    _run([sys.executable, "app.py"], cwd=EXAMPLE, env=env)
+    context = json.loads((EXAMPLE / "cdk.json").read_text())["context"]
     yield ExampleSynth(site=site, outdir=outdir, context=context)
 
 
@@ -164,7 +194,11 @@ def test_the_bus_consumer_sees_messages_only(example: ExampleSynth) -> None:
         rule["Properties"]["EventPattern"]
         for rule in resources(template, "AWS::Events::Rule").values()
     ]
-    assert {"source": ["teamchat.chat"], "detail-type": ["chat.message"]} in patterns
+    # Both chat sources: the server API's messages (system senders) are messages too.
+    assert {
+        "source": ["teamchat.chat", "teamchat.chat.server"],
+        "detail-type": ["chat.message"],
+    } in patterns
 
 
 def test_the_override_applies_to_its_region_only(example: ExampleSynth) -> None:

@@ -170,7 +170,7 @@ def test_one_region_has_no_forwarding(app1_dev: SynthResult) -> None:
         r["Properties"]["EventPattern"] for r in resources(template, "AWS::Events::Rule").values()
     ]
     assert sorted(patterns, key=len) == [
-        {"source": ["chat.chat"]},
+        {"source": ["chat.chat", "chat.chat.server"]},
         {"source": ["chat.chat"], "detail-type": ["chat.disconnect"]},
     ]
     principals = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from aws_cdk.assertions import Template
 
@@ -121,3 +123,29 @@ def test_grants_are_policies_on_the_role_in_each_region() -> None:
         if region == "eu-west-1":
             expected.append(f"{arn}/users/*")
         assert granted == sorted(expected)
+
+
+@pytest.mark.parametrize("grant", ["grant_publish", "grant_disconnect"])
+def test_a_role_of_another_account_is_refused(grant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stacks are environment-agnostic: the CLI's account is the deploying one.
+    monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", ACCOUNT)
+    app = make_app({"regions": "us-east-1"})
+    from stacks.config import ChatConfig
+
+    chat = ChatDeployment(app, config=ChatConfig.from_context(app.node), nag=False)
+    other = "arn:aws:iam::210987654321:role/backend"
+    with pytest.raises(ValueError, match=r"role .* is in account 210987654321.* 123456789012"):
+        getattr(chat, grant)(other)
+    getattr(chat, grant)(f"arn:aws:iam::{ACCOUNT}:role/backend")  # its own account is fine
+
+
+def test_the_server_source_is_the_runtime_s() -> None:
+    """The rules and the IAM condition name the source ServerApi puts its messages under."""
+    from chat.config import SERVER_SOURCE_SUFFIX as RUNTIME_SUFFIX
+    from chat.config import Settings
+    from stacks.config import SERVER_SOURCE_SUFFIX, ChatConfig
+
+    assert RUNTIME_SUFFIX == SERVER_SOURCE_SUFFIX
+    config = ChatConfig.from_context(make_app({}).node)
+    runtime = dataclasses.replace(Settings.from_env(), event_source=config.event_source)
+    assert runtime.server_source == config.server_event_source == "chat.chat.server"

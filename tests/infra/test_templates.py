@@ -446,13 +446,24 @@ def test_bus_handler_async_failures_are_kept(template: JsonDict) -> None:
 
 # ---- IAM: exactly as narrow as intended --------------------------------------
 def _normalized(statements: list[JsonDict]) -> list[tuple[tuple[str, ...], str]]:
-    """(sorted actions, resource as JSON-ish string) for each Allow statement."""
+    """(sorted actions, resource as JSON-ish string) for each Allow statement.
+
+    The one condition allowed is ``events:source`` on PutEvents, shown in the
+    resource key as ``?source=a,b``: which sources a function may put.
+    """
     out = []
     for statement in statements:
         assert statement["Effect"] == "Allow"
-        assert "Condition" not in statement
+        actions = tuple(sorted(as_list(statement["Action"])))
+        suffix = ""
+        if "Condition" in statement:
+            assert actions == ("events:PutEvents",), statement
+            condition = statement["Condition"]
+            assert list(condition) == ["StringEquals"]
+            assert list(condition["StringEquals"]) == ["events:source"]
+            suffix = "?source=" + ",".join(as_list(condition["StringEquals"]["events:source"]))
         for resource in as_list(statement["Resource"]):
-            out.append((tuple(sorted(as_list(statement["Action"]))), _resource_key(resource)))
+            out.append((actions, _resource_key(resource) + suffix))
     return sorted(out)
 
 
@@ -499,7 +510,9 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
         if grants.get(table):
             expected.append((ddb(*grants[table]), resource))
     if grants.get("bus"):
-        expected.append((("events:PutEvents",), f"GetAtt:{bus_id}"))
+        # Only the server API may put the server's source (system: senders).
+        sources = "chat.chat,chat.chat.server" if name == "ServerApi" else "chat.chat"
+        expected.append((("events:PutEvents",), f"GetAtt:{bus_id}?source={sources}"))
 
     statements = role_statements(template, role_id)
     fanout_queue = _fanout_queue_id(template)
@@ -671,7 +684,7 @@ def test_delivery_rule(template: JsonDict) -> None:
     _, rule = delivery_rule(template)
     props = rule["Properties"]
     assert props["EventBusName"] == {"Ref": bus_id}
-    assert props["EventPattern"] == {"source": ["chat.chat"]}
+    assert props["EventPattern"] == {"source": ["chat.chat", "chat.chat.server"]}
     (target,) = props["Targets"]
     function_id, _ = function_by_handler(template, HANDLERS["EventBusMessageHandler"])
     assert getatt_id(target["Arn"]) == function_id
@@ -688,7 +701,7 @@ def test_forwarding_rules(template: JsonDict, region: str) -> None:
         assert props["EventBusName"] == {"Ref": bus_id}
         # Only events accepted in this region are forwarded: no loops.
         assert props["EventPattern"] == {
-            "source": ["chat.chat"],
+            "source": ["chat.chat", "chat.chat.server"],
             "detail": {"originRegion": [region]},
         }
         assert len(props["Targets"]) <= 5

@@ -74,7 +74,9 @@ def function(handler: str = "app.handler", runtime: str = "python3.12", **env: A
     }
 
 
-def chat_template(region: str, all_regions: list[str]) -> dict[str, Any]:
+def chat_template(
+    region: str, all_regions: list[str], *, bus_name: str = "chat-bus"
+) -> dict[str, Any]:
     """A stack shaped like the app's: WebSocket API, 2 tables, bus, delivery + forwarding."""
     others = [r for r in all_regions if r != region]
     resources: dict[str, Any] = {
@@ -134,7 +136,7 @@ def chat_template(region: str, all_regions: list[str]) -> dict[str, Any]:
                 "IntegrationUri": integration_uri("Handler"),
             },
         },
-        "Bus": {"Type": "AWS::Events::EventBus", "Properties": {"Name": "chat-bus"}},
+        "Bus": {"Type": "AWS::Events::EventBus", "Properties": {"Name": bus_name}},
         "DeliveryRule": {
             "Type": "AWS::Events::Rule",
             "Properties": {
@@ -195,7 +197,7 @@ def chat_template(region: str, all_regions: list[str]) -> dict[str, Any]:
                                 [
                                     f"arn:aws:events:{other}:",
                                     {"Ref": "AWS::AccountId"},
-                                    ":event-bus/chat-bus",
+                                    f":event-bus/{bus_name}",
                                 ],
                             ]
                         },

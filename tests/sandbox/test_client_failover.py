@@ -213,7 +213,7 @@ def test_no_pong_moves_to_the_next_region() -> None:
             backoff=Backoff(attempts=3, base=0.1, cap=0.2),
             sleep=no_wait,
             ping_seconds=0.05,
-            reply_seconds=0.5,  # no pong ever comes: how long it waits changes nothing
+            alive_seconds=0.5,  # no pong ever comes: how long it waits changes nothing
         )
         client = asyncio.create_task(
             run_client([mute.url, healthy.url], "r", lines.stream(), out, options)

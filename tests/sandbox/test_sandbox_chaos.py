@@ -22,9 +22,12 @@ from sandbox_templates import AssemblyFactory, chat_template, free_port_block
 
 from sandbox.aws_local import FAKE_CREDENTIALS
 from sandbox.runtime import Options, Sandbox
+from stacks.config import ChatConfig
 from tools.replay_dlq import client_factory, replay_queue
 
 REGIONS = ["us-east-1", "eu-west-1"]
+# The deployment the replay tool is told it works on: its bus is the templates' bus.
+CONFIG = ChatConfig.from_mapping({"appName": "chat", "stage": "chaos", "regions": REGIONS})
 DEADLINE = 60.0
 
 RECORDING_HANDLER = """
@@ -40,7 +43,7 @@ def handler(event, context):
 
 
 def template(region: str, out_dir: Path, retry_policy: dict[str, int] | None) -> dict[str, Any]:
-    document = chat_template(region, REGIONS)
+    document = chat_template(region, REGIONS, bus_name=CONFIG.bus_name)
     resources = document["Resources"]
     resources["Handler"]["Properties"]["Environment"]["Variables"]["OUT_DIR"] = str(out_dir)
     resources["DeadLetterQueue"] = {"Type": "AWS::SQS::Queue", "Properties": {}}
@@ -106,7 +109,7 @@ async def put(sandbox: Sandbox, region: str, numbers: list[str]) -> None:
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     )
     entries = [
-        {"Source": "chat.chat", "DetailType": "message", "EventBusName": "chat-bus",
+        {"Source": "chat.chat", "DetailType": "message", "EventBusName": CONFIG.bus_name,
          "Detail": json.dumps({"originRegion": region, "n": n})}
         for n in numbers
     ]  # fmt: skip
@@ -198,17 +201,17 @@ def test_exhausted_retries_land_in_the_dlq_and_the_replay_delivers_them_once(
         assert attributes["EXHAUSTED_RETRY_CONDITION"]["StringValue"] == (
             "MaximumEventAgeInSeconds"
         )
-        assert attributes["TARGET_ARN"]["StringValue"].endswith(":event-bus/chat-bus")
+        assert attributes["TARGET_ARN"]["StringValue"].endswith(f":event-bus/{CONFIG.bus_name}")
         assert json.loads(peek["Messages"][0]["Body"])["detail"]["originRegion"] == "us-east-1"
 
-        dry = await asyncio.to_thread(replay_queue, sqs, dlq, clients, dry_run=True)
+        dry = await asyncio.to_thread(replay_queue, sqs, dlq, clients, config=CONFIG, dry_run=True)
         assert dry.as_dict()["outcomes"] == {"would-replay": {"event-bus": 3}}
-        report = await asyncio.to_thread(replay_queue, sqs, dlq, clients)
+        report = await asyncio.to_thread(replay_queue, sqs, dlq, clients, config=CONFIG)
         assert report.as_dict()["outcomes"] == {"replayed": {"event-bus": 3}}
 
         await until(lambda: len(received(out_dir, "eu-west-1")) >= 3, "the replayed events")
         assert sorted(received(out_dir, "eu-west-1")) == ["a", "b", "c"]
-        again = await asyncio.to_thread(replay_queue, sqs, dlq, clients)
+        again = await asyncio.to_thread(replay_queue, sqs, dlq, clients, config=CONFIG)
         assert again.as_dict()["outcomes"] == {}
 
     run(cdk_out, tmp_path, work, retry_time_scale=0.01)

@@ -224,6 +224,18 @@ class FakeSocket:
         self.closed = True
 
 
+def join_refused(session: ChatSession, answer: Any) -> FakeSocket:
+    """Join ``r`` over a socket answering with ``answer``; the join must fail."""
+
+    async def scenario() -> FakeSocket:
+        socket = FakeSocket(session, answer)
+        session.ws = socket  # type: ignore[assignment]
+        assert await session.join_room("r") is False
+        return socket
+
+    return asyncio.run(scenario())
+
+
 def _shown(out: io.StringIO) -> list[str]:
     return [line.rsplit(": ", 1)[1] for line in out.getvalue().splitlines() if "u@" in line]
 
@@ -314,23 +326,19 @@ def test_a_room_with_no_message_seen_resumes_from_when_it_was_joined() -> None:
     asyncio.run(scenario())
 
 
-def test_a_join_without_an_answer_drops_the_connection_to_resume() -> None:
+def test_a_join_without_an_answer_and_no_pong_drops_the_connection_to_resume() -> None:
     """API Gateway's "Internal server error" frame has no ref: the join may have happened
-    server-side, so the client reconnects and resumes rather than carry on with a gap."""
+    server-side. With the ping unanswered too the region is down: the client reconnects (and
+    fails over) and resumes rather than carry on with a gap."""
     out = io.StringIO()
-    session = ChatSession("r", out, ClientOptions(reply_seconds=0.05))
+    session = ChatSession("r", out, ClientOptions(reply_seconds=0.05, alive_seconds=0.05))
 
     def answer(frame: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"message": "Internal server error", "connectionId": "c", "requestId": "q"}]
 
-    async def scenario() -> FakeSocket:
-        socket = FakeSocket(session, answer)
-        session.ws = socket  # type: ignore[assignment]
-        assert await session.join_room("r") is False
-        return socket
-
-    assert asyncio.run(scenario()).closed
+    assert join_refused(session, answer).closed
     assert "r" in session.rooms  # joined again after the reconnect
+    assert session.unhealthy == "no answer to join #r, nor to ping"
 
 
 def test_join_answered_internal_drops_the_connection() -> None:
@@ -341,13 +349,7 @@ def test_join_answered_internal_drops_the_connection() -> None:
         error = {"type": "error", "code": "internal", "message": "reconnect"}
         return [{**error, "ref": frame["ref"]}]
 
-    async def scenario() -> FakeSocket:
-        socket = FakeSocket(session, answer)
-        session.ws = socket  # type: ignore[assignment]
-        assert await session.join_room("r") is False
-        return socket
-
-    assert asyncio.run(scenario()).closed
+    assert join_refused(session, answer).closed
     assert "! internal: reconnect" in out.getvalue()
     assert "r" in session.rooms  # joined again after the reconnect
 

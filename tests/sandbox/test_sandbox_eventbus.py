@@ -12,6 +12,7 @@ import pytest
 
 from sandbox import eventbus
 from sandbox.assembly import load_stacks
+from sandbox.bus_latency import BusLatency
 from sandbox.eventbus import ForwardFailure, PutEventsError, RegionBus, target_input
 from sandbox.model import RegionModel, RuleSpec, TargetSpec, build_models
 
@@ -21,12 +22,17 @@ CHAT = {"Source": "chat.chat", "DetailType": "chat.message", "EventBusName": "ch
 class Mesh:
     """Every region's RegionBus, wired together as the sandbox wires them."""
 
-    def __init__(self, models: list[RegionModel], failures: int = 0) -> None:
+    def __init__(
+        self, models: list[RegionModel], failures: int = 0, latency: BusLatency | None = None
+    ) -> None:
         self.invocations: list[tuple[str, str, Any]] = []
+        self.invoked_at: list[tuple[str, float]] = []  # (region, loop time)
         self.failures = failures
         self.buses: dict[str, RegionBus] = {}
         for model in models:
-            self.buses[model.region] = RegionBus(model, self._invoker(model.region), self.forward)
+            self.buses[model.region] = RegionBus(
+                model, self._invoker(model.region), self.forward, latency=latency
+            )
 
     def _invoker(self, region: str) -> Any:
         async def invoke(function: str, payload: Any) -> tuple[bool, str]:
@@ -34,6 +40,7 @@ class Mesh:
                 self.failures -= 1
                 return False, "ValueError: boom"
             self.invocations.append((region, function, payload))
+            self.invoked_at.append((region, asyncio.get_running_loop().time()))
             return True, ""
 
         return invoke
@@ -241,3 +248,31 @@ def test_retry_delays_grow_to_the_cap_with_jitter_and_scale() -> None:
         ceiling = min(eventbus.RETRY_FIRST_DELAY * 2 ** (retry - 1), eventbus.RETRY_MAX_DELAY)
         delay = eventbus.retry_delay(retry, 0.001)
         assert ceiling * 0.0005 <= delay <= ceiling * 0.001
+
+
+def test_bus_latency_delays_every_delivery_and_forward_without_serialising_them(
+    chat_assembly: Path,
+) -> None:
+    """--bus-latency-ms with p50 = p99 = 300 ms: a local delivery waits one delay, a remote
+    one a forward and a delivery (two); 20 events put at once all arrive within a few delays,
+    not 20 of them one after the other."""
+    delay = 0.3
+
+    async def scenario() -> tuple[Mesh, float]:
+        models = build_models(load_stacks(chat_assembly), None)
+        mesh = Mesh(models, latency=BusLatency(delay * 1000, delay * 1000))
+        started = asyncio.get_running_loop().time()
+        for _ in range(20):
+            mesh.buses["us-east-1"].put_events({"Entries": [entry("us-east-1")]})
+        assert mesh.buses["us-east-1"].in_flight == 60  # waiting deliveries count as in flight
+        while len(mesh.invocations) < 60:
+            await asyncio.sleep(0.01)
+            assert asyncio.get_running_loop().time() - started < 30 * delay, "serialised"
+        return mesh, started
+
+    mesh, started = asyncio.run(scenario())
+    local = [at - started for region, at in mesh.invoked_at if region == "us-east-1"]
+    remote = [at - started for region, at in mesh.invoked_at if region != "us-east-1"]
+    assert len(local) == 20 and len(remote) == 40
+    assert min(local) >= delay and min(remote) >= 2 * delay
+    assert mesh.buses["us-east-1"].counters["latency_delayed"] == 20 + 40  # 20 local, 40 forwards

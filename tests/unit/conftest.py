@@ -278,12 +278,14 @@ class Chat:
         assert isinstance(reply, dict)
         return reply
 
-    def deliver(self, detail: dict[str, Any], detail_type: str = "chat.message") -> dict[str, Any]:
+    def deliver(
+        self, detail: dict[str, Any], detail_type: str = "chat.message", source: str | None = None
+    ) -> dict[str, Any]:
         event = {
             "version": "0",
             "id": "event-1",
             "detail-type": detail_type,
-            "source": TEST_ENV["EVENT_SOURCE"],
+            "source": source or TEST_ENV["EVENT_SOURCE"],
             "account": ACCOUNT,
             "time": "2026-11-21T23:59:59Z",
             "region": REGION,

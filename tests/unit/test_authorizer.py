@@ -4,10 +4,11 @@ key rotation test_key_rotation.py."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,10 +256,15 @@ def test_secret_is_read_once_and_cached(secret_store: Any) -> None:
 def test_missing_secret_is_an_error_not_a_refusal(
     secret_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A secret that cannot be read is the Lambda's error (API Gateway 500, alarmed), raised
+    from the secret read itself: never a policy, never "Unauthorized", never a bad token."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
     monkeypatch.setenv("SIGNING_SECRET_NAME", "no/such/secret")
-    with pytest.raises(Exception) as raised:  # a Lambda error: API Gateway 500, alarmed
+    with pytest.raises(GetParameterError, match="ResourceNotFoundException"):
         invoke(ws_event(mint_token(SECRET, "alice")))
-    assert "Unauthorized" not in str(raised.value)
+    with pytest.raises(GetParameterError, match="ResourceNotFoundException"):
+        invoke(http_event(f"Bearer {mint_token(SECRET, 'alice')}"))
 
 
 # --- the handler: HTTP API simple responses -----------------------------------------------
@@ -302,17 +308,92 @@ def test_unknown_event_shape_is_unauthorized(secret_store: Any) -> None:
         invoke(["not", "an", "event"])
 
 
-def test_signatures_are_the_library_s() -> None:
-    """No hand-written signature check: PyJWT verifies, chat.tokens only screens input."""
-    source = Path(tokens.__file__).read_text(encoding="utf-8")
-    assert "import jwt" in source
-    assert "hmac" not in source.replace("hmac_key_id", "").replace("HmacKeys", "")
+ROTATION = json.dumps({"current": SECRET, "previous": "previous-key-0123456789abcdefghij"})
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        lambda: mint_token(SECRET, "alice"),  # with kid
+        lambda: forge(good()),  # without kid: every key is tried
+        lambda: mint_token("previous-key-0123456789abcdefghij", "bob"),  # the rotation's other key
+        lambda: forge(good(), secret="another-secret-0123456789abcdefgh"),
+        lambda: forge(good(), digest=hashlib.sha384, header={"alg": "HS256"}),  # wrong digest
+        lambda: _tampered(mint_token(SECRET, "alice"), payload=b64(b'{"sub":"mallory"}')),
+        lambda: _tampered(forge(good()), signature=b64(b"\0" * 32)),
+        lambda: _tampered(forge(good()), signature=b64(b"\0" * 31)),  # too short
+        lambda: _tampered(forge(good()), signature=b64(bytes(33))),  # too long
+        lambda: _resigned(forge(good()), lambda sig: sig[:-1]),  # a byte short of the right one
+        lambda: _resigned(forge(good()), lambda sig: sig + b"\0"),  # the right one and a byte
+        lambda: _resigned(forge(good()), lambda sig: sig[:-1] + bytes([sig[-1] ^ 1])),
+    ],
+)
+def test_the_hs256_signature_check_agrees_with_pyjwt(make_token: Callable[[], str]) -> None:
+    """HS256 is checked with hmac (no PyJWT import at cold start): same verdict as PyJWT's
+    over the same keys, for good, foreign, tampered and mis-sized signatures."""
+    import jwt
+
+    token, keys = make_token(), tokens.HmacKeys.from_secret(ROTATION)
+    library_accepts = False
+    for key in keys.keys_for("HS256", None):
+        try:
+            jwt.decode(token, key, algorithms=["HS256"], options={"verify_exp": False})
+            library_accepts = True
+        except jwt.InvalidSignatureError:
+            pass
+    try:
+        tokens.verify(token, keys, time.time())
+        ours_accepts = True
+    except InvalidTokenError as error:
+        assert str(error) == "bad signature"
+        ours_accepts = False
+    assert ours_accepts is library_accepts
+
+
+def test_an_hs256_policy_with_issuer_goes_through_the_library() -> None:
+    """iss/aud rules are PyJWT's: an HS256 key source under such a policy still checks them."""
+    policy = tokens.TokenPolicy(issuer="https://issuer.example", audience="chat")
+    keys = tokens.HmacKeys.from_secret(SECRET)
+    with pytest.raises(InvalidTokenError, match="no iss claim"):
+        tokens.verify(forge(good()), keys, time.time(), policy)
+    claims = good(iss="https://issuer.example", aud="chat")
+    assert tokens.verify(forge(claims), keys, time.time(), policy).user_id == "alice"
+    with pytest.raises(InvalidTokenError, match="wrong audience"):
+        tokens.verify(forge({**claims, "aud": "other"}), keys, time.time(), policy)
+
+
+def _resigned(token: str, change: Callable[[bytes], bytes]) -> str:
+    head, body, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    return f"{head}.{body}.{b64(change(raw))}"
+
+
+def _tampered(token: str, *, payload: str | None = None, signature: str | None = None) -> str:
+    head, body, sig = token.split(".")
+    return f"{head}.{payload or body}.{signature or sig}"
 
 
 SECRET_32 = "system-sender-test-secret-of-32-bytes"
 
 
-def test_system_sender_ids_are_refused() -> None:
+# Each of these verified as an ordinary user before issue 18 (item 9).
+SYSTEM_LOOK_ALIKES = [
+    "system:Announcements",
+    "System:ops",  # case
+    "SYSTEM:ops",
+    "system\u200b:ops",  # a zero-width space (Cf) before the colon
+    "\u200dsystem:ops",  # a zero-width joiner in front
+    "system\uff1aops",  # FULLWIDTH COLON (NFKC: ':')
+    "\u0455ystem:ops",  # CYRILLIC SMALL LETTER DZE for the s
+    "\u0455\u0443\u0455t\u0435m:ops",  # Cyrillic s, u, s, e
+    "syste\u0301m:ops",  # a combining acute accent (Mn)
+    "system\u2236ops",  # RATIO as the colon
+    " system:ops",  # leading white space
+]
+
+
+@pytest.mark.parametrize("user_id", SYSTEM_LOOK_ALIKES)
+def test_system_sender_ids_and_look_alikes_are_refused(user_id: str) -> None:
     """``system:`` user ids belong to the server API's senders: no token may claim one."""
     import time
 
@@ -320,9 +401,19 @@ def test_system_sender_ids_are_refused() -> None:
     from clients.tokens import mint_token
 
     keys = HmacKeys.from_secret(SECRET_32)
-    token = mint_token(SECRET_32, "system:Announcements")
     with pytest.raises(InvalidTokenError, match="system:"):
-        verify(token, keys, time.time())
-    assert verify(mint_token(SECRET_32, "systems-team"), keys, time.time()).user_id == (
-        "systems-team"
-    )
+        verify(mint_token(SECRET_32, user_id), keys, time.time())
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["systems-team", "system", "sys:ops", "ops:system:x", "\u5c71\u7530:ops", "\u00e9mile"],
+)
+def test_ids_that_only_resemble_system_are_accepted(user_id: str) -> None:
+    import time
+
+    from chat.tokens import HmacKeys, verify
+    from clients.tokens import mint_token
+
+    keys = HmacKeys.from_secret(SECRET_32)
+    assert verify(mint_token(SECRET_32, user_id), keys, time.time()).user_id == user_id

@@ -1,7 +1,8 @@
-"""Only the authorizer imports PyJWT and cryptography at init: no other handler may import them,
-directly or through ``chat.*`` (``chat.claims`` is the standard-library part).
-ClientMessageHandler imports them on its first ``refresh`` (chat.token_refresh), so its
-cold start stays without them; its ``refresh`` tests are in tests/unit/test_token_expiry.py."""
+"""No handler imports PyJWT and cryptography at init in an HS256 deployment (the default):
+HS256 tokens are verified with hmac (chat.tokens). An OIDC deployment's authorizer imports
+them at init (chat.token_keys, with ``JWT_ISSUER`` set), where its first token would otherwise
+pay for them. ClientMessageHandler's ``refresh`` (chat.token_refresh) verifies like the
+authorizer; its tests are in tests/unit/test_token_expiry.py."""
 
 from __future__ import annotations
 
@@ -10,16 +11,29 @@ import pytest
 from bench import cold_start
 from tests.unit.lambda_process import run_fresh
 
-WITHOUT_THE_LAYER = [name for name in cold_start.discover_handlers() if name not in ("authorizer",)]
+LOADED = "print(json.dumps(sorted(m for m in ('jwt', 'cryptography') if m in sys.modules)))"
 
 
 @pytest.mark.parametrize(
     "module",
-    [*WITHOUT_THE_LAYER, "chat.claims", "chat.identity", "chat.model", "chat.token_refresh"],
+    [
+        *cold_start.discover_handlers(),
+        "chat.claims",
+        "chat.identity",
+        "chat.model",
+        "chat.tokens",
+        "chat.token_keys",
+        "chat.token_refresh",
+    ],
 )
 def test_module_does_not_import_jwt_or_cryptography(module: str) -> None:
+    assert run_fresh(f"import sys, json, {module}\n{LOADED}") == []
+
+
+def test_an_oidc_authorizer_imports_them_at_init() -> None:
     code = (
-        f"import sys, json, {module}\n"
-        "print(json.dumps(sorted(m for m in ('jwt', 'cryptography') if m in sys.modules)))"
+        "import os\n"
+        "os.environ.update(JWT_ISSUER='https://issuer.example', JWT_AUDIENCE='chat')\n"
+        f"import sys, json, authorizer\n{LOADED}"
     )
-    assert run_fresh(code) == []
+    assert run_fresh(code) == ["cryptography", "jwt"]

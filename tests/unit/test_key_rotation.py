@@ -21,7 +21,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from chat import tokens
+from chat import token_front_door, tokens
 from chat.tokens import HmacKeys, InvalidTokenError, TokenPolicy
 from clients import rotation
 from clients import tokens as client_tokens
@@ -139,7 +139,7 @@ def test_tokens_carry_the_current_key_s_kid_and_the_authorizer_accepts_every_key
     promoted = run_step(manager, "promote")
     new = HmacKeys.from_secret(promoted).current
     fresh = client_tokens.mint_token(promoted, "bob")
-    assert tokens._header(fresh, {"HS256"})[0]["kid"] == tokens.hmac_key_id(new)
+    assert token_front_door.parse(fresh, {"HS256"}).header["kid"] == tokens.hmac_key_id(new)
     assert client_tokens.hmac_key_id(new) == tokens.hmac_key_id(new)  # one derivation
     monkeypatch.setenv("SIGNING_SECRET_NAME", NAME)
     monkeypatch.delenv("JWT_ISSUER", raising=False)
@@ -167,3 +167,11 @@ def test_a_token_without_kid_is_tried_against_each_key() -> None:
     legacy = jwt.encode({"sub": "old", "exp": int(time.time()) + 60}, "k" * 40, algorithm="HS256")
     both = HmacKeys.from_secret('{"current":"' + "n" * 40 + '","previous":"' + "k" * 40 + '"}')
     assert tokens.verify(legacy, both, time.time()).user_id == "old"
+
+
+def test_the_signing_keys_stay_out_of_repr() -> None:
+    keys = HmacKeys.from_secret('{"current": "k-current-1", "previous": "k-previous-2"}')
+    shown = repr(keys)
+    assert "k-current-1" not in shown
+    assert "k-previous-2" not in shown
+    assert "HS256" in shown  # the rest of the dataclass repr is still there

@@ -56,6 +56,8 @@ def test_publish_as_a_system_sender(published: list[Any], emitted_metrics: Any) 
     assert status == 202
     (event,) = published
     assert event.detail_type == "chat.message"
+    # The server's own source: the only one a system sender is accepted in.
+    assert event.source == "chat.chat.server"
     assert event.detail["id"] == answer["id"]
     assert event.detail["room"] == "lobby"
     assert event.detail["body"] == {"t": 1}
@@ -125,6 +127,7 @@ def test_disconnect_publishes_one_event_for_every_region(published: list[Any]) -
     assert (status, answer) == (202, {"userId": "mallory/1"})
     (event,) = published
     assert event.detail_type == bus.DISCONNECT_DETAIL_TYPE == "chat.disconnect"
+    assert event.source == "chat.chat"  # what the disconnect rule matches
     assert event.detail == {"userId": "mallory/1", "originRegion": "us-east-1"}
 
 
@@ -188,3 +191,13 @@ def test_malformed_disconnect_events_are_dropped(aws: None, detail: Any) -> None
     assert server_api.handler(disconnect_event(detail), FakeLambdaContext()) == {
         "status": "malformed"
     }
+
+
+def test_a_named_stage_prefixes_the_raw_path(published: list[Any]) -> None:
+    """As with Powertools' resolver: a stage other than ``$default`` is taken off the path;
+    a method other than POST is 404 like an unknown path."""
+    event = http_event("/prod/server/users/ann/disconnect")
+    event["requestContext"]["stage"] = "prod"
+    assert call(event) == (202, {"userId": "ann"})
+    event["requestContext"]["http"]["method"] = "GET"
+    assert call(event)[0] == 404

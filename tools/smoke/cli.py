@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -44,7 +43,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from clients.endpoints import connect_url
 from clients.tokens import mint_token
-from stacks.config import ChatConfig, ConfigError
+from stacks.config import ChatConfig
+from tools.deployment_config import add_deployment_arguments, deployment_config_of
 from tools.smoke.errors import SmokeSetupError, aws_reason
 from tools.smoke.exchange import exchange
 from tools.smoke.replicas import ReplicaCheck, check_replicas, skipped
@@ -73,15 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         "--endpoints-file", type=Path, default=None,
         help="check the local sandbox described by this file instead of AWS",
     )  # fmt: skip
-    parser.add_argument(
-        "--context", type=Path, default=Path("cdk.json"),
-        help="cdk.json whose context names the app, stage and regions (default ./cdk.json)",
-    )  # fmt: skip
-    parser.add_argument("--app-name", default=None, help="overrides the context's appName")
-    parser.add_argument("--stage", default=None, help="overrides the context's stage")
-    parser.add_argument(
-        "--regions", default=None, help="comma-separated regions (default: all configured)"
-    )
+    add_deployment_arguments(parser, "comma-separated regions (default: all configured)")
     parser.add_argument("--profile", default=None, help="AWS profile (AWS mode)")
     parser.add_argument(
         "--token", default=None,
@@ -100,18 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> ChatConfig:
-    context: dict[str, object] = {}
-    if args.context.exists():
-        try:
-            document = json.loads(args.context.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise SmokeSetupError(f"{args.context} is not JSON: {error}") from None
-        context = dict(document.get("context") or {})
-    overrides = {"appName": args.app_name, "stage": args.stage, "regions": args.regions}
-    context.update({key: value for key, value in overrides.items() if value is not None})
     try:
-        return ChatConfig.from_mapping(context)
-    except ConfigError as error:
+        return deployment_config_of(args)
+    except ValueError as error:
         raise SmokeSetupError(str(error)) from None
 
 
