@@ -1,7 +1,7 @@
 """Attachments: upload slots, real uploads with the presigned POST, the send check, downloads.
 
 Each region's bucket is a moto bucket named as the stacks name it; uploads are real POSTs
-(``requests``, intercepted by moto) after S3's policy rules (tests/unit/s3_post_policy.py,
+(``requests``, intercepted by moto) after S3's policy rules (sandbox/s3_post_policy.py,
 since moto does not enforce them).
 """
 
@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from chat import attachments, clients, config, rate_limit
-from tests.unit.s3_post_policy import PolicyRefusal, check_post
+from sandbox.s3_post_policy import PolicyRefusal, check_post
 
 PATTERN = "chat-test-files-123456789012-{region}"
 HERE, ORIGIN = "us-east-1", "eu-west-1"
