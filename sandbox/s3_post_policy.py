@@ -26,7 +26,8 @@ __all__ = ["PolicyCheck", "PolicyRefusal", "check_post"]
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
-_UNCHECKED = {"policy", "x-amz-signature", "file"}
+# Never named by a condition: the policy, its signature (SigV4 or SigV2 with its key), the file.
+_UNCHECKED = {"policy", "x-amz-signature", "signature", "awsaccesskeyid", "file"}
 
 
 class PolicyRefusal(Exception):
