@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import requests
 
-from .harness import REGIONS, Client, SandboxProcess, room_name
+from clients.chat import run_client
+from clients.endpoints import connect_url
+
+from .harness import REGIONS, Client, SandboxProcess, room_name, wait_until
 
 ORIGIN = "us-east-1"
 READERS = [region for region in REGIONS if region != ORIGIN]
@@ -187,3 +193,37 @@ def test_an_upload_during_a_cut_link_is_read_from_the_origin_until_it_replicates
             await asyncio.gather(*(c.close() for c in clients.values()))
 
     asyncio.run(scenario())
+
+
+def test_the_cli_uploads_a_file_and_another_region_saves_it(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    room = room_name()
+    source, target = tmp_path / "notes.bin", tmp_path / "saved.bin"
+    source.write_bytes(os.urandom(256 * 1024))
+    uploader_out, saver_out = io.StringIO(), io.StringIO()
+
+    async def saver_lines() -> AsyncIterator[str]:
+        await wait_until(lambda: "* attachment 1:" in saver_out.getvalue(), 60, "the attachment")
+        yield f"/save 1 {target}\n"
+        await wait_until(lambda: "* saved" in saver_out.getvalue(), 60, "the save")
+
+    async def uploader_lines() -> AsyncIterator[str]:
+        await wait_until(lambda: "* joined" in saver_out.getvalue(), 60, "the saver's join")
+        yield f"/upload {source}\n"
+
+    async def scenario() -> list[int]:
+        def url(region: str, user: str) -> Any:
+            return connect_url(sandbox.url(region), user, None, secret=sandbox.signing_secret)
+
+        return list(
+            await asyncio.gather(
+                run_client(url(READERS[0], "cli-saver"), room, saver_lines(), saver_out),
+                run_client(url(ORIGIN, "cli-uploader"), room, uploader_lines(), uploader_out),
+            )
+        )
+
+    assert asyncio.run(scenario()) == [0, 0], (uploader_out.getvalue(), saver_out.getvalue())
+    assert "! " not in uploader_out.getvalue() + saver_out.getvalue()
+    assert "* attachment 1: notes.bin, 262144 bytes" in saver_out.getvalue()
+    assert target.read_bytes() == source.read_bytes()
