@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HELP = (
-    "commands: /join ROOM  /leave [ROOM]  /history [N]  /who [NEXT]  /ping  /raw JSON  /quit;"
-    " other lines are sent to the current room"
+    "commands: /join ROOM  /leave [ROOM]  /history [N]  /who [NEXT]  /ping  /raw JSON"
+    "  /upload PATH  /save N [PATH]  /quit; other lines are sent to the current room"
 )
 
 #: Spellings accepted for a verb.
 ALIASES = {"exit": "quit", "presence": "who"}
 #: Verbs that mean nothing without an argument.
-NEEDS_ARGUMENT = frozenset({"join", "raw"})
-VERBS = frozenset({"quit", "join", "leave", "history", "who", "ping", "raw"})
+NEEDS_ARGUMENT = frozenset({"join", "raw", "upload", "save"})
+VERBS = frozenset({"quit", "join", "leave", "history", "who", "ping", "raw", "upload", "save"})
 
 
 @dataclass(frozen=True, slots=True)

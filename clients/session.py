@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from clients import attachments
 from clients.commands import HELP, Command, parse_command
 from clients.options import HISTORY_PAGE, MAX_CATCH_UP_PAGES, ClientOptions
 from clients.render import render, render_entry
@@ -68,6 +69,7 @@ class ChatSession(RequestChannel):
         # Live messages held ``options.reorder_seconds`` so they are printed in id order.
         self.unshown: list[tuple[float, Message]] = []
         self._background: set[asyncio.Future[None]] = set()
+        self.attachments = attachments.AttachmentShelf()  # numbered for /save N
 
     @property
     def verbose(self) -> bool:
@@ -165,6 +167,9 @@ class ChatSession(RequestChannel):
             return None
         if not self._first_time(frame):
             return None
+        note = self.attachments.note(frame)
+        if note is not None:
+            self.emit(note)
         if self.options.reorder_seconds > 0 and _running_loop() is not None:
             self._hold_for_order(frame)
             return None
@@ -488,6 +493,14 @@ class ChatSession(RequestChannel):
             with contextlib.suppress(ConnectionClosed):
                 await self.ws.send(command.argument)
 
+    async def _upload_command(self, command: Command) -> None:
+        if await self.wait_ready():
+            await attachments.upload(self, command.argument)
+
+    async def _save_command(self, command: Command) -> None:
+        if await self.wait_ready():
+            await attachments.save(self, command.argument)
+
     _commands: dict[str, Any] = {
         "send": _send_line,
         "join": _join_command,
@@ -496,6 +509,8 @@ class ChatSession(RequestChannel):
         "who": _who_command,
         "ping": _ping_command,
         "raw": _raw_command,
+        "upload": _upload_command,
+        "save": _save_command,
     }
 
     def busy(self) -> bool:

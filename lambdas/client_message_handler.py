@@ -1,9 +1,9 @@
 """Every client action (handler ``client_message_handler.handler``).
 
 Invoked for the ``join``, ``leave``, ``send``, ``history``, ``presence``,
-``ping``, ``refresh`` and ``$default`` routes, all with route responses: the returned
-``{"statusCode": 200, "body": <frame>}`` is sent back to the client as the
-direct reply. The frame's own ``action`` selects the operation (it equals the
+``ping``, ``refresh``, ``upload``, ``download`` and ``$default`` routes, all with
+route responses: the returned ``{"statusCode": 200, "body": <frame>}`` is sent back
+to the client as the direct reply. The frame's own ``action`` selects the operation (it equals the
 route key, except on ``$default``, where it is unknown, missing or the body
 is not JSON), so the function behaves the same behind any route.
 
@@ -50,6 +50,11 @@ and say ``more`` (:mod:`chat.limits`).
 presence transitions in this region, and ``ping`` renews the announcement
 when it is due (:mod:`chat.presence`); presence publishing never changes the
 reply.
+
+``upload`` and ``download`` (attachments, :mod:`chat.attachments`) need a membership like
+``send``; ``upload`` also takes one of the user's upload slots. A ``send`` whose body
+references an attachment is accepted only when the object is there, in that room, uploaded
+by this user in this region and within ``MAX_ATTACHMENT_BYTES``.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import (
+    attachments,
     bus,
     config,
     connection_store,
@@ -81,6 +87,7 @@ from chat.frames import (
     INTERNAL,
     NOT_MEMBER,
     TOKEN_INVALID,
+    Download,
     History,
     Join,
     Leave,
@@ -90,6 +97,7 @@ from chat.frames import (
     Refresh,
     Request,
     Send,
+    Upload,
     frame,
 )
 from chat.model import Sender
@@ -154,10 +162,17 @@ def _leave(connection_id: str, request: Leave, ref: str | None) -> dict[str, Any
     return frame("left", ref, room=request.room)
 
 
-def _sender(state: FrameState, request: Send, ref: str | None) -> Sender:
-    sender = state.member(request.room)
+def _member(state: FrameState, room: str, ref: str | None) -> Sender:
+    """The connection as a member of ``room``; ``not_member`` when it is not one."""
+    sender = state.member(room)
     if sender is None:
-        raise _not_member(request.room, ref)
+        raise _not_member(room, ref)
+    return sender
+
+
+def _sender(state: FrameState, request: Send, ref: str | None) -> Sender:
+    sender = _member(state, request.room, ref)
+    attachments.check_reference(request.room, sender.user_id, request.body, ref)
     return sender
 
 
@@ -222,8 +237,7 @@ def _refused_in_order(
 
 
 def _history(state: FrameState, request: History, ref: str | None) -> dict[str, Any]:
-    if state.member(request.room) is None:
-        raise _not_member(request.room, ref)
+    _member(state, request.room, ref)
     messages, more = history_store.query_messages(request.room, request.after, request.limit)
     reply = frame("history", ref, room=request.room, messages=[], more=False)
     reply["messages"], cut = limits.fit_messages(reply, "messages", messages)
@@ -244,13 +258,29 @@ def _member_page(room: str, limit: int, cursor: str | None) -> dict[str, Any]:
 
 
 def _presence(state: FrameState, request: Presence, ref: str | None) -> dict[str, Any]:
-    if state.member(request.room) is None:
-        raise _not_member(request.room, ref)
+    _member(state, request.room, ref)
     return frame(
         "presence",
         ref,
         room=request.room,
         **_member_page(request.room, request.limit, request.cursor),
+    )
+
+
+def _upload(state: FrameState, request: Upload, ref: str | None) -> dict[str, Any]:
+    sender = _member(state, request.room, ref)
+    slot = attachments.upload_slot(request, sender.user_id, ref)
+    return frame("upload_slot", ref, room=request.room, **slot)
+
+
+def _download(state: FrameState, request: Download, ref: str | None) -> dict[str, Any]:
+    _member(state, request.room, ref)
+    return frame(
+        "download_url",
+        ref,
+        room=request.room,
+        key=request.key,
+        **attachments.download_url(request, ref),
     )
 
 
@@ -292,6 +322,10 @@ def dispatch(state: FrameState, request: Request, ref: str | None) -> dict[str, 
             return _ping(connection_id, ref)
         case Refresh():
             return _refresh(connection_id, request, ref)
+        case Upload():
+            return _upload(state, request, ref)
+        case Download():
+            return _download(state, request, ref)
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
 

@@ -60,6 +60,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import bus, config, history_store, long_poll, rate_limit, sequence
+from chat.attachment_requests import attachment_ref
 from chat.claims import room_allowed
 from chat.frames import (
     BAD_REQUEST,
@@ -183,6 +184,20 @@ def _sequence_key(who: Identity, fields: dict[str, Any]) -> tuple[str, int] | No
     return sequence.client_key(who.user_id, client_id), seq
 
 
+def _refuse_attachment(body: Any) -> None:
+    """A body referencing an attachment is accepted over the WebSocket only, where the
+    reference is checked (chat.attachments); unchecked here, it could name another user's
+    object."""
+    try:
+        found = attachment_ref(body) is not None
+    except ValueError:
+        found = True
+    if found:
+        raise ProtocolError(
+            BAD_REQUEST, "a body with an 'attachment' is accepted over the WebSocket only"
+        )
+
+
 def _post(event: dict[str, Any], room: object, context: LambdaContext) -> dict[str, Any]:
     settings = config.get_settings()
     who = _identity(event)
@@ -197,6 +212,7 @@ def _post(event: dict[str, Any], room: object, context: LambdaContext) -> dict[s
     numbered = _sequence_key(who, fields)
     try:
         request = http_post_request(fields, room=room, max_body_bytes=settings.max_body_bytes)
+        _refuse_attachment(request.body)
     except ProtocolError as error:
         if numbered is None:
             raise

@@ -1,6 +1,6 @@
-"""The moto server (DynamoDB, SQS, Secrets Manager, SSM of every region) and what the templates
-put in it: tables (keys, indexes, streams, TTL), queues (attributes, redrive to a DLQ), secrets
-(given or generated), SSM parameters.
+"""The moto server (DynamoDB, SQS, S3, Secrets Manager, SSM of every region) and what the
+templates put in it: tables (keys, indexes, streams, TTL), queues (attributes, redrive to a DLQ),
+buckets (versioning, CORS), secrets (given or generated), SSM parameters.
 
 moto runs with ``MOTO_ACCOUNT_ID`` = the resolver's account, so the ARNs and queue URLs it
 answers are the ones the templates resolve to (a RedrivePolicy's ``deadLetterTargetArn``, an
@@ -161,14 +161,9 @@ def provision(
         _create_queues(session.client("sqs", endpoint_url=endpoint), model)
     if secret_values:
         manager = session.client("secretsmanager", endpoint_url=endpoint)
-        for name, value in secret_values.items():
-            if name in replicated_here:
-                continue
-            replica_regions = (replicas or {}).get(name) or ()
-            extra: dict[str, Any] = {}
-            if replica_regions:
-                extra["AddReplicaRegions"] = [{"Region": region} for region in replica_regions]
-            manager.create_secret(Name=name, SecretString=value, **extra)
+        _create_secrets(manager, secret_values, replicas or {}, replicated_here)
+    if model.buckets:
+        _create_buckets(session.client("s3", endpoint_url=endpoint), model)
     if model.parameters:
         ssm = session.client("ssm", endpoint_url=endpoint)
         for parameter in model.parameters:
@@ -226,6 +221,52 @@ def _create_queues(sqs: Any, model: RegionModel) -> None:
             )
 
 
+def _create_secrets(
+    manager: Any,
+    secret_values: Mapping[str, str],
+    replicas: Mapping[str, Sequence[str]],
+    replicated_here: Collection[str],
+) -> None:
+    for name, value in secret_values.items():
+        if name in replicated_here:
+            continue
+        replica_regions = replicas.get(name) or ()
+        extra: dict[str, Any] = {}
+        if replica_regions:
+            extra["AddReplicaRegions"] = [{"Region": region} for region in replica_regions]
+        manager.create_secret(Name=name, SecretString=value, **extra)
+
+
+def _create_buckets(s3: Any, model: RegionModel) -> None:
+    """The region's buckets with their versioning and CORS (moto keeps both; versioning is
+    what S3 Replication requires of a source and a destination)."""
+    location = {} if model.region == "us-east-1" else {"LocationConstraint": model.region}
+    for bucket in model.buckets:
+        try:
+            s3.create_bucket(Bucket=bucket.name, CreateBucketConfiguration=location)
+        except Exception as exc:
+            raise SandboxError(
+                f"stack {model.stack.name} ({model.region}) resource {bucket.logical_id}: "
+                f"moto refused the bucket {bucket.name}: {exc}"
+            ) from exc
+        if bucket.versioned:
+            s3.put_bucket_versioning(
+                Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"}
+            )
+        if bucket.cors_rules:
+            s3.put_bucket_cors(
+                Bucket=bucket.name, CORSConfiguration={"CORSRules": bucket.cors_rules}
+            )
+
+
+def sandbox_client(service: str, region: str, endpoint: str) -> Any:
+    """A boto3 client of moto signed with the sandbox's own key (not counted as the app's)."""
+    import boto3
+
+    session = boto3.session.Session(region_name=region, **_credential_kwargs())
+    return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+
+
 def _credential_kwargs() -> dict[str, Any]:
     return {
         "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -244,10 +285,11 @@ def main() -> None:
     from sandbox.moto_dispatch import DirectDispatch
     from sandbox.moto_front import MotoFront
     from sandbox.moto_speedups import install
+    from sandbox.s3_post_policy import PolicyCheck
 
     install()
 
-    moto_app = DirectDispatch(DomainDispatcherApplication(create_backend_app))
+    moto_app = DirectDispatch(PolicyCheck(DomainDispatcherApplication(create_backend_app)))
     app = CountingApp(moto_app, moto_item_size(ACCOUNT_ID))
     front = MotoFront(app, "127.0.0.1", args.port)
     ready = threading.Event()

@@ -70,11 +70,35 @@ def caller_of(authorization: str) -> tuple[str, str, str, str] | None:
     return function_region, logical_id, scope[2], scope[3]
 
 
-def operation_of(service: str, method: str, path: str, target: str, form: str) -> str:
+# S3's REST operations the functions use, by method and whether the path names a key; a
+# bucket subresource in the query (``?replication``) names its own operation.
+_S3_OBJECT_OPERATIONS = {"HEAD": "HeadObject", "GET": "GetObject", "PUT": "PutObject"}
+_S3_BUCKET_OPERATIONS = {"HEAD": "HeadBucket", "GET": "ListObjects", "PUT": "CreateBucket"}
+_S3_SUBRESOURCES = {"replication": "BucketReplication", "versioning": "BucketVersioning"}
+_S3_VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}
+
+
+def _s3_operation(method: str, path: str, query: str) -> str:
+    """Path style (the sandbox's endpoint is an IP address): ``/<bucket>[/<key>]``."""
+    names = {pair.partition("=")[0] for pair in query.split("&") if pair}
+    for name, operation in _S3_SUBRESOURCES.items():
+        if name in names and method in _S3_VERBS:
+            return f"{_S3_VERBS[method]}{operation}"
+    has_key = "/" in path.strip("/")
+    table = _S3_OBJECT_OPERATIONS if has_key else _S3_BUCKET_OPERATIONS
+    return table.get(method, f"{method} {'object' if has_key else 'bucket'}")
+
+
+def operation_of(
+    service: str, method: str, path: str, target: str, form: str, query: str = ""
+) -> str:
     """The API operation of a request: its ``X-Amz-Target`` (JSON protocols), the ``Action``
-    of a query-protocol body, or for ``@connections`` the method (its REST API)."""
+    of a query-protocol body, for ``@connections`` the method (its REST API), for S3 the
+    method, path and subresource."""
     if target:
         return target.rpartition(".")[2]
+    if service == "s3":
+        return _s3_operation(method, path, query)
     if service == "execute-api":
         name = {"POST": "PostToConnection", "GET": "GetConnection", "DELETE": "DeleteConnection"}
         return name.get(method, method)
@@ -299,9 +323,14 @@ class CountingApp:
         environ["wsgi.input"] = io.BytesIO(body)
         service, region = caller[3], caller[2]
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        form = body.decode(errors="replace") if not target else ""
+        form = body.decode(errors="replace") if not target and service != "s3" else ""
         operation = operation_of(
-            service, environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), target, form
+            service,
+            environ.get("REQUEST_METHOD", ""),
+            environ.get("PATH_INFO", ""),
+            target,
+            form,
+            environ.get("QUERY_STRING", ""),
         )
         if service != "dynamodb":
             self.counts.record(caller, operation)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox import storage_model
 from sandbox.assembly import StackArtifact
 from sandbox.errors import SandboxError
 from sandbox.resolver import StackResolver
+from sandbox.storage_model import BucketSpec, CustomResourceSpec
 
 _LAMBDA_ARN = re.compile(
     r"^arn:[a-z-]+:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d+):function:(?P<name>[^:]+)"
@@ -191,6 +193,8 @@ class RegionModel:
     warnings: list[str] = field(default_factory=list)
     # The stack's Outputs whose values resolve locally (the others are left out).
     outputs: dict[str, Any] = field(default_factory=dict)
+    buckets: list[BucketSpec] = field(default_factory=list)
+    custom_resources: list[CustomResourceSpec] = field(default_factory=list)
 
     @property
     def authorizers(self) -> list[AuthorizerSpec]:
@@ -284,6 +288,8 @@ class ModelBuilder:
         self._queues_and_mappings()
         self._event_invoke_configs()
         self._secrets_and_parameters()
+        self.model.buckets = storage_model.buckets(self)
+        self.model.custom_resources = storage_model.custom_resources(self)
         self._check_permissions()
         self._outputs()
         return self.model

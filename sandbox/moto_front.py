@@ -74,6 +74,8 @@ class MotoFront:
         return environ
 
     def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """moto's answer; a ``HEAD`` keeps its ``Content-Length`` (S3's HeadObject reports the
+        object's size there, with no body)."""
         started: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], _: Any = None) -> Any:
@@ -87,7 +89,10 @@ class MotoFront:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-        headers = [(k, v) for k, v in started["headers"] if k.lower() not in HOP_BY_HOP]
+        dropped = (
+            HOP_BY_HOP - {"content-length"} if environ["REQUEST_METHOD"] == "HEAD" else HOP_BY_HOP
+        )
+        headers = [(k, v) for k, v in started["headers"] if k.lower() not in dropped]
         return int(str(started["status"]).split(" ", 1)[0]), headers, body
 
     async def handle(self, request: web.Request) -> web.Response:

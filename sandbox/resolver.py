@@ -84,6 +84,7 @@ _NAME_PROPERTY: dict[str, tuple[str | None, int]] = {
     "AWS::CloudWatch::Alarm": ("AlarmName", 255),
     "AWS::CloudWatch::Dashboard": ("DashboardName", 255),
     "AWS::ApiGatewayV2::Api": ("Name", 128),
+    "AWS::S3::Bucket": ("BucketName", 63),
 }
 
 
@@ -466,6 +467,18 @@ def _key_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> P
     return Physical(key_id, key_id, {"Arn": r.arn("kms", f"key/{key_id}"), "KeyId": key_id})
 
 
+def _bucket_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
+    # A generated name is lower case, as S3 wants it (CloudFormation's are too).
+    name = name if r.prop(logical_id, "BucketName") else name.lower()
+    domain = f"{name}.s3.{r.region}.{URL_SUFFIX}"
+    attrs = {
+        "Arn": f"arn:{PARTITION}:s3:::{name}",
+        "DomainName": f"{name}.s3.{URL_SUFFIX}",
+        "RegionalDomainName": domain,
+    }
+    return Physical(name, name, attrs)
+
+
 def _alarm_physical(r: StackResolver, logical_id: str, name: str, limit: int) -> Physical:
     return Physical(name, name, {"Arn": r.arn("cloudwatch", f"alarm:{name}")})
 
@@ -487,6 +500,7 @@ _PHYSICAL: dict[str, Callable[[StackResolver, str, str, int], Physical]] = {
     "AWS::SSM::Parameter": _parameter_physical,
     "AWS::KMS::Key": _key_physical,
     "AWS::CloudWatch::Alarm": _alarm_physical,
+    "AWS::S3::Bucket": _bucket_physical,
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
+from sandbox import custom_resources
 from sandbox.assembly import load_stacks
 from sandbox.aws_local import (
     FAKE_CREDENTIALS,
@@ -39,6 +40,7 @@ from sandbox.management import ManagementApi, RateLimit
 from sandbox.model import FunctionSpec, RegionModel, SecretSpec, build_models
 from sandbox.oidc import LocalIdentityProvider, declared_issuer
 from sandbox.resolver import ACCOUNT_ID, URL_SUFFIX
+from sandbox.s3_replication import S3Replication
 from sandbox.websocket_api import WebSocketApi
 from sandbox.workers import InvokeResult, Worker
 
@@ -157,6 +159,7 @@ class Sandbox:
         self._endpoints_written = False
         self.chaos = Chaos(self)
         self.calls = CallCounts()  # the functions' requests to the sandbox's own services
+        self.s3_replication: S3Replication | None = None
 
     # ----------------------------------------------------------------- start
 
@@ -205,6 +208,9 @@ class Sandbox:
                 for r in self.regions
             )
         )
+        await custom_resources.create_all(self.regions, self._moto.url)
+        self.s3_replication = S3Replication(self.regions, self._moto.url, self.chaos)
+        await self.s3_replication.start()
         for runtime in self.regions:
             await self._start_region(runtime)
         await self._start_web()
@@ -677,6 +683,8 @@ class Sandbox:
 
     async def stop(self) -> None:
         stats = self.stats() if self.regions else {}
+        if self.s3_replication is not None:
+            await self.s3_replication.stop()
         await asyncio.gather(
             *(p.stop() for r in self.regions for p in r.pollers), return_exceptions=True
         )

@@ -21,6 +21,7 @@ from typing import Any
 import jsii
 from aws_cdk import CfnResource, IAspect
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import IConstruct
 
@@ -80,6 +81,25 @@ TYPE_SKIPS: Mapping[str, tuple[tuple[str, str, Callable[[CfnResource], bool]], .
             lambda _: True,
         ),
     ),
+    # Only the access-log bucket of the attachments (stacks/attachments.py) has neither.
+    "AWS::S3::Bucket": (
+        (
+            "CKV_AWS_18",
+            "This is the access-log bucket: S3 writes the attachment bucket's server access "
+            "logs here; logging this bucket's own writes would log the log deliveries",
+            lambda bucket: (
+                isinstance(bucket, s3.CfnBucket) and bucket.logging_configuration is None
+            ),
+        ),
+        (
+            "CKV_AWS_21",
+            "The access-log bucket: S3 only adds log objects and the lifecycle rule expires "
+            "them after logRetentionDays; versions would keep expired logs as noncurrent copies",
+            lambda bucket: (
+                isinstance(bucket, s3.CfnBucket) and bucket.versioning_configuration is None
+            ),
+        ),
+    ),
     "AWS::SQS::Queue": (
         (
             "CKV_AWS_27",
@@ -119,6 +139,16 @@ FUNCTION_SKIPS: Mapping[str, Mapping[str, str]] = {
             "(fanoutMaxWorkers) without reserving any of the account's pool"
         ),
         "CKV_AWS_116": _SYNCHRONOUS,
+    },
+    "attachment_replication.handler": {
+        "CKV_AWS_115": (
+            "Run by CloudFormation only, once per deploy of a region's stack; a reservation "
+            "would take from the pool the WebSocket path uses"
+        ),
+        "CKV_AWS_116": (
+            "A CloudFormation custom resource: CloudFormation waits for its answer and fails "
+            "the deployment on an error; a DLQ would keep a request nobody answers any more"
+        ),
     },
     "event_bus_message_handler.handler": {
         "CKV_AWS_115": (

@@ -16,10 +16,12 @@ from aws_cdk import Acknowledgment, Token, Validations
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from stacks.attachments import ATTACHMENT_PREFIX
 from stacks.region_stack import ChatRegionStack
 from stacks.websocket_api import CLIENT_ROUTE_KEYS
 
@@ -152,6 +154,8 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
         "EventBusMessageHandler's Lambda on-failure destination",
     )
 
+    acknowledge_attachment_prefixes(stack)
+
     # IAM4: the account-level API Gateway CloudWatch role (only when managed here).
     if stack.api.account_role is not None:
         _ack(
@@ -163,6 +167,37 @@ def acknowledge_findings(stack: ChatRegionStack) -> None:
             "account and region (log groups API Gateway creates itself), so it cannot be "
             "scoped to this stack",
         )
+
+
+def acknowledge_attachment_prefixes(stack: ChatRegionStack) -> None:
+    """IAM5 on ``<bucket>/rooms/*`` of every region's attachment bucket: the object keys are
+    chosen per upload (room, region, uploader, new id); the ARN is one bucket and one prefix."""
+    attachments = stack.attachments
+    cfn_bucket = attachments.bucket.node.default_child
+    assert isinstance(cfn_bucket, s3.CfnBucket)
+    own = f"<{stack.resolve(stack.get_logical_id(cfn_bucket))}.Arn>/{ATTACHMENT_PREFIX}*"
+    others = [
+        f"arn:<AWS::Partition>:s3:::"
+        f"{stack.config.attachment_bucket_name(region, '<AWS::AccountId>')}/{ATTACHMENT_PREFIX}*"
+        for region in stack.config.other_regions(stack.region_name)
+    ]
+    reasons = {
+        stack.functions.client_message_handler.role: (
+            "upload slots (presigned POST: s3:PutObject), the send check and downloads "
+            "(s3:GetObject) of attachment objects, whose keys are made per upload"
+        ),
+        attachments.replication_role: (
+            "S3 replication reads this bucket's object versions and writes replicas into the "
+            "other regions' buckets, key by key"
+        ),
+    }
+    for role, reason in reasons.items():
+        for resource in (own, *others):
+            _ack(
+                _default_policy(role),
+                f"IAM5[Resource::{resource}]",
+                f"Object ARNs under one bucket's rooms/ prefix: {reason}",
+            )
 
 
 # ---- what every added function, route and dead-letter queue needs -----------

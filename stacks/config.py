@@ -160,6 +160,9 @@ CONTEXT_KEYS: tuple[str, ...] = (
     "jwtNameClaim",
     "jwtRoomsClaim",
     "jwtDefaultRooms",
+    "attachmentRetentionDays",
+    "maxAttachmentBytes",
+    "uploadSlotsPerUserPerMinute",
 )
 
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,20}$")
@@ -203,6 +206,7 @@ _API_GATEWAY_MAX_CONNECTION_HOURS = 2
 # ref, JSON framing). One such message then also fits in any reply (128 KB,
 # chat.limits) beside a full member page (64 KiB).
 _MAX_BODY_BYTES_LIMIT = 32_000
+_MAX_BUCKET_NAME = 63  # S3's limit on bucket names
 
 # AWS keeps 100 of a region's concurrency (1,000 by default) unreserved; the
 # HTTP fallback's share must leave the WebSocket path and the authorizer most
@@ -428,6 +432,12 @@ class ChatConfig:
     jwt_rooms_claim: str = "rooms"
     # Room patterns of a token without the rooms claim; None: every room.
     jwt_default_rooms: tuple[str, ...] | None = None
+    # Attachments (stacks/attachments.py, docs/protocol.md "Attachments"): days an
+    # object is kept (None: the history retention rounded up to whole days), the
+    # largest upload, and upload slots per user per minute.
+    attachment_retention_days: int | None = None
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    upload_slots_per_user_per_minute: int = 10
 
     def __post_init__(self) -> None:
         global_endpoint = bool(self.domain_name and self.hosted_zone_id)
@@ -446,6 +456,15 @@ class ChatConfig:
                 f"with httpReservedConcurrency={self.http_reserved_concurrency} {quota_problem}",
                 f"at most {limit} with that httpReservedConcurrency, or a lower "
                 "httpReservedConcurrency",
+            )
+        longest = len(self.attachment_bucket_name(max(self.regions, key=len), "0" * 12))
+        if longest > _MAX_BUCKET_NAME:
+            raise ConfigError(
+                "appName",
+                self.app_name,
+                f"with stage {self.stage!r} makes attachment bucket names of {longest} "
+                f"characters (S3 allows {_MAX_BUCKET_NAME})",
+                "a shorter appName or stage",
             )
         if self.jwt_issuer and not self.jwt_audience:
             raise ConfigError(
@@ -692,6 +711,22 @@ class ChatConfig:
             jwt_name_claim=get("jwtNameClaim", _claim, defaults.jwt_name_claim),
             jwt_rooms_claim=get("jwtRoomsClaim", _claim, defaults.jwt_rooms_claim),
             jwt_default_rooms=get("jwtDefaultRooms", _room_patterns, defaults.jwt_default_rooms),
+            attachment_retention_days=get(
+                "attachmentRetentionDays",
+                lambda k, v: _integer(k, v, 1, 3650),
+                defaults.attachment_retention_days,
+            ),
+            # S3 takes at most 5 GB in one POST.
+            max_attachment_bytes=get(
+                "maxAttachmentBytes",
+                lambda k, v: _integer(k, v, 1, 5 * 1024**3),
+                defaults.max_attachment_bytes,
+            ),
+            upload_slots_per_user_per_minute=get(
+                "uploadSlotsPerUserPerMinute",
+                lambda k, v: _integer(k, v, 1, 600),
+                defaults.upload_slots_per_user_per_minute,
+            ),
         )
 
     # ---- derived names ------------------------------------------------
@@ -770,6 +805,23 @@ class ChatConfig:
     @property
     def connection_ttl_seconds(self) -> int:
         return self.connection_ttl_hours * 3600
+
+    @property
+    def attachment_expiry_days(self) -> int:
+        """Days S3 keeps an attachment: ``attachmentRetentionDays``, else the history
+        retention rounded up to whole days (a lifecycle rule counts whole days)."""
+        if self.attachment_retention_days is not None:
+            return self.attachment_retention_days
+        return -(-self.history_retention_hours // 24)
+
+    def attachment_bucket_name(self, region: str, account: str) -> str:
+        """The attachment bucket of ``region``: deterministic, so every region (and the
+        runtime) can name every other region's bucket without a lookup."""
+        return f"{self.app_name}-{self.stage}-files-{account}-{region}"
+
+    def attachment_replication_role_name(self, region: str) -> str:
+        """The role S3 replicates ``region``'s bucket with (IAM names are per account)."""
+        return f"{self.app_name}-{self.stage}-files-repl-{region}"
 
     def other_regions(self, region: str) -> tuple[str, ...]:
         """Every configured region except ``region`` (the forwarding targets)."""

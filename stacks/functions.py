@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -323,6 +323,12 @@ class ChatFunctions(Construct):
             "MAX_LONG_POLLS_PER_USER": str(config.max_long_polls_per_user),
             "MAX_CONNECTIONS_PER_USER": str(config.max_connections_per_user),
             "LOCAL_FAST_PATH_MAX_MEMBERS": str(config.local_fast_path_max_members),
+            # Attachments (chat.attachments): deterministic bucket names, so a function can
+            # name another region's bucket (a download before replication) without a lookup.
+            "ATTACHMENT_BUCKET": config.attachment_bucket_name(Aws.REGION, Aws.ACCOUNT_ID),
+            "ATTACHMENT_BUCKET_PATTERN": config.attachment_bucket_name("{region}", Aws.ACCOUNT_ID),
+            "MAX_ATTACHMENT_BYTES": str(config.max_attachment_bytes),
+            "UPLOAD_SLOTS_PER_USER_PER_MINUTE": str(config.upload_slots_per_user_per_minute),
             **powertools_environment,
         }
         # Everything the runtime lacks, built for arm64 without Docker. aiohttp

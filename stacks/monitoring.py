@@ -214,6 +214,10 @@ class ChatMonitoring(Construct):
             f"{name} holds undelivered events: inspect and redrive",
         )
 
+    def add_alarm(self, alarm_id: str, metric: cloudwatch.IMetric, description: str) -> None:
+        """Alarm ``alarm_id`` as soon as ``metric`` (a 5-minute sum) reaches 1."""
+        self._alarm(alarm_id, metric, description)
+
     def set_threshold(self, alarm_id: str, threshold: float) -> None:
         """Change one alarm's threshold (a per-region override); ``alarm_id`` as in ``alarms``."""
         alarm = self.alarms.get(alarm_id)

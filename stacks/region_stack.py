@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct, IValidation
 
+from stacks.attachments import ChatAttachments
 from stacks.auth import ChatAuth
 from stacks.config import CLOUDWATCH_LOG_RETENTION, ChatConfig, RegionOverrides
 from stacks.dashboards import ChatGlobalDashboard, ChatRegionDashboard
@@ -42,7 +43,7 @@ class ChatRegionStack(Stack):
     Attributes:
         config, region_name, overrides: what the stack was built from.
         removal_policy, log_retention: what its tables, queues and log groups get.
-        storage, functions, auth, api (WebSocket), http_api, server_api,
+        storage, attachments, functions, auth, api (WebSocket), http_api, server_api,
             replication, fanout, monitoring, dashboard: the constructs.
         global_dashboard: every region side by side (primary region only, else None).
         global_endpoint: custom domains and latency records (None without domainName).
@@ -108,6 +109,15 @@ class ChatRegionStack(Stack):
             removal_policy=removal,
             log_retention=retention,
         )
+        self.attachments = ChatAttachments(
+            self,
+            "Attachments",
+            config=config,
+            region=region,
+            defaults=self.functions.defaults,
+            removal_policy=removal,
+        )
+        self.attachments.grant_members(self.functions.client_message_handler)
         self.auth = ChatAuth(
             self,
             "Auth",
@@ -269,6 +279,16 @@ class ChatRegionStack(Stack):
                 service_name=SERVICE_NAME,
             )
 
+        for destination in config.other_regions(region):
+            self.monitoring.add_alarm(
+                f"AttachmentReplicationFailedTo-{destination}",
+                self.attachments.replication_metric("OperationsFailedReplication", destination),
+                f"S3 could not replicate attachments to {destination}: see docs/operations.md",
+            )
+        self.dashboard.dashboard.add_widgets(
+            *self.attachments.dashboard_widgets(config.metrics_namespace, SERVICE_NAME)
+        )
+
         for name, function in self.builtin_functions.items():
             self.apply_memory_override(name, function)
         for alarm_id in self.monitoring.alarms:
@@ -304,6 +324,12 @@ class ChatRegionStack(Stack):
         CfnOutput(self, "ConnectionsTableName", value=self.storage.connections_table.table_name)
         CfnOutput(self, "MessagesTableName", value=self.storage.messages_table.table_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "AttachmentBucketName",
+            value=self.attachments.bucket.bucket_name,
+            description="Attachments of this region (replicated to every other region's)",
+        )
         if self.global_endpoint is not None:
             CfnOutput(
                 self,
@@ -325,6 +351,7 @@ class ChatRegionStack(Stack):
             **self.functions.functions,
             "FanoutWorker": self.fanout.worker,
             "ServerApi": self.server_api.function,
+            "AttachmentReplicationSetup": self.attachments.setup_function,
         }
 
     # ---- per-region overrides (RegionOverrides) -------------------------

@@ -45,6 +45,10 @@ RUNTIME_VARIABLES: Final = frozenset(
         "MAX_CONNECTIONS_PER_USER",
         "LOCAL_FAST_PATH_MAX_MEMBERS",
         "SEQUENCE_WAIT_MS",
+        "ATTACHMENT_BUCKET",
+        "ATTACHMENT_BUCKET_PATTERN",
+        "MAX_ATTACHMENT_BYTES",
+        "UPLOAD_SLOTS_PER_USER_PER_MINUTE",
         # tokens (chat.token_keys, chat.tokens, chat.jwks)
         "SIGNING_SECRET_NAME",
         "MAX_TOKEN_LIFETIME_SECONDS",

@@ -14,4 +14,14 @@ from typing import Final
 
 __all__ = ["BUILTIN_ACTIONS"]
 
-BUILTIN_ACTIONS: Final = ("join", "leave", "send", "history", "presence", "ping", "refresh")
+BUILTIN_ACTIONS: Final = (
+    "join",
+    "leave",
+    "send",
+    "history",
+    "presence",
+    "ping",
+    "refresh",
+    "upload",
+    "download",
+)

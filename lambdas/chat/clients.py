@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the stubs are a dev dependency only
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["dynamodb", "events", "management", "reset", "sqs"]
+__all__ = ["dynamodb", "events", "management", "reset", "s3", "sqs"]
 
 
 def _standard_config(**extra: Any) -> Config:
@@ -80,9 +80,20 @@ def management() -> ApiGatewayManagementApiClient:
     )
 
 
+@functools.cache
+def s3(region: str | None = None) -> Any:  # mypy-boto3-s3 is not among the dev stubs
+    """An S3 client of ``region`` (default this one): attachments' HeadObject and presigned
+    URLs (chat.attachments). Presigning is local; a URL names the region's own endpoint."""
+    return boto3.client(
+        "s3",
+        region_name=region or config.get_settings().region or None,
+        config=_standard_config(signature_version="s3v4"),
+    )
+
+
 # Captured here, not looked up at reset time, so that a test which replaces a
 # factory on the module (monkeypatch) can still reset the real ones.
-_FACTORIES = (dynamodb, events, management, sqs)
+_FACTORIES = (dynamodb, events, management, s3, sqs)
 
 
 def reset() -> None:

@@ -76,6 +76,12 @@ class Settings:
     max_connections_per_user: int = 20
     max_long_polls_per_user: int = 4
     http_poll_max_interval_ms: int = 2000
+    # Attachments (chat.attachments): this region's bucket, every region's bucket name with
+    # "{region}" in place of the region, the largest upload, upload slots per user per minute.
+    attachment_bucket_name: str = ""
+    attachment_bucket_pattern: str = ""
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    upload_slots_per_user_per_minute: int = 10
 
     @staticmethod
     def from_env() -> Settings:
@@ -113,6 +119,10 @@ class Settings:
             max_long_polls_per_user=_int("MAX_LONG_POLLS_PER_USER", 4),
             max_connections_per_user=_int("MAX_CONNECTIONS_PER_USER", 20),
             http_poll_max_interval_ms=_int("HTTP_POLL_MAX_INTERVAL_MS", 2000),
+            attachment_bucket_name=os.environ.get("ATTACHMENT_BUCKET", ""),
+            attachment_bucket_pattern=os.environ.get("ATTACHMENT_BUCKET_PATTERN", ""),
+            max_attachment_bytes=_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024),
+            upload_slots_per_user_per_minute=_int("UPLOAD_SLOTS_PER_USER_PER_MINUTE", 10),
         )
 
     @property
@@ -153,6 +163,17 @@ class Settings:
     @property
     def callback_endpoint(self) -> str:
         return _required("CALLBACK_URL", self.callback_url)
+
+    @property
+    def attachment_bucket(self) -> str:
+        return _required("ATTACHMENT_BUCKET", self.attachment_bucket_name)
+
+    def attachment_bucket_of(self, region: str) -> str:
+        """Another region's attachment bucket (the names differ only in the region)."""
+        pattern = _required("ATTACHMENT_BUCKET_PATTERN", self.attachment_bucket_pattern)
+        if "{region}" not in pattern:
+            raise ConfigError(f"ATTACHMENT_BUCKET_PATTERN has no {{region}}: {pattern!r}")
+        return pattern.replace("{region}", region)
 
 
 def _required(name: str, value: str) -> str:

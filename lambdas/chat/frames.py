@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chat.actions import BUILTIN_ACTIONS
+from chat.attachment_requests import Download, Upload, parse_download, parse_upload
 from chat.claims import MAX_TOKEN_CHARS
 from chat.ids import is_valid_id
 from chat.json_codec import MAX_DEPTH, TooDeepError, compact_json, loads_strict
@@ -38,6 +39,7 @@ from chat.model import valid_room
 
 __all__ = [
     "ACTIONS",
+    "Download",
     "FrameFields",
     "History",
     "Join",
@@ -48,6 +50,7 @@ __all__ = [
     "Refresh",
     "Request",
     "Send",
+    "Upload",
     "check_frame_size",
     "decode_payload",
     "error_frame",
@@ -140,7 +143,7 @@ class Refresh:
     token: str = field(repr=False)  # never in a log line
 
 
-Request = Join | Leave | Send | History | Presence | Ping | Refresh
+Request = Join | Leave | Send | History | Presence | Ping | Refresh | Upload | Download
 
 
 def frame(type_: str, ref: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -339,6 +342,10 @@ def parse_request(
             if not isinstance(token, str) or not 1 <= len(token) <= MAX_REFRESH_TOKEN_CHARS:
                 raise fields.bad("'token' must be a token string (a JWT)")
             request = Refresh(token=token)
+        case "upload":
+            request = parse_upload(fields)
+        case "download":
+            request = parse_download(fields)
         case _:
             shown = action if len(action) <= 64 else action[:64] + "..."
             raise ProtocolError(

@@ -57,6 +57,7 @@ __all__ = [
     "charge",
     "connection_bucket",
     "enforce",
+    "enforce_upload_slot",
     "item_key",
     "user_bucket",
 ]
@@ -95,7 +96,7 @@ class RateLimitedError(Exception):
 class Bucket:
     """A token bucket: ``rate`` requests/s sustained, ``burst`` at once."""
 
-    rate: int
+    rate: float
     burst: int
 
     @property
@@ -131,9 +132,22 @@ def connection_bucket() -> Bucket:
     return Bucket(settings.connection_rate_per_second, settings.connection_burst)
 
 
+def upload_slot_bucket() -> Bucket:
+    """Upload slots (chat.attachments): ``uploadSlotsPerUserPerMinute`` at once, refilled
+    evenly over a minute."""
+    per_minute = config.get_settings().upload_slots_per_user_per_minute
+    return Bucket(per_minute / 60, per_minute)
+
+
 def item_key(user_id: str) -> dict[str, Any]:
     """The key of the user's budget item (read with the frame's other items, chat.frame_state)."""
     return {"pk": {"S": f"RATE#{user_id}"}, "sk": {"S": "RATE"}}
+
+
+def upload_slot_key(user_id: str) -> dict[str, Any]:
+    """The user's upload-slot budget: an item of its own beside the request budget, so a slot
+    costs its own write and never races the user's frames."""
+    return {"pk": {"S": f"RATE#{user_id}"}, "sk": {"S": "SLOTS"}}
 
 
 def _number(item: Mapping[str, Any], name: str) -> int | None:
@@ -142,18 +156,20 @@ def _number(item: Mapping[str, Any], name: str) -> int | None:
 
 
 def _attempt(
-    user_id: str, connection_id: str | None, item: Mapping[str, Any] | None = None
+    key: dict[str, Any],
+    bucket: Bucket,
+    connection_id: str | None,
+    item: Mapping[str, Any] | None = None,
 ) -> Decision | None:
-    """One read (unless ``item`` was read already) and, when allowed, one conditional
-    write; None: lost a race."""
+    """One read of the budget item ``key`` (unless ``item`` was read already) and, when
+    allowed, one conditional write; None: lost a race."""
     ddb = clients.dynamodb()
     table = config.get_settings().connections_table
-    key = item_key(user_id)
     if item is None:
         item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {}
     now = clock_ms()
     old_user = _number(item, USER_ATTRIBUTE)
-    new_user, user_wait = user_bucket().take(old_user, now)
+    new_user, user_wait = bucket.take(old_user, now)
     own = CONNECTION_PREFIX + connection_id if connection_id else None
     new_conn, conn_wait = (0, 0)
     if own is not None:
@@ -211,12 +227,21 @@ def charge(
     ``item``: the budget item as just read consistently (:mod:`chat.frame_state`), ``{}``
     when there is none; the first attempt then makes no read of its own.
     """
+    return _charge(item_key(user_id), user_bucket(), connection_id, item)
+
+
+def _charge(
+    key: dict[str, Any],
+    bucket: Bucket,
+    connection_id: str | None = None,
+    item: Mapping[str, Any] | None = None,
+) -> Decision:
     try:
         for attempt in range(ATTEMPTS):
             if attempt:
                 pause_ms = min(RETRY_PAUSE_MS * attempt, MAX_RETRY_PAUSE_MS)
                 sleep(random.uniform(0, pause_ms) / 1000)
-            decision = _attempt(user_id, connection_id, item if attempt == 0 else None)
+            decision = _attempt(key, bucket, connection_id, item if attempt == 0 else None)
             if decision is not None:
                 return decision
     except Exception:
@@ -225,17 +250,26 @@ def charge(
         return Decision(True)
     # Every attempt lost to a concurrent request of the same user: it is
     # sending faster than we can record, which is what the limit is for.
-    return Decision(False, math.ceil(user_bucket().interval_ms))
+    return Decision(False, math.ceil(bucket.interval_ms))
 
 
 def enforce(
     user_id: str, connection_id: str | None = None, item: Mapping[str, Any] | None = None
 ) -> None:
     """:func:`charge`, raising RateLimitedError (and counting ``RateLimited``) when refused."""
-    decision = charge(user_id, connection_id, item)
+    _refuse_unless_allowed(charge(user_id, connection_id, item), "requests")
+
+
+def enforce_upload_slot(user_id: str) -> None:
+    """One of the user's upload slots (``uploadSlotsPerUserPerMinute``); RateLimitedError
+    (counted as ``RateLimited``) when none is left."""
+    _refuse_unless_allowed(_charge(upload_slot_key(user_id), upload_slot_bucket()), "upload slots")
+
+
+def _refuse_unless_allowed(decision: Decision, what: str) -> None:
     if not decision.allowed:
         count("RateLimited")
         raise RateLimitedError(
             decision.retry_after_ms,
-            f"too many requests; retry in {decision.retry_after_ms} ms",
+            f"too many {what}; retry in {decision.retry_after_ms} ms",
         )

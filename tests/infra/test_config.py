@@ -144,6 +144,7 @@ USED_SERVICES = (
     "events",
     "sqs",
     "sns",
+    "s3",  # attachment buckets
     "kms",
     "secretsmanager",
     "xray",
@@ -165,7 +166,10 @@ def _template_resource_types() -> set[str]:
     return {
         child.cfn_resource_type
         for child in stack.node.find_all()
-        if hasattr(child, "cfn_resource_type") and hasattr(child, "logical_id")
+        if hasattr(child, "cfn_resource_type")
+        and hasattr(child, "logical_id")
+        # A custom resource is our own function's, in every region the functions are.
+        and not child.cfn_resource_type.startswith("Custom::")
     } - {"AWS::CDK::Metadata"}
 
 

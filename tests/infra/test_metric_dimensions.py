@@ -37,6 +37,18 @@ GETATT_IS_DIMENSION = {
 }
 
 Metric = tuple[str, str, str, Any]  # where, metric name, dimension, value
+BUCKET_DIMENSIONS = {"SourceBucket", "DestinationBucket"}
+ACCOUNT_ID = {"Ref": "AWS::AccountId"}
+
+
+def _literal_and_account(value: Any) -> bool:
+    """A name made of literal text and the account id only (a dashboard's composite
+    string or an alarm's Fn::Join)."""
+    if isinstance(value, dict) and set(value) == {"composite", "tokens"}:
+        return all(token == ACCOUNT_ID for token in value["tokens"])
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        return all(isinstance(p, str) or p == ACCOUNT_ID for p in value["Fn::Join"][1])
+    return False
 
 
 def _on_custom_bus(rule: JsonDict) -> bool:
@@ -61,6 +73,10 @@ def dimension_problem(template: JsonDict, dimension: str, value: Any) -> str | N
         if (kind, attribute, dimension) in GETATT_IS_DIMENSION:
             return None
         return f"GetAtt {kind}.{attribute} is not its {dimension}"
+    # An attachment bucket: named by the stacks from literals and the account
+    # (stacks/attachments.py; tests/infra/test_attachments.py checks the names).
+    if dimension in BUCKET_DIMENSIONS and _literal_and_account(value):
+        return None
     # The name part of a custom-bus rule's Ref: Fn::Select [1, Fn::Split ["|", Ref rule]].
     if dimension == "RuleName" and isinstance(value, dict) and set(value) == {"Fn::Select"}:
         index, split = value["Fn::Select"]
@@ -96,7 +112,8 @@ def dashboard_metrics(template: JsonDict) -> Iterator[Metric]:
                 names = [item for item in row if not isinstance(item, dict)]
                 for dimension, value in zip(names[2::2], names[3::2], strict=False):
                     if re.search(r"@@token\d+@@", value) and value not in tokens:
-                        yield name, names[1], dimension, {"composite": value}
+                        used = [tokens[t] for t in re.findall(r"@@token\d+@@", value)]
+                        yield name, names[1], dimension, {"composite": value, "tokens": used}
                     else:
                         yield name, names[1], dimension, tokens.get(value, value)
 

@@ -65,6 +65,10 @@ CONTRACT_ENV = {
     "MAX_LONG_POLLS_PER_USER",
     "MAX_CONNECTIONS_PER_USER",
     "LOCAL_FAST_PATH_MAX_MEMBERS",
+    "ATTACHMENT_BUCKET",
+    "ATTACHMENT_BUCKET_PATTERN",
+    "MAX_ATTACHMENT_BYTES",
+    "UPLOAD_SLOTS_PER_USER_PER_MINUTE",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
@@ -199,7 +203,7 @@ def test_api_and_routes(template: JsonDict) -> None:
         for logical_id, route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).items()
     }
     assert sorted(routes) == sorted((*CONNECTION_ROUTE_KEYS, *CLIENT_ROUTE_KEYS))
-    assert len(routes) == 10  # $connect, $disconnect, $default and seven actions
+    assert len(routes) == 12  # $connect, $disconnect, $default and nine actions
 
     integrations = of_api(template, "AWS::ApiGatewayV2::Integration", api_id)
     connection_fn, _ = function_by_handler(template, HANDLERS["ConnectionHandler"])
@@ -545,6 +549,13 @@ def test_function_role_exact_permissions(template: JsonDict, region: str, name: 
         ]
         (secret,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
         expected.append((("secretsmanager:GetSecretValue",), _resource_key(secret["Resource"])))
+        # Attachments: exactly these (tests/infra/test_attachments.py checks the ARNs).
+        expected += [
+            (tuple(sorted(as_list(s["Action"]))), _resource_key(resource))
+            for s in statements
+            if all(action.startswith("s3:") for action in as_list(s["Action"]))
+            for resource in as_list(s["Resource"])
+        ]
     if name == "ServerApi":
         api_id, _ = api(template, "WEBSOCKET")
         manage = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
@@ -623,6 +634,12 @@ def test_no_physical_names(template: JsonDict) -> None:
         props = resource.get("Properties", {})
         # A literal string is a physical name; a Ref/GetAtt merely points at one.
         literal = {key for key in name_props & set(props) if isinstance(props[key], str)}
+        if resource["Type"] == "AWS::IAM::Role" and str(props.get("RoleName", "")).startswith(
+            "chat-prod-files-repl-"
+        ):
+            # The attachment replication roles: named so another region's replication
+            # setup can pass them (stacks/attachments.py).
+            literal -= {"RoleName"}
         if resource["Type"] in (
             "AWS::Events::EventBus",
             "AWS::ApiGatewayV2::Api",
@@ -633,7 +650,7 @@ def test_no_physical_names(template: JsonDict) -> None:
             # region); API and authorizer names need not be unique.
             literal -= {"Name"}
         assert not literal, (logical_id, literal)
-    assert not {"RoleName", "TableName"} & _all_keys(template["Resources"])
+    assert not {"TableName"} & _all_keys(template["Resources"])
 
 
 def _all_keys(value: Any) -> set[str]:
@@ -801,9 +818,9 @@ def test_nothing_uses_an_aws_managed_key(template: JsonDict) -> None:
 def test_alarms(template: JsonDict) -> None:
     topic_id, _ = only(template, "AWS::SNS::Topic")
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    # 7 functions x (Errors, Throttles) + 4 DLQs + 2 WebSocket + 1 HTTP API
-    # + one per ALARMED_CUSTOM_METRICS
-    assert len(alarms) == 14 + 4 + 2 + 1 + len(ALARMED_CUSTOM_METRICS)
+    # 8 functions x (Errors, Throttles) + 4 DLQs + 2 WebSocket + 1 HTTP API
+    # + one per ALARMED_CUSTOM_METRICS + attachment replication to the 2 other regions
+    assert len(alarms) == 16 + 4 + 2 + 1 + len(ALARMED_CUSTOM_METRICS) + 2
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
@@ -811,8 +828,9 @@ def test_alarms(template: JsonDict) -> None:
         (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
     )
     assert metrics == sorted(
-        [("AWS/Lambda", "Errors")] * 7
-        + [("AWS/Lambda", "Throttles")] * 7
+        [("AWS/Lambda", "Errors")] * 8
+        + [("AWS/Lambda", "Throttles")] * 8
+        + [("AWS/S3", "OperationsFailedReplication")] * 2
         + [("AWS/SQS", "ApproximateNumberOfMessagesVisible")] * 4
         + [("AWS/ApiGateway", "ExecutionError"), ("AWS/ApiGateway", "IntegrationError")]
         + [("AWS/ApiGateway", "5xx")]
@@ -823,7 +841,7 @@ def test_alarms(template: JsonDict) -> None:
     )
     functions = {
         function_by_handler(template, handler)[0]
-        for handler in (*HANDLERS.values(), AUTHORIZER_HANDLER)
+        for handler in (*HANDLERS.values(), AUTHORIZER_HANDLER, "attachment_replication.handler")
     }
     alarmed_functions = set()
     websocket_id, _ = api(template, "WEBSOCKET")

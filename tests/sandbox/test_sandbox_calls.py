@@ -61,6 +61,13 @@ def test_operations_from_target_form_and_rest_method() -> None:
         "PostToConnection"
     )
     assert operation_of("execute-api", "DELETE", "/x", "", "") == "DeleteConnection"
+    # S3, path style: the method, whether a key is named, the subresource.
+    assert operation_of("s3", "HEAD", "/bucket/rooms/r/k", "", "") == "HeadObject"
+    assert operation_of("s3", "HEAD", "/bucket", "", "") == "HeadBucket"
+    assert operation_of("s3", "PUT", "/bucket", "", "", "replication") == "PutBucketReplication"
+    assert operation_of("s3", "DELETE", "/bucket", "", "", "replication=") == (
+        "DeleteBucketReplication"
+    )
 
 
 def test_counts_by_region_function_and_operation_merge_and_total() -> None:

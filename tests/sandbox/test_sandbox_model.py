@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sandbox_templates import AssemblyFactory, chat_template
+from sandbox_templates import AssemblyFactory, chat_template, lambda_arn
 
 from sandbox.assembly import load_stacks
 from sandbox.errors import SandboxError
@@ -133,3 +133,41 @@ def test_event_invoke_config_sets_the_async_retries(make_assembly: AssemblyFacto
     out = make_assembly({"us-east-1": template})
     (model,) = build_models(load_stacks(out), None)
     assert model.async_retries == {"Handler": 0}
+
+
+def test_buckets_and_custom_resources(make_assembly: AssemblyFactory) -> None:
+    template = chat_template("us-east-1", ["us-east-1"])
+    named = {"Fn::Join": ["-", ["files", {"Ref": "AWS::AccountId"}, {"Ref": "AWS::Region"}]]}
+    template["Resources"].update(
+        {
+            "Files": {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {
+                    "BucketName": named,
+                    "VersioningConfiguration": {"Status": "Enabled"},
+                    "CorsConfiguration": {"CorsRules": [{"AllowedMethods": ["GET"], "MaxAge": 60}]},
+                },
+            },
+            "Logs": {"Type": "AWS::S3::Bucket"},
+            "Setup": {
+                "Type": "Custom::Setup",
+                "Properties": {
+                    "ServiceToken": lambda_arn("Handler"),
+                    "Bucket": {"Ref": "Files"},
+                },
+            },
+            "Elsewhere": {
+                "Type": "Custom::Elsewhere",
+                "Properties": {"ServiceToken": "arn:aws:lambda:us-east-1:1:function:NotHere"},
+            },
+        }
+    )
+    (model,) = build_models(load_stacks(make_assembly({"us-east-1": template})), None)
+    files, logs = model.buckets
+    assert (files.name, files.versioned) == ("files-000000000000-us-east-1", True)
+    assert files.cors_rules == [{"AllowedMethods": ["GET"], "MaxAgeSeconds": 60}]
+    assert logs.name == logs.name.lower() and not logs.versioned  # generated: lower case
+    (setup,) = model.custom_resources
+    assert (setup.logical_id, setup.function) == ("Setup", "Handler")
+    assert setup.properties == {"Bucket": "files-000000000000-us-east-1"}
+    assert any("Elsewhere" in w and "not run here" in w for w in model.warnings)

@@ -14,10 +14,12 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from sandbox.moto_dispatch import DirectDispatch
 from sandbox.moto_front import MotoFront
+from sandbox.s3_post_policy import PolicyCheck
 
 # moto keeps its tables for the whole test process: a name of this run alone
 TABLE = f"front-{uuid.uuid4().hex[:8]}"
@@ -30,7 +32,8 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = DirectDispatch(DomainDispatcherApplication(create_backend_app))  # as aws_local does
+    # as aws_local does
+    app = DirectDispatch(PolicyCheck(DomainDispatcherApplication(create_backend_app)))
     front = MotoFront(app, "127.0.0.1", port)
     ready = threading.Event()
     threading.Thread(target=lambda: asyncio.run(front.serve(ready.set)), daemon=True).start()
@@ -91,3 +94,19 @@ def test_a_long_poll_does_not_hold_up_other_requests(endpoint: str) -> None:
     poller.join(30)
     assert polled and polled[0] >= 2.5  # the poll did wait
     assert listed_at < ended[0]  # and DynamoDB answered while it waited
+
+
+def test_s3_head_reports_the_size_and_the_post_policy_is_enforced(endpoint: str) -> None:
+    s3 = _client("s3", endpoint)
+    bucket = f"front-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    post = s3.generate_presigned_post(
+        bucket, "k", Conditions=[["content-length-range", 1, 10]], ExpiresIn=60
+    )
+    stored = requests.post(post["url"], data=post["fields"], files={"file": b"x" * 10}, timeout=30)
+    assert stored.status_code == 204, stored.text
+    # HEAD has no body: its Content-Length is the object's size, kept through the front.
+    assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == 10
+    refused = requests.post(post["url"], data=post["fields"], files={"file": b"x" * 11}, timeout=30)
+    assert refused.status_code == 400 and "<Code>EntityTooLarge</Code>" in refused.text
+    assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == 10  # not replaced

@@ -144,6 +144,16 @@ def test_post_body_limits_and_encodings(chat: Any, published: list[Any]) -> None
     assert [e.detail["body"] for e in published] == ["x" * (MAX - 2), "b64"]
 
 
+def test_post_refuses_a_body_referencing_an_attachment(chat: Any, published: list[Any]) -> None:
+    """Only the WebSocket checks a reference (whose object, which room): HTTP refuses one."""
+    for attachment in ({"key": "rooms/lobby/us-east-1/abc/01JDZ8Y3W6N6B9T3X0M0Q4R2ZA"}, "x"):
+        body = json.dumps({"body": {"text": "see", "attachment": attachment}})
+        refused = chat.http("POST", body=body)
+        assert (refused["statusCode"], refused["json"]["code"]) == (400, "bad_request")
+    assert chat.http("POST", body=json.dumps({"body": {"text": "no file"}}))["statusCode"] == 202
+    assert len(published) == 1
+
+
 def test_post_refuses_infinity_and_deep_nesting(chat: Any, published: list[Any]) -> None:
     for body in ('{"body": 1e400}', '{"body": ' + "[" * 40 + "]" * 40 + "}", "[" * 50_000):
         refused = chat.http("POST", body=body)

@@ -1,0 +1,159 @@
+"""The CLI's attachments (docs/protocol.md, "Attachments"): ``/upload PATH`` and ``/save N [PATH]``.
+
+``/upload`` asks the room for an ``upload_slot``, POSTs the file straight to the presigned
+URL (the chat never carries the bytes), then sends a message that references the key.
+Attachments in messages that arrive are numbered as they are printed (``* attachment N``);
+``/save N`` asks this region for a ``download_url`` (this region's copy, or the origin's while
+replication is behind) and writes the bytes to PATH, or to the file's own name (its last path
+part only) in the current directory. An existing file is never replaced.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+__all__ = ["Attachment", "AttachmentShelf", "save", "upload"]
+
+TRANSFER_SECONDS = 300.0  # the slot's and the URL's lifetime: a slow link still finishes
+
+
+class Session(Protocol):
+    """What :class:`clients.session.ChatSession` offers (not imported: it imports us)."""
+
+    room: str
+    attachments: AttachmentShelf
+
+    def emit(self, text: str) -> None: ...
+
+    async def request(
+        self, frame: dict[str, Any], *, quiet: bool = False, seconds: float | None = None
+    ) -> dict[str, Any] | None: ...
+
+    async def send_message(self, room: str, body: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Attachment:
+    room: str
+    key: str
+    name: str | None
+    size: int | None
+
+
+class AttachmentShelf:
+    """The attachments seen, numbered from 1 in the order they were shown."""
+
+    def __init__(self) -> None:
+        self.items: list[Attachment] = []
+
+    def note(self, frame: dict[str, Any]) -> str | None:
+        """The ``* attachment N`` line for a ``message`` that references one, else None."""
+        body = frame.get("body")
+        reference = body.get("attachment") if isinstance(body, dict) else None
+        if not isinstance(reference, dict) or not isinstance(reference.get("key"), str):
+            return None
+        name = reference.get("name") if isinstance(reference.get("name"), str) else None
+        size = reference.get("size") if isinstance(reference.get("size"), int) else None
+        self.items.append(Attachment(str(frame.get("room")), reference["key"], name, size))
+        number = len(self.items)
+        what = f"{name or 'a file'}" + (f", {size} bytes" if size is not None else "")
+        return f"* attachment {number}: {what}; /save {number} to download it"
+
+
+def _content_type(path: Path) -> str:
+    guessed, _ = mimetypes.guess_type(path.name)
+    return guessed.lower() if guessed else "application/octet-stream"
+
+
+async def upload(session: Session, argument: str) -> None:
+    path = Path(argument).expanduser()
+    if not path.is_file():
+        session.emit(f"! upload: {argument!r} is not a file")
+        return
+    content = path.read_bytes()
+    if not content:
+        session.emit("! upload: the file is empty")
+        return
+    room, content_type = session.room, _content_type(path)
+    slot = await session.request(
+        {
+            "action": "upload",
+            "room": room,
+            "contentType": content_type,
+            "size": len(content),
+            "name": path.name,
+        },
+        quiet=True,
+    )
+    if slot is None or slot.get("type") != "upload_slot":
+        reason = f"{slot.get('code')}: {slot.get('message')}" if slot else "no reply"
+        session.emit(f"! upload refused ({reason})")
+        return
+    form = aiohttp.FormData()
+    for name, value in (slot.get("fields") or {}).items():
+        form.add_field(name, value)
+    form.add_field("file", content, filename=path.name, content_type=content_type)
+    timeout = aiohttp.ClientTimeout(total=TRANSFER_SECONDS)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.post(slot["url"], data=form) as answer,
+        ):
+            if answer.status >= 300:
+                session.emit(f"! upload: storage answered {answer.status}: {await answer.text()}")
+                return
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        session.emit(f"! upload: {exc or type(exc).__name__}")
+        return
+    reference = {
+        "key": slot["key"],
+        "size": len(content),
+        "contentType": content_type,
+        "name": path.name,
+    }
+    await session.send_message(room, {"text": path.name, "attachment": reference})
+
+
+def _target(argument: str, attachment: Attachment) -> Path:
+    if argument:
+        given = Path(argument).expanduser()
+        return given / Path(attachment.name or "").name if given.is_dir() else given
+    # Only the last part of a name another user chose: never a path outside this directory.
+    return Path(Path(attachment.name or "").name or attachment.key.rsplit("/", 1)[-1])
+
+
+async def save(session: Session, argument: str) -> None:
+    number_text, _, path_text = argument.partition(" ")
+    shelf = session.attachments.items
+    if not number_text.isdigit() or not 1 <= int(number_text) <= len(shelf):
+        session.emit(f"! save: give a number from 1 to {len(shelf)} (the '* attachment N' lines)")
+        return
+    attachment = shelf[int(number_text) - 1]
+    target = _target(path_text.strip(), attachment)
+    if target.exists():
+        session.emit(f"! save: {target} exists; give another PATH")
+        return
+    frame = {"action": "download", "room": attachment.room, "key": attachment.key}
+    answer = await session.request(frame, quiet=True)
+    if answer is None or answer.get("type") != "download_url":
+        reason = f"{answer.get('code')}: {answer.get('message')}" if answer else "no reply"
+        session.emit(f"! save refused ({reason})")
+        return
+    timeout = aiohttp.ClientTimeout(total=TRANSFER_SECONDS)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(answer["url"]) as got:
+            if got.status != 200:
+                session.emit(f"! save: storage answered {got.status}")
+                return
+            content = await got.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        session.emit(f"! save: {exc or type(exc).__name__}")
+        return
+    with target.open("xb") as sink:  # "x": a file that appeared meanwhile is not replaced
+        sink.write(content)
+    session.emit(f"* saved {len(content)} bytes to {target} (from {answer.get('region')})")
