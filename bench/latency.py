@@ -12,9 +12,9 @@ p99 387 ms, on every rule delivery and every cross-region forward):
 In each: ``clients_per_region`` clients in each of the 3 regions, in rooms of ``room_size``
 whose members are spread over the regions (bench.e2e's rooms); ``messages`` sends at ``rate``
 per second, spread over the rooms, each from the room's next member and with a ``ref``, so
-its ``ack`` is timed too, after ``WARM_UP_MESSAGES`` unmeasured ones (the sandbox starts a
-function's processes on demand, so the first sends pay cold starts). The rate is low on purpose: this part measures the path, not the
-sandbox's throughput (that is ``e2e``).
+its ``ack`` is timed too, after ``WARM_UP_MESSAGES`` unmeasured ones (a function's first
+invocations load what it loads lazily, the delivery engine among them). The rate is low on
+purpose: this part measures the path, not the sandbox's throughput (that is ``e2e``).
 
 Figures per mode (ms, nearest-rank percentiles): ``same_region_p50_ms``/``p99`` from ``send``
 to receipt by the other members in the sender's region, ``cross_region_p50_ms``/``p99`` by
@@ -93,8 +93,8 @@ async def run_sends(
     rooms = await open_rooms(sandbox, regions, clients_per_region, room_size)
     clients = [client for room in rooms for _, client in room.members]
     try:
-        # Unmeasured first: the sandbox starts a function's worker processes on demand (a
-        # cold start each, up to the concurrency this rate needs); the figures are warm.
+        # Unmeasured first: a function's first invocations import what it loads lazily (the
+        # delivery engine, its HTTP client); the figures are of warm functions.
         await send_and_settle(rooms, min(messages, WARM_UP_MESSAGES), rate, settle_s, "warm")
         for client in clients:
             client.arrivals.clear()
