@@ -17,6 +17,8 @@ Parts (``--parts``, default all but the two older scenarios):
   (bench/e2e.py);
 * ``latency``: same-region and cross-region delivery and the sender's ack under the emulated
   bus latency, with the same-region fast path on and off (bench/latency.py);
+* ``attachments``: a file of ``--attachment-mb`` MB uploaded in one region: the upload, and
+  send -> every other region's own copy readable with the same sha256 (bench/attachments.py);
 * ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request;
 * ``soak``: 3 regions x 100 clients of the bundled client library through a region outage
   and a cut replication link (bench/soak.py), on request (``--parts soak``): lost,
@@ -56,11 +58,14 @@ from bench import report
 REPO = Path(__file__).resolve().parents[1]
 ALL_PARTS = (
     "fanout", "large_room", "model", "synth", "cold_start", "calls", "latency", "e2e", "resume",
-    "longpoll", "soak",
+    "longpoll", "soak", "attachments",
 )  # fmt: skip
-DEFAULT_PARTS = ("fanout", "large_room", "model", "synth", "cold_start", "calls", "latency", "e2e")
-SANDBOX_PARTS = ("e2e", "resume", "longpoll", "soak")  # one shared sandbox; calls and
-# latency start sandboxes of their own (with the bus's latency emulated)
+DEFAULT_PARTS = (
+    "fanout", "large_room", "model", "synth", "cold_start", "calls", "latency", "e2e",
+    "attachments",
+)  # fmt: skip
+SANDBOX_PARTS = ("e2e", "resume", "longpoll", "soak")  # one shared sandbox; calls, latency
+# (the bus's latency emulated) and attachments (a quiet sandbox) start sandboxes of their own
 MODEL_SIZES = (20000, 100000)
 
 
@@ -110,6 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     latency.add_argument("--latency-clients-per-region", type=int, default=10)
     latency.add_argument("--latency-messages", type=int, default=300, help="per mode")
     latency.add_argument("--latency-rate", type=float, default=5.0, help="messages/s in all")
+    attach = parser.add_argument_group("attachments")
+    attach.add_argument("--attachment-mb", type=float, default=5.0, help="the file's size, MB")
     soak = parser.add_argument_group("soak")
     soak.add_argument("--soak-clients-per-region", type=int, default=100)
     soak.add_argument("--soak-messages-per-client", type=int, default=5)
@@ -129,6 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             latency_messages=60,
             soak_clients_per_region=10,
             soak_messages_per_client=3,
+            attachment_mb=1.0,
             missed=200,
             count=5,
         )
@@ -249,6 +257,13 @@ def part_latency(args: argparse.Namespace) -> list[dict[str, Any]]:
             rate=args.latency_rate,
         )
     ]
+
+
+def part_attachments(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench.attachments import measure_attachments
+    from tests.e2e.harness import REGIONS
+
+    return measure_attachments(_synthesized(args), REGIONS, args.attachment_mb, args.runs)
 
 
 def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -376,6 +391,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
         parts.keep("calls", parts.attempt("calls", lambda: part_calls(args)))
     if "latency" in args.parts:
         parts.keep("latency", parts.attempt("latency", lambda: part_latency(args)))
+    if "attachments" in args.parts:
+        parts.keep("attachments", parts.attempt("attachments", lambda: part_attachments(args)))
     parts.in_sandbox(args)
     results, spread, errors, runs = parts.results, parts.spread, parts.errors, parts.runs
     return {

@@ -71,6 +71,9 @@ ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("e2e", "p99_ms", "cross-region p99", "ms", "<= 250"),
     ("e2e", "lost", "lost", "", "= 0"),
     ("e2e", "duplicated", "duplicated", "", "= 0"),
+    ("attachments", "upload_s", "attachments: upload (slot + POST)", "s", ""),
+    ("attachments", "readable_everywhere_s", "attachments: send -> own copy everywhere", "s", ""),
+    ("attachments", "sha256_ok", "attachments: same sha256 in every region", "", "= True"),
     ("soak", "messages", "soak: messages acked", "", ""),
     ("soak", "lost", "soak: lost", "", "= 0"),
     ("soak", "duplicated", "soak: duplicated", "", "= 0"),
@@ -88,6 +91,7 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
     """(medians, spread) of a part's runs; nested dicts are aggregated key by key.
 
     ``spread`` maps each numeric key to ``[min, max]`` over the runs (NaN runs left out).
+    A flag (bool) holds only if it holds in every run.
     """
     medians: dict[str, Any] = {}
     spread: dict[str, Any] = {}
@@ -98,6 +102,8 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
         values = [run[key] for run in runs if key in run]
         if all(isinstance(v, Mapping) for v in values):
             medians[key], spread[key] = aggregate(values)
+        elif all(isinstance(v, bool) for v in values):
+            medians[key] = all(values)
         elif all(_is_number(v) for v in values):
             finite = [v for v in values if not math.isnan(v)]
             if not finite:
