@@ -21,7 +21,12 @@ if TYPE_CHECKING:
     from sandbox.runtime import Sandbox
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "clients" / "web"
-STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+STATIC = {
+    "index.html": "text/html",
+    "app.js": "text/javascript",
+    "attachments.js": "text/javascript",
+    "style.css": "text/css",
+}
 
 
 def web_app(sandbox: Sandbox) -> web.Application:

@@ -199,7 +199,7 @@ class Pane {
     this.root.dataset.testid = `pane-${index}`;
     this.q = (selector) => this.root.querySelector(selector);
     for (const name of ["region", "state", "user", "name", "room", "connect", "disconnect",
-                        "presence", "messages", "text", "send"]) {
+                        "presence", "messages", "text", "send", "file"]) {
       this.q(`.${name}`).dataset.testid = `${name}-${index}`;
     }
     const select = this.q(".region");
@@ -238,6 +238,18 @@ class Pane {
       event.preventDefault();
       this.sendText();
     });
+    this.q(".file").addEventListener("change", async () => {
+      const input = this.q(".file");
+      const file = input.files && input.files[0];
+      if (!file) return;
+      input.disabled = true;
+      try {
+        await attachFile(this, file, file.name); // attachments.js
+      } finally {
+        input.value = "";
+        input.disabled = !(this.ws && this.ws.readyState === WebSocket.OPEN);
+      }
+    });
     this.q(".close").addEventListener("click", () => {
       this.disconnect();
       this.root.remove();
@@ -257,7 +269,7 @@ class Pane {
   }
 
   setControls(connected) {
-    for (const name of [".text", ".send"]) this.q(name).disabled = !connected;
+    for (const name of [".text", ".send", ".file"]) this.q(name).disabled = !connected;
     this.q(".disconnect").disabled = !this.wanted;
     this.q(".connect").disabled = this.wanted;
   }
@@ -287,8 +299,15 @@ class Pane {
     item.dataset.id = message.id;
     item.append(el("span", { class: "meta" }, `${clock(message.sentAt)} #${room}`));
     item.append(el("span", { class: "who" }, `${who(sender)}: `));
-    const body = typeof message.body === "string" ? message.body : JSON.stringify(message.body);
-    item.append(el("span", { class: "body" }, body));
+    const reference = attachmentOf(message.body);
+    if (reference) {
+      const text = typeof message.body.text === "string" ? message.body.text : "";
+      item.append(el("span", { class: "body" }, text));
+      item.append(attachmentElement(this, room, reference));
+    } else {
+      const body = typeof message.body === "string" ? message.body : JSON.stringify(message.body);
+      item.append(el("span", { class: "body" }, body));
+    }
     // In id order: before the first message with a greater id (ids sort as strings). Most
     // messages are the newest yet: check the last one first.
     const shown = this.q(".messages").querySelectorAll("li.message");
@@ -616,7 +635,9 @@ class Pane {
     for (const ref of [...this.waiting.keys()]) this.settle(ref, null);
     // A send without an ack may or may not have been accepted: say so rather than resend it on
     // the next connection (a new sequence) and risk showing it twice.
-    for (const frame of this.outgoing.values()) this.line(`not confirmed: ${frame.body}`, "error");
+    for (const frame of this.outgoing.values()) {
+      this.line(`not confirmed: ${describeBody(frame.body)}`, "error");
+    }
     this.outgoing.clear();
     this.resent.clear();
     this.root.dataset.joined = "";
@@ -647,17 +668,24 @@ class Pane {
     const input = this.q(".text");
     const text = input.value;
     if (!text.trim()) return;
+    if (this.sendBody(text)) {
+      input.value = "";
+      input.focus();
+    }
+  }
+
+  // A numbered send of `body` (a text, or an attachment's reference); false if not connected.
+  sendBody(body) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
       this.line("not connected", "error");
-      return;
+      return false;
     }
     this.seq += 1;
-    const frame = { action: "send", room: this.room, body: text, seq: this.seq,
+    const frame = { action: "send", room: this.room, body, seq: this.seq,
                     ref: `p${this.index}-s${this.seq}` };
     this.outgoing.set(this.seq, frame);
     this.ws.send(JSON.stringify(frame));
-    input.value = "";
-    input.focus();
+    return true;
   }
 
   // An error for a numbered send: resend (as is) what can still succeed; true when handled.
@@ -684,7 +712,12 @@ class Pane {
       }, hint);
       return true;
     }
+    const refused = this.outgoing.get(seq);
     this.outgoing.delete(seq);
+    if (frame.code === "too_large" && typeof refused.body === "string") {
+      offerAsAttachment(this, refused.body); // attachments.js
+      return true;
+    }
     return false;
   }
 
