@@ -6,6 +6,7 @@ Attachments in messages that arrive are numbered as they are printed (``* attach
 ``/save N`` asks this region for a ``download_url`` (this region's copy, or the origin's while
 replication is behind) and writes the bytes to PATH, or to the file's own name (its last path
 part only) in the current directory. An existing file is never replaced.
+A text refused as ``too_large`` is kept: ``/sendfile`` sends it as ``message.txt`` instead.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-__all__ = ["Attachment", "AttachmentShelf", "save", "upload"]
+__all__ = ["Attachment", "AttachmentShelf", "save", "send_refused_as_file", "upload"]
 
 TRANSFER_SECONDS = 300.0  # the slot's and the URL's lifetime: a slow link still finishes
 
@@ -27,6 +28,7 @@ class Session(Protocol):
 
     room: str
     attachments: AttachmentShelf
+    refused_text: str | None  # the last text refused as too large
 
     def emit(self, text: str) -> None: ...
 
@@ -79,14 +81,32 @@ async def upload(session: Session, argument: str) -> None:
     if not content:
         session.emit("! upload: the file is empty")
         return
-    room, content_type = session.room, _content_type(path)
+    await _upload_content(session, content, path.name, _content_type(path), path.name)
+
+
+async def send_refused_as_file(session: Session) -> None:
+    """``/sendfile``: the last text refused as ``too_large``, sent as a text/plain file."""
+    text = session.refused_text
+    if not text:
+        session.emit("! sendfile: no message was refused as too large")
+        return
+    session.refused_text = None
+    content = text.encode("utf-8")
+    await _upload_content(session, content, "message.txt", "text/plain", "(a long message)")
+
+
+async def _upload_content(
+    session: Session, content: bytes, name: str, content_type: str, text: str
+) -> None:
+    """``upload``, the presigned POST of ``content``, a ``send`` referencing it."""
+    room = session.room
     slot = await session.request(
         {
             "action": "upload",
             "room": room,
             "contentType": content_type,
             "size": len(content),
-            "name": path.name,
+            "name": name,
         },
         quiet=True,
     )
@@ -95,9 +115,9 @@ async def upload(session: Session, argument: str) -> None:
         session.emit(f"! upload refused ({reason})")
         return
     form = aiohttp.FormData()
-    for name, value in (slot.get("fields") or {}).items():
-        form.add_field(name, value)
-    form.add_field("file", content, filename=path.name, content_type=content_type)
+    for field, value in (slot.get("fields") or {}).items():
+        form.add_field(field, value)
+    form.add_field("file", content, filename=name, content_type=content_type)
     timeout = aiohttp.ClientTimeout(total=TRANSFER_SECONDS)
     try:
         async with (
@@ -114,9 +134,9 @@ async def upload(session: Session, argument: str) -> None:
         "key": slot["key"],
         "size": len(content),
         "contentType": content_type,
-        "name": path.name,
+        "name": name,
     }
-    await session.send_message(room, {"text": path.name, "attachment": reference})
+    await session.send_message(room, {"text": text, "attachment": reference})
 
 
 def _target(argument: str, attachment: Attachment) -> Path:

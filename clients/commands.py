@@ -10,14 +10,16 @@ from dataclasses import dataclass
 
 HELP = (
     "commands: /join ROOM  /leave [ROOM]  /history [N]  /who [NEXT]  /ping  /raw JSON"
-    "  /upload PATH  /save N [PATH]  /quit; other lines are sent to the current room"
+    "  /upload PATH  /save N [PATH]  /sendfile  /quit; other lines are sent to the current room"
 )
 
 #: Spellings accepted for a verb.
 ALIASES = {"exit": "quit", "presence": "who"}
 #: Verbs that mean nothing without an argument.
 NEEDS_ARGUMENT = frozenset({"join", "raw", "upload", "save"})
-VERBS = frozenset({"quit", "join", "leave", "history", "who", "ping", "raw", "upload", "save"})
+VERBS = frozenset(
+    {"quit", "join", "leave", "history", "who", "ping", "raw", "upload", "save", "sendfile"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,7 +226,7 @@ class HttpChat:
                 await self.unfollow(command.argument or self.session.room)
             case "history":
                 await self.history(command)
-            case "who" | "ping" | "raw" | "upload" | "save":
+            case "who" | "ping" | "raw" | "upload" | "save" | "sendfile":
                 self.session.emit(f"! /{command.verb} is not available over HTTP")
             case _:
                 self.session.emit(HELP)

@@ -70,6 +70,7 @@ class ChatSession(RequestChannel):
         self.unshown: list[tuple[float, Message]] = []
         self._background: set[asyncio.Future[None]] = set()
         self.attachments = attachments.AttachmentShelf()  # numbered for /save N
+        self.refused_text: str | None = None  # the last text refused as too large: /sendfile
 
     @property
     def verbose(self) -> bool:
@@ -295,9 +296,12 @@ class ChatSession(RequestChannel):
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return None
-        self.outgoing.pop(seq, None)
+        refused = self.outgoing.pop(seq, {})
         self.resends.pop(seq, None)
         body = error.get("message")
+        if code == "too_large" and isinstance(refused.get("body"), str):
+            self.refused_text = refused["body"]
+            return dict(error, message=f"{body} (seq {seq}); /sendfile sends it as a file")
         return dict(error, message=f"{body} (seq {seq})")
 
     # ------------------------------------------------------------------ the connection
@@ -497,6 +501,10 @@ class ChatSession(RequestChannel):
         if await self.wait_ready():
             await attachments.upload(self, command.argument)
 
+    async def _sendfile_command(self, command: Command) -> None:
+        if await self.wait_ready():
+            await attachments.send_refused_as_file(self)
+
     async def _save_command(self, command: Command) -> None:
         if await self.wait_ready():
             await attachments.save(self, command.argument)
@@ -511,6 +519,7 @@ class ChatSession(RequestChannel):
         "raw": _raw_command,
         "upload": _upload_command,
         "save": _save_command,
+        "sendfile": _sendfile_command,
     }
 
     def busy(self) -> bool:

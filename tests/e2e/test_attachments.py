@@ -195,6 +195,22 @@ def test_an_upload_during_a_cut_link_is_read_from_the_origin_until_it_replicates
     asyncio.run(scenario())
 
 
+async def _run_clis(
+    sandbox: SandboxProcess, room: str, clis: list[tuple[str, str, Any, io.StringIO]]
+) -> list[int]:
+    """Run CLI clients (region, user, typed lines, output) in ``room`` together; exit codes."""
+    runs = [
+        run_client(
+            connect_url(sandbox.url(region), user, None, secret=sandbox.signing_secret),
+            room,
+            lines,
+            out,
+        )
+        for region, user, lines, out in clis
+    ]
+    return list(await asyncio.gather(*runs))
+
+
 def test_the_cli_uploads_a_file_and_another_region_saves_it(
     sandbox: SandboxProcess, tmp_path: Path
 ) -> None:
@@ -212,18 +228,46 @@ def test_the_cli_uploads_a_file_and_another_region_saves_it(
         await wait_until(lambda: "* joined" in saver_out.getvalue(), 60, "the saver's join")
         yield f"/upload {source}\n"
 
-    async def scenario() -> list[int]:
-        def url(region: str, user: str) -> Any:
-            return connect_url(sandbox.url(region), user, None, secret=sandbox.signing_secret)
-
-        return list(
-            await asyncio.gather(
-                run_client(url(READERS[0], "cli-saver"), room, saver_lines(), saver_out),
-                run_client(url(ORIGIN, "cli-uploader"), room, uploader_lines(), uploader_out),
-            )
-        )
-
-    assert asyncio.run(scenario()) == [0, 0], (uploader_out.getvalue(), saver_out.getvalue())
+    clis = [
+        (READERS[0], "cli-saver", saver_lines(), saver_out),
+        (ORIGIN, "cli-uploader", uploader_lines(), uploader_out),
+    ]
+    assert asyncio.run(_run_clis(sandbox, room, clis)) == [0, 0], (
+        uploader_out.getvalue(),
+        saver_out.getvalue(),
+    )
     assert "! " not in uploader_out.getvalue() + saver_out.getvalue()
     assert "* attachment 1: notes.bin, 262144 bytes" in saver_out.getvalue()
     assert target.read_bytes() == source.read_bytes()
+
+
+def test_the_cli_sends_a_text_refused_as_too_large_as_a_file(
+    sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    room = room_name()
+    text = "long " * 4000  # 20,000 bytes: over maxBodyBytes (16,384)
+    target = tmp_path / "got.txt"
+    sender_out, saver_out = io.StringIO(), io.StringIO()
+
+    async def saver_lines() -> AsyncIterator[str]:
+        await wait_until(lambda: "* attachment 1:" in saver_out.getvalue(), 60, "the attachment")
+        yield f"/save 1 {target}\n"
+        await wait_until(lambda: "* saved" in saver_out.getvalue(), 60, "the save")
+
+    async def sender_lines() -> AsyncIterator[str]:
+        await wait_until(lambda: "* joined" in saver_out.getvalue(), 60, "the saver's join")
+        yield text + "\n"
+        await wait_until(lambda: "/sendfile sends it" in sender_out.getvalue(), 60, "the offer")
+        yield "/sendfile\n"
+
+    clis = [
+        (READERS[1], "cli-long-saver", saver_lines(), saver_out),
+        (ORIGIN, "cli-long-sender", sender_lines(), sender_out),
+    ]
+    assert asyncio.run(_run_clis(sandbox, room, clis)) == [0, 0], (
+        sender_out.getvalue(),
+        saver_out.getvalue(),
+    )
+    assert "too_large" in sender_out.getvalue()
+    assert f"* attachment 1: message.txt, {len(text)} bytes" in saver_out.getvalue()
+    assert target.read_text() == text

@@ -34,3 +34,7 @@ def test_upload_and_save_need_an_argument() -> None:
     assert parse_command("/save 2 out.bin") == Command("save", "2 out.bin")
     assert parse_command("/upload") == Command("help")
     assert parse_command("/save") == Command("help")
+
+
+def test_sendfile_takes_no_argument() -> None:
+    assert parse_command("/sendfile") == Command("sendfile")
