@@ -12,14 +12,18 @@ A worker takes a slice of the current window's allowance with one atomic
 ``ADD used :n`` (returning the new total, so it knows how much of its slice
 was really free) and spends it within that window; what it cannot use before
 the window ends is forfeited. Windows are short (``FANOUT_BUDGET_WINDOW_MS``,
-100 ms) so that no interval of any length ever sees more than the budget plus
-one window's allowance, which API Gateway's token bucket (burst capacity of
-about half a second of quota) absorbs.
+50 ms) so that no interval of any length ever sees more than the budget plus
+one window's allowance (5 %), which API Gateway's token bucket (burst capacity
+of about half a second of quota) absorbs. With 100 ms windows a budget of 95 %
+of a strict 1 s limit went over it by up to 5 %; each 429 halves a worker's
+pace (``local``), which doubled the large_room bench's time (``python -m bench
+--parts large_room``: 10.4 s with 100 ms windows, 6.6 s with 50 ms, for a 5 s
+bound).
 
 No library does this: Powertools has no rate limiting, and a distributed
 token bucket for Lambda needs a shared store; DynamoDB is the one the
 function already has. The cost is one UpdateItem per slice (a slice is a
-quarter of a window's allowance), about 40 writes/s at the whole budget.
+quarter of a window's allowance), about 80 writes/s at the whole budget.
 
 On top, each worker keeps its own AIMD limiter (``local``): a 429 from API
 Gateway (client traffic used the quota) halves the worker's pace, successes

@@ -54,7 +54,7 @@ class Settings:
     fanout_shard_threshold: int = 2000
     fanout_shard_size: int = 1000
     fanout_request_budget: int = 5000
-    fanout_budget_window_ms: int = 100
+    fanout_budget_window_ms: int = 50
     # ClientMessageHandler posts to the local members of rooms up to this size itself
     # (chat.local_delivery); 0: every message takes the bus path.
     local_fast_path_max_members: int = 100
@@ -101,7 +101,7 @@ class Settings:
             fanout_shard_threshold=_int("FANOUT_SHARD_THRESHOLD", 2000),
             fanout_shard_size=_int("FANOUT_SHARD_SIZE", 1000),
             fanout_request_budget=_int("FANOUT_REQUEST_BUDGET", 5000),
-            fanout_budget_window_ms=_int("FANOUT_BUDGET_WINDOW_MS", 100, minimum=10),
+            fanout_budget_window_ms=_int("FANOUT_BUDGET_WINDOW_MS", 50, minimum=10),
             presence_live_max_members=_int("PRESENCE_LIVE_MAX_MEMBERS", 200, minimum=0),
             local_fast_path_max_members=_int("LOCAL_FAST_PATH_MAX_MEMBERS", 100, minimum=0),
             sequence_wait_ms=_int("SEQUENCE_WAIT_MS", 3000, minimum=0),
