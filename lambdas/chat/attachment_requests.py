@@ -8,8 +8,7 @@ can build the requests and :mod:`chat.attachments` can act on them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 __all__ = [
     "AttachmentRef",
@@ -40,23 +39,20 @@ class _Fields(Protocol):
     def room(self) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Upload:
+class Upload(NamedTuple):
     room: str
     content_type: str
     size: int
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Download:
+class Download(NamedTuple):
     room: str
     key: str
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AttachmentRef:
+class AttachmentRef(NamedTuple):
     """``body.attachment`` of a ``send``: the key the upload slot named, and what the
     sender says about the object (checked against it when given)."""
 

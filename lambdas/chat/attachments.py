@@ -24,8 +24,7 @@ whether the URL may show inline), none when it points at the origin.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote, unquote
 
 from botocore.exceptions import ClientError
@@ -61,8 +60,7 @@ def uploader_tag(user_id: str) -> str:
     return hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:16]
 
 
-@dataclass(frozen=True, slots=True)
-class AttachmentKey:
+class AttachmentKey(NamedTuple):
     room: str
     region: str
     uploader: str

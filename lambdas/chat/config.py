@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SERVER_SOURCE_SUFFIX", "Settings", "get_settings", "reset"]
 
@@ -34,8 +34,7 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(NamedTuple):
     """Runtime configuration (one instance per container)."""
 
     region: str

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -88,8 +88,7 @@ class UnknownConnectionError(Exception):
     """The connection has no META item (never connected, expired or cleaned up)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
+class Connection(NamedTuple):
     connection_id: str
     user_id: str
     name: str | None
@@ -100,8 +99,7 @@ class Connection:
     token_expires_at: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class JoinResult:
+class JoinResult(NamedTuple):
     """What ``join`` did: ``created`` is False when the membership already existed;
     ``first``: this new membership made the user present in the room in this region
     (no other live connection of the user was there)."""
@@ -112,8 +110,7 @@ class JoinResult:
     first: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class MembershipLease:
+class MembershipLease(NamedTuple):
     """A membership whose presence announcement is due for renewal (``ping``)."""
 
     room: str

@@ -14,8 +14,7 @@ team-added action is charged, expiry-checked and reply-fitted exactly like ``pin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chat import config, frame_state, frames, limits, rate_limit, sequence, token_expiry
 from chat.frame_state import FrameState
@@ -26,8 +25,7 @@ from chat.observability import count, logger
 __all__ = ["Intake", "expired_reply", "intake", "route_response"]
 
 
-@dataclass(frozen=True, slots=True)
-class Intake:
+class Intake(NamedTuple):
     """A charged, decoded frame: ``fields`` is its JSON object, ``ref`` and ``action`` its
     envelope, ``state`` what was read about its sender."""
 

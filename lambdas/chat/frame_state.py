@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chat import clients, config, rate_limit, sequence
 from chat.connection_store import Connection, connection_from_item
@@ -30,8 +29,7 @@ ATTEMPTS = 4
 PAUSE_S = 0.01
 
 
-@dataclass(frozen=True, slots=True)
-class FrameState:
+class FrameState(NamedTuple):
     """The sender's items as they were when the frame arrived."""
 
     connection_id: str

@@ -27,8 +27,7 @@ Rules beyond the protocol text (see "Runtime notes" in docs/contracts.md):
 from __future__ import annotations
 
 import binascii
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from chat.actions import BUILTIN_ACTIONS
 from chat.attachment_requests import Download, Upload, parse_download, parse_upload
@@ -101,46 +100,42 @@ class ProtocolError(Exception):
         return error_frame(self.code, self.message, self.ref)
 
 
-@dataclass(frozen=True, slots=True)
-class Join:
+class Join(NamedTuple):
     room: str
     after: str | None = None
     member_limit: int = MAX_MEMBER_LIMIT  # size of the first page of ``members``
 
 
-@dataclass(frozen=True, slots=True)
-class Leave:
+class Leave(NamedTuple):
     room: str
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):
     room: str
     body: Any
 
 
-@dataclass(frozen=True, slots=True)
-class History:
+class History(NamedTuple):
     room: str
     after: str | None = None
     limit: int = DEFAULT_HISTORY_LIMIT
 
 
-@dataclass(frozen=True, slots=True)
-class Presence:
+class Presence(NamedTuple):
     room: str
     limit: int = MAX_MEMBER_LIMIT
     cursor: str | None = None  # ``next`` of the previous page
 
 
-@dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(NamedTuple):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Refresh:
-    token: str = field(repr=False)  # never in a log line
+class Refresh(NamedTuple):
+    token: str
+
+    def __repr__(self) -> str:
+        return "Refresh(token=...)"  # never in a log line
 
 
 Request = Join | Leave | Send | History | Presence | Ping | Refresh | Upload | Download

@@ -13,8 +13,7 @@ without the authorizer, a hand-made event) is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chat.claims import (
     MAX_NAME_CHARS,
@@ -33,8 +32,7 @@ class InvalidIdentityError(ValueError):
     """The request carries no valid authorizer identity."""
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     user_id: str
     name: str | None
     rooms: tuple[str, ...] | None  # room patterns; None = every room

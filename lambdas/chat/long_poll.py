@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -46,8 +46,7 @@ __all__ = ["Lease", "acquire", "backoff_intervals", "has_messages_after", "relea
 clock: Callable[[], float] = time.time
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):
     user_id: str
     slot: int
     lease_id: str

@@ -9,8 +9,7 @@ protocol: validating client frames is :mod:`chat.frames`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from chat.claims import MAX_NAME_CHARS, MAX_USER_ID_CHARS, valid_name, valid_user_id
 from chat.ids import is_valid_id
@@ -40,8 +39,7 @@ def valid_room(value: object) -> bool:
 # --- chat messages (bus events, history, ``message`` frames) -----------------
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
+class Sender(NamedTuple):
     user_id: str
     name: str | None
     region: str
@@ -90,8 +88,7 @@ def check_not_future(at_ms: int, now_ms: int, skew_ms: int, what: str) -> None:
         raise ValueError(f"{what} is {at_ms - now_ms} ms in the future")
 
 
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
+class ChatMessage(NamedTuple):
     """One chat message, as published on the bus and kept in history."""
 
     room: str
@@ -170,8 +167,7 @@ def _ms(value: object) -> int:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class PresenceEvent:
+class PresenceEvent(NamedTuple):
     """A user's presence transition in one region, as published on the bus.
 
     ``refresh`` marks a lease renewal (``ping``): remote regions extend the

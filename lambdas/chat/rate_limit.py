@@ -42,8 +42,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -92,8 +91,7 @@ class RateLimitedError(Exception):
         return max(1, math.ceil(self.retry_after_ms / 1000))
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(NamedTuple):
     """A token bucket: ``rate`` requests/s sustained, ``burst`` at once."""
 
     rate: float
@@ -116,8 +114,7 @@ class Bucket:
         return math.ceil(start + self.interval_ms), 0
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     retry_after_ms: int = 0
 

@@ -35,8 +35,7 @@ API Gateway's 2 h, which is a leave and a join somewhere).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -52,8 +51,7 @@ FAILURE_METRIC = "PresenceCountFailures"
 _PREFIX = "n:"
 
 
-@dataclass(frozen=True, slots=True)
-class RoomCount:
+class RoomCount(NamedTuple):
     total: int = 0  # memberCount: the sum over regions, never negative
     quiet: bool = False  # the room's stored mode (True: above the threshold)
     regions: tuple[tuple[str, int], ...] = ()

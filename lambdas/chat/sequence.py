@@ -49,9 +49,9 @@ import base64
 import hashlib
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -159,14 +159,13 @@ def message_digest(room: str, body: Any) -> str:
     return base64.urlsafe_b64encode(digest[:12]).decode("ascii")
 
 
-@dataclass(frozen=True, slots=True)
-class _State:
+class _State(NamedTuple):
     last: int = 0
     last_id: str | None = None
     pending: int | None = None
     pending_id: str | None = None
     pending_digest: str | None = None
-    acks: dict[int, str] = field(default_factory=dict)
+    acks: Mapping[int, str] = MappingProxyType({})  # read only: one shared empty default
 
 
 def item_key(pk: str) -> dict[str, Any]:

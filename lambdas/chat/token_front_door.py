@@ -26,8 +26,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chat.claims import MAX_TOKEN_CHARS
 from chat.json_codec import TooDeepError, loads_strict
@@ -44,8 +43,7 @@ class InvalidTokenError(ValueError):
     """The token is refused; ``str(error)`` is a reason safe to log (no token content)."""
 
 
-@dataclass(frozen=True, slots=True)
-class WellFormedToken:
+class WellFormedToken(NamedTuple):
     """A token that passed the front door: its header, its payload (not yet verified), the
     bytes its signature covers (``header.payload`` as sent) and the signature's bytes."""
 

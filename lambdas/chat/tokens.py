@@ -50,7 +50,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from chat.claims import (
     LEEWAY_SECONDS,
@@ -85,8 +85,7 @@ DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600
 HMAC_ALGORITHM = "HS256"
 
 
-@dataclass(frozen=True, slots=True)
-class Claims:
+class Claims(NamedTuple):
     """What a valid token says: ``rooms`` None means every room."""
 
     user_id: str
@@ -95,8 +94,7 @@ class Claims:
     expires_at: int
 
 
-@dataclass(frozen=True, slots=True)
-class TokenPolicy:
+class TokenPolicy(NamedTuple):
     """How claims become a chat identity, and the time rules (from the environment).
 
     ``default_rooms``: the room patterns of a token without the rooms claim

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from aws_cdk.assertions import Template
 
@@ -147,5 +145,5 @@ def test_the_server_source_is_the_runtime_s() -> None:
 
     assert RUNTIME_SUFFIX == SERVER_SOURCE_SUFFIX
     config = ChatConfig.from_context(make_app({}).node)
-    runtime = dataclasses.replace(Settings.from_env(), event_source=config.event_source)
+    runtime = Settings.from_env()._replace(event_source=config.event_source)
     assert runtime.server_source == config.server_event_source == "chat.chat.server"
