@@ -21,7 +21,7 @@ Parts (``--parts``, default all but the two older scenarios):
   send -> every other region's own copy readable with the same sha256 (bench/attachments.py);
 * ``resume``, ``longpoll``: the older sandbox scenarios (bench/scenarios.py), on request;
 * ``soak``: 3 regions x 100 clients of the bundled client library through a region outage
-  and a cut replication link (bench/soak.py), on request (``--parts soak``): lost,
+  and a cut replication link (bench/soak.py), after e2e in the same sandbox: lost,
   duplicated, sender order, failovers.
 
 Every part runs ``--runs`` times (``synth`` and ``cold_start`` repeat inside their own
@@ -62,7 +62,7 @@ ALL_PARTS = (
 )  # fmt: skip
 DEFAULT_PARTS = (
     "fanout", "large_room", "model", "synth", "cold_start", "calls", "latency", "e2e",
-    "attachments",
+    "attachments", "soak",
 )  # fmt: skip
 SANDBOX_PARTS = ("e2e", "resume", "longpoll", "soak")  # one shared sandbox; calls, latency
 # (the bus's latency emulated) and attachments (a quiet sandbox) start sandboxes of their own
