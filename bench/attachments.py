@@ -23,13 +23,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
+from clients.transfer import (
+    TransferError,
+    attachment_reference,
+    fetch,
+    post_to_slot,
+    upload_request,
+)
 from tests.e2e.harness import Client, SandboxProcess, room_name
 
 READABLE_TIMEOUT_S = 120.0
 POLL_S = 0.1
-TRANSFER_TIMEOUT_S = 300.0
+NAME, CONTENT_TYPE = "bench.bin", "application/octet-stream"
 
 
 def tally(
@@ -48,18 +53,12 @@ def tally(
     }
 
 
-def _post(slot: dict[str, Any], content: bytes) -> None:
-    files = {"file": ("bench.bin", content, slot["fields"]["Content-Type"])}
-    answer = requests.post(
-        slot["url"], data=slot["fields"], files=files, timeout=TRANSFER_TIMEOUT_S
-    )
-    if answer.status_code not in (200, 201, 204):
-        raise RuntimeError(f"the presigned POST failed: {answer.status_code} {answer.text[:200]}")
-
-
-def _get(url: str) -> bytes | None:
-    answer = requests.get(url, timeout=TRANSFER_TIMEOUT_S)
-    return answer.content if answer.status_code == 200 else None
+async def _read_back(url: str) -> bytes | None:
+    """The bytes of a download URL, None while storage refuses (the poll asks again)."""
+    try:
+        return await fetch(url)
+    except TransferError:
+        return None
 
 
 async def _own_copy(
@@ -73,7 +72,7 @@ async def _own_copy(
         if answer.get("type") != "download_url":
             raise RuntimeError(f"{region}: download refused: {answer}")
         if answer.get("region") == region:
-            content = await asyncio.to_thread(_get, answer["url"])
+            content = await _read_back(answer["url"])
             if content is not None and hashlib.sha256(content).hexdigest() == digest:
                 return time.perf_counter()
             if content is not None:
@@ -96,15 +95,13 @@ async def run_once(
         uploader = clients[origin]
         started = time.perf_counter()
         slot = await uploader.request(
-            {"action": "upload", "room": room, "contentType": "application/octet-stream",
-             "size": len(content), "name": "bench.bin"},
-            timeout=60,
-        )  # fmt: skip
+            upload_request(room, len(content), CONTENT_TYPE, NAME), timeout=60
+        )
         if slot.get("type") != "upload_slot":
             raise RuntimeError(f"upload refused: {slot}")
-        await asyncio.to_thread(_post, slot, content)
+        await post_to_slot(slot, content, name=NAME, content_type=CONTENT_TYPE)
         upload_s = time.perf_counter() - started
-        body = {"attachment": {"key": slot["key"], "size": len(content), "name": "bench.bin"}}
+        body = {"attachment": attachment_reference(slot, len(content), CONTENT_TYPE, NAME)}
         sent_at = time.perf_counter()
         ack = await uploader.request({"action": "send", "room": room, "body": body}, timeout=60)
         if ack.get("type") != "ack":

@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
+from clients.transfer import (
+    TransferError,
+    attachment_reference,
+    fetch,
+    post_to_slot,
+    upload_request,
+)
 
 __all__ = ["Attachment", "AttachmentShelf", "save", "send_refused_as_file", "upload"]
-
-TRANSFER_SECONDS = 300.0  # the slot's and the URL's lifetime: a slow link still finishes
 
 
 class Session(Protocol):
@@ -100,42 +104,17 @@ async def _upload_content(
 ) -> None:
     """``upload``, the presigned POST of ``content``, a ``send`` referencing it."""
     room = session.room
-    slot = await session.request(
-        {
-            "action": "upload",
-            "room": room,
-            "contentType": content_type,
-            "size": len(content),
-            "name": name,
-        },
-        quiet=True,
-    )
+    slot = await session.request(upload_request(room, len(content), content_type, name), quiet=True)
     if slot is None or slot.get("type") != "upload_slot":
         reason = f"{slot.get('code')}: {slot.get('message')}" if slot else "no reply"
         session.emit(f"! upload refused ({reason})")
         return
-    form = aiohttp.FormData()
-    for field, value in (slot.get("fields") or {}).items():
-        form.add_field(field, value)
-    form.add_field("file", content, filename=name, content_type=content_type)
-    timeout = aiohttp.ClientTimeout(total=TRANSFER_SECONDS)
     try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as http,
-            http.post(slot["url"], data=form) as answer,
-        ):
-            if answer.status >= 300:
-                session.emit(f"! upload: storage answered {answer.status}: {await answer.text()}")
-                return
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        session.emit(f"! upload: {exc or type(exc).__name__}")
+        await post_to_slot(slot, content, name=name, content_type=content_type)
+    except TransferError as error:
+        session.emit(f"! upload: {error}")
         return
-    reference = {
-        "key": slot["key"],
-        "size": len(content),
-        "contentType": content_type,
-        "name": name,
-    }
+    reference = attachment_reference(slot, len(content), content_type, name)
     await session.send_message(room, {"text": text, "attachment": reference})
 
 
@@ -164,15 +143,10 @@ async def save(session: Session, argument: str) -> None:
         reason = f"{answer.get('code')}: {answer.get('message')}" if answer else "no reply"
         session.emit(f"! save refused ({reason})")
         return
-    timeout = aiohttp.ClientTimeout(total=TRANSFER_SECONDS)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(answer["url"]) as got:
-            if got.status != 200:
-                session.emit(f"! save: storage answered {got.status}")
-                return
-            content = await got.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        session.emit(f"! save: {exc or type(exc).__name__}")
+        content = await fetch(answer["url"])
+    except TransferError as error:
+        session.emit(f"! save: {error}")
         return
     with target.open("xb") as sink:  # "x": a file that appeared meanwhile is not replaced
         sink.write(content)

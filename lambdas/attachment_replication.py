@@ -35,9 +35,13 @@ from chat.observability import logger
 __all__ = ["handler", "reconcile", "replication_rules"]
 
 REPLICATED_PREFIX = "rooms/"
-# Replication metrics (OperationsFailedReplication, ReplicationLatency, ...) per rule; the
-# threshold only matters with Replication Time Control, which this design does not buy.
-METRICS = {"Status": "Enabled", "EventThreshold": {"Minutes": 15}}
+# Replication metrics per rule: OperationsFailedReplication (alarmed), ReplicationLatency and
+# OperationsPendingReplication (dashboards), and the s3:Replication:OperationFailedReplication
+# event. Metrics need no Replication Time Control (S3 User Guide, "Receiving replication failure
+# events"), and without it S3 refuses an EventThreshold ("Metrics cannot contain an event
+# threshold when ReplicationTime is not specified or Disabled"): Status alone, as the
+# Metrics API reference allows (EventThreshold: Required: No).
+METRICS = {"Status": "Enabled"}
 RESPONSE_TIMEOUT_S = 10
 
 

@@ -286,10 +286,13 @@ def main() -> None:
     from sandbox.moto_front import MotoFront
     from sandbox.moto_speedups import install
     from sandbox.s3_post_policy import PolicyCheck
+    from sandbox.s3_replication_rules import ReplicationCheck
 
     install()
 
-    moto_app = DirectDispatch(PolicyCheck(DomainDispatcherApplication(create_backend_app)))
+    moto_app = DirectDispatch(
+        ReplicationCheck(PolicyCheck(DomainDispatcherApplication(create_backend_app)))
+    )
     app = CountingApp(moto_app, moto_item_size(ACCOUNT_ID))
     front = MotoFront(app, "127.0.0.1", args.port)
     ready = threading.Event()

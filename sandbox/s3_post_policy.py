@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
-__all__ = ["PolicyCheck", "PolicyRefusal", "check_post"]
+__all__ = ["PolicyCheck", "PolicyRefusal", "check_post", "refusal_response"]
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
@@ -80,7 +80,7 @@ def check_post(
             raise _denied(f"Extra input fields: {name}")
 
 
-def _refusal_response(refusal: PolicyRefusal, start_response: Any) -> list[bytes]:
+def refusal_response(refusal: PolicyRefusal, start_response: Any) -> list[bytes]:
     code, message = refusal.code, str(refusal).split(": ", 1)[1]
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -125,9 +125,9 @@ class PolicyCheck:
                 )
             check_post(fields, bucket, upload.read())
         except PolicyRefusal as refusal:
-            return _refusal_response(refusal, start_response)
+            return refusal_response(refusal, start_response)
         except (ValueError, KeyError, TypeError, binascii.Error) as error:
             malformed = PolicyRefusal(400, "InvalidPolicyDocument", f"malformed policy: {error}")
-            return _refusal_response(malformed, start_response)
+            return refusal_response(malformed, start_response)
         environ["wsgi.input"] = io.BytesIO(body)
         return self.app(environ, start_response)

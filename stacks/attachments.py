@@ -293,11 +293,11 @@ class ChatAttachments(Construct):
         )
 
     def _replication_graph_metric(
-        self, name: str, destination_region: str, statistic: str = "Sum"
+        self, name: str, destination_region: str, statistic: str = "Sum", label: str = ""
     ) -> cloudwatch.Metric:
         # Labelled for graphs only: a labelled metric turns an alarm into a metric-math one.
         metric = self.replication_metric(name, destination_region, statistic)
-        return metric.with_(label=destination_region)
+        return metric.with_(label=f"{destination_region} {label}".rstrip())
 
     def dashboard_widgets(
         self, metrics_namespace: str, service_name: str, width: int = 8, height: int = 6
@@ -323,10 +323,11 @@ class ChatAttachments(Construct):
                 height=height,
             ),
             cloudwatch.GraphWidget(
-                title="Attachment replication latency (s, max)",
+                title="Attachment replication latency (s): p99, max",
                 left=[
-                    self._replication_graph_metric("ReplicationLatency", r, "Maximum")
+                    self._replication_graph_metric("ReplicationLatency", r, statistic, label)
                     for r in others
+                    for statistic, label in (("p99", "p99"), ("Maximum", "max"))
                 ],
                 width=width,
                 height=height,

@@ -77,6 +77,7 @@ GLOBAL_METRICS: tuple[tuple[str, str], ...] = (
     ("PublishFailures", "Publish failures"),
     ("InternalErrors", "Internal errors"),
     ("RefusedTokens", "Refused tokens"),
+    ("AttachmentMessages", "Attachments sent (uploads referenced)"),
 )
 
 _PERIOD = Duration.minutes(5)

@@ -42,11 +42,15 @@ def test_smoke_check_passes_against_the_sandbox(sandbox: SandboxProcess) -> None
     }
     assert list(rows) == list(REGIONS)
     for region, cells in rows.items():
-        # connect, sent, received (every region's message, once), replica, latency, result
+        # connect, sent, received (every region's message, once), replica, latency,
+        # attachment, result
         assert cells[1] == "ok" and cells[2].startswith("ok") and cells[3] == "3/3", cells
         # The sandbox's moto replicates the first region's secret as the template says.
         assert cells[4] == ("primary" if region == REGIONS[0] else "InSync"), cells
-        assert cells[5].startswith("max ") and cells[6] == "PASS"
+        assert cells[5].startswith("max ") and cells[7] == "PASS"
+        # The first region's upload, read back from each other region's own bucket (the
+        # sandbox's replication from the rules the custom resource wrote), same sha256.
+        assert cells[6] == "uploaded" if region == REGIONS[0] else cells[6].startswith("own copy")
     assert result.stdout.rstrip().endswith("PASS: 3 region(s)")
 
 

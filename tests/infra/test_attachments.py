@@ -8,6 +8,7 @@ region's bucket and role, and tests/unit/test_attachment_replication.py runs it 
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -253,6 +254,12 @@ def test_replication_failures_are_alarmed_per_destination(app3: SynthResult, reg
         for alarm in resources(template, "AWS::CloudWatch::Alarm").values()
         if alarm["Properties"].get("MetricName") == "OperationsFailedReplication"
     ]
+    (actions_json,) = {
+        json.dumps(alarm["Properties"]["AlarmActions"])
+        for alarm in resources(template, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("Namespace") != "AWS/S3"
+    }
+    other_actions = json.loads(actions_json)
     seen = []
     for alarm in alarms:
         dimensions = {d["Name"]: resolve(d["Value"], region=region) for d in alarm["Dimensions"]}
@@ -263,7 +270,12 @@ def test_replication_failures_are_alarmed_per_destination(app3: SynthResult, reg
             "RuleId": f"to-{target}",
         }
         assert alarm["Namespace"] == "AWS/S3" and alarm["Threshold"] == 1
-        assert alarm["AlarmActions"]
+        assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        # S3 emits the metric only while it replicates: no data is no failure.
+        assert alarm["TreatMissingData"] == "notBreaching"
+        # The same action as every other alarm of the stack (the alarm topic).
+        assert alarm["AlarmActions"] == other_actions
         seen.append(target)
     assert sorted(seen) == sorted(r for r in REGIONS if r != region)
 

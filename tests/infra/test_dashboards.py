@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from stacks.attachments import ATTACHMENT_RUNTIME_METRICS
 from stacks.dashboards import (
     CONNECTION_METRICS,
     EVENT_AGE_METRIC,
@@ -190,6 +191,40 @@ def test_dashboard_metric_names_are_emitted_by_the_handlers() -> None:
         *FANOUT_METRICS,
         *RUNTIME_ERROR_METRICS,
         *(name for name, _ in GLOBAL_METRICS),
+        *ATTACHMENT_RUNTIME_METRICS,
         EVENT_AGE_METRIC,
     }
     assert shown - emitted == set()
+
+
+def test_regional_dashboard_shows_uploads_and_replication_per_destination(
+    app3: SynthResult, region: str
+) -> None:
+    """Uploads (the runtime's counts) and, per other region, S3's replication lag (p99 and
+    max), failed operations (left) and pending ones (right), on the rules' dimensions."""
+    shown = widgets(dashboards(app3.template_json(region))[f"chat-prod-{region}"])
+    assert runtime_names(shown["Attachments"]) == list(ATTACHMENT_RUNTIME_METRICS)
+    others = [r for r in REGIONS if r != region]
+
+    def bucket(r: str) -> str:
+        return f"chat-prod-files-<Ref:AWS::AccountId>-{r}"
+
+    def s3_rows(title: str) -> list[tuple[str, dict[str, str], str, str]]:
+        found = []
+        for row in metric_rows(shown[title]):
+            assert row[0] == "AWS/S3", row
+            options = row[-1]
+            dimensions = dict(zip(row[2:-1:2], row[3:-1:2], strict=True))
+            found.append((row[1], dimensions, options["stat"], options.get("yAxis", "left")))
+        return found
+
+    def rule(r: str) -> dict[str, str]:
+        return {"SourceBucket": bucket(region), "DestinationBucket": bucket(r), "RuleId": f"to-{r}"}
+
+    assert s3_rows("Attachment replication latency (s): p99, max") == [
+        ("ReplicationLatency", rule(r), stat, "left") for r in others for stat in ("p99", "Maximum")
+    ]
+    assert s3_rows("Attachment replication: failed / pending operations") == [
+        *(("OperationsFailedReplication", rule(r), "Sum", "left") for r in others),
+        *(("OperationsPendingReplication", rule(r), "Maximum", "right") for r in others),
+    ]

@@ -20,6 +20,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from sandbox.moto_dispatch import DirectDispatch
 from sandbox.moto_front import MotoFront
 from sandbox.s3_post_policy import PolicyCheck
+from sandbox.s3_replication_rules import ReplicationCheck
 
 # moto keeps its tables for the whole test process: a name of this run alone
 TABLE = f"front-{uuid.uuid4().hex[:8]}"
@@ -33,7 +34,9 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # as aws_local does
-    app = DirectDispatch(PolicyCheck(DomainDispatcherApplication(create_backend_app)))
+    app = DirectDispatch(
+        ReplicationCheck(PolicyCheck(DomainDispatcherApplication(create_backend_app)))
+    )
     front = MotoFront(app, "127.0.0.1", port)
     ready = threading.Event()
     threading.Thread(target=lambda: asyncio.run(front.serve(ready.set)), daemon=True).start()
@@ -110,3 +113,49 @@ def test_s3_head_reports_the_size_and_the_post_policy_is_enforced(endpoint: str)
     refused = requests.post(post["url"], data=post["fields"], files={"file": b"x" * 11}, timeout=30)
     assert refused.status_code == 400 and "<Code>EntityTooLarge</Code>" in refused.text
     assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == 10  # not replaced
+
+
+def test_replication_rules_are_checked_as_s3_checks_them(endpoint: str) -> None:
+    """The custom resource's rules pass and keep their metrics; an event threshold without
+    Replication Time Control, or a Filter without DeleteMarkerReplication, is refused as S3
+    refuses it (sandbox.s3_replication_rules)."""
+    import attachment_replication
+
+    s3 = _client("s3", endpoint)
+    run = uuid.uuid4().hex[:8]
+    buckets = {region: f"repl-{run}-{region}" for region in ("eu-west-1", "us-east-1")}
+    for name in buckets.values():
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    source = buckets["eu-west-1"]
+    role = f"arn:aws:iam::{ACCOUNT}:role/repl"
+    rules = attachment_replication.replication_rules("eu-west-1", buckets, list(buckets), "aws")
+
+    def put(rules: list[dict[str, Any]]) -> None:
+        s3.put_bucket_replication(
+            Bucket=source, ReplicationConfiguration={"Role": role, "Rules": rules}
+        )
+
+    put(rules)
+    (stored,) = s3.get_bucket_replication(Bucket=source)["ReplicationConfiguration"]["Rules"]
+    assert stored["ID"] == "to-us-east-1"
+    assert stored["Destination"]["Metrics"] == {"Status": "Enabled"}
+
+    threshold = {"Status": "Enabled", "EventThreshold": {"Minutes": 15}}
+    with_threshold = [
+        {**rules[0], "Destination": {**rules[0]["Destination"], "Metrics": threshold}}
+    ]
+    with pytest.raises(s3.exceptions.ClientError) as refused:
+        put(with_threshold)
+    assert refused.value.response["Error"]["Code"] == "InvalidArgument"
+    assert "Metrics cannot contain an event threshold" in str(refused.value)
+    # With Replication Time Control the same threshold is what S3 wants.
+    rtc = {"Status": "Enabled", "Time": {"Minutes": 15}}
+    put([{**with_threshold[0], "Destination": {**with_threshold[0]["Destination"],
+                                               "ReplicationTime": rtc}}])  # fmt: skip
+
+    without_marker = {k: v for k, v in rules[0].items() if k != "DeleteMarkerReplication"}
+    with pytest.raises(s3.exceptions.ClientError) as refused:
+        put([without_marker])
+    assert refused.value.response["Error"]["Code"] == "InvalidRequest"
+    assert "DeleteMarkerReplication" in str(refused.value)

@@ -2,10 +2,16 @@
 
 Just enough of docs/protocol.md for ``tools.smoke``: ``join`` -> ``joined``,
 ``send`` -> ``ack`` plus a ``message`` frame to every member of the room in
-every region. Tokens are checked with the shared secret (401 otherwise). The
-faults a broken deployment shows are switches: a region that never receives
-(``lose_in``), one that receives twice (``duplicate_in``), one that refuses
-sends (``refuse_send_in``).
+every region, ``upload`` -> ``upload_slot`` and ``download`` -> ``download_url``
+with the buckets of tests/smoke/storage.py. Tokens are checked with the shared
+secret (401 otherwise). The faults a broken deployment shows are switches: a
+region that never receives (``lose_in``), one that receives twice
+(``duplicate_in``), one that refuses sends (``refuse_send_in``), one that
+refuses downloads (``refuse_download_in``), one whose replica has other bytes
+(``corrupt_replica_in``), one that never gets a replica (``never_replicate_to``),
+slots that storage refuses (``slot_size_offset``). A region's replica arrives on
+its ``replicate_after``-th ``download`` of the key (the earlier ones are answered
+with the origin's copy, as while S3 Replication is behind).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .storage import Buckets
+
 
 def token_valid(token: str, secret: str) -> bool:
     try:
@@ -44,6 +52,11 @@ class ChatServers:
     lose_in: set[str] = field(default_factory=set)
     duplicate_in: set[str] = field(default_factory=set)
     refuse_send_in: set[str] = field(default_factory=set)
+    refuse_download_in: set[str] = field(default_factory=set)
+    corrupt_replica_in: set[str] = field(default_factory=set)
+    never_replicate_to: set[str] = field(default_factory=set)
+    replicate_after: int = 2
+    slot_size_offset: int = 0  # a slot for another size than asked: storage refuses the POST
     urls: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -53,9 +66,12 @@ class ChatServers:
         self._loop = asyncio.new_event_loop()
         self._servers: list[Server] = []
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.buckets = Buckets()
+        self._downloads: dict[tuple[str, str], int] = {}  # (region, key) -> downloads asked
 
     def __enter__(self) -> ChatServers:
         self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.buckets.start(), self._loop).result(10)
         for region in self.regions:
             server = asyncio.run_coroutine_threadsafe(self._start(region), self._loop).result(10)
             self._servers.append(server)
@@ -68,6 +84,7 @@ class ChatServers:
             for server in self._servers:
                 server.close()
                 await server.wait_closed()
+            await self.buckets.stop()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -96,6 +113,13 @@ class ChatServers:
             elif frame.get("action") == "send" and region in self.refuse_send_in:
                 error = {"type": "error", "code": "internal", "message": "no", "ref": ref}
                 await connection.send(json.dumps(error))
+            elif frame.get("action") == "upload":
+                await connection.send(json.dumps(self._slot(region, frame)))
+            elif frame.get("action") == "download":
+                await connection.send(json.dumps(self._download(region, frame)))
+            elif frame.get("action") == "send" and not self._reference_stored(region, frame):
+                error = {"type": "error", "code": "bad_request", "message": "no such object"}
+                await connection.send(json.dumps({**error, "ref": ref}))
             elif frame.get("action") == "send":
                 message_id = f"m{next(self._ids)}"
                 await connection.send(
@@ -108,3 +132,36 @@ class ChatServers:
                     copies = 2 if member_region in self.duplicate_in else 1
                     for _ in range(copies):
                         await member.send(json.dumps(message))
+
+    def _slot(self, region: str, frame: dict[str, Any]) -> dict[str, Any]:
+        key = f"rooms/{frame['room']}/{region}/smoke/{next(self._ids)}"
+        url = self.buckets.slot(region, key, int(frame["size"]) + self.slot_size_offset)
+        fields = {"key": key, "Content-Type": frame["contentType"]}
+        return {"type": "upload_slot", "ref": frame.get("ref"), "key": key, "url": url,
+                "fields": fields}  # fmt: skip
+
+    def downloads_of(self, region: str, key: str) -> int:
+        """How many times ``region`` was asked for ``key``'s download URL."""
+        return self._downloads.get((region, key), 0)
+
+    def _reference_stored(self, region: str, frame: dict[str, Any]) -> bool:
+        body = frame.get("body")
+        reference = body.get("attachment") if isinstance(body, dict) else None
+        return reference is None or self.buckets.has(region, str(reference.get("key")))
+
+    def _download(self, region: str, frame: dict[str, Any]) -> dict[str, Any]:
+        ref, key = frame.get("ref"), str(frame.get("key"))
+        if region in self.refuse_download_in:
+            return {"type": "error", "code": "forbidden", "message": "not a member", "ref": ref}
+        origin = key.split("/")[2]
+        asked = self._downloads[region, key] = self._downloads.get((region, key), 0) + 1
+        if (
+            not self.buckets.has(region, key)
+            and asked >= self.replicate_after
+            and region not in self.never_replicate_to
+        ):
+            corrupt = region in self.corrupt_replica_in
+            self.buckets.replicate(key, origin, region, corrupt=corrupt)
+        serving = region if self.buckets.has(region, key) else origin
+        return {"type": "download_url", "ref": ref, "key": key, "region": serving,
+                "url": self.buckets.download_url(serving, key)}  # fmt: skip

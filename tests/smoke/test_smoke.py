@@ -16,13 +16,14 @@ from moto import mock_aws
 
 from clients.tokens import mint_token
 from stacks.config import ChatConfig
-from tools.smoke import cli
+from tools.smoke import attachment, cli
 from tools.smoke.replicas import check_replicas
 from tools.smoke.targets import from_endpoints_file, from_stacks
 
 from .chat_server import ChatServers
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
+ORIGIN = REGIONS[0]
 SECRET_NAME = "chat/prod/token-signing-secret"
 SECRET = "s" * 64
 
@@ -36,6 +37,12 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         yield
+
+
+@pytest.fixture(autouse=True)
+def quick_attachment_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake's replica arrives on a region's second ask: no need to wait a second for it."""
+    monkeypatch.setattr(attachment, "POLL_SECONDS", 0.05)
 
 
 @pytest.fixture
@@ -98,16 +105,18 @@ def smoke_deployment(
     secret: bool = True,
     replicas: tuple[str, ...] = REGIONS[1:],
     taken_in: tuple[str, ...] = (),
-    **faults: set[str],
+    extra: tuple[str, ...] = (),
+    **faults: Any,
 ) -> tuple[int, str]:
-    """``smoke`` against the stacks of ``deployed`` on local chat servers (``faults``:
-    ChatServers' lose_in, duplicate_in, refuse_send_in), with the signing secret
+    """``smoke`` (with ``extra`` arguments) against the stacks of ``deployed`` on local chat
+    servers (``faults``: ChatServers' lose_in, duplicate_in, refuse_send_in, the attachment
+    switches), with the signing secret
     (``create_secret``'s ``replicas`` and ``taken_in``) unless ``secret`` is False."""
     with ChatServers(REGIONS, SECRET, **faults) as servers:
         deploy(servers, regions=deployed)
         if secret:
             create_secret(replicas=replicas, taken_in=taken_in)
-        return smoke(context_file)
+        return smoke(context_file, *extra)
 
 
 def rows(output: str) -> dict[str, list[str]]:
@@ -117,7 +126,7 @@ def rows(output: str) -> dict[str, list[str]]:
     found = {}
     for line in output.splitlines():
         cells = re.split(r"\s{2,}", line.strip())
-        if cells and cells[0] in (*REGIONS, "global") and len(cells) == 7:
+        if cells and cells[0] in (*REGIONS, "global") and len(cells) == 8:
             found[cells[0]] = cells
     return found
 
@@ -131,7 +140,10 @@ def test_a_healthy_deployment_passes(context_file: Path) -> None:
     for region, cells in table.items():
         assert cells[1] == "ok" and cells[2].startswith("ok (") and cells[3] == "3/3", cells
         assert cells[4] == ("primary" if region == REGIONS[0] else "InSync")
-        assert cells[5].startswith("max ") and cells[6] == "PASS"
+        assert cells[5].startswith("max ") and cells[7] == "PASS"
+        # The first region uploads; the others read their own replica (the fake's arrives
+        # on the second ask: the first is answered with the origin's copy).
+        assert cells[6] == "uploaded" if region == REGIONS[0] else cells[6].startswith("own copy")
     assert output.rstrip().endswith("PASS: 3 region(s)")
 
 
@@ -169,7 +181,7 @@ def test_the_global_endpoint_listens_and_must_receive_everything(
         assert output.rstrip().endswith("FAIL: global")
     else:
         assert status == 0, output
-        assert table["global"][3] == "3/3" and table["global"][6] == "PASS"
+        assert table["global"][3] == "3/3" and table["global"][7] == "PASS"
 
 
 def test_a_failed_secret_replica_fails_the_check(context_file: Path) -> None:
@@ -177,8 +189,8 @@ def test_a_failed_secret_replica_fails_the_check(context_file: Path) -> None:
     status, output = smoke_deployment(context_file, taken_in=("eu-west-1",))
     assert status == 1, output
     table = rows(output)
-    assert table["eu-west-1"][4] == "Failed" and table["eu-west-1"][6] == "FAIL"
-    assert table["us-east-1"][6] == "PASS" and table["ap-northeast-1"][6] == "PASS"
+    assert table["eu-west-1"][4] == "Failed" and table["eu-west-1"][7] == "FAIL"
+    assert table["us-east-1"][7] == "PASS" and table["ap-northeast-1"][7] == "PASS"
     assert "eu-west-1: signing secret replica Failed: Replication failed" in output
     assert output.rstrip().endswith("FAIL: eu-west-1")
 
@@ -194,8 +206,8 @@ def test_a_region_that_never_receives_fails(context_file: Path) -> None:
     status, output = smoke_deployment(context_file, lose_in={"ap-northeast-1"})
     assert status == 1
     table = rows(output)
-    assert table["ap-northeast-1"][3] == "0/3" and table["ap-northeast-1"][6] == "FAIL"
-    assert table["us-east-1"][3] == "3/3" and table["us-east-1"][6] == "PASS"
+    assert table["ap-northeast-1"][3] == "0/3" and table["ap-northeast-1"][7] == "FAIL"
+    assert table["us-east-1"][3] == "3/3" and table["us-east-1"][7] == "PASS"
     assert "never received the message from ap-northeast-1, eu-west-1, us-east-1" in output
 
 
@@ -212,7 +224,81 @@ def test_a_refused_send_fails_that_region_only(context_file: Path) -> None:
     table = rows(output)
     assert table["us-east-1"][2] == "FAIL" and "us-east-1: send: internal: no" in output
     # The others still received both messages that were accepted.
-    assert table["eu-west-1"][3] == "2/2" and table["eu-west-1"][6] == "PASS"
+    assert table["eu-west-1"][3] == "2/2" and table["eu-west-1"][7] == "PASS"
+
+
+def test_the_attachment_is_read_from_every_other_regions_own_copy(context_file: Path) -> None:
+    """Each reader was first served the origin's copy, then its own: both had the bytes."""
+    with ChatServers(REGIONS, SECRET, replicate_after=3) as servers:
+        deploy(servers)
+        create_secret()
+        status, output = smoke(context_file, "--attachment-bytes", "200000")
+        (key,) = servers.buckets.objects[ORIGIN]
+        copies = {region: len(servers.buckets.objects[region][key]) for region in REGIONS}
+        asked = {region: servers.downloads_of(region, key) for region in REGIONS[1:]}
+    assert status == 0, output
+    assert copies == dict.fromkeys(REGIONS, 200000)
+    assert asked == dict.fromkeys(REGIONS[1:], 3)
+    table = rows(output)
+    assert table[ORIGIN][6] == "uploaded"
+    assert all(table[region][6].startswith("own copy ") for region in REGIONS[1:])
+
+
+def test_other_bytes_in_a_replica_fail_that_region(context_file: Path) -> None:
+    status, output = smoke_deployment(context_file, corrupt_replica_in={"eu-west-1"})
+    assert status == 1, output
+    table = rows(output)
+    assert table["eu-west-1"][6] == "FAIL" and table["eu-west-1"][7] == "FAIL"
+    assert "eu-west-1: attachment: the copy in eu-west-1 has other bytes than the upload" in output
+    assert table["ap-northeast-1"][7] == "PASS" and table[ORIGIN][7] == "PASS"
+    assert output.rstrip().endswith("FAIL: eu-west-1")
+
+
+def test_a_refused_download_fails_that_region(context_file: Path) -> None:
+    status, output = smoke_deployment(context_file, refuse_download_in={"ap-northeast-1"})
+    assert status == 1, output
+    assert "ap-northeast-1: attachment: download refused: forbidden: not a member" in output
+    assert rows(output)["eu-west-1"][7] == "PASS"
+    assert output.rstrip().endswith("FAIL: ap-northeast-1")
+
+
+def test_a_replica_that_never_arrives_fails_when_the_wait_ends(context_file: Path) -> None:
+    """The origin's copy is readable (nothing is lost), but replication is broken."""
+    status, output = smoke_deployment(
+        context_file,
+        never_replicate_to={"eu-west-1"},
+        extra=("--attachment-wait", "0.5"),
+    )
+    assert status == 1, output
+    assert (
+        "eu-west-1: attachment: not replicated within 0.5 s: still served from us-east-1 "
+        "(those bytes match)" in output
+    )
+    assert rows(output)["ap-northeast-1"][7] == "PASS"
+
+
+def test_a_refused_upload_fails_the_origin_and_checks_no_reader(context_file: Path) -> None:
+    """The POST's size differs from the slot's: storage answers 400, as S3's policy does."""
+    status, output = smoke_deployment(context_file, slot_size_offset=1)
+    assert status == 1, output
+    table = rows(output)
+    assert table[ORIGIN][6] == "FAIL"
+    assert "us-east-1: attachment: upload POST: storage answered 400: EntityTooLarge" in output
+    assert [table[region][6] for region in REGIONS[1:]] == ["-", "-"]
+
+
+def test_the_attachment_check_can_be_skipped_and_is_bounded_by_the_limit(
+    context_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, output = smoke_deployment(context_file, extra=("--attachment-bytes", "0"))
+    assert status == 0, output
+    assert all(cells[6] == "-" for cells in rows(output).values())
+    assert "attachment check skipped (--attachment-bytes 0)" in output
+    too_big = str(10 * 1024 * 1024 + 1)
+    assert cli.main(["--context", str(context_file), "--attachment-bytes", too_big]) == 2
+    assert (
+        "--attachment-bytes must be 0 to maxAttachmentBytes (10485760)" in capsys.readouterr().err
+    )
 
 
 def test_a_stack_that_is_not_deployed_fails_its_region(context_file: Path) -> None:
@@ -221,7 +307,7 @@ def test_a_stack_that_is_not_deployed_fails_its_region(context_file: Path) -> No
     table = rows(output)
     assert table["ap-northeast-1"][1] == "FAIL"
     assert "ap-northeast-1: stack chat-prod-ap-northeast-1: ValidationError" in output
-    assert table["us-east-1"][3] == "2/2" and table["us-east-1"][6] == "PASS"
+    assert table["us-east-1"][3] == "2/2" and table["us-east-1"][7] == "PASS"
 
 
 def test_a_token_from_the_command_line_is_used(context_file: Path) -> None:

@@ -6,8 +6,10 @@ context, overridable with ``--app-name``/``--stage``/``--regions``), mints a
 5-minute token from the signing secret (``GetSecretValue`` in the primary
 region; or takes ``--token``), connects to every region, joins one fresh
 ``smoke-...`` room, sends one message per region and checks that each region
-received every message exactly once. It also checks every replica of the
-signing secret (tools/smoke/replicas.py). With the global endpoint
+received every message exactly once. Then one region uploads an attachment
+and every other region must read its own replica with the same sha256 within
+``--attachment-wait`` seconds (tools/smoke/attachment.py). It also checks
+every replica of the signing secret (tools/smoke/replicas.py). With the global endpoint
 (``GlobalWebSocketUrl`` output) a ``global`` row connects there too, sends
 nothing and must receive every region's message once. It prints one row per
 region and exits 0 when all pass, 1 when any fails, 2 when it cannot run at
@@ -45,6 +47,7 @@ from clients.endpoints import connect_url
 from clients.tokens import mint_token
 from stacks.config import ChatConfig
 from tools.deployment_config import add_deployment_arguments, deployment_config_of
+from tools.smoke.attachment import AttachmentPlan
 from tools.smoke.errors import SmokeSetupError, aws_reason
 from tools.smoke.exchange import exchange
 from tools.smoke.replicas import ReplicaCheck, check_replicas, skipped
@@ -55,6 +58,11 @@ __all__ = ["SANDBOX_CREDENTIALS", "TOKEN_TTL_SECONDS", "main", "run"]
 
 # Long enough for the check, short enough not to matter if it leaks.
 TOKEN_TTL_SECONDS = 300
+# Over the WebSocket frame and message limits, under the default maxAttachmentBytes.
+ATTACHMENT_BYTES = 1024 * 1024
+# S3 Replication without Replication Time Control usually copies within seconds; it
+# promises nothing (RTC's SLA is 15 minutes), so the wait is generous and adjustable.
+ATTACHMENT_WAIT_SECONDS = 120.0
 # moto accepts any credentials; these keep a real profile away from the sandbox.
 SANDBOX_CREDENTIALS = {
     "aws_access_key_id": "sandbox",
@@ -87,6 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--settle", type=float, default=2.0,
         help="seconds to keep watching for duplicates after the last message (default 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attachment-bytes", type=int, default=None,
+        help=f"size of the attachment (default {ATTACHMENT_BYTES}, at most maxAttachmentBytes;"
+        " 0 skips the attachment check)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--attachment-wait", type=float, default=ATTACHMENT_WAIT_SECONDS,
+        help="seconds each region may take to get its own copy of the attachment "
+        f"(default {ATTACHMENT_WAIT_SECONDS:g})",
     )  # fmt: skip
     return parser
 
@@ -172,6 +190,17 @@ def _aws_plan(args: argparse.Namespace, config: ChatConfig, session: Any) -> _Pl
     return plan
 
 
+def _attachment_plan(args: argparse.Namespace, config: ChatConfig) -> AttachmentPlan | None:
+    size = args.attachment_bytes
+    if size is None:
+        size = min(ATTACHMENT_BYTES, config.max_attachment_bytes)
+    if size < 0 or size > config.max_attachment_bytes:
+        raise SmokeSetupError(
+            f"--attachment-bytes must be 0 to maxAttachmentBytes ({config.max_attachment_bytes})"
+        )
+    return AttachmentPlan(size, args.attachment_wait) if size else None
+
+
 def run(
     argv: Sequence[str] | None = None,
     *,
@@ -180,9 +209,10 @@ def run(
 ) -> int:
     """The check; its exit status. ``session_factory(profile)`` makes the AWS boto3 Session."""
     args = _parser().parse_args(argv)
-    if args.timeout <= 0 or args.settle < 0:
-        raise SmokeSetupError("--timeout must be > 0 and --settle >= 0")
+    if args.timeout <= 0 or args.settle < 0 or args.attachment_wait <= 0:
+        raise SmokeSetupError("--timeout and --attachment-wait must be > 0, --settle >= 0")
     config = _config(args)
+    attachment = _attachment_plan(args, config)
     if args.endpoints_file is not None:
         plan = _sandbox_plan(args, config)
     else:
@@ -196,6 +226,8 @@ def run(
         token = mint_token(
             plan.secret, user, name="smoke test", rooms=[room], ttl_seconds=TOKEN_TTL_SECONDS
         )
+    if attachment is None:
+        plan.notes.append("attachment check skipped (--attachment-bytes 0)")
     urls = {}
     if plan.token_problem:
         plan.notes.append(f"no connection attempted: {plan.token_problem}")
@@ -214,6 +246,7 @@ def run(
             run_id=run_id,
             delivery_timeout=args.timeout,
             settle=args.settle,
+            attachment=attachment,
         )
     )
     reports = build_reports(plan.targets, results, plan.replicas)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
+from typing import Any
 
-__all__ = ["SmokeSetupError", "aws_reason"]
+from botocore.exceptions import ClientError
+from websockets.exceptions import InvalidStatus
+
+__all__ = ["SmokeSetupError", "aws_reason", "describe", "refusal"]
 
 
 class SmokeSetupError(Exception):
@@ -17,3 +20,21 @@ def aws_reason(error: Exception) -> str:
         details = error.response.get("Error", {})
         return f"{details.get('Code', 'error')}: {details.get('Message', '')}".rstrip(": ")
     return str(error) or type(error).__name__
+
+
+def describe(error: BaseException) -> str:
+    """A connection or request error in one line."""
+    if isinstance(error, InvalidStatus):
+        return f"HTTP {error.response.status_code} at the handshake"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def refusal(reply: dict[str, Any], wanted: str) -> str | None:
+    """None when ``reply`` is a ``wanted`` frame, else why not (``code: message``)."""
+    if reply.get("type") == wanted:
+        return None
+    if reply.get("type") == "error":
+        return f"{reply.get('code')}: {reply.get('message')}"
+    return f"unexpected reply {reply.get('type')!r}"

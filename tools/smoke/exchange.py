@@ -7,7 +7,8 @@ every acknowledged message exactly once: a missing one means the global bus
 (forwarding rule, the other region's delivery rule or fan-out) is broken, a
 second copy means a duplicate delivery. After the last expected message
 arrived, the connections stay open for ``settle`` seconds so that a late
-duplicate is still seen.
+duplicate is still seen. Then, on the same connections, the attachment check
+(tools/smoke/attachment.py).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
 
 from clients.strict_json import loads_frame
+from tools.smoke.attachment import AttachmentOutcome, AttachmentPlan, check_attachment
+from tools.smoke.errors import describe, refusal
 
 __all__ = ["RegionExchange", "exchange"]
 
@@ -40,6 +42,7 @@ class RegionExchange:
     ack_ms: float | None = None
     received: dict[str, int] = field(default_factory=dict)
     latencies_ms: dict[str, float] = field(default_factory=dict)
+    attachment: AttachmentOutcome | None = None
 
     def missing(self, expected: set[str]) -> list[str]:
         return sorted(r for r in expected if not self.received.get(r))
@@ -70,6 +73,7 @@ class _Session:
         self.arrived = arrived
         self.sent_at = sent_at
         self.replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.attachment_bodies: dict[str, dict[str, Any]] = {}  # message id -> body
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -87,6 +91,7 @@ class _Session:
                     reply.set_result(frame)
                 if frame.get("type") == "message" and frame.get("room") == self.room:
                     await self._count(frame.get("body"), received_at)
+                    await self._note_attachment(frame)
         for reply in self.replies.values():
             if not reply.done():
                 reply.set_exception(ConnectionError("the connection closed"))
@@ -103,6 +108,25 @@ class _Session:
                 self.result.latencies_ms[sender] = (received_at - self.sent_at[sender]) * 1000
             self.arrived.notify_all()
 
+    async def _note_attachment(self, frame: dict[str, Any]) -> None:
+        body = frame.get("body")
+        if isinstance(body, dict) and isinstance(body.get("attachment"), dict):
+            async with self.arrived:
+                self.attachment_bodies[str(frame.get("id"))] = body
+                self.arrived.notify_all()
+
+    async def attachment_message(self, message_id: str, timeout: float) -> dict[str, Any]:
+        """The body of the room's message ``message_id`` (one with an attachment)."""
+
+        def arrived_or_closed() -> bool:
+            return message_id in self.attachment_bodies or self.reader.done()
+
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(arrived_or_closed), timeout)
+        if message_id not in self.attachment_bodies:
+            raise ConnectionError("the connection closed")
+        return self.attachment_bodies[message_id]
+
     async def request(self, frame: dict[str, Any], timeout: float) -> dict[str, Any]:
         ref = f"smoke-{len(self.replies) + 1}"
         reply = self.replies[ref] = asyncio.get_running_loop().create_future()
@@ -116,22 +140,6 @@ class _Session:
             await asyncio.wait_for(self.reader, 5)
 
 
-def _describe(error: BaseException) -> str:
-    if isinstance(error, InvalidStatus):
-        return f"HTTP {error.response.status_code} at the handshake"
-    if isinstance(error, TimeoutError):
-        return "timed out"
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-
-
-def _refusal(reply: dict[str, Any], wanted: str) -> str | None:
-    if reply.get("type") == wanted:
-        return None
-    if reply.get("type") == "error":
-        return f"{reply.get('code')}: {reply.get('message')}"
-    return f"unexpected reply {reply.get('type')!r}"
-
-
 async def exchange(
     urls: Mapping[str, str],
     *,
@@ -142,10 +150,13 @@ async def exchange(
     reply_timeout: float = 15.0,
     delivery_timeout: float = 30.0,
     settle: float = 2.0,
+    attachment: AttachmentPlan | None = None,
 ) -> dict[str, RegionExchange]:
     """Connect to every region's WebSocket URL (identity already on it: ``?token=``), join
     ``room``, send one message from each (but the ``receive_only`` keys, e.g. the global
-    endpoint, which only listen), and count what every connection received."""
+    endpoint, which only listen), and count what every connection received. With
+    ``attachment``, the first region that sent then uploads one and every other that sent
+    reads it back (tools/smoke/attachment.py)."""
     results = {region: RegionExchange(region) for region in urls}
     arrived = asyncio.Condition()
     sent_at: dict[str, float] = {}
@@ -156,15 +167,15 @@ async def exchange(
         try:
             ws = await connect(url, open_timeout=open_timeout)
         except Exception as error:
-            result.connect_error = _describe(error)
+            result.connect_error = describe(error)
             return
         session = sessions[region] = _Session(ws, result, run_id, room, arrived, sent_at)
         try:
             reply = await session.request({"action": "join", "room": room}, reply_timeout)
         except Exception as error:
-            result.connect_error = f"join: {_describe(error)}"
+            result.connect_error = f"join: {describe(error)}"
             return
-        result.connect_error = _refusal(reply, "joined")
+        result.connect_error = refusal(reply, "joined")
         result.connected = result.connect_error is None
 
     async def send(region: str) -> None:
@@ -176,9 +187,9 @@ async def exchange(
                 {"action": "send", "room": room, "body": body}, reply_timeout
             )
         except Exception as error:
-            result.send_error = _describe(error)
+            result.send_error = describe(error)
             return
-        result.send_error = _refusal(reply, "ack")
+        result.send_error = refusal(reply, "ack")
         result.sent = result.send_error is None
         result.ack_ms = (time.monotonic() - started) * 1000
 
@@ -200,6 +211,17 @@ async def exchange(
         if expected:
             # Duplicates arrive after the first copy: watch a little longer.
             await asyncio.sleep(settle)
+        senders = [region for region in joined if region in expected]
+        if attachment is not None and senders:
+            outcomes = await check_attachment(
+                {region: sessions[region] for region in senders},
+                senders[0],
+                room=room,
+                run_id=run_id,
+                plan=attachment,
+            )
+            for region, outcome in outcomes.items():
+                results[region].attachment = outcome
     finally:
         await asyncio.gather(*(session.close() for session in sessions.values()))
     return results

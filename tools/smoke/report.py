@@ -11,7 +11,7 @@ from tools.smoke.targets import GLOBAL_ROW, RegionTarget
 
 __all__ = ["COLUMNS", "RegionReport", "build_reports", "render"]
 
-COLUMNS = ("region", "connect", "sent", "received", "replica", "latency", "result")
+COLUMNS = ("region", "connect", "sent", "received", "replica", "latency", "attachment", "result")
 
 
 @dataclass
@@ -24,6 +24,7 @@ class RegionReport:
     received: str = "-"
     replica: str = "-"
     latency: str = "-"
+    attachment: str = "-"
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -38,6 +39,7 @@ class RegionReport:
             self.received,
             self.replica,
             self.latency,
+            self.attachment,
             "PASS" if self.ok else "FAIL",
         )
 
@@ -109,6 +111,16 @@ def _exchange_columns(
         )
     if result.latencies_ms:
         report.latency = f"max {_ms(max(result.latencies_ms.values()))}"
+    outcome = result.attachment
+    if outcome is None:
+        return
+    if outcome.problem:
+        report.attachment = "FAIL"
+        report.problems.append(f"attachment: {outcome.problem}")
+    elif outcome.origin:
+        report.attachment = "uploaded"
+    else:
+        report.attachment = f"own copy {outcome.seconds or 0:.1f} s"
 
 
 def render(reports: Sequence[RegionReport], notes: Sequence[str] = ()) -> str:
