@@ -171,7 +171,10 @@ def tally(clients: list[SoakClient], seconds: float) -> dict[str, Any]:
                 f", joined {sum('joined #' in line for line in client.session.sink.lines)}x)"
                 for body, mid in missing[:2]
             )
-            redelivered += sum(client.session.message_frames.values()) - len(counts)
+            # Every frame but the one that showed its message: a message shown from history
+            # or ``joined.missed`` came with no frame, so counting per shown id would go negative.
+            frames = client.session.message_frames
+            redelivered += sum(frames.values()) - len(frames.keys() & counts.keys())
             order_violations += _sender_order_breaks(sorted(shown))
             live_out_of_order += _sender_order_breaks(shown)
             failovers += _failovers(client)

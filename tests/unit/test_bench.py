@@ -207,3 +207,23 @@ def test_cold_start_rows_are_one_per_handler_beside_the_1_3x_target() -> None:
     assert "1.34" in client and "<= 1.3" in client
     assert any("worst handler init vs boto3 (x)" in line and "<= 1.3" in line for line in lines)
     assert any("deferred modules loaded at init" in line and "= 0" in line for line in lines)
+
+
+def test_soak_tally_counts_redelivered_frames_and_never_below_zero() -> None:
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from bench import soak
+
+    session = SimpleNamespace(
+        acked={"a#1": "m1", "a#2": "m2", "a#3": "m3"},
+        # m1 and m2 came live (m2 twice), m3 only from history on resume
+        shown=[("m1", "a#1"), ("m2", "a#2"), ("m3", "a#3")],
+        message_frames=Counter({"m1": 1, "m2": 2}),
+        sink=SimpleNamespace(lines=[]),
+    )
+    client = SimpleNamespace(
+        user="a", region="us-east-1", room="r", session=session, home_url="ws://home", lines_sent=3
+    )
+    found = soak.tally([client], seconds=1.0)  # type: ignore[list-item]
+    assert (found["lost"], found["duplicated"], found["redelivered"]) == (0, 0, 1)
