@@ -282,6 +282,7 @@ def main() -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     from sandbox.calls import CountingApp, moto_item_size
+    from sandbox.gc_pauses import freeze_after_full_collections
     from sandbox.moto_dispatch import DirectDispatch
     from sandbox.moto_front import MotoFront
     from sandbox.moto_speedups import install
@@ -289,6 +290,7 @@ def main() -> None:
     from sandbox.s3_replication_rules import ReplicationCheck
 
     install()
+    freeze_after_full_collections()
 
     moto_app = DirectDispatch(
         ReplicationCheck(PolicyCheck(DomainDispatcherApplication(create_backend_app)))

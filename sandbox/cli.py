@@ -13,6 +13,7 @@ from pathlib import Path
 from sandbox.bus_latency import BusLatency
 from sandbox.errors import SandboxError
 from sandbox.eventbus import DEFAULT_RETRY_TIME_SCALE
+from sandbox.gc_pauses import freeze_after_full_collections
 from sandbox.runtime import Options, Sandbox
 
 log = logging.getLogger("sandbox")
@@ -239,6 +240,7 @@ async def run(options: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    freeze_after_full_collections()
     try:
         return asyncio.run(run(options))
     except SandboxError as error:
