@@ -13,11 +13,13 @@ ever not compare (a table whose key values have mixed types), moto's own sort ru
 matches: every page of every query cost the whole table, so it grew with the run (history,
 connections, the large_room bench's 5,000 members: 10 pages of about 250 ms each before the
 first shard was queued). While such a query runs, ``all_items`` lists the queried partition
-only, in the same order (moto then filters, sorts and pages that list exactly as before).
+only, in the same order, and on a later page only the items past the page's start key (moto
+then filters, sorts and pages that list exactly as before).
 """
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import threading
 from typing import Any
@@ -44,15 +46,26 @@ def _sorted_by_converted_keys(table: Any) -> list[Any]:
     return sorted(items, key=key)
 
 
-def _partition(table: Any, hash_key: Any) -> list[Any]:
+def _partition(table: Any, hash_key: Any, start: dict[str, Any] | None, forward: bool) -> list[Any]:
+    """The partition's items in key order; on a later page, only those past ``start`` (moto
+    would otherwise compare every item before it with the start key, on every page)."""
     found = table.items.get(hash_key)
     if found is None:
         return []
     if not table.range_key_attr:
-        return [found]
+        return [] if start else [found]
     # moto sorts the list again by DynamoType comparisons (slow per comparison); given it in
     # order, that sort makes one pass
-    return sorted(found.values(), key=lambda item: item.range_key.cast_value)
+    items = sorted(found.values(), key=lambda item: item.range_key.cast_value)
+    if not start or table.range_key_attr not in start:
+        return items
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    keys = [item.range_key.cast_value for item in items]
+    after = DynamoType(start[table.range_key_attr]).cast_value
+    if forward:
+        return items[bisect.bisect_right(keys, after) :]
+    return items[: bisect.bisect_left(keys, after)]
 
 
 def install() -> None:
@@ -69,18 +82,22 @@ def install() -> None:
         querying = getattr(_QUERYING, "partition", None)
         try:
             if querying is not None and querying[0] is self:
-                return _partition(self, querying[1])
+                return _partition(self, *querying[1:])
             return _sorted_by_converted_keys(self)
         except TypeError:  # keys of different types: moto's comparison decides
             return original(self)
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        # moto passes index_name by position; binding finds it wherever it is
-        if signature.bind(self, hash_key, *args, **kwargs).arguments.get("index_name"):
+        # moto passes its arguments by position; binding finds them wherever they are
+        arguments = signature.bind(self, hash_key, *args, **kwargs).arguments
+        if arguments.get("index_name") or hash_key is None:
             return original_query(self, hash_key, *args, **kwargs)
-        if hash_key is None:
-            return original_query(self, hash_key, *args, **kwargs)
-        _QUERYING.partition = (self, hash_key)
+        _QUERYING.partition = (
+            self,
+            hash_key,
+            arguments.get("exclusive_start_key"),
+            arguments.get("scan_index_forward", True) is not False,
+        )
         try:
             return original_query(self, hash_key, *args, **kwargs)
         finally:

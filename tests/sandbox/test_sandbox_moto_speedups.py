@@ -85,7 +85,7 @@ def test_a_table_query_reads_its_partition_with_moto_s_answer(
         key = {hash_type: hash_key}
         got = _query_pages(table, key, forward, limit=4)
         # moto's own answer: the same query with the whole-table listing
-        monkeypatch.setattr(moto_speedups, "_partition", lambda t, _h: sorted_whole(t))
+        monkeypatch.setattr(moto_speedups, "_partition", lambda t, *_: sorted_whole(t))
         expected = _query_pages(table, key, forward, limit=4)
         monkeypatch.undo()
         monkeypatch.setattr(moto_speedups, "_sorted_by_converted_keys", counting)
