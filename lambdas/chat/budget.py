@@ -23,7 +23,8 @@ bound).
 No library does this: Powertools has no rate limiting, and a distributed
 token bucket for Lambda needs a shared store; DynamoDB is the one the
 function already has. The cost is one UpdateItem per slice (a slice is a
-quarter of a window's allowance), about 80 writes/s at the whole budget.
+quarter of a window's allowance, rounded up: 63 of the default 250), so
+5,000 / 63 = about 80 writes/s at the whole default budget.
 
 On top, each worker keeps its own AIMD limiter (``local``): a 429 from API
 Gateway (client traffic used the quota) halves the worker's pace, successes
@@ -68,7 +69,8 @@ class SharedBudget:
         rate = rate_per_second or settings.fanout_request_budget
         self.window_s = (window_ms or settings.fanout_budget_window_ms) / 1000.0
         self.per_window = max(1, int(rate * self.window_s))
-        self.slice = max(1, self.per_window // 4)
+        # Rounded up, so four slices cover the window's allowance (250 // 4 left 2 unused).
+        self.slice = max(1, -(-self.per_window // 4))
         self._local = local
         self._grant = grant or take_slice
         self._clock = clock

@@ -440,6 +440,31 @@ def test_workers_sharing_a_budget_never_exceed_it_in_any_window():
     assert sum(worker.waits for worker in workers) > 0
 
 
+def test_four_slices_cover_a_window():
+    """250 requests per 50 ms window: slices of 63, not 62, so 4 ADDs take it all."""
+    clock = FakeClock()
+    used: Counter[int] = Counter()
+    calls: list[int] = []
+
+    def grant(window: int, wanted: int, per_window: int) -> int:
+        calls.append(wanted)
+        before = used[window]
+        used[window] += wanted
+        return max(0, min(wanted, per_window - before))
+
+    limiter = budget.SharedBudget(
+        rate_per_second=5000, window_ms=50, grant=grant, clock=clock, sleep=clock.sleep
+    )
+
+    async def main() -> None:
+        for _ in range(250):
+            await limiter.acquire()
+
+    asyncio.run(main())
+    assert (limiter.waits, limiter.granted) == (0, 250)
+    assert calls == [63] * 4
+
+
 def test_take_slice_counts_every_grant_in_dynamodb(aws: None):
     assert [budget.take_slice(7, 40, 100) for _ in range(4)] == [40, 40, 20, 0]
     assert budget.take_slice(8, 40, 100) == 40
