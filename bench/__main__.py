@@ -28,7 +28,8 @@ Every part runs ``--runs`` times (``synth`` and ``cold_start`` repeat inside the
 measure functions; ``e2e`` runs ``--e2e-runs`` times, default once: 10,000 messages); the
 table shows the median, min and max, and ``--json PATH`` writes the
 medians per part with the ranges under ``"spread"``. A part that cannot run (something it
-needs is not there) is shown as "not run" with the reason, and the exit status is 1.
+needs is not there) or fails is shown as "not run" with the reason, and the exit status is 1;
+in the shared sandbox each part fails on its own, keeping the others' runs.
 ``--quick`` shrinks every part for a smoke run of a few minutes.
 
 The figures are for this machine and the sandbox (one process per function, moto for
@@ -266,19 +267,37 @@ def part_attachments(args: argparse.Namespace) -> list[dict[str, Any]]:
     return measure_attachments(_synthesized(args), REGIONS, args.attachment_mb, args.runs)
 
 
-def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The parts that run in the 3-region sandbox of ``--cdk-out``, in one sandbox."""
+def part_sandbox(
+    args: argparse.Namespace, wanted: list[str]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, BaseException]]:
+    """The parts that run in the 3-region sandbox of ``--cdk-out``, in one sandbox.
+
+    Returns each part's runs and, apart, the error that stopped a part: a part
+    that fails (the soak, say) keeps the runs it took and the other parts still
+    run, so one failure does not throw away the minutes of e2e measured before it.
+    """
     from bench import e2e, scenarios, soak
     from tests.e2e.harness import REGIONS, SandboxProcess
 
     cdk_out = _synthesized(args)
     runs: dict[str, list[dict[str, Any]]] = {part: [] for part in wanted}
+    errors: dict[str, BaseException] = {}
+
+    def one_run(part: str, action: Callable[[], dict[str, Any]]) -> None:
+        if part not in wanted or part in errors:
+            return
+        try:
+            runs[part].append(action())
+        except Exception as error:
+            errors[part] = error
+
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
         sandbox = SandboxProcess(cdk_out, Path(workdir)).start()
         try:
-            for _ in range(args.e2e_runs if "e2e" in wanted else 0):
-                runs["e2e"].append(
-                    asyncio.run(
+            for _ in range(args.e2e_runs):
+                one_run(
+                    "e2e",
+                    lambda: asyncio.run(
                         e2e.measure_e2e(
                             sandbox,
                             REGIONS,
@@ -287,29 +306,28 @@ def part_sandbox(args: argparse.Namespace, wanted: list[str]) -> dict[str, list[
                             args.e2e_rate,
                             args.e2e_room_size,
                         )
-                    )
+                    ),
                 )
-            for _ in range(1 if "soak" in wanted else 0):  # one soak is minutes long
-                runs["soak"].append(
-                    asyncio.run(
-                        soak.run_soak(
-                            sandbox,
-                            REGIONS,
-                            args.soak_clients_per_region,
-                            args.soak_messages_per_client,
-                            args.soak_rate,
-                            args.soak_room_size,
-                        )
+            # one soak is minutes long
+            one_run(
+                "soak",
+                lambda: asyncio.run(
+                    soak.run_soak(
+                        sandbox,
+                        REGIONS,
+                        args.soak_clients_per_region,
+                        args.soak_messages_per_client,
+                        args.soak_rate,
+                        args.soak_room_size,
                     )
-                )
+                ),
+            )
             for _ in range(args.runs):
-                if "resume" in wanted:
-                    runs["resume"].append(asyncio.run(scenarios.resume(sandbox, args.missed)))
-                if "longpoll" in wanted:
-                    runs["longpoll"].append(asyncio.run(scenarios.longpoll(sandbox, args.count)))
+                one_run("resume", lambda: asyncio.run(scenarios.resume(sandbox, args.missed)))
+                one_run("longpoll", lambda: asyncio.run(scenarios.longpoll(sandbox, args.count)))
         finally:
             sandbox.stop()
-    return runs
+    return runs, errors
 
 
 # --- running and reporting ------------------------------------------------------------------
@@ -368,12 +386,18 @@ class _Parts:
         if not in_sandbox:
             return
         found = self.attempt(",".join(in_sandbox), lambda: part_sandbox(args, in_sandbox))
-        if found is None:
+        if found is None:  # the sandbox itself did not start (or stop)
             reason = self.errors.pop(",".join(in_sandbox))
             self.errors.update({part: reason for part in in_sandbox})
             return
-        for part, samples in found.items():
+        runs, failures = found
+        for part, samples in runs.items():
             self.keep(part, samples)
+        for part, error in failures.items():
+            self.errors[part] = _reason(error)
+            if not isinstance(error, Unavailable):
+                traceback.print_exception(error, file=sys.stderr)
+            self.log(f"bench: {part} failed: {self.errors[part]}")
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:

@@ -109,6 +109,42 @@ def test_a_part_that_cannot_run_is_reported_and_fails_the_run(
     assert "not run: no synthesized app" in capsys.readouterr().out
 
 
+def test_a_failing_sandbox_part_keeps_the_others_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import soak
+    from tests.e2e import harness
+
+    class FakeSandbox:
+        stopped = False
+
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def start(self) -> FakeSandbox:
+            return self
+
+        def stop(self) -> None:
+            FakeSandbox.stopped = True
+
+    async def measured(*args: Any) -> dict[str, Any]:
+        return {"lost": 0, "messages": 10}
+
+    async def failing(*args: Any) -> dict[str, Any]:
+        raise RuntimeError("the soak lost its sandbox")
+
+    monkeypatch.setattr(harness, "SandboxProcess", FakeSandbox)
+    monkeypatch.setattr(bench_main, "_synthesized", lambda args: tmp_path)
+    monkeypatch.setattr(e2e, "measure_e2e", measured)
+    monkeypatch.setattr(soak, "run_soak", failing)
+    args = bench_main.parse_args(["--parts", "e2e,soak", "--quick", "--e2e-runs", "2"])
+    document = bench_main.run(args, lambda line: None)
+    assert document["e2e"] == {"lost": 0, "messages": 10}
+    assert document["meta"]["runs"] == {"e2e": 2}
+    assert document["errors"] == {"soak": "RuntimeError: the soak lost its sandbox"}
+    assert FakeSandbox.stopped
+
+
 # --- e2e tally -------------------------------------------------------------------------------
 
 
