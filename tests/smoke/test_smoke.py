@@ -287,6 +287,80 @@ def test_a_refused_upload_fails_the_origin_and_checks_no_reader(context_file: Pa
     assert [table[region][6] for region in REGIONS[1:]] == ["-", "-"]
 
 
+def test_a_connection_closed_during_the_attachment_is_a_failed_row_not_a_traceback() -> None:
+    """websockets raises ConnectionClosed (not a ConnectionError) from a send on a closed
+    connection; the check must report it like any other lost connection."""
+    import asyncio
+
+    from websockets.exceptions import ConnectionClosedError
+
+    from tools.smoke.exchange import RegionExchange, _Session
+
+    class ClosedUnderneath:
+        """A connection whose close the reader has not seen yet: sends fail, reads wait."""
+
+        def __aiter__(self) -> ClosedUnderneath:
+            return self
+
+        async def __anext__(self) -> str:
+            await asyncio.Event().wait()
+            raise StopAsyncIteration
+
+        async def send(self, message: str) -> None:
+            raise ConnectionClosedError(None, None)
+
+    async def main() -> attachment.AttachmentOutcome:
+        session = _Session(
+            ClosedUnderneath(),  # type: ignore[arg-type]
+            RegionExchange(ORIGIN),
+            "run",
+            "room",
+            asyncio.Condition(),
+            {},
+        )
+        plan = attachment.AttachmentPlan(size=10, wait=1.0, reply_timeout=1.0)
+        try:
+            outcomes = await attachment.check_attachment(
+                {ORIGIN: session}, ORIGIN, "room", "run", plan
+            )
+        finally:
+            session.reader.cancel()
+        return outcomes[ORIGIN]
+
+    outcome = asyncio.run(main())
+    assert outcome.problem is not None
+    assert outcome.problem.startswith("upload: ConnectionError: the connection closed")
+
+
+def test_a_request_on_a_connection_already_closed_fails_at_once() -> None:
+    """Not after the reply timeout: the reader that would answer has ended."""
+    import asyncio
+
+    from tools.smoke.exchange import RegionExchange, _Session
+
+    class Ended:
+        def __aiter__(self) -> Ended:
+            return self
+
+        async def __anext__(self) -> str:
+            raise StopAsyncIteration
+
+        async def send(self, message: str) -> None:
+            pass
+
+    async def main() -> BaseException | None:
+        ws: Any = Ended()
+        session = _Session(ws, RegionExchange(ORIGIN), "run", "room", asyncio.Condition(), {})
+        await session.reader
+        try:
+            await session.request({"action": "download"}, timeout=3600)
+        except (ConnectionError, TimeoutError) as error:
+            return error
+        return None
+
+    assert isinstance(asyncio.run(asyncio.wait_for(main(), 60)), ConnectionError)
+
+
 def test_the_attachment_check_can_be_skipped_and_is_bounded_by_the_limit(
     context_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from clients.strict_json import loads_frame
 from tools.smoke.attachment import AttachmentOutcome, AttachmentPlan, check_attachment
@@ -128,9 +129,20 @@ class _Session:
         return self.attachment_bodies[message_id]
 
     async def request(self, frame: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """The reply to ``frame``; ConnectionError once the connection has closed.
+
+        websockets' ``ConnectionClosed`` is not a ConnectionError: left as it is, a
+        connection lost between two steps (the attachment's) escaped the callers'
+        handling as a traceback instead of a failed row.
+        """
+        if self.reader.done():  # nothing would ever answer
+            raise ConnectionError("the connection closed")
         ref = f"smoke-{len(self.replies) + 1}"
         reply = self.replies[ref] = asyncio.get_running_loop().create_future()
-        await self.ws.send(json.dumps({**frame, "ref": ref}))
+        try:
+            await self.ws.send(json.dumps({**frame, "ref": ref}))
+        except ConnectionClosed as error:
+            raise ConnectionError(f"the connection closed ({error})") from error
         return await asyncio.wait_for(reply, timeout)
 
     async def close(self) -> None:
