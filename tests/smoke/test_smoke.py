@@ -395,6 +395,29 @@ def test_a_token_from_the_command_line_is_used(context_file: Path) -> None:
     assert "us-east-1: connect: HTTP 401 at the handshake" in output
 
 
+def test_the_minted_token_outlives_the_attachment_wait(
+    context_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection whose token expires is closed: the token must last the whole check."""
+    ttls: list[int] = []
+
+    def recording(secret: str, sub: str, **options: Any) -> str:
+        ttls.append(options["ttl_seconds"])
+        return mint_token(secret, sub, **options)
+
+    monkeypatch.setattr(cli, "mint_token", recording)
+    with ChatServers(REGIONS, SECRET) as servers:
+        deploy(servers)
+        create_secret()
+        status, output = smoke(context_file, "--attachment-wait", "900")
+        assert status == 0, output
+        # a wait over maxTokenLifetimeHours (24) gets the longest token the authorizer takes
+        assert smoke(context_file, "--attachment-wait", "1e6")[0] == 0
+    assert ttls[0] >= 10 + 0.3 + 900  # --timeout, --settle, --attachment-wait
+    assert ttls[0] >= 910.3 + cli.TOKEN_TTL_MARGIN_SECONDS  # and the steps' own timeouts
+    assert ttls[1] == 24 * 3600
+
+
 def test_an_unreadable_secret_is_reported_without_connecting(context_file: Path) -> None:
     status, output = smoke_deployment(context_file, secret=False)
     assert status == 1

@@ -3,17 +3,17 @@
 In AWS (the default) it reads each regional stack's outputs with
 ``describe_stacks`` (the stack names and regions come from ``cdk.json``'s
 context, overridable with ``--app-name``/``--stage``/``--regions``), mints a
-5-minute token from the signing secret (``GetSecretValue`` in the primary
-region; or takes ``--token``), connects to every region, joins one fresh
-``smoke-...`` room, sends one message per region and checks that each region
-received every message exactly once. Then one region uploads an attachment
-and every other region must read its own replica with the same sha256 within
-``--attachment-wait`` seconds (tools/smoke/attachment.py). It also checks
-every replica of the signing secret (tools/smoke/replicas.py). With the global endpoint
-(``GlobalWebSocketUrl`` output) a ``global`` row connects there too, sends
-nothing and must receive every region's message once. It prints one row per
-region and exits 0 when all pass, 1 when any fails, 2 when it cannot run at
-all.
+token for the check's length (at least 5 minutes) from the signing secret
+(``GetSecretValue`` in the primary region; or takes ``--token``), connects to
+every region, joins one fresh ``smoke-...`` room, sends one message per region
+and checks that each region received every message exactly once. Then one region
+uploads an attachment and every other region must read its own replica with the
+same sha256 within ``--attachment-wait`` seconds (tools/smoke/attachment.py). It
+also checks every replica of the signing secret (tools/smoke/replicas.py). With
+the global endpoint (``GlobalWebSocketUrl`` output) a ``global`` row connects
+there too, sends nothing and must receive every region's message once. It prints
+one row per region and exits 0 when all pass, 1 when any fails, 2 when it cannot
+run at all.
 
 With ``--endpoints-file`` it does the same against the local sandbox (its
 endpoints file gives the URLs, the signing secret and its name). The replica
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -54,10 +55,15 @@ from tools.smoke.replicas import ReplicaCheck, check_replicas, skipped
 from tools.smoke.report import build_reports, render
 from tools.smoke.targets import GLOBAL_ROW, RegionTarget, from_endpoints_file, from_stacks
 
-__all__ = ["SANDBOX_CREDENTIALS", "TOKEN_TTL_SECONDS", "main", "run"]
+__all__ = ["SANDBOX_CREDENTIALS", "TOKEN_TTL_SECONDS", "main", "run", "token_ttl_seconds"]
 
-# Long enough for the check, short enough not to matter if it leaks.
+# Long enough for the check, short enough not to matter if it leaks: at least this, and
+# more when --timeout, --settle and --attachment-wait ask for longer (token_ttl_seconds).
 TOKEN_TTL_SECONDS = 300
+# The steps' own bounds on top of those options: connect (10 s), the replies (15 s each:
+# join, send, upload, the attachment's send, a last download ask) and two transfers (60 s
+# each), rounded up.
+TOKEN_TTL_MARGIN_SECONDS = 240
 # Over the WebSocket frame and message limits, under the default maxAttachmentBytes.
 ATTACHMENT_BYTES = 1024 * 1024
 # S3 Replication without Replication Time Control usually copies within seconds; it
@@ -201,6 +207,18 @@ def _attachment_plan(args: argparse.Namespace, config: ChatConfig) -> Attachment
     return AttachmentPlan(size, args.attachment_wait) if size else None
 
 
+def token_ttl_seconds(
+    args: argparse.Namespace, attachment: AttachmentPlan | None, config: ChatConfig
+) -> int:
+    """A token valid for the whole check: the connections live as long as it does (the
+    fan-out closes a connection whose token expired), and the attachment step can take
+    ``--attachment-wait`` on top of the delivery timeout and the settle time. Never over
+    ``maxTokenLifetimeHours``, which the authorizer would refuse."""
+    wait = attachment.wait if attachment is not None else 0.0
+    needed = math.ceil(args.timeout + args.settle + wait) + TOKEN_TTL_MARGIN_SECONDS
+    return min(max(TOKEN_TTL_SECONDS, needed), config.max_token_lifetime_hours * 3600)
+
+
 def run(
     argv: Sequence[str] | None = None,
     *,
@@ -224,7 +242,11 @@ def run(
     token = args.token
     if token is None and plan.secret:
         token = mint_token(
-            plan.secret, user, name="smoke test", rooms=[room], ttl_seconds=TOKEN_TTL_SECONDS
+            plan.secret,
+            user,
+            name="smoke test",
+            rooms=[room],
+            ttl_seconds=token_ttl_seconds(args, attachment, config),
         )
     if attachment is None:
         plan.notes.append("attachment check skipped (--attachment-bytes 0)")
