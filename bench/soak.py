@@ -15,8 +15,9 @@ all. While they send, the sandbox's chaos controls (docs/sandbox.md, "Chaos"):
 At the end every client must show every acknowledged message of its room exactly once
 (``lost``, ``duplicated``: (message, client) pairs), and its view of the room in id order must
 keep each sender's order (``order_violations``). ``unacked`` sends (the connection was lost
-before the ack) may show at most once. Informational: ``redelivered`` (message frames a client
-received again and did not show: resume overlap, late replicas), ``live_out_of_order`` (pairs
+before the ack) may show at most once. Informational: ``redelivered`` (message frames that
+showed nothing: a second copy, or the live frame of a message already shown from history;
+resume overlap, late replicas), ``live_out_of_order`` (pairs
 shown live in an order different from the sender's: messages held back by the cut arrive
 after later ones), ``failovers`` (reconnects that landed in another region).
 
@@ -69,16 +70,23 @@ class SoakSession(ChatSession):
         self.shown: list[tuple[str, str]] = []  # (id, body) in the order shown
         self.acked: dict[str, str] = {}  # body -> id
         self.message_frames: Counter[str] = Counter()  # id -> message frames received
+        self.shown_by_frame: set[str] = set()  # ids shown from their own live frame
+        # The live message frames received, by identity (kept, so no id() is reused): a
+        # frame held during a join is shown later, by ``show``, as the same object.
+        self._live_frames: dict[int, dict[str, Any]] = {}
 
     def _first_time(self, message: dict[str, Any]) -> bool:
         first = super()._first_time(message)
         if first and isinstance(message.get("id"), str):
             self.shown.append((str(message["id"]), str(message.get("body"))))
+            if id(message) in self._live_frames:
+                self.shown_by_frame.add(str(message["id"]))
         return first
 
     def receive_frame(self, frame: Any) -> None:
         if isinstance(frame, dict) and frame.get("type") == "message":
             self.message_frames[str(frame.get("id"))] += 1
+            self._live_frames[id(frame)] = frame
         if isinstance(frame, dict) and frame.get("type") == "ack":
             # Numbered sends are pipelined: the ack names the seq of a frame still outgoing.
             sent = self.outgoing.get(frame["seq"]) if isinstance(frame.get("seq"), int) else None
@@ -171,10 +179,11 @@ def tally(clients: list[SoakClient], seconds: float) -> dict[str, Any]:
                 f", joined {sum('joined #' in line for line in client.session.sink.lines)}x)"
                 for body, mid in missing[:2]
             )
-            # Every frame but the one that showed its message: a message shown from history
-            # or ``joined.missed`` came with no frame, so counting per shown id would go negative.
+            # Every frame but the one that showed its message. Not "one per shown id": a
+            # message shown from history or ``joined.missed`` has no such frame, and a live
+            # frame of it that comes later is a redelivery too.
             frames = client.session.message_frames
-            redelivered += sum(frames.values()) - len(frames.keys() & counts.keys())
+            redelivered += sum(frames.values()) - len(client.session.shown_by_frame)
             order_violations += _sender_order_breaks(sorted(shown))
             live_out_of_order += _sender_order_breaks(shown)
             failovers += _failovers(client)

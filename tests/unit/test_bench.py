@@ -256,6 +256,7 @@ def test_soak_tally_counts_redelivered_frames_and_never_below_zero() -> None:
         # m1 and m2 came live (m2 twice), m3 only from history on resume
         shown=[("m1", "a#1"), ("m2", "a#2"), ("m3", "a#3")],
         message_frames=Counter({"m1": 1, "m2": 2}),
+        shown_by_frame={"m1", "m2"},
         sink=SimpleNamespace(lines=[]),
     )
     client = SimpleNamespace(
@@ -263,3 +264,31 @@ def test_soak_tally_counts_redelivered_frames_and_never_below_zero() -> None:
     )
     found = soak.tally([client], seconds=1.0)  # type: ignore[list-item]
     assert (found["lost"], found["duplicated"], found["redelivered"]) == (0, 0, 1)
+
+
+def test_soak_counts_a_live_frame_after_the_history_copy_as_redelivered() -> None:
+    """m3 is shown from history (a resume), then its live frame arrives: that frame showed
+    nothing, as the second frame of m1 did not."""
+    from types import SimpleNamespace
+
+    from bench import soak
+    from clients.options import ClientOptions
+
+    session = soak.SoakSession("r", ClientOptions())
+
+    def message(mid: str, body: str) -> dict[str, Any]:
+        return {"type": "message", "room": "r", "id": mid, "body": body, "sender": "a"}
+
+    session.show([message("m3", "a#3")])  # from history
+    session.receive_frame(message("m1", "a#1"))  # shown live
+    session.receive_frame(message("m3", "a#3"))  # live, after the history copy
+    session.receive_frame(message("m1", "a#1"))  # again
+    session.held["r"] = []
+    session.receive_frame(message("m5", "a#5"))  # held during a join, then shown: not again
+    session.show(session.held.pop("r"))
+    session.acked = {"a#1": "m1", "a#3": "m3", "a#5": "m5"}
+    client = SimpleNamespace(
+        user="a", region="us-east-1", room="r", session=session, home_url="ws://home", lines_sent=3
+    )
+    found = soak.tally([client], seconds=1.0)  # type: ignore[list-item]
+    assert (found["lost"], found["duplicated"], found["redelivered"]) == (0, 0, 2)
