@@ -323,11 +323,13 @@ class ChatAttachments(Construct):
                 height=height,
             ),
             cloudwatch.GraphWidget(
-                title="Attachment replication latency (s): p99, max",
+                # S3 publishes ReplicationLatency once a minute as the most seconds the
+                # destination is behind; Maximum is its only valid statistic (a p99 line
+                # was a percentile of those maxima, not of the objects' latencies).
+                title="Attachment replication latency (s): max",
                 left=[
-                    self._replication_graph_metric("ReplicationLatency", r, statistic, label)
+                    self._replication_graph_metric("ReplicationLatency", r, "Maximum", "max")
                     for r in others
-                    for statistic, label in (("p99", "p99"), ("Maximum", "max"))
                 ],
                 width=width,
                 height=height,
