@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 

@@ -55,6 +55,7 @@ import re
 import time
 from typing import Any
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import token_keys

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 

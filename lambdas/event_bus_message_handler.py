@@ -67,6 +67,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import broadcast, config, history_store, room_store, roster

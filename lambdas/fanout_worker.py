@@ -35,6 +35,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import config, fanout, fanout_queue, shard_progress

@@ -56,6 +56,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 

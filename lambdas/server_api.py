@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError

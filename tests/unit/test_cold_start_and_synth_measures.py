@@ -170,3 +170,28 @@ def test_no_handler_loads_a_deferred_module_at_init() -> None:
         name: found[f"{name}_deferred_loaded"] for name in cold_start.discover_handlers()
     }
     assert found["ratio_vs_boto3"].keys() == set(cold_start.discover_handlers())
+
+
+@pytest.mark.parametrize("handler", cold_start.discover_handlers())
+def test_a_handler_that_loads_boto3_imports_it_before_the_rest(handler: str) -> None:
+    """Python 3.11-3.13 allocate the frame stack in 16 KiB chunks and free a chunk as soon as
+    the calls leave it: botocore's and urllib3's regular expressions compiled 20-odd frames
+    deeper (boto3 reached through Powertools' parameters or chat.clients) cross a chunk edge
+    thousands of times, 15-40 ms of mmap/munmap and page faults (docs/performance.md)."""
+    found = _fresh(
+        "import sys, json\n"
+        "started = []\n"
+        "class Record:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        started.append(name)\n"
+        "sys.meta_path.insert(0, Record())\n"
+        f"import {handler}\n"
+        "heavy = [n for n in started if n.split('.')[0] in\n"
+        "         {'boto3', 'botocore', 'aws_lambda_powertools', 'chat', 'urllib3'}]\n"
+        "print(json.dumps({'first': heavy[0] if heavy else None,\n"
+        "                  'boto3': 'boto3' in sys.modules}))"
+    )
+    if handler == "health_handler":
+        assert found == {"first": "aws_lambda_powertools", "boto3": False}
+    else:
+        assert found == {"first": "boto3", "boto3": True}
