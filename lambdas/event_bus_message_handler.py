@@ -64,6 +64,15 @@ For ``chat.presence`` (:mod:`chat.presence` publishes it):
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import gc
+
+# What init builds lives as long as the environment: no cyclic GC while the imports build it
+# (about a tenth of init), then frozen out of later collections at the end of this module
+# (docs/performance.md, "The garbage collector at init").
+_GC_WAS_ENABLED = gc.isenabled()
+gc.disable()
+
 import uuid
 from typing import Any
 
@@ -244,3 +253,9 @@ def _message(event: dict[str, Any]) -> dict[str, Any]:
     if summary["status"] == "fanout_error":
         logger.warning("the message stays in history for clients that resume")
     return summary
+
+
+# Init is over: its objects leave the collector's generations for good, then it runs again.
+gc.freeze()
+if _GC_WAS_ENABLED:
+    gc.enable()

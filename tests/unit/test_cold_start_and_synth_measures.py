@@ -197,3 +197,23 @@ def test_a_handler_that_loads_boto3_imports_it_before_the_rest(handler: str) -> 
         assert found == {"first": "aws_lambda_powertools", "boto3": False}
     else:
         assert found == {"first": "boto3", "boto3": True}
+
+
+@pytest.mark.parametrize("handler", cold_start.discover_handlers())
+def test_a_handler_builds_its_init_without_the_cyclic_gc_and_freezes_it(handler: str) -> None:
+    """The collections during the imports are about a tenth of init (docs/performance.md);
+    what init built is frozen, so re-enabling the collector does not make the first
+    invocation traverse it all."""
+    found = _fresh(
+        "import gc, sys, json\n"
+        "seen = {}\n"
+        "class Record:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        seen.setdefault(name, gc.isenabled())\n"
+        "sys.meta_path.insert(0, Record())\n"
+        f"import {handler}\n"
+        f"before = {{{handler!r}, '__future__', 'gc'}}\n"
+        "print(json.dumps({'during': sorted({v for k, v in seen.items() if k not in before}),\n"
+        "                  'after': gc.isenabled(), 'frozen': gc.get_freeze_count() > 10000}))"
+    )
+    assert found == {"during": [False], "after": True, "frozen": True}
