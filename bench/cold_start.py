@@ -24,6 +24,16 @@ must load on first use, not at init, unless the table names it as one that needs
 ``<handler>_deferred_loaded`` and counted in ``deferred_loaded_at_init`` (target 0): such an
 import can cost little on its own (``chat.fanout`` is about 1 ms: aiohttp is its lazy part)
 and hide in the noise of the init figures, so it is checked by name.
+
+Minor page faults are counted too: CPython 3.11-3.13 keep the frame stack in 16 KiB
+chunks and unmap a chunk as soon as the calls leave it (CPython gh-142183, fixed in March
+2026 by keeping one, backported to 3.14 and 3.13 patch releases), so a module whose regular
+expressions compile right at a chunk's edge maps and unmaps it thousands of times, each time
+faulting its pages in again. botocore's and urllib3's did, 20-odd frames deeper than here,
+in every handler that reached boto3 through Powertools or ``chat.clients``: 15-40 ms of
+their inits. The handlers import boto3 first for that reason (docs/performance.md); a
+handler with thousands more faults than boto3 has found another edge.
+
 ``first_call=True`` also times the first ``handler`` call of a no-op event in
 the same process (what moves from init to the first invocation when something
 is imported lazily); that call may fail on the missing AWS services, which is
@@ -132,7 +142,7 @@ DEFERRED_MODULES: dict[str, tuple[str, ...]] = {
 # Runs in the fresh process: argv = module, first_call ("1"/"0"), JSON list of
 # path prefixes whose modules must compile from source (no cached bytecode).
 _CHILD = r"""
-import sys, time, json, io, contextlib
+import sys, time, json, io, contextlib, resource
 name, first, sourced = sys.argv[1], sys.argv[2] == "1", tuple(json.loads(sys.argv[3]))
 watched = json.loads(sys.argv[4]) if len(sys.argv) > 4 else []
 if sourced:
@@ -145,10 +155,12 @@ if sourced:
             raise OSError("deployed without bytecode")
         return _stats(self, path)
     SourceFileLoader.path_stats = path_stats
+faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 wall0, cpu0 = time.perf_counter(), time.process_time()
 module = __import__(name)
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-result = {"wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3,
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+result = {"wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3, "minor_faults": faults,
           "loaded": [watch for watch in watched if watch in sys.modules]}
 if first and hasattr(module, "handler"):
     class Context:
@@ -274,7 +286,9 @@ def measure_cold_start(
 
     Keys: ``boto3_ms`` and ``<module>_ms`` (wall medians), the same with
     ``_cpu_ms``, ``worst_ratio_vs_boto3`` (wall) and ``worst_cpu_ratio_vs_boto3``,
-    ``worst`` (the module with the highest wall ratio), ``ratio_vs_boto3`` and
+    ``worst`` (the module with the highest wall ratio), ``<module>_minor_faults`` (the
+    import's minor page faults, median: a handler far above boto3's at about the same memory
+    is re-mapping its frame stack, see the module docstring), ``ratio_vs_boto3`` and
     ``cpu_ratio_vs_boto3`` (per handler), ``<handler>_deferred_loaded`` and
     ``deferred_loaded_at_init`` (module docstring), ``runs``; with
     ``first_call``, also ``<handler>_first_call_ms``. ``extra_modules`` (for
@@ -303,6 +317,9 @@ def measure_cold_start(
     for module, values in samples.items():
         result[f"{module}_ms"] = round(statistics.median(v["wall_ms"] for v in values), 1)
         result[f"{module}_cpu_ms"] = round(statistics.median(v["cpu_ms"] for v in values), 1)
+        if values and "minor_faults" in values[0]:
+            faults = statistics.median(v["minor_faults"] for v in values)
+            result[f"{module}_minor_faults"] = round(faults)
         if values and "first_call_wall_ms" in values[0]:
             first = statistics.median(v["first_call_wall_ms"] for v in values)
             result[f"{module}_first_call_ms"] = round(first, 1)

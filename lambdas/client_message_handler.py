@@ -59,8 +59,18 @@ by this user in this region and within ``MAX_ATTACHMENT_BYTES``.
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import gc
+
+# What init builds lives as long as the environment: no cyclic GC while the imports build it
+# (about a tenth of init), then frozen out of later collections at the end of this module
+# (docs/performance.md, "The garbage collector at init").
+_GC_WAS_ENABLED = gc.isenabled()
+gc.disable()
+
 from typing import Any
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -370,3 +380,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         count("InternalErrors")
         reply = frames.error_frame(INTERNAL, "internal error", ref)
     return frame_intake.route_response(reply)
+
+
+# Init is over: its objects leave the collector's generations for good, then it runs again.
+gc.freeze()
+if _GC_WAS_ENABLED:
+    gc.enable()

@@ -64,9 +64,19 @@ For ``chat.presence`` (:mod:`chat.presence` publishes it):
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import gc
+
+# What init builds lives as long as the environment: no cyclic GC while the imports build it
+# (about a tenth of init), then frozen out of later collections at the end of this module
+# (docs/performance.md, "The garbage collector at init").
+_GC_WAS_ENABLED = gc.isenabled()
+gc.disable()
+
 import uuid
 from typing import Any
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import broadcast, config, history_store, room_store, roster
@@ -243,3 +253,9 @@ def _message(event: dict[str, Any]) -> dict[str, Any]:
     if summary["status"] == "fanout_error":
         logger.warning("the message stays in history for clients that resume")
     return summary
+
+
+# Init is over: its objects leave the collector's generations for good, then it runs again.
+gc.freeze()
+if _GC_WAS_ENABLED:
+    gc.enable()

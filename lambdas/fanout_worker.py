@@ -32,9 +32,19 @@ timeout, and the progress record keeps the retry from posting twice. A malformed
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import gc
+
+# What init builds lives as long as the environment: no cyclic GC while the imports build it
+# (about a tenth of init), then frozen out of later collections at the end of this module
+# (docs/performance.md, "The garbage collector at init").
+_GC_WAS_ENABLED = gc.isenabled()
+gc.disable()
+
 import threading
 from typing import Any
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat import config, fanout, fanout_queue, shard_progress
@@ -173,3 +183,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
         return _partial_batch(event)
     finally:
         _local.context = None
+
+
+# Init is over: its objects leave the collector's generations for good, then it runs again.
+gc.freeze()
+if _GC_WAS_ENABLED:
+    gc.enable()

@@ -35,12 +35,22 @@ fallback API's (a 404 carries ``bad_request``), and unexpected ones are 500
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import gc
+
+# What init builds lives as long as the environment: no cyclic GC while the imports build it
+# (about a tenth of init), then frozen out of later collections at the end of this module
+# (docs/performance.md, "The garbage collector at init").
+_GC_WAS_ENABLED = gc.isenabled()
+gc.disable()
+
 import json
 import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+import boto3  # noqa: F401  # first, shallow: frame-stack chunks (docs/performance.md)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
@@ -182,3 +192,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(event, dict) and event.get("detail-type") == bus.DISCONNECT_DETAIL_TYPE:
         return disconnect_here(event.get("detail"))
     return _resolve(event)
+
+
+# Init is over: its objects leave the collector's generations for good, then it runs again.
+gc.freeze()
+if _GC_WAS_ENABLED:
+    gc.enable()

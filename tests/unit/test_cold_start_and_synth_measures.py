@@ -38,6 +38,8 @@ def test_cold_start_reports_every_handler_beside_boto3() -> None:
     )
     assert found["boto3_ms"] > 0 and found["connection_handler_ms"] > 0 and found["json_ms"] >= 0
     assert found["worst"] == "connection_handler"
+    # Each import faults its new pages in: the count that shows a frame stack re-mapped.
+    assert found["boto3_minor_faults"] > 1000 and found["connection_handler_minor_faults"] > 1000
     assert found["worst_ratio_vs_boto3"] == pytest.approx(
         found["connection_handler_ms"] / found["boto3_ms"], rel=0.01
     )
@@ -170,3 +172,48 @@ def test_no_handler_loads_a_deferred_module_at_init() -> None:
         name: found[f"{name}_deferred_loaded"] for name in cold_start.discover_handlers()
     }
     assert found["ratio_vs_boto3"].keys() == set(cold_start.discover_handlers())
+
+
+@pytest.mark.parametrize("handler", cold_start.discover_handlers())
+def test_a_handler_that_loads_boto3_imports_it_before_the_rest(handler: str) -> None:
+    """Python 3.11-3.13 allocate the frame stack in 16 KiB chunks and free a chunk as soon as
+    the calls leave it: botocore's and urllib3's regular expressions compiled 20-odd frames
+    deeper (boto3 reached through Powertools' parameters or chat.clients) cross a chunk edge
+    thousands of times, 15-40 ms of mmap/munmap and page faults (docs/performance.md)."""
+    found = _fresh(
+        "import sys, json\n"
+        "started = []\n"
+        "class Record:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        started.append(name)\n"
+        "sys.meta_path.insert(0, Record())\n"
+        f"import {handler}\n"
+        "heavy = [n for n in started if n.split('.')[0] in\n"
+        "         {'boto3', 'botocore', 'aws_lambda_powertools', 'chat', 'urllib3'}]\n"
+        "print(json.dumps({'first': heavy[0] if heavy else None,\n"
+        "                  'boto3': 'boto3' in sys.modules}))"
+    )
+    if handler == "health_handler":
+        assert found == {"first": "aws_lambda_powertools", "boto3": False}
+    else:
+        assert found == {"first": "boto3", "boto3": True}
+
+
+@pytest.mark.parametrize("handler", cold_start.discover_handlers())
+def test_a_handler_builds_its_init_without_the_cyclic_gc_and_freezes_it(handler: str) -> None:
+    """The collections during the imports are about a tenth of init (docs/performance.md);
+    what init built is frozen, so re-enabling the collector does not make the first
+    invocation traverse it all."""
+    found = _fresh(
+        "import gc, sys, json\n"
+        "seen = {}\n"
+        "class Record:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        seen.setdefault(name, gc.isenabled())\n"
+        "sys.meta_path.insert(0, Record())\n"
+        f"import {handler}\n"
+        f"before = {{{handler!r}, '__future__', 'gc'}}\n"
+        "print(json.dumps({'during': sorted({v for k, v in seen.items() if k not in before}),\n"
+        "                  'after': gc.isenabled(), 'frozen': gc.get_freeze_count() > 10000}))"
+    )
+    assert found == {"during": [False], "after": True, "frozen": True}
