@@ -21,14 +21,10 @@ provider framework of aws-cdk-lib would add two functions and a role per stack f
 
 from __future__ import annotations
 
-# ruff: noqa: E402
-import gc
+# ruff: noqa: E402  (the collector is off before the other imports: chat.init_phase)
+from chat import init_phase
 
-# What init builds lives as long as the environment: no cyclic GC while the imports build it
-# (about a tenth of init), then frozen out of later collections at the end of this module
-# (docs/performance.md, "The garbage collector at init").
-_GC_WAS_ENABLED = gc.isenabled()
-gc.disable()
+init_phase.begin()
 
 import json
 import urllib.request
@@ -161,7 +157,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
     _respond(event, "SUCCESS", "ok", {"Buckets": len(written)})
 
 
-# Init is over: its objects leave the collector's generations for good, then it runs again.
-gc.freeze()
-if _GC_WAS_ENABLED:
-    gc.enable()
+init_phase.end()

@@ -50,14 +50,10 @@ never logged; only the reason a token was refused is.
 
 from __future__ import annotations
 
-# ruff: noqa: E402
-import gc
+# ruff: noqa: E402  (the collector is off before the other imports: chat.init_phase)
+from chat import init_phase
 
-# What init builds lives as long as the environment: no cyclic GC while the imports build it
-# (about a tenth of init), then frozen out of later collections at the end of this module
-# (docs/performance.md, "The garbage collector at init").
-_GC_WAS_ENABLED = gc.isenabled()
-gc.disable()
+init_phase.begin()
 
 import json
 import re
@@ -184,7 +180,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     raise Exception("Unauthorized")
 
 
-# Init is over: its objects leave the collector's generations for good, then it runs again.
-gc.freeze()
-if _GC_WAS_ENABLED:
-    gc.enable()
+init_phase.end()

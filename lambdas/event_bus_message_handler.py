@@ -64,14 +64,10 @@ For ``chat.presence`` (:mod:`chat.presence` publishes it):
 
 from __future__ import annotations
 
-# ruff: noqa: E402
-import gc
+# ruff: noqa: E402  (the collector is off before the other imports: chat.init_phase)
+from chat import init_phase
 
-# What init builds lives as long as the environment: no cyclic GC while the imports build it
-# (about a tenth of init), then frozen out of later collections at the end of this module
-# (docs/performance.md, "The garbage collector at init").
-_GC_WAS_ENABLED = gc.isenabled()
-gc.disable()
+init_phase.begin()
 
 import uuid
 from typing import Any
@@ -255,7 +251,4 @@ def _message(event: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-# Init is over: its objects leave the collector's generations for good, then it runs again.
-gc.freeze()
-if _GC_WAS_ENABLED:
-    gc.enable()
+init_phase.end()

@@ -2,6 +2,7 @@
 
 Modules (imported as ``chat.*``; the asset root ``lambdas/`` is on ``sys.path``):
 
+* :mod:`chat.init_phase`         a handler's init without the cyclic GC, frozen at its end
 * :mod:`chat.config`             typed settings read from the environment
 * :mod:`chat.clients`            boto3 clients, created once per container
 * :mod:`chat.observability`      Powertools Logger, Metrics and Tracer
