@@ -13,8 +13,9 @@ ever not compare (a table whose key values have mixed types), moto's own sort ru
 matches: every page of every query cost the whole table, so it grew with the run (history,
 connections, the large_room bench's 5,000 members: 10 pages of about 250 ms each before the
 first shard was queued). While such a query runs, ``all_items`` lists the queried partition
-only, in the same order, and on a later page only the items past the page's start key (moto
-then filters, sorts and pages that list exactly as before).
+only, in the same order: on a later page only the items past the page's start key, and only
+as many of those as the page can use (moto then filters, sorts and pages that list exactly as
+before).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import bisect
 import inspect
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 _INSTALLED: list[Any] = []
+MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's (and moto's) item size limit
 # The partition a table's Query is reading, per thread (moto serves DynamoDB on one thread;
 # per-thread all the same, so no other request can ever see it).
 _QUERYING = threading.local()
@@ -46,26 +48,76 @@ def _sorted_by_converted_keys(table: Any) -> list[Any]:
     return sorted(items, key=key)
 
 
-def _partition(table: Any, hash_key: Any, start: dict[str, Any] | None, forward: bool) -> list[Any]:
-    """The partition's items in key order; on a later page, only those past ``start`` (moto
-    would otherwise compare every item before it with the start key, on every page)."""
-    found = table.items.get(hash_key)
+class _Query(NamedTuple):
+    """What a table Query asked for, as far as listing its candidates goes."""
+
+    table: Any
+    hash_key: Any
+    start: dict[str, Any] | None
+    forward: bool
+    limit: int | None
+    range_comparison: str | None
+    range_objs: list[Any]
+    legacy_filter: bool  # QueryFilter (filter_kwargs): moto counts its matches differently
+
+
+def _partition(query: _Query) -> list[Any]:
+    """The partition's items in key order, past ``start``, and no more than the page can use.
+
+    moto would otherwise compare every earlier item with the start key, and filter, sort and
+    size-check the whole partition, on every page."""
+    table = query.table
+    found = table.items.get(query.hash_key)
     if found is None:
         return []
     if not table.range_key_attr:
-        return [] if start else [found]
+        return [] if query.start else [found]
     # moto sorts the list again by DynamoType comparisons (slow per comparison); given it in
     # order, that sort makes one pass
     items = sorted(found.values(), key=lambda item: item.range_key.cast_value)
-    if not start or table.range_key_attr not in start:
-        return items
-    from moto.dynamodb.models.dynamo_type import DynamoType
+    if query.start and table.range_key_attr in query.start:
+        from moto.dynamodb.models.dynamo_type import DynamoType
 
-    keys = [item.range_key.cast_value for item in items]
-    after = DynamoType(start[table.range_key_attr]).cast_value
-    if forward:
-        return items[bisect.bisect_right(keys, after) :]
-    return items[: bisect.bisect_left(keys, after)]
+        keys = [item.range_key.cast_value for item in items]
+        after = DynamoType(query.start[table.range_key_attr]).cast_value
+        if query.forward:
+            items = items[bisect.bisect_right(keys, after) :]
+        else:
+            items = items[: bisect.bisect_left(keys, after)]
+    return _page(items, query)
+
+
+def _page(items: list[Any], query: _Query) -> list[Any]:
+    """Of ``items`` (in key order, past the start), the ones moto's page can reach.
+
+    moto walks the list in the query's direction, keeps the key condition's matches, and
+    stops at the item after the ``limit``-th match (whatever it is: LastEvaluatedKey is then
+    set), or at an item that would take the page past 1 MB. The matches of a key condition
+    (=, <, <=, >, >=, BETWEEN, begins_with) on S or N keys are contiguous in key order, so
+    after a miss that follows a match only the size check could still stop moto, and it
+    cannot while the page is more than one item (400 KB) below 1 MB."""
+    if not query.limit or query.legacy_filter or not items:
+        return items
+    if items[0].range_key.type not in ("S", "N"):
+        return items
+    from moto.dynamodb.models.table import RESULT_SIZE_LIMIT
+
+    walk = items if query.forward else items[::-1]
+    chosen: list[Any] = []
+    for position, item in enumerate(walk):
+        if len(chosen) == query.limit:
+            chosen.append(item)  # the page ends here, with a LastEvaluatedKey
+            break
+        if query.range_comparison is None or item.range_key.compare(
+            query.range_comparison, query.range_objs
+        ):
+            chosen.append(item)
+        elif chosen:
+            page_bytes = sum(match.size() for match in chosen)
+            if page_bytes + MAX_ITEM_BYTES > RESULT_SIZE_LIMIT:
+                chosen.extend(walk[position:])  # let moto's own size check see them all
+            break
+    return chosen if query.forward else chosen[::-1]
 
 
 def install() -> None:
@@ -81,8 +133,8 @@ def install() -> None:
     def all_items(self: Any) -> list[Any]:
         querying = getattr(_QUERYING, "partition", None)
         try:
-            if querying is not None and querying[0] is self:
-                return _partition(self, *querying[1:])
+            if querying is not None and querying.table is self:
+                return _partition(querying)
             return _sorted_by_converted_keys(self)
         except TypeError:  # keys of different types: moto's comparison decides
             return original(self)
@@ -92,11 +144,15 @@ def install() -> None:
         arguments = signature.bind(self, hash_key, *args, **kwargs).arguments
         if arguments.get("index_name") or hash_key is None:
             return original_query(self, hash_key, *args, **kwargs)
-        _QUERYING.partition = (
-            self,
-            hash_key,
-            arguments.get("exclusive_start_key"),
-            arguments.get("scan_index_forward", True) is not False,
+        _QUERYING.partition = _Query(
+            table=self,
+            hash_key=hash_key,
+            start=arguments.get("exclusive_start_key"),
+            forward=arguments.get("scan_index_forward", True) is not False,
+            limit=arguments.get("limit"),
+            range_comparison=arguments.get("range_comparison"),
+            range_objs=list(arguments.get("range_objs") or []),
+            legacy_filter=bool(arguments.get("filter_kwargs")),
         )
         try:
             return original_query(self, hash_key, *args, **kwargs)
