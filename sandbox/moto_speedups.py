@@ -72,19 +72,45 @@ def _partition(query: _Query) -> list[Any]:
         return []
     if not table.range_key_attr:
         return [] if query.start else [found]
-    # moto sorts the list again by DynamoType comparisons (slow per comparison); given it in
-    # order, that sort makes one pass
-    items = sorted(found.values(), key=lambda item: item.range_key.cast_value)
+    items, keys = _sorted_partition(table, query.hash_key, found)
     if query.start and table.range_key_attr in query.start:
         from moto.dynamodb.models.dynamo_type import DynamoType
 
-        keys = [item.range_key.cast_value for item in items]
         after = DynamoType(query.start[table.range_key_attr]).cast_value
         if query.forward:
             items = items[bisect.bisect_right(keys, after) :]
         else:
             items = items[: bisect.bisect_left(keys, after)]
     return _page(items, query)
+
+
+def _sorted_partition(table: Any, hash_key: Any, found: dict[Any, Any]) -> tuple[list, list]:
+    """The partition's items and range keys (converted) in key order, sorted once per change.
+
+    A big room is read in pages, each one a Query of the same partition: sorting it again for
+    every page was most of a page's cost. The sort is kept per partition until a put in that
+    partition (:func:`_note_write`: a new item, or one replaced by a put or an update), and only
+    for the same partition object holding the same number of items (a delete changes that; a
+    delete and a put together are caught by the put)."""
+    versions = table.__dict__.setdefault("_sandbox_partition_writes", {})
+    cache = table.__dict__.setdefault("_sandbox_sorted_partitions", {})
+    version = versions.get(hash_key, 0)
+    cached = cache.get(hash_key)
+    if cached is not None:
+        cached_version, cached_found, items, keys = cached
+        if cached_version == version and cached_found is found and len(items) == len(found):
+            return items, keys
+    # moto sorts the list again by DynamoType comparisons (slow per comparison); given it in
+    # order, that sort makes one pass
+    items = sorted(found.values(), key=lambda item: item.range_key.cast_value)
+    keys = [item.range_key.cast_value for item in items]
+    cache[hash_key] = (version, found, items, keys)
+    return items, keys
+
+
+def _note_write(table: Any, hash_key: Any) -> None:
+    versions = table.__dict__.setdefault("_sandbox_partition_writes", {})
+    versions[hash_key] = versions.get(hash_key, 0) + 1
 
 
 def _page(items: list[Any], query: _Query) -> list[Any]:
@@ -121,7 +147,8 @@ def _page(items: list[Any], query: _Query) -> list[Any]:
 
 
 def install() -> None:
-    """Replace ``Table.all_items`` and wrap ``Table.query`` (idempotent)."""
+    """Replace ``Table.all_items``; wrap ``Table.query``, and ``put_item`` so a partition's sort
+    is redone after a put (idempotent)."""
     from moto.dynamodb.models.table import Table
 
     if _INSTALLED:
@@ -159,6 +186,14 @@ def install() -> None:
         finally:
             _QUERYING.partition = None
 
+    original_put = Table.put_item
+
+    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        item = original_put(self, *args, **kwargs)
+        _note_write(self, item.hash_key)
+        return item
+
     _INSTALLED.append(original)
     Table.all_items = all_items  # type: ignore[method-assign]
     Table.query = query  # type: ignore[method-assign]
+    Table.put_item = put_item  # type: ignore[method-assign]

@@ -219,3 +219,78 @@ def test_a_page_that_ends_at_moto_s_size_limit_after_the_matches_ends_there_too(
         expected = first_page()
     assert got == expected
     assert expected[1] is not None  # the case this test is for: moto's size check ended it
+
+
+def _pages_with_writes(table: Table, hash_key: dict[str, str]) -> list[Any]:
+    """Pages of 4, with a put into the partition, a replaced item and a delete between them."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    pages: list[Any] = []
+    start = None
+    step = 0
+    while True:
+        items, _scanned, last = table.query(DynamoType(hash_key), None, [], 4, start, True, None)
+        pages.append([item.to_json() for item in items])
+        if last is None:
+            return pages
+        start = last
+        step += 1
+        table.put_item({"pk": hash_key, "sk": {"S": f"0.9{step:05d}"}, "n": {"N": "0"}})
+        table.put_item({"pk": hash_key, "sk": last["sk"], "n": {"N": str(step)}})
+        if items:
+            table.delete_item(DynamoType(hash_key), items[-1].range_key)
+        if step > 50:
+            return pages
+
+
+def test_a_partition_s_sort_is_redone_after_a_put_or_a_delete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    moto_speedups.install()
+    key = {"S": "room-1"}
+    table = _table("S")
+    _fill(table, "S")
+    got = _pages_with_writes(table, key)
+    whole = moto_speedups._sorted_by_converted_keys
+    monkeypatch.setattr(moto_speedups, "_partition", lambda query: whole(query.table))
+    reference = _table("S")
+    _fill(reference, "S")
+    assert got == _pages_with_writes(reference, key)
+    assert len(got) > 2
+
+
+def test_a_partition_is_sorted_once_while_it_does_not_change() -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    moto_speedups.install()
+    table = _table("S")
+    _fill(table, "S")
+    hash_key = DynamoType({"S": "room-1"})
+
+    def sorted_list() -> Any:
+        table.query(hash_key, None, [], 4, None, True, None)
+        return table._sandbox_sorted_partitions[hash_key][2]
+
+    first = sorted_list()
+    assert sorted_list() is first
+    table.put_item({"pk": {"S": "room-2"}, "sk": {"S": "x"}})  # another partition
+    assert sorted_list() is first
+    table.put_item({"pk": {"S": "room-1"}, "sk": {"S": "x"}})
+    assert sorted_list() is not first
+
+
+def test_a_replaced_item_is_answered_as_it_is_now() -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    moto_speedups.install()
+    table = _table("S")
+    table.put_item({"pk": {"S": "p"}, "sk": {"S": "a"}, "n": {"N": "1"}})
+    hash_key = DynamoType({"S": "p"})
+
+    def answer() -> Any:
+        items, _scanned, _last = table.query(hash_key, None, [], 4, None, True, None)
+        return [item.to_json()["Attributes"]["n"] for item in items]
+
+    assert answer() == [{"N": "1"}]
+    table.put_item({"pk": {"S": "p"}, "sk": {"S": "a"}, "n": {"N": "2"}})  # same key
+    assert answer() == [{"N": "2"}]
