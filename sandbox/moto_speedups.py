@@ -13,9 +13,9 @@ ever not compare (a table whose key values have mixed types), moto's own sort ru
 matches: every page of every query cost the whole table, so it grew with the run (history,
 connections, the large_room bench's 5,000 members: 10 pages of about 250 ms each before the
 first shard was queued). While such a query runs, ``all_items`` lists the queried partition
-only, in the same order: on a later page only the items past the page's start key, and only
-as many of those as the page can use (moto then filters, sorts and pages that list exactly as
-before).
+only, in the same order (sorted once until a put changes the partition): on a later page only
+the items past the page's start key, and only as many of those as the page can use (moto then
+filters, sorts and pages that list exactly as before).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -93,6 +94,36 @@ def test_a_table_query_reads_its_partition_with_moto_s_answer(
     assert not listed  # no query listed the whole table
 
 
+@pytest.fixture
+def client() -> Iterator[Any]:
+    """boto3 against moto (in this process, speedups installed), with a table ``t`` (pk, sk)."""
+    import boto3
+    from moto import mock_aws
+
+    moto_speedups.install()
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="eu-west-1")
+        dynamodb.create_table(
+            TableName="t",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield dynamodb
+
+
+def _list_as_moto_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, a table Query lists the whole table, as moto itself does."""
+    whole = moto_speedups._sorted_by_converted_keys
+    monkeypatch.setattr(moto_speedups, "_partition", lambda query: whole(query.table))
+
+
 KEY_CONDITIONS = [
     ("pk = :pk", {}),
     ("pk = :pk AND sk BETWEEN :lo AND :hi", {":lo": "0.2", ":hi": "0.7"}),
@@ -111,112 +142,75 @@ def test_key_conditions_page_as_moto_pages_them(
     values: dict[str, str],
     forward: bool,
     limit: int | None,
+    client: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through moto's own request path (KeyConditionExpression, Limit, ScanIndexForward,
     ExclusiveStartKey, a FilterExpression): every page equals moto's."""
-    import boto3
-    from moto import mock_aws
-
-    moto_speedups.install()
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="eu-west-1")
-        client.create_table(
-            TableName="t",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        rng = random.Random(20)
-        for number in range(150):
-            client.put_item(
-                TableName="t",
-                Item={
-                    "pk": {"S": f"room-{number % 3}"},
-                    "sk": {"S": f"{rng.random():.6f}"},
-                    "n": {"N": str(number)},
-                },
-            )
+    rng = random.Random(20)
+    for number in range(150):
         client.put_item(
-            TableName="t", Item={"pk": {"S": "room-0"}, "sk": {"S": "0.400000"}, "n": {"N": "1"}}
+            TableName="t",
+            Item={
+                "pk": {"S": f"room-{number % 3}"},
+                "sk": {"S": f"{rng.random():.6f}"},
+                "n": {"N": str(number)},
+            },
         )
+    client.put_item(
+        TableName="t", Item={"pk": {"S": "room-0"}, "sk": {"S": "0.400000"}, "n": {"N": "1"}}
+    )
 
-        def pages() -> list[Any]:
-            found: list[Any] = []
-            request: dict[str, Any] = {
-                "TableName": "t",
-                "KeyConditionExpression": condition,
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": "room-0"},
-                    ":odd": {"N": "2"},
-                    **{name: {"S": value} for name, value in values.items()},
-                },
-                "FilterExpression": "n <> :odd",
-                "ScanIndexForward": forward,
-            }
-            if limit:
-                request["Limit"] = limit
-            while True:
-                page = client.query(**request)
-                found.append((page["Items"], page.get("LastEvaluatedKey"), page["ScannedCount"]))
-                if "LastEvaluatedKey" not in page or len(found) > 500:
-                    return found
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    def pages() -> list[Any]:
+        found: list[Any] = []
+        request: dict[str, Any] = {
+            "TableName": "t",
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": {
+                ":pk": {"S": "room-0"},
+                ":odd": {"N": "2"},
+                **{name: {"S": value} for name, value in values.items()},
+            },
+            "FilterExpression": "n <> :odd",
+            "ScanIndexForward": forward,
+        }
+        if limit:
+            request["Limit"] = limit
+        while True:
+            page = client.query(**request)
+            found.append((page["Items"], page.get("LastEvaluatedKey"), page["ScannedCount"]))
+            if "LastEvaluatedKey" not in page or len(found) > 500:
+                return found
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-        got = pages()
-        whole = moto_speedups._sorted_by_converted_keys
-        monkeypatch.setattr(moto_speedups, "_partition", lambda query: whole(query.table))
-        expected = pages()
+    got = pages()
+    _list_as_moto_does(monkeypatch)
+    expected = pages()
     assert got == expected
     assert sum(len(items) for items, _, _ in got) > 0
 
 
 def test_a_page_that_ends_at_moto_s_size_limit_after_the_matches_ends_there_too(
-    monkeypatch: pytest.MonkeyPatch,
+    client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three 300 KB matches, then a miss: moto stops at the miss's size check (1 MB) and sets
     LastEvaluatedKey; the narrowed listing must let it."""
-    import boto3
-    from moto import mock_aws
+    for sk in ("a1", "a2", "a3", "b1"):
+        item = {"pk": {"S": "p"}, "sk": {"S": sk}, "blob": {"S": "x" * 300_000}}
+        client.put_item(TableName="t", Item=item)
 
-    moto_speedups.install()
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="eu-west-1")
-        client.create_table(
+    def first_page() -> Any:
+        page = client.query(
             TableName="t",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+            ExpressionAttributeValues={":pk": {"S": "p"}, ":a": {"S": "a"}},
+            Limit=10,
         )
-        for sk in ("a1", "a2", "a3", "b1"):
-            item = {"pk": {"S": "p"}, "sk": {"S": sk}, "blob": {"S": "x" * 300_000}}
-            client.put_item(TableName="t", Item=item)
+        return [i["sk"]["S"] for i in page["Items"]], page.get("LastEvaluatedKey")
 
-        def first_page() -> Any:
-            page = client.query(
-                TableName="t",
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
-                ExpressionAttributeValues={":pk": {"S": "p"}, ":a": {"S": "a"}},
-                Limit=10,
-            )
-            return [i["sk"]["S"] for i in page["Items"]], page.get("LastEvaluatedKey")
-
-        got = first_page()
-        whole = moto_speedups._sorted_by_converted_keys
-        monkeypatch.setattr(moto_speedups, "_partition", lambda query: whole(query.table))
-        expected = first_page()
+    got = first_page()
+    _list_as_moto_does(monkeypatch)
+    expected = first_page()
     assert got == expected
     assert expected[1] is not None  # the case this test is for: moto's size check ended it
 
@@ -243,7 +237,7 @@ def _pages_with_writes(table: Table, hash_key: dict[str, str]) -> list[Any]:
             return pages
 
 
-def test_a_partition_s_sort_is_redone_after_a_put_or_a_delete(
+def test_a_partition_s_sort_is_redone_after_puts_and_deletes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     moto_speedups.install()
@@ -251,8 +245,7 @@ def test_a_partition_s_sort_is_redone_after_a_put_or_a_delete(
     table = _table("S")
     _fill(table, "S")
     got = _pages_with_writes(table, key)
-    whole = moto_speedups._sorted_by_converted_keys
-    monkeypatch.setattr(moto_speedups, "_partition", lambda query: whole(query.table))
+    _list_as_moto_does(monkeypatch)
     reference = _table("S")
     _fill(reference, "S")
     assert got == _pages_with_writes(reference, key)
