@@ -22,7 +22,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt multiregion_chat/runtime/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -51,7 +51,7 @@ local: synth
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy app.py stacks lambdas sandbox clients bench tools
+	$(PY) -m mypy app.py multiregion_chat sandbox bench tools
 
 # pytest exits 5 when it collected nothing: for this project that means a
 # broken suite (a bad marker or path), never a pass, so it is named and failed.

@@ -42,9 +42,9 @@ if __name__ == "__main__":
 
 from aws_cdk import App  # noqa: E402
 
-from stacks.bundling import LAYER_BUILD_FAILED  # noqa: E402
-from stacks.config import ChatConfig, ConfigError  # noqa: E402
-from stacks.deployment import ChatDeployment  # noqa: E402
+from multiregion_chat.infra.bundling import LAYER_BUILD_FAILED  # noqa: E402
+from multiregion_chat.infra.config import ChatConfig, ConfigError  # noqa: E402
+from multiregion_chat.infra.deployment import ChatDeployment  # noqa: E402
 
 
 def build_app(app: App) -> ChatDeployment:
@@ -68,7 +68,7 @@ def main() -> int:
         print(error, file=sys.stderr)
         return 1
     except RuntimeError as error:
-        # stacks.bundling.LayerBuildError, wrapped by jsii (bundling runs in a
+        # infra.bundling.LayerBuildError, wrapped by jsii (bundling runs in a
         # callback from the kernel): print our line, not the two stack traces.
         message = str(error)
         if LAYER_BUILD_FAILED not in message:

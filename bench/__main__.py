@@ -2,12 +2,12 @@
 
 Parts (``--parts``, default all but the two older scenarios):
 
-* ``fanout``: one ``chat.fanout.deliver`` invocation, 2,000 members, 20 ms per post
+* ``fanout``: one ``runtime.delivery.engine.deliver`` invocation, 2,000 members, 20 ms per post
   (bench/fanout.py);
 * ``large_room``: 5,000 virtual members through the sharded fan-out in the sandbox, under a
   1,000/s ``@connections`` limit (bench/large_room.py);
 * ``model``: 20,000 and 100,000 members predicted from the measured fan-out rate
-  (bench/model.py; no runs, it is deterministic);
+  (bench/fanout_model.py; no runs, it is deterministic);
 * ``synth``: ``cdk synth`` of 3 and 20 regions, wall time and peak memory (bench/synth.py);
 * ``cold_start``: each handler module's init beside bare ``import boto3``
   (bench/cold_start.py);
@@ -182,7 +182,7 @@ def part_large_room(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def part_model(args: argparse.Namespace, measured_rate: float | None) -> list[dict[str, Any]]:
-    from bench.model import predict_all
+    from bench.fanout_model import predict_all
 
     rate = args.model_rate or measured_rate or 1500.0
     predictions = predict_all(

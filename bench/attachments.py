@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clients.transfer import (
+from multiregion_chat.clients.transfer import (
     TransferError,
     attachment_reference,
     fetch,

@@ -4,25 +4,27 @@
 
 A function's init phase is its module's import: the imports plus whatever
 runs at module scope (Powertools objects, clients). Each figure is one fresh
-Python process importing one module with ``lambdas`` first on ``sys.path``
+Python process importing one module with the package root first on ``sys.path``
 and the environment Lambda gives a function (``LAMBDA_TASK_ROOT``,
 ``AWS_LAMBDA_FUNCTION_NAME``, the X-Ray daemon address, ..., plus the app's
-variables from stacks/functions.py with placeholder values). Without
+variables from infra/functions.py with placeholder values). Without
 ``LAMBDA_TASK_ROOT`` the X-Ray SDK believes it is on a server and builds two
 botocore X-Ray clients for centralized sampling at import, about 200 ms that
 Lambda never pays, so the environment matters.
 
-Handlers are discovered, not listed: every ``lambdas/*.py`` that defines a
+Handlers are discovered, not listed: every ``runtime/handlers/*.py`` that defines a
 top-level ``handler``. Runs are interleaved (boto3, each handler, boto3, ...)
 so load on the machine hits all of them alike; one warm-up round first writes
 the ``__pycache__`` files. Both wall and CPU time (``time.process_time``) of
 the import are kept: on a busy machine CPU time is the steadier figure.
 Each import also reports which of :data:`DEFERRED_MODULES` it loaded: modules a handler
 must load on first use, not at init, unless the table names it as one that needs them there
-(the delivery engine ``chat.fanout`` in the two handlers that deliver; aiohttp, PyJWT and
+(the delivery engine ``runtime.delivery.engine`` in the two handlers that deliver; aiohttp, PyJWT
+and
 ``cryptography`` in none). A handler that loads one anyway is listed under
 ``<handler>_deferred_loaded`` and counted in ``deferred_loaded_at_init`` (target 0): such an
-import can cost little on its own (``chat.fanout`` is about 1 ms: aiohttp is its lazy part)
+import can cost little on its own (``runtime.delivery.engine`` is about 1 ms: aiohttp is its lazy
+part)
 and hide in the noise of the init figures, so it is checked by name.
 
 Minor page faults are counted too: CPython 3.11-3.13 keep the frame stack in 16 KiB
@@ -30,7 +32,8 @@ chunks and unmap a chunk as soon as the calls leave it (CPython gh-142183, fixed
 2026 by keeping one, backported to 3.14 and 3.13 patch releases), so a module whose regular
 expressions compile right at a chunk's edge maps and unmaps it thousands of times, each time
 faulting its pages in again. botocore's and urllib3's did, 20-odd frames deeper than here,
-in every handler that reached boto3 through Powertools or ``chat.clients``: 15-40 ms of
+in every handler that reached boto3 through Powertools or ``runtime.platform.aws_clients``: 15-40 ms
+of
 their inits. The handlers import boto3 first for that reason (docs/performance.md); a
 handler with thousands more faults than boto3 has found another edge.
 
@@ -42,7 +45,7 @@ fine: only the time to reach that point is wanted.
 Bytecode, as deployed: Lambda's ``/var/task`` and ``/opt`` are read-only, so
 whatever ships without ``.pyc`` files compiles from source on every cold
 start. The app compiles the function code and the dependencies layer for the
-runtime at synth (stacks/bytecode.py, with Pyodide) when Pyodide is
+runtime at synth (infra/bytecode.py, with Pyodide) when Pyodide is
 installed (``npm ci``), and ships source only otherwise. By default this
 measures what this checkout would deploy (``bytecode`` in the result says
 which); ``--no-bytecode`` measures the source-only build (each import
@@ -77,7 +80,10 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-LAMBDAS = ROOT / "lambdas"
+# The runtime's package root goes on PYTHONPATH (as /var/task holds ``multiregion_chat/``).
+PACKAGE = ROOT / "multiregion_chat"
+HANDLERS = PACKAGE / "runtime" / "handlers"
+HANDLERS_PACKAGE = "multiregion_chat.runtime.handlers"
 
 # What the Lambda runtime sets (python3.x on arm64, tracing ACTIVE), with
 # dummy credentials: nothing here calls AWS.
@@ -102,7 +108,7 @@ _RUNTIME_ENV = {
     # Any AWS call a first invocation makes fails at once (nothing listens there).
     "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
 }
-# The app's variables (stacks/functions.py), placeholder values.
+# The app's variables (infra/functions.py), placeholder values.
 _APP_ENV = {
     "CONNECTIONS_TABLE": "chat-connections",
     "MESSAGES_TABLE": "chat-messages",
@@ -124,14 +130,15 @@ _APP_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "Chat",
     "POWERTOOLS_LOG_LEVEL": "INFO",
 }
-LAMBDA_ENV: dict[str, str] = {**_RUNTIME_ENV, **_APP_ENV, "LAMBDA_TASK_ROOT": str(LAMBDAS)}
+LAMBDA_ENV: dict[str, str] = {**_RUNTIME_ENV, **_APP_ENV, "LAMBDA_TASK_ROOT": str(ROOT)}
 
 # Module -> the handlers whose init may load it. Every other handler loads it on first use
 # (or never): ClientMessageHandler's fast path loads the delivery engine for its first local
-# delivery; OIDC's PyJWT comes with chat.jwks (HS256 deployments verify with hmac); Powertools'
+# delivery; OIDC's PyJWT comes with runtime.auth.jwks (HS256 deployments verify with hmac);
+# Powertools'
 # data_classes and event_handler packages import every event class and resolver they have.
 DEFERRED_MODULES: dict[str, tuple[str, ...]] = {
-    "chat.fanout": ("event_bus_message_handler", "fanout_worker"),
+    "multiregion_chat.runtime.delivery.engine": ("event_bus_message_handler", "fanout_worker"),
     "aiohttp": (),
     "jwt": (),
     "cryptography": (),
@@ -157,15 +164,16 @@ if sourced:
             raise OSError("deployed without bytecode")
         return _stats(self, path)
     SourceFileLoader.path_stats = path_stats
-# "nogc:boto3": the import as chat.init_phase runs a handler's (collector off, then frozen)
+# "nogc:boto3": the import as multiregion_chat.runtime.platform.init_phase runs a handler's
+# (collector off, then frozen)
 nogc = name.startswith(NOGC_PREFIX)
 name = name.removeprefix(NOGC_PREFIX)
-import gc
+import gc, importlib
 faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 wall0, cpu0 = time.perf_counter(), time.process_time()
 if nogc:
     gc.disable()
-module = __import__(name)
+module = importlib.import_module(name)
 if nogc:
     gc.freeze()
     gc.enable()
@@ -190,7 +198,7 @@ print(json.dumps(result))
 """
 
 
-def layer_roots(requirements: Path = LAMBDAS / "requirements.txt") -> list[str]:
+def layer_roots(requirements: Path = PACKAGE / "runtime" / "requirements.txt") -> list[str]:
     """Where this Python imports the dependencies layer's packages from: each pinned
     distribution's top-level packages and modules, as path prefixes."""
     roots: set[str] = set()
@@ -209,7 +217,7 @@ def layer_roots(requirements: Path = LAMBDAS / "requirements.txt") -> list[str]:
     return sorted(roots)
 
 
-def discover_handlers(directory: Path = LAMBDAS) -> list[str]:
+def discover_handlers(directory: Path = HANDLERS) -> list[str]:
     """Module names of ``directory/*.py`` that define a top-level ``handler``."""
     found = []
     for path in sorted(directory.glob("*.py")):
@@ -227,6 +235,12 @@ def discover_handlers(directory: Path = LAMBDAS) -> list[str]:
     return found
 
 
+def importable(name: str) -> str:
+    """The module to import for ``name``: a handler's stem names its module in the handlers
+    package; anything else (``boto3``, ``nogc:boto3``) is imported as given."""
+    return f"{HANDLERS_PACKAGE}.{name}" if (HANDLERS / f"{name}.py").is_file() else name
+
+
 def measure_module(
     name: str,
     env: Mapping[str, str] | None = None,
@@ -242,14 +256,14 @@ def measure_module(
     # Only what Lambda sets: nothing of this shell's AWS_*, POWERTOOLS_* (a test
     # run's POWERTOOLS_TRACE_DISABLED would skip the Tracer's cost) or PYTHON*.
     kept = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
-    child_env = {**kept, **(env if env is not None else LAMBDA_ENV), "PYTHONPATH": str(LAMBDAS)}
+    child_env = {**kept, **(env if env is not None else LAMBDA_ENV), "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory(prefix="cold-") as cwd:  # nothing from the cwd on sys.path
         completed = subprocess.run(
             [
                 sys.executable,
                 "-c",
                 _CHILD,
-                name,
+                importable(name),
                 "1" if first_call else "0",
                 json.dumps(list(sourced)),
                 json.dumps(sorted(DEFERRED_MODULES)),
@@ -279,8 +293,8 @@ def deferred_loaded(handler: str, loaded: Iterable[str]) -> list[str]:
 
 def deploys_bytecode() -> bool:
     """Whether a synth here compiles the Lambda code for its runtime (Pyodide installed)."""
-    from stacks.bytecode import compiler_tag, runtime_python_version
-    from stacks.lambda_function import RUNTIME
+    from multiregion_chat.infra.bytecode import compiler_tag, runtime_python_version
+    from multiregion_chat.infra.lambda_function import RUNTIME
 
     return compiler_tag(runtime_python_version(RUNTIME)) != "no-bytecode"
 
@@ -313,12 +327,13 @@ def measure_cold_start(
         deployed_bytecode = deploys_bytecode()
     names = list(handlers if handlers is not None else discover_handlers())
     extras = list(extra_modules)
-    # Handlers build their init with the collector off (chat.init_phase), which speeds up
+    # Handlers build their init with the collector off (runtime.platform.init_phase), which speeds
+    # up
     # boto3's share of it too: "boto3_nogc" is boto3 imported the same way, the like-for-like
     # baseline of our own modules' overhead (docs/performance.md).
     like_for_like = NOGC_PREFIX + "boto3"
     modules = ["boto3", like_for_like, *names, *extras]
-    sourced = [] if deployed_bytecode else [str(LAMBDAS) + os.sep, *layer_roots()]
+    sourced = [] if deployed_bytecode else [str(PACKAGE) + os.sep, *layer_roots()]
     for module in modules:  # warm-up: __pycache__ written, files in the page cache
         measure_module(module)
     samples: dict[str, list[dict[str, Any]]] = {module: [] for module in modules}

@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from clients.strict_json import loads_frame
+from multiregion_chat.clients.strict_json import loads_frame
 from tests.e2e.harness import Client, SandboxProcess, room_name
 
 

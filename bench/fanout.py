@@ -1,4 +1,5 @@
-"""The ``fanout`` bench: what one invocation of ``chat.fanout.deliver`` delivers per second.
+"""The ``engine`` bench: what one invocation of ``runtime.delivery.engine.deliver`` delivers per
+second.
 
 Three processes, so that each figure belongs to one of them:
 
@@ -162,7 +163,7 @@ def _environment(callback_url: str, concurrency: int | None) -> None:
         os.environ["FANOUT_CONCURRENCY"] = str(concurrency)
     for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
         del os.environ[name]
-    sys.path.insert(0, str(REPO / "lambdas"))
+    sys.path.insert(0, str(REPO))
 
 
 def _seed(room: str, members: int, prefix: str) -> list[str]:
@@ -214,15 +215,16 @@ def deliver_once(callback_url: str, members: int, concurrency: int | None, sourc
         )
         ids = _seed(ROOM, members, "C")
         _seed(WARM_ROOM, 10, "W")
-        from chat import fanout, room_store
+        from multiregion_chat.runtime.delivery import engine
+        from multiregion_chat.runtime.store import room_store
 
-        accepts = inspect.signature(fanout.deliver).parameters
+        accepts = inspect.signature(engine.deliver).parameters
         if source == "auto":
             source = "ids" if "connection_ids" in accepts else "table"
         kwargs: dict[str, Any] = {}
         if concurrency and "concurrency" in accepts:
             kwargs["concurrency"] = concurrency
-        warm = fanout.deliver(WARM_ROOM, FRAME, **kwargs)
+        warm = engine.deliver(WARM_ROOM, FRAME, **kwargs)
         # The member Query through the real store path, timed alone: moto answers it in this
         # process, so its CPU is not the delivering function's (in AWS DynamoDB pays it).
         cpu0 = time.process_time()
@@ -232,10 +234,10 @@ def deliver_once(callback_url: str, members: int, concurrency: int | None, sourc
             raise SystemExit(f"the member Query read {len(read)} of {len(ids)} members")
         if source == "ids":
             if "connection_ids" not in accepts:
-                raise SystemExit("this chat.fanout.deliver has no connection_ids keyword")
+                raise SystemExit("this delivery engine's deliver() has no connection_ids keyword")
             kwargs["connection_ids"] = read
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        result = fanout.deliver(ROOM, FRAME, **kwargs)
+        result = engine.deliver(ROOM, FRAME, **kwargs)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         engine_cpu = cpu - query_cpu if source == "table" else cpu
     return {

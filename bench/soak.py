@@ -37,10 +37,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from clients.endpoints import connect_url
-from clients.options import Backoff, ClientOptions
-from clients.session import ChatSession
-from clients.websocket_client import run_websocket
+from multiregion_chat.clients.endpoints import connect_url
+from multiregion_chat.clients.options import Backoff, ClientOptions
+from multiregion_chat.clients.session import ChatSession
+from multiregion_chat.clients.websocket_client import run_websocket
 from tests.e2e.harness import SandboxProcess, room_name
 
 DEBUG_LINES: list[Any] | None = None

@@ -43,7 +43,7 @@ SAMPLE_S = 0.02
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 ROOT = Path(__file__).resolve().parents[1]
 
-# Region sets by size, taken in this order (all accepted by stacks.config).
+# Region sets by size, taken in this order (all accepted by infra.config).
 _ALL_REGIONS = (
     "us-east-1",
     "eu-west-1",

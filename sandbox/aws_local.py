@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.errors import SandboxError
-from sandbox.model import QueueSpec, RegionModel, SecretSpec
 from sandbox.resolver import ACCOUNT_ID
+from sandbox.template_model import QueueSpec, RegionModel, SecretSpec
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "sandbox",

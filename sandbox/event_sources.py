@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sandbox.aws_local import FAKE_CREDENTIALS, local_queue_url
-from sandbox.model import EventSourceMappingSpec, QueueSpec
-from sandbox.workers import InvokeResult
+from sandbox.function_pool import InvokeResult
+from sandbox.template_model import EventSourceMappingSpec, QueueSpec
 
 log = logging.getLogger("sandbox.sqs")
 

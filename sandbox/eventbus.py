@@ -39,8 +39,8 @@ from typing import Any
 from moto.events.models import EventPattern
 
 from sandbox.bus_latency import BusLatency
-from sandbox.model import RegionModel, RuleSpec, TargetSpec
 from sandbox.resolver import ACCOUNT_ID, PARTITION
+from sandbox.template_model import RegionModel, RuleSpec, TargetSpec
 
 log = logging.getLogger("sandbox.events")
 

@@ -22,10 +22,10 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from sandbox.model import ApiSpec, AuthorizerSpec, RouteSpec
+from sandbox.function_pool import InvokeResult
 from sandbox.resolver import ACCOUNT_ID, PARTITION, URL_SUFFIX
+from sandbox.template_model import ApiSpec, AuthorizerSpec, RouteSpec
 from sandbox.websocket_api import HandshakeRefused, authorizer_context, request_id
-from sandbox.workers import InvokeResult
 
 InvokeFn = Callable[..., Awaitable[InvokeResult]]
 INTEGRATION_TIMEOUT = 30.0

@@ -35,14 +35,14 @@ from sandbox.errors import SandboxError
 from sandbox.event_sources import QueuePoller
 from sandbox.eventbus import DEFAULT_RETRY_TIME_SCALE, ForwardFailure, RegionBus
 from sandbox.events_api import events_app
+from sandbox.function_pool import InvokeResult, Worker
 from sandbox.http_api import HttpApi
 from sandbox.management import ManagementApi, RateLimit
-from sandbox.model import FunctionSpec, RegionModel, SecretSpec, build_models
 from sandbox.oidc import LocalIdentityProvider, declared_issuer
 from sandbox.resolver import ACCOUNT_ID, URL_SUFFIX
 from sandbox.s3_replication import S3Replication
+from sandbox.template_model import FunctionSpec, RegionModel, SecretSpec, build_models
 from sandbox.websocket_api import WebSocketApi
-from sandbox.workers import InvokeResult, Worker
 
 log = logging.getLogger("sandbox")
 
@@ -412,7 +412,7 @@ class Sandbox:
                 "LAMBDA_TASK_ROOT": code_dir,
                 "_HANDLER": spec.handler,
                 "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
-                # chat.jwks.LOOPBACK_SETTING: the local issuer (--oidc) is http on
+                # runtime.auth.jwks.LOOPBACK_SETTING: the local issuer (--oidc) is http on
                 # 127.0.0.1; deployed functions never get it (docs/sandbox.md).
                 "CHAT_SANDBOX_LOOPBACK_ISSUER": "1",
             }

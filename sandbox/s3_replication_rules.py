@@ -4,7 +4,7 @@ moto stores any replication configuration it can parse (moto 5.2), so a rule tha
 refuse, and that would fail the custom resource and roll the stack back in AWS, would pass
 here. :class:`ReplicationCheck`, in front of moto like :class:`sandbox.s3_post_policy.PolicyCheck`,
 refuses what S3 documents or answers for the rule fields the stacks write
-(lambdas/attachment_replication.py):
+(runtime/handlers/attachment_replication.py):
 
 - ``Destination.Metrics.EventThreshold`` without ``ReplicationTime`` enabled: S3 answers
   ``InvalidArgument: Metrics cannot contain an event threshold when ReplicationTime is not

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.errors import SandboxError
 
 if TYPE_CHECKING:
-    from sandbox.model import ModelBuilder
+    from sandbox.template_model import ModelBuilder
 
 CUSTOM_TYPES = ("Custom::", "AWS::CloudFormation::CustomResource")
 

@@ -7,7 +7,8 @@ A benchmark (or a test) makes a big room without sockets in three steps:
    ids (200, after ``--mgmt-latency-ms`` and ``--mgmt-rate-limit``) and counts them;
 3. ``seed_room(table, room, ids, endpoint_url=..., region=...)``: writes the membership items
    the app's fan-out reads and the per-user presence items its member lists and
-   first-join / last-leave decisions read, laid out as ``chat.connection_store.join_room`` (and
+   first-join / last-leave decisions read, laid out as ``runtime.store.connection_store.join_room``
+   (and
    ``put_connection``) write them.
 
 Then send one message through the app and read ``summary(management_url)`` until
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-DEFAULT_TTL_SECONDS = 3 * 3600  # chat.config's CONNECTION_TTL_SECONDS default
+DEFAULT_TTL_SECONDS = 3 * 3600  # runtime.platform.runtime_settings's CONNECTION_TTL_SECONDS default
 _BATCH = 25  # BatchWriteItem's maximum
 
 
@@ -90,7 +91,7 @@ def function_variable(cdk_out: Path, region: str, name: str) -> str:
     """An environment variable of the region's functions as the sandbox resolves it, e.g.
     ``CONNECTIONS_TABLE``: the table names without knowing the handlers."""
     from sandbox.assembly import load_stacks
-    from sandbox.model import build_models
+    from sandbox.template_model import build_models
 
     (model,) = build_models(load_stacks(cdk_out), [region])
     for spec in model.functions.values():
@@ -101,10 +102,11 @@ def function_variable(cdk_out: Path, region: str, name: str) -> str:
 
 def http_route_path(cdk_out: Path, region: str, handler: str) -> str:
     """The path of the region's HTTP API route served by ``handler`` (e.g.
-    ``health_handler.handler``), resolved as the sandbox serves it: the global endpoint's
+    ``runtime.handlers.health_handler.handler``), resolved as the sandbox serves it: the global
+    endpoint's
     health path carries a key known only once the stack exists (its stack id)."""
     from sandbox.assembly import load_stacks
-    from sandbox.model import build_models
+    from sandbox.template_model import build_models
 
     (model,) = build_models(load_stacks(cdk_out), [region])
     if model.http is None:
@@ -129,9 +131,11 @@ def seed_room(
 ) -> int:
     """Write ``ROOM#<room>/CONN#<id>`` memberships, one ``ROOM#<room>/USER#<userId>`` item per
     distinct user (``c:<id>`` = the expiry of each of its connections, ``v``, ``expiresAt``)
-    and each id's ``CONN#<id>/META`` when ``with_meta``, as ``chat.connection_store`` writes them on
+    and each id's ``CONN#<id>/META`` when ``with_meta``, as ``runtime.store.connection_store``
+    writes them on
     ``$connect`` and ``join``, and with ``with_count`` add the distinct users to
-    ``n:<region>`` of the room's ``ROOM#<room>/COUNT`` item as ``chat.roster`` keeps it (its
+    ``n:<region>`` of the room's ``ROOM#<room>/COUNT`` item as ``runtime.presence.roster`` keeps it
+    (its
     ``quiet`` flag is left to the app); returns the number of items written (memberships,
     user items and META; not the count). The user items overwrite any of the room's
     existing ones for these users. ``endpoint_url``: the endpoints file's ``dynamodb``."""

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from clients.tokens import minter_from_endpoints
+from multiregion_chat.clients.tokens import minter_from_endpoints
 from sandbox.activity import calls_document, reset_calls
 from sandbox.chaos import add_control_routes
 
 if TYPE_CHECKING:
     from sandbox.runtime import Sandbox
 
-WEB_ROOT = Path(__file__).resolve().parent.parent / "clients" / "web"
+WEB_ROOT = Path(__file__).resolve().parent.parent / "multiregion_chat" / "clients" / "web"
 STATIC = {
     "index.html": "text/html",
     "app.js": "text/javascript",

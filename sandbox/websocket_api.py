@@ -40,9 +40,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from sandbox.model import ApiSpec, AuthorizerSpec, RouteSpec
+from sandbox.function_pool import InvokeResult
 from sandbox.resolver import ACCOUNT_ID, PARTITION, URL_SUFFIX
-from sandbox.workers import InvokeResult
+from sandbox.template_model import ApiSpec, AuthorizerSpec, RouteSpec
 
 log = logging.getLogger("sandbox.websocket")
 

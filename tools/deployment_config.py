@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stacks.config import ChatConfig
+from multiregion_chat.infra.config import ChatConfig
 
 __all__ = ["add_deployment_arguments", "deployment_config", "deployment_config_of"]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from stacks.config import ChatConfig
+from multiregion_chat.infra.config import ChatConfig
 
 __all__ = ["Destinations", "parse_arn"]
 

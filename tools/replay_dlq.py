@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacks.config import ChatConfig
+from multiregion_chat.infra.config import ChatConfig
 from tools.deployment_config import add_deployment_arguments, deployment_config_of
 from tools.dlq_destinations import Destinations
 

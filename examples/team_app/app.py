@@ -22,7 +22,12 @@ from pathlib import Path
 
 from aws_cdk import App
 
-from stacks.deployment import ChatConfig, ChatDeployment, FunctionSpec, RegionOverrides
+from multiregion_chat.infra.deployment import (
+    ChatConfig,
+    ChatDeployment,
+    FunctionSpec,
+    RegionOverrides,
+)
 
 HANDLERS = Path(__file__).resolve().parent / "team_handlers"
 

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from stacks.config import ChatConfig
+from multiregion_chat.infra.config import ChatConfig
 from tools import replay_dlq
 from tools.replay_dlq import Replay, main, plan
 

@@ -115,7 +115,7 @@ def test_a_queue_of_another_deployment_is_refused_before_anything_is_read(
 ) -> None:
     sqs = world["target_sqs"]  # eu-west-1
     elsewhere = sqs.create_queue(QueueName="chat-prod-eu-west-1-DeadLetterQueue-X")["QueueUrl"]
-    from stacks.config import ChatConfig
+    from multiregion_chat.infra.config import ChatConfig
     from tools import replay_dlq
 
     only_asia = ChatConfig.from_mapping({"regions": "ap-northeast-1"})

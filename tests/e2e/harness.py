@@ -21,8 +21,8 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from clients.strict_json import loads_frame
-from clients.tokens import Minter, minter_from_endpoints
+from multiregion_chat.clients.strict_json import loads_frame
+from multiregion_chat.clients.tokens import Minter, minter_from_endpoints
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")

@@ -17,8 +17,8 @@ from typing import Any
 
 import requests
 
-from clients.chat import run_client
-from clients.endpoints import connect_url
+from multiregion_chat.clients.chat import run_client
+from multiregion_chat.clients.endpoints import connect_url
 
 from .harness import REGIONS, Client, SandboxProcess, room_name, wait_until
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+from multiregion_chat.infra.config import ChatConfig
 from sandbox import virtual
-from stacks.config import ChatConfig
 
 from .harness import REGIONS, Client, SandboxProcess, room_name, wait_until
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.resume import resume_after
+from multiregion_chat.clients.resume import resume_after
 
 from .cdp import Browser, Page, chromium_path
 from .harness import Client, SandboxProcess, drop_connection, room_name, sandbox_get

@@ -1,6 +1,6 @@
 """Client budgets and reply sizes through the synthesized templates in the sandbox (issue 8).
 
-The default app's budgets apply (stacks/config.py): a connection's burst of
+The default app's budgets apply (infra/config.py): a connection's burst of
 frames, the room cap, and API Gateway's size limits as the sandbox enforces
 them (a client frame over 32 KB closes the connection with 1009; a reply
 over 128 KB would not be delivered).
@@ -16,9 +16,9 @@ from typing import Any
 
 import boto3
 
-from chat.limits import MAX_REPLY_BYTES
+from multiregion_chat.infra.config import ChatConfig
+from multiregion_chat.runtime.protocol.reply_limits import MAX_REPLY_BYTES
 from sandbox import virtual
-from stacks.config import ChatConfig
 
 from .harness import REGIONS, Client, SandboxProcess, room_name, wait_until
 
@@ -48,7 +48,8 @@ def table_client(sandbox: SandboxProcess, region: str) -> tuple[Any, str]:
 
 
 def rate_key(user: str) -> dict[str, Any]:
-    """The user's budget item (chat.rate_limit): ``u`` and one ``c:<connectionId>`` each."""
+    """The user's budget item (runtime.quota.client_budget): ``u`` and one
+    ``c:<connectionId>`` each."""
     return {"pk": {"S": f"RATE#{user}"}, "sk": {"S": "RATE"}}
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 
 from bench.soak import run_soak
-from clients.chat import run_client
-from clients.endpoints import connect_url
-from clients.options import Backoff, ClientOptions
+from multiregion_chat.clients.chat import run_client
+from multiregion_chat.clients.endpoints import connect_url
+from multiregion_chat.clients.options import Backoff, ClientOptions
+from multiregion_chat.infra.config import ChatConfig
 from sandbox.eventbus import DEFAULT_RETRY_TIME_SCALE
-from stacks.config import ChatConfig
 from tools.replay_dlq import client_factory, replay_queue
 
 from .harness import REGIONS, Client, Lines, SandboxProcess, room_name, wait_until

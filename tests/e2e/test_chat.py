@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from clients.tokens import mint_token
+from multiregion_chat.clients.tokens import mint_token
 
 from .harness import REGIONS, Client, SandboxProcess, connection_id, room_name, sandbox_get
 

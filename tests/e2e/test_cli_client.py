@@ -1,4 +1,4 @@
-"""The CLI client (python -m clients.chat) against the running sandbox."""
+"""The CLI client (python -m multiregion_chat.clients.chat) against the running sandbox."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
-from clients.chat import run_client
-from clients.endpoints import connect_url
-from clients.options import Backoff, ClientOptions
-from clients.tokens import mint_token
+from multiregion_chat.clients.chat import run_client
+from multiregion_chat.clients.endpoints import connect_url
+from multiregion_chat.clients.options import Backoff, ClientOptions
+from multiregion_chat.clients.tokens import mint_token
 
 from .harness import (
     REPO,
@@ -61,8 +61,8 @@ def test_run_client_joins_sends_and_prints(sandbox: SandboxProcess) -> None:
 def test_python_m_clients_chat_with_the_endpoints_file(sandbox: SandboxProcess) -> None:
     room = room_name()
     result = subprocess.run(
-        [sys.executable, "-m", "clients.chat", "--region", "eu-west-1", "--room", room,
-         "--user", "bob", "--endpoints-file", str(sandbox.endpoints_file)],
+        [sys.executable, "-m", "multiregion_chat.clients.chat", "--region", "eu-west-1",
+         "--room", room, "--user", "bob", "--endpoints-file", str(sandbox.endpoints_file)],
         cwd=REPO, input="piped line\n/quit\n", capture_output=True, text=True, timeout=60,
         check=False,
     )  # fmt: skip
@@ -72,7 +72,7 @@ def test_python_m_clients_chat_with_the_endpoints_file(sandbox: SandboxProcess) 
 
 def test_missing_endpoints_file_is_a_clear_error(tmp_path: object) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "clients.chat", "--user", "x", "--endpoints-file",
+        [sys.executable, "-m", "multiregion_chat.clients.chat", "--user", "x", "--endpoints-file",
          "/nonexistent/endpoints.json"],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -215,8 +215,8 @@ def test_run_client_over_http_sends_and_receives(sandbox: SandboxProcess) -> Non
 def test_python_m_clients_chat_http(sandbox: SandboxProcess) -> None:
     room = room_name()
     result = subprocess.run(
-        [sys.executable, "-m", "clients.chat", "--http", "--region", "eu-west-1", "--room", room,
-         "--user", "bob", "--endpoints-file", str(sandbox.endpoints_file)],
+        [sys.executable, "-m", "multiregion_chat.clients.chat", "--http", "--region", "eu-west-1",
+         "--room", room, "--user", "bob", "--endpoints-file", str(sandbox.endpoints_file)],
         cwd=REPO, input="piped over http\n", capture_output=True, text=True, timeout=60,
         check=False,
     )  # fmt: skip

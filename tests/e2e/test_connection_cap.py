@@ -15,7 +15,7 @@ import uuid
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from stacks.config import ChatConfig
+from multiregion_chat.infra.config import ChatConfig
 
 from .harness import REGIONS, Client, SandboxProcess
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from clients.resume import resume_after
-from clients.session import ChatSession
+from multiregion_chat.clients.resume import resume_after
+from multiregion_chat.clients.session import ChatSession
 
 from .harness import REGIONS, Client, SandboxProcess, room_name, wait_until
 

@@ -50,8 +50,10 @@ def health_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 
 def health_url(sandbox: SandboxProcess) -> str:
     """The region's health check URL: the path's key is the stack id's UUID, as the sandbox
-    resolves the template (stacks/global_endpoint.py, health_path)."""
-    path = virtual.http_route_path(sandbox.cdk_out, REGION, "health_handler.handler")
+    resolves the template (infra/global_endpoint.py, health_path)."""
+    path = virtual.http_route_path(
+        sandbox.cdk_out, REGION, "multiregion_chat.runtime.handlers.health_handler.handler"
+    )
     return sandbox.url(REGION, "http") + path
 
 
@@ -96,7 +98,7 @@ async def _health_beside_a_long_poll(sandbox: SandboxProcess) -> None:
     table = virtual.function_variable(sandbox.cdk_out, REGION, "CONNECTIONS_TABLE")
 
     def poll_leases() -> list[Any]:
-        # chat.long_poll: an open poll holds a slot POLL#<userId>/<n> while it waits.
+        # runtime.delivery.long_poll: an open poll holds a slot POLL#<userId>/<n> while it waits.
         found = dynamodb.query(
             TableName=table,
             KeyConditionExpression="pk = :pk",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from clients.tokens import mint_token
+from multiregion_chat.clients.tokens import mint_token
 from sandbox.assembly import load_stacks
-from sandbox.model import build_models
+from sandbox.template_model import build_models
 
 from .harness import REPO, Client, SandboxProcess, ports_free, room_name
 

@@ -147,7 +147,8 @@ def test_foreign_tokens_are_refused_by_both_apis(oidc_sandbox: SandboxProcess) -
 
 def test_the_token_cli_mints_from_the_endpoints_file(oidc_sandbox: SandboxProcess) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "clients.tokens", "--sub", "dave", "--rooms", "lobby",
+        [sys.executable, "-m", "multiregion_chat.clients.tokens", "--sub", "dave",
+         "--rooms", "lobby",
          "--endpoints-file", str(oidc_sandbox.endpoints_file)],
         cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip

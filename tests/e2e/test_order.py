@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from clients.chat import run_client
-from clients.endpoints import connect_url
-from clients.options import ClientOptions
+from multiregion_chat.clients.chat import run_client
+from multiregion_chat.clients.endpoints import connect_url
+from multiregion_chat.clients.options import ClientOptions
 
 from .harness import REGIONS, Client, Lines, SandboxProcess, room_name, wait_until
 from .test_continuity import catch_up, close_all, open_joined, receive_all, run

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from bench.soak import SoakClient, SoakSession
-from clients.endpoints import connect_url
-from clients.options import Backoff, ClientOptions
-from clients.websocket_client import run_websocket
+from multiregion_chat.clients.endpoints import connect_url
+from multiregion_chat.clients.options import Backoff, ClientOptions
+from multiregion_chat.clients.websocket_client import run_websocket
 
 from .cdp import Browser, Page, chromium_path
 from .harness import Client, SandboxProcess, room_name, wait_until
@@ -34,7 +34,7 @@ CHROMIUM = chromium_path()
 REGIONS = ("us-east-1", "eu-west-1")
 CLIENTS_PER_REGION = 2
 TALKER_MESSAGES = 5
-WRAPPED_HANDLER = "client_message_handler.handler"
+WRAPPED_HANDLER = "multiregion_chat.runtime.handlers.client_message_handler.handler"
 PROBE_ASSET = "asset.overload-probe"
 SLOW_LINE = "no answer yet; ping answered: slow"
 
@@ -43,7 +43,8 @@ OVERLOAD_FLAG_FILE exists its joins fail after doing their work, like joins past
 import json
 import os
 
-from client_message_handler import handler as client_message_handler
+from multiregion_chat.runtime.handlers.client_message_handler import handler as
+client_message_handler
 
 
 def handler(event, context):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.credentials import Credentials
 
-from clients.server_api import ServerApi, ServerApiError
+from multiregion_chat.clients.server_api_client import ServerApi, ServerApiError
 
 from .harness import REGIONS, Client, SandboxProcess, room_name
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from clients.tokens import mint_token
+from multiregion_chat.clients.tokens import mint_token
 
 from .harness import Client, SandboxProcess, room_name, wait_until
 
-LEEWAY_SECONDS = 30  # chat.claims.LEEWAY_SECONDS: the server's clock leeway on exp
+LEEWAY_SECONDS = 30  # runtime.protocol.claims.LEEWAY_SECONDS: the server's clock leeway on exp
 ACCEPTED_FOR = 30  # seconds the listener's token is still accepted for (connect, join): generous
 
 

@@ -13,9 +13,9 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from app import build_app
-from stacks.config import ChatConfig
-from stacks.deployment import ChatDeployment
-from stacks.region_stack import ChatRegionStack
+from multiregion_chat.infra.config import ChatConfig
+from multiregion_chat.infra.deployment import ChatDeployment
+from multiregion_chat.infra.region_stack import ChatRegionStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The context `cdk synth` would pass: cdk.json's defaults and feature flags.

@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
-# EventBridge's maxima (stacks/replication.py), on every target of every rule.
+# EventBridge's maxima (infra/replication.py), on every target of every rule.
 RETRY_POLICY = {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
 
 
@@ -95,7 +95,7 @@ CFN_LINT_ERROR, CFN_LINT_WARNING = 2, 4
 
 def cfn_lint(templates: Sequence[Path]) -> tuple[int, str]:
     """Lint ``templates``, each in the region it names (``Metadata.cfn-lint.config.regions``,
-    set by stacks/region_stack.py; no ``--regions``, which would override it);
+    set by infra/region_stack.py; no ``--regions``, which would override it);
     (OR of the exit codes, combined output)."""
     executable = shutil.which(
         "cfn-lint", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import app
-from stacks import bundling
+from multiregion_chat.infra import bundling
 
 
 @pytest.mark.parametrize(

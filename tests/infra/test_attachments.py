@@ -1,7 +1,7 @@
 """The attachment buckets: properties, lifecycle, logging, replication mesh, IAM, alarms.
 
 The replication rules are not in the templates (a custom resource sets them once the
-destination buckets exist, lambdas/attachment_replication.py); its properties name every
+destination buckets exist, runtime/handlers/attachment_replication.py); its properties name every
 region's bucket and role, and tests/unit/test_attachment_replication.py runs it on moto.
 """
 
@@ -207,7 +207,9 @@ def test_the_setup_function_may_touch_only_the_buckets_replication(
     app3: SynthResult, region: str
 ) -> None:
     template = app3.template_json(region)
-    role_id = handler_role(template, "attachment_replication.handler")
+    role_id = handler_role(
+        template, "multiregion_chat.runtime.handlers.attachment_replication.handler"
+    )
     statements = statements_of(template, role_id, region)
     buckets = sorted(f"arn:aws:s3:::{bucket_name(r)}" for r in REGIONS)
     roles = sorted(f"arn:aws:iam::{ACCOUNT}:role/chat-prod-files-repl-{r}" for r in REGIONS)
@@ -223,8 +225,12 @@ def test_the_client_handler_gets_exactly_the_attachment_grants(
     app3: SynthResult, region: str
 ) -> None:
     template = app3.template_json(region)
-    _, function = function_by_handler(template, "client_message_handler.handler")
-    role_id = handler_role(template, "client_message_handler.handler")
+    _, function = function_by_handler(
+        template, "multiregion_chat.runtime.handlers.client_message_handler.handler"
+    )
+    role_id = handler_role(
+        template, "multiregion_chat.runtime.handlers.client_message_handler.handler"
+    )
     bucket_id, _ = attachment_bucket(template, region)
     s3_statements = [
         statement
@@ -281,7 +287,7 @@ def test_replication_failures_are_alarmed_per_destination(app3: SynthResult, reg
 
 
 def test_bucket_names_too_long_are_refused() -> None:
-    from stacks.config import ChatConfig, ConfigError
+    from multiregion_chat.infra.config import ChatConfig, ConfigError
 
     with pytest.raises(ConfigError, match="attachment bucket names"):
         ChatConfig.from_mapping({"appName": "a-very-long-app-name1", "stage": "stagingstaging12"})

@@ -1,4 +1,4 @@
-"""stacks.bundling: a dependencies layer built for arm64 by pip (no Docker), cached by key."""
+"""infra.bundling: a dependencies layer built for arm64 by pip (no Docker), cached by key."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from aws_cdk import aws_lambda as lambda_
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from stacks import bundling, bytecode
+from multiregion_chat.infra import bundling, bytecode
+from multiregion_chat.infra.code_asset import RUNTIME_REQUIREMENTS
 
-REQUIREMENTS = bundling.REPO_ROOT / "lambdas" / "requirements.txt"
+REQUIREMENTS = RUNTIME_REQUIREMENTS
 ARM = lambda_.Architecture.ARM_64
 PY = lambda_.Runtime.PYTHON_3_14
 
@@ -187,7 +188,7 @@ def test_layer_holds_aiohttp_built_for_aarch64(real_layer: Path) -> None:
     assert any(name.endswith("cpython-314-aarch64-linux-gnu.so") for name in native), native
     assert not any("x86_64" in name for name in native)
     assert (site / "aws_lambda_powertools" / "__init__.py").is_file()
-    # compiled for the runtime (stacks/bytecode.py): /opt is read-only in Lambda
+    # compiled for the runtime (infra/bytecode.py): /opt is read-only in Lambda
     if bytecode.compiler_tag("3.14") != "no-bytecode":
         assert (site / "aiohttp" / "__pycache__" / "__init__.cpython-314.pyc").is_file()
         uncompiled = [
@@ -238,9 +239,9 @@ def test_requirements_are_the_whole_closure() -> None:
 
 
 def test_dev_requirements_include_the_runtime_pins() -> None:
-    """One source of pins: the tests' venv installs lambdas/requirements.txt itself."""
-    dev = (bundling.REPO_ROOT / "requirements-dev.txt").read_text()
-    assert "-r lambdas/requirements.txt" in dev.splitlines()
+    """One source of pins: the tests' venv installs runtime/requirements.txt itself."""
+    dev = (Path(__file__).resolve().parents[2] / "requirements-dev.txt").read_text()
+    assert "-r multiregion_chat/runtime/requirements.txt" in dev.splitlines()
     assert not re.search(r"^(aws-lambda-powertools|aiohttp)\b", dev, re.MULTILINE | re.IGNORECASE)
 
 

@@ -1,5 +1,5 @@
-"""Bytecode for the runtime's CPython at synth (stacks/bytecode.py) and the code assets
-that carry it (stacks/code_asset.py)."""
+"""Bytecode for the runtime's CPython at synth (infra/bytecode.py) and the code assets
+that carry it (infra/code_asset.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_lambda as lambda_
 
-from stacks import bytecode, code_asset
-from stacks.bundling import CACHE_ENV
-from stacks.extension_code import extension_code
+from multiregion_chat.infra import bytecode, code_asset
+from multiregion_chat.infra.bundling import CACHE_ENV
+from multiregion_chat.infra.extension_code import extension_code
 
 PY = "3.14"
 HAS_PYODIDE = bytecode.compiler_tag(PY) != "no-bytecode"
@@ -56,7 +56,7 @@ def test_pyodide_version_names_its_cpython() -> None:
 
 def test_the_pinned_pyodide_runs_the_functions_runtime() -> None:
     """package.json pins the Pyodide whose CPython is the functions' runtime."""
-    from stacks.lambda_function import RUNTIME
+    from multiregion_chat.infra.lambda_function import RUNTIME
 
     pinned = json.loads((bytecode.REPO_ROOT / "package.json").read_text())["devDependencies"]
     version = bytecode.Pyodide(Path("."), pinned["pyodide"]).python_version
@@ -182,8 +182,9 @@ def test_extension_code_carries_the_runtime_package_compiled(tmp_path: Path) -> 
     (team / "moderation" / "handler.py").write_text("def handler(event, context):\n    pass\n")
     asset = synth_function(tmp_path / "out", extension_code(team))
     assert (asset / "moderation" / "__pycache__" / "handler.cpython-314.pyc").is_file()
-    assert (asset / "chat" / "__pycache__" / "frames.cpython-314.pyc").is_file()
-    assert not (asset / "chat" / "__pycache__" / "frames.cpython-311.pyc").exists()
+    protocol = asset / "multiregion_chat" / "runtime" / "protocol"
+    assert (protocol / "__pycache__" / "frames.cpython-314.pyc").is_file()
+    assert not (protocol / "__pycache__" / "frames.cpython-311.pyc").exists()
 
 
 @needs_pyodide

@@ -4,15 +4,15 @@ cfn-lint checks a template against one region's CloudFormation resource
 registry and silently uses us-east-1's when told no region, or when it has no
 schema for the region it is told. Each region stack therefore names its
 region in the template (``Metadata.cfn-lint.config.regions``, set in
-stacks/region_stack.py) and cfn-lint runs with no ``--regions`` (which would
+infra/region_stack.py) and cfn-lint runs with no ``--regions`` (which would
 override it), so every template is linted where it is deployed.
 ``CFN_LINT_LACKS`` lists the accepted regions cfn-lint has no schema for
 (their templates fall back to us-east-1's): none today; me-south-1, the one
-region of the partition it lacks, is not accepted (stacks/config.py).
+region of the partition it lacks, is not accepted (infra/config.py).
 
 Nothing is ignored on the command line. The one warning CDK's output would
 raise (W3005: lambda.Function's DependsOn repeats its role next to the Role
-GetAtt) is silenced on those resources only, in stacks/lambda_function.py.
+GetAtt) is silenced on those resources only, in infra/lambda_function.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import cfnlint
 import pytest
 
-from stacks.config import ACCEPTED_REGIONS
+from multiregion_chat.infra.config import ACCEPTED_REGIONS
 
 from .helpers import SynthResult
 from .template_checks import CFN_LINT_ERROR, CFN_LINT_WARNING, cfn_lint

@@ -1,7 +1,7 @@
 """checkov over every synthesized template: no finding without a reason.
 
 Accepted findings are skipped on their resources, each with its reason, from
-one list (stacks/checkov.py); everything else fails here with the check, the
+one list (infra/checkov.py); everything else fails here with the check, the
 resource and the template. checkov lives in its own venv (``make
 checkov-setup``; ``CHECKOV`` names another executable).
 """
@@ -66,8 +66,13 @@ def test_checkov_reports_no_unexplained_failure(app_shape: SynthResult) -> None:
         for report in reports
         for check in report["results"]["failed_checks"]
     ]
-    assert not failed, "checkov findings with no reason in stacks/checkov.py:\n" + "\n".join(failed)
+    assert not failed, (
+        "checkov findings with no reason in multiregion_chat/infra/checkov.py:\n"
+        + "\n".join(failed)
+    )
     skipped = [check for report in reports for check in report["results"]["skipped_checks"]]
-    assert skipped, "expected the suppressions of stacks/checkov.py to reach the templates"
+    assert skipped, (
+        "expected the suppressions of multiregion_chat/infra/checkov.py to reach the templates"
+    )
     assert all(check["check_result"].get("suppress_comment") for check in skipped)
     assert {report["summary"]["resource_count"] > 0 for report in reports} == {True}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stacks.config import (
+from multiregion_chat.infra.config import (
     ACCEPTED_REGIONS,
     CLOUDWATCH_LOG_RETENTION,
     CLOUDWATCH_LOG_RETENTION_DAYS,
@@ -158,7 +158,7 @@ def _template_resource_types() -> set[str]:
     """Every resource type a region stack declares (built, not synthesized: no bundling)."""
     from aws_cdk import App
 
-    from stacks.region_stack import ChatRegionStack
+    from multiregion_chat.infra.region_stack import ChatRegionStack
 
     app = App(context={**CDK_JSON_CONTEXT, "regions": "us-east-1"})
     config = ChatConfig.from_context(app.node)
@@ -297,7 +297,7 @@ def test_retention_list_is_cdks() -> None:
     from aws_cdk import aws_logs as logs
     from aws_cdk.assertions import Template
 
-    from stacks.region_stack import log_retention
+    from multiregion_chat.infra.region_stack import log_retention
 
     finite = {member.name for member in logs.RetentionDays} - {"INFINITE"}
     assert set(CLOUDWATCH_LOG_RETENTION.values()) == finite
@@ -363,7 +363,7 @@ def test_app_prints_one_line_for_a_bad_region(repo_root: Path, tmp_path: Path) -
 def test_a_stage_that_cannot_fit_the_default_lambda_quota_is_refused(
     context: dict[str, str], limit: int
 ) -> None:
-    # Reservations + FanoutWorkers + the 100 other functions need <= 1,000 (stacks/concurrency.py).
+    # Reservations + FanoutWorkers + the 100 other functions need <= 1,000 (infra/concurrency.py).
     assert ChatConfig.from_mapping({**context, "fanoutMaxWorkers": str(limit)})
     with pytest.raises(ConfigError) as refused:
         ChatConfig.from_mapping({**context, "fanoutMaxWorkers": str(limit + 1)})

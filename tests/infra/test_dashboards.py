@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from stacks.attachments import ATTACHMENT_RUNTIME_METRICS
-from stacks.dashboards import (
+from multiregion_chat.infra.attachments import ATTACHMENT_RUNTIME_METRICS
+from multiregion_chat.infra.dashboards import (
     CONNECTION_METRICS,
     EVENT_AGE_METRIC,
     FANOUT_METRICS,
@@ -22,7 +22,7 @@ from stacks.dashboards import (
 from .helpers import JsonDict, SynthResult, api, delivery_rule, forwarding_rules, resources
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
-LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+RUNTIME = Path(__file__).resolve().parents[2] / "multiregion_chat" / "runtime"
 NAMESPACE = "chat/prod"
 
 
@@ -114,7 +114,8 @@ def test_regional_dashboard_covers_every_function_queue_and_rule(
         logical_id
         for logical_id, fn in resources(template, "AWS::Lambda::Function").items()
         if fn["Properties"].get("Handler", "").endswith("_handler.handler")
-        or fn["Properties"].get("Handler") == "fanout_worker.handler"
+        or fn["Properties"].get("Handler")
+        == "multiregion_chat.runtime.handlers.fanout_worker.handler"
     }
     for title, metric in (
         ("Throttles", "Throttles"),
@@ -181,7 +182,8 @@ def test_global_dashboard_scales_with_the_regions(app20: SynthResult) -> None:
 
 def test_dashboard_metric_names_are_emitted_by_the_handlers() -> None:
     """A renamed metric would leave its graph silently empty."""
-    source = "\n".join(path.read_text() for path in LAMBDAS.rglob("*.py"))
+    source = "\n".join(path.read_text() for path in RUNTIME.rglob("*.py"))
+    assert "def handler" in source
     emitted = set(re.findall(r'count\(\s*"([A-Za-z]+)"', source))
     emitted |= set(re.findall(r'FAILURE_METRIC = "([A-Za-z]+)"', source))
     emitted |= set(re.findall(r'add_metric\(\s*name="([A-Za-z]+)"', source))

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundling import CACHE_ENV, cache_root
-from stacks.functions import FRAME_INTAKE_CONNECTIONS_ACTIONS
+from multiregion_chat.infra.bundling import CACHE_ENV, cache_root
+from multiregion_chat.infra.functions import FRAME_INTAKE_CONNECTIONS_ACTIONS
 
 from .helpers import (
     REPO_ROOT,
@@ -99,8 +99,8 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
         "PIP_NO_BUILD_ISOLATION": "0",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-        # The checkout's layer cache: the installed copy's default would be next to
-        # its own stacks/ (in the venv), and filling it needs the network.
+        # The checkout's layer cache (the app's default is its own folder's .cache, empty
+        # here), since filling it needs the network.
         CACHE_ENV: str(cache_root()),
     }
     env.pop("PYTHONPATH", None)
@@ -115,8 +115,11 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
     _run([sys.executable, "-m", "venv", ".venv"], cwd=folder, env=env)
     (site,) = (folder / ".venv" / "lib").glob("python3.*/site-packages")
     (site / "test-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    # 2. the install, word for word
-    _run([str(venv_bin / "pip"), "install", "-r", "requirements.txt"], cwd=folder, env=env)
+    # 2. the install, word for word. Without build isolation pip builds the wheel with the
+    # venv's setuptools, and Python 3.11's venv bundles 65: the test environment's (>= 77,
+    # requirements-dev.txt, what pip's isolated build would fetch) goes first.
+    install_env = {**env, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    _run([str(venv_bin / "pip"), "install", "-r", "requirements.txt"], cwd=folder, env=install_env)
     # 3. the synth, the venv first on PATH (cdk.json: python3 app.py); `npx cdk` is the
     # project's pinned CLI, named by its path (the copy has no node_modules to find)
     # pip's offline settings were for the install: a layer the cache lacks (another test
@@ -129,7 +132,11 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
 
     # The example imports the installed project, not the checkout (or its copy).
     where = _run(
-        [str(venv_bin / "python3"), "-c", "import stacks.deployment as d; print(d.__file__)"],
+        [
+            str(venv_bin / "python3"),
+            "-c",
+            "import multiregion_chat.infra.deployment as d; print(d.__file__)",
+        ],
         cwd=folder,
         env=synth_env,
     )
@@ -185,7 +192,7 @@ def test_the_code_asset_carries_the_runtime_package(example: ExampleSynth) -> No
     ]
     asset = example.outdir / whoami["Metadata"]["aws:asset:path"]
     assert (asset / "whoami.py").is_file()
-    assert (asset / "chat" / "extension.py").is_file()
+    assert (asset / "multiregion_chat" / "runtime" / "intake" / "extension.py").is_file()
 
 
 def test_the_bus_consumer_sees_messages_only(example: ExampleSynth) -> None:

@@ -82,7 +82,8 @@ def test_the_doc_synthesizes_and_passes_the_checks(
     client_handler = next(
         f
         for f in resources(eu, "AWS::Lambda::Function").values()
-        if f["Properties"]["Handler"] == "client_message_handler.handler"
+        if f["Properties"]["Handler"]
+        == "multiregion_chat.runtime.handlers.client_message_handler.handler"
     )
     assert client_handler["Properties"]["MemorySize"] == 1024
     assert client_handler["Properties"]["Environment"]["Variables"]["TEAM_SUPPORT_ROOM"] == "help"

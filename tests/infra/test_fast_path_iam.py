@@ -24,7 +24,9 @@ def _messages_actions(template: JsonDict) -> set[str]:
         for logical_id in resources(template, "AWS::DynamoDB::Table")
         if "Messages" in logical_id
     ]
-    _, function = function_by_handler(template, "client_message_handler.handler")
+    _, function = function_by_handler(
+        template, "multiregion_chat.runtime.handlers.client_message_handler.handler"
+    )
     actions: set[str] = set()
     for statement in role_statements(template, getatt_id(function["Properties"]["Role"])):
         targets = {str(r) for r in as_list(statement["Resource"])}

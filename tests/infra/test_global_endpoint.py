@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stacks.config import ChatConfig, ConfigError
+from multiregion_chat.infra.config import ChatConfig, ConfigError
 
 from .helpers import (
     ACCOUNT,
@@ -32,8 +32,8 @@ from .template_checks import XRAY_ACTIONS
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")
 DOMAIN = "example.com"
 ZONE = "Z0123456789ABCDEFGHIJ"
-HEALTH_HANDLER = "health_handler.handler"
-HTTP_HANDLER = "http_handler.handler"
+HEALTH_HANDLER = "multiregion_chat.runtime.handlers.health_handler.handler"
+HTTP_HANDLER = "multiregion_chat.runtime.handlers.http_handler.handler"
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 GLOBAL_TYPES = (
     "AWS::CertificateManager::Certificate",
@@ -54,7 +54,7 @@ def region(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-# The health route's key: the stack id's UUID (stacks/global_endpoint.py, health_path).
+# The health route's key: the stack id's UUID (infra/global_endpoint.py, health_path).
 HEALTH_PATH = f"/health/{STACK_UUID}"
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from multiregion_chat.infra.config import ChatConfig, ConfigError
 from sandbox.assembly import load_stacks
-from sandbox.model import ModelBuilder
-from stacks.config import ChatConfig, ConfigError
+from sandbox.template_model import ModelBuilder
 
 from .helpers import SynthResult, resources, synth
 from .test_cfn_lint import ERROR, WARNING, _cfn_lint
@@ -43,7 +43,7 @@ def token_variables(function: dict[str, Any]) -> dict[str, str]:
 def test_client_message_handler_verifies_refresh_tokens_like_the_authorizer(
     oidc: bool, app3: SynthResult, app3_oidc: SynthResult
 ) -> None:
-    """``refresh`` (chat.token_refresh) uses the authorizer's key source and rules: the same
+    """``refresh`` (runtime.auth.token_refresh) uses the authorizer's key source and rules: the same
     token variables, the dependencies layer (PyJWT), and the secret grant only for HS256."""
     template = (app3_oidc if oidc else app3).template_json("eu-west-1")
     handler = authorizer(template, "ClientMessageHandler")
@@ -149,7 +149,7 @@ def test_claim_mapping_keys_reach_the_authorizer(tmp_path: Any) -> None:
             "maxTokenLifetimeHours": "2",
         }
     )
-    from stacks.functions import authorizer_environment
+    from multiregion_chat.infra.functions import authorizer_environment
 
     assert authorizer_environment(config) == {
         "MAX_TOKEN_LIFETIME_SECONDS": "7200",

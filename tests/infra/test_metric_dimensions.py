@@ -74,7 +74,7 @@ def dimension_problem(template: JsonDict, dimension: str, value: Any) -> str | N
             return None
         return f"GetAtt {kind}.{attribute} is not its {dimension}"
     # An attachment bucket: named by the stacks from literals and the account
-    # (stacks/attachments.py; tests/infra/test_attachments.py checks the names).
+    # (infra/attachments.py; tests/infra/test_attachments.py checks the names).
     if dimension in BUCKET_DIMENSIONS and _literal_and_account(value):
         return None
     # The name part of a custom-bus rule's Ref: Fn::Select [1, Fn::Split ["|", Ref rule]].

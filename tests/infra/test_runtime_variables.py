@@ -1,4 +1,4 @@
-"""One list of the runtime's variables (stacks.runtime_contract), and add_environment refuses it.
+"""One list of the runtime's variables (infra.runtime_contract), and add_environment refuses it.
 
 Issue 18: ``add_environment`` let ``CALLBACK_URL``, ``FANOUT_QUEUE_URL``,
 ``SIGNING_SECRET_NAME``, ``JWT_*`` and ``HTTP_POLL_*`` through, since it only
@@ -13,25 +13,28 @@ from pathlib import Path
 
 import pytest
 
-from stacks.config import ChatConfig
-from stacks.deployment import ChatDeployment
-from stacks.functions import authorizer_environment
-from stacks.runtime_contract import RUNTIME_VARIABLES
+from multiregion_chat.infra.code_asset import HANDLERS_PACKAGE
+from multiregion_chat.infra.config import ChatConfig
+from multiregion_chat.infra.deployment import ChatDeployment
+from multiregion_chat.infra.functions import authorizer_environment
+from multiregion_chat.infra.runtime_contract import RUNTIME_VARIABLES
 
 from .helpers import JsonDict, SynthResult, make_app, resources
 
-LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
-# environ.get("X"), environ["X"], and chat.config's _int("X", ...)
+RUNTIME = Path(__file__).resolve().parents[2] / "multiregion_chat" / "runtime"
+# environ.get("X"), environ["X"], and runtime.platform.runtime_settings's _int("X", ...)
 _READ = re.compile(r"""(?:environ(?:\.get)?[\[(]|\b_int\()\s*["']([A-Z][A-Z0-9_]+)["']""")
 # Set by Lambda itself, not by the stacks.
 _LAMBDA_OWN = re.compile(r"AWS_[A-Z_]+")
 
 
 def runtime_reads() -> set[str]:
-    from chat.jwks import LOOPBACK_SETTING  # read through a constant
+    from multiregion_chat.runtime.auth.jwks import LOOPBACK_SETTING  # read through a constant
 
     found = {LOOPBACK_SETTING}
-    for path in LAMBDAS.rglob("*.py"):
+    sources = sorted(RUNTIME.rglob("*.py"))
+    assert sources, f"no runtime modules under {RUNTIME}"
+    for path in sources:
         found.update(_READ.findall(path.read_text(encoding="utf-8")))
     return {name for name in found if not _LAMBDA_OWN.fullmatch(name)}
 
@@ -39,15 +42,18 @@ def runtime_reads() -> set[str]:
 def test_every_variable_the_runtime_reads_is_listed() -> None:
     read = runtime_reads()
     assert {"CALLBACK_URL", "FANOUT_QUEUE_URL", "JWT_ISSUER", "HTTP_POLL_INTERVAL_MS"} <= read
-    assert read - RUNTIME_VARIABLES == set(), "add these to stacks/runtime_contract.py"
+    assert read - RUNTIME_VARIABLES == set(), (
+        "add these to multiregion_chat/infra/runtime_contract.py"
+    )
 
 
 def builtin_environments(template: JsonDict) -> dict[str, set[str]]:
-    handlers = {path.stem for path in LAMBDAS.glob("*.py")}
+    handlers = {path.stem for path in (RUNTIME / "handlers").glob("*.py")} - {"__init__"}
     out = {}
     for logical_id, function in resources(template, "AWS::Lambda::Function").items():
         properties = function["Properties"]
-        if str(properties.get("Handler", "")).split(".")[0] in handlers:
+        module, _, _ = str(properties.get("Handler", "")).rpartition(".")
+        if module.removeprefix(HANDLERS_PACKAGE + ".") in handlers:
             out[logical_id] = set(properties.get("Environment", {}).get("Variables", {}))
     return out
 
@@ -89,7 +95,8 @@ def test_add_environment_sets_a_team_variable(deployment: ChatDeployment) -> Non
     (variables,) = [
         function["Properties"]["Environment"]["Variables"]
         for function in resources(template, "AWS::Lambda::Function").values()
-        if function["Properties"].get("Handler") == "client_message_handler.handler"
+        if function["Properties"].get("Handler")
+        == "multiregion_chat.runtime.handlers.client_message_handler.handler"
     ]
     assert variables["TEAM_SUPPORT_ROOM"] == "help"
 
@@ -103,8 +110,8 @@ def test_the_runtime_defaults_are_chat_config_s(
     For every variable with a runtime default (one a non-number makes ConfigError), the
     value cdk.json's defaults put in the templates gives the same Settings as no value.
     """
-    from chat import config as runtime
-    from chat.tokens import TokenPolicy
+    from multiregion_chat.runtime.auth.tokens import TokenPolicy
+    from multiregion_chat.runtime.platform import runtime_settings as runtime
 
     template = app3.template_json("us-east-1")
     set_by_stacks: dict[str, str] = {}

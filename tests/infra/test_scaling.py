@@ -115,7 +115,7 @@ def test_external_signing_secret(app2_external_secret: SynthResult) -> None:
         (function,) = [
             f
             for f in resources(template, "AWS::Lambda::Function").values()
-            if f["Properties"]["Handler"] == "authorizer.handler"
+            if f["Properties"]["Handler"] == "multiregion_chat.runtime.handlers.authorizer.handler"
         ]
         variables = function["Properties"]["Environment"]["Variables"]
         assert variables["SIGNING_SECRET_NAME"] == "shared/chat-signing"

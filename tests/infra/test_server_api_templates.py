@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Template
 
-from stacks.deployment import ChatDeployment
-from stacks.server_api import DISCONNECT_DETAIL_TYPE, DISCONNECT_PATH, PUBLISH_PATH
+from multiregion_chat.infra.deployment import ChatDeployment
+from multiregion_chat.infra.server_api import DISCONNECT_DETAIL_TYPE, DISCONNECT_PATH, PUBLISH_PATH
 
 from .helpers import (
     ACCOUNT,
@@ -41,7 +41,9 @@ def test_routes_are_iam_only_and_reach_server_api(template: JsonDict) -> None:
         route["Properties"]["RouteKey"]: route["Properties"]
         for route in of_api(template, "AWS::ApiGatewayV2::Route", api_id).values()
     }
-    function_id, _ = function_by_handler(template, "server_api.handler")
+    function_id, _ = function_by_handler(
+        template, "multiregion_chat.runtime.handlers.server_api_handler.handler"
+    )
     integrations = of_api(template, "AWS::ApiGatewayV2::Integration", api_id)
     for key in (f"POST {PUBLISH_PATH}", f"POST {DISCONNECT_PATH}"):
         route = routes[key]
@@ -53,20 +55,22 @@ def test_routes_are_iam_only_and_reach_server_api(template: JsonDict) -> None:
 
 
 def test_the_runtime_publishes_the_detail_type_the_rule_matches() -> None:
-    from chat.bus import DISCONNECT_DETAIL_TYPE as RUNTIME_DETAIL_TYPE
+    from multiregion_chat.runtime.platform.bus import DISCONNECT_DETAIL_TYPE as RUNTIME_DETAIL_TYPE
 
     assert RUNTIME_DETAIL_TYPE == DISCONNECT_DETAIL_TYPE
 
 
 def test_client_routes_are_the_runtimes_actions() -> None:
-    from chat.actions import BUILTIN_ACTIONS
-    from stacks.websocket_api import CLIENT_ROUTE_KEYS
+    from multiregion_chat.infra.websocket_api import CLIENT_ROUTE_KEYS
+    from multiregion_chat.runtime.protocol.actions import BUILTIN_ACTIONS
 
     assert ("$default", *BUILTIN_ACTIONS) == CLIENT_ROUTE_KEYS
 
 
 def test_disconnect_events_reach_server_api_with_retries(template: JsonDict) -> None:
-    function_id, _ = function_by_handler(template, "server_api.handler")
+    function_id, _ = function_by_handler(
+        template, "multiregion_chat.runtime.handlers.server_api_handler.handler"
+    )
     (rule,) = [
         rule["Properties"]
         for rule in resources(template, "AWS::Events::Rule").values()
@@ -98,7 +102,7 @@ def test_connections_by_user_index(template: JsonDict) -> None:
 
 def test_grants_are_policies_on_the_role_in_each_region() -> None:
     app = make_app({"regions": "us-east-1,eu-west-1"})
-    from stacks.config import ChatConfig
+    from multiregion_chat.infra.config import ChatConfig
 
     chat = ChatDeployment(app, config=ChatConfig.from_context(app.node), nag=False)
     role_arn = f"arn:aws:iam::{ACCOUNT}:role/backend"
@@ -128,7 +132,7 @@ def test_a_role_of_another_account_is_refused(grant: str, monkeypatch: pytest.Mo
     # The stacks are environment-agnostic: the CLI's account is the deploying one.
     monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", ACCOUNT)
     app = make_app({"regions": "us-east-1"})
-    from stacks.config import ChatConfig
+    from multiregion_chat.infra.config import ChatConfig
 
     chat = ChatDeployment(app, config=ChatConfig.from_context(app.node), nag=False)
     other = "arn:aws:iam::210987654321:role/backend"
@@ -139,9 +143,11 @@ def test_a_role_of_another_account_is_refused(grant: str, monkeypatch: pytest.Mo
 
 def test_the_server_source_is_the_runtime_s() -> None:
     """The rules and the IAM condition name the source ServerApi puts its messages under."""
-    from chat.config import SERVER_SOURCE_SUFFIX as RUNTIME_SUFFIX
-    from chat.config import Settings
-    from stacks.config import SERVER_SOURCE_SUFFIX, ChatConfig
+    from multiregion_chat.infra.config import SERVER_SOURCE_SUFFIX, ChatConfig
+    from multiregion_chat.runtime.platform.runtime_settings import (
+        SERVER_SOURCE_SUFFIX as RUNTIME_SUFFIX,
+    )
+    from multiregion_chat.runtime.platform.runtime_settings import Settings
 
     assert RUNTIME_SUFFIX == SERVER_SOURCE_SUFFIX
     config = ChatConfig.from_context(make_app({}).node)

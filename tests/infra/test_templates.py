@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from stacks.auth import HTTP_IDENTITY_SOURCE, WEBSOCKET_IDENTITY_SOURCE
-from stacks.http_api import HTTP_ROUTE_KEYS
-from stacks.monitoring import ALARMED_CUSTOM_METRICS
-from stacks.server_api import DISCONNECT_PATH, PUBLISH_PATH
-from stacks.websocket_api import CLIENT_ROUTE_KEYS, CONNECTION_ROUTE_KEYS
+from multiregion_chat.infra.auth import HTTP_IDENTITY_SOURCE, WEBSOCKET_IDENTITY_SOURCE
+from multiregion_chat.infra.http_api import HTTP_ROUTE_KEYS
+from multiregion_chat.infra.monitoring import ALARMED_CUSTOM_METRICS
+from multiregion_chat.infra.server_api import DISCONNECT_PATH, PUBLISH_PATH
+from multiregion_chat.infra.websocket_api import CLIENT_ROUTE_KEYS, CONNECTION_ROUTE_KEYS
 
 from .helpers import (
     ACCOUNT,
@@ -74,20 +74,20 @@ CONTRACT_ENV = {
     "POWERTOOLS_LOG_LEVEL",
 }
 HANDLERS = {
-    "ConnectionHandler": "connection_handler.handler",
-    "ClientMessageHandler": "client_message_handler.handler",
-    "EventBusMessageHandler": "event_bus_message_handler.handler",
-    "HttpHandler": "http_handler.handler",
-    "FanoutWorker": "fanout_worker.handler",
-    "ServerApi": "server_api.handler",
+    "ConnectionHandler": "multiregion_chat.runtime.handlers.connection_handler.handler",
+    "ClientMessageHandler": "multiregion_chat.runtime.handlers.client_message_handler.handler",
+    "EventBusMessageHandler": "multiregion_chat.runtime.handlers.event_bus_message_handler.handler",
+    "HttpHandler": "multiregion_chat.runtime.handlers.http_handler.handler",
+    "FanoutWorker": "multiregion_chat.runtime.handlers.fanout_worker.handler",
+    "ServerApi": "multiregion_chat.runtime.handlers.server_api_handler.handler",
 }
-AUTHORIZER_HANDLER = "authorizer.handler"
+AUTHORIZER_HANDLER = "multiregion_chat.runtime.handlers.authorizer.handler"
 SECRET_NAME = "chat/prod/token-signing-secret"
 # Per function: (memory MB, timeout s, variables beyond CONTRACT_ENV).
 FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "ConnectionHandler": (256, 10, set()),
     # Closes expired connections; verifies the fresh token of ``refresh``.
-    # (the authorizer's token rules: stacks.functions.authorizer_environment).
+    # (the authorizer's token rules: infra.functions.authorizer_environment).
     "ClientMessageHandler": (
         512,
         10,
@@ -102,7 +102,7 @@ FUNCTION_SHAPES: dict[str, tuple[int, int, set[str]]] = {
     "ServerApi": (256, 29, {"CALLBACK_URL"}),
 }
 # docs/contracts.md, "IAM the handlers need", spelled out independently of
-# stacks/functions.py: DynamoDB actions per table, and PutEvents on the bus.
+# infra/functions.py: DynamoDB actions per table, and PutEvents on the bus.
 CONTRACT_IAM: dict[str, dict[str, Any]] = {
     "ConnectionHandler": {
         "connections": ("PutItem", "GetItem", "DeleteItem", "BatchWriteItem", "UpdateItem"),
@@ -222,7 +222,7 @@ def test_api_and_routes(template: JsonDict) -> None:
     authorizer_id = connect_authorizer(template)[0]
     assert routes["$connect"][1]["AuthorizationType"] == "CUSTOM"
     assert routes["$connect"][1]["AuthorizerId"] == {"Ref": authorizer_id}
-    # WebSocket APIs authorize only $connect (acknowledged in stacks/checks.py, APIG4).
+    # WebSocket APIs authorize only $connect (acknowledged in infra/nag_acknowledgments.py, APIG4).
     for key in ("$disconnect", *CLIENT_ROUTE_KEYS):
         assert routes[key][1]["AuthorizationType"] == "NONE"
         assert "AuthorizerId" not in routes[key][1]
@@ -266,7 +266,7 @@ def test_stage(app3: SynthResult, template: JsonDict, region: str) -> None:
         "Service": "apigateway.amazonaws.com"
     }
     # Retained on purpose, both: every API in the account and region logs
-    # through them (stacks/websocket_api.py).
+    # through them (infra/websocket_api.py).
     assert role["DeletionPolicy"] == role["UpdateReplacePolicy"] == "Retain"
     assert account["DeletionPolicy"] == account["UpdateReplacePolicy"] == "Retain"
 
@@ -638,7 +638,7 @@ def test_no_physical_names(template: JsonDict) -> None:
             "chat-prod-files-repl-"
         ):
             # The attachment replication roles: named so another region's replication
-            # setup can pass them (stacks/attachments.py).
+            # setup can pass them (infra/attachments.py).
             literal -= {"RoleName"}
         if resource["Type"] in (
             "AWS::Events::EventBus",
@@ -841,7 +841,11 @@ def test_alarms(template: JsonDict) -> None:
     )
     functions = {
         function_by_handler(template, handler)[0]
-        for handler in (*HANDLERS.values(), AUTHORIZER_HANDLER, "attachment_replication.handler")
+        for handler in (
+            *HANDLERS.values(),
+            AUTHORIZER_HANDLER,
+            "multiregion_chat.runtime.handlers.attachment_replication.handler",
+        )
     }
     alarmed_functions = set()
     websocket_id, _ = api(template, "WEBSOCKET")
@@ -870,7 +874,9 @@ def test_alarms(template: JsonDict) -> None:
 def test_alarmed_runtime_metrics_are_emitted_and_documented(repo_root: Path) -> None:
     """An alarm on a metric no handler emits never fires; an undocumented one surprises
     whoever is paged (docs/contracts.md, "Metrics": one row per alarmed metric)."""
-    source = "\n".join(path.read_text() for path in (repo_root / "lambdas").rglob("*.py"))
+    source = "\n".join(
+        path.read_text() for path in (repo_root / "multiregion_chat" / "runtime").rglob("*.py")
+    )
     emitted = set(re.findall(r'count\(\s*"([A-Za-z]+)"', source))
     emitted |= set(re.findall(r'FAILURE_METRIC = "([A-Za-z]+)"', source))
     assert set(ALARMED_CUSTOM_METRICS) - emitted == set()

@@ -19,13 +19,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from chat.ids import new_id
-from clients.chat import run_client
-from clients.commands import Command, parse_command
-from clients.endpoints import load_regions, region_names
-from clients.failover import close_hint, nearest_first, retry_after
-from clients.options import Backoff, ClientOptions
-from clients.session import ChatSession
+from multiregion_chat.clients.chat import run_client
+from multiregion_chat.clients.commands import Command, parse_command
+from multiregion_chat.clients.endpoints import load_regions, region_names
+from multiregion_chat.clients.failover import close_hint, nearest_first, retry_after
+from multiregion_chat.clients.options import Backoff, ClientOptions
+from multiregion_chat.clients.session import ChatSession
+from multiregion_chat.runtime.protocol.ids import new_id
 
 Frame = dict[str, Any]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from clients.chat import run_client
-from clients.options import Backoff, ClientOptions
-from clients.session import ChatSession
-from clients.strict_json import MAX_FRAME_DEPTH, loads_frame
+from multiregion_chat.clients.chat import run_client
+from multiregion_chat.clients.options import Backoff, ClientOptions
+from multiregion_chat.clients.session import ChatSession
+from multiregion_chat.clients.strict_json import MAX_FRAME_DEPTH, loads_frame
 
 
 def nested(depth: int) -> Any:

@@ -11,9 +11,9 @@ from typing import Any
 
 from test_sandbox_cli_client import FakeSocket, _entry, _ids, _shown, join_refused
 
-from chat.ids import resume_after as ids_resume_after
-from clients.options import Backoff, ClientOptions
-from clients.session import ChatSession
+from multiregion_chat.clients.options import Backoff, ClientOptions
+from multiregion_chat.clients.session import ChatSession
+from multiregion_chat.runtime.protocol.ids import resume_after as ids_resume_after
 
 Frame = dict[str, Any]
 

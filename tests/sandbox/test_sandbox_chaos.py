@@ -20,9 +20,9 @@ import pytest
 import websockets
 from sandbox_templates import AssemblyFactory, chat_template, free_port_block
 
+from multiregion_chat.infra.config import ChatConfig
 from sandbox.aws_local import FAKE_CREDENTIALS
 from sandbox.runtime import Options, Sandbox
-from stacks.config import ChatConfig
 from tools.replay_dlq import client_factory, replay_queue
 
 REGIONS = ["us-east-1", "eu-west-1"]

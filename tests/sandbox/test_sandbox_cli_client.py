@@ -18,18 +18,18 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from chat import ids
-from chat.ids import new_id
-from chat.ids import resume_after as ids_resume_after
-from clients.chat import main as chat_main
-from clients.chat import run_client
-from clients.endpoints import ClientError, connect_url, endpoint_url
-from clients.options import Backoff, ClientOptions
-from clients.render import render
-from clients.resume import RESUME_WINDOW_MS, resume_from_now
-from clients.resume import resume_after as client_resume_after
-from clients.session import ChatSession
-from clients.tokens import hmac_key_id, mint_token
+from multiregion_chat.clients.chat import main as chat_main
+from multiregion_chat.clients.chat import run_client
+from multiregion_chat.clients.endpoints import ClientError, connect_url, endpoint_url
+from multiregion_chat.clients.options import Backoff, ClientOptions
+from multiregion_chat.clients.render import render
+from multiregion_chat.clients.resume import RESUME_WINDOW_MS, resume_from_now
+from multiregion_chat.clients.resume import resume_after as client_resume_after
+from multiregion_chat.clients.session import ChatSession
+from multiregion_chat.clients.tokens import hmac_key_id, mint_token
+from multiregion_chat.runtime.protocol import ids
+from multiregion_chat.runtime.protocol.ids import new_id
+from multiregion_chat.runtime.protocol.ids import resume_after as ids_resume_after
 
 MESSAGE = {
     "type": "message",
@@ -152,7 +152,7 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
 
 
 def test_the_clients_resume_point_is_chat_ids_resume_after() -> None:
-    """One implementation: clients.resume loads lambdas/chat/ids.py."""
+    """One implementation: clients.resume loads runtime/protocol/ids.py."""
     for message_id in (new_id(), new_id(1_000), "01M80BAD5QET6J63GD4WN9REGA"):
         for window in (0, 1, 5000):
             assert client_resume_after(message_id, window) == ids.resume_after(message_id, window)
@@ -474,9 +474,9 @@ def test_cli_needs_a_token_or_a_secret(tmp_path: Path, capsys: pytest.CaptureFix
 def test_tokens_cli_mints_a_token_the_authorizer_accepts(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from chat.tokens import HmacKeys
-    from chat.tokens import verify as verify_with
-    from clients.tokens import main as tokens_main
+    from multiregion_chat.clients.tokens import main as tokens_main
+    from multiregion_chat.runtime.auth.tokens import HmacKeys
+    from multiregion_chat.runtime.auth.tokens import verify as verify_with
 
     def verify(token: str, secret: str, now: float) -> Any:
         return verify_with(token, HmacKeys.from_secret(secret), now)
@@ -494,7 +494,7 @@ def test_tokens_cli_mints_a_token_the_authorizer_accepts(
 
 def test_render_shows_member_pages_counts_and_mode_switches() -> None:
     """Big rooms (docs/protocol.md, "Presence in big rooms"): a page, its count, the mode."""
-    from clients.render import render
+    from multiregion_chat.clients.render import render
 
     joined = {"type": "joined", "room": "r", "members": [{"userId": "a", "region": "x"}]}
     page = {**joined, "missed": [], "membersNext": "a", "memberCount": 900, "live": False}

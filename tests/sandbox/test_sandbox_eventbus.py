@@ -14,7 +14,7 @@ from sandbox import eventbus
 from sandbox.assembly import load_stacks
 from sandbox.bus_latency import BusLatency
 from sandbox.eventbus import ForwardFailure, PutEventsError, RegionBus, target_input
-from sandbox.model import RegionModel, RuleSpec, TargetSpec, build_models
+from sandbox.template_model import RegionModel, RuleSpec, TargetSpec, build_models
 
 CHAT = {"Source": "chat.chat", "DetailType": "chat.message", "EventBusName": "chat-bus"}
 

@@ -10,9 +10,9 @@ import aiohttp
 from aiohttp import web
 from sandbox_templates import free_port
 
+from sandbox.function_pool import InvokeResult
 from sandbox.http_api import HttpApi
-from sandbox.model import ApiSpec, AuthorizerSpec, RouteSpec
-from sandbox.workers import InvokeResult
+from sandbox.template_model import ApiSpec, AuthorizerSpec, RouteSpec
 
 
 def http_spec(authorizer: AuthorizerSpec | None) -> ApiSpec:

@@ -11,7 +11,7 @@ from sandbox_templates import AssemblyFactory, chat_template, lambda_arn
 
 from sandbox.assembly import load_stacks
 from sandbox.errors import SandboxError
-from sandbox.model import build_models
+from sandbox.template_model import build_models
 
 REGIONS = ["us-east-1", "eu-west-1", "ap-northeast-1"]
 

@@ -119,7 +119,7 @@ def test_replication_rules_are_checked_as_s3_checks_them(endpoint: str) -> None:
     """The custom resource's rules pass and keep their metrics; an event threshold without
     Replication Time Control, or a Filter without DeleteMarkerReplication, is refused as S3
     refuses it (sandbox.s3_replication_rules)."""
-    import attachment_replication
+    from multiregion_chat.runtime.handlers import attachment_replication
 
     s3 = _client("s3", endpoint)
     run = uuid.uuid4().hex[:8]

@@ -10,7 +10,7 @@ from sandbox_templates import AssemblyFactory, queue_template
 
 from sandbox.assembly import load_stacks
 from sandbox.errors import SandboxError
-from sandbox.model import RegionModel, build_models
+from sandbox.template_model import RegionModel, build_models
 
 REGION = "eu-west-1"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from sandbox.model import AuthorizerSpec, SecretSpec
 from sandbox.runtime import Options, Sandbox
+from sandbox.template_model import AuthorizerSpec, SecretSpec
 
 NAME = "chat/prod/token-signing-secret"
 ARN = f"arn:aws:secretsmanager:us-east-1:000000000000:secret:{NAME}-abcdef"

@@ -20,9 +20,9 @@ from sandbox_templates import QUEUE_HANDLER_CODE, AssemblyFactory, free_port_blo
 
 from sandbox.aws_local import FAKE_CREDENTIALS
 from sandbox.event_sources import succeeded_records
+from sandbox.function_pool import InvokeResult
 from sandbox.runtime import Options, Sandbox
 from sandbox.virtual import function_variable, seed_room, virtual_ids
-from sandbox.workers import InvokeResult
 
 REGION = "us-east-1"
 DEADLINE = 45.0
@@ -174,13 +174,13 @@ def test_batches_partial_failures_redelivery_and_dead_letters(
     assert (out / "producer.urls").read_text().split() == [queue["url"]]
     assert queue["url"].startswith(result["endpoints"]["dynamodb"] + "/000000000000/")
 
-    # seed_room: memberships and META items, laid out as chat.connection_store writes them.
+    # seed_room: memberships and META items, laid out as runtime.store.connection_store writes them.
     assert result["written"] == 90  # META, membership and user item of each of 30 users
     member = next(m for m in result["members"] if m["sk"]["S"] == "CONN#virtual-000007")
     user = next(m for m in result["members"] if m["sk"]["S"] == "USER#user-virtual-000007")
     assert user["c:virtual-000007"] == member["expiresAt"] and user["v"] == {"N": "1"}
     assert user["userId"] == member["userId"] and user["expiresAt"] == member["expiresAt"]
-    assert len(result["members"]) == 61  # and the room's COUNT item (chat.roster)
+    assert len(result["members"]) == 61  # and the room's COUNT item (runtime.presence.roster)
     count = next(m for m in result["members"] if m["sk"]["S"] == "COUNT")
     assert count[f"n:{REGION}"] == {"N": "30"}
     assert member["connectionId"] == {"S": "virtual-000007"}

@@ -14,9 +14,9 @@ from sandbox_templates import free_port
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sandbox.model import ApiSpec, AuthorizerSpec, RouteSpec
+from sandbox.function_pool import InvokeResult
+from sandbox.template_model import ApiSpec, AuthorizerSpec, RouteSpec
 from sandbox.websocket_api import HandshakeRefused, WebSocketApi, authorizer_context
-from sandbox.workers import InvokeResult
 
 Script = Callable[[str, dict[str, Any]], InvokeResult]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.errors import SandboxError
-from sandbox.model import FunctionSpec
-from sandbox.workers import Worker
+from sandbox.function_pool import Worker
+from sandbox.template_model import FunctionSpec
 
 PROBE = """
 import importlib.util, os, sys, time

@@ -14,8 +14,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from clients.tokens import mint_token
-from stacks.config import ChatConfig
+from multiregion_chat.clients.tokens import mint_token
+from multiregion_chat.infra.config import ChatConfig
 from tools.smoke import attachment, cli
 from tools.smoke.replicas import check_replicas
 from tools.smoke.targets import from_endpoints_file, from_stacks

@@ -1,8 +1,8 @@
 """Fixtures for the handler unit tests: moto-backed AWS, handler drivers, metrics.
 
 The environment is set here, before any handler module is imported, because
-Powertools reads its service name and metrics namespace when ``chat.observability``
-is first imported. boto3 clients are built lazily by ``chat.clients``; the
+Powertools reads its service name and metrics namespace when ``runtime.platform.observability``
+is first imported. boto3 clients are built lazily by ``runtime.platform.aws_clients``; the
 ``aws`` fixture resets them inside ``mock_aws`` so no client outlives its mock.
 """
 
@@ -44,19 +44,23 @@ os.environ.update(TEST_ENV)
 for _name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == "AWS_PROFILE"]:
     del os.environ[_name]
 
-import client_message_handler  # noqa: E402
-import connection_handler  # noqa: E402
-import event_bus_message_handler  # noqa: E402
-import http_handler  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chat import clients, fanout, observability, presence, retry  # noqa: E402
-from chat.frames import ACTIONS  # noqa: E402
-from stacks.table_schema import (  # noqa: E402
+from multiregion_chat.infra.table_schema import (  # noqa: E402
     CONNECTIONS_TABLE,
     MESSAGES_TABLE,
     TTL_ATTRIBUTE,
 )
+from multiregion_chat.runtime.delivery import engine  # noqa: E402
+from multiregion_chat.runtime.handlers import (  # noqa: E402
+    client_message_handler,
+    connection_handler,
+    event_bus_message_handler,
+    http_handler,
+)
+from multiregion_chat.runtime.platform import aws_clients, observability, retry  # noqa: E402
+from multiregion_chat.runtime.presence import transitions  # noqa: E402
+from multiregion_chat.runtime.protocol.frames import ACTIONS  # noqa: E402
 from tests.unit.connections_server import ConnectionsServer  # noqa: E402
 
 ACCOUNT = "123456789012"
@@ -72,7 +76,7 @@ class FakeLambdaContext:
 
 
 def create_tables(region: str = REGION) -> None:
-    """Both tables exactly as the stacks build them (stacks/table_schema.py)."""
+    """Both tables exactly as the stacks build them (infra/table_schema.py)."""
     ddb = boto3.client("dynamodb", region_name=region)
     for name, schema in {
         TEST_ENV["CONNECTIONS_TABLE"]: CONNECTIONS_TABLE,
@@ -131,16 +135,16 @@ def _test_env(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("CALLBACK_URL", f"{connections_server.url}/test")
     connections_server.reset()
-    fanout.reset_credentials()
+    engine.reset_credentials()
     # in case another test package imported the handlers before this env was set
     monkeypatch.setattr(
         observability.metrics, "namespace", TEST_ENV["POWERTOOLS_METRICS_NAMESPACE"]
     )
-    monkeypatch.setattr(presence, "_last_at", 0)
-    clients.reset()
+    monkeypatch.setattr(transitions, "_last_at", 0)
+    aws_clients.reset()
     observability.metrics.clear_metrics()
     yield
-    clients.reset()
+    aws_clients.reset()
     observability.metrics.clear_metrics()
 
 
@@ -153,7 +157,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         recorded.append(delay)
 
     monkeypatch.setattr(retry, "sleep", recorded.append)
-    monkeypatch.setattr(fanout, "async_sleep", instant)
+    monkeypatch.setattr(engine, "async_sleep", instant)
     return recorded
 
 
@@ -161,11 +165,11 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def aws() -> Iterator[None]:
     """moto for every AWS service, with both tables and the chat bus."""
     with mock_aws():
-        clients.reset()
+        aws_clients.reset()
         create_tables()
         boto3.client("events", region_name=REGION).create_event_bus(Name=TEST_ENV["EVENT_BUS_NAME"])
         yield
-        clients.reset()
+        aws_clients.reset()
 
 
 @pytest.fixture(scope="module")
@@ -175,11 +179,11 @@ def module_aws() -> Iterator[None]:
     A module using it must not also use ``aws``: moto mocks do not nest.
     """
     with mock_aws():
-        clients.reset()
+        aws_clients.reset()
         create_tables()
         boto3.client("events", region_name=REGION).create_event_bus(Name=TEST_ENV["EVENT_BUS_NAME"])
         yield
-        clients.reset()
+        aws_clients.reset()
 
 
 @pytest.fixture
@@ -220,7 +224,8 @@ class Chat:
     ) -> dict[str, Any]:
         """``$connect`` as API Gateway sends it after the token authorizer allowed it.
 
-        Unless ``authorizer`` is given, the context is the one ``authorizer.handler``
+        Unless ``authorizer`` is given, the context is the one
+        ``runtime.handlers.authorizer.handler``
         produces for a token with ``sub=user_id``, ``name`` and ``rooms`` (None: every
         room); ``user_id=None`` sends no authorizer context at all.
         """
@@ -312,7 +317,7 @@ class Chat:
     ) -> dict[str, Any]:
         """Invoke HttpHandler with an HTTP API payload 2.0 event; returns the response
         with ``json`` (the decoded body) added. The authorizer context is the one
-        ``authorizer.handler`` gives a token for ``user``/``name``/``rooms`` unless
+        ``runtime.handlers.authorizer.handler`` gives a token for ``user``/``name``/``rooms`` unless
         ``authorizer`` is given; ``user=None`` sends none."""
         if authorizer is None and user is not None:
             authorizer = {
@@ -387,10 +392,10 @@ def emitted_metrics(capsys: pytest.CaptureFixture[str]) -> Callable[[], dict[str
 
 def set_store_clock(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], int]) -> None:
     """Make the storage modules read the time (epoch s) from ``clock``: leases and
-    expiries are computed in each of them and in their shared chat.dynamo."""
-    from chat import connection_store, dynamo, history_store, room_store
+    expiries are computed in each of them and in their shared runtime.store.layout."""
+    from multiregion_chat.runtime.store import connection_store, history_store, layout, room_store
 
-    for module in (dynamo, connection_store, room_store, history_store):
+    for module in (layout, connection_store, room_store, history_store):
         monkeypatch.setattr(module, "epoch_seconds", clock)
 
 
@@ -457,7 +462,7 @@ class PublishedEvent:
 def published(aws: None, monkeypatch: pytest.MonkeyPatch) -> list[PublishedEvent]:
     """Every entry put on the bus (in order), recorded before moto accepts it."""
     recorded: list[PublishedEvent] = []
-    events = clients.events()
+    events = aws_clients.events()
     real = events.put_events
 
     def recording(**kwargs: Any) -> Any:

@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_fresh(code: str) -> Any:
-    """Run ``code`` with ``lambdas/`` on the path and Lambda's environment; its last
+    """Run ``code`` with the repository root (the package ``multiregion_chat``) on the path and
+    Lambda's environment; its last
     printed line, parsed as JSON."""
-    env = {**cold_start.LAMBDA_ENV, "PYTHONPATH": str(ROOT / "lambdas")}
+    env = {**cold_start.LAMBDA_ENV, "PYTHONPATH": str(ROOT)}
     env["PATH"] = str(Path(sys.executable).parent)
     done = subprocess.run(
         [sys.executable, "-c", code],

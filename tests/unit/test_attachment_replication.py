@@ -12,9 +12,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import attachment_replication
 import boto3
 import pytest
+
+from multiregion_chat.runtime.handlers import attachment_replication
 
 ACCOUNT = "123456789012"
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1")

@@ -18,7 +18,9 @@ import boto3
 import pytest
 import requests
 
-from chat import attachments, clients, config, rate_limit
+from multiregion_chat.runtime.attachments import transfers
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
+from multiregion_chat.runtime.quota import client_budget
 from sandbox.s3_post_policy import PolicyRefusal, check_post
 
 PATTERN = "chat-test-files-123456789012-{region}"
@@ -36,7 +38,7 @@ def buckets(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("ATTACHMENT_BUCKET_PATTERN", PATTERN)
     monkeypatch.setenv("MAX_ATTACHMENT_BYTES", str(MAX_BYTES))
     monkeypatch.setenv("UPLOAD_SLOTS_PER_USER_PER_MINUTE", "3")
-    clients.reset()
+    aws_clients.reset()
     boto3.client("s3", region_name=HERE).create_bucket(Bucket=bucket(HERE))
     boto3.client("s3", region_name=ORIGIN).create_bucket(
         Bucket=bucket(ORIGIN), CreateBucketConfiguration={"LocationConstraint": ORIGIN}
@@ -86,10 +88,10 @@ def policy(reply: dict[str, Any]) -> dict[str, Any]:
 def test_a_member_gets_a_slot_for_a_key_the_server_chose(chat: Any, alice: str) -> None:
     reply = slot(chat, alice, key="rooms/lobby/mine")
     assert reply["room"] == "lobby" and reply["ref"] == "u1" and reply["maxBytes"] == MAX_BYTES
-    parsed = attachments.AttachmentKey.parse(reply["key"])
+    parsed = transfers.AttachmentKey.parse(reply["key"])
     assert parsed is not None
     assert (parsed.room, parsed.region) == ("lobby", HERE)
-    assert parsed.uploader == attachments.uploader_tag("alice")
+    assert parsed.uploader == transfers.uploader_tag("alice")
     assert reply["fields"]["key"] == reply["key"]
     conditions = policy(reply)["conditions"]
     assert ["content-length-range", 1, MAX_BYTES] in conditions
@@ -102,7 +104,7 @@ def test_the_slot_expires_within_minutes(chat: Any, alice: str) -> None:
     for stamp in (policy(reply)["expiration"], reply["expiresAt"]):
         expires = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         left = expires.timestamp() - dt.datetime.now(dt.UTC).timestamp()
-        assert 0 < left <= attachments.SLOT_SECONDS + 1
+        assert 0 < left <= transfers.SLOT_SECONDS + 1
 
 
 def test_a_non_member_gets_no_slot(chat: Any, buckets: None) -> None:
@@ -136,8 +138,8 @@ def test_bad_upload_frames_are_refused_and_the_connection_stays(
 def test_slots_per_user_are_budgeted(
     chat: Any, alice: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = rate_limit.clock_ms()
-    monkeypatch.setattr(rate_limit, "clock_ms", lambda: now)
+    now = client_budget.clock_ms()
+    monkeypatch.setattr(client_budget, "clock_ms", lambda: now)
     for _ in range(3):
         slot(chat, alice)
     reply = chat.send(
@@ -146,7 +148,7 @@ def test_slots_per_user_are_budgeted(
     assert (reply["type"], reply["code"]) == ("error", "rate_limited")
     assert "upload slots" in reply["message"]
     assert 0 < reply["retryAfterMs"] <= 20_000  # one slot refills in 60 s / 3
-    monkeypatch.setattr(rate_limit, "clock_ms", lambda: now + 20_000)
+    monkeypatch.setattr(client_budget, "clock_ms", lambda: now + 20_000)
     slot(chat, alice)
 
 
@@ -218,7 +220,7 @@ def test_a_send_referencing_an_oversized_object_is_refused(
     assert upload(reply, b"x" * MAX_BYTES) == 204
     # The limit was lowered after the upload (or the object came some other way).
     monkeypatch.setenv("MAX_ATTACHMENT_BYTES", str(MAX_BYTES - 1))
-    config.reset()
+    runtime_settings.reset()
     error = send_attachment(chat, alice, reply["key"])
     assert (error["type"], error["code"]) == ("error", "too_large")
 
@@ -290,8 +292,8 @@ def test_a_safe_image_is_served_inline(chat: Any, alice: str, bob: str) -> None:
 
 def test_before_replication_the_url_points_at_the_origin(chat: Any, bob: str) -> None:
     """An object uploaded in eu-west-1 and not yet copied here: the origin's bucket."""
-    key = attachments.AttachmentKey(
-        "lobby", ORIGIN, attachments.uploader_tag("alice"), "01JDZ8Y3W6N6B9T3X0M0Q4R2ZA"
+    key = transfers.AttachmentKey(
+        "lobby", ORIGIN, transfers.uploader_tag("alice"), "01JDZ8Y3W6N6B9T3X0M0Q4R2ZA"
     ).key
     boto3.client("s3", region_name=ORIGIN).put_object(
         Bucket=bucket(ORIGIN), Key=key, Body=b"far", ContentType="image/png"

@@ -1,4 +1,5 @@
-"""The token authorizer (``authorizer.handler``) and ``chat.tokens`` with HS256: verification
+"""The token authorizer (``runtime.handlers.authorizer.handler``) and ``runtime.auth.tokens`` with
+HS256: verification
 and rooms. The front door (malformed tokens) is test_token_front_door.py, OIDC test_oidc_tokens.py,
 key rotation test_key_rotation.py."""
 
@@ -14,10 +15,10 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from chat import tokens
-from chat.claims import room_allowed
-from chat.tokens import InvalidTokenError
-from clients.tokens import mint_token
+from multiregion_chat.clients.tokens import mint_token
+from multiregion_chat.runtime.auth import tokens
+from multiregion_chat.runtime.auth.tokens import InvalidTokenError
+from multiregion_chat.runtime.protocol.claims import room_allowed
 from tests.unit.tokens_helpers import (
     METHOD_ARN,
     SECRET,
@@ -40,7 +41,7 @@ def secret_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield manager
 
 
-# --- chat.tokens.verify ---------------------------------------------------------------
+# --- runtime.auth.tokens.verify ---------------------------------------------------------------
 
 
 def test_minted_token_verifies() -> None:
@@ -397,8 +398,8 @@ def test_system_sender_ids_and_look_alikes_are_refused(user_id: str) -> None:
     """``system:`` user ids belong to the server API's senders: no token may claim one."""
     import time
 
-    from chat.tokens import HmacKeys, InvalidTokenError, verify
-    from clients.tokens import mint_token
+    from multiregion_chat.clients.tokens import mint_token
+    from multiregion_chat.runtime.auth.tokens import HmacKeys, InvalidTokenError, verify
 
     keys = HmacKeys.from_secret(SECRET_32)
     with pytest.raises(InvalidTokenError, match="system:"):
@@ -412,8 +413,8 @@ def test_system_sender_ids_and_look_alikes_are_refused(user_id: str) -> None:
 def test_ids_that_only_resemble_system_are_accepted(user_id: str) -> None:
     import time
 
-    from chat.tokens import HmacKeys, verify
-    from clients.tokens import mint_token
+    from multiregion_chat.clients.tokens import mint_token
+    from multiregion_chat.runtime.auth.tokens import HmacKeys, verify
 
     keys = HmacKeys.from_secret(SECRET_32)
     assert verify(mint_token(SECRET_32, user_id), keys, time.time()).user_id == user_id

@@ -14,7 +14,7 @@ import pytest
 from bench import __main__ as bench_main
 from bench import e2e, latency, report
 from bench.fanout import measure_fanout
-from bench.model import Parameters, predict, presence_rps, simulate
+from bench.fanout_model import Parameters, predict, presence_rps, simulate
 
 # --- model -----------------------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ def test_soak_counts_a_live_frame_after_the_history_copy_as_redelivered() -> Non
     from types import SimpleNamespace
 
     from bench import soak
-    from clients.options import ClientOptions
+    from multiregion_chat.clients.options import ClientOptions
 
     session = soak.SoakSession("r", ClientOptions())
 

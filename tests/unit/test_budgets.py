@@ -11,12 +11,15 @@ import threading
 import time
 from typing import Any
 
-import client_message_handler
 import pytest
 from botocore.stub import Stubber
 
-from chat import clients, config, connection_store, long_poll, rate_limit
-from chat.rate_limit import Bucket
+from multiregion_chat.runtime.delivery import long_poll
+from multiregion_chat.runtime.handlers import client_message_handler
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
+from multiregion_chat.runtime.quota import client_budget
+from multiregion_chat.runtime.quota.client_budget import Bucket
+from multiregion_chat.runtime.store import connection_store
 
 from .conftest import authorizer_context
 
@@ -25,7 +28,7 @@ from .conftest import authorizer_context
 def frozen_ms(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The rate limiter's clock (epoch ms), set from the real one and moved by the test."""
     now = [int(time.time() * 1000)]
-    monkeypatch.setattr(rate_limit, "clock_ms", lambda: now[0])
+    monkeypatch.setattr(client_budget, "clock_ms", lambda: now[0])
     return now
 
 
@@ -78,7 +81,7 @@ def test_frames_over_the_connection_budget_are_refused_and_the_connection_stays(
     chat: Any, tables: Any, frozen_ms: list[int], published: list[Any], monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("CONNECTION_BURST_LIMIT", "5")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c1", "alice")
     assert frame_from(chat, "c1", "alice", {"action": "join", "room": "lobby"})["type"] == "joined"
     acks = [
@@ -104,7 +107,7 @@ def test_invalid_frames_and_pings_count_too(
     chat: Any, tables: Any, frozen_ms: list[int], monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("CONNECTION_BURST_LIMIT", "2")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c1", "alice")
     assert frame_from(chat, "c1", "alice", {"action": "nope"})["code"] == "unknown_action"
     assert frame_from(chat, "c1", "alice", {"action": "ping"})["type"] == "pong"
@@ -116,7 +119,7 @@ def test_the_user_budget_spans_connections_and_http(
     chat: Any, tables: Any, frozen_ms: list[int], monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("USER_BURST_LIMIT", "4")
-    config.reset()
+    runtime_settings.reset()
     for connection_id in ("c1", "c2"):
         chat.connect(connection_id, "alice")
     assert frame_from(chat, "c1", "alice", {"action": "ping"})["type"] == "pong"
@@ -140,13 +143,13 @@ def test_concurrent_frames_never_exceed_the_budget(
 ) -> None:
     """Threads stand for containers: the conditional write lets exactly ``burst`` through."""
     monkeypatch.setenv("USER_BURST_LIMIT", "7")
-    config.reset()
+    runtime_settings.reset()
     results: list[bool] = []
     lock = threading.Lock()
     # DynamoDB applies each request to an item atomically; moto does not lock, so
     # each call is made atomic here. Reads and writes of different threads still
     # interleave freely between calls, which is the race the condition must catch.
-    ddb = clients.dynamodb()
+    ddb = aws_clients.dynamodb()
     api_lock = threading.Lock()
     for name in ("get_item", "update_item"):
         real_call = getattr(ddb, name)
@@ -158,7 +161,7 @@ def test_concurrent_frames_never_exceed_the_budget(
         monkeypatch.setattr(ddb, name, atomic)
 
     def charge() -> None:
-        decision = rate_limit.charge("alice")
+        decision = client_budget.charge("alice")
         with lock:
             results.append(decision.allowed)
 
@@ -170,7 +173,7 @@ def test_concurrent_frames_never_exceed_the_budget(
     assert len(results) == 20
     assert results.count(True) <= 7  # lost races count as refused, never as extra
     frozen_ms[0] += 60_000  # the bucket refilled
-    assert sum(rate_limit.charge("alice").allowed for _ in range(10)) == 7
+    assert sum(client_budget.charge("alice").allowed for _ in range(10)) == 7
 
 
 def test_a_lost_race_reads_again(
@@ -178,15 +181,15 @@ def test_a_lost_race_reads_again(
 ) -> None:
     """Another container wrote between our read and our write: the condition fails, we
     read again, and each request is spent exactly once."""
-    ddb = clients.dynamodb()
-    assert rate_limit.charge("alice").allowed
+    ddb = aws_clients.dynamodb()
+    assert client_budget.charge("alice").allowed
     key = {"pk": {"S": "RATE#alice"}, "sk": {"S": "RATE"}}
-    stale = ddb.get_item(TableName=config.get_settings().connections_table, Key=key)
-    assert rate_limit.charge("alice").allowed  # the other container's request
+    stale = ddb.get_item(TableName=runtime_settings.get_settings().connections_table, Key=key)
+    assert client_budget.charge("alice").allowed  # the other container's request
     real_get = ddb.get_item
     replies = [stale]
     monkeypatch.setattr(ddb, "get_item", lambda **kw: replies.pop() if replies else real_get(**kw))
-    assert rate_limit.charge("alice").allowed
+    assert client_budget.charge("alice").allowed
     assert replies == []  # the stale read was used, and lost
     item = tables.connections.get_item(Key={"pk": "RATE#alice", "sk": "RATE"})["Item"]
     assert int(item["u"]) == frozen_ms[0] + 3 * 50  # three requests at 20/s
@@ -194,9 +197,9 @@ def test_a_lost_race_reads_again(
 
 def test_idle_connection_entries_are_pruned(chat: Any, tables: Any, frozen_ms: list[int]) -> None:
     for connection_id in ("a", "b", "c"):
-        assert rate_limit.charge("alice", connection_id).allowed
+        assert client_budget.charge("alice", connection_id).allowed
     frozen_ms[0] += 10_000
-    assert rate_limit.charge("alice", "d").allowed
+    assert client_budget.charge("alice", "d").allowed
     item = tables.connections.get_item(Key={"pk": "RATE#alice", "sk": "RATE"})["Item"]
     assert sorted(k for k in item if k.startswith("c:")) == ["c:d"]
     assert int(item["expiresAt"]) > frozen_ms[0] // 1000
@@ -205,20 +208,20 @@ def test_idle_connection_entries_are_pruned(chat: Any, tables: Any, frozen_ms: l
 def test_the_limiter_fails_open_when_dynamodb_does(
     chat: Any, frozen_ms: list[int], emitted_metrics: Any
 ) -> None:
-    with Stubber(clients.dynamodb()) as stub:
+    with Stubber(aws_clients.dynamodb()) as stub:
         stub.add_client_error("get_item", "ProvisionedThroughputExceededException")
-        assert rate_limit.charge("alice", "c1").allowed
+        assert client_budget.charge("alice", "c1").allowed
 
 
 def test_a_refused_frame_writes_nothing(chat: Any, tables: Any, frozen_ms: list[int]) -> None:
-    for _ in range(rate_limit.user_bucket().burst):
-        assert rate_limit.charge("alice").allowed
-    with Stubber(clients.dynamodb()) as stub:
+    for _ in range(client_budget.user_bucket().burst):
+        assert client_budget.charge("alice").allowed
+    with Stubber(aws_clients.dynamodb()) as stub:
         item = tables.connections.get_item(Key={"pk": "RATE#alice", "sk": "RATE"})["Item"]
         stub.add_response(
             "get_item", {"Item": {"u": {"N": str(item["u"])}, "pk": {"S": "RATE#alice"}}}
         )
-        decision = rate_limit.charge("alice")  # a put/update would fail the stubber
+        decision = client_budget.charge("alice")  # a put/update would fail the stubber
         stub.assert_no_pending_responses()
     assert not decision.allowed
 
@@ -230,7 +233,7 @@ def test_join_beyond_the_room_cap_is_refused_and_memberships_stay(
     chat: Any, tables: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("MAX_ROOMS_PER_CONNECTION", "3")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c1", "alice")
     for room in ("r1", "r2", "r3"):
         assert chat.send("c1", {"action": "join", "room": room})["type"] == "joined"
@@ -260,7 +263,7 @@ def test_leases_cap_concurrent_polls_and_a_crashed_one_expires(
     chat: Any, tables: Any, lease_clock: list[float], monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("MAX_LONG_POLLS_PER_USER", "2")
-    config.reset()
+    runtime_settings.reset()
     first = long_poll.acquire("alice", 21.5)
     second = long_poll.acquire("alice", 21.5)
     assert first is not None and second is not None and first.slot != second.slot
@@ -282,10 +285,10 @@ def test_leases_cap_concurrent_polls_and_a_crashed_one_expires(
 def test_a_long_poll_over_the_cap_is_429_and_releases_its_lease(
     chat: Any, tables: Any, lease_clock: list[float], monkeypatch: Any
 ) -> None:
-    import http_handler
+    from multiregion_chat.runtime.handlers import http_handler
 
     monkeypatch.setenv("MAX_LONG_POLLS_PER_USER", "2")
-    config.reset()
+    runtime_settings.reset()
     monkeypatch.setattr(http_handler, "sleep", lambda seconds: None)
     held = [long_poll.acquire("alice", 21.5), long_poll.acquire("alice", 21.5)]
     refused = chat.http("GET", query={"wait": "20"})
@@ -308,7 +311,7 @@ def test_a_long_poll_over_the_cap_is_429_and_releases_its_lease(
 
 
 def test_the_http_client_waits_as_a_429_tells() -> None:
-    from clients.http_client import retry_after_seconds
+    from multiregion_chat.clients.http_client import retry_after_seconds
 
     assert retry_after_seconds({"code": "rate_limited", "retryAfterMs": 2500}) == 2.5
     assert retry_after_seconds({"retryAfterMs": 50}) == 1.0  # never spins
@@ -339,12 +342,13 @@ def test_an_over_budget_numbered_send_never_reaches_the_sequence(
     """Charged before it is read (issue 18, item 2): an invalid numbered send over budget
     neither waits for its turn nor records a rejection, and a valid one writes no SEQ."""
     monkeypatch.setenv("CONNECTION_BURST_LIMIT", "1")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c1", "alice")
     assert frame_from(chat, "c1", "alice", {"action": "ping"})["type"] == "pong"
     turns: list[Any] = []
-    monkeypatch.setattr(client_message_handler.sequence, "reject", lambda *a, **k: turns.append(a))
-    monkeypatch.setattr(client_message_handler.sequence, "accept", lambda *a, **k: turns.append(a))
+    sequence_store = client_message_handler.sequence_store
+    monkeypatch.setattr(sequence_store, "reject", lambda *a, **k: turns.append(a))
+    monkeypatch.setattr(sequence_store, "accept", lambda *a, **k: turns.append(a))
     bad = {"action": "send", "seq": 1000, "room": "bad room!", "body": 1, "ref": "b"}
     reply = frame_from(chat, "c1", "alice", bad)
     assert (reply["code"], reply["ref"]) == ("rate_limited", "b")
@@ -368,7 +372,7 @@ def test_a_frame_is_decoded_once(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(client_message_handler.frames, "decode_payload", counting)
-    monkeypatch.setattr("chat.frames.decode_payload", counting)
+    monkeypatch.setattr("multiregion_chat.runtime.protocol.frames.decode_payload", counting)
     ack = frame_from(chat, "c1", "alice", {"action": "send", "seq": 1, "room": "lobby", "body": 1})
     assert (ack["type"], ack["seq"]) == ("ack", 1)
     refused = frame_from(chat, "c1", "alice", {"action": "send", "seq": 2, "room": "lobby"})
@@ -380,7 +384,7 @@ def test_an_oversized_frame_is_charged_and_refused_unread(
     chat: Any, tables: Any, frozen_ms: list[int], monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("CONNECTION_BURST_LIMIT", "1")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c1", "alice")
     huge = {"action": "send", "room": "lobby", "body": "x" * 200_000, "ref": "h"}
     reply = frame_from(chat, "c1", "alice", huge)

@@ -15,9 +15,10 @@ import json
 from typing import Any
 
 import pytest
-import server_api
 
-from chat import config, ids, limits
+from multiregion_chat.runtime.handlers import server_api_handler
+from multiregion_chat.runtime.platform import runtime_settings
+from multiregion_chat.runtime.protocol import ids, reply_limits
 from tests.unit.conftest import FakeLambdaContext
 from tests.unit.test_event_bus_message_handler import detail
 from tests.unit.test_reply_size import reply_bytes, seed_big
@@ -33,7 +34,7 @@ def body_of_size(size: int) -> str:
 def test_a_body_over_max_body_bytes_is_dropped_and_one_at_the_limit_is_kept(
     chat: Any, tables: Any, emitted_metrics: Any
 ) -> None:
-    limit = config.get_settings().max_body_bytes
+    limit = runtime_settings.get_settings().max_body_bytes
     emitted_metrics()
     assert chat.deliver(detail(body=body_of_size(limit + 1))) == {"status": "malformed"}
     assert chat.deliver(detail(body="x" * 200_000)) == {"status": "malformed"}
@@ -64,7 +65,7 @@ def test_the_server_api_s_own_message_is_delivered(
     chat: Any, tables: Any, published: list[Any]
 ) -> None:
     """What ServerApi publishes, as the bus hands it on, passes the check."""
-    response = server_api.handler(
+    response = server_api_handler.handler(
         {
             "version": "2.0",
             "routeKey": "POST /server/rooms/{room}/messages",
@@ -111,19 +112,22 @@ def test_fit_messages_never_returns_an_empty_page_while_messages_remain() -> Non
     big = {"room": "lobby", "id": "1", "sender": {"userId": "u"}, "body": "x" * 200_000}
     small = {"room": "lobby", "id": "2", "sender": {"userId": "u"}, "body": "hi"}
     frame = {"type": "history", "room": "lobby"}
-    assert limits.fit_messages(frame, "messages", [big]) == ([limits.omitted_body(big)], False)
-    assert limits.fit_messages(frame, "messages", [big, small]) == (
-        [limits.omitted_body(big)],
+    assert reply_limits.fit_messages(frame, "messages", [big]) == (
+        [reply_limits.omitted_body(big)],
+        False,
+    )
+    assert reply_limits.fit_messages(frame, "messages", [big, small]) == (
+        [reply_limits.omitted_body(big)],
         True,
     )
-    assert limits.omitted_body(big) == {
+    assert reply_limits.omitted_body(big) == {
         "room": "lobby",
         "id": "1",
         "sender": {"userId": "u"},
         "body": None,
         "bodyOmitted": "too_large",
     }
-    assert limits.fit_messages(frame, "messages", []) == ([], False)
+    assert reply_limits.fit_messages(frame, "messages", []) == ([], False)
 
 
 def test_history_and_missed_page_past_a_message_too_big_for_any_reply(
@@ -137,7 +141,7 @@ def test_history_and_missed_page_past_a_message_too_big_for_any_reply(
     joined = chat.raw(
         "c1", json.dumps({"action": "join", "room": "lobby", "after": before}), "join"
     )
-    assert reply_bytes(joined) <= limits.MAX_REPLY_BYTES
+    assert reply_bytes(joined) <= reply_limits.MAX_REPLY_BYTES
     missed = json.loads(joined["body"])["missed"]
     assert [m["id"] for m in missed] == [big]  # the big one alone, then more
     assert missed[0]["bodyOmitted"] == "too_large" and missed[0]["body"] is None
@@ -150,7 +154,7 @@ def test_history_and_missed_page_past_a_message_too_big_for_any_reply(
         if cursor:
             frame["after"] = cursor
         raw = chat.raw("c1", json.dumps(frame), "history")
-        assert reply_bytes(raw) <= limits.MAX_REPLY_BYTES
+        assert reply_bytes(raw) <= reply_limits.MAX_REPLY_BYTES
         reply = json.loads(raw["body"])
         assert reply["messages"], "a page came back empty"
         got += [m["id"] for m in reply["messages"]]

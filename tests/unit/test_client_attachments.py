@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clients.attachments import Attachment, AttachmentShelf, _target
-from clients.commands import Command, parse_command
+from multiregion_chat.clients.attachments import Attachment, AttachmentShelf, _target
+from multiregion_chat.clients.commands import Command, parse_command
 
 
 def test_attachments_are_numbered_as_shown_and_other_messages_are_not() -> None:

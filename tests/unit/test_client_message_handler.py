@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chat import ids
+from multiregion_chat.runtime.protocol import ids
 from tests.unit.conftest import set_store_clock
 
 MAX = 16384
@@ -168,7 +168,8 @@ def test_rejoin_is_idempotent(chat: Any, alice: str, tables: Any) -> None:
     items = tables.connections.query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "ROOM#lobby"}
     )["Items"]
-    # one membership, the user item (chat.connection_store) and the room's member count, still 1
+    # one membership, the user item (runtime.store.connection_store) and the room's member count,
+    # still 1
     assert sorted(i["sk"] for i in items) == ["CONN#c-alice", "COUNT", "USER#alice"]
     assert first["memberCount"] == 1
 
@@ -338,11 +339,11 @@ def test_history_message_shape(chat: Any, alice: str) -> None:
 def test_history_keeps_paging_past_short_dynamodb_pages(
     chat: Any, alice: str, tables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import clients
+    from multiregion_chat.runtime.platform import aws_clients
 
     chat.send(alice, {"action": "join", "room": "lobby"})
     seeded = _seed_history(tables, "lobby", 6)
-    ddb = clients.dynamodb()
+    ddb = aws_clients.dynamodb()
     real = ddb.query
     calls: list[dict[str, Any]] = []
 
@@ -472,7 +473,7 @@ def test_unexpected_exception_is_an_internal_error_frame(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from chat import bus
+    from multiregion_chat.runtime.platform import bus
 
     chat.send(alice, {"action": "join", "room": "lobby"})
 
@@ -488,7 +489,7 @@ def test_unexpected_exception_is_an_internal_error_frame(
 
 
 def test_missing_connection_id_is_internal(context: Any, aws: None) -> None:
-    import client_message_handler
+    from multiregion_chat.runtime.handlers import client_message_handler
 
     response = client_message_handler.handler({"body": '{"action":"ping"}'}, context)
     assert json.loads(response["body"])["code"] == "internal"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from clients.render import render
-from clients.safe_text import UNSAFE_CHARACTERS, printable
-from clients.session import ChatSession
+from multiregion_chat.clients.render import render
+from multiregion_chat.clients.safe_text import UNSAFE_CHARACTERS, printable
+from multiregion_chat.clients.session import ChatSession
 
 OSC52_CLIPBOARD_WRITE = "\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07"
 CURSOR_UP_AND_ERASE = "\x1b[1A\x1b[2K"

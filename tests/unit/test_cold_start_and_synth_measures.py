@@ -24,7 +24,7 @@ def _fresh(code: str) -> dict[str, object]:
     return result
 
 
-def test_handlers_are_discovered_from_the_lambdas_folder(tmp_path: Path) -> None:
+def test_handlers_are_discovered_from_the_handlers_folder(tmp_path: Path) -> None:
     (tmp_path / "one.py").write_text("def handler(event, context):\n    return 1\n")
     (tmp_path / "two.py").write_text("def _impl(e, c): ...\nhandler = _impl\n")
     (tmp_path / "helper.py").write_text("def not_a_handler(): ...\n")
@@ -52,7 +52,7 @@ def test_a_failing_import_is_an_error_not_a_figure() -> None:
 
 def test_the_authorizer_never_imports_the_xray_sdk() -> None:
     found = _fresh(
-        "import sys, json, authorizer\n"
+        "import sys, json, multiregion_chat.runtime.handlers.authorizer\n"
         "print(json.dumps({'xray': 'aws_xray_sdk.core' in sys.modules}))"
     )
     assert found == {"xray": False}
@@ -60,7 +60,7 @@ def test_the_authorizer_never_imports_the_xray_sdk() -> None:
 
 def test_a_traced_handler_patches_botocore_only() -> None:
     found = _fresh(
-        "import sys, json, client_message_handler\n"
+        "import sys, json, multiregion_chat.runtime.handlers.client_message_handler\n"
         "from aws_xray_sdk.core.patcher import _PATCHED_MODULES\n"
         "print(json.dumps({'patched': sorted(_PATCHED_MODULES),\n"
         "                  'requests': 'requests' in sys.modules}))"
@@ -114,7 +114,7 @@ def test_without_bytecode_the_function_code_and_layer_compile_from_source(
     assert result["bytecode"] is False
     measured = dict(calls[2:])  # after the warm-up round
     assert measured["boto3"] == ()
-    assert str(cold_start.LAMBDAS) + "/" in measured["connection_handler"]
+    assert str(cold_start.PACKAGE) + "/" in measured["connection_handler"]
     assert any(p.endswith("aws_lambda_powertools/") for p in measured["connection_handler"])
     calls.clear()
     assert cold_start.measure_cold_start(
@@ -156,10 +156,15 @@ def test_sourced_modules_skip_cached_bytecode(tmp_path: Path) -> None:
 def test_a_deferred_module_loaded_at_init_is_named() -> None:
     """The delivery engine at ClientMessageHandler's module load would cost about 1 ms (lost
     in the init figures' noise), so the bench checks it by name."""
-    assert cold_start.deferred_loaded("client_message_handler", ["chat.fanout", "boto3"]) == [
-        "chat.fanout"
-    ]
-    assert cold_start.deferred_loaded("event_bus_message_handler", ["chat.fanout"]) == []
+    assert cold_start.deferred_loaded(
+        "client_message_handler", ["multiregion_chat.runtime.delivery.engine", "boto3"]
+    ) == ["multiregion_chat.runtime.delivery.engine"]
+    assert (
+        cold_start.deferred_loaded(
+            "event_bus_message_handler", ["multiregion_chat.runtime.delivery.engine"]
+        )
+        == []
+    )
     assert cold_start.deferred_loaded("authorizer", ["jwt", "cryptography"]) == [
         "cryptography",
         "jwt",
@@ -176,11 +181,22 @@ def test_no_handler_loads_a_deferred_module_at_init() -> None:
     assert found["worst_ratio_vs_boto3_nogc"] == round(slowest / found["boto3_nogc_ms"], 2)
 
 
+# Standard library only, loaded before a handler's first line turns the collector off.
+_BEFORE_INIT_PHASE = {
+    "multiregion_chat",
+    "multiregion_chat.runtime",
+    "multiregion_chat.runtime.handlers",
+    "multiregion_chat.runtime.platform",
+    "multiregion_chat.runtime.platform.init_phase",
+}
+
+
 @pytest.mark.parametrize("handler", cold_start.discover_handlers())
 def test_a_handler_that_loads_boto3_imports_it_before_the_rest(handler: str) -> None:
     """Python 3.11-3.13 allocate the frame stack in 16 KiB chunks and free a chunk as soon as
     the calls leave it: botocore's and urllib3's regular expressions compiled 20-odd frames
-    deeper (boto3 reached through Powertools' parameters or chat.clients) cross a chunk edge
+    deeper (boto3 reached through Powertools' parameters or runtime.platform.aws_clients) cross a
+    chunk edge
     thousands of times, 15-40 ms of mmap/munmap and page faults (docs/performance.md)."""
     found = _fresh(
         "import sys, json\n"
@@ -189,10 +205,10 @@ def test_a_handler_that_loads_boto3_imports_it_before_the_rest(handler: str) -> 
         "    def find_spec(self, name, path=None, target=None):\n"
         "        started.append(name)\n"
         "sys.meta_path.insert(0, Record())\n"
-        f"import {handler}\n"
-        "light = {'chat', 'chat.init_phase'}  # standard library only, loaded first\n"
+        f"import {cold_start.importable(handler)}\n"
+        f"light = {sorted(_BEFORE_INIT_PHASE | {cold_start.importable(handler)})!r}\n"
         "heavy = [n for n in started if n not in light and n.split('.')[0] in\n"
-        "         {'boto3', 'botocore', 'aws_lambda_powertools', 'chat', 'urllib3'}]\n"
+        "         {'boto3', 'botocore', 'aws_lambda_powertools', 'multiregion_chat', 'urllib3'}]\n"
         "print(json.dumps({'first': heavy[0] if heavy else None,\n"
         "                  'boto3': 'boto3' in sys.modules}))"
     )
@@ -214,8 +230,9 @@ def test_a_handler_builds_its_init_without_the_cyclic_gc_and_freezes_it(handler:
         "    def find_spec(self, name, path=None, target=None):\n"
         "        seen.setdefault(name, gc.isenabled())\n"
         "sys.meta_path.insert(0, Record())\n"
-        f"import {handler}\n"
-        f"before = {{{handler!r}, '__future__', 'gc', 'chat', 'chat.init_phase'}}\n"
+        f"import {cold_start.importable(handler)}\n"
+        f"before = {sorted(_BEFORE_INIT_PHASE | {cold_start.importable(handler)})!r}\n"
+        "before += ['__future__', 'gc']\n"
         "print(json.dumps({'during': sorted({v for k, v in seen.items() if k not in before}),\n"
         "                  'after': gc.isenabled(), 'frozen': gc.get_freeze_count() > 10000}))"
     )

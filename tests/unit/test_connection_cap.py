@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from chat import config, connection_cap
+from multiregion_chat.runtime.platform import runtime_settings
+from multiregion_chat.runtime.quota import connection_cap
 
 
 @pytest.fixture
 def cap_of_3(monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setenv("MAX_CONNECTIONS_PER_USER", "3")
-    config.reset()
+    runtime_settings.reset()
     return 3
 
 
@@ -45,7 +46,7 @@ def test_a_connection_that_ended_without_disconnect_stops_counting_at_its_expiry
 ) -> None:
     for n in range(cap_of_3):
         chat.connect(f"c{n}", "alice")
-    later = int(time.time()) + config.get_settings().connection_ttl_seconds + 1
+    later = int(time.time()) + runtime_settings.get_settings().connection_ttl_seconds + 1
     assert connection_cap.admit("alice", "c-late", cap_of_3, now=later)
     item = tables.connections.get_item(Key={"pk": "CONNS#alice", "sk": "CONNS"})["Item"]
     assert sorted(item["conns"]) == ["c-late"]  # the expired entries were pruned

@@ -96,12 +96,12 @@ def test_disconnect_is_idempotent(chat: Any) -> None:
 def test_disconnect_with_many_rooms_batches_and_retries_unprocessed(
     chat: Any, items_of: Any, monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
 ) -> None:
-    from chat import clients
+    from multiregion_chat.runtime.platform import aws_clients
 
     chat.connect("c1", "alice")
     for i in range(30):  # more than one BatchWriteItem (25 items)
         chat.send("c1", {"action": "join", "room": f"room-{i}"})
-    ddb = clients.dynamodb()
+    ddb = aws_clients.dynamodb()
     real = ddb.batch_write_item
     calls: list[int] = []
 
@@ -123,11 +123,11 @@ def test_disconnect_with_many_rooms_batches_and_retries_unprocessed(
 def test_disconnect_keeps_meta_when_memberships_cannot_be_deleted(
     chat: Any, items_of: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import clients
+    from multiregion_chat.runtime.platform import aws_clients
 
     chat.connect("c1", "alice")
     chat.send("c1", {"action": "join", "room": "lobby"})
-    ddb = clients.dynamodb()
+    ddb = aws_clients.dynamodb()
     monkeypatch.setattr(
         ddb, "batch_write_item", lambda **kw: {"UnprocessedItems": kw["RequestItems"]}
     )
@@ -136,7 +136,7 @@ def test_disconnect_keeps_meta_when_memberships_cannot_be_deleted(
 
 
 def test_connect_storage_failure_returns_500(chat: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chat import connection_store
+    from multiregion_chat.runtime.store import connection_store
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("dynamodb down")
@@ -146,7 +146,7 @@ def test_connect_storage_failure_returns_500(chat: Any, monkeypatch: pytest.Monk
 
 
 def test_unexpected_event_type(chat: Any, context: Any) -> None:
-    import connection_handler
+    from multiregion_chat.runtime.handlers import connection_handler
 
     event = {"requestContext": {"eventType": "MESSAGE", "connectionId": "c1"}}
     assert connection_handler.handler(event, context) == {"statusCode": 400}

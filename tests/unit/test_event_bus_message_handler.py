@@ -6,12 +6,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import event_bus_message_handler
 import pytest
 from botocore.exceptions import ClientError
 
-from chat import clients, connection_store, fanout, history_store, ids, room_store
-from chat.json_codec import compact_json
+from multiregion_chat.runtime.delivery import engine
+from multiregion_chat.runtime.handlers import event_bus_message_handler
+from multiregion_chat.runtime.platform import aws_clients
+from multiregion_chat.runtime.protocol import ids
+from multiregion_chat.runtime.protocol.json_codec import compact_json
+from multiregion_chat.runtime.store import connection_store, history_store, room_store
 from tests.unit.connections_server import (
     FORBIDDEN,
     GONE,
@@ -197,8 +200,8 @@ def test_persistent_throttling_is_bounded_and_counted_failed(
     mgmt.script("c1", then=THROTTLED)
     emitted_metrics()
     assert chat.deliver(detail())["failed"] == 1
-    assert len(mgmt.posts("c1")) == fanout.POST_ATTEMPTS
-    assert len(sleeps) == fanout.POST_ATTEMPTS - 1
+    assert len(mgmt.posts("c1")) == engine.POST_ATTEMPTS
+    assert len(sleeps) == engine.POST_ATTEMPTS - 1
     # exponential envelope: each delay is bounded by base * 2**(n-1)
     for n, delay in enumerate(sleeps, start=1):
         assert delay <= 0.05 * 2 ** (n - 1)
@@ -234,7 +237,7 @@ def test_many_members_paged_and_concurrent_with_mixed_outcomes(
     mgmt.script("c04", SERVER_ERROR)
     mgmt.script("c05", Answer(400, "BadRequestException"))
     monkeypatch.setattr(room_store, "FANOUT_PAGE_SIZE", 5)
-    ddb = clients.dynamodb()
+    ddb = aws_clients.dynamodb()
     real_query = ddb.query
     fanout_queries: list[dict[str, Any]] = []
 
@@ -245,7 +248,7 @@ def test_many_members_paged_and_concurrent_with_mixed_outcomes(
 
     monkeypatch.setattr(ddb, "query", counting_query)
     emitted_metrics()
-    result = fanout.deliver("lobby", b"{}", concurrency=4)
+    result = engine.deliver("lobby", b"{}", concurrency=4)
     assert (result.delivered, result.gone, result.failed) == (19, 2, 2)
     assert sorted(result.failed_ids) == ["c04", "c05"]
     assert len(fanout_queries) == 5  # 23 members, 5 per page
@@ -375,7 +378,7 @@ def test_member_query_failure_after_write_is_not_raised(
 def test_endpoint_override_is_honoured(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:4566")
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", "http://127.0.0.1:4567")
-    clients.reset()
-    assert clients.dynamodb().meta.endpoint_url == "http://127.0.0.1:4566"
-    assert clients.events().meta.endpoint_url == "http://127.0.0.1:4567"
-    clients.reset()
+    aws_clients.reset()
+    assert aws_clients.dynamodb().meta.endpoint_url == "http://127.0.0.1:4566"
+    assert aws_clients.events().meta.endpoint_url == "http://127.0.0.1:4567"
+    aws_clients.reset()

@@ -1,4 +1,4 @@
-"""chat.extension.client_action, and the example app's handlers built on the runtime."""
+"""runtime.intake.extension.client_action, and the example app's handlers built on the runtime."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from types import ModuleType
 from typing import Any
 from unittest.mock import ANY
 
-import client_message_handler
 import pytest
 from botocore.stub import Stubber
 
-from chat import clients, config
-from chat.claims import LEEWAY_SECONDS
-from chat.extension import ActionRequest, client_action
-from chat.frames import FORBIDDEN, ProtocolError
+from multiregion_chat.runtime.handlers import client_message_handler
+from multiregion_chat.runtime.intake.extension import ActionRequest, client_action
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
+from multiregion_chat.runtime.protocol.claims import LEEWAY_SECONDS
+from multiregion_chat.runtime.protocol.frames import FORBIDDEN, ProtocolError
 from tests.unit.conftest import FakeLambdaContext, authorizer_context
 
 EXAMPLE_HANDLERS = Path(__file__).resolve().parents[2] / "examples" / "team_app" / "team_handlers"
 
-# Every frame reads its sender's items (chat.frame_state): the table is moto's.
+# Every frame reads its sender's items (runtime.intake.frame_state): the table is moto's.
 pytestmark = pytest.mark.usefixtures("aws")
 
 
@@ -148,7 +148,7 @@ def test_a_team_action_is_charged_to_the_same_budget(
     chat: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CONNECTION_BURST_LIMIT", "2")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c1", "alice")
     frame = '{"action": "echo", "ref": "e", "room": "lobby"}'
     assert reply(frame)["type"] == "echo"
@@ -165,7 +165,7 @@ def test_a_team_action_on_an_expired_token_gets_token_expired(chat: Any) -> None
     context = authorizer_context("alice")
     context["expiresAt"] = str(int(time.time()) - LEEWAY_SECONDS - 1)
     chat.connect("c1", authorizer=context)
-    with Stubber(clients.management()) as management:
+    with Stubber(aws_clients.management()) as management:
         management.add_response("post_to_connection", {}, {"ConnectionId": "c1", "Data": ANY})
         management.add_response("delete_connection", {}, {"ConnectionId": "c1"})
         answer = reply('{"action": "echo", "ref": "x", "room": "lobby"}')

@@ -1,5 +1,5 @@
-"""chat.fanout's engine against a local @connections server: signing, outcomes, retries,
-deadline hand-off, limiter calls, AIMD pacing, use from several threads."""
+"""The delivery engine (runtime.delivery.engine) against a local @connections server: signing,
+outcomes, retries, deadline hand-off, limiter calls, AIMD pacing, use from several threads."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from chat import fanout
+from multiregion_chat.runtime.delivery import engine
 from tests.unit.connections_server import (
     FORBIDDEN,
     GONE,
@@ -55,12 +55,12 @@ def cleanups(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]
     def cleanup(connection_id: str, rooms_hint: tuple[str, ...] = ()) -> None:
         called.append((connection_id, tuple(rooms_hint)))
 
-    monkeypatch.setattr(fanout.presence, "cleanup_connection", cleanup)
+    monkeypatch.setattr(engine.transitions, "cleanup_connection", cleanup)
     return called
 
 
 def test_every_post_is_signed_with_sigv4(mgmt: ConnectionsServer) -> None:
-    result = fanout.deliver("lobby", FRAME, connection_ids=["a=b/c", "plain"])
+    result = engine.deliver("lobby", FRAME, connection_ids=["a=b/c", "plain"])
     assert (result.delivered, result.failed) == (2, 0)
     posts = {p.connection_id: p for p in mgmt.posts()}
     assert set(posts) == {"a=b/c", "plain"}
@@ -81,8 +81,8 @@ def test_no_session_token_no_token_header(
 ) -> None:
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name)
-    fanout.reset_credentials()
-    assert fanout.deliver("lobby", FRAME, connection_ids=["c1"]).delivered == 1
+    engine.reset_credentials()
+    assert engine.deliver("lobby", FRAME, connection_ids=["c1"]).delivered == 1
     (post,) = mgmt.posts()
     assert "X-Amz-Security-Token" not in post.headers
     assert "SignedHeaders=host;x-amz-date," in post.headers["Authorization"]
@@ -96,7 +96,7 @@ def test_signature_is_botocores_own(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "https://abc.execute-api.eu-west-1.amazonaws.com/prod/@connections/x%3D"
     reference = AWSRequest(method="POST", url=url, data=FRAME)
     SigV4Auth(credentials, "execute-api", "eu-west-1").add_auth(reference)
-    signer = fanout._Signer(credentials, "eu-west-1", fanout.hashlib.sha256(FRAME).hexdigest())
+    signer = engine._Signer(credentials, "eu-west-1", engine.hashlib.sha256(FRAME).hexdigest())
     for _ in range(2):  # the second call uses the cached key
         ours = signer.headers(url, "abc.execute-api.eu-west-1.amazonaws.com")
         assert ours["Authorization"] == reference.headers["Authorization"]
@@ -115,7 +115,7 @@ def test_outcomes_counts_and_retries(
     mgmt.script("denied", FORBIDDEN)
     mgmt.script("slow", Answer(delay_s=0.05))
     everyone = ["ok", "gone", "once", "coded", "in-body", "always", "broken", "denied", "slow"]
-    result = fanout.deliver("lobby", FRAME, connection_ids=everyone)
+    result = engine.deliver("lobby", FRAME, connection_ids=everyone)
     assert (result.delivered, result.gone, result.failed) == (5, 1, 2)
     assert sorted(result.failed_ids) == ["broken", "denied"]
     # Still throttled after every attempt: certainly not delivered, handed back.
@@ -126,13 +126,13 @@ def test_outcomes_counts_and_retries(
         "once": 2,
         "coded": 2,
         "in-body": 2,
-        "always": fanout.POST_ATTEMPTS,
+        "always": engine.POST_ATTEMPTS,
         "broken": 1,
         "denied": 1,
         "slow": 1,
     }
-    assert result.throttled == 3 + fanout.POST_ATTEMPTS
-    assert result.retries == len(sleeps) == 3 + fanout.POST_ATTEMPTS - 1
+    assert result.throttled == 3 + engine.POST_ATTEMPTS
+    assert result.retries == len(sleeps) == 3 + engine.POST_ATTEMPTS - 1
     assert all(0 <= s <= 1.0 for s in sleeps)
     assert cleanups == [("gone", ("lobby",))]
 
@@ -144,11 +144,11 @@ def test_connection_failures_are_retried_then_handed_back(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("CALLBACK_URL", f"http://127.0.0.1:{port}/test")
-    fanout.config.reset()
-    result = fanout.deliver("lobby", FRAME, connection_ids=["c1", "c2"])
+    engine.runtime_settings.reset()
+    result = engine.deliver("lobby", FRAME, connection_ids=["c1", "c2"])
     assert (result.failed, result.delivered) == (0, 0)
     assert sorted(result.unsent) == ["c1", "c2"]  # nothing was sent: someone retries later
-    assert result.retries == len(sleeps) == 2 * (fanout.POST_ATTEMPTS - 1)
+    assert result.retries == len(sleeps) == 2 * (engine.POST_ATTEMPTS - 1)
 
 
 def test_members_are_read_from_the_table_when_not_given(
@@ -161,22 +161,22 @@ def test_members_are_read_from_the_table_when_not_given(
         seen.append((room, page_size))
         yield from pages
 
-    monkeypatch.setattr(fanout.token_expiry, "live_connection_ids", fake_pages)
-    result = fanout.deliver("lobby", FRAME, page_size=2)
+    monkeypatch.setattr(engine.token_expiry, "live_connection_ids", fake_pages)
+    result = engine.deliver("lobby", FRAME, page_size=2)
     assert result.delivered == 3 and seen == [("lobby", 2)]
     assert sorted(ids_of(mgmt.posts())) == ["a", "b", "c"]
 
 
 def test_many_in_flight_at_once(mgmt: ConnectionsServer) -> None:
     mgmt.hold_until(8)  # nobody is answered until 8 posts are in flight together
-    result = fanout.deliver("lobby", FRAME, connection_ids=ids(8), concurrency=8)
+    result = engine.deliver("lobby", FRAME, connection_ids=ids(8), concurrency=8)
     assert result.delivered == 8
     assert mgmt.max_in_flight == 8
 
 
 def test_deadline_in_the_past_sends_nothing(mgmt: ConnectionsServer) -> None:
     members = ids(5)
-    result = fanout.deliver("lobby", FRAME, connection_ids=members, deadline=0.0)
+    result = engine.deliver("lobby", FRAME, connection_ids=members, deadline=0.0)
     assert result.unsent == members and result.attempted == 0
     assert mgmt.posts() == []
 
@@ -188,8 +188,8 @@ def test_deadline_midway_hands_back_every_unfinished_id(
     is waiting for a retry and those never tried come back in ``unsent``."""
     members = ids(10)
     mgmt.script(members[2], THROTTLED)
-    monkeypatch.setattr(fanout, "clock", lambda: 100.0 if mgmt.count() >= 5 else 0.0)
-    result = fanout.deliver("lobby", FRAME, connection_ids=members, deadline=50.0, concurrency=1)
+    monkeypatch.setattr(engine, "clock", lambda: 100.0 if mgmt.count() >= 5 else 0.0)
+    result = engine.deliver("lobby", FRAME, connection_ids=members, deadline=50.0, concurrency=1)
     done = Counter(ids_of(p for p in mgmt.posts() if p.status == 200))
     assert result.delivered == len(done) == 4
     assert set(result.unsent) == set(members) - set(done)
@@ -202,7 +202,7 @@ def test_limiter_is_told_about_every_request(mgmt: ConnectionsServer) -> None:
     limiter = RecordingLimiter()
     mgmt.script("gone", GONE)
     mgmt.script("busy", THROTTLED)
-    result = fanout.deliver("lobby", FRAME, connection_ids=["ok", "gone", "busy"], limiter=limiter)
+    result = engine.deliver("lobby", FRAME, connection_ids=["ok", "gone", "busy"], limiter=limiter)
     assert (result.delivered, result.gone) == (2, 1)
     assert limiter.calls == {"acquire": 4, "throttled": 1, "succeeded": 3}
 
@@ -212,19 +212,19 @@ def test_a_limiter_slower_than_the_deadline_hands_back(mgmt: ConnectionsServer) 
         async def acquire(self) -> None:
             await asyncio.Event().wait()  # never granted
 
-    deadline = fanout.time.monotonic() + 0.2
-    result = fanout.deliver(
+    deadline = engine.time.monotonic() + 0.2
+    result = engine.deliver(
         "lobby", FRAME, connection_ids=ids(3), limiter=Stuck(), deadline=deadline
     )
     assert sorted(result.unsent) == ids(3) and mgmt.posts() == []
 
 
 def test_two_threads_deliver_at_once(mgmt: ConnectionsServer) -> None:
-    results: dict[str, fanout.FanoutResult] = {}
+    results: dict[str, engine.FanoutResult] = {}
     mgmt.hold_until(4)  # both threads' posts must be in flight together
 
     def run(prefix: str) -> None:
-        results[prefix] = fanout.deliver(
+        results[prefix] = engine.deliver(
             "lobby", FRAME, connection_ids=ids(2, prefix), concurrency=2
         )
 
@@ -239,15 +239,15 @@ def test_two_threads_deliver_at_once(mgmt: ConnectionsServer) -> None:
 
 
 def test_sessions_are_kept_between_calls_on_a_thread(mgmt: ConnectionsServer) -> None:
-    fanout.deliver("lobby", FRAME, connection_ids=["a"])
-    first = fanout._runtime().session
-    fanout.deliver("lobby", FRAME, connection_ids=["b"])
-    assert fanout._runtime().session is first
+    engine.deliver("lobby", FRAME, connection_ids=["a"])
+    first = engine._runtime().session
+    engine.deliver("lobby", FRAME, connection_ids=["b"])
+    assert engine._runtime().session is first
 
 
 def test_callable_from_async_code(mgmt: ConnectionsServer) -> None:
-    async def inside() -> fanout.FanoutResult:
-        return fanout.deliver("lobby", FRAME, connection_ids=["a"])
+    async def inside() -> engine.FanoutResult:
+        return engine.deliver("lobby", FRAME, connection_ids=["a"])
 
     assert asyncio.run(inside()).delivered == 1
 
@@ -265,7 +265,7 @@ class Clock:
 
 def test_aimd_paces_requests_at_its_rate() -> None:
     clock = Clock()
-    limiter = fanout.AimdLimiter(100, burst=1, clock=clock)
+    limiter = engine.AimdLimiter(100, burst=1, clock=clock)
     waits = [limiter.reserve() for _ in range(4)]
     assert waits == pytest.approx([0.0, 0.01, 0.02, 0.03])
     clock.now += 1.0  # idle: no debt is carried over
@@ -274,14 +274,14 @@ def test_aimd_paces_requests_at_its_rate() -> None:
 
 def test_aimd_allows_a_burst_after_idling() -> None:
     clock = Clock()
-    limiter = fanout.AimdLimiter(100, burst=5, clock=clock)
+    limiter = engine.AimdLimiter(100, burst=5, clock=clock)
     assert [limiter.reserve() for _ in range(5)] == [0.0] * 5
     assert limiter.reserve() == pytest.approx(0.01)
 
 
 def test_aimd_halves_once_per_cooldown_and_grows_back() -> None:
     clock = Clock()
-    limiter = fanout.AimdLimiter(1000, min_rate=100, increase=100, cooldown_s=0.5, clock=clock)
+    limiter = engine.AimdLimiter(1000, min_rate=100, increase=100, cooldown_s=0.5, clock=clock)
     limiter.throttled()
     limiter.throttled()  # same episode: counted once
     assert limiter.rate == 500
@@ -307,7 +307,7 @@ def test_aimd_acquire_sleeps_its_wait() -> None:
     async def sleep(delay: float) -> None:
         slept.append(delay)
 
-    limiter = fanout.AimdLimiter(10, burst=1, clock=clock, sleep=sleep)
+    limiter = engine.AimdLimiter(10, burst=1, clock=clock, sleep=sleep)
 
     async def three() -> None:
         for _ in range(3):
@@ -322,7 +322,7 @@ def test_on_done_reports_each_finished_id_once(mgmt: ConnectionsServer) -> None:
     mgmt.script("broken", SERVER_ERROR)
     mgmt.script("always", then=THROTTLED)
     finished: list[tuple[str, str]] = []
-    result = fanout.deliver(
+    result = engine.deliver(
         "lobby",
         FRAME,
         connection_ids=["ok", "gone", "broken", "always"],

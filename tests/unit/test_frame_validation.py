@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chat import config
+from multiregion_chat.runtime.platform import runtime_settings
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +19,7 @@ def _no_request_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """One connection sends every frame of this module: the budgets are tested elsewhere."""
     monkeypatch.setenv("CONNECTION_BURST_LIMIT", "100000")
     monkeypatch.setenv("USER_BURST_LIMIT", "100000")
-    config.reset()
+    runtime_settings.reset()
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_missing_body_is_bad_request(chat_shared: Any, connection: str) -> None:
 def test_base64_frames_are_decoded(chat_shared: Any, context: Any) -> None:
     import base64
 
-    import client_message_handler
+    from multiregion_chat.runtime.handlers import client_message_handler
 
     event = {
         "requestContext": {"routeKey": "$default", "connectionId": "c-b64", "requestId": "r"},

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import health_handler
 import pytest
 
 from bench import cold_start
-from chat import clients
+from multiregion_chat.runtime.handlers import health_handler
+from multiregion_chat.runtime.platform import aws_clients
 from tests.unit.conftest import TEST_ENV, FakeLambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
-# The route's path carries the stack id's UUID (stacks/global_endpoint.py, health_path).
+# The route's path carries the stack id's UUID (infra/global_endpoint.py, health_path).
 HEALTH_PATH = "/health/6f1c3a40-1b2c-11f0-9c7d-0a1b2c3d4e5f"
 
 
@@ -46,9 +46,9 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     def refused(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the health check must not call AWS (no table, bus or secret)")
 
-    for name in clients.__all__:
+    for name in aws_clients.__all__:
         if name != "reset":
-            monkeypatch.setattr(clients, name, refused)
+            monkeypatch.setattr(aws_clients, name, refused)
     monkeypatch.setattr("boto3.client", refused)
     monkeypatch.setattr("boto3.resource", refused)
 
@@ -77,15 +77,16 @@ def test_any_event_gets_the_same_answer(no_aws: None, event: Any) -> None:
 
 def test_stays_small_at_cold_start() -> None:
     """No X-Ray SDK (no tracer), no aiohttp or PyJWT: the init Route 53's 2 s wait may include."""
-    env = {**cold_start.LAMBDA_ENV, "PYTHONPATH": str(ROOT / "lambdas")}
+    env = {**cold_start.LAMBDA_ENV, "PYTHONPATH": str(ROOT)}
     env["PATH"] = str(Path(sys.executable).parent)
     done = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys, json, health_handler\n"
-            "print(json.dumps(sorted(m for m in ('aws_xray_sdk', 'aiohttp', 'jwt', 'chat.clients')"
-            " if m in sys.modules)))",
+            "import sys, json\nfrom multiregion_chat.runtime.handlers import health_handler\n"
+            "heavy = ('aws_xray_sdk', 'aiohttp', 'jwt',\n"
+            "         'multiregion_chat.runtime.platform.aws_clients')\n"
+            "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))",
         ],
         env=env,
         capture_output=True,

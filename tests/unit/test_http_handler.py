@@ -13,7 +13,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from chat import clients, history_store, ids
+from multiregion_chat.runtime.platform import aws_clients
+from multiregion_chat.runtime.protocol import ids
+from multiregion_chat.runtime.store import history_store
 from tests.unit.conftest import TEST_ENV
 
 MAX = 16384
@@ -163,7 +165,7 @@ def test_post_refuses_infinity_and_deep_nesting(chat: Any, published: list[Any])
 
 def test_post_publish_failure_is_500_internal(chat: Any, emitted_metrics: Any) -> None:
     emitted_metrics()
-    with Stubber(clients.events()) as events:
+    with Stubber(aws_clients.events()) as events:
         events.add_client_error("put_events", "AccessDeniedException", http_status_code=400)
         response = chat.http("POST", user="alice", body='{"body": 1}')
     assert response["statusCode"] == 500
@@ -230,7 +232,7 @@ def test_get_needs_no_identity_and_reads_consistently(
     chat: Any, tables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed(tables, "lobby", 1)
-    ddb = clients.dynamodb()
+    ddb = aws_clients.dynamodb()
     real = ddb.query
     calls: list[dict[str, Any]] = []
 
@@ -246,7 +248,7 @@ def test_get_needs_no_identity_and_reads_consistently(
 def test_long_poll_returns_when_a_message_arrives(
     chat: Any, tables: Any, fast_poll: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import http_handler
+    from multiregion_chat.runtime.handlers import http_handler
 
     last = seed(tables, "lobby", 1)[0]
     arrived = ids.new_id()
@@ -292,7 +294,7 @@ def test_long_poll_times_out_with_an_empty_list(chat: Any, tables: Any, fast_pol
 def test_no_wait_answers_at_once_and_existing_messages_skip_the_wait(
     chat: Any, tables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import http_handler
+    from multiregion_chat.runtime.handlers import http_handler
 
     sleeps: list[float] = []
     monkeypatch.setattr(http_handler, "sleep", sleeps.append)
@@ -306,7 +308,7 @@ def test_no_wait_answers_at_once_and_existing_messages_skip_the_wait(
 def test_long_poll_is_bounded_by_the_remaining_invocation_time(
     chat: Any, tables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import http_handler
+    from multiregion_chat.runtime.handlers import http_handler
 
     clock = [1000.0]
     slept: list[float] = []
@@ -355,7 +357,7 @@ def test_unexpected_error_is_500_internal(
 
 
 def test_not_an_http_event(chat: Any, context: Any) -> None:
-    import http_handler
+    from multiregion_chat.runtime.handlers import http_handler
 
     response = http_handler.handler([], context)  # type: ignore[arg-type]
     assert response["statusCode"] == 404

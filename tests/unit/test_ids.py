@@ -1,4 +1,4 @@
-"""chat.ids: time-ordered, unique, monotonic message ids."""
+"""runtime.protocol.ids: time-ordered, unique, monotonic message ids."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from chat import ids
+from multiregion_chat.runtime.protocol import ids
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from chat.jwks import LOOPBACK_SETTING, JwksUnavailableError, fetch_json
+from multiregion_chat.runtime.auth.jwks import LOOPBACK_SETTING, JwksUnavailableError, fetch_json
 from tests.unit.test_oidc_tokens import ISSUER, FakeIssuer, check, rs256
 
 

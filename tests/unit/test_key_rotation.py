@@ -3,7 +3,8 @@ signing key"), run step by step against moto's Secrets Manager.
 
 Authorizers and signers cache the secret for up to 5 minutes, so at any moment each may hold
 any value the secret had in the last 5 minutes. The test plays the documented procedure (stage,
-wait, promote, wait, retire, each value computed by ``python -m clients.rotation`` from the
+wait, promote, wait, retire, each value computed by ``python -m multiregion_chat.clients.rotation``
+from the
 stored one) and checks every combination: a token minted at any time by a signer with any value
 it may hold verifies, at any time until its ``exp``, with every value an authorizer may hold.
 The same check on a procedure that skips the first wait finds the failing tokens.
@@ -15,16 +16,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import authorizer
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from chat import token_front_door, tokens
-from chat.tokens import HmacKeys, InvalidTokenError, TokenPolicy
-from clients import rotation
-from clients import tokens as client_tokens
+from multiregion_chat.clients import rotation
+from multiregion_chat.clients import tokens as client_tokens
+from multiregion_chat.runtime.auth import token_front_door, tokens
+from multiregion_chat.runtime.auth.tokens import HmacKeys, InvalidTokenError, TokenPolicy
+from multiregion_chat.runtime.handlers import authorizer
 from tests.unit.conftest import REGION, FakeLambdaContext
 
 NAME = "chat/test/token-signing-secret"
@@ -46,7 +47,8 @@ def stored(manager: Any) -> str:
 
 
 def run_step(manager: Any, step: str) -> str:
-    """``get-secret-value | python -m clients.rotation <step>`` then ``put-secret-value``."""
+    """``get-secret-value | python -m multiregion_chat.clients.rotation <step>`` then
+    ``put-secret-value``."""
     value = rotation.next_value(step, stored(manager))
     manager.put_secret_value(SecretId=NAME, SecretString=value)
     return stored(manager)

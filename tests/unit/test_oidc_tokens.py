@@ -12,16 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import authorizer
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from chat import jwks as jwks_module
-from chat.jwks import JwksKeys, JwksUnavailableError
-from chat.tokens import InvalidTokenError, TokenPolicy, verify
-from clients.tokens import minter_from_endpoints
+from multiregion_chat.clients.tokens import minter_from_endpoints
+from multiregion_chat.runtime.auth import jwks as jwks_module
+from multiregion_chat.runtime.auth.jwks import JwksKeys, JwksUnavailableError
+from multiregion_chat.runtime.auth.tokens import InvalidTokenError, TokenPolicy, verify
+from multiregion_chat.runtime.handlers import authorizer
 from tests.unit.conftest import FakeLambdaContext
 
 ISSUER = "https://issuer.example"
@@ -342,7 +342,8 @@ def oidc_handler(issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.delenv("JWKS_URL", raising=False)
     monkeypatch.delenv("SIGNING_SECRET_NAME", raising=False)
     monkeypatch.setattr(jwks_module, "fetch_json", issuer.fetch)
-    # chat.token_keys builds its key source through chat.jwks (imported when first needed).
+    # runtime.auth.token_keys builds its key source through runtime.auth.jwks (imported when first
+    # needed).
     monkeypatch.setattr(
         jwks_module, "JwksKeys", lambda iss, url: JwksKeys(iss, url, fetch=issuer.fetch)
     )

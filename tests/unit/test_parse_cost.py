@@ -17,11 +17,12 @@ from collections.abc import Callable
 
 import pytest
 
-from chat import frames, tokens
-from chat.frames import ProtocolError
-from chat.http_requests import parse_http_post
-from chat.json_codec import too_deep
-from chat.tokens import HmacKeys, InvalidTokenError
+from multiregion_chat.runtime.auth import tokens
+from multiregion_chat.runtime.auth.tokens import HmacKeys, InvalidTokenError
+from multiregion_chat.runtime.protocol import frames
+from multiregion_chat.runtime.protocol.frames import ProtocolError
+from multiregion_chat.runtime.protocol.http_requests import parse_http_post
+from multiregion_chat.runtime.protocol.json_codec import too_deep
 from tests.unit.tokens_helpers import SECRET, b64, signed
 
 MAX_BODY = 32_000  # the largest maxBodyBytes accepted

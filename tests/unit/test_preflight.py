@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from stacks.config import ChatConfig
+from multiregion_chat.infra.config import ChatConfig
 from tools.preflight.cli import main
 from tools.preflight.plan import plan_from_config
 

@@ -11,8 +11,11 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from chat import clients, ids, presence, room_store, roster
-from chat.model import Sender
+from multiregion_chat.runtime.platform import aws_clients
+from multiregion_chat.runtime.presence import roster, transitions
+from multiregion_chat.runtime.protocol import ids
+from multiregion_chat.runtime.protocol.chat_model import Sender
+from multiregion_chat.runtime.store import room_store
 from tests.unit.conftest import TEST_ENV, create_tables, frames_in, set_store_clock
 from tests.unit.connections_server import GONE, ConnectionsServer
 
@@ -56,7 +59,7 @@ def remote_item(tables: Any, user: str = "dave", region: str = "eu-west-1") -> A
     return tables.connections.get_item(Key=key).get("Item")
 
 
-# --- publishing on transitions (origin region) ---------------------------------------
+# --- publishing on presence (origin region) ------------------------------------------
 
 
 def test_first_join_publishes_the_contract_event(chat: Any, published: list[Any]) -> None:
@@ -216,7 +219,7 @@ def test_gone_cleanup_of_an_orphan_membership_names_the_user_from_it(
             "expiresAt": int(time.time()) + TTL,
         }
     )
-    result = presence.cleanup_connection("orphan", rooms_hint=("lobby", "never-joined"))
+    result = transitions.cleanup_connection("orphan", rooms_hint=("lobby", "never-joined"))
     assert result.removed_rooms == ["lobby"] and result.deleted == 1
     (event,) = presence_events(published)
     assert event["member"] == {"userId": "zoe", "name": "Zoe", "region": "us-east-1"}
@@ -233,8 +236,8 @@ def test_overlapping_cleanups_of_one_connection_announce_and_count_one_leave(
         assert chat.send(cid, {"action": "join", "room": "lobby"})["type"] == "joined"
     published.clear()
     alice = Sender(user_id="alice", name=None, region="us-east-1")
-    presence.after_leave("lobby", alice, "a1")
-    presence.after_leave("lobby", alice, "a1")  # the overlapping second cleanup
+    transitions.after_leave("lobby", alice, "a1")
+    transitions.after_leave("lobby", alice, "a1")  # the overlapping second cleanup
     assert [e["event"] for e in presence_events(published)] == ["left"]
     assert roster.read("lobby").total == 2
 
@@ -244,7 +247,7 @@ def test_presence_publish_failure_never_breaks_join_or_leave(
 ) -> None:
     chat.connect("c1", "alice")
     emitted_metrics()
-    with Stubber(clients.events()) as events:
+    with Stubber(aws_clients.events()) as events:
         events.add_client_error("put_events", "AccessDeniedException", http_status_code=400)
         events.add_client_error("put_events", "InternalException", http_status_code=500)
         reply = chat.send("c1", {"action": "join", "room": "lobby", "ref": "j"})
@@ -264,7 +267,7 @@ def test_rejected_presence_entries_are_retried(
         "Detail": ANY,
         "EventBusName": "chat-test-chat-bus",
     }
-    with Stubber(clients.events()) as events:
+    with Stubber(aws_clients.events()) as events:
         failed = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure"}]}
         events.add_response("put_events", failed, {"Entries": [entry]})
         ok = {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]}
@@ -512,7 +515,7 @@ def test_gone_during_member_fanout_cleans_up_and_publishes_left(
     ]
 
 
-# --- presence lists ---------------------------------------------------------------------
+# --- presence lists ------------------------------------------------------------------------
 
 
 def test_presence_lists_each_user_once_across_regions(chat: Any, tables: Any) -> None:
@@ -593,7 +596,7 @@ def two_regions(chat: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def use(region: str) -> None:
         monkeypatch.setenv("AWS_REGION", region)
         monkeypatch.setenv("AWS_DEFAULT_REGION", region)
-        clients.reset()
+        aws_clients.reset()
 
     yield use
     use(TEST_ENV["AWS_REGION"])
@@ -605,7 +608,7 @@ def test_presence_flows_between_two_regions(
     bus: list[dict[str, Any]] = []
 
     def capture() -> None:
-        events = clients.events()
+        events = aws_clients.events()
         real = events.put_events
 
         def recording(**kwargs: Any) -> Any:

@@ -1,7 +1,7 @@
 """Presence reads are O(what they return): the per-user item (``ROOM#<room>/USER#<userId>``)
 decides first-join / last-leave in one update, member pages read about a page per source.
 
-Every DynamoDB call is counted by wrapping ``clients.dynamodb()``: items read are a Query's
+Every DynamoDB call is counted by wrapping ``aws_clients.dynamodb()``: items read are a Query's
 ``ScannedCount``, one per GetItem that found an item, one per update or delete that
 returned attributes.
 """
@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from chat import clients, connection_store, presence, room_store
-from chat.model import Sender
+from multiregion_chat.runtime.platform import aws_clients
+from multiregion_chat.runtime.presence import transitions
+from multiregion_chat.runtime.protocol.chat_model import Sender
+from multiregion_chat.runtime.store import connection_store, room_store
 from tests.unit.conftest import set_store_clock
 
 TTL = 10800
@@ -32,7 +34,7 @@ class Call:
 
 @dataclass
 class Meter:
-    """Records the DynamoDB calls made through ``clients.dynamodb()``."""
+    """Records the DynamoDB calls made through ``aws_clients.dynamodb()``."""
 
     calls: list[Call] = field(default_factory=list)
 
@@ -59,7 +61,7 @@ class CountingClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             response = method(*args, **kwargs)
             if str(kwargs.get("Key", {}).get("pk", {}).get("S", "")).startswith("RATE#"):
-                return response  # the request budget (chat.rate_limit), not presence
+                return response  # the request budget (runtime.quota.client_budget), not presence
             if name == "query":
                 read = int(response.get("ScannedCount", len(response.get("Items", []))))
             elif name == "get_item":
@@ -75,9 +77,9 @@ class CountingClient:
 @pytest.fixture
 def meter(chat: Any, monkeypatch: pytest.MonkeyPatch) -> Meter:
     found = Meter()
-    real = clients.dynamodb()
+    real = aws_clients.dynamodb()
     counting = CountingClient(real, found)
-    monkeypatch.setattr(clients, "dynamodb", lambda: counting)
+    monkeypatch.setattr(aws_clients, "dynamodb", lambda: counting)
     return found
 
 
@@ -288,7 +290,7 @@ def test_a_join_racing_the_last_leave_keeps_the_item(
     chat.connect("a1", "alice")
     chat.connect("a2", "alice")
     chat.send("a1", {"action": "join", "room": LOBBY})
-    real = clients.dynamodb()
+    real = aws_clients.dynamodb()
 
     class Interleaving:
         def __getattr__(self, name: str) -> Any:
@@ -298,13 +300,13 @@ def test_a_join_racing_the_last_leave_keeps_the_item(
 
             def delete(**kwargs: Any) -> Any:
                 if kwargs["Key"]["sk"]["S"] == "USER#alice":
-                    monkeypatch.setattr(clients, "dynamodb", lambda: real)
+                    monkeypatch.setattr(aws_clients, "dynamodb", lambda: real)
                     assert chat.send("a2", {"action": "join", "room": LOBBY})["type"] == "joined"
                 return method(**kwargs)
 
             return delete
 
-    monkeypatch.setattr(clients, "dynamodb", lambda: Interleaving())
+    monkeypatch.setattr(aws_clients, "dynamodb", lambda: Interleaving())
     published.clear()
     chat.send("a1", {"action": "leave", "room": LOBBY})
     # a1's leave was the last (left), a2's join the first after it (joined)
@@ -326,4 +328,4 @@ def test_entry_removal_failure_never_breaks_a_leave(
     published.clear()
     assert chat.send("a1", {"action": "leave", "room": LOBBY})["type"] == "left"
     assert presence_events(published) == []  # the entry lapses at its expiry instead
-    presence.after_leave(LOBBY, Sender(user_id="", name=None, region=REGION), "x")
+    transitions.after_leave(LOBBY, Sender(user_id="", name=None, region=REGION), "x")

@@ -1,4 +1,5 @@
-"""Presence at scale: ``memberCount`` (chat.roster), quiet big rooms, paged member lists."""
+"""Presence at scale: ``memberCount`` (runtime.presence.roster), quiet big rooms, paged member
+lists."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from chat import clients, config, ids, room_store, roster
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
+from multiregion_chat.runtime.presence import roster
+from multiregion_chat.runtime.protocol import ids
+from multiregion_chat.runtime.store import room_store
 from tests.unit.connections_server import GONE, ConnectionsServer
 
 LOBBY = "lobby"
@@ -19,10 +23,10 @@ def threshold(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def set_to(value: int) -> None:
         monkeypatch.setenv("PRESENCE_LIVE_MAX_MEMBERS", str(value))
-        config.reset()
+        runtime_settings.reset()
 
     yield set_to
-    config.reset()
+    runtime_settings.reset()
 
 
 class Room:
@@ -142,7 +146,7 @@ def test_a_decrement_never_makes_a_count_negative(aws: None, tables: Any) -> Non
 def test_count_failures_never_break_join_or_leave(
     room: Room, chat: Any, monkeypatch: pytest.MonkeyPatch, emitted_metrics: Any
 ) -> None:
-    ddb = clients.dynamodb()
+    ddb = aws_clients.dynamodb()
     real = ddb.update_item
 
     def failing(**kwargs: Any) -> Any:

@@ -24,7 +24,7 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv(name, "testing")
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="us-east-1")
-        # As the first region's stack creates it (stacks/auth.py): replicas in the others.
+        # As the first region's stack creates it (infra/auth.py): replicas in the others.
         client.create_secret(
             Name=SECRET,
             SecretString="s" * 64,

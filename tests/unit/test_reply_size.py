@@ -11,10 +11,11 @@ import json
 import time
 from typing import Any
 
-import client_message_handler
 import pytest
 
-from chat import clients, config, ids, limits
+from multiregion_chat.runtime.handlers import client_message_handler
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
+from multiregion_chat.runtime.protocol import ids, reply_limits
 
 from .test_http_handler import history_item
 
@@ -44,7 +45,7 @@ def test_history_of_large_messages_is_cut_with_more_and_pages_on(chat: Any, tabl
         if after:
             frame["after"] = after
         raw = chat.raw("c1", json.dumps(frame), "history")
-        assert reply_bytes(raw) <= limits.MAX_REPLY_BYTES
+        assert reply_bytes(raw) <= reply_limits.MAX_REPLY_BYTES
         reply = json.loads(raw["body"])
         assert reply["type"] == "history" and reply["messages"]
         got += [m["id"] for m in reply["messages"]]
@@ -61,7 +62,7 @@ def test_one_message_at_the_largest_body_always_fits(
 ) -> None:
     monkeypatch.setenv("MAX_BODY_BYTES", "32000")
     monkeypatch.setenv("LOCAL_FAST_PATH_MAX_MEMBERS", "0")  # history holds the seeded ones only
-    config.reset()
+    runtime_settings.reset()
     # 4-byte UTF-8 characters: as ASCII escapes (\\ud83d\\ude00) this would be 96 KB
     body = "\U0001f600" * 7999
     assert len(json.dumps(body, ensure_ascii=False).encode()) <= 32000
@@ -71,15 +72,15 @@ def test_one_message_at_the_largest_body_always_fits(
     made = seed_big(tables, "lobby", 5, body)
     raw = chat.raw("c1", json.dumps({"action": "history", "room": "lobby"}), "history")
     reply = json.loads(raw["body"])
-    assert reply_bytes(raw) <= limits.MAX_REPLY_BYTES
+    assert reply_bytes(raw) <= reply_limits.MAX_REPLY_BYTES
     assert [m["id"] for m in reply["messages"]] == made[:3] and reply["more"] is True
     assert reply["messages"][0]["body"] == body
     # beside a full member page (64 KiB, the most a page holds), one still fits
     members = [{"userId": f"u{n:05d}", "name": "n" * 50, "region": "us-east-1"} for n in range(640)]
-    assert 60_000 < limits.encoded_size(members) <= 64 * 1024
+    assert 60_000 < reply_limits.encoded_size(members) <= 64 * 1024
     frame = {"type": "joined", "room": "lobby", "members": members, "memberCount": 640}
     message = reply["messages"][0]
-    kept, cut = limits.fit_messages(frame, "missed", [message, message])
+    kept, cut = reply_limits.fit_messages(frame, "missed", [message, message])
     assert kept == [message] and cut
 
 
@@ -89,7 +90,7 @@ def test_joined_missed_is_cut_with_more(chat: Any, tables: Any) -> None:
     seed_big(tables, "lobby", 40, "y" * 16_000)
     raw = chat.raw("c1", json.dumps({"action": "join", "room": "lobby", "after": first}), "join")
     reply = json.loads(raw["body"])
-    assert reply_bytes(raw) <= limits.MAX_REPLY_BYTES
+    assert reply_bytes(raw) <= reply_limits.MAX_REPLY_BYTES
     assert reply["type"] == "joined" and reply["more"] is True
     assert 0 < len(reply["missed"]) < 40
 
@@ -113,14 +114,14 @@ def test_a_quiet_long_poll_probes_cheaply(
     chat: Any, tables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Queries per 20 s poll of a quiet room: was 81 strongly consistent ones."""
-    import http_handler
+    from multiregion_chat.runtime.handlers import http_handler
 
     last = seed_big(tables, "lobby", 1, "a")[0]
     start = time.monotonic()
     clock = [start]
     monkeypatch.setattr(http_handler, "monotonic", lambda: clock[0])
     monkeypatch.setattr(http_handler, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
-    ddb = clients.dynamodb()
+    ddb = aws_clients.dynamodb()
     real_query = ddb.query
     queries: list[dict[str, Any]] = []
 

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chat import clients
+from multiregion_chat.runtime.platform import aws_clients
 from tests.unit.conftest import TEST_ENV
 from tests.unit.test_presence import remote
 
@@ -24,7 +24,7 @@ def no_publish(module_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(**kwargs: Any) -> Any:
         raise AssertionError("nothing may be published")
 
-    monkeypatch.setattr(clients.events(), "put_events", refuse)
+    monkeypatch.setattr(aws_clients.events(), "put_events", refuse)
 
 
 A = {"userId": "a", "rooms": "null"}  # the authorizer's context for a token without rooms

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from chat import clients, config
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
 
 
 @pytest.fixture
 def requests_made(aws: None) -> Iterator[Counter[str]]:
     """``service:Operation`` of every request the runtime's boto3 clients send."""
     made: Counter[str] = Counter()
-    watched = [clients.dynamodb(), clients.events()]
+    watched = [aws_clients.dynamodb(), aws_clients.events()]
 
     def record(model: Any, **_: Any) -> None:
         made[f"{model.service_model.service_name}:{model.name}"] += 1
@@ -76,7 +76,7 @@ def test_without_the_fast_path_a_send_makes_two_dynamodb_requests(
     chat: Any, requests_made: Counter[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOCAL_FAST_PATH_MAX_MEMBERS", "0")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c1", "alice")
     chat.send("c1", {"action": "join", "room": "lobby"})
     send = _count(chat, requests_made, "c1", {"action": "send", "room": "lobby", "body": "hi"})

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chat import ids
+from multiregion_chat.runtime.protocol import ids
 
 
 def message_detail(message_id: str, origin: str, body: Any, room: str = "lobby") -> dict[str, Any]:
@@ -89,7 +89,7 @@ def test_resume_window_catches_a_late_replicated_message(chat: Any, member: str)
     chat.deliver(message_detail(early_remote, "eu-west-1", "late"))  # arrives now
 
     naive = chat.send(member, {"action": "join", "room": "lobby", "after": local})
-    assert naive["missed"] == []  # the limit documented in chat.ids
+    assert naive["missed"] == []  # the limit documented in runtime.protocol.ids
     after = ids.resume_after(local)  # 5 s window
     safe = chat.send(member, {"action": "join", "room": "lobby", "after": after})
     have = {m["id"] for m in seen}

@@ -1,4 +1,5 @@
-"""chat.config and chat.clients: settings from the environment, cached clients."""
+"""runtime.platform.runtime_settings and runtime.platform.aws_clients: settings from the
+environment, cached clients."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from chat import clients, config
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
 
 
 def test_settings_from_env() -> None:
-    settings = config.get_settings()
+    settings = runtime_settings.get_settings()
     assert settings.region == "us-east-1"
     assert settings.connections_table == "chat-test-connections"
     assert settings.messages_table == "chat-test-messages"
@@ -18,31 +19,31 @@ def test_settings_from_env() -> None:
     assert settings.source == "chat.chat"
     assert settings.max_body_bytes == 16384
     assert settings.fanout_concurrency == 4
-    assert config.get_settings() is settings
+    assert runtime_settings.get_settings() is settings
 
 
 def test_defaults_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MAX_BODY_BYTES", "HISTORY_RETENTION_SECONDS", "CONNECTION_TTL_SECONDS"):
         monkeypatch.delenv(name)
-    config.reset()
-    settings = config.get_settings()
+    runtime_settings.reset()
+    settings = runtime_settings.get_settings()
     assert (settings.max_body_bytes, settings.history_retention_seconds) == (16384, 86400)
     assert settings.connection_ttl_seconds > 7200
     monkeypatch.setenv("FANOUT_CONCURRENCY", "zero")
-    config.reset()
-    with pytest.raises(config.ConfigError, match="FANOUT_CONCURRENCY"):
-        config.get_settings()
+    runtime_settings.reset()
+    with pytest.raises(runtime_settings.ConfigError, match="FANOUT_CONCURRENCY"):
+        runtime_settings.get_settings()
     monkeypatch.setenv("FANOUT_CONCURRENCY", "0")
-    config.reset()
-    with pytest.raises(config.ConfigError, match="FANOUT_CONCURRENCY"):
-        config.get_settings()
+    runtime_settings.reset()
+    with pytest.raises(runtime_settings.ConfigError, match="FANOUT_CONCURRENCY"):
+        runtime_settings.get_settings()
 
 
 def test_missing_required_variable_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EVENT_BUS_NAME")
-    config.reset()
-    with pytest.raises(config.ConfigError, match="EVENT_BUS_NAME"):
-        _ = config.get_settings().bus_name
+    runtime_settings.reset()
+    with pytest.raises(runtime_settings.ConfigError, match="EVENT_BUS_NAME"):
+        _ = runtime_settings.get_settings().bus_name
 
 
 def test_misconfiguration_is_an_internal_error_frame(
@@ -51,13 +52,13 @@ def test_misconfiguration_is_an_internal_error_frame(
     chat.connect("c1", "alice")
     chat.send("c1", {"action": "join", "room": "lobby"})
     monkeypatch.delenv("EVENT_BUS_NAME")
-    config.reset()
+    runtime_settings.reset()
     reply = chat.send("c1", {"action": "send", "room": "lobby", "body": 1, "ref": "x"})
     # The whole frame: an error frame like any other, no detail of the cause.
     assert reply == {"type": "error", "code": "internal", "message": "internal error", "ref": "x"}
 
 
 def test_clients_are_created_once(aws: None) -> None:
-    assert clients.dynamodb() is clients.dynamodb()
-    assert clients.events() is clients.events()
-    assert clients.dynamodb().meta.region_name == "us-east-1"
+    assert aws_clients.dynamodb() is aws_clients.dynamodb()
+    assert aws_clients.events() is aws_clients.events()
+    assert aws_clients.dynamodb().meta.region_name == "us-east-1"

@@ -10,7 +10,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from chat import clients, config, ids
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
+from multiregion_chat.runtime.protocol import ids
 
 BUS = "chat-test-chat-bus"
 
@@ -50,7 +51,7 @@ def captured(aws: None) -> Any:
 
 @pytest.fixture
 def stubbed_events(aws: None) -> Iterator[Stubber]:
-    with Stubber(clients.events()) as stubber:
+    with Stubber(aws_clients.events()) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
@@ -75,7 +76,7 @@ def test_published_event_flows_to_every_member(
 ) -> None:
     """The bus path (the fast path off): EventBusMessageHandler posts to every member."""
     monkeypatch.setenv("LOCAL_FAST_PATH_MAX_MEMBERS", "0")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c2", "bob")
     chat.send("c2", {"action": "join", "room": "lobby"})
     ack = chat.send(member, {"action": "send", "room": "lobby", "body": "hello"})
@@ -110,7 +111,7 @@ def test_above_the_limit_the_room_takes_the_bus_path(
     chat: Any, member: str, captured: Any, posted: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOCAL_FAST_PATH_MAX_MEMBERS", "1")
-    config.reset()
+    runtime_settings.reset()
     chat.connect("c2", "bob")
     chat.send("c2", {"action": "join", "room": "lobby"})
     chat.send(member, {"action": "send", "room": "lobby", "body": "hello"})
@@ -122,9 +123,9 @@ def test_above_the_limit_the_room_takes_the_bus_path(
 def test_when_the_bus_path_stored_it_first_the_fast_path_posts_nothing(
     chat: Any, member: str, posted: Any
 ) -> None:
-    from chat import local_delivery
-    from chat.bus import publish_message
-    from chat.model import Sender
+    from multiregion_chat.runtime.delivery import local_delivery
+    from multiregion_chat.runtime.platform.bus import publish_message
+    from multiregion_chat.runtime.protocol.chat_model import Sender
 
     message = publish_message("lobby", Sender("alice", "Alice", "us-east-1"), "raced")
     assert chat.deliver(message.detail())["delivered"] == 1  # the bus handler won the race
@@ -135,7 +136,7 @@ def test_when_the_bus_path_stored_it_first_the_fast_path_posts_nothing(
 def test_a_failed_history_write_leaves_the_message_to_the_bus_path(
     chat: Any, member: str, captured: Any, posted: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import history_store
+    from multiregion_chat.runtime.store import history_store
 
     real = history_store.put_message
 

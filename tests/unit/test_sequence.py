@@ -1,4 +1,5 @@
-"""Numbered sends (``seq``): order, retries, gaps, refusals, clock skew (chat.sequence)."""
+"""Numbered sends (``seq``): order, retries, gaps, refusals, clock skew
+(runtime.store.sequence_store)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from chat import bus, clients, ids, sequence
+from multiregion_chat.runtime.platform import aws_clients, bus
+from multiregion_chat.runtime.protocol import ids
+from multiregion_chat.runtime.store import sequence_store
 
 Published = list[dict[str, Any]]
 
@@ -38,8 +41,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     def advance(seconds: float) -> None:
         now[0] += seconds
 
-    monkeypatch.setattr(sequence, "monotonic", lambda: now[0])
-    monkeypatch.setattr(sequence, "sleep", advance)
+    monkeypatch.setattr(sequence_store, "monotonic", lambda: now[0])
+    monkeypatch.setattr(sequence_store, "sleep", advance)
     return now
 
 
@@ -85,7 +88,7 @@ def test_the_gap_wait_is_a_setting(
     chat: Any, member: str, clock: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SEQUENCE_WAIT_MS", "0")
-    clients.reset()
+    aws_clients.reset()
     reply = send(chat, member, 2, "m2")
     assert reply["code"] == "sequence_gap" and clock[0] == 0
 
@@ -214,9 +217,9 @@ def test_concurrent_out_of_order_invocations_are_published_in_seq_order(
     monkeypatch.setenv("SEQUENCE_WAIT_MS", "120000")  # generous: no test depends on speed
     chat.connect("c-bob", "bob")
     chat.send("c-bob", {"action": "join", "room": "lobby"})
-    clients.reset()
-    serial = _SerialDynamoDB(clients.dynamodb())
-    monkeypatch.setattr(sequence.clients, "dynamodb", lambda: serial)
+    aws_clients.reset()
+    serial = _SerialDynamoDB(aws_clients.dynamodb())
+    monkeypatch.setattr(sequence_store.aws_clients, "dynamodb", lambda: serial)
     count = 12
     frames = [*range(1, count + 1), 4, 9]  # two frames invoked twice
     random.Random(11).shuffle(frames)
@@ -256,7 +259,7 @@ def test_concurrent_out_of_order_invocations_are_published_in_seq_order(
 def test_the_ack_window_forgets_old_seqs(
     chat: Any, member: str, published: Published, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sequence, "ACK_WINDOW", 2)
+    monkeypatch.setattr(sequence_store, "ACK_WINDOW", 2)
     for seq in range(1, 5):
         assert send(chat, member, seq, f"m{seq}")["type"] == "ack"
     assert send(chat, member, 3, "m3")["type"] == "ack"  # still remembered
@@ -284,7 +287,7 @@ def test_http_posts_numbered_by_a_client_are_accepted_in_order(
     assert again["json"] == first["json"]  # a retried POST: the same id, published once
     second = post(chat, {"body": "p2", "clientId": "cli-1", "seq": 2})
     assert second["statusCode"] == 202 and second["json"]["id"] > first["json"]["id"]
-    # Another user's client with the same clientId has its own sequence.
+    # Another user's client with the same clientId has its own sequence_store.
     bobs = post(chat, {"body": "b1", "clientId": "cli-1", "seq": 1}, user="bob")
     assert bobs["statusCode"] == 202
     assert [p["body"] for p in published] == ["p1", "p2", "b1"]
@@ -308,14 +311,14 @@ def test_the_wait_lasts_while_the_sends_ahead_make_progress(
     (under the 3 s bound) is accepted; the invocation's budget still caps the whole wait."""
 
     def advancing(pk: str) -> Any:
-        return sequence._State(last=int(clock[0] // 2))  # one more final every 2 s
+        return sequence_store._State(last=int(clock[0] // 2))  # one more final every 2 s
 
-    monkeypatch.setattr(sequence, "_read", advancing)
-    assert sequence._turn("CONN#x", 10, None, None).last == 9
+    monkeypatch.setattr(sequence_store, "_read", advancing)
+    assert sequence_store._turn("CONN#x", 10, None, None).last == 9
     assert clock[0] >= 18
     clock[0] = 0.0
-    with pytest.raises(sequence.SequenceGap) as gap:
-        sequence._turn("CONN#x", 10, "r", budget_s=5.0)
+    with pytest.raises(sequence_store.SequenceGap) as gap:
+        sequence_store._turn("CONN#x", 10, "r", budget_s=5.0)
     assert clock[0] == pytest.approx(5.0) and gap.value.expected == 3
 
 
@@ -324,8 +327,8 @@ def test_budget_seconds_is_the_invocations_time_left_minus_a_margin() -> None:
         def get_remaining_time_in_millis(self) -> int:
             return 9_000
 
-    assert sequence.budget_seconds(Context()) == 7.0
-    assert sequence.budget_seconds(object()) is None
+    assert sequence_store.budget_seconds(Context()) == 7.0
+    assert sequence_store.budget_seconds(object()) is None
 
 
 def test_a_claimed_seq_is_refused_for_another_message(

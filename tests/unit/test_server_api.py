@@ -1,4 +1,5 @@
-"""ServerApi (lambdas/server_api.py): publish as a system sender, disconnect a user everywhere."""
+"""ServerApi (runtime/handlers/server_api_handler.py): publish as a system sender, disconnect a
+user everywhere."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import json
 from typing import Any
 
 import pytest
-import server_api
 from botocore.stub import Stubber
 
-from chat import bus, clients
+from multiregion_chat.runtime.handlers import server_api_handler
+from multiregion_chat.runtime.platform import aws_clients, bus
 from tests.unit.conftest import FakeLambdaContext
 
 MAX = 16384
@@ -45,7 +46,7 @@ def http_event(path: str, body: Any = None, *, raw: str | None = None) -> dict[s
 
 
 def call(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    response = server_api.handler(event, FakeLambdaContext())
+    response = server_api_handler.handler(event, FakeLambdaContext())
     return response["statusCode"], json.loads(response["body"])
 
 
@@ -106,7 +107,7 @@ def test_publish_accepts_a_base64_body_and_an_encoded_room(published: list[Any])
 
 
 def test_publish_failure_is_500_and_nothing_acknowledged(chat: Any, emitted_metrics: Any) -> None:
-    with Stubber(clients.events()) as events:
+    with Stubber(aws_clients.events()) as events:
         events.add_client_error("put_events", "AccessDeniedException", http_status_code=400)
         status, answer = call(
             http_event("/server/rooms/lobby/messages", {"body": 1, "sender": "Bot"})
@@ -157,13 +158,13 @@ def test_a_disconnect_event_closes_the_users_local_connections(
     for connection_id, user in (("c1", "mallory"), ("c2", "mallory"), ("c3", "bob")):
         chat.connect(connection_id, user)
     chat.send("c1", {"action": "join", "room": "lobby"})  # memberships are not connections
-    with Stubber(clients.management()) as management:
+    with Stubber(aws_clients.management()) as management:
         management.add_response("delete_connection", {}, {"ConnectionId": "c1"})
         management.add_client_error(
             "delete_connection", "GoneException", http_status_code=410,
             expected_params={"ConnectionId": "c2"},
         )  # fmt: skip
-        result = server_api.handler(
+        result = server_api_handler.handler(
             disconnect_event({"userId": "mallory", "originRegion": "eu-west-1"}),
             FakeLambdaContext(),
         )
@@ -175,12 +176,12 @@ def test_a_disconnect_event_closes_the_users_local_connections(
 
 def test_other_failures_raise_so_eventbridge_retries(chat: Any) -> None:
     chat.connect("c1", "mallory")
-    with Stubber(clients.management()) as management:
+    with Stubber(aws_clients.management()) as management:
         management.add_client_error(
             "delete_connection", "LimitExceededException", http_status_code=429
         )
         with pytest.raises(Exception, match="LimitExceeded"):
-            server_api.handler(
+            server_api_handler.handler(
                 disconnect_event({"userId": "mallory", "originRegion": "us-east-1"}),
                 FakeLambdaContext(),
             )
@@ -188,7 +189,7 @@ def test_other_failures_raise_so_eventbridge_retries(chat: Any) -> None:
 
 @pytest.mark.parametrize("detail", [None, {}, {"userId": ""}, {"userId": 5}])
 def test_malformed_disconnect_events_are_dropped(aws: None, detail: Any) -> None:
-    assert server_api.handler(disconnect_event(detail), FakeLambdaContext()) == {
+    assert server_api_handler.handler(disconnect_event(detail), FakeLambdaContext()) == {
         "status": "malformed"
     }
 

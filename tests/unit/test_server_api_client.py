@@ -1,4 +1,4 @@
-"""clients.server_api: SigV4-signed requests, answers and errors, against a local server."""
+"""clients.server_api_client: SigV4-signed requests, answers and errors, against a local server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from clients.server_api import ServerApi, ServerApiError
+from multiregion_chat.clients.server_api_client import ServerApi, ServerApiError
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session")
 

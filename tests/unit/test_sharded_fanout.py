@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
-import fanout_worker
 import pytest
 
-from chat import broadcast, budget, clients, config, fanout, fanout_queue, shard_progress
+from multiregion_chat.runtime.delivery import broadcast, engine, fanout_queue, request_budget
+from multiregion_chat.runtime.handlers import fanout_worker
+from multiregion_chat.runtime.platform import aws_clients, runtime_settings
+from multiregion_chat.runtime.store import shard_progress
 from tests.unit.conftest import REGION, TEST_ENV, Chat, FakeLambdaContext
 from tests.unit.connections_server import GONE, THROTTLED, ConnectionsServer
 from tests.unit.test_event_bus_message_handler import detail
@@ -37,13 +39,13 @@ class WorkerContext(FakeLambdaContext):
 
 @pytest.fixture
 def queue_url(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="chat-test-fanout")[
+    url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="chat-test-engine")[
         "QueueUrl"
     ]
     monkeypatch.setenv("FANOUT_QUEUE_URL", url)
     monkeypatch.setenv("FANOUT_SHARD_THRESHOLD", "10")
     monkeypatch.setenv("FANOUT_SHARD_SIZE", "7")
-    clients.reset()
+    aws_clients.reset()
     return url
 
 
@@ -102,7 +104,7 @@ def sqs_event(message: dict[str, Any]) -> dict[str, Any]:
                 "messageAttributes": {},
                 "md5OfBody": message["MD5OfBody"],
                 "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:chat-test-fanout",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:chat-test-engine",
                 "awsRegion": REGION,
             }
         ]
@@ -164,7 +166,7 @@ def test_without_a_queue_a_big_room_is_delivered_in_the_invocation(
     queue_url: str, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("FANOUT_QUEUE_URL", "")
-    config.reset()
+    runtime_settings.reset()
     ids = seed_members(12)
     assert broadcast.broadcast(ROOM, FRAME, job_id="m1").delivered == 12
     assert posts_per_id(mgmt) == Counter(ids)
@@ -217,17 +219,17 @@ def test_a_failed_shard_is_retried_without_posting_twice(
     """The worker dies half-way through a shard (after posting some): SQS
     redelivers the job and the retry posts only to the rest."""
     ids = seed_members(7)
-    real_deliver = fanout.deliver
+    real_deliver = engine.deliver
     crashes = []
 
-    def dies_half_way(room: str, data: bytes, **kwargs: Any) -> fanout.FanoutResult:
+    def dies_half_way(room: str, data: bytes, **kwargs: Any) -> engine.FanoutResult:
         if not crashes:
             crashes.append(1)
             real_deliver(room, data, **{**kwargs, "connection_ids": kwargs["connection_ids"][:4]})
             raise RuntimeError("worker crashed")
         return real_deliver(room, data, **kwargs)
 
-    monkeypatch.setattr(fanout, "deliver", dies_half_way)
+    monkeypatch.setattr(engine, "deliver", dies_half_way)
     fanout_queue.send_job(
         fanout_queue.ShardJob(
             room=ROOM, shard_id="m1:0", frame=FRAME, connection_ids=ids, attempt=0
@@ -274,7 +276,7 @@ def test_throttling_is_retried_and_never_drops_a_member(
 
     monkeypatch.setattr(fanout_queue, "send_job", undelayed)
     ids = seed_members(12)
-    mgmt.script(ids[0], *[THROTTLED] * (fanout.POST_ATTEMPTS + 1))
+    mgmt.script(ids[0], *[THROTTLED] * (engine.POST_ATTEMPTS + 1))
     mgmt.script(ids[8], THROTTLED)
     broadcast.broadcast(ROOM, FRAME, job_id="m1")
     drain(queue_url)
@@ -287,7 +289,7 @@ def test_a_worker_out_of_time_hands_on_the_rest(
 ):
     ids = seed_members(12)
     # The engine's clock passes the deadline once a few posts have been answered.
-    monkeypatch.setattr(fanout, "clock", lambda: 0.0 if len(mgmt.posts()) < 3 else 1e9)
+    monkeypatch.setattr(engine, "clock", lambda: 0.0 if len(mgmt.posts()) < 3 else 1e9)
     fanout_queue.send_job(shard(ids))
     context = WorkerContext(remaining_ms=int(fanout_worker.HANDOFF_MARGIN_S * 1000) + 100_000)
     sqs = boto3.client("sqs", region_name=REGION)
@@ -300,7 +302,7 @@ def test_a_worker_out_of_time_hands_on_the_rest(
     assert handed["shardId"] == "m1:0.1" and handed["attempt"] == 1
     assert sorted(handed["connectionIds"]) == sorted(set(ids) - set(first))
 
-    monkeypatch.setattr(fanout, "clock", lambda: 0.0)
+    monkeypatch.setattr(engine, "clock", lambda: 0.0)
     drain(queue_url, context)
     assert posts_per_id(mgmt) == Counter(ids)
 
@@ -319,7 +321,7 @@ def test_a_remainder_is_given_up_after_max_handoffs(
         connection_ids=ids,
         attempt=fanout_worker.MAX_HANDOFFS,
     )
-    counts = fanout_worker.handle_shard(job, deadline=fanout.clock() + 60)
+    counts = fanout_worker.handle_shard(job, deadline=engine.clock() + 60)
     assert counts["delivered"] == 1 and counts["failed"] == 1 and counts["handedOn"] == 0
     assert queued(queue_url) == []
 
@@ -356,13 +358,13 @@ def test_the_bus_handler_reports_a_sharded_message(
 
 def test_jobs_are_batched_within_the_sqs_limits(queue_url: str, monkeypatch: pytest.MonkeyPatch):
     calls: list[list[dict[str, Any]]] = []
-    real = clients.sqs().send_message_batch
+    real = aws_clients.sqs().send_message_batch
 
     def recording(**kwargs: Any) -> Any:
         calls.append(kwargs["Entries"])
         return real(**kwargs)
 
-    monkeypatch.setattr(clients.sqs(), "send_message_batch", recording)
+    monkeypatch.setattr(aws_clients.sqs(), "send_message_batch", recording)
     big_frame = "x" * 60_000
     jobs = fanout_queue.shard_jobs(
         ROOM, big_frame, [f"c{n}" for n in range(25)], job_id="j", shard_size=1
@@ -389,7 +391,7 @@ def test_refused_entries_are_retried_then_raise(queue_url: str, monkeypatch: pyt
             ],
         }
 
-    monkeypatch.setattr(clients.sqs(), "send_message_batch", refusing)
+    monkeypatch.setattr(aws_clients.sqs(), "send_message_batch", refusing)
     with pytest.raises(fanout_queue.QueueError):
         fanout_queue.send_job({"kind": "shard"})
     assert len(attempts) == fanout_queue.SEND_ATTEMPTS
@@ -419,14 +421,14 @@ def test_workers_sharing_a_budget_never_exceed_it_in_any_window():
         return max(0, min(wanted, per_window - before))
 
     workers = [
-        budget.SharedBudget(
+        request_budget.SharedBudget(
             rate_per_second=1000, window_ms=100, grant=grant, clock=clock, sleep=clock.sleep
         )
         for _ in range(3)
     ]
     started: Counter[int] = Counter()
 
-    async def run(limiter: budget.SharedBudget) -> None:
+    async def run(limiter: request_budget.SharedBudget) -> None:
         for _ in range(150):
             await limiter.acquire()
             started[int(clock() / 0.1)] += 1
@@ -452,7 +454,7 @@ def test_four_slices_cover_a_window():
         used[window] += wanted
         return max(0, min(wanted, per_window - before))
 
-    limiter = budget.SharedBudget(
+    limiter = request_budget.SharedBudget(
         rate_per_second=5000, window_ms=50, grant=grant, clock=clock, sleep=clock.sleep
     )
 
@@ -466,8 +468,8 @@ def test_four_slices_cover_a_window():
 
 
 def test_take_slice_counts_every_grant_in_dynamodb(aws: None):
-    assert [budget.take_slice(7, 40, 100) for _ in range(4)] == [40, 40, 20, 0]
-    assert budget.take_slice(8, 40, 100) == 40
+    assert [request_budget.take_slice(7, 40, 100) for _ in range(4)] == [40, 40, 20, 0]
+    assert request_budget.take_slice(8, 40, 100) == 40
 
 
 def test_a_budgeted_fanout_reports_throttling_to_the_local_limiter(
@@ -489,8 +491,8 @@ def test_a_budgeted_fanout_reports_throttling_to_the_local_limiter(
     ids = seed_members(3)
     mgmt.script(ids[1], THROTTLED)
     local = Recording()
-    limiter = budget.SharedBudget(rate_per_second=1000, local=local)
-    result = fanout.deliver(ROOM, FRAME.encode(), connection_ids=ids, limiter=limiter)
+    limiter = request_budget.SharedBudget(rate_per_second=1000, local=local)
+    result = engine.deliver(ROOM, FRAME.encode(), connection_ids=ids, limiter=limiter)
     assert result.delivered == 3
     assert local.events.count("throttled") == 1
     assert local.events.count("acquire") == 4
@@ -499,14 +501,14 @@ def test_a_budgeted_fanout_reports_throttling_to_the_local_limiter(
 @pytest.fixture(autouse=True)
 def _no_leftover_settings() -> Iterator[None]:
     yield
-    config.reset()
+    runtime_settings.reset()
 
 
 def test_a_room_over_the_threshold_is_sharded_even_below_one_shard(
     queue_url: str, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("FANOUT_SHARD_SIZE", "50")
-    config.reset()
+    runtime_settings.reset()
     ids = seed_members(12)  # > threshold 10, < one shard of 50
     result = broadcast.broadcast(ROOM, FRAME, job_id="m1")
     assert (result.shards, result.delivered) == (1, 0)
@@ -520,7 +522,7 @@ def test_a_parent_retried_after_its_hand_off_leaves_the_rest_to_the_child(
     """The hand-off was queued, then marking the parent complete failed: the
     retried parent must not post to what the child job now owns."""
     ids = seed_members(12)
-    monkeypatch.setattr(fanout, "clock", lambda: 0.0 if len(mgmt.posts()) < 3 else 1e9)
+    monkeypatch.setattr(engine, "clock", lambda: 0.0 if len(mgmt.posts()) < 3 else 1e9)
     real_complete = shard_progress.mark_complete
     failures = []
 
@@ -540,7 +542,7 @@ def test_a_parent_retried_after_its_hand_off_leaves_the_rest_to_the_child(
     sqs.change_message_visibility(
         QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
     )
-    monkeypatch.setattr(fanout, "clock", lambda: 0.0)
+    monkeypatch.setattr(engine, "clock", lambda: 0.0)
     drain(queue_url, context)
     assert posts_per_id(mgmt) == Counter(ids)
 
@@ -550,9 +552,9 @@ def test_a_failing_budget_store_hands_back_instead_of_hanging(queue_url: str):
         raise RuntimeError("ProvisionedThroughputExceededException")
 
     ids = seed_members(5)
-    limiter = budget.SharedBudget(rate_per_second=1000, grant=broken)
-    result = fanout.deliver(
-        ROOM, FRAME.encode(), connection_ids=ids, limiter=limiter, deadline=fanout.clock() + 0.3
+    limiter = request_budget.SharedBudget(rate_per_second=1000, grant=broken)
+    result = engine.deliver(
+        ROOM, FRAME.encode(), connection_ids=ids, limiter=limiter, deadline=engine.clock() + 0.3
     )
     assert sorted(result.unsent) == ids and result.delivered == 0
 
@@ -566,7 +568,7 @@ def test_a_caller_giving_up_does_not_cancel_the_slice_others_wait_for():
         release.wait(10)
         return wanted
 
-    limiter = budget.SharedBudget(rate_per_second=1000, window_ms=60_000, grant=slow)
+    limiter = request_budget.SharedBudget(rate_per_second=1000, window_ms=60_000, grant=slow)
 
     async def main() -> list[str]:
         async def impatient() -> str:

@@ -14,18 +14,13 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from botocore.stub import ANY, Stubber
 
-from chat import (
-    clients,
-    connection_store,
-    dynamo,
-    fanout,
-    ids,
-    room_store,
-    token_expiry,
-    token_keys,
-)
-from chat.tokens import LEEWAY_SECONDS
-from clients.tokens import mint_token
+from multiregion_chat.clients.tokens import mint_token
+from multiregion_chat.runtime.auth import token_expiry, token_keys
+from multiregion_chat.runtime.auth.tokens import LEEWAY_SECONDS
+from multiregion_chat.runtime.delivery import engine
+from multiregion_chat.runtime.platform import aws_clients
+from multiregion_chat.runtime.protocol import ids
+from multiregion_chat.runtime.store import connection_store, layout, room_store
 from tests.unit.conftest import REGION, authorizer_context
 from tests.unit.connections_server import ConnectionsServer, ids_of
 
@@ -40,7 +35,7 @@ def connect_until(chat: Any, cid: str, expires_at: int | str | None) -> dict[str
 @pytest.fixture
 def management(aws: None) -> Iterator[Stubber]:
     """The ``@connections`` API as ClientMessageHandler calls it (moto's never says 410)."""
-    with Stubber(clients.management()) as stubber:
+    with Stubber(aws_clients.management()) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
@@ -160,7 +155,7 @@ def test_refresh_after_expiry_is_too_late(
     assert reply["code"] == "token_expired"
 
 
-# --- refresh follows the authorizer's key source (chat.token_keys) ----------------------
+# --- refresh follows the authorizer's key source (runtime.auth.token_keys) ----------------------
 
 OLD_KEY = "refresh-test-old-key-of-at-least-32-bytes"
 
@@ -261,7 +256,7 @@ def test_within_the_leeway_a_member_is_still_delivered_to(
     now = int(time.time())
     member_until(chat, "c1", now + 60)
     clock_at(monkeypatch, now + 60 + LEEWAY_SECONDS)
-    assert fanout.deliver("lobby", b'{"type":"message"}').delivered == 1
+    assert engine.deliver("lobby", b'{"type":"message"}').delivered == 1
     assert ids_of(mgmt.posts()) == ["c1"]
 
 
@@ -273,7 +268,7 @@ def test_the_fanout_engine_reading_the_room_closes_expired_members_too(
     member_until(chat, "live", now + 7200)
     clock_at(monkeypatch, now + 3600)
     expect_close(management, "expired")
-    assert fanout.deliver("lobby", b'{"type":"message"}').delivered == 1
+    assert engine.deliver("lobby", b'{"type":"message"}').delivered == 1
     assert ids_of(mgmt.posts()) == ["live"]
 
 
@@ -325,7 +320,7 @@ def test_meta_decides_when_a_membership_kept_an_old_expiry(
     now = int(time.time())
     member_until(chat, "c1", now + 60)
     boto3.client("dynamodb", region_name=REGION).update_item(
-        TableName=dynamo.connections_table(),
+        TableName=layout.connections_table(),
         Key={"pk": {"S": "CONN#c1"}, "sk": {"S": "META"}},
         UpdateExpression="SET tokenExpiresAt = :later",
         ExpressionAttributeValues={":later": {"N": str(now + 7200)}},

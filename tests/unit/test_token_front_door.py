@@ -1,6 +1,7 @@
 """The authorizer's front door (issue 8): every malformed token is a refusal, never an exception.
 
-Each case goes through ``chat.tokens.verify`` (the reason) and through the handler of both APIs
+Each case goes through ``runtime.auth.tokens.verify`` (the reason) and through the handler of both
+APIs
 (a Deny policy / ``isAuthorized: false``, never a raised exception: a raised exception is a
 500 and pages through the AuthorizerErrors alarm). Tokens are built when each test runs.
 """
@@ -13,11 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import authorizer
 import jwt
 import pytest
 
-from chat.tokens import InvalidTokenError, TokenPolicy
+from multiregion_chat.runtime.auth.tokens import InvalidTokenError, TokenPolicy
+from multiregion_chat.runtime.handlers import authorizer
 from tests.unit.tokens_helpers import (
     SECRET,
     b64,

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import authorizer
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from chat import tokens
-from chat.tokens import Claims, HmacKeys, TokenPolicy
+from multiregion_chat.runtime.auth import tokens
+from multiregion_chat.runtime.auth.tokens import Claims, HmacKeys, TokenPolicy
+from multiregion_chat.runtime.handlers import authorizer
 from tests.unit.conftest import REGION, FakeLambdaContext
 
 SECRET = "test-signing-secret-0123456789abcdef"  # 32+ bytes: no InsecureKeyLengthWarning
@@ -66,7 +66,8 @@ def verify(
     now: float | None = None,
     policy: TokenPolicy | None = None,
 ) -> Claims:
-    """``chat.tokens.verify`` with the HS256 keys of ``secret`` at ``now`` (default: now)."""
+    """``runtime.auth.tokens.verify`` with the HS256 keys of ``secret`` at ``now`` (default:
+    now)."""
     at = time.time() if now is None else now
     return tokens.verify(token, HmacKeys.from_secret(secret), at, policy)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stacks.concurrency import DEFAULT_ACCOUNT_CONCURRENCY, minimum_unreserved
+from multiregion_chat.infra.concurrency import DEFAULT_ACCOUNT_CONCURRENCY, minimum_unreserved
 from tools.preflight.plan import RegionPlan
 from tools.smoke.errors import aws_reason
 

@@ -1,7 +1,7 @@
 """What the app will ask of each region: from the config (cdk.json) or a synthesized cdk.out.
 
 From the config, the reservations are the ones the stacks declare
-(stacks/concurrency.py, the same function ChatConfig checks with). From a
+(infra/concurrency.py, the same function ChatConfig checks with). From a
 cdk.out (``--cdk-out``), they are read from the templates themselves, so a
 team's own functions with reserved concurrency count too, and the bootstrap
 version each stack needs comes from the cloud assembly's manifest.
@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.concurrency import reserved_concurrency
-from stacks.config import ChatConfig, ConfigError
+from multiregion_chat.infra.concurrency import reserved_concurrency
+from multiregion_chat.infra.config import ChatConfig, ConfigError
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_PARAMETER",

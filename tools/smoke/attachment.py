@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from clients.transfer import (
+from multiregion_chat.clients.transfer import (
     TransferError,
     attachment_reference,
     fetch,

@@ -44,9 +44,9 @@ from typing import Any, TextIO
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from clients.endpoints import connect_url
-from clients.tokens import mint_token
-from stacks.config import ChatConfig
+from multiregion_chat.clients.endpoints import connect_url
+from multiregion_chat.clients.tokens import mint_token
+from multiregion_chat.infra.config import ChatConfig
 from tools.deployment_config import add_deployment_arguments, deployment_config_of
 from tools.smoke.attachment import AttachmentPlan
 from tools.smoke.errors import SmokeSetupError, aws_reason
@@ -61,7 +61,7 @@ __all__ = ["SANDBOX_CREDENTIALS", "TOKEN_TTL_SECONDS", "main", "run", "token_ttl
 # more when --timeout, --settle and --attachment-wait ask for longer (token_ttl_seconds).
 TOKEN_TTL_SECONDS = 300
 # The steps' own bounds on top of those options: connect (10 s), the replies (15 s each:
-# join, send, upload, the attachment's send, a last download ask) and two transfers (60 s
+# join, send, upload, the attachment's send, a last download ask) and two attachments (60 s
 # each), rounded up.
 TOKEN_TTL_MARGIN_SECONDS = 240
 # Over the WebSocket frame and message limits, under the default maxAttachmentBytes.

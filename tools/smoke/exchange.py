@@ -24,7 +24,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from clients.strict_json import loads_frame
+from multiregion_chat.clients.strict_json import loads_frame
 from tools.smoke.attachment import AttachmentOutcome, AttachmentPlan, check_attachment
 from tools.smoke.errors import describe, refusal
 

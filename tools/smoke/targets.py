@@ -1,7 +1,7 @@
 """Where the smoke test connects: each region's URLs, from CloudFormation or an endpoints file.
 
 In AWS the regional stacks' outputs (``WebSocketUrl``, ``HttpUrl``,
-``SigningSecretName``; stacks/region_stack.py) are the source of truth, read
+``SigningSecretName``; infra/region_stack.py) are the source of truth, read
 with ``describe_stacks`` in each region under the stack name the app gives it
 (``<appName>-<stage>-<region>``, ``ChatConfig.stack_name``). Against the
 sandbox the endpoints file it writes plays that part (docs/sandbox.md).
@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stacks.config import ChatConfig
+from multiregion_chat.infra.config import ChatConfig
 from tools.smoke.errors import SmokeSetupError, aws_reason
 
 __all__ = [

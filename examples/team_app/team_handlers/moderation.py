@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from chat.observability import count, logger, metrics
+from multiregion_chat.runtime.platform.observability import count, logger, metrics
 
 BLOCKED_WORDS = frozenset(
     word.strip().lower() for word in os.environ.get("BLOCKED_WORDS", "").split(",") if word.strip()

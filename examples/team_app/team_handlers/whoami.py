@@ -2,14 +2,14 @@
 
 A client action of the team's own, served by its own function: the frame is
 validated, errors become ``error`` frames, logs and metrics are the runtime's,
-all by :func:`chat.extension.client_action`.
+all by :func:`runtime.intake.extension.client_action`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from chat.extension import ActionRequest, client_action
+from multiregion_chat.runtime.intake.extension import ActionRequest, client_action
 
 
 @client_action("whoami")

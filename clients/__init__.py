@@ -1,1 +1,0 @@
-"""Chat clients: the CLI (``python -m clients.chat``) and the web page (clients/web/)."""
