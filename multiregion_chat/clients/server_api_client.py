@@ -3,7 +3,7 @@
 Requests are signed with SigV4 for ``execute-api`` by botocore (the routes are
 IAM-authorized), with the credentials botocore finds the usual way (role,
 environment, profile) unless given. Standard library HTTP; botocore only signs
-(``pip install 'multi-region-chat[server-api]'``).
+(``pip install 'multiregion-chat[server-api]'``).
 
     api = ServerApi("https://abc123.execute-api.eu-west-1.amazonaws.com/", region="eu-west-1")
     message_id = api.publish("lobby", {"text": "Maintenance at 22:00"}, sender="Announcements")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from multiregion_chat.infra.bundling import CACHE_ENV, cache_root
+
 from .harness import REPO, Client, SandboxProcess, room_name
 
 EXAMPLE = REPO / "examples" / "team_app"
@@ -32,6 +34,8 @@ def team_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxPr
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
+        # The checkout's layer cache, not the example folder's own (empty; filling it is online).
+        CACHE_ENV: str(cache_root()),
         "CDK_OUTDIR": str(outdir),
         "CDK_CONTEXT_JSON": json.dumps({**context, "aws:cdk:enable-asset-metadata": True}),
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
