@@ -42,15 +42,14 @@ if __name__ == "__main__":
 
 from aws_cdk import App  # noqa: E402
 
+from multiregion_chat import ChatConfig, ChatDeployment, ConfigError  # noqa: E402
 from multiregion_chat.infra.bundling import LAYER_BUILD_FAILED  # noqa: E402
-from multiregion_chat.infra.config import ChatConfig, ConfigError  # noqa: E402
-from multiregion_chat.infra.deployment import ChatDeployment  # noqa: E402
 
 
 def build_app(app: App) -> ChatDeployment:
     """The chat app in every region of ``app``'s context (cdk.json, ``-c``), with cdk-nag.
 
-    The same public API a team's own app uses (docs/extending.md).
+    The same public API, from the package root, a team's own app uses (docs/extending.md).
     """
     return ChatDeployment(app, config=ChatConfig.from_context(app.node))
 
