@@ -137,3 +137,13 @@ def test_a_team_app_with_its_own_stacks_and_clients_imports_the_public_api(
     # `pip install '<wheel>[client]'` makes the CLI client run (it imports aiohttp first).
     cli = _run([python, "-m", f"{PACKAGE}.clients.chat", "--help"], cwd=team, env=built.env)
     assert "--room" in cli.stdout
+
+
+def test_the_changelog_leads_with_this_version() -> None:
+    """The version lives in ``multiregion_chat.__version__`` (pyproject reads it); the changelog
+    says what it changed."""
+    changelog = (REPO_ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    versions = [line.split("]")[0].removeprefix("## [") for line in changelog.splitlines()]
+    newest = next(v for v in versions if v and v[0].isdigit())
+    assert newest == multiregion_chat.__version__
+    assert 'dynamic = ["version"]' in (REPO_ROOT / "pyproject.toml").read_text()
