@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup checkov-setup synth local lint test test-fast bench clean destroy-stage
+.PHONY: setup checkov-setup synth local lint api-docs test test-fast bench clean destroy-stage
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -52,6 +52,12 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy app.py multiregion_chat sandbox bench tools
+
+# docs/api/, the API reference, from the docstrings (tools/api_reference.py). It is committed
+# so the docs link to it; tests/infra/test_api_reference.py (part of `make test`) regenerates
+# it and fails when the committed copy differs, so run this after changing a docstring.
+api-docs: setup
+	$(PY) -m tools.api_reference --out docs/api
 
 # pytest exits 5 when it collected nothing: for this project that means a
 # broken suite (a bad marker or path), never a pass, so it is named and failed.

@@ -19,6 +19,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 
 __version__ = "0.2.0"
+"""The distribution's version; CHANGELOG.md's newest entry names it."""
 
 # public name -> the module that defines it
 _EXPORTS = {

@@ -69,9 +69,11 @@ __all__ = [
     "RegionOverrides",
 ]
 
-# Permissions for a function in one region: e.g.
-# ``lambda stack, fn: stack.storage.messages_table.grant(fn, "dynamodb:Query")``.
 Grant = Callable[[ChatRegionStack, lambda_.Function], None]
+"""Permissions for a function in one region, given the region's stack and the function.
+
+For example ``lambda stack, fn: stack.storage.messages_table.grant(fn, "dynamodb:Query")``.
+"""
 
 # A route key API Gateway accepts and our frames can carry as ``action``.
 _ROUTE_KEY = re.compile(r"^[a-z][a-zA-Z0-9_.-]{0,63}$")
