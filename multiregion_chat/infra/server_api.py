@@ -91,6 +91,7 @@ class ChatServerApi(Construct):
 
     Attributes:
         function: ServerApi (handler ``runtime.handlers.server_api_handler.handler``).
+        log_group: its log group.
         publish_route, disconnect_route: the ``HttpRoute`` objects.
         disconnect_consumer: the rule (with retries and dead-letter queue)
             that hands ``chat.disconnect`` events to the function.

@@ -8,6 +8,7 @@ not from the generator, so a name the generator drops fails here.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import inspect
@@ -126,3 +127,46 @@ def test_every_link_between_the_pages_lands_on_a_heading(pages: dict[str, str]) 
         or (link["anchor"] and link["anchor"] not in anchors[link["page"]])
     ]
     assert not broken
+
+
+def assigned_attributes(cls: type) -> set[str]:
+    """The public ``self.<name>`` a class's methods assign."""
+    tree = ast.parse(inspect.getsource(cls))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        unpacked = [
+            element
+            for target in targets
+            for element in (target.elts if isinstance(target, ast.Tuple) else [target])
+        ]
+        for target in unpacked:
+            if (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == "self"
+                and not target.attr.startswith("_")
+            ):
+                found.add(target.attr)
+    return found
+
+
+@pytest.mark.parametrize("construct", construct_classes(), ids=lambda cls: cls.__name__)
+def test_every_attribute_of_a_construct_is_described(construct: type[Construct]) -> None:
+    """What the hand-kept tables listed: each attribute in the docstring, each property its own."""
+    docstring = own_docstring(construct)
+    undescribed = sorted(
+        name for name in assigned_attributes(construct) if not re.search(rf"\b{name}\b", docstring)
+    )
+    assert not undescribed, f"{construct.__name__}'s docstring does not name {undescribed}"
+    properties = [
+        name
+        for name, value in vars(construct).items()
+        if isinstance(value, property) and not name.startswith("_") and not value.__doc__
+    ]
+    assert not properties, f"{construct.__name__}'s properties without a docstring: {properties}"
