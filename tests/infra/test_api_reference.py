@@ -114,19 +114,28 @@ def test_every_construct_is_in_the_reference_with_its_docstring(
     assert docstring_markdown(docstring) in section(pages[page], construct.__name__)
 
 
-def test_every_link_between_the_pages_lands_on_a_heading(pages: dict[str, str]) -> None:
+def test_every_link_into_the_reference_lands_on_a_heading(pages: dict[str, str]) -> None:
+    """Links between its pages, and from README.md and docs/*.md into it."""
     anchors = {
         name: {anchor(heading) for heading in _HEADING.findall(text)}
         for name, text in pages.items()
     }
-    broken = [
-        f"{name} -> {link['page']}#{link['anchor']}"
-        for name, text in pages.items()
-        for link in _LINK.finditer(text)
-        if link["page"] not in pages
-        or (link["anchor"] and link["anchor"] not in anchors[link["page"]])
-    ]
+    sources = {f"docs/api/{name}": (COMMITTED, text) for name, text in pages.items()}
+    for path in [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]:
+        sources[str(path.relative_to(REPO_ROOT))] = (path.parent, path.read_text("utf-8"))
+    broken = []
+    for source, (folder, text) in sources.items():
+        for link in _LINK.finditer(text):
+            target = (folder / link["page"]).resolve()
+            if target.parent != COMMITTED.resolve():
+                continue  # a link to another page of the docs
+            if target.name not in pages or (
+                link["anchor"] and link["anchor"] not in anchors[target.name]
+            ):
+                broken.append(f"{source} -> {link['page']}#{link['anchor']}")
     assert not broken
+    linked_from = [source for source, (_, text) in sources.items() if "api/README.md" in text]
+    assert {"README.md", "docs/architecture.md", "docs/extending.md"} <= set(linked_from)
 
 
 def assigned_attributes(cls: type) -> set[str]:
