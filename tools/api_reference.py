@@ -50,6 +50,7 @@ INDEX = "README.md"  # GitHub shows a folder's README.md under its listing
 
 # A default value's repr can carry an object's address; it would change on every run.
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_LITERAL_BLOCK_MARKER = re.compile(r"::\n\n(?=    )")
 
 
 def page_name(module_name: str) -> str:
@@ -64,7 +65,9 @@ def anchor(heading: str) -> str:
 
 def docstring_markdown(docstring: str) -> str:
     """A docstring as it appears in the reference: Google sections and reST roles as Markdown."""
-    return pdoc.docstrings.convert(docstring, "google", None).strip()
+    markdown = pdoc.docstrings.convert(docstring, "google", None).strip()
+    # reST's "text::" introduces the indented block that Markdown already shows as code.
+    return _LITERAL_BLOCK_MARKER.sub(":\n\n", markdown)
 
 
 def summary(docstring: str) -> str:
