@@ -45,6 +45,7 @@ from multiregion_chat.infra.lambda_function import (
     chat_function,
 )
 from multiregion_chat.infra.replication import grant_put_chat_events
+from multiregion_chat.infra.settings_table import environment_values
 from multiregion_chat.infra.storage import dead_letter_queue
 
 __all__ = [
@@ -101,15 +102,10 @@ HTTP_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:DeleteItem",  # runtime.delivery.long_poll: release it (conditional)
 )
 
-# HttpHandler probes the messages table while a long-poll GET waits, backing
-# off from the first interval to the second (runtime.delivery.long_poll, docs/contracts.md).
-HTTP_POLL_INTERVAL_MS = 250
-HTTP_POLL_MAX_INTERVAL_MS = 2000
-
 
 def authorizer_environment(config: ChatConfig) -> dict[str, str]:
     """The token rules of the authorizer (docs/contracts.md, "Authorizer environment")."""
-    environment = {"MAX_TOKEN_LIFETIME_SECONDS": str(config.max_token_lifetime_seconds)}
+    environment = environment_values(config, "token")
     if not config.oidc:
         # The literal name, like the bus name: the same in every region.
         return {"SIGNING_SECRET_NAME": config.signing_secret_id, **environment}
@@ -190,10 +186,8 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             messages_actions=HTTP_HANDLER_MESSAGES_ACTIONS,
             # POST publishes the message exactly like `send`.
             puts_events=True,
-            environment={
-                "HTTP_POLL_INTERVAL_MS": str(HTTP_POLL_INTERVAL_MS),
-                "HTTP_POLL_MAX_INTERVAL_MS": str(HTTP_POLL_MAX_INTERVAL_MS),
-            },
+            # How often a waiting long-poll GET probes history (runtime.delivery.long_poll).
+            environment=environment_values(config, "HttpHandler"),
             # A long poll holds an execution for up to 20 s: without a cap,
             # polls could take the region's whole concurrency (docs/operations.md).
             reserved_concurrency=config.http_reserved_concurrency,
@@ -301,32 +295,15 @@ class ChatFunctions(Construct):
             # the local sandbox reads it straight from the template.
             "EVENT_BUS_NAME": config.bus_name,
             "EVENT_SOURCE": config.event_source,
-            "MAX_BODY_BYTES": str(config.max_body_bytes),
-            "HISTORY_RETENTION_SECONDS": str(config.history_retention_seconds),
-            "CONNECTION_TTL_SECONDS": str(config.connection_ttl_seconds),
-            "FANOUT_CONCURRENCY": str(config.fanout_concurrency),
-            "FANOUT_SHARD_THRESHOLD": str(config.fanout_shard_threshold),
-            "FANOUT_SHARD_SIZE": str(config.fanout_shard_size),
-            "FANOUT_REQUEST_BUDGET": str(config.fanout_request_budget),
-            "PRESENCE_LIVE_MAX_MEMBERS": str(config.presence_live_max_members),
             # Bus events from anywhere else are forged (event_bus_message_handler).
             "CHAT_REGIONS": ",".join(config.regions),
-            "BUS_CLOCK_SKEW_SECONDS": str(config.bus_clock_skew_seconds),
-            "CONNECTION_RATE_LIMIT": str(config.connection_rate_limit),
-            "CONNECTION_BURST_LIMIT": str(config.connection_burst_limit),
-            "USER_RATE_LIMIT": str(config.user_rate_limit),
-            "USER_BURST_LIMIT": str(config.user_burst_limit),
-            "MAX_ROOMS_PER_CONNECTION": str(config.max_rooms_per_connection),
-            "MAX_LONG_POLLS_PER_USER": str(config.max_long_polls_per_user),
-            "MAX_CONNECTIONS_PER_USER": str(config.max_connections_per_user),
-            "LOCAL_FAST_PATH_MAX_MEMBERS": str(config.local_fast_path_max_members),
-            # Attachments (runtime.attachments.transfers): deterministic bucket names, so a function
-            # can
-            # name another region's bucket (a download before replication) without a lookup.
+            # Attachments (runtime.attachments.transfers): deterministic bucket names, so a
+            # function can name another region's bucket (a download before replication)
+            # without a lookup.
             "ATTACHMENT_BUCKET": config.attachment_bucket_name(Aws.REGION, Aws.ACCOUNT_ID),
             "ATTACHMENT_BUCKET_PATTERN": config.attachment_bucket_name("{region}", Aws.ACCOUNT_ID),
-            "MAX_ATTACHMENT_BYTES": str(config.max_attachment_bytes),
-            "UPLOAD_SLOTS_PER_USER_PER_MINUTE": str(config.upload_slots_per_user_per_minute),
+            # Limits and sizes: every "shared" row of the settings table.
+            **environment_values(config, "shared"),
             **powertools_environment,
         }
         # Everything the runtime lacks, built for arm64 without Docker. aiohttp
