@@ -839,7 +839,7 @@ class RegionOverrides:
     Attributes:
         throttle_rate_limit, throttle_burst_limit: the WebSocket and HTTP
             stages' default route throttling in this region.
-        memory_mb: function name (``ClientMessageHandler``, ``FanoutWorker``,
+        memory_size: function name (``ClientMessageHandler``, ``FanoutWorker``,
             or a route/consumer function you added) -> memory in MB.
         alarm_thresholds: alarm id (``ChatMonitoring.alarms`` keys, e.g.
             ``WebSocketIntegrationErrors``) -> threshold.
@@ -847,7 +847,7 @@ class RegionOverrides:
 
     throttle_rate_limit: int | None = None
     throttle_burst_limit: int | None = None
-    memory_mb: Mapping[str, int] = field(default_factory=dict)
+    memory_size: Mapping[str, int] = field(default_factory=dict)
     alarm_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -856,8 +856,8 @@ class RegionOverrides:
             _integer("throttle_rate_limit", self.throttle_rate_limit, 1, 10_000)
         if self.throttle_burst_limit is not None:
             _integer("throttle_burst_limit", self.throttle_burst_limit, 1, 5_000)
-        for name, memory in self.memory_mb.items():
-            _integer(f"memory_mb[{name!r}]", memory, 128, 10_240)
+        for name, memory in self.memory_size.items():
+            _integer(f"memory_size[{name!r}]", memory, 128, 10_240)
         for name, threshold in self.alarm_thresholds.items():
             if isinstance(threshold, bool) or not isinstance(threshold, int | float):
                 raise ConfigError(
