@@ -695,7 +695,7 @@ class RegionOverrides:
     Attributes:
         throttle_rate_limit, throttle_burst_limit: the WebSocket and HTTP
             stages' default route throttling in this region.
-        memory_mb: function name (``ClientMessageHandler``, ``FanoutWorker``,
+        memory_size: function name (``ClientMessageHandler``, ``FanoutWorker``,
             or a route/consumer function you added) -> memory in MB.
         alarm_thresholds: alarm id (``ChatMonitoring.alarms`` keys, e.g.
             ``WebSocketIntegrationErrors``) -> threshold.
@@ -703,7 +703,7 @@ class RegionOverrides:
 
     throttle_rate_limit: int | None = None
     throttle_burst_limit: int | None = None
-    memory_mb: Mapping[str, int] = field(default_factory=dict)
+    memory_size: Mapping[str, int] = field(default_factory=dict)
     alarm_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -712,8 +712,8 @@ class RegionOverrides:
             _in_range_of("throttleRateLimit", "throttle_rate_limit", self.throttle_rate_limit)
         if self.throttle_burst_limit is not None:
             _in_range_of("throttleBurstLimit", "throttle_burst_limit", self.throttle_burst_limit)
-        for name, memory in self.memory_mb.items():
-            _integer(f"memory_mb[{name!r}]", memory, *LAMBDA_MEMORY_MB)
+        for name, memory in self.memory_size.items():
+            _integer(f"memory_size[{name!r}]", memory, *LAMBDA_MEMORY_MB)
         for name, threshold in self.alarm_thresholds.items():
             if isinstance(threshold, bool) or not isinstance(threshold, int | float):
                 raise ConfigError(

@@ -1,7 +1,7 @@
 """The five Lambda functions of a region (six with the global endpoint), each with its
 own least-privilege role.
 
-Each function is one row of :func:`function_specs`: handler, memory, timeout,
+Each function is one row of :func:`function_rows`: handler, memory, timeout,
 the exact table actions it may call, whether it publishes on the bus. Adding
 a function is adding a row (and its handler module in ``runtime/handlers/``).
 
@@ -18,7 +18,7 @@ public layer, no SSM lookup.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -41,7 +41,7 @@ from multiregion_chat.infra.lambda_function import (
     ARCHITECTURE,
     RUNTIME,
     FunctionDefaults,
-    FunctionSpec,
+    FunctionRow,
     chat_function,
 )
 from multiregion_chat.infra.replication import grant_put_chat_events
@@ -52,7 +52,7 @@ __all__ = [
     "SERVICE_NAME",
     "ChatFunctions",
     "authorizer_environment",
-    "function_specs",
+    "function_rows",
 ]
 
 # Powertools' default `service` dimension: one value for every function so the
@@ -125,26 +125,26 @@ def authorizer_environment(config: ChatConfig) -> dict[str, str]:
     return environment
 
 
-def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
+def function_rows(config: ChatConfig) -> tuple[FunctionRow, ...]:
     """Every function :class:`ChatFunctions` builds, one declaration each."""
     return (
-        FunctionSpec(
+        FunctionRow(
             name="ConnectionHandler",
             handler=handler_path("connection_handler"),
             description="WebSocket $connect/$disconnect: connection records",
-            memory_mb=256,
-            timeout_s=10,
+            memory_size=256,
+            timeout=Duration.seconds(10),
             connections_actions=CONNECTION_HANDLER_CONNECTIONS_ACTIONS,
             # Presence: "left" when $disconnect removed the user's last membership.
             puts_events=True,
         ),
-        FunctionSpec(
+        FunctionRow(
             name="ClientMessageHandler",
             handler=handler_path("client_message_handler"),
             description="WebSocket client actions; replies through route responses",
             # The sender waits for the ack: more memory buys CPU for cold starts.
-            memory_mb=512,
-            timeout_s=10,
+            memory_size=512,
+            timeout=Duration.seconds(10),
             connections_actions=CLIENT_HANDLER_CONNECTIONS_ACTIONS,
             messages_actions=(
                 CLIENT_HANDLER_MESSAGES_ACTIONS + FAST_PATH_MESSAGES_ACTIONS
@@ -156,14 +156,14 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             # `refresh` verifies a fresh token by the authorizer's rules.
             environment=authorizer_environment(config),
         ),
-        FunctionSpec(
+        FunctionRow(
             name="EventBusMessageHandler",
             handler=handler_path("event_bus_message_handler"),
             description="Chat bus events: history write, then fan-out to local connections",
             # Fan-out is CPU-bound (signing, HTTP): by default the memory that
             # buys one full vCPU (fanoutMemoryMb).
-            memory_mb=config.fanout_memory_mb,
-            timeout_s=30,
+            memory_size=config.fanout_memory_mb,
+            timeout=Duration.seconds(30),
             connections_actions=BUS_HANDLER_CONNECTIONS_ACTIONS,
             messages_actions=BUS_HANDLER_MESSAGES_ACTIONS,
             # Presence: "left" when a 410 Gone cleanup removed the user's last membership.
@@ -171,15 +171,15 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             # EventBridge invokes it asynchronously.
             async_failure_queue=True,
         ),
-        FunctionSpec(
+        FunctionRow(
             name="HttpHandler",
             handler=handler_path("http_handler"),
             description="HTTP fallback API: send a message, read or long-poll history",
-            memory_mb=256,
+            memory_size=256,
             # HTTP API gives up on an integration after 30 s and a long-poll GET
             # waits up to 20 s: end the function first so the client gets the
             # handler's answer (or a clean 5xx), never a hung request.
-            timeout_s=29,
+            timeout=Duration.seconds(29),
             # No membership check (there is no connection): the connections
             # table holds only the user's request budget and long-poll leases.
             connections_actions=HTTP_HANDLER_CONNECTIONS_ACTIONS,
@@ -195,12 +195,14 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
         # Only with the global endpoint, like its one route (GET /health/<key>).
         *(
             (
-                FunctionSpec(
+                FunctionRow(
                     name="HealthHandler",
                     handler=handler_path("health_handler"),
                     description="GET /health: Route 53's health check of the region",
-                    memory_mb=256,  # CPU for the cold start: Route 53 waits 2 s for an answer
-                    timeout_s=3,  # it answers in milliseconds; Route 53 gave up long before
+                    # CPU for the cold start: Route 53 waits 2 s for an answer.
+                    memory_size=256,
+                    # It answers in milliseconds; Route 53 gave up long before.
+                    timeout=Duration.seconds(3),
                     # No table, bus or secret (runtime/handlers/health_handler.py says why).
                     shared_environment=False,
                     # Its own executions: HttpHandler's long polls cannot queue it
@@ -216,7 +218,7 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             if config.domain_name and config.hosted_zone_id
             else ()
         ),
-        FunctionSpec(
+        FunctionRow(
             name="Authorizer",
             handler=handler_path("authorizer"),
             description=(
@@ -224,8 +226,8 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
                 if config.oidc
                 else "Token authorizer (HS256) of the WebSocket $connect and the HTTP API"
             ),
-            memory_mb=256,
-            timeout_s=10,
+            memory_size=256,
+            timeout=Duration.seconds(10),
             # No table, bus or API: only the secret (allow_read_signing_secret),
             # or with an issuer its public JWKS (nothing to grant).
             shared_environment=False,
@@ -240,7 +242,7 @@ class ChatFunctions(Construct):
 
     Each function has an explicit role with no managed policies: it may write
     to its own log group, send X-Ray traces, use exactly the table actions its
-    spec lists (docs/contracts.md, "IAM the handlers need") and, if its spec
+    row lists (docs/contracts.md, "IAM the handlers need") and, if its row
     says so, put events on the region's chat bus. The stack adds what depends
     on other constructs (``CALLBACK_URL`` and the ``@connections`` permission)
     through :meth:`allow_manage_connections` and ``add_environment``.
@@ -326,32 +328,32 @@ class ChatFunctions(Construct):
         self.functions: dict[str, lambda_.Function] = {}
         failure_queues: dict[str, sqs.Queue] = {}
 
-        for spec in function_specs(config):
+        for row in function_rows(config):
             on_failure = None
-            if spec.async_failure_queue:
+            if row.async_failure_queue:
                 # Lambda hands an event that failed its retries (with the
                 # error) to this queue: a replicated message never vanishes.
                 queue = dead_letter_queue(
-                    self, f"{spec.name}Failures", removal_policy=removal_policy
+                    self, f"{row.name}Failures", removal_policy=removal_policy
                 )
-                failure_queues[spec.name] = queue
+                failure_queues[row.name] = queue
                 on_failure = destinations.SqsDestination(queue)
-            base = self.environment if spec.shared_environment else powertools_environment
+            base = self.environment if row.shared_environment else powertools_environment
             function, log_group = chat_function(
                 self,
-                spec,
+                row,
                 self.defaults,
-                environment={**base, **spec.environment},
+                environment={**base, **row.environment},
                 on_failure=on_failure,
             )
-            if spec.connections_actions:
-                connections_table.grant(function, *spec.connections_actions)
-            if spec.messages_actions:
-                messages_table.grant(function, *spec.messages_actions)
-            if spec.puts_events:
+            if row.connections_actions:
+                connections_table.grant(function, *row.connections_actions)
+            if row.messages_actions:
+                messages_table.grant(function, *row.messages_actions)
+            if row.puts_events:
                 grant_put_chat_events(event_bus, function, [config.event_source])
-            self.functions[spec.name] = function
-            self.log_groups[spec.name] = log_group
+            self.functions[row.name] = function
+            self.log_groups[row.name] = log_group
 
         self.connection_handler = self.functions["ConnectionHandler"]
         self.client_message_handler = self.functions["ClientMessageHandler"]

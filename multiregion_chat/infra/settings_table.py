@@ -102,7 +102,7 @@ CLOUDWATCH_LOG_RETENTION: Mapping[int, str] = {
     3653: "TEN_YEARS",
 }
 
-# Lambda's memory range in MB (fanoutMemoryMb, RegionOverrides.memory_mb).
+# Lambda's memory range in MB (fanoutMemoryMb, RegionOverrides.memory_size).
 LAMBDA_MEMORY_MB = (128, 10_240)
 
 # API Gateway closes every WebSocket connection after 2 hours; connection and
