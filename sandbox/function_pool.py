@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from sandbox.errors import SandboxError
-from sandbox.template_model import FunctionSpec
+from sandbox.template_model import TemplateFunction
 
 log = logging.getLogger("sandbox.function_pool")
 
@@ -40,7 +40,7 @@ class Worker:
 
     def __init__(
         self,
-        spec: FunctionSpec,
+        spec: TemplateFunction,
         environment: dict[str, str],
         code_dir: Path,
         log_path: Path,
@@ -79,8 +79,8 @@ class Worker:
             "--code-dir", str(self._code_dir),
             "--name", self.spec.name,
             "--arn", self.spec.arn,
-            "--memory", str(self.spec.memory),
-            "--timeout", str(self.spec.timeout),
+            "--memory", str(self.spec.memory_size),
+            "--timeout", str(self.spec.timeout_seconds),
         ]  # fmt: skip
         self._process = await asyncio.create_subprocess_exec(
             *command,
@@ -147,7 +147,7 @@ class Worker:
                 self.in_flight -= 1
 
     async def _invoke(self, event: Any, timeout: float | None) -> InvokeResult:
-        limit = float(self.spec.timeout) if timeout is None else timeout
+        limit = float(self.spec.timeout_seconds) if timeout is None else timeout
         started = time.perf_counter()
         self.invocations += 1
         result = await self._invoke_once(event, limit)

@@ -41,7 +41,7 @@ from sandbox.management import ManagementApi, RateLimit
 from sandbox.oidc import LocalIdentityProvider, declared_issuer
 from sandbox.resolver import ACCOUNT_ID, URL_SUFFIX
 from sandbox.s3_replication import S3Replication
-from sandbox.template_model import FunctionSpec, RegionModel, SecretSpec, build_models
+from sandbox.template_model import RegionModel, SecretSpec, TemplateFunction, build_models
 from sandbox.websocket_api import WebSocketApi
 
 log = logging.getLogger("sandbox")
@@ -229,7 +229,7 @@ class Sandbox:
         with one value (as Secrets Manager replicates it). A signing secret is
         one an authorizer function may read, found through the template's own
         references: the resources of the ``secretsmanager:GetSecretValue``
-        statements on the function's role (``FunctionSpec.readable_secrets``):
+        statements on the function's role (``TemplateFunction.readable_secrets``):
         a secret of *any* region's template by ARN (the app creates it in the
         first region and the others refer to it by name), or an ARN pattern
         ``...:secret:<name>-??????`` (a secret referenced by name, or made
@@ -320,7 +320,7 @@ class Sandbox:
             issuer, audience, self.web_port, self.options.state_dir
         )
 
-    def _code_dir(self, spec: FunctionSpec) -> Path:
+    def _code_dir(self, spec: TemplateFunction) -> Path:
         if spec.code_dir is not None:
             return spec.code_dir
         folder = (self.options.state_dir / "inline" / spec.region / spec.logical_id).resolve()
@@ -376,7 +376,7 @@ class Sandbox:
             value,
         )
 
-    def _environment(self, runtime: RegionRuntime, spec: FunctionSpec) -> dict[str, str]:
+    def _environment(self, runtime: RegionRuntime, spec: TemplateFunction) -> dict[str, str]:
         assert self._moto is not None
         environment = {k: self.local_url(v) for k, v in spec.environment.items()}
         code_dir = str(self._code_dir(spec))
@@ -404,7 +404,7 @@ class Sandbox:
                 "AWS_ENDPOINT_URL_EVENTBRIDGE": f"http://{HOST}:{runtime.ports.events}",
                 "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": management,
                 "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
                 "AWS_LAMBDA_LOG_STREAM_NAME": "local/[$LATEST]sandbox",
@@ -453,7 +453,9 @@ class Sandbox:
             ) -> InvokeResult:
                 worker = runtime.workers[function]
                 limit = (
-                    worker.spec.timeout if timeout is None else min(timeout, worker.spec.timeout)
+                    worker.spec.timeout_seconds
+                    if timeout is None
+                    else min(timeout, worker.spec.timeout_seconds)
                 )
                 return await worker.invoke(event, limit)
 

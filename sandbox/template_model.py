@@ -34,7 +34,9 @@ _BUS_ARN = re.compile(
 
 
 @dataclass(frozen=True)
-class FunctionSpec:
+class TemplateFunction:
+    """An ``AWS::Lambda::Function`` of the template, as the sandbox runs it."""
+
     logical_id: str
     name: str
     arn: str
@@ -44,8 +46,9 @@ class FunctionSpec:
     code_dir: Path | None  # None: inline code in ``inline_code``
     inline_code: str | None
     environment: dict[str, str]
-    timeout: int
-    memory: int
+    # Timeout and MemorySize as the template has them (Lambda's defaults: 3 s, 128 MB).
+    timeout_seconds: int
+    memory_size: int  # MB
     # ReservedConcurrentExecutions: at most this many invocations at once (None: no cap)
     reserved_concurrency: int | None = None
     # The secrets the function's role may read: the resolved Resource of every
@@ -178,7 +181,7 @@ class ParameterSpec:
 class RegionModel:
     region: str
     stack: StackArtifact
-    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+    functions: dict[str, TemplateFunction] = field(default_factory=dict)
     tables: list[TableSpec] = field(default_factory=list)
     websocket: ApiSpec | None = None
     http: ApiSpec | None = None
@@ -318,7 +321,7 @@ class ModelBuilder:
         self._function(logical_id)
         return logical_id
 
-    def _function(self, logical_id: str) -> FunctionSpec:
+    def _function(self, logical_id: str) -> TemplateFunction:
         if logical_id in self.model.functions:
             return self.model.functions[logical_id]
         r = self.r
@@ -349,7 +352,7 @@ class ModelBuilder:
         variables = (r.prop(logical_id, "Environment") or {}).get("Variables") or {}
         environment = {str(k): _env_text(v) for k, v in variables.items()}
         physical = r.physical(logical_id)
-        spec = FunctionSpec(
+        spec = TemplateFunction(
             logical_id=logical_id,
             name=physical.name,
             arn=physical.attrs["Arn"],
@@ -359,8 +362,8 @@ class ModelBuilder:
             code_dir=code_dir,
             inline_code=str(inline) if inline is not None else None,
             environment=environment,
-            timeout=int(r.prop(logical_id, "Timeout", 3)),
-            memory=int(r.prop(logical_id, "MemorySize", 128)),
+            timeout_seconds=int(r.prop(logical_id, "Timeout", 3)),
+            memory_size=int(r.prop(logical_id, "MemorySize", 128)),
             reserved_concurrency=_optional_int(r.prop(logical_id, "ReservedConcurrentExecutions")),
             readable_secrets=self._readable_secrets(logical_id),
         )
@@ -368,7 +371,7 @@ class ModelBuilder:
         return spec
 
     def _readable_secrets(self, function_id: str) -> tuple[str, ...]:
-        """What the function's role may GetSecretValue on (see FunctionSpec.readable_secrets).
+        """What the function's role may GetSecretValue on (see TemplateFunction.readable_secrets).
 
         Read from the template's own references: the function's ``Role`` (a
         ``Fn::GetAtt`` of a role of the stack) and the ``AWS::IAM::Policy``
@@ -764,10 +767,11 @@ class ModelBuilder:
                 "queue (message-group order is not kept across concurrent batches)"
             )
         spec = self.model.functions[function]
-        if queue.visibility_timeout < spec.timeout:
+        if queue.visibility_timeout < spec.timeout_seconds:
             self.model.warnings.append(
                 f"{where}: queue {queue.name} VisibilityTimeout {queue.visibility_timeout}s is "
-                f"less than function {function} Timeout {spec.timeout}s; AWS refuses this mapping"
+                f"less than function {function} Timeout {spec.timeout_seconds}s; "
+                "AWS refuses this mapping"
             )
         scaling = r.prop(logical_id, "ScalingConfig") or {}
         response_types = r.prop(logical_id, "FunctionResponseTypes") or []

@@ -33,7 +33,7 @@ from constructs import Construct
 
 from multiregion_chat.infra.code_asset import handler_path
 from multiregion_chat.infra.config import ChatConfig
-from multiregion_chat.infra.lambda_function import FunctionDefaults, FunctionSpec, chat_function
+from multiregion_chat.infra.lambda_function import FunctionDefaults, FunctionRow, chat_function
 
 __all__ = ["ATTACHMENT_PREFIX", "ChatAttachments"]
 
@@ -189,12 +189,12 @@ class ChatAttachments(Construct):
 
         self.setup_function, _ = chat_function(
             self,
-            FunctionSpec(
+            FunctionRow(
                 name="ReplicationSetup",
                 handler=handler_path("attachment_replication"),
                 description="Sets the attachment buckets' replication rules (custom resource)",
-                memory_mb=256,
-                timeout_s=120,
+                memory_size=256,
+                timeout=Duration.seconds(120),
                 shared_environment=False,
             ),
             defaults,

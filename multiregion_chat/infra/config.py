@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 from multiregion_chat.infra.concurrency import default_quota_problem, fanout_workers_limit
+from multiregion_chat.infra.settings_table import (
+    CLOUDWATCH_LOG_RETENTION,
+    LAMBDA_MEMORY_MB,
+    SETTINGS,
+    Setting,
+    setting,
+)
 
 __all__ = [
     "ACCEPTED_REGIONS",
@@ -86,34 +93,6 @@ EXCLUDED_REGIONS: dict[str, str] = {
     ),
 }
 
-# The only retention periods CloudWatch Logs accepts (PutRetentionPolicy), each
-# with the name of its ``aws_logs.RetentionDays`` member: the one list both the
-# validation here and the stacks (infra.region_stack.log_retention) use.
-# tests/infra/test_config.py ties it to CDK's enum (every finite member).
-CLOUDWATCH_LOG_RETENTION: Mapping[int, str] = {
-    1: "ONE_DAY",
-    3: "THREE_DAYS",
-    5: "FIVE_DAYS",
-    7: "ONE_WEEK",
-    14: "TWO_WEEKS",
-    30: "ONE_MONTH",
-    60: "TWO_MONTHS",
-    90: "THREE_MONTHS",
-    120: "FOUR_MONTHS",
-    150: "FIVE_MONTHS",
-    180: "SIX_MONTHS",
-    365: "ONE_YEAR",
-    400: "THIRTEEN_MONTHS",
-    545: "EIGHTEEN_MONTHS",
-    731: "TWO_YEARS",
-    1096: "THREE_YEARS",
-    1827: "FIVE_YEARS",
-    2192: "SIX_YEARS",
-    2557: "SEVEN_YEARS",
-    2922: "EIGHT_YEARS",
-    3288: "NINE_YEARS",
-    3653: "TEN_YEARS",
-}
 CLOUDWATCH_LOG_RETENTION_DAYS: tuple[int, ...] = tuple(CLOUDWATCH_LOG_RETENTION)
 
 # Every context key the config reads, in the order of the dataclass fields.
@@ -196,22 +175,7 @@ _ORIGINS_ACCEPTED = (
     '"*" (any origin) or a comma-separated list of origins like https://chat.example.com'
 )
 
-# API Gateway closes every WebSocket connection after 2 hours; connection and
-# membership items must outlive that or a live connection loses its records.
-_API_GATEWAY_MAX_CONNECTION_HOURS = 2
-
-# A `send` frame carrying the largest body must fit in one WebSocket frame:
-# API Gateway closes the connection (1009) on a frame over 32 KB, and browsers
-# never fragment what they send. 32,768 bytes less the envelope (action, room,
-# ref, JSON framing). One such message then also fits in any reply (128 KB,
-# runtime.protocol.reply_limits) beside a full member page (64 KiB).
-_MAX_BODY_BYTES_LIMIT = 32_000
 _MAX_BUCKET_NAME = 63  # S3's limit on bucket names
-
-# AWS keeps 100 of a region's concurrency (1,000 by default) unreserved; the
-# HTTP fallback's share must leave the WebSocket path and the authorizer most
-# of it, hence at most half of the default quota.
-_HTTP_RESERVED_CONCURRENCY_LIMIT = 500
 
 
 # EVENT_SOURCE + this is the server API's source (the runtime's
@@ -348,61 +312,97 @@ def _room_patterns(key: str, raw: object) -> tuple[str, ...] | None:
     return tuple(patterns)
 
 
+# The table's rows ChatConfig reads from context (runtime-only variables have no key).
+_CONTEXT_SETTINGS: tuple[tuple[str, str, Setting], ...] = tuple(
+    (row.context_key, row.field, row) for row in SETTINGS if row.context_key and row.field
+)
+
+
+def _table_parser(row: Setting) -> Callable[[str, object], Any]:
+    """``row``'s parser: a boolean, an integer in its range, or one of its allowed values."""
+    if row.kind == "bool":
+        return _boolean
+    if row.allowed:
+        allowed = row.allowed
+
+        def one_of(key: str, raw: object) -> int:
+            value = _integer(key, raw, min(allowed), max(allowed))
+            if value not in allowed:
+                raise ConfigError(
+                    key, raw, f"is not {row.allowed_meaning}", ", ".join(map(str, allowed))
+                )
+            return value
+
+        return one_of
+    assert row.minimum is not None and row.maximum is not None, row
+    lo, hi = row.minimum, row.maximum
+    return lambda key, raw: _integer(key, raw, lo, hi)
+
+
+def _default(field_name: str) -> Any:
+    """``field_name``'s default from the settings table (infra.settings_table)."""
+    return setting(field_name).default
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChatConfig:
     """Everything the stacks need to know about one deployment of the app.
 
     Build it with :meth:`from_context` (inside a CDK app) or
     :meth:`from_mapping` (tests, tools); both validate every field.
+
+    The numeric and boolean settings (context key, range, default, the
+    runtime's variable, doc) are rows of :data:`infra.settings_table.SETTINGS`:
+    their defaults below and their parsing come from there.
     """
 
     app_name: str = "chat"
     stage: str = "prod"
     regions: tuple[str, ...] = ("us-east-1", "eu-west-1", "ap-northeast-1")
-    max_body_bytes: int = 16384
-    history_retention_hours: int = 24
-    connection_ttl_hours: int = 3
-    throttle_rate_limit: int = 100
-    throttle_burst_limit: int = 200
-    log_retention_days: int = 30
+    max_body_bytes: int = _default("max_body_bytes")
+    history_retention_hours: int = _default("history_retention_hours")
+    connection_ttl_hours: int = _default("connection_ttl_hours")
+    throttle_rate_limit: int = _default("throttle_rate_limit")
+    throttle_burst_limit: int = _default("throttle_burst_limit")
+    log_retention_days: int = _default("log_retention_days")
     removal_policy: Literal["retain", "destroy"] = "retain"
     # Requests in flight in one fan-out invocation (runtime.delivery.engine).
-    fanout_concurrency: int = 128
+    fanout_concurrency: int = _default("fanout_concurrency")
     # Memory of the functions that post to @connections: 1,769 MB is where
     # Lambda gives a function one full vCPU, and the fan-out is CPU-bound.
-    fanout_memory_mb: int = 1769
+    fanout_memory_mb: int = _default("fanout_memory_mb")
     # A room with more local members than this is fanned out by FanoutWorkers.
-    fanout_shard_threshold: int = 2000
+    fanout_shard_threshold: int = _default("fanout_shard_threshold")
     # Connection ids per shard job (one FanoutWorker invocation's work unit).
-    fanout_shard_size: int = 1000
+    fanout_shard_size: int = _default("fanout_shard_size")
     # @connections requests/s all FanoutWorkers of a region may make together
     # (API Gateway's account quota is 10,000/s per region, shared with clients).
-    fanout_request_budget: int = 5000
+    fanout_request_budget: int = _default("fanout_request_budget")
     # FanoutWorker invocations at once per region (the queue's MaximumConcurrency).
-    fanout_max_workers: int = 10
+    fanout_max_workers: int = _default("fanout_max_workers")
     # Rooms with more members than this get no live `member` frames (docs/protocol.md).
-    presence_live_max_members: int = 200
+    presence_live_max_members: int = _default("presence_live_max_members")
     # How far in the future a bus event's timestamps may be (clock skew
     # between regions); later events are dropped as forged.
-    bus_clock_skew_seconds: int = 60
+    bus_clock_skew_seconds: int = _default("bus_clock_skew_seconds")
     # Client budgets (docs/protocol.md, "Limits"): requests/s and burst of one
     # connection and of one user (all its connections and HTTP requests).
-    connection_rate_limit: int = 10
-    connection_burst_limit: int = 30
-    user_rate_limit: int = 20
-    user_burst_limit: int = 60
-    max_rooms_per_connection: int = 50
+    connection_rate_limit: int = _default("connection_rate_limit")
+    connection_burst_limit: int = _default("connection_burst_limit")
+    user_rate_limit: int = _default("user_rate_limit")
+    user_burst_limit: int = _default("user_burst_limit")
+    max_rooms_per_connection: int = _default("max_rooms_per_connection")
     # Open WebSocket connections of one user in one region: every message to a room
     # costs one post per member connection, from the region's shared fan-out budget.
-    max_connections_per_user: int = 20
+    max_connections_per_user: int = _default("max_connections_per_user")
     # ClientMessageHandler serves the local members of rooms up to this size itself,
     # without the EventBridge hop (0: off). 100 fits one concurrent round of posts
     # (fanoutConcurrency, 128), so the sender's ack waits about one POST.
-    local_fast_path_max_members: int = 100
-    max_long_polls_per_user: int = 4
+    local_fast_path_max_members: int = _default("local_fast_path_max_members")
+    max_long_polls_per_user: int = _default("max_long_polls_per_user")
     # HttpHandler's ReservedConcurrentExecutions: long polls can never take
     # the concurrency the WebSocket functions and the authorizer need.
-    http_reserved_concurrency: int = 100
+    http_reserved_concurrency: int = _default("http_reserved_concurrency")
     alarm_email: str | None = None
     # AWS::ApiGateway::Account is one setting per account and region: exactly
     # one stack per account-region may own it (see ChatWebSocketApi). Default:
@@ -415,12 +415,12 @@ class ChatConfig:
     signing_secret_name: str | None = None
     # True: the first region's stack creates it, replicated to the others;
     # False: an existing, replicated secret of that name is used.
-    signing_secret_managed: bool = True
+    signing_secret_managed: bool = _default("signing_secret_managed")
     # The optional global endpoint (infra/global_endpoint.py): both or neither.
     domain_name: str | None = None
     hosted_zone_id: str | None = None
     # Longest lifetime the authorizer accepts (exp - now, and exp - iat).
-    max_token_lifetime_hours: int = 24
+    max_token_lifetime_hours: int = _default("max_token_lifetime_hours")
     # OIDC: with an issuer, tokens are that issuer's RS256/ES256 JWTs (keys from
     # its JWKS) instead of HS256 with the signing secret (README, "Use your
     # identity provider"). None: HS256 (no secret is created or read otherwise).
@@ -435,9 +435,9 @@ class ChatConfig:
     # Attachments (infra/attachments.py, docs/protocol.md "Attachments"): days an
     # object is kept (None: the history retention rounded up to whole days), the
     # largest upload, and upload slots per user per minute.
-    attachment_retention_days: int | None = None
-    max_attachment_bytes: int = 10 * 1024 * 1024
-    upload_slots_per_user_per_minute: int = 10
+    attachment_retention_days: int | None = _default("attachment_retention_days")
+    max_attachment_bytes: int = _default("max_attachment_bytes")
+    upload_slots_per_user_per_minute: int = _default("upload_slots_per_user_per_minute")
 
     def __post_init__(self) -> None:
         global_endpoint = bool(self.domain_name and self.hosted_zone_id)
@@ -509,17 +509,6 @@ class ChatConfig:
                 return "destroy"
             raise ConfigError(key, raw, "is not a removal policy", "retain, destroy")
 
-        def retention(key: str, raw: object) -> int:
-            days = _integer(key, raw, 1, CLOUDWATCH_LOG_RETENTION_DAYS[-1])
-            if days not in CLOUDWATCH_LOG_RETENTION_DAYS:
-                raise ConfigError(
-                    key,
-                    raw,
-                    "is not a CloudWatch Logs retention period",
-                    ", ".join(map(str, CLOUDWATCH_LOG_RETENTION_DAYS)),
-                )
-            return days
-
         def email(key: str, raw: object) -> str:
             return _matching(key, raw, _EMAIL, "an e-mail address")
 
@@ -560,124 +549,15 @@ class ChatConfig:
             ),
             stage=stage,
             regions=get("regions", _regions, defaults.regions),
-            max_body_bytes=get(
-                "maxBodyBytes",
-                lambda k, v: _integer(k, v, 1, _MAX_BODY_BYTES_LIMIT),
-                defaults.max_body_bytes,
-            ),
-            history_retention_hours=get(
-                "historyRetentionHours",
-                lambda k, v: _integer(k, v, 1, 24 * 365),
-                defaults.history_retention_hours,
-            ),
-            connection_ttl_hours=get(
-                "connectionTtlHours",
-                lambda k, v: _integer(k, v, _API_GATEWAY_MAX_CONNECTION_HOURS + 1, 24 * 7),
-                defaults.connection_ttl_hours,
-            ),
-            throttle_rate_limit=get(
-                "throttleRateLimit",
-                lambda k, v: _integer(k, v, 1, 10_000),
-                defaults.throttle_rate_limit,
-            ),
-            throttle_burst_limit=get(
-                "throttleBurstLimit",
-                lambda k, v: _integer(k, v, 1, 5_000),
-                defaults.throttle_burst_limit,
-            ),
-            log_retention_days=get("logRetentionDays", retention, defaults.log_retention_days),
+            # The simple settings: one parser each, from the settings table.
+            **{
+                name: get(key, _table_parser(row), getattr(defaults, name))
+                for key, name, row in _CONTEXT_SETTINGS
+            },
             # Production data survives a stack deletion by default; any other
             # stage is disposable unless the context says otherwise.
             removal_policy=get(
                 "removalPolicy", removal, "retain" if stage == "prod" else "destroy"
-            ),
-            fanout_concurrency=get(
-                "fanoutConcurrency",
-                lambda k, v: _integer(k, v, 1, 1024),
-                defaults.fanout_concurrency,
-            ),
-            fanout_memory_mb=get(
-                "fanoutMemoryMb",
-                lambda k, v: _integer(k, v, 128, 10240),
-                defaults.fanout_memory_mb,
-            ),
-            fanout_shard_threshold=get(
-                "fanoutShardThreshold",
-                lambda k, v: _integer(k, v, 1, 1_000_000),
-                defaults.fanout_shard_threshold,
-            ),
-            # A job carries the frame (<= maxBodyBytes) and the ids inside SQS's
-            # 256 KiB message limit: 2,000 ids of API Gateway's 16 characters
-            # stay near 40 KB.
-            fanout_shard_size=get(
-                "fanoutShardSize",
-                lambda k, v: _integer(k, v, 1, 2000),
-                defaults.fanout_shard_size,
-            ),
-            fanout_request_budget=get(
-                "fanoutRequestBudget",
-                lambda k, v: _integer(k, v, 1, 10_000),
-                defaults.fanout_request_budget,
-            ),
-            # Lambda's SQS MaximumConcurrency accepts 2-1000.
-            fanout_max_workers=get(
-                "fanoutMaxWorkers",
-                lambda k, v: _integer(k, v, 2, 1000),
-                defaults.fanout_max_workers,
-            ),
-            presence_live_max_members=get(
-                "presenceLiveMaxMembers",
-                lambda k, v: _integer(k, v, 0, 100_000),
-                defaults.presence_live_max_members,
-            ),
-            bus_clock_skew_seconds=get(
-                "busClockSkewSeconds",
-                lambda k, v: _integer(k, v, 0, 3600),
-                defaults.bus_clock_skew_seconds,
-            ),
-            connection_rate_limit=get(
-                "connectionRateLimit",
-                lambda k, v: _integer(k, v, 1, 1000),
-                defaults.connection_rate_limit,
-            ),
-            connection_burst_limit=get(
-                "connectionBurstLimit",
-                lambda k, v: _integer(k, v, 1, 10_000),
-                defaults.connection_burst_limit,
-            ),
-            user_rate_limit=get(
-                "userRateLimit", lambda k, v: _integer(k, v, 1, 1000), defaults.user_rate_limit
-            ),
-            user_burst_limit=get(
-                "userBurstLimit",
-                lambda k, v: _integer(k, v, 1, 10_000),
-                defaults.user_burst_limit,
-            ),
-            # ping renews every membership (one UpdateItem each) within one invocation.
-            max_rooms_per_connection=get(
-                "maxRoomsPerConnection",
-                lambda k, v: _integer(k, v, 1, 500),
-                defaults.max_rooms_per_connection,
-            ),
-            max_connections_per_user=get(
-                "maxConnectionsPerUser",
-                lambda k, v: _integer(k, v, 1, 1000),
-                defaults.max_connections_per_user,
-            ),
-            local_fast_path_max_members=get(
-                "localFastPathMaxMembers",
-                lambda k, v: _integer(k, v, 0, 1000),
-                defaults.local_fast_path_max_members,
-            ),
-            max_long_polls_per_user=get(
-                "maxLongPollsPerUser",
-                lambda k, v: _integer(k, v, 1, 20),
-                defaults.max_long_polls_per_user,
-            ),
-            http_reserved_concurrency=get(
-                "httpReservedConcurrency",
-                lambda k, v: _integer(k, v, 1, _HTTP_RESERVED_CONCURRENCY_LIMIT),
-                defaults.http_reserved_concurrency,
             ),
             alarm_email=get("alarmEmail", email, defaults.alarm_email),
             # One stage owns the account-level singleton: prod unless told otherwise.
@@ -690,16 +570,8 @@ class ChatConfig:
                 ),
                 defaults.signing_secret_name,
             ),
-            signing_secret_managed=get(
-                "signingSecretManaged", _boolean, defaults.signing_secret_managed
-            ),
             domain_name=domain_name,
             hosted_zone_id=hosted_zone_id,
-            max_token_lifetime_hours=get(
-                "maxTokenLifetimeHours",
-                lambda k, v: _integer(k, v, 1, 24 * 30),
-                defaults.max_token_lifetime_hours,
-            ),
             jwt_issuer=get("jwtIssuer", _https_url, defaults.jwt_issuer),
             jwt_audience=get(
                 "jwtAudience",
@@ -711,22 +583,6 @@ class ChatConfig:
             jwt_name_claim=get("jwtNameClaim", _claim, defaults.jwt_name_claim),
             jwt_rooms_claim=get("jwtRoomsClaim", _claim, defaults.jwt_rooms_claim),
             jwt_default_rooms=get("jwtDefaultRooms", _room_patterns, defaults.jwt_default_rooms),
-            attachment_retention_days=get(
-                "attachmentRetentionDays",
-                lambda k, v: _integer(k, v, 1, 3650),
-                defaults.attachment_retention_days,
-            ),
-            # S3 takes at most 5 GB in one POST.
-            max_attachment_bytes=get(
-                "maxAttachmentBytes",
-                lambda k, v: _integer(k, v, 1, 5 * 1024**3),
-                defaults.max_attachment_bytes,
-            ),
-            upload_slots_per_user_per_minute=get(
-                "uploadSlotsPerUserPerMinute",
-                lambda k, v: _integer(k, v, 1, 600),
-                defaults.upload_slots_per_user_per_minute,
-            ),
         )
 
     # ---- derived names ------------------------------------------------
@@ -839,7 +695,7 @@ class RegionOverrides:
     Attributes:
         throttle_rate_limit, throttle_burst_limit: the WebSocket and HTTP
             stages' default route throttling in this region.
-        memory_mb: function name (``ClientMessageHandler``, ``FanoutWorker``,
+        memory_size: function name (``ClientMessageHandler``, ``FanoutWorker``,
             or a route/consumer function you added) -> memory in MB.
         alarm_thresholds: alarm id (``ChatMonitoring.alarms`` keys, e.g.
             ``WebSocketIntegrationErrors``) -> threshold.
@@ -847,19 +703,26 @@ class RegionOverrides:
 
     throttle_rate_limit: int | None = None
     throttle_burst_limit: int | None = None
-    memory_mb: Mapping[str, int] = field(default_factory=dict)
+    memory_size: Mapping[str, int] = field(default_factory=dict)
     alarm_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # The same ranges as the context keys (ChatConfig.from_mapping) and Lambda's.
+        # The same ranges as the context keys (the settings table) and Lambda's.
         if self.throttle_rate_limit is not None:
-            _integer("throttle_rate_limit", self.throttle_rate_limit, 1, 10_000)
+            _in_range_of("throttleRateLimit", "throttle_rate_limit", self.throttle_rate_limit)
         if self.throttle_burst_limit is not None:
-            _integer("throttle_burst_limit", self.throttle_burst_limit, 1, 5_000)
-        for name, memory in self.memory_mb.items():
-            _integer(f"memory_mb[{name!r}]", memory, 128, 10_240)
+            _in_range_of("throttleBurstLimit", "throttle_burst_limit", self.throttle_burst_limit)
+        for name, memory in self.memory_size.items():
+            _integer(f"memory_size[{name!r}]", memory, *LAMBDA_MEMORY_MB)
         for name, threshold in self.alarm_thresholds.items():
             if isinstance(threshold, bool) or not isinstance(threshold, int | float):
                 raise ConfigError(
                     f"alarm_thresholds[{name!r}]", threshold, "is not a number", "a number"
                 )
+
+
+def _in_range_of(context_key: str, name: str, value: int) -> int:
+    """``value`` checked against ``context_key``'s range in the settings table."""
+    row = setting(context_key)
+    assert row.minimum is not None and row.maximum is not None, row
+    return _integer(name, value, row.minimum, row.maximum)

@@ -162,7 +162,7 @@ class ChatDeployment:
         and Powertools layer, its own log group and role, ``<name>Errors`` /
         ``<name>Throttles`` alarms, and ``permissions`` (called once per
         region with the stack and the function) for whatever else it needs.
-        ``name`` names the function (and its alarms and ``RegionOverrides.memory_mb`` key).
+        ``name`` names the function (and its alarms and ``RegionOverrides.memory_size`` key).
         """
         if not _ROUTE_KEY.fullmatch(route_key):
             raise ValueError(f"route key {route_key!r} does not match {_ROUTE_KEY.pattern}")
@@ -255,7 +255,7 @@ class ChatDeployment:
         """A function of the team's own (``spec``) as a bus consumer in every region.
 
         The function is built like the built-in ones (runtime environment,
-        layers, log group, alarms, ``RegionOverrides.memory_mb[name]``) and is
+        layers, log group, alarms, ``RegionOverrides.memory_size[name]``) and is
         the target of :meth:`add_bus_consumer`, with its retries and dead-letter queue.
         """
         functions: dict[str, lambda_.Function] = {}

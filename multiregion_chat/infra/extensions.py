@@ -26,8 +26,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
-from multiregion_chat.infra.lambda_function import FunctionDefaults, chat_function
-from multiregion_chat.infra.lambda_function import FunctionSpec as AppFunctionSpec
+from multiregion_chat.infra.lambda_function import FunctionDefaults, FunctionRow, chat_function
 from multiregion_chat.infra.replication import RETRY_ATTEMPTS, RETRY_MAX_EVENT_AGE
 from multiregion_chat.infra.storage import dead_letter_queue
 
@@ -39,6 +38,13 @@ __all__ = [
 ]
 
 
+# What Lambda accepts (MemorySize in MB, Timeout in seconds).
+MEMORY_SIZE_RANGE = (128, 10_240)
+TIMEOUT_SECONDS_RANGE = (1, 900)
+# A Duration is immutable: one instance can be every spec's default.
+DEFAULT_TIMEOUT = Duration.seconds(10)
+
+
 @dataclass(frozen=True, kw_only=True)
 class FunctionSpec:
     """A team's function: its code folder and handler, sized like the built-in ones.
@@ -46,14 +52,41 @@ class FunctionSpec:
     ``code_dir`` is packaged with the ``chat`` runtime package next to it
     (:func:`infra.extension_code.extension_code`), so the handler can
     ``from chat import ...`` exactly like the built-in handlers.
+    ``memory_size`` (MB) and ``timeout`` are ``lambda_.Function``'s own: a
+    spec out of Lambda's ranges fails when it is created, not at deploy time.
     """
 
     code_dir: str
     handler: str
     description: str = ""
     memory_size: int = 256
-    timeout_seconds: int = 10
+    timeout: Duration = DEFAULT_TIMEOUT
     environment: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        low, high = MEMORY_SIZE_RANGE
+        if (
+            isinstance(self.memory_size, bool)
+            or not isinstance(self.memory_size, int)
+            or not low <= self.memory_size <= high
+        ):
+            raise ValueError(
+                f"FunctionSpec memory_size {self.memory_size!r}: "
+                f"Lambda accepts an integer from {low} to {high} (MB)"
+            )
+        if not isinstance(self.timeout, Duration):
+            raise ValueError(
+                f"FunctionSpec timeout {self.timeout!r} is not a Duration: "
+                f"give e.g. timeout=Duration.seconds(30)"
+            )
+        low, high = TIMEOUT_SECONDS_RANGE
+        seconds = self.timeout.to_seconds(integral=False)
+        # CloudFormation's Timeout is whole seconds; CDK refuses anything else at synth.
+        if seconds != int(seconds) or not low <= seconds <= high:
+            raise ValueError(
+                f"FunctionSpec timeout {self.timeout.to_human_string()}: "
+                f"Lambda accepts whole seconds from {low} to {high}"
+            )
 
 
 def spec_function(
@@ -73,12 +106,12 @@ def spec_function(
     """
     return chat_function(
         scope,
-        AppFunctionSpec(
+        FunctionRow(
             name=name,
             handler=spec.handler,
             description=spec.description or f"{name} (added with ChatDeployment)",
-            memory_mb=spec.memory_size,
-            timeout_s=spec.timeout_seconds,
+            memory_size=spec.memory_size,
+            timeout=spec.timeout,
         ),
         replace(defaults, code=code),
         environment={**environment, **(spec.environment or {})},

@@ -25,7 +25,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from multiregion_chat.infra.code_asset import handler_path
-from multiregion_chat.infra.lambda_function import FunctionDefaults, FunctionSpec, chat_function
+from multiregion_chat.infra.lambda_function import FunctionDefaults, FunctionRow, chat_function
 from multiregion_chat.infra.replication import grant_put_chat_events
 from multiregion_chat.infra.storage import dead_letter_queue
 
@@ -92,12 +92,12 @@ class ChatFanout(Construct):
         )
         self.worker, self.log_group = chat_function(
             self,
-            FunctionSpec(
+            FunctionRow(
                 name="FanoutWorker",
                 handler=handler_path("fanout_worker"),
                 description="Fan-out queue: one shard of a big room's members per job",
-                memory_mb=memory_size,
-                timeout_s=int(WORKER_TIMEOUT.to_seconds()),
+                memory_size=memory_size,
+                timeout=WORKER_TIMEOUT,
             ),
             defaults,
             environment=environment,

@@ -1,7 +1,7 @@
 """The five Lambda functions of a region (six with the global endpoint), each with its
 own least-privilege role.
 
-Each function is one row of :func:`function_specs`: handler, memory, timeout,
+Each function is one row of :func:`function_rows`: handler, memory, timeout,
 the exact table actions it may call, whether it publishes on the bus. Adding
 a function is adding a row (and its handler module in ``runtime/handlers/``).
 
@@ -18,7 +18,7 @@ public layer, no SSM lookup.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -41,17 +41,18 @@ from multiregion_chat.infra.lambda_function import (
     ARCHITECTURE,
     RUNTIME,
     FunctionDefaults,
-    FunctionSpec,
+    FunctionRow,
     chat_function,
 )
 from multiregion_chat.infra.replication import grant_put_chat_events
+from multiregion_chat.infra.settings_table import environment_values
 from multiregion_chat.infra.storage import dead_letter_queue
 
 __all__ = [
     "SERVICE_NAME",
     "ChatFunctions",
     "authorizer_environment",
-    "function_specs",
+    "function_rows",
 ]
 
 # Powertools' default `service` dimension: one value for every function so the
@@ -101,15 +102,10 @@ HTTP_HANDLER_CONNECTIONS_ACTIONS = (
     "dynamodb:DeleteItem",  # runtime.delivery.long_poll: release it (conditional)
 )
 
-# HttpHandler probes the messages table while a long-poll GET waits, backing
-# off from the first interval to the second (runtime.delivery.long_poll, docs/contracts.md).
-HTTP_POLL_INTERVAL_MS = 250
-HTTP_POLL_MAX_INTERVAL_MS = 2000
-
 
 def authorizer_environment(config: ChatConfig) -> dict[str, str]:
     """The token rules of the authorizer (docs/contracts.md, "Authorizer environment")."""
-    environment = {"MAX_TOKEN_LIFETIME_SECONDS": str(config.max_token_lifetime_seconds)}
+    environment = environment_values(config, "token")
     if not config.oidc:
         # The literal name, like the bus name: the same in every region.
         return {"SIGNING_SECRET_NAME": config.signing_secret_id, **environment}
@@ -129,26 +125,26 @@ def authorizer_environment(config: ChatConfig) -> dict[str, str]:
     return environment
 
 
-def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
+def function_rows(config: ChatConfig) -> tuple[FunctionRow, ...]:
     """Every function :class:`ChatFunctions` builds, one declaration each."""
     return (
-        FunctionSpec(
+        FunctionRow(
             name="ConnectionHandler",
             handler=handler_path("connection_handler"),
             description="WebSocket $connect/$disconnect: connection records",
-            memory_mb=256,
-            timeout_s=10,
+            memory_size=256,
+            timeout=Duration.seconds(10),
             connections_actions=CONNECTION_HANDLER_CONNECTIONS_ACTIONS,
             # Presence: "left" when $disconnect removed the user's last membership.
             puts_events=True,
         ),
-        FunctionSpec(
+        FunctionRow(
             name="ClientMessageHandler",
             handler=handler_path("client_message_handler"),
             description="WebSocket client actions; replies through route responses",
             # The sender waits for the ack: more memory buys CPU for cold starts.
-            memory_mb=512,
-            timeout_s=10,
+            memory_size=512,
+            timeout=Duration.seconds(10),
             connections_actions=CLIENT_HANDLER_CONNECTIONS_ACTIONS,
             messages_actions=(
                 CLIENT_HANDLER_MESSAGES_ACTIONS + FAST_PATH_MESSAGES_ACTIONS
@@ -160,14 +156,14 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             # `refresh` verifies a fresh token by the authorizer's rules.
             environment=authorizer_environment(config),
         ),
-        FunctionSpec(
+        FunctionRow(
             name="EventBusMessageHandler",
             handler=handler_path("event_bus_message_handler"),
             description="Chat bus events: history write, then fan-out to local connections",
             # Fan-out is CPU-bound (signing, HTTP): by default the memory that
             # buys one full vCPU (fanoutMemoryMb).
-            memory_mb=config.fanout_memory_mb,
-            timeout_s=30,
+            memory_size=config.fanout_memory_mb,
+            timeout=Duration.seconds(30),
             connections_actions=BUS_HANDLER_CONNECTIONS_ACTIONS,
             messages_actions=BUS_HANDLER_MESSAGES_ACTIONS,
             # Presence: "left" when a 410 Gone cleanup removed the user's last membership.
@@ -175,25 +171,23 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             # EventBridge invokes it asynchronously.
             async_failure_queue=True,
         ),
-        FunctionSpec(
+        FunctionRow(
             name="HttpHandler",
             handler=handler_path("http_handler"),
             description="HTTP fallback API: send a message, read or long-poll history",
-            memory_mb=256,
+            memory_size=256,
             # HTTP API gives up on an integration after 30 s and a long-poll GET
             # waits up to 20 s: end the function first so the client gets the
             # handler's answer (or a clean 5xx), never a hung request.
-            timeout_s=29,
+            timeout=Duration.seconds(29),
             # No membership check (there is no connection): the connections
             # table holds only the user's request budget and long-poll leases.
             connections_actions=HTTP_HANDLER_CONNECTIONS_ACTIONS,
             messages_actions=HTTP_HANDLER_MESSAGES_ACTIONS,
             # POST publishes the message exactly like `send`.
             puts_events=True,
-            environment={
-                "HTTP_POLL_INTERVAL_MS": str(HTTP_POLL_INTERVAL_MS),
-                "HTTP_POLL_MAX_INTERVAL_MS": str(HTTP_POLL_MAX_INTERVAL_MS),
-            },
+            # How often a waiting long-poll GET probes history (runtime.delivery.long_poll).
+            environment=environment_values(config, "HttpHandler"),
             # A long poll holds an execution for up to 20 s: without a cap,
             # polls could take the region's whole concurrency (docs/operations.md).
             reserved_concurrency=config.http_reserved_concurrency,
@@ -201,12 +195,14 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
         # Only with the global endpoint, like its one route (GET /health/<key>).
         *(
             (
-                FunctionSpec(
+                FunctionRow(
                     name="HealthHandler",
                     handler=handler_path("health_handler"),
                     description="GET /health: Route 53's health check of the region",
-                    memory_mb=256,  # CPU for the cold start: Route 53 waits 2 s for an answer
-                    timeout_s=3,  # it answers in milliseconds; Route 53 gave up long before
+                    # CPU for the cold start: Route 53 waits 2 s for an answer.
+                    memory_size=256,
+                    # It answers in milliseconds; Route 53 gave up long before.
+                    timeout=Duration.seconds(3),
                     # No table, bus or secret (runtime/handlers/health_handler.py says why).
                     shared_environment=False,
                     # Its own executions: HttpHandler's long polls cannot queue it
@@ -222,7 +218,7 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
             if config.domain_name and config.hosted_zone_id
             else ()
         ),
-        FunctionSpec(
+        FunctionRow(
             name="Authorizer",
             handler=handler_path("authorizer"),
             description=(
@@ -230,8 +226,8 @@ def function_specs(config: ChatConfig) -> tuple[FunctionSpec, ...]:
                 if config.oidc
                 else "Token authorizer (HS256) of the WebSocket $connect and the HTTP API"
             ),
-            memory_mb=256,
-            timeout_s=10,
+            memory_size=256,
+            timeout=Duration.seconds(10),
             # No table, bus or API: only the secret (allow_read_signing_secret),
             # or with an issuer its public JWKS (nothing to grant).
             shared_environment=False,
@@ -246,7 +242,7 @@ class ChatFunctions(Construct):
 
     Each function has an explicit role with no managed policies: it may write
     to its own log group, send X-Ray traces, use exactly the table actions its
-    spec lists (docs/contracts.md, "IAM the handlers need") and, if its spec
+    row lists (docs/contracts.md, "IAM the handlers need") and, if its row
     says so, put events on the region's chat bus. The stack adds what depends
     on other constructs (``CALLBACK_URL`` and the ``@connections`` permission)
     through :meth:`allow_manage_connections` and ``add_environment``.
@@ -301,32 +297,15 @@ class ChatFunctions(Construct):
             # the local sandbox reads it straight from the template.
             "EVENT_BUS_NAME": config.bus_name,
             "EVENT_SOURCE": config.event_source,
-            "MAX_BODY_BYTES": str(config.max_body_bytes),
-            "HISTORY_RETENTION_SECONDS": str(config.history_retention_seconds),
-            "CONNECTION_TTL_SECONDS": str(config.connection_ttl_seconds),
-            "FANOUT_CONCURRENCY": str(config.fanout_concurrency),
-            "FANOUT_SHARD_THRESHOLD": str(config.fanout_shard_threshold),
-            "FANOUT_SHARD_SIZE": str(config.fanout_shard_size),
-            "FANOUT_REQUEST_BUDGET": str(config.fanout_request_budget),
-            "PRESENCE_LIVE_MAX_MEMBERS": str(config.presence_live_max_members),
             # Bus events from anywhere else are forged (event_bus_message_handler).
             "CHAT_REGIONS": ",".join(config.regions),
-            "BUS_CLOCK_SKEW_SECONDS": str(config.bus_clock_skew_seconds),
-            "CONNECTION_RATE_LIMIT": str(config.connection_rate_limit),
-            "CONNECTION_BURST_LIMIT": str(config.connection_burst_limit),
-            "USER_RATE_LIMIT": str(config.user_rate_limit),
-            "USER_BURST_LIMIT": str(config.user_burst_limit),
-            "MAX_ROOMS_PER_CONNECTION": str(config.max_rooms_per_connection),
-            "MAX_LONG_POLLS_PER_USER": str(config.max_long_polls_per_user),
-            "MAX_CONNECTIONS_PER_USER": str(config.max_connections_per_user),
-            "LOCAL_FAST_PATH_MAX_MEMBERS": str(config.local_fast_path_max_members),
-            # Attachments (runtime.attachments.transfers): deterministic bucket names, so a function
-            # can
-            # name another region's bucket (a download before replication) without a lookup.
+            # Attachments (runtime.attachments.transfers): deterministic bucket names, so a
+            # function can name another region's bucket (a download before replication)
+            # without a lookup.
             "ATTACHMENT_BUCKET": config.attachment_bucket_name(Aws.REGION, Aws.ACCOUNT_ID),
             "ATTACHMENT_BUCKET_PATTERN": config.attachment_bucket_name("{region}", Aws.ACCOUNT_ID),
-            "MAX_ATTACHMENT_BYTES": str(config.max_attachment_bytes),
-            "UPLOAD_SLOTS_PER_USER_PER_MINUTE": str(config.upload_slots_per_user_per_minute),
+            # Limits and sizes: every "shared" row of the settings table.
+            **environment_values(config, "shared"),
             **powertools_environment,
         }
         # Everything the runtime lacks, built for arm64 without Docker. aiohttp
@@ -349,32 +328,32 @@ class ChatFunctions(Construct):
         self.functions: dict[str, lambda_.Function] = {}
         failure_queues: dict[str, sqs.Queue] = {}
 
-        for spec in function_specs(config):
+        for row in function_rows(config):
             on_failure = None
-            if spec.async_failure_queue:
+            if row.async_failure_queue:
                 # Lambda hands an event that failed its retries (with the
                 # error) to this queue: a replicated message never vanishes.
                 queue = dead_letter_queue(
-                    self, f"{spec.name}Failures", removal_policy=removal_policy
+                    self, f"{row.name}Failures", removal_policy=removal_policy
                 )
-                failure_queues[spec.name] = queue
+                failure_queues[row.name] = queue
                 on_failure = destinations.SqsDestination(queue)
-            base = self.environment if spec.shared_environment else powertools_environment
+            base = self.environment if row.shared_environment else powertools_environment
             function, log_group = chat_function(
                 self,
-                spec,
+                row,
                 self.defaults,
-                environment={**base, **spec.environment},
+                environment={**base, **row.environment},
                 on_failure=on_failure,
             )
-            if spec.connections_actions:
-                connections_table.grant(function, *spec.connections_actions)
-            if spec.messages_actions:
-                messages_table.grant(function, *spec.messages_actions)
-            if spec.puts_events:
+            if row.connections_actions:
+                connections_table.grant(function, *row.connections_actions)
+            if row.messages_actions:
+                messages_table.grant(function, *row.messages_actions)
+            if row.puts_events:
                 grant_put_chat_events(event_bus, function, [config.event_source])
-            self.functions[spec.name] = function
-            self.log_groups[spec.name] = log_group
+            self.functions[row.name] = function
+            self.log_groups[row.name] = log_group
 
         self.connection_handler = self.functions["ConnectionHandler"]
         self.client_message_handler = self.functions["ClientMessageHandler"]

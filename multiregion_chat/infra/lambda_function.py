@@ -1,6 +1,6 @@
 """One Lambda function of the app, with its own log group and least-privilege role.
 
-Every function of every construct is built here from a :class:`FunctionSpec`
+Every function of every construct is built here from a :class:`FunctionRow`
 (what differs between functions) and a :class:`FunctionDefaults` (what the
 functions of a stack share), so they all get the same runtime, architecture,
 layer, tracing and logging.
@@ -17,15 +17,17 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-__all__ = ["ARCHITECTURE", "RUNTIME", "FunctionDefaults", "FunctionSpec", "chat_function"]
+__all__ = ["ARCHITECTURE", "RUNTIME", "FunctionDefaults", "FunctionRow", "chat_function"]
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 
 @dataclass(frozen=True, kw_only=True)
-class FunctionSpec:
+class FunctionRow:
     """What one function declares: handler, size, and what it may touch.
+
+    ``memory_size`` (MB) and ``timeout`` as ``lambda_.Function`` takes them.
 
     ``connections_actions`` / ``messages_actions`` are the exact DynamoDB
     actions on each table (docs/contracts.md, "IAM the handlers need");
@@ -40,8 +42,8 @@ class FunctionSpec:
     name: str
     handler: str
     description: str
-    memory_mb: int
-    timeout_s: int
+    memory_size: int
+    timeout: Duration
     connections_actions: tuple[str, ...] = ()
     messages_actions: tuple[str, ...] = ()
     puts_events: bool = False
@@ -64,20 +66,20 @@ class FunctionDefaults:
 
 def chat_function(
     scope: Construct,
-    spec: FunctionSpec,
+    row: FunctionRow,
     defaults: FunctionDefaults,
     *,
     environment: Mapping[str, str],
     on_failure: lambda_.IDestination | None = None,
 ) -> tuple[lambda_.Function, logs.LogGroup]:
-    """``spec`` as a function (construct id ``spec.name``) and its log group.
+    """``row`` as a function (construct id ``row.name``) and its log group.
 
     The role is explicit instead of the default one: the default attaches
     AWSLambdaBasicExecutionRole, which may write to *every* log group.
-    ``on_failure`` (with ``spec.async_failure_queue``): where failed
+    ``on_failure`` (with ``row.async_failure_queue``): where failed
     asynchronous invocations go after two retries.
     """
-    name = spec.name
+    name = row.name
     log_group = logs.LogGroup(
         scope,
         f"{name}LogGroup",
@@ -97,17 +99,17 @@ def chat_function(
             resources=[log_group.log_group_arn],
         )
     )
-    asynchronous = spec.async_failure_queue
+    asynchronous = row.async_failure_queue
     function = lambda_.Function(
         scope,
         name,
         code=defaults.code,
-        handler=spec.handler,
-        description=spec.description,
+        handler=row.handler,
+        description=row.description,
         runtime=RUNTIME,
         architecture=ARCHITECTURE,
-        memory_size=spec.memory_mb,
-        timeout=Duration.seconds(spec.timeout_s),
+        memory_size=row.memory_size,
+        timeout=row.timeout,
         role=role,
         log_group=log_group,
         layers=list(defaults.layers),
@@ -119,7 +121,7 @@ def chat_function(
         retry_attempts=2 if asynchronous else None,
         max_event_age=Duration.hours(6) if asynchronous else None,
         on_failure=on_failure,
-        reserved_concurrent_executions=spec.reserved_concurrency,
+        reserved_concurrent_executions=row.reserved_concurrency,
     )
     # CDK renders its construct dependency on the role as DependsOn next to
     # the Role GetAtt; cfn-lint flags the redundant half (W3005). Silenced

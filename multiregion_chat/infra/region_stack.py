@@ -356,14 +356,14 @@ class ChatRegionStack(Stack):
 
     # ---- per-region overrides (RegionOverrides) -------------------------
     def apply_memory_override(self, name: str, function: lambda_.Function) -> None:
-        """Give ``function`` the memory ``overrides.memory_mb[name]``, if there is one."""
-        memory = self.overrides.memory_mb.get(name)
+        """Give ``function`` the memory ``overrides.memory_size[name]``, if there is one."""
+        memory = self.overrides.memory_size.get(name)
         if memory is None:
             return
         cfn_function = function.node.default_child
         assert isinstance(cfn_function, lambda_.CfnFunction)
         cfn_function.memory_size = memory
-        self._applied_overrides.add(f"memory_mb[{name!r}]")
+        self._applied_overrides.add(f"memory_size[{name!r}]")
 
     def apply_alarm_override(self, alarm_id: str) -> None:
         """Set alarm ``alarm_id``'s ``overrides.alarm_thresholds`` entry, if it has one."""
@@ -375,7 +375,7 @@ class ChatRegionStack(Stack):
 
     def unused_overrides(self) -> list[str]:
         """Override entries that named no function or alarm of this stack."""
-        named = [f"memory_mb[{name!r}]" for name in self.overrides.memory_mb] + [
+        named = [f"memory_size[{name!r}]" for name in self.overrides.memory_size] + [
             f"alarm_thresholds[{name!r}]" for name in self.overrides.alarm_thresholds
         ]
         return [entry for entry in named if entry not in self._applied_overrides]

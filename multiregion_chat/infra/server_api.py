@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from aws_cdk import Arn, ArnFormat, RemovalPolicy, Stack, Token
+from aws_cdk import Arn, ArnFormat, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -40,7 +40,7 @@ from constructs import Construct
 from multiregion_chat.infra.code_asset import handler_path
 from multiregion_chat.infra.config import server_event_source
 from multiregion_chat.infra.extensions import BusTargetContext, ChatBusConsumer
-from multiregion_chat.infra.lambda_function import FunctionDefaults, FunctionSpec, chat_function
+from multiregion_chat.infra.lambda_function import FunctionDefaults, FunctionRow, chat_function
 from multiregion_chat.infra.replication import grant_put_chat_events
 from multiregion_chat.infra.storage import CONNECTIONS_BY_USER_INDEX
 
@@ -113,13 +113,13 @@ class ChatServerApi(Construct):
         super().__init__(scope, construct_id)
         self.function, self.log_group = chat_function(
             self,
-            FunctionSpec(
+            FunctionRow(
                 name="ServerApi",
                 handler=handler_path("server_api_handler"),
                 description="Server API (IAM): publish into a room, disconnect a user everywhere",
-                memory_mb=256,
+                memory_size=256,
                 # HTTP API gives up on an integration after 30 s.
-                timeout_s=29,
+                timeout=Duration.seconds(29),
             ),
             defaults,
             environment=environment,

@@ -43,8 +43,9 @@ OVERLOAD_FLAG_FILE exists its joins fail after doing their work, like joins past
 import json
 import os
 
-from multiregion_chat.runtime.handlers.client_message_handler import handler as
-client_message_handler
+from multiregion_chat.runtime.handlers.client_message_handler import (
+    handler as client_message_handler,
+)
 
 
 def handler(event, context):

@@ -19,6 +19,7 @@ from multiregion_chat.infra.config import (
     EXCLUDED_REGIONS,
     ChatConfig,
     ConfigError,
+    RegionOverrides,
 )
 
 from .helpers import CDK_JSON_CONTEXT
@@ -372,3 +373,12 @@ def test_a_stage_that_cannot_fit_the_default_lambda_quota_is_refused(
     assert message.startswith("Invalid context value for 'fanoutMaxWorkers'")
     assert f"at most {limit} with that httpReservedConcurrency" in message
     assert "above Lambda's default quota of 1,000" in message
+
+
+def test_region_overrides_size_memory_by_memory_size() -> None:
+    overrides = RegionOverrides(memory_size={"ClientMessageHandler": 1024})
+    assert overrides.memory_size == {"ClientMessageHandler": 1024}
+    with pytest.raises(ConfigError) as refused:
+        RegionOverrides(memory_size={"ClientMessageHandler": 64})
+    assert refused.value.key == "memory_size['ClientMessageHandler']"
+    assert "accepted: an integer from 128 to 10240" in str(refused.value)

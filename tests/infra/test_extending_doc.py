@@ -67,8 +67,16 @@ def test_the_doc_synthesizes_and_passes_the_checks(
         check_no_wildcards_except_xray(template)
         check_queues_enforce_tls(template)
     eu = templates["chat-prod-eu-west-1"]
-    handlers = {f["Properties"]["Handler"] for f in resources(eu, "AWS::Lambda::Function").values()}
-    assert {"whoami.handler", "moderation.handler"} <= handlers
+    by_handler = {
+        f["Properties"]["Handler"]: f["Properties"]
+        for f in resources(eu, "AWS::Lambda::Function").values()
+    }
+    assert {"whoami.handler", "moderation.handler"} <= set(by_handler)
+    # FunctionSpec's memory_size and Duration timeout, as CloudFormation's MB and seconds.
+    whoami = by_handler["whoami.handler"]
+    assert (whoami["MemorySize"], whoami["Timeout"]) == (256, 5)
+    moderation = by_handler["moderation.handler"]
+    assert (moderation["MemorySize"], moderation["Timeout"]) == (256, 10)
     assert resources(eu, "AWS::KinesisFirehose::DeliveryStream")
     granted = [
         policy["Properties"]["Roles"]

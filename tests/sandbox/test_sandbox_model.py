@@ -28,6 +28,8 @@ def test_models_of_a_chat_assembly(chat_assembly: Path) -> None:
     assert list(model.functions) == ["Handler"]  # NodeFunction is not used: not run
     spec = model.functions["Handler"]
     assert spec.code_dir == (chat_assembly / "asset.code").resolve()
+    # The template's Timeout; no MemorySize, so Lambda's default.
+    assert (spec.timeout_seconds, spec.memory_size) == (5, 128)
     assert spec.environment["TABLE"] == "chat-eu-west-1-Table"
     assert spec.environment["CALLBACK_URL"] == (
         f"https://{model.websocket.api_id}.execute-api.eu-west-1.amazonaws.com/prod"

@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.errors import SandboxError
 from sandbox.function_pool import Worker
-from sandbox.template_model import FunctionSpec
+from sandbox.template_model import TemplateFunction
 
 PROBE = """
 import importlib.util, os, sys, time
@@ -35,8 +35,8 @@ def handler(event, context):
 """
 
 
-def spec(code_dir: Path, handler: str = "probe.handler", timeout: int = 3) -> FunctionSpec:
-    return FunctionSpec(
+def spec(code_dir: Path, handler: str = "probe.handler", timeout: int = 3) -> TemplateFunction:
+    return TemplateFunction(
         logical_id="Probe",
         name="stack-Probe",
         arn="arn:aws:lambda:eu-west-1:000000000000:function:stack-Probe",
@@ -46,8 +46,8 @@ def spec(code_dir: Path, handler: str = "probe.handler", timeout: int = 3) -> Fu
         code_dir=code_dir,
         inline_code=None,
         environment={},
-        timeout=timeout,
-        memory=128,
+        timeout_seconds=timeout,
+        memory_size=128,
     )
 
 

@@ -34,7 +34,7 @@ def build(app: App) -> ChatDeployment:
             "eu-west-1": RegionOverrides(
                 throttle_rate_limit=50,
                 throttle_burst_limit=100,
-                memory_mb={"Moderation": 512},
+                memory_size={"Moderation": 512},
                 alarm_thresholds={"WebSocketIntegrationErrors": 25},
             )
         },
