@@ -8,10 +8,11 @@ Three processes, so that each figure belongs to one of them:
 * a fresh *delivering* process (``python -m bench.fanout deliver``) with moto's in-process
   DynamoDB (``moto.mock_aws``): it seeds a room of ``members`` memberships (untimed), runs one
   warm-up ``deliver`` to a 10-member room (clients and pools built, as in a warm Lambda), then
-  times one ``deliver(room, frame)`` that reads the members from the table (the real Query
-  path, projected, 1 MB pages) and posts to each. CPU is ``time.process_time()`` of this
-  process around that one call, so it includes moto answering the Query in-process (reported
-  apart as ``query_cpu_ms``, which in AWS is DynamoDB's, not the function's);
+  times one ``deliver`` fed the members' pages as read from the table (the real Query path,
+  ``token_expiry.live_connection_ids``: projected, 1 MB pages, pulled while posts flow) that
+  posts to each, with presence's clean-up as its ``on_gone``. CPU is ``time.process_time()``
+  of this process around that one call, so it includes moto answering the Query in-process
+  (reported apart as ``query_cpu_ms``, which in AWS is DynamoDB's, not the function's);
 * this process, which starts both, checks that the server saw every id exactly once, and
   returns the figures.
 
@@ -215,7 +216,9 @@ def deliver_once(callback_url: str, members: int, concurrency: int | None, sourc
         )
         ids = _seed(ROOM, members, "C")
         _seed(WARM_ROOM, 10, "W")
+        from multiregion_chat.runtime.auth import token_expiry
         from multiregion_chat.runtime.delivery import engine
+        from multiregion_chat.runtime.presence import transitions
         from multiregion_chat.runtime.store import room_store
 
         accepts = inspect.signature(engine.deliver).parameters
@@ -224,7 +227,15 @@ def deliver_once(callback_url: str, members: int, concurrency: int | None, sourc
         kwargs: dict[str, Any] = {}
         if concurrency and "concurrency" in accepts:
             kwargs["concurrency"] = concurrency
-        warm = engine.deliver(WARM_ROOM, FRAME, **kwargs)
+        if "on_gone" in accepts:  # an engine that is handed its clean-up
+            kwargs["on_gone"] = transitions.cleanup_gone
+
+        def member_pages(room: str) -> dict[str, Any]:
+            """The table path: an engine that is handed its members gets the live pages
+            (the same Query a room delivery makes); an older one reads them itself."""
+            return {"pages": token_expiry.live_connection_ids(room)} if "pages" in accepts else {}
+
+        warm = engine.deliver(WARM_ROOM, FRAME, **kwargs, **member_pages(WARM_ROOM))
         # The member Query through the real store path, timed alone: moto answers it in this
         # process, so its CPU is not the delivering function's (in AWS DynamoDB pays it).
         cpu0 = time.process_time()
@@ -236,6 +247,8 @@ def deliver_once(callback_url: str, members: int, concurrency: int | None, sourc
             if "connection_ids" not in accepts:
                 raise SystemExit("this delivery engine's deliver() has no connection_ids keyword")
             kwargs["connection_ids"] = read
+        else:
+            kwargs.update(member_pages(ROOM))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = engine.deliver(ROOM, FRAME, **kwargs)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from multiregion_chat.runtime.auth import token_expiry
 from multiregion_chat.runtime.delivery import engine
 from multiregion_chat.runtime.handlers import event_bus_message_handler
 from multiregion_chat.runtime.platform import aws_clients
+from multiregion_chat.runtime.presence import transitions
 from multiregion_chat.runtime.protocol import ids
 from multiregion_chat.runtime.protocol.json_codec import compact_json
 from multiregion_chat.runtime.store import connection_store, history_store, room_store
@@ -248,7 +250,13 @@ def test_many_members_paged_and_concurrent_with_mixed_outcomes(
 
     monkeypatch.setattr(ddb, "query", counting_query)
     emitted_metrics()
-    result = engine.deliver("lobby", b"{}", concurrency=4)
+    result = engine.deliver(
+        "lobby",
+        b"{}",
+        pages=token_expiry.live_connection_ids("lobby"),
+        on_gone=transitions.cleanup_gone,
+        concurrency=4,
+    )
     assert (result.delivered, result.gone, result.failed) == (19, 2, 2)
     assert sorted(result.failed_ids) == ["c04", "c05"]
     assert len(fanout_queries) == 5  # 23 members, 5 per page

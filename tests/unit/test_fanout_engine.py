@@ -8,6 +8,7 @@ import datetime
 import socket
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,20 +48,23 @@ class RecordingLimiter:
         self.calls["succeeded"] += 1
 
 
+class Gone:
+    """The engine's ``on_gone``, recorded (presence's real clean-up is covered elsewhere)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, connection_id: str, room: str) -> None:
+        self.calls.append((connection_id, room))
+
+
 @pytest.fixture
-def cleanups(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]]]:
-    """410 cleanups asked for (the presence module's real cleanup is covered elsewhere)."""
-    called: list[tuple[str, tuple[str, ...]]] = []
-
-    def cleanup(connection_id: str, rooms_hint: tuple[str, ...] = ()) -> None:
-        called.append((connection_id, tuple(rooms_hint)))
-
-    monkeypatch.setattr(engine.transitions, "cleanup_connection", cleanup)
-    return called
+def gone() -> Gone:
+    return Gone()
 
 
-def test_every_post_is_signed_with_sigv4(mgmt: ConnectionsServer) -> None:
-    result = engine.deliver("lobby", FRAME, connection_ids=["a=b/c", "plain"])
+def test_every_post_is_signed_with_sigv4(mgmt: ConnectionsServer, gone: Gone) -> None:
+    result = engine.deliver("lobby", FRAME, connection_ids=["a=b/c", "plain"], on_gone=gone)
     assert (result.delivered, result.failed) == (2, 0)
     posts = {p.connection_id: p for p in mgmt.posts()}
     assert set(posts) == {"a=b/c", "plain"}
@@ -77,12 +81,12 @@ def test_every_post_is_signed_with_sigv4(mgmt: ConnectionsServer) -> None:
 
 
 def test_no_session_token_no_token_header(
-    mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+    mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch, gone: Gone
 ) -> None:
     for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name)
     engine.reset_credentials()
-    assert engine.deliver("lobby", FRAME, connection_ids=["c1"]).delivered == 1
+    assert engine.deliver("lobby", FRAME, connection_ids=["c1"], on_gone=gone).delivered == 1
     (post,) = mgmt.posts()
     assert "X-Amz-Security-Token" not in post.headers
     assert "SignedHeaders=host;x-amz-date," in post.headers["Authorization"]
@@ -104,7 +108,7 @@ def test_signature_is_botocores_own(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_outcomes_counts_and_retries(
-    mgmt: ConnectionsServer, sleeps: list[float], cleanups: list[Any]
+    mgmt: ConnectionsServer, sleeps: list[float], gone: Gone
 ) -> None:
     mgmt.script("gone", GONE)
     mgmt.script("once", THROTTLED)  # then the default 200
@@ -115,7 +119,7 @@ def test_outcomes_counts_and_retries(
     mgmt.script("denied", FORBIDDEN)
     mgmt.script("slow", Answer(delay_s=0.05))
     everyone = ["ok", "gone", "once", "coded", "in-body", "always", "broken", "denied", "slow"]
-    result = engine.deliver("lobby", FRAME, connection_ids=everyone)
+    result = engine.deliver("lobby", FRAME, connection_ids=everyone, on_gone=gone)
     assert (result.delivered, result.gone, result.failed) == (5, 1, 2)
     assert sorted(result.failed_ids) == ["broken", "denied"]
     # Still throttled after every attempt: certainly not delivered, handed back.
@@ -134,62 +138,80 @@ def test_outcomes_counts_and_retries(
     assert result.throttled == 3 + engine.POST_ATTEMPTS
     assert result.retries == len(sleeps) == 3 + engine.POST_ATTEMPTS - 1
     assert all(0 <= s <= 1.0 for s in sleeps)
-    assert cleanups == [("gone", ("lobby",))]
+    assert gone.calls == [("gone", "lobby")]
 
 
 def test_connection_failures_are_retried_then_handed_back(
-    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float], gone: Gone
 ) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("CALLBACK_URL", f"http://127.0.0.1:{port}/test")
     engine.runtime_settings.reset()
-    result = engine.deliver("lobby", FRAME, connection_ids=["c1", "c2"])
+    result = engine.deliver("lobby", FRAME, connection_ids=["c1", "c2"], on_gone=gone)
     assert (result.failed, result.delivered) == (0, 0)
     assert sorted(result.unsent) == ["c1", "c2"]  # nothing was sent: someone retries later
     assert result.retries == len(sleeps) == 2 * (engine.POST_ATTEMPTS - 1)
 
 
-def test_members_are_read_from_the_table_when_not_given(
-    aws: None, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
+def test_pages_are_pulled_one_at_a_time_off_the_event_loop(
+    mgmt: ConnectionsServer, gone: Gone
 ) -> None:
-    pages = [["a", "b"], ["c"], []]
-    seen: list[tuple[str, int | None]] = []
+    pulled_on: list[str] = []
 
-    def fake_pages(room: str, page_size: int | None = None) -> Any:
-        seen.append((room, page_size))
-        yield from pages
+    def pages() -> Iterator[list[str]]:
+        for page in (["a", "b"], ["c"], []):
+            pulled_on.append(threading.current_thread().name)
+            yield page
 
-    monkeypatch.setattr(engine.token_expiry, "live_connection_ids", fake_pages)
-    result = engine.deliver("lobby", FRAME, page_size=2)
-    assert result.delivered == 3 and seen == [("lobby", 2)]
+    result = engine.deliver("lobby", FRAME, pages=pages(), on_gone=gone)
+    assert result.delivered == 3
     assert sorted(ids_of(mgmt.posts())) == ["a", "b", "c"]
+    # Pulled on a worker thread, so a blocking reader does not stall the posts in flight.
+    assert len(pulled_on) == 3 and threading.current_thread().name not in pulled_on
 
 
-def test_many_in_flight_at_once(mgmt: ConnectionsServer) -> None:
+@pytest.mark.parametrize("members", [{}, {"connection_ids": ["a"], "pages": [["b"]]}])
+def test_exactly_one_source_of_members(members: dict[str, Any], gone: Gone) -> None:
+    with pytest.raises(TypeError, match="exactly one"):
+        engine.deliver("lobby", FRAME, on_gone=gone, **members)
+
+
+def test_a_failing_clean_up_does_not_stop_the_others(mgmt: ConnectionsServer) -> None:
+    def broken(connection_id: str, room: str) -> None:
+        raise RuntimeError("DynamoDB unavailable")
+
+    mgmt.script("gone", GONE)
+    result = engine.deliver("lobby", FRAME, connection_ids=["gone", "ok"], on_gone=broken)
+    assert (result.delivered, result.gone, result.failed) == (1, 1, 0)
+
+
+def test_many_in_flight_at_once(mgmt: ConnectionsServer, gone: Gone) -> None:
     mgmt.hold_until(8)  # nobody is answered until 8 posts are in flight together
-    result = engine.deliver("lobby", FRAME, connection_ids=ids(8), concurrency=8)
+    result = engine.deliver("lobby", FRAME, connection_ids=ids(8), concurrency=8, on_gone=gone)
     assert result.delivered == 8
     assert mgmt.max_in_flight == 8
 
 
-def test_deadline_in_the_past_sends_nothing(mgmt: ConnectionsServer) -> None:
+def test_deadline_in_the_past_sends_nothing(mgmt: ConnectionsServer, gone: Gone) -> None:
     members = ids(5)
-    result = engine.deliver("lobby", FRAME, connection_ids=members, deadline=0.0)
+    result = engine.deliver("lobby", FRAME, connection_ids=members, deadline=0.0, on_gone=gone)
     assert result.unsent == members and result.attempted == 0
     assert mgmt.posts() == []
 
 
 def test_deadline_midway_hands_back_every_unfinished_id(
-    mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+    mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch, sleeps: list[float], gone: Gone
 ) -> None:
     """The clock passes the deadline once the server has seen 5 requests; the id that
     is waiting for a retry and those never tried come back in ``unsent``."""
     members = ids(10)
     mgmt.script(members[2], THROTTLED)
     monkeypatch.setattr(engine, "clock", lambda: 100.0 if mgmt.count() >= 5 else 0.0)
-    result = engine.deliver("lobby", FRAME, connection_ids=members, deadline=50.0, concurrency=1)
+    result = engine.deliver(
+        "lobby", FRAME, connection_ids=members, deadline=50.0, concurrency=1, on_gone=gone
+    )
     done = Counter(ids_of(p for p in mgmt.posts() if p.status == 200))
     assert result.delivered == len(done) == 4
     assert set(result.unsent) == set(members) - set(done)
@@ -198,34 +220,36 @@ def test_deadline_midway_hands_back_every_unfinished_id(
     assert len(result.unsent) == len(set(result.unsent))
 
 
-def test_limiter_is_told_about_every_request(mgmt: ConnectionsServer) -> None:
+def test_limiter_is_told_about_every_request(mgmt: ConnectionsServer, gone: Gone) -> None:
     limiter = RecordingLimiter()
     mgmt.script("gone", GONE)
     mgmt.script("busy", THROTTLED)
-    result = engine.deliver("lobby", FRAME, connection_ids=["ok", "gone", "busy"], limiter=limiter)
+    result = engine.deliver(
+        "lobby", FRAME, connection_ids=["ok", "gone", "busy"], limiter=limiter, on_gone=gone
+    )
     assert (result.delivered, result.gone) == (2, 1)
     assert limiter.calls == {"acquire": 4, "throttled": 1, "succeeded": 3}
 
 
-def test_a_limiter_slower_than_the_deadline_hands_back(mgmt: ConnectionsServer) -> None:
+def test_a_limiter_slower_than_the_deadline_hands_back(mgmt: ConnectionsServer, gone: Gone) -> None:
     class Stuck(RecordingLimiter):
         async def acquire(self) -> None:
             await asyncio.Event().wait()  # never granted
 
     deadline = engine.time.monotonic() + 0.2
     result = engine.deliver(
-        "lobby", FRAME, connection_ids=ids(3), limiter=Stuck(), deadline=deadline
+        "lobby", FRAME, connection_ids=ids(3), limiter=Stuck(), deadline=deadline, on_gone=gone
     )
     assert sorted(result.unsent) == ids(3) and mgmt.posts() == []
 
 
-def test_two_threads_deliver_at_once(mgmt: ConnectionsServer) -> None:
+def test_two_threads_deliver_at_once(mgmt: ConnectionsServer, gone: Gone) -> None:
     results: dict[str, engine.FanoutResult] = {}
     mgmt.hold_until(4)  # both threads' posts must be in flight together
 
     def run(prefix: str) -> None:
         results[prefix] = engine.deliver(
-            "lobby", FRAME, connection_ids=ids(2, prefix), concurrency=2
+            "lobby", FRAME, connection_ids=ids(2, prefix), concurrency=2, on_gone=gone
         )
 
     threads = [threading.Thread(target=run, args=(p,)) for p in ("x", "y")]
@@ -238,16 +262,16 @@ def test_two_threads_deliver_at_once(mgmt: ConnectionsServer) -> None:
     assert mgmt.max_in_flight == 4
 
 
-def test_sessions_are_kept_between_calls_on_a_thread(mgmt: ConnectionsServer) -> None:
-    engine.deliver("lobby", FRAME, connection_ids=["a"])
+def test_sessions_are_kept_between_calls_on_a_thread(mgmt: ConnectionsServer, gone: Gone) -> None:
+    engine.deliver("lobby", FRAME, connection_ids=["a"], on_gone=gone)
     first = engine._runtime().session
-    engine.deliver("lobby", FRAME, connection_ids=["b"])
+    engine.deliver("lobby", FRAME, connection_ids=["b"], on_gone=gone)
     assert engine._runtime().session is first
 
 
-def test_callable_from_async_code(mgmt: ConnectionsServer) -> None:
+def test_callable_from_async_code(mgmt: ConnectionsServer, gone: Gone) -> None:
     async def inside() -> engine.FanoutResult:
-        return engine.deliver("lobby", FRAME, connection_ids=["a"])
+        return engine.deliver("lobby", FRAME, connection_ids=["a"], on_gone=gone)
 
     assert asyncio.run(inside()).delivered == 1
 
@@ -317,7 +341,7 @@ def test_aimd_acquire_sleeps_its_wait() -> None:
     assert slept == pytest.approx([0.1, 0.2])
 
 
-def test_on_done_reports_each_finished_id_once(mgmt: ConnectionsServer) -> None:
+def test_on_done_reports_each_finished_id_once(mgmt: ConnectionsServer, gone: Gone) -> None:
     mgmt.script("gone", GONE)
     mgmt.script("broken", SERVER_ERROR)
     mgmt.script("always", then=THROTTLED)
@@ -327,6 +351,7 @@ def test_on_done_reports_each_finished_id_once(mgmt: ConnectionsServer) -> None:
         FRAME,
         connection_ids=["ok", "gone", "broken", "always"],
         on_done=lambda cid, outcome: finished.append((cid, outcome)),
+        on_gone=gone,
     )
     assert sorted(finished) == [("broken", "failed"), ("gone", "gone"), ("ok", "delivered")]
     assert result.unsent == ["always"]  # not finished: never reported done

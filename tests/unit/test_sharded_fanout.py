@@ -19,6 +19,7 @@ import pytest
 from multiregion_chat.runtime.delivery import broadcast, engine, fanout_queue, request_budget
 from multiregion_chat.runtime.handlers import fanout_worker
 from multiregion_chat.runtime.platform import aws_clients, runtime_settings
+from multiregion_chat.runtime.presence import transitions
 from multiregion_chat.runtime.store import shard_progress
 from tests.unit.conftest import REGION, TEST_ENV, Chat, FakeLambdaContext
 from tests.unit.connections_server import GONE, THROTTLED, ConnectionsServer
@@ -492,7 +493,13 @@ def test_a_budgeted_fanout_reports_throttling_to_the_local_limiter(
     mgmt.script(ids[1], THROTTLED)
     local = Recording()
     limiter = request_budget.SharedBudget(rate_per_second=1000, local=local)
-    result = engine.deliver(ROOM, FRAME.encode(), connection_ids=ids, limiter=limiter)
+    result = engine.deliver(
+        ROOM,
+        FRAME.encode(),
+        connection_ids=ids,
+        limiter=limiter,
+        on_gone=transitions.cleanup_gone,
+    )
     assert result.delivered == 3
     assert local.events.count("throttled") == 1
     assert local.events.count("acquire") == 4
@@ -554,7 +561,12 @@ def test_a_failing_budget_store_hands_back_instead_of_hanging(queue_url: str):
     ids = seed_members(5)
     limiter = request_budget.SharedBudget(rate_per_second=1000, grant=broken)
     result = engine.deliver(
-        ROOM, FRAME.encode(), connection_ids=ids, limiter=limiter, deadline=engine.clock() + 0.3
+        ROOM,
+        FRAME.encode(),
+        connection_ids=ids,
+        limiter=limiter,
+        deadline=engine.clock() + 0.3,
+        on_gone=transitions.cleanup_gone,
     )
     assert sorted(result.unsent) == ids and result.delivered == 0
 

@@ -19,6 +19,7 @@ from multiregion_chat.runtime.auth import token_expiry, token_keys
 from multiregion_chat.runtime.auth.tokens import LEEWAY_SECONDS
 from multiregion_chat.runtime.delivery import engine
 from multiregion_chat.runtime.platform import aws_clients
+from multiregion_chat.runtime.presence import transitions
 from multiregion_chat.runtime.protocol import ids
 from multiregion_chat.runtime.store import connection_store, layout, room_store
 from tests.unit.conftest import REGION, authorizer_context
@@ -224,6 +225,16 @@ def message() -> dict[str, Any]:
     }
 
 
+def deliver_to_room(room: str) -> engine.FanoutResult:
+    """The engine fed the room's live members page by page, as a room delivery reads them."""
+    return engine.deliver(
+        room,
+        b'{"type":"message"}',
+        pages=token_expiry.live_connection_ids(room),
+        on_gone=transitions.cleanup_gone,
+    )
+
+
 def test_join_copies_the_token_expiry_into_the_membership(chat: Any) -> None:
     expires_at = int(time.time()) + 600
     member_until(chat, "c1", expires_at)
@@ -256,11 +267,11 @@ def test_within_the_leeway_a_member_is_still_delivered_to(
     now = int(time.time())
     member_until(chat, "c1", now + 60)
     clock_at(monkeypatch, now + 60 + LEEWAY_SECONDS)
-    assert engine.deliver("lobby", b'{"type":"message"}').delivered == 1
+    assert deliver_to_room("lobby").delivered == 1
     assert ids_of(mgmt.posts()) == ["c1"]
 
 
-def test_the_fanout_engine_reading_the_room_closes_expired_members_too(
+def test_the_engine_fed_the_live_members_closes_expired_members_too(
     chat: Any, management: Stubber, mgmt: ConnectionsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = int(time.time())
@@ -268,7 +279,7 @@ def test_the_fanout_engine_reading_the_room_closes_expired_members_too(
     member_until(chat, "live", now + 7200)
     clock_at(monkeypatch, now + 3600)
     expect_close(management, "expired")
-    assert engine.deliver("lobby", b'{"type":"message"}').delivered == 1
+    assert deliver_to_room("lobby").delivered == 1
     assert ids_of(mgmt.posts()) == ["live"]
 
 

@@ -26,6 +26,7 @@ from multiregion_chat.runtime.auth import token_expiry
 from multiregion_chat.runtime.delivery import engine, fanout_queue
 from multiregion_chat.runtime.platform import runtime_settings
 from multiregion_chat.runtime.platform.observability import logger
+from multiregion_chat.runtime.presence import transitions
 
 __all__ = ["BroadcastResult", "broadcast"]
 
@@ -81,7 +82,9 @@ def broadcast(room: str, frame: str, *, job_id: str) -> BroadcastResult:
     if not ids:
         return result
 
-    delivered = engine.deliver(room, frame.encode("utf-8"), connection_ids=ids)
+    delivered = engine.deliver(
+        room, frame.encode("utf-8"), connection_ids=ids, on_gone=transitions.cleanup_gone
+    )
     result.delivered, result.gone = delivered.delivered, delivered.gone
     result.failed, result.retries = delivered.failed, delivered.retries
     if delivered.unsent:

@@ -28,10 +28,11 @@ had. This engine keeps only what a post needs:
 Per connection:
 
 * 2xx -> delivered;
-* 410 ``GoneException`` -> the connection is dead: its records are removed
-  with :func:`runtime.presence.transitions.cleanup_connection` (on a worker thread: it is
-  synchronous boto3), "left" presence events included; the room is passed as
-  a hint so an orphaned membership goes too;
+* 410 ``GoneException`` -> the connection is dead: the caller's ``on_gone(id, room)`` is
+  called on a worker thread (the real one,
+  :func:`runtime.presence.transitions.cleanup_gone`, is synchronous boto3: it removes the
+  connection's records and announces "left"); an exception it raises is logged, and the
+  other connections are delivered all the same;
 * throttling (HTTP 429, or a throttling code in ``x-amzn-ErrorType`` or the
   body) or a failure to even connect -> retried after a backoff with full
   jitter (:func:`runtime.platform.retry.backoff_delay`, slept with
@@ -55,6 +56,12 @@ rate on throttling and grows it back additively). ``on_done(id, outcome)`` is
 called as each id finishes (``"delivered"``, ``"gone"`` or ``"failed"``; on
 the engine's thread), so a caller can checkpoint progress while it runs.
 Every id ends in exactly one of delivered / gone / failed / unsent.
+
+Whom to post to and what a dead connection means are the caller's: ``deliver`` takes the
+ids (``connection_ids``, or ``pages`` of them pulled off the event loop while posts flow)
+and the clean-up (``on_gone``) as arguments, so this module imports only the platform
+(settings, logging, retry) and knows nothing of storage, presence or tokens. A test or a
+benchmark hands it lists and a recording callable, without DynamoDB.
 
 Limits: one process core signs and drives the sockets, so the rate per
 invocation is bounded by CPU (about 0.3-0.5 ms per post) and, at low
@@ -83,10 +90,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from multiregion_chat.runtime.auth import token_expiry
 from multiregion_chat.runtime.platform import retry, runtime_settings
 from multiregion_chat.runtime.platform.observability import logger
-from multiregion_chat.runtime.presence import transitions
 
 if TYPE_CHECKING:
     import aiohttp
@@ -100,6 +105,7 @@ __all__ = [
     "AimdLimiter",
     "FanoutResult",
     "Limiter",
+    "OnGone",
     "deliver",
 ]
 
@@ -117,6 +123,10 @@ SERVICE = "execute-api"
 async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 # The clock ``deadline`` is read against (tests replace it to end a fan-out midway).
 clock: Callable[[], float] = time.monotonic
+
+
+# What to do with a connection @connections answered 410 for: (connection id, room).
+OnGone = Callable[[str, str], None]
 
 
 class Limiter(Protocol):
@@ -369,9 +379,9 @@ def _host(url: str) -> str:
     return netloc[: -len(default)] if default and netloc.endswith(default) else netloc
 
 
-def _cleanup(connection_id: str, room: str) -> None:
+def _cleanup(on_gone: OnGone, connection_id: str, room: str) -> None:
     try:
-        transitions.cleanup_connection(connection_id, rooms_hint=(room,))
+        on_gone(connection_id, room)
     except Exception:  # a failed cleanup must not fail the delivery of the others
         logger.exception(
             "cleanup of a gone connection failed", extra={"connectionId": connection_id}
@@ -388,6 +398,7 @@ class _Fanout:
         data: bytes,
         session: aiohttp.ClientSession,
         *,
+        on_gone: OnGone,
         deadline: float | None,
         limiter: Limiter | None,
         concurrency: int,
@@ -403,6 +414,7 @@ class _Fanout:
         self.room = room
         self.data = data
         self.session = session
+        self.on_gone = on_gone
         self.deadline = deadline
         self.limiter = limiter
         self.concurrency = concurrency
@@ -526,7 +538,9 @@ class _Fanout:
             if self.limiter is not None:
                 self.limiter.succeeded()
             self.result.gone += 1
-            await asyncio.get_running_loop().run_in_executor(None, _cleanup, cid, self.room)
+            await asyncio.get_running_loop().run_in_executor(
+                None, _cleanup, self.on_gone, cid, self.room
+            )
             self._done(cid, "gone")
             return
         code = _throttling_code(error_type, body) if status in (400, 429) else None
@@ -575,7 +589,7 @@ class _Fanout:
         else:
             self.ready.put_nowait((cid, attempt))
 
-    async def run(self, pages: Iterator[list[str]] | None) -> FanoutResult:
+    async def run(self, pages: Iterator[Iterable[str]] | None) -> FanoutResult:
         workers = [asyncio.create_task(self.worker()) for _ in range(self.concurrency)]
         try:
             if pages is not None:
@@ -600,19 +614,24 @@ def deliver(
     room: str,
     data: bytes,
     *,
+    on_gone: OnGone,
     connection_ids: Sequence[str] | None = None,
+    pages: Iterable[Iterable[str]] | None = None,
     deadline: float | None = None,
     limiter: Limiter | None = None,
     concurrency: int | None = None,
-    page_size: int | None = None,
     on_done: Callable[[str, str], None] | None = None,
 ) -> FanoutResult:
-    """Post ``data`` to ``connection_ids`` (default: every local connection in
-    ``room`` whose token has not expired, read page by page); never raises for a post.
+    """Post ``data`` to ``connection_ids``, or to the ids of ``pages`` (exactly one of the
+    two); ``on_gone(id, room)`` for each connection answered 410. Never raises for a post.
 
-    Raises only if the member query fails (nothing is retried then: the caller
-    decides) or no credentials are available.
+    ``pages`` is pulled one page at a time on a worker thread while the posts of earlier
+    pages flow, so a blocking reader (a DynamoDB Query) does not stall the event loop.
+    Raises only if reading ``pages`` fails (nothing is retried then: the caller decides)
+    or no credentials are available.
     """
+    if (connection_ids is None) == (pages is None):
+        raise TypeError("deliver() takes exactly one of connection_ids and pages")
     width = max(1, concurrency or runtime_settings.get_settings().fanout_concurrency)
     with contextlib.suppress(RuntimeError):
         asyncio.get_running_loop()
@@ -622,11 +641,12 @@ def deliver(
                 deliver,
                 room,
                 data,
+                on_gone=on_gone,
                 connection_ids=connection_ids,
+                pages=pages,
                 deadline=deadline,
                 limiter=limiter,
                 concurrency=width,
-                page_size=page_size,
                 on_done=on_done,
             ).result()
     runtime = _runtime()
@@ -635,16 +655,12 @@ def deliver(
         room,
         data,
         session,
+        on_gone=on_gone,
         deadline=deadline,
         limiter=limiter,
         concurrency=width,
         on_done=on_done,
     )
-    pages: Iterator[list[str]] | None = None
-    if connection_ids is None:
-        # Closes members whose token expired, synchronously; pages are pulled
-        # off the event loop (run_in_executor), so posts keep flowing meanwhile.
-        pages = token_expiry.live_connection_ids(room, page_size)
-    else:
+    if connection_ids is not None:
         fanout.add(connection_ids)
-    return runtime.loop.run_until_complete(fanout.run(pages))
+    return runtime.loop.run_until_complete(fanout.run(None if pages is None else iter(pages)))

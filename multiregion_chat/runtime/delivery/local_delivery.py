@@ -31,6 +31,7 @@ from __future__ import annotations
 from multiregion_chat.runtime.auth import token_expiry
 from multiregion_chat.runtime.platform import runtime_settings
 from multiregion_chat.runtime.platform.observability import count, logger
+from multiregion_chat.runtime.presence import transitions
 from multiregion_chat.runtime.protocol.chat_model import ChatMessage
 from multiregion_chat.runtime.protocol.json_codec import compact_json
 from multiregion_chat.runtime.store import history_store, room_store
@@ -59,7 +60,10 @@ def deliver_locally(message: ChatMessage) -> str:
             )
 
             result = engine.deliver(
-                room, compact_json(message.to_frame()).encode("utf-8"), connection_ids=ids
+                room,
+                compact_json(message.to_frame()).encode("utf-8"),
+                connection_ids=ids,
+                on_gone=transitions.cleanup_gone,
             )
             count("FastPathPosts", result.delivered)
             if result.failed or result.unsent:

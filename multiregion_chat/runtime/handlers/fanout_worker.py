@@ -47,6 +47,7 @@ from multiregion_chat.runtime.delivery import engine, fanout_queue
 from multiregion_chat.runtime.delivery.request_budget import SharedBudget
 from multiregion_chat.runtime.platform import runtime_settings
 from multiregion_chat.runtime.platform.observability import count, logger, metrics, tracer
+from multiregion_chat.runtime.presence import transitions
 from multiregion_chat.runtime.store import shard_progress
 
 # Time kept back from the function's timeout for in-flight posts to finish
@@ -94,6 +95,7 @@ def handle_shard(job: fanout_queue.ShardJob, deadline: float) -> dict[str, int]:
             job.room,
             job.frame.encode("utf-8"),
             connection_ids=todo,
+            on_gone=transitions.cleanup_gone,
             deadline=deadline,
             limiter=_limiter(),
             on_done=checkpoint.add,

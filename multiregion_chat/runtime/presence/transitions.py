@@ -61,6 +61,7 @@ __all__ = [
     "after_leave",
     "announce",
     "cleanup_connection",
+    "cleanup_gone",
     "renew",
 ]
 
@@ -164,6 +165,13 @@ def cleanup_connection(
         for room in result.removed_rooms:
             after_leave(room, member, connection_id)
     return result
+
+
+def cleanup_gone(connection_id: str, room: str) -> None:
+    """:func:`cleanup_connection` for a connection ``@connections`` answered 410 for while
+    posting to ``room``: the delivery engine's ``on_gone``. The room is the hint, so a
+    membership orphaned by a lost META item goes too."""
+    cleanup_connection(connection_id, rooms_hint=(room,))
 
 
 def renew(connection_id: str, leases: Iterable[connection_store.MembershipLease]) -> None:
