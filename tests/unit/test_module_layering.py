@@ -41,6 +41,11 @@ PROTOCOL_FREE = [
     f"{RUNTIME}.protocol.json_codec",
 ]
 
+# The delivery engine is the transport only: whom to post to and what a gone connection means
+# are handed to it by its callers, so it runs (tests, the fan-out bench) without DynamoDB.
+ENGINE = f"{RUNTIME}.delivery.engine"
+ENGINE_THIRD_PARTY = {"aiohttp", "yarl", "botocore"}
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -135,3 +140,20 @@ def test_the_cdk_side_and_the_clients_share_only_the_protocol(side: str) -> None
     assert {name for name in reached if name.startswith(RUNTIME)} <= {
         name for name in MODULES if name.startswith(f"{RUNTIME}.protocol") or name == RUNTIME
     }
+
+
+def test_the_delivery_engine_reaches_only_the_platform() -> None:
+    """Nothing of storage, presence or tokens, directly or through another module."""
+    reached = closure(ENGINE) - {ENGINE}
+    assert reached
+    beyond = {name for name in reached if layer(name) != RUNTIME_LAYERS.index("platform")}
+    assert beyond == set(), f"{ENGINE} reaches beyond the platform"
+
+
+def test_the_delivery_engine_needs_only_aiohttp_and_botocore() -> None:
+    third_party = {
+        name.split(".")[0]
+        for name in imports(ENGINE)
+        if not name.startswith(f"{RUNTIME}.") and name.split(".")[0] not in sys.stdlib_module_names
+    }
+    assert third_party <= ENGINE_THIRD_PARTY
