@@ -12,30 +12,26 @@ variables from infra/functions.py with placeholder values). Without
 botocore X-Ray clients for centralized sampling at import, about 200 ms that
 Lambda never pays, so the environment matters.
 
-Handlers are discovered, not listed: every ``runtime/handlers/*.py`` that defines a
-top-level ``handler``. Runs are interleaved (boto3, each handler, boto3, ...)
-so load on the machine hits all of them alike; one warm-up round first writes
-the ``__pycache__`` files. Both wall and CPU time (``time.process_time``) of
-the import are kept: on a busy machine CPU time is the steadier figure.
-Each import also reports which of :data:`DEFERRED_MODULES` it loaded: modules a handler
-must load on first use, not at init, unless the table names it as one that needs them there
-(the delivery engine ``runtime.delivery.engine`` in the two handlers that deliver; aiohttp, PyJWT
-and
-``cryptography`` in none). A handler that loads one anyway is listed under
-``<handler>_deferred_loaded`` and counted in ``deferred_loaded_at_init`` (target 0): such an
-import can cost little on its own (``runtime.delivery.engine`` is about 1 ms: aiohttp is its lazy
-part)
-and hide in the noise of the init figures, so it is checked by name.
+Handlers are discovered, not listed: every ``runtime/handlers/*.py`` that defines a top-level
+``handler``. Runs are interleaved (boto3, each handler, boto3, ...) so load on the machine hits all
+of them alike; one warm-up round first writes the ``__pycache__`` files. Both wall and CPU time
+(``time.process_time``) of the import are kept: on a busy machine CPU time is the steadier figure.
+Each import also reports which of :data:`DEFERRED_MODULES` it loaded: modules a handler must load on
+first use, not at init, unless the table names it as one that needs them there (the delivery engine
+``runtime.delivery.engine`` in the two handlers that deliver; aiohttp, PyJWT and ``cryptography`` in
+none). A handler that loads one anyway is listed under ``<handler>_deferred_loaded`` and counted in
+``deferred_loaded_at_init`` (target 0): such an import can cost little on its own
+(``runtime.delivery.engine`` is about 1 ms: aiohttp is its lazy part) and hide in the noise of the
+init figures, so it is checked by name.
 
-Minor page faults are counted too: CPython 3.11-3.13 keep the frame stack in 16 KiB
-chunks and unmap a chunk as soon as the calls leave it (CPython gh-142183, fixed in March
-2026 by keeping one, backported to 3.14 and 3.13 patch releases), so a module whose regular
-expressions compile right at a chunk's edge maps and unmaps it thousands of times, each time
-faulting its pages in again. botocore's and urllib3's did, 20-odd frames deeper than here,
-in every handler that reached boto3 through Powertools or ``runtime.platform.aws_clients``: 15-40 ms
-of
-their inits. The handlers import boto3 first for that reason (docs/performance.md); a
-handler with thousands more faults than boto3 has found another edge.
+Minor page faults are counted too: CPython 3.11-3.13 keep the frame stack in 16 KiB chunks and unmap
+a chunk as soon as the calls leave it (CPython gh-142183, fixed in March 2026 by keeping one,
+backported to 3.14 and 3.13 patch releases), so a module whose regular expressions compile right at
+a chunk's edge maps and unmaps it thousands of times, each time faulting its pages in again.
+botocore's and urllib3's did, 20-odd frames deeper than here, in every handler that reached boto3
+through Powertools or ``runtime.platform.aws_clients``: 15-40 ms of their inits. The handlers import
+boto3 first for that reason (docs/performance.md); a handler with thousands more faults than boto3
+has found another edge.
 
 ``first_call=True`` also times the first ``handler`` call of a no-op event in
 the same process (what moves from init to the first invocation when something
@@ -132,10 +128,9 @@ _APP_ENV = {
 }
 LAMBDA_ENV: dict[str, str] = {**_RUNTIME_ENV, **_APP_ENV, "LAMBDA_TASK_ROOT": str(ROOT)}
 
-# Module -> the handlers whose init may load it. Every other handler loads it on first use
-# (or never): ClientMessageHandler's fast path loads the delivery engine for its first local
-# delivery; OIDC's PyJWT comes with runtime.auth.jwks (HS256 deployments verify with hmac);
-# Powertools'
+# Module -> the handlers whose init may load it. Every other handler loads it on first use (or
+# never): ClientMessageHandler's fast path loads the delivery engine for its first local delivery;
+# OIDC's PyJWT comes with runtime.auth.jwks (HS256 deployments verify with hmac); Powertools'
 # data_classes and event_handler packages import every event class and resolver they have.
 DEFERRED_MODULES: dict[str, tuple[str, ...]] = {
     "multiregion_chat.runtime.delivery.engine": ("event_bus_message_handler", "fanout_worker"),
@@ -328,8 +323,7 @@ def measure_cold_start(
     names = list(handlers if handlers is not None else discover_handlers())
     extras = list(extra_modules)
     # Handlers build their init with the collector off (runtime.platform.init_phase), which speeds
-    # up
-    # boto3's share of it too: "boto3_nogc" is boto3 imported the same way, the like-for-like
+    # up boto3's share of it too: "boto3_nogc" is boto3 imported the same way, the like-for-like
     # baseline of our own modules' overhead (docs/performance.md).
     like_for_like = NOGC_PREFIX + "boto3"
     modules = ["boto3", like_for_like, *names, *extras]

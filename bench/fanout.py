@@ -1,4 +1,4 @@
-"""The ``engine`` bench: what one invocation of ``runtime.delivery.engine.deliver`` delivers per
+"""The ``fanout`` bench: what one invocation of ``runtime.delivery.engine.deliver`` delivers per
 second.
 
 Three processes, so that each figure belongs to one of them:

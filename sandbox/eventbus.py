@@ -4,9 +4,8 @@ Semantics kept from AWS:
 
 * an event goes to every enabled rule of its bus whose pattern matches it;
 * a Lambda target is invoked asynchronously (PutEvents does not wait for the handler); a failed
-  invocation is retried like Lambda's asynchronous invocation (EventInvokeConfig's retries,
-  default twice, back-off shortened locally), then dead-lettered: logged and counted, never
-  lost silently;
+  invocation is retried like Lambda's asynchronous invocation (EventInvokeConfig's retries, default
+  twice, back-off shortened locally), then dead-lettered: logged and counted, never lost silently;
 * an event-bus target receives the event through that region's own PutEvents logic, marked as
   having arrived from another bus; such an event is never forwarded to a bus again (AWS's
   one-hop limit for bus-to-bus delivery). The sandbox logs and counts every such drop, so a

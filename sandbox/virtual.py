@@ -6,9 +6,8 @@ A benchmark (or a test) makes a big room without sockets in three steps:
 2. ``register(management_url, ids)``: the region's ``@connections`` API accepts posts to these
    ids (200, after ``--mgmt-latency-ms`` and ``--mgmt-rate-limit``) and counts them;
 3. ``seed_room(table, room, ids, endpoint_url=..., region=...)``: writes the membership items
-   the app's fan-out reads and the per-user presence items its member lists and
-   first-join / last-leave decisions read, laid out as ``runtime.store.connection_store.join_room``
-   (and
+   the app's fan-out reads and the per-user presence items its member lists and first-join /
+   last-leave decisions read, laid out as ``runtime.store.connection_store.join_room`` (and
    ``put_connection``) write them.
 
 Then send one message through the app and read ``summary(management_url)`` until
@@ -103,8 +102,7 @@ def function_variable(cdk_out: Path, region: str, name: str) -> str:
 def http_route_path(cdk_out: Path, region: str, handler: str) -> str:
     """The path of the region's HTTP API route served by ``handler`` (e.g.
     ``runtime.handlers.health_handler.handler``), resolved as the sandbox serves it: the global
-    endpoint's
-    health path carries a key known only once the stack exists (its stack id)."""
+    endpoint's health path carries a key known only once the stack exists (its stack id)."""
     from sandbox.assembly import load_stacks
     from sandbox.template_model import build_models
 
@@ -130,15 +128,13 @@ def seed_room(
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
 ) -> int:
     """Write ``ROOM#<room>/CONN#<id>`` memberships, one ``ROOM#<room>/USER#<userId>`` item per
-    distinct user (``c:<id>`` = the expiry of each of its connections, ``v``, ``expiresAt``)
-    and each id's ``CONN#<id>/META`` when ``with_meta``, as ``runtime.store.connection_store``
-    writes them on
-    ``$connect`` and ``join``, and with ``with_count`` add the distinct users to
+    distinct user (``c:<id>`` = the expiry of each of its connections, ``v``, ``expiresAt``) and
+    each id's ``CONN#<id>/META`` when ``with_meta``, as ``runtime.store.connection_store`` writes
+    them on ``$connect`` and ``join``, and with ``with_count`` add the distinct users to
     ``n:<region>`` of the room's ``ROOM#<room>/COUNT`` item as ``runtime.presence.roster`` keeps it
-    (its
-    ``quiet`` flag is left to the app); returns the number of items written (memberships,
-    user items and META; not the count). The user items overwrite any of the room's
-    existing ones for these users. ``endpoint_url``: the endpoints file's ``dynamodb``."""
+    (its ``quiet`` flag is left to the app); returns the number of items written (memberships, user
+    items and META; not the count). The user items overwrite any of the room's existing ones for
+    these users. ``endpoint_url``: the endpoints file's ``dynamodb``."""
     import boto3
 
     from sandbox.aws_local import FAKE_CREDENTIALS

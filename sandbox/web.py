@@ -1,9 +1,9 @@
-"""The sandbox's own page at ``http://127.0.0.1:<port-base>/``: the chat web page (clients/web),
-``/endpoints.json`` (the endpoints file without the signing secret) and a few ``/_sandbox/``
-helpers: stats, connections, queue depths, dropping a connection without ``$disconnect``, and
-(when the app has auth) a development token for the web page (HS256 with the signing secret, or
-RS256 from the local identity provider with ``--oidc``, whose discovery document and JWKS are
-served under ``/oidc``).
+"""The sandbox's own page at ``http://127.0.0.1:<port-base>/``: the chat web page
+(multiregion_chat/clients/web), ``/endpoints.json`` (the endpoints file without the signing
+secret) and a few ``/_sandbox/`` helpers: stats, connections, queue depths, dropping a
+connection without ``$disconnect``, and (when the app has auth) a development token for the
+web page (HS256 with the signing secret, or RS256 from the local identity provider with
+``--oidc``, whose discovery document and JWKS are served under ``/oidc``).
 """
 
 from __future__ import annotations

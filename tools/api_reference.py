@@ -3,11 +3,10 @@
 ``make api-docs`` writes it; tests/infra/test_api_reference.py regenerates it into a temporary
 folder and fails when the committed copy differs, so the reference cannot go stale.
 
-pdoc reads the modules (signatures, ``__all__``, docstrings, Google-style sections); this
-module renders what pdoc read as Markdown rather than pdoc's HTML, because the repository's
-own pages link to the reference and GitHub renders Markdown, not HTML, and a reviewer reads a
-docstring's change as a one-line diff. Nothing in the output depends on the time, the machine
-or the order of imports.
+pdoc reads the modules (signatures, ``__all__``, docstrings, Google-style sections); this module
+renders what pdoc read as Markdown rather than pdoc's HTML, because the repository's own pages link
+to the reference and GitHub renders Markdown, not HTML, and a reviewer reads a docstring's change as
+a one-line diff. Nothing in the output depends on the time, the machine or the order of imports.
 
 What is documented: the package root (``multiregion_chat.__all__``), every module of
 ``multiregion_chat.infra`` that defines a public construct or one of the root's names, and the

@@ -21,10 +21,9 @@ its own destination, and anything that can send to the queue can write it. A ref
 stays in the queue, reported as ``refused`` with the reason.
 
 A message is deleted only after its put succeeded; one that failed, was refused or was not
-recognized stays in the queue (made visible again at the end). A replayed chat event may still
-reach a region that already has it (the put succeeded but the delete did not, or a region
-received it before the failure): the history write de-duplicates by message id, so no client
-sees it twice.
+recognized stays in the queue (made visible again at the end). A replayed chat event may still reach
+a region that already has it (the put succeeded but the delete did not, or a region received it
+before the failure): the history write de-duplicates by message id, so no client sees it twice.
 
 The standard boto3 credential chain applies. ``--sandbox-endpoints FILE`` points every
 client at a running sandbox instead (its moto for SQS, each region's PutEvents endpoint).

@@ -39,11 +39,10 @@ Continuity (docs/protocol.md, "Resuming after a disconnect"):
   them as a map by ``userId`` (``ChatSession.presence``, clients/session.py).
 
 ``--http`` uses the HTTP fallback instead (for networks that block WebSockets): a line is a
-``POST``; each joined room is read with long-poll ``GET``s (``after`` = the newest id seen,
-``wait`` = ``--poll-wait``). Output is the same. No presence, no ``ping``. While the newest
-message is younger than the resume window the client also looks back from the resume point,
-so a message that reached the region late (with a smaller id) is still shown. It starts with
-the room's last 5 s.
+``POST``; each joined room is read with long-poll ``GET``s (``after`` = the newest id seen, ``wait``
+= ``--poll-wait``). Output is the same. No presence, no ``ping``. While the newest message is
+younger than the resume window the client also looks back from the resume point, so a message that
+reached the region late (with a smaller id) is still shown. It starts with the room's last 5 s.
 
 This module is the CLI (``main``) and ``run_client``; the rest is in ``clients/``:
 ``endpoints.py`` (URLs, the endpoints file), ``options.py`` (``ClientOptions``, ``Backoff``),

@@ -17,8 +17,8 @@ in AWS, mint one from the command line with the deployment's secret (README,
 
     aws secretsmanager get-secret-value --secret-id chat/prod/token-signing-secret \\
         --query SecretString --output text --region us-east-1 \\
-      | python -m multiregion_chat.clients.tokens --secret-file - --sub alice --name Alice --rooms
-      'lobby,team-*'
+      | python -m multiregion_chat.clients.tokens --secret-file - --sub alice --name Alice \\
+          --rooms 'lobby,team-*'
 
 The secret comes from ``--secret-file`` (``-``: standard input), the environment variable
 ``CHAT_SIGNING_SECRET`` or a sandbox ``--endpoints-file``; never from the command line, where

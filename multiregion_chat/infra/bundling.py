@@ -22,7 +22,8 @@ naming the requirement pip could not get, the target, and pip's own error.
 Cached and offline-repeatable: the pip output goes to
 ``<cache>/<key>/python`` where ``key`` hashes (requirements text, platform tag,
 Python version, bytecode compiler); later synths copy from there without the network. The cache
-is ``$CHAT_LAYER_CACHE`` or ``<repo>/.cache/lambda-layers`` (gitignored). The
+is ``$CHAT_LAYER_CACHE`` or ``.cache/lambda-layers`` in the working directory (the CDK
+app's folder; gitignored here). The
 same key is the asset's CUSTOM hash, so CDK skips bundling entirely when
 ``cdk.out`` already holds the staged asset, and the template only changes when
 the requirements (or the target) do. Pin every transitive dependency in the

@@ -49,9 +49,9 @@ DEFAULT_TIMEOUT = Duration.seconds(10)
 class FunctionSpec:
     """A team's function: its code folder and handler, sized like the built-in ones.
 
-    ``code_dir`` is packaged with the ``chat`` runtime package next to it
-    (:func:`infra.extension_code.extension_code`), so the handler can
-    ``from chat import ...`` exactly like the built-in handlers.
+    ``code_dir`` is packaged with ``multiregion_chat/`` (the package root's ``__init__`` and
+    ``runtime/``) next to it (:func:`infra.extension_code.extension_code`), so the handler
+    imports ``multiregion_chat.runtime...`` exactly like the built-in handlers.
     ``memory_size`` (MB) and ``timeout`` are ``lambda_.Function``'s own: a
     spec out of Lambda's ranges fails when it is created, not at deploy time.
     """
@@ -101,7 +101,7 @@ def spec_function(
     """``spec`` as a function named ``name``, built like the app's own (``chat_function``).
 
     ``defaults``: the stack's (``ChatFunctions.defaults``: layers, log
-    settings) with ``code`` (the team's folder plus ``chat``) instead of the
+    settings) with ``code`` (the team's folder plus ``multiregion_chat/``) instead of the
     app's; ``environment``: the runtime's variables, plus the spec's own.
     """
     return chat_function(

@@ -2,7 +2,7 @@
 
 The example is synthesized from this checkout (tests/infra/test_example_app.py
 covers installing it from the wheel); the sandbox then runs its templates, so
-the team's ``whoami`` function (its folder plus the ``chat`` package the
+the team's ``whoami`` function (its folder plus the ``multiregion_chat/`` runtime the
 deployment bundles beside it) answers a real WebSocket client, and the
 ``Moderation`` consumer gets the messages of its region.
 """

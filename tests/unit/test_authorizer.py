@@ -1,7 +1,6 @@
 """The token authorizer (``runtime.handlers.authorizer.handler``) and ``runtime.auth.tokens`` with
-HS256: verification
-and rooms. The front door (malformed tokens) is test_token_front_door.py, OIDC test_oidc_tokens.py,
-key rotation test_key_rotation.py."""
+HS256: verification and rooms. The front door (malformed tokens) is test_token_front_door.py, OIDC
+test_oidc_tokens.py, key rotation test_key_rotation.py."""
 
 from __future__ import annotations
 

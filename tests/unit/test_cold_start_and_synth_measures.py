@@ -193,11 +193,10 @@ _BEFORE_INIT_PHASE = {
 
 @pytest.mark.parametrize("handler", cold_start.discover_handlers())
 def test_a_handler_that_loads_boto3_imports_it_before_the_rest(handler: str) -> None:
-    """Python 3.11-3.13 allocate the frame stack in 16 KiB chunks and free a chunk as soon as
-    the calls leave it: botocore's and urllib3's regular expressions compiled 20-odd frames
-    deeper (boto3 reached through Powertools' parameters or runtime.platform.aws_clients) cross a
-    chunk edge
-    thousands of times, 15-40 ms of mmap/munmap and page faults (docs/performance.md)."""
+    """Python 3.11-3.13 allocate the frame stack in 16 KiB chunks and free a chunk as soon as the
+    calls leave it: botocore's and urllib3's regular expressions compiled 20-odd frames deeper
+    (boto3 reached through Powertools' parameters or runtime.platform.aws_clients) cross a chunk
+    edge thousands of times, 15-40 ms of mmap/munmap and page faults (docs/performance.md)."""
     found = _fresh(
         "import sys, json\n"
         "started = []\n"

@@ -1,8 +1,7 @@
-"""No handler imports PyJWT and cryptography at init in an HS256 deployment (the default):
-HS256 tokens are verified with hmac (runtime.auth.tokens). An OIDC deployment's authorizer imports
-them at init (runtime.auth.token_keys, with ``JWT_ISSUER`` set), where its first token would
-otherwise
-pay for them. ClientMessageHandler's ``refresh`` (runtime.auth.token_refresh) verifies like the
+"""No handler imports PyJWT and cryptography at init in an HS256 deployment (the default): HS256
+tokens are verified with hmac (runtime.auth.tokens). An OIDC deployment's authorizer imports them at
+init (runtime.auth.token_keys, with ``JWT_ISSUER`` set), where its first token would otherwise pay
+for them. ClientMessageHandler's ``refresh`` (runtime.auth.token_refresh) verifies like the
 authorizer; its tests are in tests/unit/test_token_expiry.py."""
 
 from __future__ import annotations

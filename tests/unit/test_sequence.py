@@ -287,7 +287,7 @@ def test_http_posts_numbered_by_a_client_are_accepted_in_order(
     assert again["json"] == first["json"]  # a retried POST: the same id, published once
     second = post(chat, {"body": "p2", "clientId": "cli-1", "seq": 2})
     assert second["statusCode"] == 202 and second["json"]["id"] > first["json"]["id"]
-    # Another user's client with the same clientId has its own sequence_store.
+    # Another user's client with the same clientId has its own sequence.
     bobs = post(chat, {"body": "b1", "clientId": "cli-1", "seq": 1}, user="bob")
     assert bobs["statusCode"] == 202
     assert [p["body"] for p in published] == ["p1", "p2", "b1"]

@@ -40,7 +40,7 @@ class WorkerContext(FakeLambdaContext):
 
 @pytest.fixture
 def queue_url(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="chat-test-engine")[
+    url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="chat-test-fanout")[
         "QueueUrl"
     ]
     monkeypatch.setenv("FANOUT_QUEUE_URL", url)
@@ -105,7 +105,7 @@ def sqs_event(message: dict[str, Any]) -> dict[str, Any]:
                 "messageAttributes": {},
                 "md5OfBody": message["MD5OfBody"],
                 "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:chat-test-engine",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:chat-test-fanout",
                 "awsRegion": REGION,
             }
         ]

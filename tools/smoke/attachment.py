@@ -1,13 +1,13 @@
 """The attachment half of the smoke test: uploaded in one region, read back in every other.
 
 The first region that sent its message asks for an ``upload`` slot, POSTs random bytes to
-its bucket (clients/transfer.py, as the CLI does) and sends a message that references the
-object. Every other region waits for that message, takes the key from it and asks its own
-region for a ``download_url`` until the URL names that region (S3 Replication made its copy)
-and the bytes have the upload's sha256, within ``wait`` seconds. Before the copy arrives the
-answer points at the origin's copy (docs/architecture.md, "Attachments"): those bytes are
-checked too, and the region keeps asking. A refused download or other bytes fail at once;
-only the origin's copy when the wait ends fails as "not replicated".
+its bucket (multiregion_chat/clients/transfer.py, as the CLI does) and sends a message that
+references the object. Every other region waits for that message, takes the key from it and
+asks its own region for a ``download_url`` until the URL names that region (S3 Replication
+made its copy) and the bytes have the upload's sha256, within ``wait`` seconds. Before the
+copy arrives the answer points at the origin's copy (docs/architecture.md, "Attachments"):
+those bytes are checked too, and the region keeps asking. A refused download or other bytes
+fail at once; only the origin's copy when the wait ends fails as "not replicated".
 """
 
 from __future__ import annotations

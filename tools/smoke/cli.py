@@ -60,9 +60,8 @@ __all__ = ["SANDBOX_CREDENTIALS", "TOKEN_TTL_SECONDS", "main", "run", "token_ttl
 # Long enough for the check, short enough not to matter if it leaks: at least this, and
 # more when --timeout, --settle and --attachment-wait ask for longer (token_ttl_seconds).
 TOKEN_TTL_SECONDS = 300
-# The steps' own bounds on top of those options: connect (10 s), the replies (15 s each:
-# join, send, upload, the attachment's send, a last download ask) and two attachments (60 s
-# each), rounded up.
+# The steps' own bounds on top of those options: connect (10 s), the replies (15 s each: join, send,
+# upload, the attachment's send, a last download ask) and two attachments (60 s each), rounded up.
 TOKEN_TTL_MARGIN_SECONDS = 240
 # Over the WebSocket frame and message limits, under the default maxAttachmentBytes.
 ATTACHMENT_BYTES = 1024 * 1024

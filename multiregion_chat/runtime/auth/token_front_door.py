@@ -14,8 +14,7 @@ non-empty
   without NaN, Infinity or numbers that overflow a float: the server's one strict reader,
   ``runtime.protocol.json_codec.loads_strict``, with this tighter depth bound;
 * header: ``alg`` one the key source accepts (never ``none``; the algorithm is the server's
-  choice, never the token's), no ``crit``, no detached payload, ``kid`` (if any) a short
-  string.
+  choice, never the token's), no ``crit``, no detached payload, ``kid`` (if any) a short string.
 
 Every failure is :class:`InvalidTokenError` whose message names the reason and never contains
 the token. Standard library only (and the strict JSON reader).

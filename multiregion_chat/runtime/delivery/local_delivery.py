@@ -40,9 +40,8 @@ __all__ = ["deliver_locally"]
 
 
 def deliver_locally(message: ChatMessage) -> str:
-    """Serve ``message`` to this region's members of a small room; what happened:
-    ``off``, ``above_limit``, ``already_stored`` (the bus path was first), ``delivered``
-    or ``failed``."""
+    """Serve ``message`` to this region's members of a small room; what happened: ``off``,
+    ``above_limit``, ``already_stored`` (the bus path was first), ``delivered`` or ``failed``."""
     limit = runtime_settings.get_settings().local_fast_path_max_members
     if limit <= 0:
         return "off"

@@ -39,18 +39,16 @@ invocation, whatever it asks, so counting them all is both simplest and what
 bounds the cost; over budget: ``rate_limited`` with ``retryAfterMs`` and
 nothing else happens), a length cap, one linear decode, and the token expiry.
 
-A ``send`` to a room with at most ``LOCAL_FAST_PATH_MAX_MEMBERS`` local members
-is delivered to them by this handler once the bus accepted it, before the
-``ack`` (:mod:`runtime.delivery.local_delivery`). A ``join`` that would put the connection in more
-than
-``MAX_ROOMS_PER_CONNECTION`` rooms answers ``too_many_rooms``. ``history``
-and ``joined.missed`` stop before the reply would pass ``MAX_REPLY_BYTES``
-and say ``more`` (:mod:`runtime.protocol.reply_limits`).
+A ``send`` to a room with at most ``LOCAL_FAST_PATH_MAX_MEMBERS`` local members is delivered to them
+by this handler once the bus accepted it, before the ``ack``
+(:mod:`runtime.delivery.local_delivery`). A ``join`` that would put the connection in more than
+``MAX_ROOMS_PER_CONNECTION`` rooms answers ``too_many_rooms``. ``history`` and ``joined.missed``
+stop before the reply would pass ``MAX_REPLY_BYTES`` and say ``more``
+(:mod:`runtime.protocol.reply_limits`).
 
-``join`` and ``leave`` publish ``chat.presence`` events on the user's
-presence transitions in this region, and ``ping`` renews the announcement
-when it is due (:mod:`runtime.presence.transitions`); presence publishing never changes the
-reply.
+``join`` and ``leave`` publish ``chat.presence`` events on the user's presence transitions in this
+region, and ``ping`` renews the announcement when it is due (:mod:`runtime.presence.transitions`);
+presence publishing never changes the reply.
 
 ``upload`` and ``download`` (attachments, :mod:`runtime.attachments.transfers`) need a
 membership like ``send``; ``upload`` also takes one of the user's upload slots. A ``send``

@@ -195,10 +195,8 @@ def _sequence_key(who: Identity, fields: dict[str, Any]) -> tuple[str, int] | No
 
 
 def _refuse_attachment(body: Any) -> None:
-    """A body referencing an attachment is accepted over the WebSocket only, where the
-    reference is checked (runtime.attachments.transfers); unchecked here, it could name another
-    user's
-    object."""
+    """A body referencing an attachment is accepted over the WebSocket only, where the reference is
+    checked (runtime.attachments.transfers); unchecked here, it could name another user's object."""
     try:
         found = attachment_ref(body) is not None
     except ValueError:

@@ -81,9 +81,8 @@ def management() -> ApiGatewayManagementApiClient:
 
 @functools.cache
 def s3(region: str | None = None) -> Any:  # mypy-boto3-s3 is not among the dev stubs
-    """An S3 client of ``region`` (default this one): attachments' HeadObject and presigned
-    URLs (runtime.attachments.transfers). Presigning is local; a URL names the region's own
-    endpoint."""
+    """An S3 client of ``region`` (default this one): attachments' HeadObject and presigned URLs
+    (runtime.attachments.transfers). Presigning is local; a URL names the region's own endpoint."""
     return boto3.client(
         "s3",
         region_name=region or runtime_settings.get_settings().region or None,

@@ -78,8 +78,7 @@ class Settings(NamedTuple):
     max_long_polls_per_user: int = 4
     http_poll_max_interval_ms: int = 2000
     # Attachments (runtime.attachments.transfers): this region's bucket, every region's bucket name
-    # with
-    # "{region}" in place of the region, the largest upload, upload slots per user per minute.
+    # with "{region}" in place of the region, the largest upload, upload slots per user per minute.
     attachment_bucket_name: str = ""
     attachment_bucket_pattern: str = ""
     max_attachment_bytes: int = 10 * 1024 * 1024

@@ -1,8 +1,8 @@
 """The client actions of the protocol (docs/protocol.md): the one list.
 
-Standard library only and no imports from ``chat``: the stacks read this
-file by path (infra/websocket_api.py, ``CLIENT_ROUTE_KEYS``: one WebSocket
-route per action, plus ``$default``), and the runtime validates frames
+Standard library only (runtime.protocol's rule): the stacks import this list
+(infra/websocket_api.py, ``CLIENT_ROUTE_KEYS``: one WebSocket route per action, plus
+``$default``), and the runtime validates frames
 against it (:func:`runtime.protocol.frames.parse_client_frame`). A team's own action is
 not added here: it gets its own route and function
 (``ChatDeployment.add_client_route``, :mod:`runtime.intake.extension`).

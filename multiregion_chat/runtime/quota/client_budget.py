@@ -131,8 +131,7 @@ def connection_bucket() -> Bucket:
 
 def upload_slot_bucket() -> Bucket:
     """Upload slots (runtime.attachments.transfers): ``uploadSlotsPerUserPerMinute`` at once,
-    refilled
-    evenly over a minute."""
+    refilled evenly over a minute."""
     per_minute = runtime_settings.get_settings().upload_slots_per_user_per_minute
     return Bucket(per_minute / 60, per_minute)
 
