@@ -229,9 +229,12 @@ def _index_page(root: pdoc.doc.Module, modules: dict[str, pdoc.doc.Module]) -> s
     for member in root.members.values():
         defined_in = homes[member.name]
         link = f"{page_name(defined_in)}#{anchor(member.name)}"
-        lines.append(
-            f"| [`{member.name}`]({link}) | `{defined_in}` | {summary(member.docstring)} |"
+        # A re-exported variable (Grant) keeps its docstring in the module that assigns it.
+        home = modules.get(defined_in)
+        docstring = member.docstring or (
+            home.members[member.name].docstring if home and member.name in home.members else ""
         )
+        lines.append(f"| [`{member.name}`]({link}) | `{defined_in}` | {summary(docstring)} |")
     lines += [
         "",
         "## Constructs",
