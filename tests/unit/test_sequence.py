@@ -104,7 +104,11 @@ def test_a_retried_frame_gets_the_same_ack_and_is_published_once(
 
 
 def test_a_publish_failure_keeps_the_seq_and_its_id_for_the_retry(
-    chat: Any, member: str, published: Published, monkeypatch: pytest.MonkeyPatch
+    chat: Any,
+    member: str,
+    published: Published,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: list[float],
 ) -> None:
     recorded = bus.publish
     failures = [1]
@@ -122,6 +126,7 @@ def test_a_publish_failure_keeps_the_seq_and_its_id_for_the_retry(
     assert refused["type"] == "error" and refused["code"] == "internal"
     retried = send(chat, member, 1, "m1")
     assert retried["type"] == "ack"
+    assert clock == [0.0]  # the failed claim is taken over at once, not waited out
     assert attempted == [retried["id"], retried["id"]]  # the retry published the claimed id
     assert [p["id"] for p in published] == [retried["id"]]
     assert send(chat, member, 2, "m2")["type"] == "ack"
@@ -364,3 +369,44 @@ def test_an_acked_seq_answers_its_ack_only_for_its_own_message(
     reused = send(chat, member, 1, "another")
     assert reused["code"] == "bad_request" and "seq 1" in reused["message"]
     assert [p["body"] for p in published] == ["m1"]
+
+
+def test_a_duplicate_waits_out_a_claim_that_is_still_being_published(
+    chat: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API Gateway invoking a frame twice: the second invocation finds the first one's claim
+    while it still publishes (and posts locally). It answers the first one's ack once that
+    is final, publishing nothing: committing at once would let ``seq + 1`` publish, and post
+    to this region's members, before the first invocation's posts."""
+    key = sequence_store.connection_key("c-dup")
+    duplicate_waits = threading.Event()
+    first_is_final = threading.Event()
+    duplicate_done = threading.Event()
+
+    def wait_for_the_first(_seconds: float) -> None:  # only the duplicate ever waits here
+        duplicate_waits.set()
+        assert first_is_final.wait(timeout=120)
+
+    monkeypatch.setattr(sequence_store, "sleep", wait_for_the_first)
+    publishes: list[tuple[str, str]] = []
+    answers: dict[str, str] = {}
+
+    def duplicate() -> None:
+        def publish(message_id: str) -> None:
+            publishes.append(("duplicate", message_id))
+
+        answers["duplicate"] = sequence_store.accept(key, 1, publish, digest="d")
+        duplicate_done.set()
+
+    def first_publish(message_id: str) -> None:
+        publishes.append(("first", message_id))
+        threading.Thread(target=duplicate, daemon=True).start()
+        # Either the duplicate waits (the fix) or it publishes and returns at once (the race).
+        while not (duplicate_waits.wait(timeout=0.01) or duplicate_done.is_set()):
+            pass
+
+    answers["first"] = sequence_store.accept(key, 1, first_publish, digest="d")
+    first_is_final.set()
+    assert duplicate_done.wait(timeout=120)
+    assert answers["duplicate"] == answers["first"]
+    assert publishes == [("first", answers["first"])]

@@ -14,13 +14,15 @@ client) gets them accepted strictly in that order, pipelined or not:
 * The id is chosen above the previous one's (:func:`runtime.protocol.ids.new_id_after`),
   so ids follow the sender's order whatever the clocks of the containers that
   minted them.
-* A frame sent again (a retry, or API Gateway invoking twice) is idempotent:
-  a committed ``seq`` answers the same ``ack`` (the same id) without
-  publishing; a claimed one (its publish failed, or is running) publishes the
-  claimed id again, which history de-duplicates. The claim and the ack are
-  bound to a digest of the message (:func:`message_digest`: room and body), so
-  a ``seq`` sent again with another room or body is refused (``bad_request``)
-  instead of getting the first message's id: one id never names two messages.
+* A frame sent again (a retry, or API Gateway invoking twice) is idempotent: a committed
+  ``seq`` answers the same ``ack`` (the same id) without publishing; a claimed one whose
+  publish failed publishes the claimed id again, which history de-duplicates. A claim still
+  running is waited out first (bounded like a gap, then taken over: its invocation may have
+  died): publishing it again at once would commit ``seq`` while the first invocation still
+  posts to this region's members, and ``seq + 1``'s posts could pass them. The claim and the
+  ack are bound to a digest of the message (:func:`message_digest`: room and body), so a
+  ``seq`` sent again with another room or body is refused (``bad_request``) instead of
+  getting the first message's id: one id never names two messages.
 * A gap that does not fill in time answers ``sequence_gap`` (with
   ``expected``, the seq the sender must send next); nothing is published.
 * A numbered send refused for good (``not_member``, ``too_large``,
@@ -36,6 +38,7 @@ One item per sender in the connections table::
       pending    N  the seq being published (always last + 1) ...
       pendingId  S  ... and its id, reused by a retry ...
       pendingDigest S  ... for the same message only (:func:`message_digest`)
+      pendingFailed BOOL  its publish failed (``internal``): a retry takes over at once
       acks       M  seq -> "<id> <digest>" ("!<code>" for a refused seq), the last ACK_WINDOW
       expiresAt  N  TTL: a connection's lease; a day for an HTTP client
 
@@ -165,6 +168,7 @@ class _State(NamedTuple):
     pending: int | None = None
     pending_id: str | None = None
     pending_digest: str | None = None
+    pending_failed: bool = False
     acks: Mapping[int, str] = MappingProxyType({})  # read only: one shared empty default
 
 
@@ -194,6 +198,7 @@ def _state(item: dict[str, Any]) -> _State:
         pending=int(pending) if pending is not None else None,
         pending_id=item.get("pendingId", {}).get("S"),
         pending_digest=item.get("pendingDigest", {}).get("S"),
+        pending_failed=bool(item.get("pendingFailed", {}).get("BOOL", False)),
         acks=acks,
     )
 
@@ -257,7 +262,7 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
     if not outcome.startswith(REFUSED):
         sets += ", lastId = :id"
         values[":id"] = {"S": outcome.split(" ", 1)[0]}
-    removes = "pending, pendingId, pendingDigest"
+    removes = "pending, pendingId, pendingDigest, pendingFailed"
     if seq > ACK_WINDOW:
         names["#old"] = str(seq - ACK_WINDOW)
         removes += ", acks.#old"
@@ -286,6 +291,39 @@ def _commit(pk: str, seq: int, outcome: str) -> None:
             ExpressionAttributeValues=values,
         )
     )
+
+
+def _mark_failed(pk: str, seq: int) -> None:
+    """Let a retry of ``seq`` take its claim over at once: the publish failed, nobody is
+    posting it."""
+    _conditional(
+        lambda: aws_clients.dynamodb().update_item(
+            TableName=connections_table(),
+            Key=item_key(pk),
+            UpdateExpression="SET pendingFailed = :true",
+            ConditionExpression="pending = :seq",
+            ExpressionAttributeValues={":true": {"BOOL": True}, ":seq": {"N": str(seq)}},
+        )
+    )
+
+
+def _await_claim(pk: str, seq: int, budget_s: float | None) -> None:
+    """Wait while another invocation of ``seq`` holds its claim (and may still be posting),
+    until it is final or failed, or for at most ``SEQUENCE_WAIT_MS`` (or ``budget_s``): then
+    its invocation is taken to have died and the caller takes the claim over."""
+    wait_s = runtime_settings.get_settings().sequence_wait_ms / 1000
+    started = monotonic()
+    limit = started + (wait_s if budget_s is None else min(wait_s, budget_s))
+    pause = FIRST_PAUSE_S
+    while True:
+        now = monotonic()
+        if now >= limit:
+            return
+        sleep(min(pause, limit - now))
+        pause = min(MAX_PAUSE_S, pause * 2)
+        state = _read(pk)
+        if state.last >= seq or state.pending != seq or state.pending_failed:
+            return
 
 
 def _turn(
@@ -374,6 +412,7 @@ def accept(
     ``digest``: :func:`message_digest` of the message; a claim or ack of ``seq`` for
     another message refuses this one (``bad_request``).
     """
+    waited_for_claim = False
     while True:
         state = _turn(pk, seq, ref, budget_s, item)
         item = None
@@ -382,6 +421,10 @@ def accept(
         message_id = state.pending_id if state.pending == seq else None
         if message_id is not None and state.pending_digest not in (None, digest):
             raise _reused(seq, ref)  # the claim stays for the message it was made for
+        if message_id is not None and not state.pending_failed and not waited_for_claim:
+            _await_claim(pk, seq, budget_s)  # a duplicate of a frame still being published
+            waited_for_claim = True
+            continue
         if message_id is None:
             message_id = new_id_after(state.last_id)
             if not _claim(pk, seq, message_id, digest):
@@ -392,6 +435,8 @@ def accept(
     except ProtocolError as error:
         if error.code != INTERNAL:
             _commit(pk, seq, REFUSED + error.code)
+        else:
+            _mark_failed(pk, seq)
         raise
     _commit(pk, seq, f"{message_id} {digest}" if digest else message_id)
     return message_id
