@@ -18,10 +18,9 @@ with at most ``LOCAL_FAST_PATH_MAX_MEMBERS`` local connections (0: off):
    loaded here on first use so ClientMessageHandler's cold start does not pay for it.
 
 The sender's ``ack`` waits for this. A numbered send runs it inside its turn
-(:mod:`runtime.store.sequence_store`), so seq n's posts are made before seq n+1 is even published
-and
-every receiver sees the sender's order. A failure is logged and counted, never raised:
-the bus accepted the message, so before the history write the origin region's
+(:mod:`runtime.store.sequence_store`), so seq n's posts are made before seq n+1 is even
+published and every receiver sees the sender's order. A failure is logged and counted, never
+raised: the bus accepted the message, so before the history write the origin region's
 EventBusMessageHandler delivers it as usual, and after it the recovery is the bus path's
 after a crash mid fan-out: the message is in history and a client resumes with ``after``.
 """
@@ -54,9 +53,8 @@ def deliver_locally(message: ChatMessage) -> str:
             return "already_stored"
         ids = [cid for page in token_expiry.live_connection_ids(room, limit + 1) for cid in page]
         if ids:
-            from multiregion_chat.runtime.delivery import (
-                engine,  # the delivery engine: only when there is someone to post to
-            )
+            # The delivery engine (and aiohttp) only when there is someone to post to.
+            from multiregion_chat.runtime.delivery import engine
 
             result = engine.deliver(
                 room,
