@@ -17,10 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +37,13 @@ from .helpers import (
     resources,
     role_statements,
 )
+from .packaging import (
+    TEST_SITE,
+    copy_checkout,
+    offline_pip_env,
+    run_checked,
+    venv_seeing_tests,
+)
 from .template_checks import (
     CFN_LINT_ERROR,
     CFN_LINT_WARNING,
@@ -51,11 +54,6 @@ from .template_checks import (
 )
 
 EXAMPLE = REPO_ROOT / "examples" / "team_app"
-# What a wheel build needs from the checkout (everything else stays behind).
-_NOT_SHIPPED = shutil.ignore_patterns(
-    ".git", ".venv", "node_modules", "cdk.out", ".cache", ".bench", ".sandbox", "build",
-    "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-)  # fmt: skip
 
 
 @dataclass
@@ -70,12 +68,6 @@ class ExampleSynth:
         return template
 
 
-def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=900, **kwargs)  # type: ignore[call-overload]
-    assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
-    return result  # type: ignore[no-any-return]
-
-
 def readme_commands() -> list[str]:
     """The shell commands of the example's README (its one ``sh`` block)."""
     readme = (EXAMPLE / "README.md").read_text(encoding="utf-8")
@@ -86,25 +78,17 @@ def readme_commands() -> list[str]:
 @pytest.fixture(scope="module")
 def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
     work = tmp_path_factory.mktemp("team_app")
-    source = work / "source"
-    shutil.copytree(REPO_ROOT, source, ignore=_NOT_SHIPPED)
+    source = copy_checkout(work / "source")
     folder = source / "examples" / "team_app"
     outdir = folder / "cdk.out"
     venv_bin = folder / ".venv" / "bin"
     env = {
-        **os.environ,
-        # Offline (pip's own settings, not other commands): no index, and the test
-        # environment's setuptools instead of an isolated build environment.
-        "PIP_NO_INDEX": "1",
-        "PIP_NO_BUILD_ISOLATION": "0",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        **offline_pip_env(),
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         # The checkout's layer cache (the app's default is its own folder's .cache, empty
         # here), since filling it needs the network.
         CACHE_ENV: str(cache_root()),
     }
-    env.pop("PYTHONPATH", None)
-    env.pop("VIRTUAL_ENV", None)
     commands = readme_commands()
     assert commands == [
         "python3 -m venv .venv",
@@ -112,14 +96,14 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
         'PATH="$PWD/.venv/bin:$PATH" npx cdk synth',
     ]
     # 1. the venv (with this Python: the tests' interpreter is the one they pin)
-    _run([sys.executable, "-m", "venv", ".venv"], cwd=folder, env=env)
-    (site,) = (folder / ".venv" / "lib").glob("python3.*/site-packages")
-    (site / "test-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    site = venv_seeing_tests(folder, env)
     # 2. the install, word for word. Without build isolation pip builds the wheel with the
     # venv's setuptools, and Python 3.11's venv bundles 65: the test environment's (>= 77,
     # requirements-dev.txt, what pip's isolated build would fetch) goes first.
-    install_env = {**env, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
-    _run([str(venv_bin / "pip"), "install", "-r", "requirements.txt"], cwd=folder, env=install_env)
+    install_env = {**env, "PYTHONPATH": TEST_SITE}
+    run_checked(
+        [str(venv_bin / "pip"), "install", "-r", "requirements.txt"], cwd=folder, env=install_env
+    )
     # 3. the synth, the venv first on PATH (cdk.json: python3 app.py); `npx cdk` is the
     # project's pinned CLI, named by its path (the copy has no node_modules to find)
     # pip's offline settings were for the install: a layer the cache lacks (another test
@@ -128,10 +112,12 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSynth]:
         **{k: v for k, v in env.items() if k != "PIP_NO_INDEX"},
         "PATH": f"{venv_bin}{os.pathsep}{env['PATH']}",
     }
-    _run([str(REPO_ROOT / "node_modules" / ".bin" / "cdk"), "synth"], cwd=folder, env=synth_env)
+    run_checked(
+        [str(REPO_ROOT / "node_modules" / ".bin" / "cdk"), "synth"], cwd=folder, env=synth_env
+    )
 
     # The example imports the installed project, not the checkout (or its copy).
-    where = _run(
+    where = run_checked(
         [
             str(venv_bin / "python3"),
             "-c",

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import email
 import json
-import os
 import shutil
-import subprocess
 import sys
-import sysconfig
 import zipfile
 from dataclasses import dataclass
 from email.message import Message
@@ -26,12 +23,8 @@ import pytest
 import multiregion_chat
 
 from .helpers import REPO_ROOT
+from .packaging import NOT_SHIPPED, copy_checkout, offline_pip_env, run_checked, venv_seeing_tests
 
-# What a wheel build needs from the checkout (everything else stays behind).
-_NOT_SHIPPED = shutil.ignore_patterns(
-    ".git", ".venv", ".venv-checkov", "node_modules", "cdk.out", ".cache", ".bench", ".sandbox",
-    "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-)  # fmt: skip
 PACKAGE = "multiregion_chat"
 
 
@@ -41,27 +34,15 @@ class Built:
     env: dict[str, str]
 
 
-def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)  # type: ignore[call-overload]
-    assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
-    return result  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     work = tmp_path_factory.mktemp("wheel")
-    source = work / "source"
-    shutil.copytree(REPO_ROOT, source, ignore=_NOT_SHIPPED)
-    env = {
-        **os.environ,
-        "PIP_NO_INDEX": "1",
-        "PIP_NO_BUILD_ISOLATION": "0",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
-    env.pop("PYTHONPATH", None)
-    env.pop("VIRTUAL_ENV", None)
+    source = copy_checkout(work / "source")
+    env = offline_pip_env()
     dist = work / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(source)], env=env)
+    run_checked(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(source)], env=env
+    )
     (wheel,) = dist.glob(f"{PACKAGE}-*.whl")
     return Built(wheel=wheel, env=env)
 
@@ -107,13 +88,11 @@ def test_a_team_app_with_its_own_stacks_and_clients_imports_the_public_api(
     built: Built, tmp_path: Path
 ) -> None:
     team = tmp_path / "team_app"
-    shutil.copytree(REPO_ROOT / "examples" / "team_app", team, ignore=_NOT_SHIPPED)
+    shutil.copytree(REPO_ROOT / "examples" / "team_app", team, ignore=NOT_SHIPPED)
     assert (team / "stacks" / "__init__.py").is_file() and (team / "clients").is_dir()
-    _run([sys.executable, "-m", "venv", ".venv"], cwd=team, env=built.env)
-    (site,) = (team / ".venv" / "lib").glob("python3.*/site-packages")
-    (site / "test-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    site = venv_seeing_tests(team, built.env)
     python = str(team / ".venv" / "bin" / "python")
-    _run([python, "-m", "pip", "install", f"{built.wheel}[client]"], cwd=team, env=built.env)
+    run_checked([python, "-m", "pip", "install", f"{built.wheel}[client]"], cwd=team, env=built.env)
 
     probe = (
         "import json, multiregion_chat, stacks.team_chat, clients.support\n"
@@ -124,7 +103,7 @@ def test_a_team_app_with_its_own_stacks_and_clients_imports_the_public_api(
         "                  'stacks': stacks.team_chat.__file__,\n"
         "                  'clients': clients.support.__file__, 'names': names}))"
     )
-    found = _run([python, "-c", probe], cwd=team, env=built.env)
+    found = run_checked([python, "-c", probe], cwd=team, env=built.env)
     where = json.loads(found.stdout.strip().splitlines()[-1])
     assert Path(where["package"]).is_relative_to(site)
     assert Path(where["stacks"]).is_relative_to(team)
@@ -135,7 +114,7 @@ def test_a_team_app_with_its_own_stacks_and_clients_imports_the_public_api(
     assert all(module.startswith(f"{PACKAGE}.infra.") for module in classes.values()), classes
 
     # `pip install '<wheel>[client]'` makes the CLI client run (it imports aiohttp first).
-    cli = _run([python, "-m", f"{PACKAGE}.clients.chat", "--help"], cwd=team, env=built.env)
+    cli = run_checked([python, "-m", f"{PACKAGE}.clients.chat", "--help"], cwd=team, env=built.env)
     assert "--room" in cli.stdout
 
 
