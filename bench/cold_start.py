@@ -79,7 +79,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The runtime's package root goes on PYTHONPATH (as /var/task holds ``multiregion_chat/``).
 PACKAGE = ROOT / "multiregion_chat"
 HANDLERS = PACKAGE / "runtime" / "handlers"
-HANDLERS_PACKAGE = "multiregion_chat.runtime.handlers"
+# Its module name, from the folder (the handler strings spell it in infra.code_asset, which
+# this bench does not import: aws_cdk would start a jsii kernel for one string).
+HANDLERS_PACKAGE = ".".join(HANDLERS.relative_to(ROOT).parts)
 
 # What the Lambda runtime sets (python3.x on arm64, tracing ACTIVE), with
 # dummy credentials: nothing here calls AWS.
